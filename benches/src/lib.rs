@@ -1,0 +1,1 @@
+//! Shared helpers for the benches live here as they appear.
