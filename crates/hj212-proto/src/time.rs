@@ -124,6 +124,14 @@ impl BeijingTime {
         )
     }
 
+    /// RFC 3339 with the +08:00 offset, for humans and JSON.
+    pub fn to_rfc3339(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}+08:00",
+            self.year, self.month, self.day, self.hour, self.minute, self.second, self.millis
+        )
+    }
+
     /// `YYYYMMDDhhmmsszzz`, as QN is written.
     pub fn to_qn_string(&self) -> String {
         format!("{}{:03}", self.to_seconds_string(), self.millis)
@@ -179,6 +187,7 @@ mod tests {
         assert_eq!(qn.unix_millis(), 1_470_013_137_223);
         let dt = BeijingTime::parse(" 20160801084000 ").unwrap();
         assert_eq!(dt.to_seconds_string(), "20160801084000");
+        assert_eq!(qn.to_rfc3339(), "2016-08-01T08:58:57.223+08:00");
     }
 
     #[test]

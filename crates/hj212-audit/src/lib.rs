@@ -1,0 +1,69 @@
+//! The auditor CLI: reads what devices sent and what the daemon wrote, with the daemon's
+//! own parser, so an auditor's figure is the daemon's figure.
+
+mod decode;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// sysexits: cannot open the input.
+const EX_NOINPUT: u8 = 66;
+/// sysexits: I/O error while reading or writing.
+const EX_IOERR: u8 = 74;
+
+#[derive(Debug, Parser)]
+#[command(name = "hj212-audit", version, about = "Audit HJ 212 captures and hj212d archives")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode a byte stream of HJ 212 frames: one JSON object per frame or rejected chunk.
+    Decode {
+        /// Capture file; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+        /// Print PW values instead of masking them.
+        #[arg(long)]
+        show_passwords: bool,
+        /// Largest data segment accepted, in bytes (the length field allows 9999).
+        #[arg(long, default_value_t = hj212_proto::framer::MAX_LENGTH_FIELD)]
+        max_data_len: usize,
+    },
+}
+
+/// Why the command failed, and the exit code to leave with.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub exit_code: u8,
+}
+
+/// Runs one command.
+///
+/// # Errors
+/// A [`Failure`] naming what could not be read or written.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Decode { file, show_passwords, max_data_len } => {
+            let input: Box<dyn Read> = match &file {
+                Some(path) if path.as_os_str() != "-" => {
+                    Box::new(File::open(path).map_err(|e| Failure {
+                        message: format!("cannot open {}: {e}", path.display()),
+                        exit_code: EX_NOINPUT,
+                    })?)
+                }
+                _ => Box::new(io::stdin().lock()),
+            };
+            let options = decode::Options { show_passwords, max_data_len };
+            let mut out = BufWriter::new(io::stdout().lock());
+            decode::decode_stream(input, &mut out, &options)
+                .and_then(|()| out.flush())
+                .map_err(|e| Failure { message: format!("decode: {e}"), exit_code: EX_IOERR })
+        }
+    }
+}
