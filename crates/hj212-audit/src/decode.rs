@@ -126,8 +126,7 @@ fn factors_json(packet: &Packet<'_>) -> Value {
         .map(|factor| {
             let known = factor_for_code(factor.code, medium);
             let fields: Vec<Value> = factor
-                .items
-                .iter()
+                .items()
                 .map(|i| json!({ "kind": i.suffix(), "value": i.value }))
                 .collect();
             json!({

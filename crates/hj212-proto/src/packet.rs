@@ -8,10 +8,10 @@
 use std::borrow::Cow;
 
 use nom::{
-    IResult, Parser,
+    IResult, Offset, Parser,
     bytes::complete::{tag, take_till},
-    combinator::rest,
-    sequence::separated_pair,
+    combinator::opt,
+    sequence::preceded,
 };
 
 use crate::model::{Cn, DataFlag, FieldKind, Flag, Medium, SystemType, Version};
@@ -95,16 +95,22 @@ pub struct Packet<'a> {
 }
 
 /// The fields of one factor code, in the order they came.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FactorFields<'p, 'a> {
     pub code: &'a str,
-    pub items: Vec<&'p CpItem<'a>>,
+    items: &'p [CpItem<'a>],
 }
 
-impl<'a> FactorFields<'_, 'a> {
+impl<'p, 'a> FactorFields<'p, 'a> {
+    /// This factor's items (a factor's fields may be spread over several groups).
+    pub fn items(&self) -> impl Iterator<Item = &'p CpItem<'a>> + use<'p, 'a> {
+        let code = self.code;
+        self.items.iter().filter(move |i| i.code == Some(code))
+    }
+
     /// The value of the first field of this kind.
     pub fn get(&self, kind: FieldKind) -> Option<&'a str> {
-        self.items.iter().find(|i| i.kind == Some(kind)).map(|i| i.value)
+        self.items().find(|i| i.kind == Some(kind)).map(|i| i.value)
     }
 
     /// The data flag (`-Flag`), if sent.
@@ -122,7 +128,11 @@ pub struct SegmentText<'a>(Cow<'a, str>);
 
 impl<'a> SegmentText<'a> {
     pub fn new(data: &'a [u8]) -> Self {
-        Self(String::from_utf8_lossy(data))
+        // The strict check is SIMD-fast; the lossy path runs only for bad bytes.
+        match std::str::from_utf8(data) {
+            Ok(text) => Self(Cow::Borrowed(text)),
+            Err(_) => Self(String::from_utf8_lossy(data)),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -135,8 +145,37 @@ impl<'a> SegmentText<'a> {
     }
 }
 
-fn key_value(input: &str) -> IResult<&str, (&str, &str)> {
-    separated_pair(take_till(|c| c == '='), tag("="), rest).parse(input)
+/// One `key[=value]` item, up to the next separator (`;` or `,`) or the end.
+///
+/// Works on bytes: the separators are ASCII, so every split lands on a char boundary,
+/// and no UTF-8 decoding happens in the hot loop.
+fn item(input: &[u8]) -> IResult<&[u8], (&[u8], Option<&[u8]>)> {
+    let end = |b: u8| b == b';' || b == b',';
+    (take_till(move |b| b == b'=' || end(b)), opt(preceded(tag(&b"="[..]), take_till(end)))).parse(input)
+}
+
+/// Walks `text` item by item, calling `each(key, value, separator_before, spaced)`.
+/// `value` is `None` for an item without `=`; keys and values are trimmed of spaces.
+fn for_each_item<'a>(text: &'a str, mut each: impl FnMut(&'a str, Option<&'a str>, Option<u8>, bool)) {
+    let bytes = text.as_bytes();
+    let slice = |part: &[u8]| {
+        let start = bytes.offset(part);
+        &text[start..start + part.len()]
+    };
+    let mut rest = bytes;
+    let mut separator = None;
+    loop {
+        let Ok((after, (key, value))) = item(rest) else { return };
+        let (key, value) = (slice(key), value.map(slice));
+        let (trimmed_key, trimmed_value) = (key.trim_ascii(), value.map(str::trim_ascii));
+        let spaced = trimmed_key.len() != key.len() || trimmed_value.map(str::len) != value.map(str::len);
+        if !(trimmed_key.is_empty() && value.is_none()) {
+            each(trimmed_key, trimmed_value, separator, spaced);
+        }
+        let Some((&sep, after)) = after.split_first() else { return };
+        separator = Some(sep);
+        rest = after;
+    }
 }
 
 #[derive(Default)]
@@ -156,23 +195,15 @@ struct Header<'a> {
 impl<'a> Header<'a> {
     fn parse(text: &'a str, notes: &mut Notes) -> Self {
         let mut header = Self::default();
-        let mut pos = 0;
-        for part in text.split([';', ',']) {
-            let after_comma = pos > 0 && text.as_bytes()[pos - 1] == b',';
-            pos += part.len() + 1;
-            if after_comma {
+        for_each_item(text, |key, value, separator, _| {
+            if separator == Some(b',') {
                 notes.insert(Note::CommaInHeader);
             }
-            let part = part.trim();
-            if part.is_empty() {
-                continue;
+            match value {
+                Some(value) => header.set(key, value, notes),
+                None => notes.insert(Note::MalformedHeaderField),
             }
-            let Ok((_, (key, value))) = key_value(part) else {
-                notes.insert(Note::MalformedHeaderField);
-                continue;
-            };
-            header.set(key.trim(), value.trim(), notes);
-        }
+        });
         header
     }
 
@@ -211,33 +242,29 @@ fn optional<T: std::str::FromStr>(field: &'static str, value: Option<&str>) -> R
 
 /// Splits CP into items: `;` between groups, `,` between items, the first `=` splits.
 fn parse_cp<'a>(cp: &'a str, notes: &mut Notes) -> Vec<CpItem<'a>> {
-    let mut items = Vec::with_capacity(16);
-    for (group, text) in cp.split(';').enumerate() {
-        let group = u16::try_from(group).unwrap_or(u16::MAX);
-        for raw in text.split(',') {
-            let item = raw.trim();
-            if item.is_empty() {
-                continue;
-            }
-            if item.len() != raw.len() {
-                notes.insert(Note::SpacesInCp);
-            }
-            let (key, value) = if let Ok((_, (key, value))) = key_value(item) {
-                (key.trim_end(), value.trim_start())
-            } else {
-                notes.insert(Note::CpItemWithoutValue);
-                (item, "")
-            };
-            let (code, kind) = match key.split_once('-') {
-                Some((code, suffix)) => (Some(code), Some(FieldKind::from_wire(suffix))),
-                None => (None, None),
-            };
-            if key == "DataTime" && value.len() == 17 {
-                notes.insert(Note::DataTimeWithMillis);
-            }
-            items.push(CpItem { group, key, code, kind, value });
+    // One allocation for typical CP (an item is rarely under 8 bytes); no counting pass.
+    let mut items = Vec::with_capacity(cp.len() / 8 + 1);
+    let mut group: u16 = 0;
+    for_each_item(cp, |key, value, separator, spaced| {
+        if separator == Some(b';') {
+            group = group.saturating_add(1);
         }
-    }
+        if spaced {
+            notes.insert(Note::SpacesInCp);
+        }
+        let value = value.unwrap_or_else(|| {
+            notes.insert(Note::CpItemWithoutValue);
+            ""
+        });
+        let (code, kind) = match key.split_once('-') {
+            Some((code, suffix)) => (Some(code), Some(FieldKind::from_wire(suffix))),
+            None => (None, None),
+        };
+        if key == "DataTime" && value.len() == 17 {
+            notes.insert(Note::DataTimeWithMillis);
+        }
+        items.push(CpItem { group, key, code, kind, value });
+    });
     items
 }
 
@@ -358,11 +385,10 @@ impl<'a> Packet<'a> {
     /// The CP items grouped by factor code, in order of first appearance.
     pub fn factors(&self) -> Vec<FactorFields<'_, 'a>> {
         let mut factors: Vec<FactorFields<'_, 'a>> = Vec::new();
-        for item in &self.items {
+        for (at, item) in self.items.iter().enumerate() {
             let Some(code) = item.code else { continue };
-            match factors.iter_mut().find(|f| f.code == code) {
-                Some(factor) => factor.items.push(item),
-                None => factors.push(FactorFields { code, items: vec![item] }),
+            if !factors.iter().any(|f| f.code == code) {
+                factors.push(FactorFields { code, items: &self.items[at..] });
             }
         }
         factors
@@ -435,7 +461,7 @@ mod tests {
         assert_eq!(factors[0].code, "w00000");
         assert_eq!(factors[0].get(FieldKind::Cou), Some("10.5"));
         assert_eq!(factors[0].flag(), Some(DataFlag::Normal));
-        let odd = factors[1].items[1];
+        let odd = factors[1].items().nth(1).unwrap();
         assert_eq!((odd.kind, odd.suffix(), odd.value), (Some(FieldKind::Other), Some("Zz"), "a=b"));
         assert_eq!(odd.group, 2);
     }
