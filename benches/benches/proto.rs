@@ -12,12 +12,17 @@ use std::hint::black_box;
 /// Everything the daemon does to a frame before deciding what to store: frame it, check
 /// the CRC, decode the text, parse header and CP, read DataTime and group the factors.
 fn decode(frame: &[u8], config: &FramerConfig) -> usize {
-    let Scan::Frame(layout) = framer::scan(frame, config, false) else { panic!("bench frame must frame") };
+    let Scan::Frame(layout) = framer::scan(frame, config, false) else {
+        panic!("bench frame must frame")
+    };
     let data = layout.data(frame);
     crc::verify(data, layout.declared_crc, CrcPolicy::Hj212).expect("bench frame CRC");
     let text = SegmentText::new(data);
     let packet = Packet::parse_text(&text).expect("bench frame parses");
-    let data_time = packet.data_time_parsed().expect("has DataTime").expect("valid");
+    let data_time = packet
+        .data_time_parsed()
+        .expect("has DataTime")
+        .expect("valid");
     packet.factors().len() + usize::from(data_time.second)
 }
 
@@ -37,18 +42,32 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let frame = realtime_frame(300);
-    let Scan::Frame(layout) = framer::scan(&frame, &config, false) else { unreachable!() };
+    let Scan::Frame(layout) = framer::scan(&frame, &config, false) else {
+        unreachable!()
+    };
     let data = layout.data(&frame).to_vec();
     let mut parts = c.benchmark_group("parts_2011_300B");
     parts.throughput(Throughput::Elements(1));
-    parts.bench_function("scan", |b| b.iter(|| framer::scan(black_box(&frame), &config, false)));
+    parts.bench_function("scan", |b| {
+        b.iter(|| framer::scan(black_box(&frame), &config, false));
+    });
     parts.bench_function("crc_hj212", |b| b.iter(|| crc::hj212(black_box(&data))));
     parts.bench_function("crc_modbus", |b| b.iter(|| crc::modbus(black_box(&data))));
     parts.bench_function("parse", |b| {
-        b.iter(|| Packet::parse(std::str::from_utf8(black_box(&data)).unwrap()).unwrap().items.len());
+        b.iter(|| {
+            Packet::parse(std::str::from_utf8(black_box(&data)).unwrap())
+                .unwrap()
+                .items
+                .len()
+        });
     });
     parts.bench_function("parse_and_group", |b| {
-        b.iter(|| Packet::parse(std::str::from_utf8(black_box(&data)).unwrap()).unwrap().factors().len());
+        b.iter(|| {
+            Packet::parse(std::str::from_utf8(black_box(&data)).unwrap())
+                .unwrap()
+                .factors()
+                .len()
+        });
     });
     parts.finish();
 }

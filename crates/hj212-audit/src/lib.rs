@@ -15,7 +15,11 @@ const EX_NOINPUT: u8 = 66;
 const EX_IOERR: u8 = 74;
 
 #[derive(Debug, Parser)]
-#[command(name = "hj212-audit", version, about = "Audit HJ 212 captures and hj212d archives")]
+#[command(
+    name = "hj212-audit",
+    version,
+    about = "Audit HJ 212 captures and hj212d archives"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +53,11 @@ pub struct Failure {
 /// A [`Failure`] naming what could not be read or written.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Decode { file, show_passwords, max_data_len } => {
+        Command::Decode {
+            file,
+            show_passwords,
+            max_data_len,
+        } => {
             let input: Box<dyn Read> = match &file {
                 Some(path) if path.as_os_str() != "-" => {
                     Box::new(File::open(path).map_err(|e| Failure {
@@ -59,11 +67,17 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 _ => Box::new(io::stdin().lock()),
             };
-            let options = decode::Options { show_passwords, max_data_len };
+            let options = decode::Options {
+                show_passwords,
+                max_data_len,
+            };
             let mut out = BufWriter::new(io::stdout().lock());
             decode::decode_stream(input, &mut out, &options)
                 .and_then(|()| out.flush())
-                .map_err(|e| Failure { message: format!("decode: {e}"), exit_code: EX_IOERR })
+                .map_err(|e| Failure {
+                    message: format!("decode: {e}"),
+                    exit_code: EX_IOERR,
+                })
         }
     }
 }

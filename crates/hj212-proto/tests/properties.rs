@@ -1,11 +1,13 @@
 //! Property tests: encode → parse round trips, and stream framing under any chunking and garbage.
 
+use std::fmt::Write;
+
 use bytes::BytesMut;
 use hj212_proto::codec::{FrameEvent, Hj212Codec};
 use hj212_proto::crc::{self, CrcDialect};
 use hj212_proto::encode::{self, CommandHeader, HostCommand, ReplyTo};
 use hj212_proto::framer::{FramerConfig, MAX_LENGTH_FIELD};
-use hj212_proto::model::{Cn, FieldKind, Version};
+use hj212_proto::model::{Cn, FieldKind, Flag, Version};
 use hj212_proto::time::BeijingTime;
 use hj212_proto::{Packet, SegmentText};
 use proptest::prelude::*;
@@ -27,15 +29,23 @@ impl Spec {
     fn data_segment(&self) -> String {
         let mut s = String::new();
         if let Some(qn) = &self.qn {
-            s += &format!("QN={qn};");
+            write!(s, "QN={qn};").unwrap();
         }
-        s += &format!("ST={};CN={:04};PW={};MN={};", self.st, self.cn, self.pw, self.mn);
+        write!(
+            s,
+            "ST={};CN={:04};PW={};MN={};",
+            self.st, self.cn, self.pw, self.mn
+        )
+        .unwrap();
         if let Some(flag) = self.flag {
-            s += &format!("Flag={flag};");
+            write!(s, "Flag={flag};").unwrap();
         }
         let mut groups = vec![format!("DataTime={}", self.data_time)];
         groups.extend(self.groups.iter().map(|g| {
-            g.iter().map(|(code, kind, value)| format!("{code}-{kind}={value}")).collect::<Vec<_>>().join(",")
+            g.iter()
+                .map(|(code, kind, value)| format!("{code}-{kind}={value}"))
+                .collect::<Vec<_>>()
+                .join(",")
         }));
         s + "CP=&&" + &groups.join(";") + "&&"
     }
@@ -51,7 +61,11 @@ fn beijing_time() -> impl Strategy<Value = BeijingTime> {
 
 fn item() -> impl Strategy<Value = (String, &'static str, String)> {
     let code = "[a-w][0-9]{5}|[0-9]{3}|B0[12]|S0[1-8]";
-    let numeric = (code, prop::sample::select(vec!["Rtd", "Min", "Avg", "Max", "Cou", "ZsAvg"]), "-?[0-9]{1,6}(\\.[0-9]{1,3})?");
+    let numeric = (
+        code,
+        prop::sample::select(vec!["Rtd", "Min", "Avg", "Max", "Cou", "ZsAvg"]),
+        "-?[0-9]{1,6}(\\.[0-9]{1,3})?",
+    );
     let flag = (code, Just("Flag"), "[NFMSDCTB]");
     let info = (code, Just("Info"), "//[a-z 清洗管路维护]{0,12}//");
     prop_oneof![
@@ -127,7 +141,7 @@ proptest! {
         let reply = Packet::parse_text(&text).unwrap();
         prop_assert_eq!((reply.qn, reply.pw, reply.mn), (request.qn, request.pw, request.mn));
         prop_assert_eq!((reply.cn, reply.st), (Cn::DataResponse, Some("91")));
-        prop_assert_eq!(reply.flag.map(|f| f.version()), request.flag.map(|f| f.version()));
+        prop_assert_eq!(reply.flag.map(Flag::version), request.flag.map(Flag::version));
         prop_assert!(!reply.wants_ack());
 
         let header = CommandHeader { qn, st: &spec.st, pw: &spec.pw, mn: &spec.mn, version: Version::Hj212_2017 };
@@ -160,7 +174,11 @@ fn decode_in_chunks(stream: &[u8], sizes: &[usize], config: FramerConfig) -> Vec
             events.push(event);
         }
         // Bounded memory: never more than one maximum frame plus one chunk is held.
-        assert!(buf.len() <= MAX_LENGTH_FIELD + 16 + size, "buffer grew to {}", buf.len());
+        assert!(
+            buf.len() <= MAX_LENGTH_FIELD + 16 + size,
+            "buffer grew to {}",
+            buf.len()
+        );
     }
     while let Some(event) = codec.decode_eof(&mut buf).unwrap() {
         events.push(event);
