@@ -1,0 +1,160 @@
+//! Semantic checks: every problem at once, each naming its key.
+
+use std::collections::HashSet;
+
+use crate::{Config, sites_file_path};
+
+/// One thing wrong with a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, e.g. `sites[2].mn`.
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+const SEPARATORS: &[char] = &[';', ',', '=', '&', '\r', '\n'];
+
+/// Every semantic problem in `config`; empty when it is usable.
+pub fn check(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, message: String| {
+        problems.push(Problem {
+            key: key.to_owned(),
+            message,
+        })
+    };
+    let server = &config.server;
+    if server.listen == server.http_listen {
+        problem(
+            "server.http_listen",
+            format!("{} is also server.listen", server.http_listen),
+        );
+    }
+    if server.data_dir.is_file() {
+        problem(
+            "server.data_dir",
+            format!("{} is a file, not a directory", server.data_dir.display()),
+        );
+    }
+    if let Some(path) = sites_file_path(config).filter(|p| !p.is_file()) {
+        problem(
+            "server.sites_file",
+            format!("{} does not exist", path.display()),
+        );
+    }
+    let limits = &config.limits;
+    if !(1..=9999).contains(&limits.max_frame_len) {
+        problem(
+            "limits.max_frame_len",
+            format!("{} is outside 1..=9999", limits.max_frame_len),
+        );
+    }
+    for (key, value) in [
+        ("limits.max_connections", limits.max_connections),
+        ("limits.dedup_window", limits.dedup_window),
+        (
+            "limits.max_in_flight_per_connection",
+            limits.max_in_flight_per_connection,
+        ),
+        ("limits.archive_queue", limits.archive_queue),
+    ] {
+        if value == 0 {
+            problem(key, "must be at least 1".to_owned());
+        }
+    }
+    for (key, value) in [
+        ("limits.idle_timeout_secs", limits.idle_timeout_secs),
+        ("limits.write_timeout_secs", limits.write_timeout_secs),
+        (
+            "archive.segment_max_age_secs",
+            config.archive.segment_max_age_secs,
+        ),
+    ] {
+        if value == 0 {
+            problem(key, "must be at least 1 second".to_owned());
+        }
+    }
+    if config.archive.segment_max_bytes < 64 * 1024 {
+        problem(
+            "archive.segment_max_bytes",
+            format!(
+                "{} is below the minimum of 65536",
+                config.archive.segment_max_bytes
+            ),
+        );
+    }
+    check_sites(config, &mut problem);
+    problems
+}
+
+fn check_sites(config: &Config, problem: &mut impl FnMut(&str, String)) {
+    let mut seen = HashSet::new();
+    for (i, site) in config.sites.iter().enumerate() {
+        let key = |field: &str| format!("sites[{i}].{field}");
+        if site.mn.is_empty()
+            || site.mn.len() > 24
+            || site.mn.contains(SEPARATORS)
+            || site.mn.contains(' ')
+        {
+            problem(
+                &key("mn"),
+                format!("{:?} is not 1-24 characters without separators", site.mn),
+            );
+        }
+        if !seen.insert(site.mn.as_str()) {
+            problem(&key("mn"), format!("{} is configured twice", site.mn));
+        }
+        // Never echo the password itself.
+        if site.password.is_empty() || site.password.contains(SEPARATORS) {
+            problem(
+                &key("password"),
+                "must be non-empty and contain no ; , = & CR LF".to_owned(),
+            );
+        }
+        for (j, factor) in site.factors.iter().enumerate() {
+            if factor.is_empty() || factor.contains(SEPARATORS) || factor.contains('-') {
+                problem(
+                    &format!("sites[{i}].factors[{j}]"),
+                    format!("{factor:?} is not a factor code"),
+                );
+            }
+        }
+    }
+}
+
+/// Things that work but deserve attention (printed, not fatal).
+pub fn warnings(config: &Config) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    if let Some(path) = &config.source {
+        if is_world_writable(path) {
+            warnings.push(Problem {
+                key: path.display().to_string(),
+                message: "config file is world-writable; anyone on this machine can change site passwords".to_owned(),
+            });
+        }
+    }
+    if config.sites.is_empty() {
+        warnings.push(Problem {
+            key: "sites".to_owned(),
+            message: "no sites configured: every frame will be rejected as unknown MN".to_owned(),
+        });
+    }
+    warnings
+}
+
+#[cfg(unix)]
+fn is_world_writable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o002 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_world_writable(_: &std::path::Path) -> bool {
+    false
+}

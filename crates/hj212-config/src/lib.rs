@@ -1,0 +1,95 @@
+//! hj212d configuration: serde types with documented defaults, `load`, and `check`, which
+//! returns every problem at once. This crate never logs and never exits.
+//!
+//! Precedence: command-line flags > config file > built-in defaults.
+
+mod check;
+mod types;
+
+use std::path::{Path, PathBuf};
+
+pub use check::{Problem, check, warnings};
+pub use types::*;
+
+/// A config file that cannot be read or parsed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+/// Reads a config file, and the site registry file it names (relative to the config's folder).
+///
+/// # Errors
+/// [`ConfigError`] naming the file and, for TOML errors, the line and the offending key.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let mut config: Config = parse_file(path)?;
+    config.source = Some(path.to_path_buf());
+    config.sites.extend(load_sites_file(&config)?);
+    Ok(config)
+}
+
+/// Parses config text (no sites file is read).
+///
+/// # Errors
+/// [`ConfigError::Parse`] with the TOML error.
+pub fn from_str(text: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: PathBuf::from("<config>"),
+        message: e.to_string(),
+    })
+}
+
+/// Re-reads the site registry (the config's `[[sites]]` and its `sites_file`), for SIGHUP.
+///
+/// # Errors
+/// As [`load`].
+pub fn reload_sites(config: &Config) -> Result<Vec<Site>, ConfigError> {
+    match &config.source {
+        Some(path) => Ok(load(path)?.sites),
+        None => Ok(config.sites.clone()),
+    }
+}
+
+/// The site registry file, resolved against the config file's folder.
+pub fn sites_file_path(config: &Config) -> Option<PathBuf> {
+    let file = config.server.sites_file.as_ref()?;
+    let base = config
+        .source
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    Some(base.join(file))
+}
+
+fn load_sites_file(config: &Config) -> Result<Vec<Site>, ConfigError> {
+    match sites_file_path(config) {
+        Some(path) => Ok(parse_file::<SitesFile>(&path)?.sites),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// The built-in defaults as TOML, for `hj212d print-default-config`.
+///
+/// # Errors
+/// Only if the defaults could not be serialized, which a test rules out.
+pub fn default_toml() -> Result<String, toml::ser::Error> {
+    toml::to_string(&Config::default())
+}

@@ -1,0 +1,177 @@
+//! Config types. Every field has a default; the defaults are the documented ones in
+//! `config/hj212d.toml` and docs/config.md.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: Server,
+    pub limits: Limits,
+    pub time_sync: TimeSync,
+    pub archive: Archive,
+    pub sites: Vec<Site>,
+    /// The file this config was loaded from (not a config key).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// Listeners, data directory and logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// HJ 212 TCP listener.
+    pub listen: SocketAddr,
+    /// Admin HTTP listener (metrics, health, API). Keep it on loopback or behind a proxy.
+    pub http_listen: SocketAddr,
+    /// Archive segments and the embedded store live here.
+    pub data_dir: PathBuf,
+    /// A separate site registry (`[[sites]]` only), for thousands of sites; relative to this file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sites_file: Option<PathBuf>,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or an `EnvFilter` directive).
+    pub log_level: String,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9212)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 9213)),
+            data_dir: PathBuf::from("./data"),
+            sites_file: None,
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+/// Every buffer, queue and connection count has a limit here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Concurrent TCP connections; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Longest data segment accepted, in bytes (the length field allows 9999).
+    pub max_frame_len: usize,
+    /// A connection with no bytes for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Consecutive unknown-MN or wrong-PW frames before the connection is closed.
+    pub max_auth_failures: u32,
+    /// Consecutive rejected chunks (garbage, bad framing, bad CRC) before the connection is closed.
+    pub max_bad_frames: u32,
+    /// DataTime more than this far in the future is marked `future_time`.
+    pub future_skew_secs: u64,
+    /// Data older than its period plus this grace is marked backfill (补传).
+    pub backfill_grace_secs: u64,
+    /// (MN, CN, QN) keys remembered to answer resends without storing them twice.
+    pub dedup_window: usize,
+    /// Frames of one connection waiting for the archive at once (pipelining bound).
+    pub max_in_flight_per_connection: usize,
+    /// A reply that cannot be written within this time closes the connection.
+    pub write_timeout_secs: u64,
+    /// Appends waiting for the archive writer; when full, connections wait (backpressure).
+    pub archive_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_frame_len: 9999,
+            idle_timeout_secs: 600,
+            max_auth_failures: 5,
+            max_bad_frames: 20,
+            future_skew_secs: 60,
+            backfill_grace_secs: 600,
+            dedup_window: 100_000,
+            max_in_flight_per_connection: 256,
+            write_timeout_secs: 10,
+            archive_queue: 65_536,
+        }
+    }
+}
+
+/// Clock supervision of data loggers (CN 1012 set-time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeSync {
+    /// Send 1012 when a logger's clock is off by more than `max_offset_secs`.
+    pub enabled: bool,
+    /// Water-system specifications (2019): logger synced to Beijing time within 30 s.
+    pub max_offset_secs: u64,
+    /// At most one correction per site in this period.
+    pub min_interval_secs: u64,
+}
+
+impl Default for TimeSync {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_offset_secs: 30,
+            min_interval_secs: 3600,
+        }
+    }
+}
+
+/// The raw-frame archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Archive {
+    /// A segment is closed once it reaches this size.
+    pub segment_max_bytes: u64,
+    /// A segment is closed once it is this old.
+    pub segment_max_age_secs: u64,
+    /// Segments older than this are deleted (0 = keep forever; regulations ask for at least 5 years).
+    pub retention_days: u32,
+}
+
+impl Default for Archive {
+    fn default() -> Self {
+        Self {
+            segment_max_bytes: 64 * 1024 * 1024,
+            segment_max_age_secs: 86_400,
+            retention_days: 0,
+        }
+    }
+}
+
+/// Which CRC dialects a site's frames may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrcSetting {
+    /// HJ 212-2017 Appendix A only.
+    #[default]
+    Hj212,
+    /// CRC-16/MODBUS.
+    Modbus,
+    /// CRC-16/MODBUS with its bytes swapped.
+    ModbusSwapped,
+    /// Any of the three.
+    Any,
+}
+
+/// One monitored site (one data logger MN).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub mn: String,
+    pub password: String,
+    #[serde(default)]
+    pub name: String,
+    /// Factors assessed for the transmission rate.
+    #[serde(default)]
+    pub factors: Vec<String>,
+    #[serde(default)]
+    pub crc: CrcSetting,
+}
+
+/// A site registry file: `[[sites]]` tables only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SitesFile {
+    pub sites: Vec<Site>,
+}

@@ -1,0 +1,151 @@
+//! Config loading and checking, including every sample config in `config/` and `deploy/`.
+
+use std::path::PathBuf;
+
+use hj212_config::{Config, CrcSetting, check, default_toml, from_str, load};
+
+fn sample_configs() -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    for dir in ["config", "deploy"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.extension().is_some_and(|e| e == "toml") && !name.starts_with("sites") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn every_sample_config_loads_and_checks_clean() {
+    let files = sample_configs();
+    assert!(!files.is_empty(), "config/ has sample configs");
+    for path in files {
+        let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(check(&config), [], "{}", path.display());
+    }
+}
+
+#[test]
+fn a_bogus_key_in_every_table_is_rejected_by_name() {
+    for path in sample_configs() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let tables: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with('['))
+            .map(|l| l.trim().to_owned())
+            .collect();
+        for table in tables {
+            let injected = text.replacen(&table, &format!("{table}\nbogus_key_xyz = 1"), 1);
+            let err = from_str(&injected).expect_err(&format!(
+                "{}: bogus key in {table} accepted",
+                path.display()
+            ));
+            assert!(err.to_string().contains("bogus_key_xyz"), "{table}: {err}");
+        }
+        let injected = format!("bogus_top_level = 1\n{text}");
+        assert!(
+            from_str(&injected)
+                .unwrap_err()
+                .to_string()
+                .contains("bogus_top_level")
+        );
+    }
+}
+
+#[test]
+fn defaults_round_trip_and_match_the_documentation() {
+    let text = default_toml().unwrap();
+    let parsed = from_str(&text).unwrap();
+    assert_eq!(parsed, Config::default());
+    let c = Config::default();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:9212");
+    assert_eq!(c.server.http_listen.to_string(), "127.0.0.1:9213");
+    assert_eq!(
+        (
+            c.limits.max_connections,
+            c.limits.max_frame_len,
+            c.limits.max_auth_failures
+        ),
+        (10_000, 9999, 5)
+    );
+    assert_eq!(
+        (c.limits.future_skew_secs, c.time_sync.max_offset_secs),
+        (60, 30)
+    );
+    assert_eq!(c.archive.retention_days, 0);
+}
+
+#[test]
+fn check_reports_every_problem_with_its_key() {
+    let config = from_str(
+        r#"
+        [server]
+        listen = "127.0.0.1:9000"
+        http_listen = "127.0.0.1:9000"
+        [limits]
+        max_frame_len = 10000
+        max_connections = 0
+        [[sites]]
+        mn = "A;B"
+        password = "secret;1"
+        factors = ["a21026-Rtd"]
+        [[sites]]
+        mn = "A;B"
+        password = "x"
+        crc = "modbus_swapped"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.sites[1].crc, CrcSetting::ModbusSwapped);
+    let problems: Vec<String> = check(&config).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        [
+            "server.http_listen: 127.0.0.1:9000 is also server.listen",
+            "limits.max_frame_len: 10000 is outside 1..=9999",
+            "limits.max_connections: must be at least 1",
+            "sites[0].mn: \"A;B\" is not 1-24 characters without separators",
+            "sites[0].password: must be non-empty and contain no ; , = & CR LF",
+            "sites[0].factors[0]: \"a21026-Rtd\" is not a factor code",
+            "sites[1].mn: \"A;B\" is not 1-24 characters without separators",
+            "sites[1].mn: A;B is configured twice",
+        ]
+    );
+    assert!(
+        problems.iter().all(|p| !p.contains("secret")),
+        "passwords never echoed"
+    );
+}
+
+#[test]
+fn sites_file_is_read_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sites.toml"),
+        "[[sites]]\nmn = \"M2\"\npassword = \"p\"\n",
+    )
+    .unwrap();
+    let config_path = dir.path().join("hj212d.toml");
+    std::fs::write(
+        &config_path,
+        "[server]\nsites_file = \"sites.toml\"\n[[sites]]\nmn = \"M1\"\npassword = \"p\"\n",
+    )
+    .unwrap();
+    let config = load(&config_path).unwrap();
+    let mns: Vec<&str> = config.sites.iter().map(|s| s.mn.as_str()).collect();
+    assert_eq!(mns, ["M1", "M2"]);
+    assert_eq!(check(&config), []);
+    std::fs::remove_file(dir.path().join("sites.toml")).unwrap();
+    let err = load(&config_path).unwrap_err().to_string();
+    assert!(
+        err.starts_with("cannot read ") && err.contains("sites.toml"),
+        "{err}"
+    );
+}
