@@ -27,7 +27,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
         problems.push(Problem {
             key: key.to_owned(),
             message,
-        })
+        });
     };
     let server = &config.server;
     if server.listen == server.http_listen {
@@ -131,13 +131,13 @@ fn check_sites(config: &Config, problem: &mut impl FnMut(&str, String)) {
 /// Things that work but deserve attention (printed, not fatal).
 pub fn warnings(config: &Config) -> Vec<Problem> {
     let mut warnings = Vec::new();
-    if let Some(path) = &config.source {
-        if is_world_writable(path) {
-            warnings.push(Problem {
-                key: path.display().to_string(),
-                message: "config file is world-writable; anyone on this machine can change site passwords".to_owned(),
-            });
-        }
+    if let Some(path) = config.source.as_ref().filter(|p| is_world_writable(p)) {
+        warnings.push(Problem {
+            key: path.display().to_string(),
+            message:
+                "config file is world-writable; anyone on this machine can change site passwords"
+                    .to_owned(),
+        });
     }
     if config.sites.is_empty() {
         warnings.push(Problem {

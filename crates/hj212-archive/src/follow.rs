@@ -1,0 +1,99 @@
+//! Reads durable records in order from a given sequence number, across segments, for
+//! consumers that materialise the archive (the embedded store, later other sinks).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::format::{HEADER_LEN, Hash, Record};
+use crate::segment::{self, SegmentReader, list_segments};
+
+/// A cursor over the archive.
+#[derive(Debug)]
+pub struct Follower {
+    dir: PathBuf,
+    next_seq: u64,
+    /// The segment being read, the byte offset of the next record, and the chain hash.
+    position: Option<(PathBuf, u64, Hash)>,
+}
+
+impl Follower {
+    /// A cursor that will return records from `next_seq` on.
+    pub fn new(dir: &Path, next_seq: u64) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            next_seq,
+            position: None,
+        }
+    }
+
+    /// The sequence number the next record will have.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Up to `limit` records with sequence numbers up to `durable`.
+    ///
+    /// # Errors
+    /// I/O errors, or `InvalidData` when a record does not verify or a needed segment is gone.
+    pub fn read(&mut self, durable: u64, limit: usize) -> io::Result<Vec<Record>> {
+        let mut out = Vec::new();
+        while self.next_seq <= durable && out.len() < limit {
+            let (path, offset, prev) = match self.position.take() {
+                Some(position) => position,
+                None => self.locate()?,
+            };
+            let (records, new_offset, head) =
+                segment::read_from(&path, offset, &prev, durable, limit - out.len())?;
+            if records.is_empty() {
+                // The segment is finished and the next record is in a newer one (if the
+                // newest segment holds it, it is not readable yet: try again later).
+                let newer = self.locate()?;
+                if newer.0 == path {
+                    self.position = Some((path, offset, prev));
+                    break;
+                }
+                self.position = Some(newer);
+                continue;
+            }
+            self.next_seq = records.last().map_or(self.next_seq, |r| r.seq + 1);
+            self.position = Some((path, new_offset, head));
+            out.extend(records);
+        }
+        Ok(out)
+    }
+
+    /// The segment holding `next_seq`, positioned just before that record.
+    fn locate(&self) -> io::Result<(PathBuf, u64, Hash)> {
+        let segments = list_segments(&self.dir)?;
+        let (first_seq, path) = segments
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= self.next_seq)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("no segment holds seq {}", self.next_seq),
+                )
+            })?;
+        let mut reader = SegmentReader::open(path)?;
+        let mut seq = *first_seq;
+        while seq < self.next_seq {
+            match reader.next_record() {
+                Ok(Some(record)) => seq = record.seq + 1,
+                Ok(None) => break,
+                Err(bad) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: {bad}", path.display()),
+                    ));
+                }
+            }
+        }
+        let offset = if seq == *first_seq {
+            HEADER_LEN as u64
+        } else {
+            reader.offset() as u64
+        };
+        Ok((path.clone(), offset, reader.head()))
+    }
+}

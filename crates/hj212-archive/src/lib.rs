@@ -1,0 +1,171 @@
+//! The raw-frame archive: the only writer of raw frames. Every record (frame received,
+//! reply sent, daemon event) is appended to segment files with the SHA-256 of the
+//! previous record in its hash, so an edit or deletion is detectable by [`verify`].
+//! [`Archive::append`] resolves only after the record is fsynced; fsyncs are grouped so
+//! that many connections share one (group commit). Nothing here parses HJ 212.
+
+mod follow;
+mod format;
+mod segment;
+mod verify;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use follow::Follower;
+pub use format::{Hash, Kind, NewRecord, Record, RecordError, Verdict, flags};
+pub use segment::{list_segments, segment_name};
+pub use verify::{Break, Report, verify};
+pub use writer::{Recovery, hex};
+
+/// Where the archive lives and how it rotates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub dir: PathBuf,
+    pub segment_max_bytes: u64,
+    pub segment_max_age: Duration,
+    /// Delete segments older than this; `None` keeps everything.
+    pub retention: Option<Duration>,
+    /// Appends waiting for the writer; when full, `append` waits (backpressure).
+    pub queue: usize,
+}
+
+/// The archive cannot take or keep a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    #[error("archive I/O error: {message}")]
+    Io { message: Arc<str> },
+    #[error("archive has failed and accepts nothing: {reason}")]
+    Failed { reason: Arc<str> },
+    #[error("archive writer has stopped")]
+    Closed,
+}
+
+/// Receives the archive's measurements (the daemon turns them into metrics).
+pub trait Observer: Send + Sync {
+    /// A batch of `records` (`bytes` long) was written and fsynced in `took`.
+    fn committed(&self, records: usize, bytes: usize, took: Duration);
+    /// Appends still queued after a batch was taken.
+    fn queue_depth(&self, depth: usize);
+    /// The archive failed and will accept nothing more.
+    fn failed(&self, error: &ArchiveError);
+}
+
+/// An observer that ignores everything (tools and tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn committed(&self, _: usize, _: usize, _: Duration) {}
+    fn queue_depth(&self, _: usize) {}
+    fn failed(&self, _: &ArchiveError) {}
+}
+
+/// A handle to the archive writer; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    tx: mpsc::Sender<writer::Request>,
+    durable: watch::Receiver<u64>,
+    failed: Arc<AtomicBool>,
+}
+
+/// The writer thread; join it after dropping every [`Archive`] handle to flush and stop.
+#[derive(Debug)]
+pub struct WriterThread(std::thread::JoinHandle<()>);
+
+impl WriterThread {
+    /// Waits for the writer to finish its last batch.
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+/// A pending append: resolves to the record's sequence number once it is on disk.
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<Result<u64, ArchiveError>>);
+
+impl Pending {
+    /// Waits until the record is fsynced.
+    ///
+    /// # Errors
+    /// [`ArchiveError`] if the write or fsync failed, or the writer stopped.
+    pub async fn durable(self) -> Result<u64, ArchiveError> {
+        self.0.await.unwrap_or(Err(ArchiveError::Closed))
+    }
+}
+
+impl Archive {
+    /// Opens (or creates) the archive and starts its writer thread.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Io`] when the directory or newest segment cannot be used.
+    pub fn open(
+        settings: Settings,
+        observer: Arc<dyn Observer>,
+    ) -> Result<(Self, WriterThread, Recovery), ArchiveError> {
+        let (durable_tx, durable) = watch::channel(0);
+        let failed = Arc::new(AtomicBool::new(false));
+        let queue = settings.queue.max(1);
+        let (writer, recovery) =
+            writer::Writer::open(settings, durable_tx, failed.clone(), observer)?;
+        let (tx, rx) = mpsc::channel(queue);
+        let thread = std::thread::Builder::new()
+            .name("archive-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| ArchiveError::Io {
+                message: format!("cannot start the writer thread: {e}").into(),
+            })?;
+        Ok((
+            Self {
+                tx,
+                durable,
+                failed,
+            },
+            WriterThread(thread),
+            recovery,
+        ))
+    }
+
+    /// Queues a record (waiting while the queue is full) and returns a handle that
+    /// resolves once it is durable. Submit several before awaiting to pipeline.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Closed`] when the writer has stopped.
+    pub async fn submit(&self, record: NewRecord) -> Result<Pending, ArchiveError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(writer::Request { record, done })
+            .await
+            .map_err(|_| ArchiveError::Closed)?;
+        Ok(Pending(wait))
+    }
+
+    /// Appends a record and waits until it is fsynced.
+    ///
+    /// # Errors
+    /// As [`Archive::submit`] and [`Pending::durable`].
+    pub async fn append(&self, record: NewRecord) -> Result<u64, ArchiveError> {
+        self.submit(record).await?.durable().await
+    }
+
+    /// The highest sequence number known to be on disk, updated after each fsync.
+    pub fn durable(&self) -> watch::Receiver<u64> {
+        self.durable.clone()
+    }
+
+    /// False once a write or fsync has failed (the daemon is then not ready).
+    pub fn is_healthy(&self) -> bool {
+        !self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Records queued for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
