@@ -1,0 +1,85 @@
+//! The task that keeps the store caught up with the archive.
+//!
+//! Policy: the store reads the archive itself, in batches of at most `batch` records, so
+//! the "queue" between them is the archive on disk: bounded memory, and a store that
+//! falls behind (slow disk, long query) delays nothing upstream and catches up later.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hj212_archive::Follower;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Applied, Store, StoreError};
+
+/// How the feed runs.
+#[derive(Debug, Clone)]
+pub struct FeedSettings {
+    pub archive_dir: PathBuf,
+    /// Records per transaction.
+    pub batch: usize,
+}
+
+/// Applies durable archive records to the store until `shutdown`, then drains what is
+/// durable and returns. `progress` is told (applied seq, lag, batch result) after each batch.
+///
+/// # Errors
+/// The first store or archive error; the daemon reports it and stops being ready.
+pub async fn run_feed(
+    store: Store,
+    settings: FeedSettings,
+    mut durable: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+    progress: impl Fn(u64, u64, Applied) + Send + 'static,
+) -> Result<(), StoreError> {
+    let follower = Follower::new(&settings.archive_dir, store.applied_seq()? + 1);
+    let mut feeder = Feeder {
+        store,
+        follower,
+        batch: settings.batch.max(1),
+    };
+    loop {
+        let target = *durable.borrow_and_update();
+        // SQLite and file reads block: run them off the async workers.
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let result = feeder.apply_available(target);
+            (feeder, result)
+        })
+        .await
+        .map_err(|e| StoreError::Archive(std::io::Error::other(e.to_string())))?;
+        feeder = back;
+        let applied_seq = feeder.follower.next_seq() - 1;
+        let applied = result?;
+        progress(applied_seq, target.saturating_sub(applied_seq), applied);
+        if applied_seq < target {
+            if applied.records == 0 {
+                // Durable but not yet readable (should not happen): do not spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            continue;
+        }
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        tokio::select! {
+            changed = durable.changed() => if changed.is_err() { return Ok(()) },
+            () = shutdown.cancelled() => {},
+            // Belt and braces: a missed notification costs at most this delay.
+            () = tokio::time::sleep(Duration::from_secs(1)) => {},
+        }
+    }
+}
+
+struct Feeder {
+    store: Store,
+    follower: Follower,
+    batch: usize,
+}
+
+impl Feeder {
+    fn apply_available(&mut self, target: u64) -> Result<Applied, StoreError> {
+        let records = self.follower.read(target, self.batch)?;
+        self.store.apply(&records)
+    }
+}

@@ -1,0 +1,191 @@
+//! The embedded default store: readings (one row per MN, CN, DataTime and factor) in
+//! SQLite, materialised from the archive. The archive is the source of truth: the store
+//! remembers the last archive sequence number it applied and catches up from there, so it
+//! may lag (and be rebuilt) but never loses an acknowledged reading.
+
+mod feed;
+mod readings;
+
+use std::path::Path;
+
+use hj212_archive::Record;
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub use feed::{FeedSettings, run_feed};
+pub use readings::{Reading, readings_of};
+
+/// The store cannot be opened or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("store database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("store database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("reading the archive: {0}")]
+    Archive(#[from] std::io::Error),
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Archive records looked at.
+    pub records: usize,
+    /// Reading rows inserted.
+    pub rows: usize,
+    /// Rows not inserted because that (MN, CN, DataTime, factor) was already stored.
+    pub duplicates: usize,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS readings (
+    mn TEXT NOT NULL,
+    cn INTEGER NOT NULL,
+    data_time TEXT NOT NULL,        -- as sent: YYYYMMDDhhmmss, Beijing time
+    data_time_ms INTEGER NOT NULL,  -- the same instant, Unix milliseconds (UTC)
+    factor TEXT NOT NULL,
+    rtd TEXT, min TEXT, avg TEXT, max TEXT, cou TEXT,
+    zs_rtd TEXT, zs_min TEXT, zs_avg TEXT, zs_max TEXT,
+    flag TEXT, eflag TEXT, sample_time TEXT,
+    other TEXT,                     -- further fields as Kind=value;Kind=value
+    marks INTEGER NOT NULL,         -- archive flags: 1 future_time, 2 backfill
+    received_ms INTEGER NOT NULL,
+    archive_seq INTEGER NOT NULL,   -- the archive record this row came from
+    PRIMARY KEY (mn, cn, data_time, factor)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS store_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+";
+
+/// The embedded store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] naming the file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_error)?;
+        // WAL and synchronous=NORMAL: the archive is the durable copy; a store that loses
+        // its last transactions in a power cut replays them from the archive.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_error)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_error)?;
+        conn.execute_batch(SCHEMA).map_err(open_error)?;
+        Ok(Self { conn })
+    }
+
+    /// The last archive sequence number applied (0 when none).
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn applied_seq(&self) -> Result<u64, StoreError> {
+        let value: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM store_state WHERE key = 'applied_seq'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(value.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+    }
+
+    /// Applies archive records in one transaction: readings from accepted data frames are
+    /// inserted, everything else is skipped, and the applied sequence number advances.
+    ///
+    /// # Errors
+    /// SQL errors (nothing of the batch is applied then).
+    pub fn apply(&mut self, records: &[Record]) -> Result<Applied, StoreError> {
+        let Some(last) = records.last() else {
+            return Ok(Applied::default());
+        };
+        let tx = self.conn.transaction()?;
+        let mut applied = Applied {
+            records: records.len(),
+            ..Applied::default()
+        };
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO readings (mn, cn, data_time, data_time_ms, factor, rtd, min, avg, max, cou,
+                 zs_rtd, zs_min, zs_avg, zs_max, flag, eflag, sample_time, other, marks, received_ms, archive_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+            )?;
+            for record in records {
+                for r in readings_of(record) {
+                    let inserted = insert.execute(params![
+                        r.mn,
+                        r.cn,
+                        r.data_time,
+                        r.data_time_ms,
+                        r.factor,
+                        r.rtd,
+                        r.min,
+                        r.avg,
+                        r.max,
+                        r.cou,
+                        r.zs_rtd,
+                        r.zs_min,
+                        r.zs_avg,
+                        r.zs_max,
+                        r.flag,
+                        r.eflag,
+                        r.sample_time,
+                        r.other,
+                        r.marks,
+                        r.received_ms,
+                        i64::try_from(r.archive_seq).unwrap_or(i64::MAX),
+                    ])?;
+                    if inserted == 1 {
+                        applied.rows += 1;
+                    } else {
+                        applied.duplicates += 1;
+                    }
+                }
+            }
+        }
+        tx.execute(
+            "INSERT INTO store_state (key, value) VALUES ('applied_seq', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [i64::try_from(last.seq).unwrap_or(i64::MAX)],
+        )?;
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    /// Readings of one site, oldest DataTime first (for the API and tests).
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn readings(&self, mn: &str) -> Result<Vec<Reading>, StoreError> {
+        let mut query = self.conn.prepare(
+            "SELECT mn, cn, data_time, data_time_ms, factor, rtd, min, avg, max, cou, zs_rtd, zs_min, zs_avg, zs_max,
+             flag, eflag, sample_time, other, marks, received_ms, archive_seq
+             FROM readings WHERE mn = ?1 ORDER BY data_time_ms, cn, factor",
+        )?;
+        let rows = query.query_map([mn], Reading::from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Rows in the readings table.
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM readings", [], |row| row.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}

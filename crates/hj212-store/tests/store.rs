@@ -1,0 +1,125 @@
+//! The store materialises accepted data frames from a real archive, once each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hj212_archive::{Archive, Kind, NewRecord, NoObserver, Settings, Verdict, flags};
+use hj212_store::{FeedSettings, Store, run_feed};
+use tokio_util::sync::CancellationToken;
+
+const MINUTE: &[u8] = b"##0264QN=20160801085857534;ST=32;CN=2061;PW=123456;MN=010000A8900016F000169DC0;Flag=7;PNUM=2;PNO=1;CP=&&DataTime=20160801080000;w00000-Cou=63.0,w00000-Min=16.4,w00000-Avg=17.5,w00000-Max=20.1,w00000-Flag=N;w01001-Min=7.1,w01001-Avg=7.5,w01001-Max=7.8,w01001-Flag=N;\xe2\x80\xa6&&0440\r\n";
+const REALTIME_2005: &[u8] = b"##0136ST=32;CN=2011;PW=000000;MN=LD130133000015;CP=&&DataTime=20160824003817;011-Rtd=231.0,011-Flag=N;B01-Rtd=36.91;060-Rtd=1.803,060-Flag=N&&1dc0\r\n";
+
+fn received(verdict: Verdict, data: &[u8], marks: u8) -> NewRecord {
+    NewRecord {
+        kind: Kind::Received,
+        verdict,
+        flags: marks,
+        time_ms: 1_700_000_000_000,
+        peer: "127.0.0.1:1".into(),
+        data: data.to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_applies_accepted_frames_once_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        dir: dir.path().join("archive"),
+        segment_max_bytes: 1 << 20,
+        segment_max_age: Duration::from_secs(3600),
+        retention: None,
+        queue: 64,
+    };
+    let (archive, thread, _) = Archive::open(settings.clone(), Arc::new(NoObserver)).unwrap();
+    archive
+        .append(received(Verdict::Accepted, MINUTE, flags::BACKFILL))
+        .await
+        .unwrap();
+    archive
+        .append(received(Verdict::UnknownMn, REALTIME_2005, 0))
+        .await
+        .unwrap();
+    archive
+        .append(received(Verdict::Accepted, REALTIME_2005, 0))
+        .await
+        .unwrap();
+    // A resend after a restart is accepted again but stored once.
+    let last = archive
+        .append(received(Verdict::Accepted, MINUTE, 0))
+        .await
+        .unwrap();
+
+    let db = dir.path().join("store.sqlite");
+    let applied = Arc::new(AtomicU64::new(0));
+    let seen = applied.clone();
+    let shutdown = CancellationToken::new();
+    let feed = tokio::spawn(run_feed(
+        Store::open(&db).unwrap(),
+        FeedSettings {
+            archive_dir: settings.dir.clone(),
+            batch: 2,
+        },
+        archive.durable(),
+        shutdown.clone(),
+        move |seq, _, _| seen.store(seq, Ordering::SeqCst),
+    ));
+    while applied.load(Ordering::SeqCst) < last {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    feed.await.unwrap().unwrap();
+
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.applied_seq().unwrap(), last);
+    let minute = store.readings("010000A8900016F000169DC0").unwrap();
+    assert_eq!(minute.len(), 2, "w00000 and w01001, once each");
+    let flow = &minute[0];
+    assert_eq!(
+        (flow.cn, flow.data_time.as_str(), flow.factor.as_str()),
+        (2061, "20160801080000", "w00000")
+    );
+    assert_eq!(
+        (
+            flow.cou.as_deref(),
+            flow.avg.as_deref(),
+            flow.flag.as_deref()
+        ),
+        (Some("63.0"), Some("17.5"), Some("N"))
+    );
+    assert_eq!((flow.marks, flow.archive_seq), (flags::BACKFILL, 1));
+    // 2016-08-01 08:00 Beijing = 00:00 UTC
+    assert_eq!(flow.data_time_ms, 1_470_009_600_000);
+    let legacy = store.readings("LD130133000015").unwrap();
+    assert_eq!(
+        legacy.iter().map(|r| r.factor.as_str()).collect::<Vec<_>>(),
+        ["011", "060", "B01"]
+    );
+    assert_eq!(
+        legacy
+            .iter()
+            .find(|r| r.factor == "011")
+            .unwrap()
+            .archive_seq,
+        3,
+        "the unknown-MN copy is not stored"
+    );
+    assert_eq!(store.count().unwrap(), 5);
+
+    // Resuming applies only what is new.
+    drop(store);
+    let next = archive
+        .append(received(Verdict::Accepted, REALTIME_2005, 0))
+        .await
+        .unwrap();
+    let mut store = Store::open(&db).unwrap();
+    let mut follower =
+        hj212_archive::Follower::new(&settings.dir, store.applied_seq().unwrap() + 1);
+    let records = follower.read(next, 100).unwrap();
+    assert_eq!(records.len(), 1);
+    let result = store.apply(&records).unwrap();
+    assert_eq!((result.rows, result.duplicates), (0, 3));
+    drop(archive);
+    thread.join();
+}
