@@ -1,0 +1,130 @@
+//! The admin HTTP API. Read-only for now; mutating endpoints will require a token.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hj212_proto::time::BeijingTime;
+use hj212_server::Shared;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What `/readyz` checks besides the archive.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// The HJ 212 listener is accepting.
+    pub listening: AtomicBool,
+    /// The store feed is running (false once it has failed).
+    pub store_ok: AtomicBool,
+}
+
+#[derive(Clone)]
+struct AppState {
+    prometheus: PrometheusHandle,
+    shared: Arc<Shared>,
+    readiness: Arc<Readiness>,
+}
+
+/// The admin routes.
+pub fn router(
+    prometheus: PrometheusHandle,
+    shared: Arc<Shared>,
+    readiness: Arc<Readiness>,
+) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/sites", get(sites))
+        .with_state(AppState {
+            prometheus,
+            shared,
+            readiness,
+        })
+}
+
+/// Serves `router` on `listener` until `shutdown`.
+///
+/// # Errors
+/// I/O errors from the listener.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.prometheus.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut problems = Vec::new();
+    if !state.readiness.listening.load(Ordering::Relaxed) {
+        problems.push("HJ 212 listener not accepting");
+    }
+    if !state.shared.archive.is_healthy() {
+        problems.push("archive failed: frames are not being acknowledged");
+    }
+    if !state.readiness.store_ok.load(Ordering::Relaxed) {
+        problems.push("embedded store feed stopped");
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n").into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct SiteView {
+    mn: String,
+    name: String,
+    online: bool,
+    connections: u32,
+    peer: Option<String>,
+    last_frame_time: Option<String>,
+    last_data_time: Option<String>,
+    clock_offset_ms: Option<i64>,
+    last_time_set: Option<String>,
+}
+
+fn beijing(ms: Option<i64>) -> Option<String> {
+    ms.map(|ms| BeijingTime::from_unix_millis(ms).to_rfc3339())
+}
+
+async fn sites(State(state): State<AppState>) -> Json<Vec<SiteView>> {
+    let registry = state.shared.registry.snapshot();
+    let mut views: Vec<SiteView> = registry
+        .values()
+        .map(|site| {
+            let live = state.shared.states.get(&site.mn).unwrap_or_default();
+            SiteView {
+                mn: site.mn.clone(),
+                name: site.name.clone(),
+                online: live.connections > 0,
+                connections: live.connections,
+                peer: live.peer,
+                last_frame_time: beijing(live.last_frame_ms),
+                last_data_time: live.last_data_time,
+                clock_offset_ms: live.clock_offset_ms,
+                last_time_set: beijing(live.last_time_set_ms),
+            }
+        })
+        .collect();
+    views.sort_by(|a, b| a.mn.cmp(&b.mn));
+    Json(views)
+}

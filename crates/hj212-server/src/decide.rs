@@ -1,0 +1,305 @@
+//! The semantic step: one frame (or rejected chunk) in, a decision out: what to archive
+//! with which verdict, what to answer once it is durable, and what it means for the
+//! connection. No I/O here; the connection task carries the decision out.
+
+use hj212_archive::{Kind, NewRecord, Verdict, flags};
+use hj212_config::{Limits, TimeSync};
+use hj212_proto::codec::FrameEvent;
+use hj212_proto::encode::{self, CommandHeader, HostCommand, ReplyTo};
+use hj212_proto::model::Cn;
+use hj212_proto::time::BeijingTime;
+use hj212_proto::{Notes, Packet, SegmentText, crc};
+
+use crate::Shared;
+use crate::metrics::IngestMetrics;
+
+/// How a frame bears on the connection's failure counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Authenticated: both counters reset.
+    Good,
+    /// Unknown MN or wrong password.
+    AuthFailure,
+    /// Unframed bytes, bad CRC, unparseable or bad timestamps.
+    BadFrame,
+}
+
+/// What to do with one frame.
+#[derive(Debug)]
+pub(crate) struct Decision {
+    pub record: NewRecord,
+    /// Replies to write once `record` is durable, with their CN for metrics.
+    pub replies: Vec<(&'static str, Vec<u8>)>,
+    /// A host command (1012) to archive, then send, after the replies.
+    pub command: Option<Vec<u8>>,
+    /// Remember this (MN, CN, QN) key once the record is durable.
+    pub dedup_key: Option<String>,
+    pub effect: Effect,
+    /// The MN of an authenticated frame.
+    pub mn: Option<String>,
+}
+
+pub(crate) struct Context<'a> {
+    pub shared: &'a Shared,
+    pub peer: &'a str,
+    pub now_ms: i64,
+}
+
+fn record(verdict: Verdict, flags: u8, ctx: &Context<'_>, data: &[u8]) -> NewRecord {
+    NewRecord {
+        kind: Kind::Received,
+        verdict,
+        flags,
+        time_ms: ctx.now_ms,
+        peer: ctx.peer.to_owned(),
+        data: data.to_vec(),
+    }
+}
+
+fn refuse(verdict: Verdict, effect: Effect, ctx: &Context<'_>, data: &[u8]) -> Decision {
+    ctx.shared.metrics.verdict(verdict);
+    Decision {
+        record: record(verdict, 0, ctx, data),
+        replies: Vec::new(),
+        command: None,
+        dedup_key: None,
+        effect,
+        mn: None,
+    }
+}
+
+pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
+    let frame = match event {
+        FrameEvent::Rejected { error, bytes } => {
+            IngestMetrics::unframed(error.kind());
+            tracing::debug!(%error, "bytes rejected");
+            return refuse(Verdict::Unframed, Effect::BadFrame, ctx, bytes);
+        }
+        FrameEvent::Frame(frame) => frame,
+    };
+    let data = frame.data();
+    let dialect = crc::identify(data, frame.layout.declared_crc);
+    ctx.shared.metrics.dialect(dialect);
+    let Some(dialect) = dialect else {
+        tracing::debug!(
+            declared = format_args!("{:04X}", frame.layout.declared_crc),
+            "bad CRC: frame dropped"
+        );
+        return refuse(Verdict::BadCrc, Effect::BadFrame, ctx, &frame.bytes);
+    };
+    let text = SegmentText::new(data);
+    let packet = match Packet::parse_text(&text) {
+        Ok(packet) => packet,
+        Err(error) => {
+            tracing::debug!(%error, "unparseable frame");
+            return refuse(Verdict::ParseError, Effect::BadFrame, ctx, &frame.bytes);
+        }
+    };
+    let sites = ctx.shared.registry.snapshot();
+    let Some(site) = sites.get(packet.mn) else {
+        tracing::warn!(mn = packet.mn, "unknown MN: frame refused");
+        return refuse(Verdict::UnknownMn, Effect::AuthFailure, ctx, &frame.bytes);
+    };
+    if !site.password_matches(packet.pw) {
+        // Never log the password, right or wrong.
+        tracing::warn!(mn = packet.mn, "wrong password: frame refused");
+        return refuse(Verdict::BadPassword, Effect::AuthFailure, ctx, &frame.bytes);
+    }
+    if !site.crc.allows(dialect) {
+        tracing::warn!(
+            mn = packet.mn,
+            dialect = dialect.as_str(),
+            "CRC dialect not allowed for this site"
+        );
+        return refuse(Verdict::BadCrc, Effect::BadFrame, ctx, &frame.bytes);
+    }
+    let data_time = match check_times(&packet) {
+        Ok(time) => time,
+        Err(error) => {
+            tracing::warn!(mn = packet.mn, error, "unreadable timestamp: frame refused");
+            return refuse(Verdict::BadTimestamp, Effect::BadFrame, ctx, &frame.bytes);
+        }
+    };
+    let mut notes = Notes::of_layout(&frame.layout);
+    notes.extend(packet.notes);
+    notes.iter().for_each(IngestMetrics::note);
+    accept(&packet, data_time, site.password(), &frame.bytes, ctx)
+}
+
+/// QN and DataTime, where present, must be real times.
+fn check_times(packet: &Packet<'_>) -> Result<Option<BeijingTime>, String> {
+    if let Some(Err(e)) = packet.qn_time() {
+        return Err(format!("QN: {e}"));
+    }
+    match packet.data_time_parsed() {
+        Some(Err(e)) => Err(format!("DataTime: {e}")),
+        Some(Ok(time)) => Ok(Some(time)),
+        None => Ok(None),
+    }
+}
+
+fn accept(
+    packet: &Packet<'_>,
+    data_time: Option<BeijingTime>,
+    password: &str,
+    bytes: &[u8],
+    ctx: &Context<'_>,
+) -> Decision {
+    let shared = ctx.shared;
+    let marks = marks(packet, data_time, ctx.now_ms, &shared.limits);
+    let dedup_key = dedup_key(packet);
+    let duplicate = dedup_key
+        .as_deref()
+        .is_some_and(|k| shared.dedup.contains(k));
+    let verdict = if duplicate {
+        Verdict::Duplicate
+    } else {
+        Verdict::Accepted
+    };
+    shared.metrics.verdict(verdict);
+    if duplicate {
+        shared.metrics.duplicates.increment(1);
+    }
+    shared.states.update(packet.mn, |state| {
+        state.peer = Some(ctx.peer.to_owned());
+        state.last_frame_ms = Some(ctx.now_ms);
+        if let Some(time) = packet.data_time() {
+            state.last_data_time = Some(time.to_owned());
+        }
+    });
+    let to = ReplyTo::from(packet);
+    let mut replies = Vec::new();
+    let mut command = None;
+    match packet.cn {
+        Cn::TimeCalibrationRequest => {
+            replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
+            command = set_time_command(packet, password, ctx);
+        }
+        Cn::Heartbeat => {
+            replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
+        }
+        Cn::RequestResponse | Cn::ExecutionResult | Cn::NotificationResponse | Cn::DataResponse => {
+        }
+        _ if packet.wants_ack() => {
+            replies.extend(encode::data_response(&to).ok().map(|r| ("9014", r)));
+        }
+        _ => {}
+    }
+    if command.is_none() && packet.cn == Cn::RealTimeData {
+        command = supervise_clock(packet, data_time, password, ctx);
+    }
+    Decision {
+        record: record(verdict, marks, ctx, bytes),
+        replies,
+        command,
+        dedup_key: if duplicate { None } else { dedup_key },
+        effect: Effect::Good,
+        mn: Some(packet.mn.to_owned()),
+    }
+}
+
+/// The same (MN, CN, QN), or for frames without QN (HJ/T 212-2005) the same (MN, CN, DataTime).
+fn dedup_key(packet: &Packet<'_>) -> Option<String> {
+    let id = packet.qn.or_else(|| packet.data_time())?;
+    let split = packet.pno.map(|p| format!("/{p}")).unwrap_or_default();
+    Some(format!("{}|{}|{id}{split}", packet.mn, packet.cn.code()))
+}
+
+/// How long after DataTime a frame of this CN normally arrives (DataTime is the period start).
+fn period_ms(cn: Cn) -> i64 {
+    // HJ 212-2017 Table 4: for 2051/2061/2031/2041 DataTime is the start of the period; 2051 intervals go up to 30 min.
+    match cn {
+        Cn::MinuteData => 30 * 60_000,
+        Cn::HourlyData => 3_600_000,
+        Cn::DailyData | Cn::DailyRunTime => 86_400_000,
+        _ => 0,
+    }
+}
+
+fn marks(packet: &Packet<'_>, data_time: Option<BeijingTime>, now_ms: i64, limits: &Limits) -> u8 {
+    let mut marks = 0;
+    if packet.rf.is_some() {
+        marks |= flags::BACKFILL;
+    }
+    if let Some(time) = data_time {
+        let age = now_ms - time.unix_millis();
+        let skew = i64::try_from(limits.future_skew_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let grace =
+            i64::try_from(limits.backfill_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        if -age > skew {
+            marks |= flags::FUTURE_TIME;
+            IngestMetrics::mark("future_time");
+        }
+        if age > period_ms(packet.cn).saturating_add(grace) {
+            marks |= flags::BACKFILL;
+        }
+    }
+    if marks & flags::BACKFILL != 0 {
+        IngestMetrics::mark("backfill");
+    }
+    marks
+}
+
+/// The 1012 that follows a 9013 to a 1013 time-calibration request (HJ 212-2017 App. C table C.4).
+fn set_time_command(packet: &Packet<'_>, password: &str, ctx: &Context<'_>) -> Option<Vec<u8>> {
+    let now = BeijingTime::from_unix_millis(ctx.now_ms);
+    let header = CommandHeader {
+        qn: now,
+        st: packet.st.filter(|st| *st != "91").unwrap_or("32"),
+        pw: password,
+        mn: packet.mn,
+        version: packet.version(),
+    };
+    let command = HostCommand::SetFieldTime {
+        time: now,
+        pol_id: None,
+    }
+    .encode(&header);
+    match command {
+        Ok(bytes) => {
+            ctx.shared
+                .states
+                .update(packet.mn, |s| s.last_time_set_ms = Some(ctx.now_ms));
+            ctx.shared.metrics.time_sets.increment(1);
+            Some(bytes)
+        }
+        Err(error) => {
+            tracing::warn!(mn = packet.mn, %error, "cannot build the 1012 set-time command");
+            None
+        }
+    }
+}
+
+/// Records the logger's clock offset from real-time data, and corrects it when it is off
+/// by more than the threshold, at most once per `min_interval_secs`.
+fn supervise_clock(
+    packet: &Packet<'_>,
+    data_time: Option<BeijingTime>,
+    password: &str,
+    ctx: &Context<'_>,
+) -> Option<Vec<u8>> {
+    let time = data_time?;
+    let offset = time.unix_millis() - ctx.now_ms;
+    let TimeSync {
+        enabled,
+        max_offset_secs,
+        min_interval_secs,
+    } = ctx.shared.time_sync;
+    let due = ctx.shared.states.update(packet.mn, |state| {
+        state.clock_offset_ms = Some(offset);
+        let off = offset.unsigned_abs() > max_offset_secs.saturating_mul(1000);
+        let since = state
+            .last_time_set_ms
+            .map_or(u64::MAX, |t| (ctx.now_ms - t).unsigned_abs());
+        off && since >= min_interval_secs.saturating_mul(1000)
+    });
+    if !(enabled && due) {
+        return None;
+    }
+    tracing::info!(
+        mn = packet.mn,
+        offset_ms = offset,
+        "logger clock is off: sending 1012"
+    );
+    set_time_command(packet, password, ctx)
+}

@@ -1,0 +1,232 @@
+//! Metric names (`hj212_<subsystem>_<thing>_<unit>`), descriptions, and handles created
+//! once. Labels only for bounded sets: never MN, station or peer.
+
+use std::time::Duration;
+
+use hj212_archive::{ArchiveError, Observer, Verdict};
+use hj212_proto::Note;
+use hj212_proto::crc::CrcDialect;
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
+
+pub const FRAMES: &str = "hj212_ingest_frames_total";
+pub const UNFRAMED: &str = "hj212_ingest_unframed_total";
+pub const RECEIVED_BYTES: &str = "hj212_ingest_received_bytes_total";
+pub const CRC_DIALECT: &str = "hj212_ingest_crc_dialect_total";
+pub const NOTES: &str = "hj212_ingest_conformance_notes_total";
+pub const MARKS: &str = "hj212_ingest_marked_frames_total";
+pub const AUTH_FAILURES: &str = "hj212_ingest_auth_failures_total";
+pub const DUPLICATES: &str = "hj212_ingest_duplicates_total";
+pub const REPLIES: &str = "hj212_ingest_replies_total";
+pub const TIME_SETS: &str = "hj212_ingest_time_sets_total";
+pub const ACK_LATENCY: &str = "hj212_ingest_ack_latency_seconds";
+pub const CONNECTIONS_ACTIVE: &str = "hj212_connections_active";
+pub const CONNECTIONS: &str = "hj212_connections_total";
+pub const CONNECTIONS_CLOSED: &str = "hj212_connections_closed_total";
+pub const ARCHIVE_FSYNC: &str = "hj212_archive_fsync_seconds";
+pub const ARCHIVE_RECORDS: &str = "hj212_archive_records_total";
+pub const ARCHIVE_BYTES: &str = "hj212_archive_written_bytes_total";
+pub const ARCHIVE_QUEUE: &str = "hj212_archive_queue_depth";
+pub const ARCHIVE_FAILED: &str = "hj212_archive_failed";
+pub const STORE_LAG: &str = "hj212_store_lag_records";
+pub const STORE_ROWS: &str = "hj212_store_rows_total";
+pub const STORE_DUPLICATES: &str = "hj212_store_duplicate_rows_total";
+pub const SITES_CONFIGURED: &str = "hj212_sites_configured";
+pub const BUILD_INFO: &str = "hj212_build_info";
+
+/// Histogram buckets for the archive fsync and the frame-to-ack latency (seconds).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Registers descriptions and the build info; call once at startup.
+pub fn describe() {
+    describe_counter!(
+        FRAMES,
+        "Frames received, by outcome (accepted, duplicate, unknown_mn, bad_password, bad_crc, parse_error, bad_timestamp)"
+    );
+    describe_counter!(UNFRAMED, "Byte chunks that could not be framed, by reason");
+    describe_counter!(RECEIVED_BYTES, "Bytes read from data loggers");
+    describe_counter!(
+        CRC_DIALECT,
+        "Well-framed frames by the CRC dialect they matched (hj212, modbus, modbus_swapped, none)"
+    );
+    describe_counter!(NOTES, "Tolerated deviations from the standard, by note");
+    describe_counter!(MARKS, "Accepted frames marked future_time or backfill");
+    describe_counter!(
+        AUTH_FAILURES,
+        "Frames refused for an unknown MN or a wrong password, by reason"
+    );
+    describe_counter!(
+        DUPLICATES,
+        "Resent frames (same MN, CN, QN) answered but not stored again"
+    );
+    describe_counter!(REPLIES, "Replies and commands sent, by CN");
+    describe_counter!(
+        TIME_SETS,
+        "1012 set-time commands sent to correct a logger clock"
+    );
+    describe_histogram!(
+        ACK_LATENCY,
+        "From a frame being read to its reply being written (includes the archive fsync)"
+    );
+    describe_gauge!(CONNECTIONS_ACTIVE, "Open HJ 212 connections");
+    describe_counter!(CONNECTIONS, "HJ 212 connections accepted");
+    describe_counter!(CONNECTIONS_CLOSED, "HJ 212 connections closed, by reason");
+    describe_histogram!(ARCHIVE_FSYNC, "Archive batch write + fsync duration");
+    describe_counter!(ARCHIVE_RECORDS, "Records appended to the archive");
+    describe_counter!(ARCHIVE_BYTES, "Bytes appended to the archive");
+    describe_gauge!(ARCHIVE_QUEUE, "Appends waiting for the archive writer");
+    describe_gauge!(
+        ARCHIVE_FAILED,
+        "1 once an archive write or fsync has failed (nothing more is acknowledged)"
+    );
+    describe_gauge!(
+        STORE_LAG,
+        "Durable archive records not yet applied to the embedded store"
+    );
+    describe_counter!(STORE_ROWS, "Reading rows written to the embedded store");
+    describe_counter!(
+        STORE_DUPLICATES,
+        "Reading rows already present in the embedded store"
+    );
+    describe_gauge!(SITES_CONFIGURED, "Sites in the registry");
+    describe_gauge!(BUILD_INFO, "Build information");
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// Counter handles for the per-frame path, created once.
+#[derive(Debug, Clone)]
+pub struct IngestMetrics {
+    pub received_bytes: Counter,
+    pub duplicates: Counter,
+    pub time_sets: Counter,
+    pub ack_latency: Histogram,
+    pub connections_active: Gauge,
+    pub connections: Counter,
+    verdicts: [Counter; 7],
+    dialects: [Counter; 4],
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        let verdict = |v: Verdict| counter!(FRAMES, "outcome" => v.as_str());
+        Self {
+            received_bytes: counter!(RECEIVED_BYTES),
+            duplicates: counter!(DUPLICATES),
+            time_sets: counter!(TIME_SETS),
+            ack_latency: histogram!(ACK_LATENCY),
+            connections_active: gauge!(CONNECTIONS_ACTIVE),
+            connections: counter!(CONNECTIONS),
+            verdicts: [
+                verdict(Verdict::Accepted),
+                verdict(Verdict::Duplicate),
+                verdict(Verdict::UnknownMn),
+                verdict(Verdict::BadPassword),
+                verdict(Verdict::BadCrc),
+                verdict(Verdict::ParseError),
+                verdict(Verdict::BadTimestamp),
+            ],
+            dialects: [
+                counter!(CRC_DIALECT, "dialect" => "hj212"),
+                counter!(CRC_DIALECT, "dialect" => "modbus"),
+                counter!(CRC_DIALECT, "dialect" => "modbus_swapped"),
+                counter!(CRC_DIALECT, "dialect" => "none"),
+            ],
+        }
+    }
+}
+
+impl IngestMetrics {
+    pub fn verdict(&self, verdict: Verdict) {
+        let index = match verdict {
+            Verdict::Accepted => 0,
+            Verdict::Duplicate => 1,
+            Verdict::UnknownMn => 2,
+            Verdict::BadPassword => 3,
+            Verdict::BadCrc => 4,
+            Verdict::ParseError => 5,
+            Verdict::BadTimestamp => 6,
+            _ => return,
+        };
+        self.verdicts[index].increment(1);
+        if matches!(verdict, Verdict::UnknownMn | Verdict::BadPassword) {
+            counter!(AUTH_FAILURES, "reason" => verdict.as_str()).increment(1);
+        }
+    }
+
+    pub fn dialect(&self, dialect: Option<CrcDialect>) {
+        let index = match dialect {
+            Some(CrcDialect::Hj212) => 0,
+            Some(CrcDialect::Modbus) => 1,
+            Some(CrcDialect::ModbusSwapped) => 2,
+            None => 3,
+        };
+        self.dialects[index].increment(1);
+    }
+
+    pub fn note(note: Note) {
+        counter!(NOTES, "note" => note.as_str()).increment(1);
+    }
+
+    pub fn unframed(reason: &'static str) {
+        counter!(UNFRAMED, "reason" => reason).increment(1);
+    }
+
+    pub fn mark(mark: &'static str) {
+        counter!(MARKS, "mark" => mark).increment(1);
+    }
+
+    pub fn reply(cn: &'static str) {
+        counter!(REPLIES, "cn" => cn).increment(1);
+    }
+
+    pub fn closed(reason: &'static str) {
+        counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);
+    }
+}
+
+/// Turns archive measurements into metrics.
+#[derive(Debug, Clone)]
+pub struct ArchiveMetrics {
+    fsync: Histogram,
+    records: Counter,
+    bytes: Counter,
+    queue: Gauge,
+    failed: Gauge,
+}
+
+impl Default for ArchiveMetrics {
+    fn default() -> Self {
+        Self {
+            fsync: histogram!(ARCHIVE_FSYNC),
+            records: counter!(ARCHIVE_RECORDS),
+            bytes: counter!(ARCHIVE_BYTES),
+            queue: gauge!(ARCHIVE_QUEUE),
+            failed: gauge!(ARCHIVE_FAILED),
+        }
+    }
+}
+
+impl Observer for ArchiveMetrics {
+    fn committed(&self, records: usize, bytes: usize, took: Duration) {
+        self.fsync.record(took.as_secs_f64());
+        self.records.increment(records as u64);
+        self.bytes.increment(bytes as u64);
+    }
+
+    fn queue_depth(&self, depth: usize) {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a queue depth is far below 2^52"
+        )]
+        self.queue.set(depth as f64);
+    }
+
+    fn failed(&self, error: &ArchiveError) {
+        self.failed.set(1.0);
+        tracing::error!(%error, "archive failed: no further frames will be acknowledged");
+    }
+}

@@ -1,0 +1,300 @@
+//! Starting, running and stopping the daemon.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hj212_archive::{Archive, Kind, NewRecord, Settings, Verdict, WriterThread};
+use hj212_config::Config;
+use hj212_http::Readiness;
+use hj212_server::Shared;
+use hj212_server::metrics::{SITES_CONFIGURED, STORE_DUPLICATES, STORE_LAG, STORE_ROWS};
+use hj212_store::{FeedSettings, Store};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::observe;
+use crate::{EX_CANTCREAT, EX_CONFIG};
+
+/// How long connections get to finish their frames after a stop signal.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The daemon's parts, before they run.
+#[derive(Debug)]
+pub struct Daemon;
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the HJ 212 listener is bound.
+    pub hj212_addr: SocketAddr,
+    /// Where the admin HTTP listener is bound.
+    pub http_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    http: JoinHandle<std::io::Result<()>>,
+    feed: JoinHandle<Result<(), hj212_store::StoreError>>,
+    writer: WriterThread,
+    config: Config,
+}
+
+impl Daemon {
+    /// Opens the archive and store, binds both listeners and starts serving.
+    ///
+    /// # Errors
+    /// Anything that prevents serving (data dir, archive, store, sockets), with context.
+    pub async fn start(config: Config) -> anyhow::Result<Running> {
+        let prometheus = observe::prometheus();
+        let data_dir = &config.server.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+        let settings = Settings {
+            dir: data_dir.join("archive"),
+            segment_max_bytes: config.archive.segment_max_bytes,
+            segment_max_age: Duration::from_secs(config.archive.segment_max_age_secs),
+            retention: (config.archive.retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(config.archive.retention_days) * 86_400)),
+            queue: config.limits.archive_queue,
+        };
+        let observer = Arc::new(hj212_server::metrics::ArchiveMetrics::default());
+        let (archive, writer, recovery) = Archive::open(settings.clone(), observer)?;
+        if let Some((segment, at, len, kept)) = &recovery.truncated {
+            tracing::warn!(segment = %segment.display(), at, len, kept = %kept.display(),
+                "archive: cut a torn tail left by a crash (never acknowledged); the cut bytes are kept");
+            event(
+                &archive,
+                format!(
+                    "recovered: torn tail of {len} bytes cut at byte {at} of {}",
+                    segment.display()
+                ),
+            )
+            .await?;
+        }
+        event(
+            &archive,
+            format!("started hj212d {}", env!("CARGO_PKG_VERSION")),
+        )
+        .await?;
+        tracing::info!(next_seq = recovery.next_seq, dir = %settings.dir.display(), "archive open");
+
+        let store = Store::open(&data_dir.join("store.sqlite"))?;
+        let shared = Arc::new(Shared::new(&config, archive.clone()));
+        metrics::gauge!(SITES_CONFIGURED).set(config.sites.len() as f64);
+        let readiness = Arc::new(Readiness::default());
+        readiness.store_ok.store(true, Ordering::Relaxed);
+        let shutdown = CancellationToken::new();
+        let feed = spawn_feed(store, &settings, &archive, &shutdown, &readiness);
+
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| {
+                format!("cannot listen on {} (server.listen)", config.server.listen)
+            })?;
+        let http_listener = TcpListener::bind(config.server.http_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (server.http_listen)",
+                    config.server.http_listen
+                )
+            })?;
+        let (hj212_addr, http_addr) = (listener.local_addr()?, http_listener.local_addr()?);
+        let tracker = TaskTracker::new();
+        tracker.spawn(hj212_server::serve(
+            listener,
+            shared.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        readiness.listening.store(true, Ordering::Relaxed);
+        let router = hj212_http::router(prometheus, shared.clone(), readiness);
+        let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone()));
+        tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");
+        Ok(Running {
+            hj212_addr,
+            http_addr,
+            shared,
+            shutdown,
+            tracker,
+            http,
+            feed,
+            writer,
+            config,
+        })
+    }
+}
+
+fn spawn_feed(
+    store: Store,
+    settings: &Settings,
+    archive: &Archive,
+    shutdown: &CancellationToken,
+    readiness: &Arc<Readiness>,
+) -> JoinHandle<Result<(), hj212_store::StoreError>> {
+    let (lag, rows, duplicates) = (
+        metrics::gauge!(STORE_LAG),
+        metrics::counter!(STORE_ROWS),
+        metrics::counter!(STORE_DUPLICATES),
+    );
+    let feed_settings = FeedSettings {
+        archive_dir: settings.dir.clone(),
+        batch: 1000,
+    };
+    let readiness = readiness.clone();
+    let feed = hj212_store::run_feed(
+        store,
+        feed_settings,
+        archive.durable(),
+        shutdown.clone(),
+        move |_, behind, applied| {
+            lag.set(behind as f64);
+            rows.increment(applied.rows as u64);
+            duplicates.increment(applied.duplicates as u64);
+        },
+    );
+    tokio::spawn(async move {
+        let result = feed.await;
+        if let Err(error) = &result {
+            readiness.store_ok.store(false, Ordering::Relaxed);
+            tracing::error!(%error, "embedded store feed stopped; readings will catch up after a restart");
+        }
+        result
+    })
+}
+
+async fn event(archive: &Archive, text: String) -> anyhow::Result<()> {
+    let record = NewRecord {
+        kind: Kind::Event,
+        verdict: Verdict::Info,
+        flags: 0,
+        time_ms: now_ms(),
+        peer: "hj212d".into(),
+        data: text.into_bytes(),
+    };
+    archive.append(record).await?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Running {
+    /// Re-reads the site registry (SIGHUP); on error the old registry stays.
+    pub fn reload_sites(&self) {
+        match hj212_config::reload_sites(&self.config) {
+            Ok(sites) => {
+                let mut candidate = self.config.clone();
+                candidate.sites = sites;
+                let problems = hj212_config::check(&candidate);
+                if problems.is_empty() {
+                    self.shared.registry.replace(&candidate.sites);
+                    metrics::gauge!(SITES_CONFIGURED).set(candidate.sites.len() as f64);
+                    tracing::info!(sites = candidate.sites.len(), "site registry reloaded");
+                } else {
+                    for problem in problems {
+                        tracing::error!(%problem, "site registry not reloaded");
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "site registry not reloaded"),
+        }
+    }
+
+    /// A token that stops the daemon when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets connections finish their frames, lets the store catch up,
+    /// records the stop in the archive and waits for the writer.
+    ///
+    /// # Errors
+    /// The store feed's error, if it had failed.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(DRAIN_DEADLINE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections did not finish within {DRAIN_DEADLINE:?}; stopping anyway");
+        }
+        let _ = self.http.await;
+        event(&self.shared.archive, "stopped".to_owned()).await?;
+        let feed = self.feed.await.context("store feed task")?;
+        drop(self.shared);
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        feed.map_err(Into::into)
+    }
+}
+
+/// `hj212d --config FILE`: runs until SIGTERM or SIGINT; SIGHUP reloads the site registry.
+pub fn run_from_file(path: &Path, log_override: Option<&str>) -> anyhow::Result<ExitCode> {
+    let config = match hj212_config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("Error: {error}");
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
+    let problems = hj212_config::check(&config);
+    if !problems.is_empty() {
+        for problem in problems {
+            eprintln!("Error: {problem}");
+        }
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
+    observe::init_logging(log_override.unwrap_or(&config.server.log_level));
+    for warning in hj212_config::warnings(&config) {
+        tracing::warn!(%warning, "config");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let running = match Daemon::start(config).await {
+            Ok(running) => running,
+            Err(error) => {
+                eprintln!("Error: {error:#}");
+                return Ok(ExitCode::from(EX_CANTCREAT));
+            }
+        };
+        wait_for_signals(&running).await?;
+        tracing::info!("stopping: finishing frames in flight");
+        running.stop().await?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(running: &Running) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => running.reload_sites(),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_: &Running) -> anyhow::Result<()> {
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

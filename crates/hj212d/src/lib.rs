@@ -1,0 +1,90 @@
+//! Wiring only: config, logging, metrics, archive, store feed, listeners and signals.
+//! No business rules live here.
+
+mod daemon;
+mod observe;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use daemon::{Daemon, Running};
+
+/// sysexits: configuration error.
+pub const EX_CONFIG: u8 = 78;
+/// sysexits: cannot create a needed file or bind a socket.
+pub const EX_CANTCREAT: u8 = 73;
+/// sysexits: internal error.
+pub const EX_SOFTWARE: u8 = 70;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hj212d",
+    version,
+    about = "HJ 212 ingest and compliance daemon"
+)]
+pub struct Cli {
+    /// Config file (TOML). Flags override it; it overrides the built-in defaults.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log filter, overriding `server.log_level` (e.g. `debug`, `hj212_server=trace`).
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print every problem in a config file; exit 78 if there is any.
+    CheckConfig { file: PathBuf },
+    /// Print the built-in defaults as TOML.
+    PrintDefaultConfig,
+}
+
+/// Runs what the command line asks for.
+///
+/// # Errors
+/// Unexpected internal errors (expected failures are reported with their exit codes).
+pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::CheckConfig { file }) => Ok(check_config(&file)),
+        Some(Command::PrintDefaultConfig) => {
+            print!("{}", hj212_config::default_toml()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let Some(path) = cli.config else {
+                eprintln!(
+                    "Error: no config given: run `hj212d --config FILE` (see `hj212d print-default-config`)"
+                );
+                return Ok(ExitCode::from(EX_CONFIG));
+            };
+            daemon::run_from_file(&path, cli.log_level.as_deref())
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let config = match hj212_config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("Error: {error}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    for warning in hj212_config::warnings(&config) {
+        eprintln!("warning: {warning}");
+    }
+    let problems = hj212_config::check(&config);
+    for problem in &problems {
+        eprintln!("Error: {problem}");
+    }
+    if problems.is_empty() {
+        println!("{}: ok ({} sites)", path.display(), config.sites.len());
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EX_CONFIG)
+    }
+}

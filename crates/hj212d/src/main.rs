@@ -1,0 +1,16 @@
+//! `hj212d`: the HJ 212 ingest daemon. See `hj212d --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = hj212d::Cli::parse();
+    match hj212d::main(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::from(hj212d::EX_SOFTWARE)
+        }
+    }
+}
