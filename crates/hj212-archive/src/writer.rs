@@ -147,10 +147,11 @@ impl Writer {
         let records: Vec<NewRecord> = batch.iter().map(|r| r.record.clone()).collect();
         match self.write_durably(&records) {
             Ok(()) => {
+                // Publish first: whoever is told "durable" may rely on followers seeing it.
+                self.durable.send_replace(self.next_seq - 1);
                 for (i, request) in batch.drain(..).enumerate() {
                     let _ = request.done.send(Ok(first_seq + i as u64));
                 }
-                self.durable.send_replace(self.next_seq - 1);
                 if let Err(error) = self.maybe_rotate() {
                     self.fail(&error);
                 }
