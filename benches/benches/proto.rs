@@ -12,17 +12,12 @@ use std::hint::black_box;
 /// Everything the daemon does to a frame before deciding what to store: frame it, check
 /// the CRC, decode the text, parse header and CP, read DataTime and group the factors.
 fn decode(frame: &[u8], config: &FramerConfig) -> usize {
-    let Scan::Frame(layout) = framer::scan(frame, config, false) else {
-        panic!("bench frame must frame")
-    };
+    let Scan::Frame(layout) = framer::scan(frame, config, false) else { panic!("bench frame must frame") };
     let data = layout.data(frame);
     crc::verify(data, layout.declared_crc, CrcPolicy::Hj212).expect("bench frame CRC");
     let text = SegmentText::new(data);
     let packet = Packet::parse_text(&text).expect("bench frame parses");
-    let data_time = packet
-        .data_time_parsed()
-        .expect("has DataTime")
-        .expect("valid");
+    let data_time = packet.data_time_parsed().expect("has DataTime").expect("valid");
     packet.factors().len() + usize::from(data_time.second)
 }
 
@@ -30,11 +25,9 @@ fn bench(c: &mut Criterion) {
     let config = FramerConfig::default();
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(1));
-    for (name, frame) in [
-        ("2011_300B", realtime_frame(300)),
-        ("2051_400B", minute_frame(400)),
-        ("2051_1KiB", minute_frame(1024)),
-    ] {
+    for (name, frame) in
+        [("2011_300B", realtime_frame(300)), ("2051_400B", minute_frame(400)), ("2051_1KiB", minute_frame(1024))]
+    {
         group.bench_function(format!("{name} ({} bytes)", frame.len()), |b| {
             b.iter(|| decode(black_box(&frame), &config));
         });
@@ -42,9 +35,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let frame = realtime_frame(300);
-    let Scan::Frame(layout) = framer::scan(&frame, &config, false) else {
-        unreachable!()
-    };
+    let Scan::Frame(layout) = framer::scan(&frame, &config, false) else { unreachable!() };
     let data = layout.data(&frame).to_vec();
     let mut parts = c.benchmark_group("parts_2011_300B");
     parts.throughput(Throughput::Elements(1));
@@ -54,20 +45,10 @@ fn bench(c: &mut Criterion) {
     parts.bench_function("crc_hj212", |b| b.iter(|| crc::hj212(black_box(&data))));
     parts.bench_function("crc_modbus", |b| b.iter(|| crc::modbus(black_box(&data))));
     parts.bench_function("parse", |b| {
-        b.iter(|| {
-            Packet::parse(std::str::from_utf8(black_box(&data)).unwrap())
-                .unwrap()
-                .items
-                .len()
-        });
+        b.iter(|| Packet::parse(std::str::from_utf8(black_box(&data)).unwrap()).unwrap().items.len());
     });
     parts.bench_function("parse_and_group", |b| {
-        b.iter(|| {
-            Packet::parse(std::str::from_utf8(black_box(&data)).unwrap())
-                .unwrap()
-                .factors()
-                .len()
-        });
+        b.iter(|| Packet::parse(std::str::from_utf8(black_box(&data)).unwrap()).unwrap().factors().len());
     });
     parts.finish();
 }

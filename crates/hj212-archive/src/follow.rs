@@ -19,11 +19,7 @@ pub struct Follower {
 impl Follower {
     /// A cursor that will return records from `next_seq` on.
     pub fn new(dir: &Path, next_seq: u64) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-            next_seq,
-            position: None,
-        }
+        Self { dir: dir.to_path_buf(), next_seq, position: None }
     }
 
     /// The sequence number the next record will have.
@@ -42,8 +38,7 @@ impl Follower {
                 Some(position) => position,
                 None => self.locate()?,
             };
-            let (records, new_offset, head) =
-                segment::read_from(&path, offset, &prev, durable, limit - out.len())?;
+            let (records, new_offset, head) = segment::read_from(&path, offset, &prev, durable, limit - out.len())?;
             if records.is_empty() {
                 // The segment is finished and the next record is in a newer one (if the
                 // newest segment holds it, it is not readable yet: try again later).
@@ -65,16 +60,9 @@ impl Follower {
     /// The segment holding `next_seq`, positioned just before that record.
     fn locate(&self) -> io::Result<(PathBuf, u64, Hash)> {
         let segments = list_segments(&self.dir)?;
-        let (first_seq, path) = segments
-            .iter()
-            .rev()
-            .find(|(first, _)| *first <= self.next_seq)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("no segment holds seq {}", self.next_seq),
-                )
-            })?;
+        let (first_seq, path) = segments.iter().rev().find(|(first, _)| *first <= self.next_seq).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("no segment holds seq {}", self.next_seq))
+        })?;
         let mut reader = SegmentReader::open(path)?;
         let mut seq = *first_seq;
         while seq < self.next_seq {
@@ -82,18 +70,11 @@ impl Follower {
                 Ok(Some(record)) => seq = record.seq + 1,
                 Ok(None) => break,
                 Err(bad) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("{}: {bad}", path.display()),
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: {bad}", path.display())));
                 }
             }
         }
-        let offset = if seq == *first_seq {
-            HEADER_LEN as u64
-        } else {
-            reader.offset() as u64
-        };
+        let offset = if seq == *first_seq { HEADER_LEN as u64 } else { reader.offset() as u64 };
         Ok((path.clone(), offset, reader.head()))
     }
 }

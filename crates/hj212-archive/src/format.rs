@@ -163,11 +163,7 @@ pub fn encode_record(out: &mut Vec<u8>, seq: u64, record: &NewRecord, prev: &Has
     out.extend_from_slice(&record.time_ms.to_le_bytes());
     out.push(u8::try_from(peer.len()).unwrap_or(u8::MAX));
     out.extend_from_slice(peer.as_bytes());
-    out.extend_from_slice(
-        &u32::try_from(record.data.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
+    out.extend_from_slice(&u32::try_from(record.data.len()).unwrap_or(u32::MAX).to_le_bytes());
     out.extend_from_slice(&record.data);
     let hash = chain_hash(prev, &out[start..]);
     out.extend_from_slice(&hash);
@@ -213,15 +209,8 @@ pub enum RecordError {
 /// # Errors
 /// [`RecordError`] saying what is wrong.
 pub fn decode_record(bytes: &[u8], prev: &Hash) -> Result<(Record, usize), RecordError> {
-    let truncated = |needed| RecordError::Truncated {
-        needed,
-        available: bytes.len(),
-    };
-    let len_bytes: [u8; 4] = bytes
-        .get(..4)
-        .ok_or(truncated(4))?
-        .try_into()
-        .expect("4 bytes");
+    let truncated = |needed| RecordError::Truncated { needed, available: bytes.len() };
+    let len_bytes: [u8; 4] = bytes.get(..4).ok_or(truncated(4))?.try_into().expect("4 bytes");
     let body_len = usize::try_from(u32::from_le_bytes(len_bytes)).unwrap_or(usize::MAX);
     if !(BODY_FIXED..=MAX_BODY).contains(&body_len) {
         return Err(RecordError::BadLength { len: body_len });
@@ -245,30 +234,15 @@ fn decode_body(body: &[u8], hash: Hash) -> Result<Record, RecordError> {
     let flags = body[10];
     let time_ms = i64::from_le_bytes(body[11..19].try_into().expect("fixed part present"));
     let peer_len = usize::from(body[19]);
-    let peer = body
-        .get(20..20 + peer_len)
-        .ok_or(malformed("peer length"))?;
+    let peer = body.get(20..20 + peer_len).ok_or(malformed("peer length"))?;
     let peer = String::from_utf8(peer.to_vec()).map_err(|_| malformed("peer text"))?;
     let rest = &body[20 + peer_len..];
-    let data_len_bytes: [u8; 4] = rest
-        .get(..4)
-        .ok_or(malformed("data length"))?
-        .try_into()
-        .expect("4 bytes");
+    let data_len_bytes: [u8; 4] = rest.get(..4).ok_or(malformed("data length"))?.try_into().expect("4 bytes");
     let data_len = usize::try_from(u32::from_le_bytes(data_len_bytes)).unwrap_or(usize::MAX);
     if rest.len() != 4 + data_len {
         return Err(malformed("data length"));
     }
-    Ok(Record {
-        seq,
-        kind,
-        verdict,
-        flags,
-        time_ms,
-        peer,
-        data: rest[4..].to_vec(),
-        hash,
-    })
+    Ok(Record { seq, kind, verdict, flags, time_ms, peer, data: rest[4..].to_vec(), hash })
 }
 
 #[cfg(test)]
@@ -299,10 +273,7 @@ mod tests {
         let (r2, _) = decode_record(&buf[n1..], &h1).unwrap();
         assert_eq!((r2.seq, r2.hash, r2.flags), (2, h2, flags::BACKFILL));
         // Chained from the wrong hash, the same bytes do not verify.
-        assert_eq!(
-            decode_record(&buf[n1..], &[0; 32]).unwrap_err(),
-            RecordError::HashMismatch
-        );
+        assert_eq!(decode_record(&buf[n1..], &[0; 32]).unwrap_err(), RecordError::HashMismatch);
     }
 
     #[test]
@@ -312,24 +283,14 @@ mod tests {
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x01;
-            assert!(
-                decode_record(&bad, &[0; 32]).is_err(),
-                "flip at {i} not detected"
-            );
+            assert!(decode_record(&bad, &[0; 32]).is_err(), "flip at {i} not detected");
         }
-        assert!(matches!(
-            decode_record(&buf[..buf.len() - 1], &[0; 32]),
-            Err(RecordError::Truncated { .. })
-        ));
+        assert!(matches!(decode_record(&buf[..buf.len() - 1], &[0; 32]), Err(RecordError::Truncated { .. })));
     }
 
     #[test]
     fn header_round_trip() {
-        let header = SegmentHeader {
-            first_seq: 42,
-            prev_hash: [7; 32],
-            created_ms: -5,
-        };
+        let header = SegmentHeader { first_seq: 42, prev_hash: [7; 32], created_ms: -5 };
         assert_eq!(SegmentHeader::decode(&header.encode()), Some(header));
         assert_eq!(SegmentHeader::decode(b"HJ212ARX"), None);
     }

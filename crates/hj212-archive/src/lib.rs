@@ -112,24 +112,13 @@ impl Archive {
         let (durable_tx, durable) = watch::channel(0);
         let failed = Arc::new(AtomicBool::new(false));
         let queue = settings.queue.max(1);
-        let (writer, recovery) =
-            writer::Writer::open(settings, durable_tx, failed.clone(), observer)?;
+        let (writer, recovery) = writer::Writer::open(settings, durable_tx, failed.clone(), observer)?;
         let (tx, rx) = mpsc::channel(queue);
         let thread = std::thread::Builder::new()
             .name("archive-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| ArchiveError::Io {
-                message: format!("cannot start the writer thread: {e}").into(),
-            })?;
-        Ok((
-            Self {
-                tx,
-                durable,
-                failed,
-            },
-            WriterThread(thread),
-            recovery,
-        ))
+            .map_err(|e| ArchiveError::Io { message: format!("cannot start the writer thread: {e}").into() })?;
+        Ok((Self { tx, durable, failed }, WriterThread(thread), recovery))
     }
 
     /// Queues a record (waiting while the queue is full) and returns a handle that
@@ -139,10 +128,7 @@ impl Archive {
     /// [`ArchiveError::Closed`] when the writer has stopped.
     pub async fn submit(&self, record: NewRecord) -> Result<Pending, ArchiveError> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(writer::Request { record, done })
-            .await
-            .map_err(|_| ArchiveError::Closed)?;
+        self.tx.send(writer::Request { record, done }).await.map_err(|_| ArchiveError::Closed)?;
         Ok(Pending(wait))
     }
 

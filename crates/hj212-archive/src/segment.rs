@@ -25,10 +25,7 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        let Some(seq) = name
-            .strip_prefix(PREFIX)
-            .and_then(|n| n.strip_suffix(SUFFIX))
-        else {
+        let Some(seq) = name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(SUFFIX)) else {
             continue;
         };
         if let Ok(seq) = seq.parse::<u64>() {
@@ -64,17 +61,9 @@ impl SegmentReader {
     pub fn open(path: &Path) -> io::Result<Self> {
         let bytes = std::fs::read(path)?;
         let header = SegmentHeader::decode(&bytes).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} has no valid segment header", path.display()),
-            )
+            io::Error::new(io::ErrorKind::InvalidData, format!("{} has no valid segment header", path.display()))
         })?;
-        Ok(Self {
-            prev: header.prev_hash,
-            header,
-            bytes,
-            offset: HEADER_LEN,
-        })
+        Ok(Self { prev: header.prev_hash, header, bytes, offset: HEADER_LEN })
     }
 
     /// Byte offset of the next record (after the last one read).
@@ -99,13 +88,8 @@ impl SegmentReader {
         if self.offset >= self.bytes.len() {
             return Ok(None);
         }
-        let (record, len) =
-            format::decode_record(&self.bytes[self.offset..], &self.prev).map_err(|error| {
-                BadRecord {
-                    offset: self.offset,
-                    error,
-                }
-            })?;
+        let (record, len) = format::decode_record(&self.bytes[self.offset..], &self.prev)
+            .map_err(|error| BadRecord { offset: self.offset, error })?;
         self.offset += len;
         self.prev = record.hash;
         Ok(Some(record))

@@ -45,30 +45,16 @@ pub fn verify(dir: &Path) -> Result<Report, Break> {
         problem: e.to_string(),
     };
     let segments = list_segments(dir).map_err(|e| io_break(dir, e))?;
-    let mut state = Walk {
-        seq: 0,
-        head: [0; 32],
-        records: 0,
-        retention: Vec::new(),
-        incomplete_tail: false,
-    };
+    let mut state = Walk { seq: 0, head: [0; 32], records: 0, retention: Vec::new(), incomplete_tail: false };
     for (i, (name_seq, path)) in segments.iter().enumerate() {
         let mut reader = SegmentReader::open(path).map_err(|e| io_break(path, e))?;
         let header = reader.header;
-        let fail = |offset, seq, problem: String| Break {
-            segment: path.clone(),
-            offset,
-            seq,
-            problem,
-        };
+        let fail = |offset, seq, problem: String| Break { segment: path.clone(), offset, seq, problem };
         if header.first_seq != *name_seq {
             return Err(fail(
                 0,
                 *name_seq,
-                format!(
-                    "header says first seq {} but the name says {name_seq}",
-                    header.first_seq
-                ),
+                format!("header says first seq {} but the name says {name_seq}", header.first_seq),
             ));
         }
         if i == 0 {
@@ -87,9 +73,7 @@ pub fn verify(dir: &Path) -> Result<Report, Break> {
             ));
         }
         let last = i + 1 == segments.len();
-        state
-            .walk(&mut reader, last)
-            .map_err(|(offset, seq, problem)| fail(offset, seq, problem))?;
+        state.walk(&mut reader, last).map_err(|(offset, seq, problem)| fail(offset, seq, problem))?;
     }
     state.check_start(&segments)?;
     Ok(Report {
@@ -141,11 +125,7 @@ impl Walk {
                     return Ok(());
                 }
                 Err(bad) => {
-                    return Err((
-                        bad.offset,
-                        self.seq + 1,
-                        format!("record seq {} {}", self.seq + 1, bad.error),
-                    ));
+                    return Err((bad.offset, self.seq + 1, format!("record seq {} {}", self.seq + 1, bad.error)));
                 }
             }
         }
@@ -159,10 +139,7 @@ impl Walk {
             return;
         };
         let field = |name: &str| rest.split(' ').find_map(|kv| kv.strip_prefix(name));
-        if let (Some(seq), Some(hash)) = (
-            field("last_seq=").and_then(|s| s.parse().ok()),
-            field("last_hash="),
-        ) {
+        if let (Some(seq), Some(hash)) = (field("last_seq=").and_then(|s| s.parse().ok()), field("last_hash=")) {
             self.retention.push((seq, hash.to_owned()));
         }
     }
@@ -177,9 +154,7 @@ impl Walk {
         }
         let header = SegmentReader::open(path).map(|r| r.header).ok();
         let explained = header.is_some_and(|h| {
-            self.retention
-                .iter()
-                .any(|(seq, hash)| *seq + 1 == h.first_seq && *hash == hex(&h.prev_hash))
+            self.retention.iter().any(|(seq, hash)| *seq + 1 == h.first_seq && *hash == hex(&h.prev_hash))
         });
         if explained {
             Ok(())

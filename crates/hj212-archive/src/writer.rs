@@ -48,9 +48,7 @@ pub(crate) struct Writer {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -58,9 +56,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn io_error(context: &str, path: &Path, error: &io::Error) -> ArchiveError {
-    ArchiveError::Io {
-        message: format!("{context} {}: {error}", path.display()).into(),
-    }
+    ArchiveError::Io { message: format!("{context} {}: {error}", path.display()).into() }
 }
 
 impl Writer {
@@ -77,11 +73,7 @@ impl Writer {
         let mut recovery = Recovery::default();
         let (first_seq, path, head, next_seq) = match segments.last() {
             None => {
-                let header = SegmentHeader {
-                    first_seq: 1,
-                    prev_hash: [0; 32],
-                    created_ms: now_ms(),
-                };
+                let header = SegmentHeader { first_seq: 1, prev_hash: [0; 32], created_ms: now_ms() };
                 let path = create_segment(&dir, &header)?;
                 (1, path, header.prev_hash, 1)
             }
@@ -92,14 +84,8 @@ impl Writer {
             }
         };
         recovery.next_seq = next_seq;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| io_error("cannot open", &path, &e))?;
-        let segment_len = file
-            .metadata()
-            .map_err(|e| io_error("cannot stat", &path, &e))?
-            .len();
+        let file = OpenOptions::new().append(true).open(&path).map_err(|e| io_error("cannot open", &path, &e))?;
+        let segment_len = file.metadata().map_err(|e| io_error("cannot stat", &path, &e))?.len();
         durable.send_replace(next_seq - 1);
         let writer = Self {
             settings,
@@ -135,9 +121,7 @@ impl Writer {
 
     fn commit(&mut self, batch: &mut Vec<Request>) {
         if self.failed.load(Ordering::Relaxed) {
-            let error = ArchiveError::Failed {
-                reason: "an earlier write or fsync failed".into(),
-            };
+            let error = ArchiveError::Failed { reason: "an earlier write or fsync failed".into() };
             for request in batch.drain(..) {
                 let _ = request.done.send(Err(error.clone()));
             }
@@ -180,14 +164,9 @@ impl Writer {
         }
         let started = Instant::now();
         let path = self.segment_path();
-        self.file
-            .write_all(&self.buf)
-            .map_err(|e| io_error("cannot write", &path, &e))?;
-        self.file
-            .sync_data()
-            .map_err(|e| io_error("cannot fsync", &path, &e))?;
-        self.observer
-            .committed(records.len(), self.buf.len(), started.elapsed());
+        self.file.write_all(&self.buf).map_err(|e| io_error("cannot write", &path, &e))?;
+        self.file.sync_data().map_err(|e| io_error("cannot fsync", &path, &e))?;
+        self.observer.committed(records.len(), self.buf.len(), started.elapsed());
         self.head = head;
         self.next_seq += records.len() as u64;
         self.segment_len += self.buf.len() as u64;
@@ -204,16 +183,9 @@ impl Writer {
         if !(too_big || too_old) || self.segment_len <= HEADER_LEN as u64 {
             return Ok(());
         }
-        let header = SegmentHeader {
-            first_seq: self.next_seq,
-            prev_hash: self.head,
-            created_ms: now_ms(),
-        };
+        let header = SegmentHeader { first_seq: self.next_seq, prev_hash: self.head, created_ms: now_ms() };
         let path = create_segment(&self.settings.dir, &header)?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| io_error("cannot open", &path, &e))?;
+        self.file = OpenOptions::new().append(true).open(&path).map_err(|e| io_error("cannot open", &path, &e))?;
         self.segment_first_seq = header.first_seq;
         self.segment_created = Instant::now();
         self.segment_len = HEADER_LEN as u64;
@@ -232,9 +204,7 @@ impl Writer {
         for pair in segments.windows(2) {
             let ((_, old), (next_first, next)) = (&pair[0], &pair[1]);
             // A segment's last record is no newer than the next segment's creation.
-            let next_header = SegmentReader::open(next)
-                .map_err(|e| io_error("cannot read", next, &e))?
-                .header;
+            let next_header = SegmentReader::open(next).map_err(|e| io_error("cannot read", next, &e))?.header;
             if next_header.created_ms >= cutoff || *next_first == self.segment_first_seq {
                 break;
             }
@@ -276,10 +246,8 @@ fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<PathBuf, Archive
         .create_new(true)
         .open(&path)
         .map_err(|e| io_error("cannot create", &path, &e))?;
-    file.write_all(&header.encode())
-        .map_err(|e| io_error("cannot write", &path, &e))?;
-    file.sync_all()
-        .map_err(|e| io_error("cannot fsync", &path, &e))?;
+    file.write_all(&header.encode()).map_err(|e| io_error("cannot write", &path, &e))?;
+    file.sync_all().map_err(|e| io_error("cannot fsync", &path, &e))?;
     sync_dir(dir).map_err(|e| io_error("cannot fsync", dir, &e))?;
     Ok(path)
 }
@@ -302,21 +270,11 @@ fn recover_segment(path: &Path) -> Result<(Hash, u64, TornTail), ArchiveError> {
                 let cut_len = reader.len() as u64 - cut_at;
                 let kept = path.with_extension(format!("hjar.torn-{cut_at}"));
                 let bytes = std::fs::read(path).map_err(|e| io_error("cannot read", path, &e))?;
-                std::fs::write(&kept, &bytes[bad.offset..])
-                    .map_err(|e| io_error("cannot write", &kept, &e))?;
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| io_error("cannot open", path, &e))?;
-                file.set_len(cut_at)
-                    .map_err(|e| io_error("cannot truncate", path, &e))?;
-                file.sync_all()
-                    .map_err(|e| io_error("cannot fsync", path, &e))?;
-                return Ok((
-                    reader.head(),
-                    next_seq,
-                    Some((path.to_path_buf(), cut_at, cut_len, kept)),
-                ));
+                std::fs::write(&kept, &bytes[bad.offset..]).map_err(|e| io_error("cannot write", &kept, &e))?;
+                let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error("cannot open", path, &e))?;
+                file.set_len(cut_at).map_err(|e| io_error("cannot truncate", path, &e))?;
+                file.sync_all().map_err(|e| io_error("cannot fsync", path, &e))?;
+                return Ok((reader.head(), next_seq, Some((path.to_path_buf(), cut_at, cut_len, kept))));
             }
         }
     }

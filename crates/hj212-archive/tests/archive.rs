@@ -5,9 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hj212_archive::{
-    Archive, Follower, Kind, NewRecord, NoObserver, Settings, Verdict, list_segments, verify,
-};
+use hj212_archive::{Archive, Follower, Kind, NewRecord, NoObserver, Settings, Verdict, list_segments, verify};
 
 fn settings(dir: &Path) -> Settings {
     Settings {
@@ -51,15 +49,8 @@ async fn appends_are_numbered_durable_and_verify() {
     let seqs = write(settings(dir.path()), 2000).await;
     assert_eq!(seqs, (1..=2000).collect::<Vec<u64>>());
     let report = verify(dir.path()).unwrap();
-    assert_eq!(
-        (report.records, report.first_seq, report.last_seq),
-        (2000, 1, 2000)
-    );
-    assert!(
-        report.segments > 1,
-        "64 KiB segments rotated: {}",
-        report.segments
-    );
+    assert_eq!((report.records, report.first_seq, report.last_seq), (2000, 1, 2000));
+    assert!(report.segments > 1, "64 KiB segments rotated: {}", report.segments);
     assert!(!report.incomplete_tail);
     // Reopening continues the chain.
     let more = write(settings(dir.path()), 10).await;
@@ -79,12 +70,7 @@ async fn a_flipped_byte_is_named() {
     let broken = verify(dir.path()).unwrap_err();
     assert_eq!(broken.seq, 101);
     assert_eq!(&broken.segment, first);
-    assert!(
-        broken
-            .to_string()
-            .contains("record seq 101 hash does not match"),
-        "{broken}"
-    );
+    assert!(broken.to_string().contains("record seq 101 hash does not match"), "{broken}");
 }
 
 #[tokio::test]
@@ -94,20 +80,14 @@ async fn a_removed_segment_or_record_is_detected() {
     let segments = list_segments(dir.path()).unwrap();
     std::fs::remove_file(&segments[1].1).unwrap();
     let broken = verify(dir.path()).unwrap_err();
-    assert!(
-        broken.problem.contains("does not continue the chain"),
-        "{broken}"
-    );
+    assert!(broken.problem.contains("does not continue the chain"), "{broken}");
 
     let dir = tempfile::tempdir().unwrap();
     write(settings(dir.path()), 2000).await;
     let segments = list_segments(dir.path()).unwrap();
     std::fs::remove_file(&segments[0].1).unwrap();
     let broken = verify(dir.path()).unwrap_err();
-    assert!(
-        broken.problem.contains("no retention record explains"),
-        "{broken}"
-    );
+    assert!(broken.problem.contains("no retention record explains"), "{broken}");
 }
 
 #[tokio::test]
@@ -121,16 +101,12 @@ async fn torn_tail_is_cut_kept_and_reported() {
     file.set_len(len - 7).unwrap();
     drop(file);
     assert!(verify(dir.path()).unwrap().incomplete_tail);
-    let (archive, thread, recovery) =
-        Archive::open(settings(dir.path()), Arc::new(NoObserver)).unwrap();
+    let (archive, thread, recovery) = Archive::open(settings(dir.path()), Arc::new(NoObserver)).unwrap();
     let (segment, cut_at, cut_len, kept) = recovery.truncated.clone().expect("torn tail reported");
     assert_eq!(segment, last);
     assert!(cut_len > 0 && cut_at + cut_len == len - 7);
     assert!(kept.exists());
-    assert_eq!(
-        recovery.next_seq, 100,
-        "record 100 was torn; the next write reuses its number"
-    );
+    assert_eq!(recovery.next_seq, 100, "record 100 was torn; the next write reuses its number");
     assert_eq!(archive.append(frame(100)).await.unwrap(), 100);
     drop(archive);
     thread.join();
@@ -173,14 +149,7 @@ async fn follower_reads_across_segments_up_to_the_durable_point() {
     assert_eq!(seen, (1..=1501).collect::<Vec<u64>>());
     // A follower can start anywhere.
     let mut mid = Follower::new(dir.path(), 777);
-    assert_eq!(
-        mid.read(durable, 3)
-            .unwrap()
-            .iter()
-            .map(|r| r.seq)
-            .collect::<Vec<_>>(),
-        [777, 778, 779]
-    );
+    assert_eq!(mid.read(durable, 3).unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), [777, 778, 779]);
     drop(archive);
     thread.join();
 }

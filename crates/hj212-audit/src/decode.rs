@@ -16,16 +16,9 @@ pub struct Options {
 }
 
 /// Reads `input` to its end, writing one JSON line per frame or rejected chunk.
-pub fn decode_stream(
-    mut input: impl Read,
-    out: &mut impl Write,
-    options: &Options,
-) -> io::Result<()> {
+pub fn decode_stream(mut input: impl Read, out: &mut impl Write, options: &Options) -> io::Result<()> {
     // The CRC gate is off: an auditor wants to see frames with bad CRCs, not lose them.
-    let config = FramerConfig {
-        max_data_len: options.max_data_len,
-        crc_gate: false,
-    };
+    let config = FramerConfig { max_data_len: options.max_data_len, crc_gate: false };
     let mut buf = Vec::new();
     let mut offset = 0usize;
     let mut chunk = vec![0u8; READ_CHUNK];
@@ -41,11 +34,7 @@ pub fn decode_stream(
             }
             Scan::Skip(n) => n,
             Scan::Frame(layout) => {
-                writeln!(
-                    out,
-                    "{}",
-                    frame_json(offset, &buf[..layout.len], &layout, options)
-                )?;
+                writeln!(out, "{}", frame_json(offset, &buf[..layout.len], &layout, options))?;
                 layout.len
             }
             Scan::Rejected { error, consumed } => {
@@ -90,43 +79,22 @@ fn frame_json(offset: usize, frame: &[u8], layout: &FrameLayout, options: &Optio
             packet_fields(&mut obj, &packet, options);
         }
         Err(error) => {
-            obj.insert(
-                "parse_error".into(),
-                json!({ "kind": error.kind(), "message": error.to_string() }),
-            );
+            obj.insert("parse_error".into(), json!({ "kind": error.kind(), "message": error.to_string() }));
         }
     }
-    obj.insert(
-        "notes".into(),
-        json!(
-            notes
-                .iter()
-                .map(hj212_proto::Note::as_str)
-                .collect::<Vec<_>>()
-        ),
-    );
+    obj.insert("notes".into(), json!(notes.iter().map(hj212_proto::Note::as_str).collect::<Vec<_>>()));
     Value::Object(obj)
 }
 
 fn packet_fields(obj: &mut Map<String, Value>, packet: &Packet<'_>, options: &Options) {
-    let pw = packet.pw.map(|pw| {
-        if options.show_passwords {
-            pw
-        } else {
-            PASSWORD_MASK
-        }
-    });
+    let pw = packet.pw.map(|pw| if options.show_passwords { pw } else { PASSWORD_MASK });
     let header = json!({
         "QN": packet.qn, "ST": packet.st, "CN": packet.cn.code(), "PW": pw, "MN": packet.mn,
         "Flag": packet.flag.map(|f| f.0), "PNUM": packet.pnum, "PNO": packet.pno, "RF": packet.rf,
     });
     obj.insert("header".into(), header);
     if !packet.extra_header.is_empty() {
-        let extra: Map<String, Value> = packet
-            .extra_header
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), json!(v)))
-            .collect();
+        let extra: Map<String, Value> = packet.extra_header.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
         obj.insert("extra_header".into(), Value::Object(extra));
     }
     obj.insert("cn_name".into(), json!(packet.cn.description()));
@@ -136,12 +104,8 @@ fn packet_fields(obj: &mut Map<String, Value>, packet: &Packet<'_>, options: &Op
     obj.insert("split".into(), json!(packet.is_split()));
     obj.insert("qn_time".into(), time_json(packet.qn_time()));
     obj.insert("data_time".into(), time_json(packet.data_time_parsed()));
-    let plain: Vec<Value> = packet
-        .items
-        .iter()
-        .filter(|i| i.code.is_none())
-        .map(|i| json!({ "key": i.key, "value": i.value }))
-        .collect();
+    let plain: Vec<Value> =
+        packet.items.iter().filter(|i| i.code.is_none()).map(|i| json!({ "key": i.key, "value": i.value })).collect();
     obj.insert("items".into(), json!(plain));
     obj.insert("factors".into(), factors_json(packet));
     if packet.system_type() == SystemType::Other && packet.st.is_some() {
@@ -156,10 +120,7 @@ fn factors_json(packet: &Packet<'_>) -> Value {
         .iter()
         .map(|factor| {
             let known = factor_for_code(factor.code, medium);
-            let fields: Vec<Value> = factor
-                .items()
-                .map(|i| json!({ "kind": i.suffix(), "value": i.value }))
-                .collect();
+            let fields: Vec<Value> = factor.items().map(|i| json!({ "kind": i.suffix(), "value": i.value })).collect();
             json!({
                 "code": factor.code,
                 "code_2017": known.map(|f| f.code),
@@ -171,9 +132,7 @@ fn factors_json(packet: &Packet<'_>) -> Value {
         .collect()
 }
 
-fn time_json(
-    time: Option<Result<hj212_proto::time::BeijingTime, hj212_proto::time::TimeError>>,
-) -> Value {
+fn time_json(time: Option<Result<hj212_proto::time::BeijingTime, hj212_proto::time::TimeError>>) -> Value {
     match time {
         None => Value::Null,
         Some(Ok(t)) => json!(t.to_rfc3339()),

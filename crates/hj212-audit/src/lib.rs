@@ -1,6 +1,7 @@
 //! The auditor CLI: reads what devices sent and what the daemon wrote, with the daemon's
 //! own parser, so an auditor's figure is the daemon's figure.
 
+mod archive;
 mod decode;
 
 use std::fs::File;
@@ -13,13 +14,13 @@ use clap::{Parser, Subcommand};
 const EX_NOINPUT: u8 = 66;
 /// sysexits: I/O error while reading or writing.
 const EX_IOERR: u8 = 74;
+/// sysexits: the data is bad (the archive chain is broken).
+const EX_DATAERR: u8 = 65;
+/// sysexits: bad command-line arguments.
+const EX_USAGE: u8 = 64;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "hj212-audit",
-    version,
-    about = "Audit HJ 212 captures and hj212d archives"
-)]
+#[command(name = "hj212-audit", version, about = "Audit HJ 212 captures and hj212d archives")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +39,29 @@ enum Command {
         #[arg(long, default_value_t = hj212_proto::framer::MAX_LENGTH_FIELD)]
         max_data_len: usize,
     },
+    /// Walk the archive's hash chain; name the first broken record and exit 65 on any break.
+    Verify {
+        /// The daemon's data_dir (the archive is its `archive/` folder).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Print archived records as JSON lines (receive time, peer, verdict, raw frame) for evidence requests.
+    Export {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Only frames of this MN.
+        #[arg(long)]
+        mn: Option<String>,
+        /// Only records received at or after this Beijing time (YYYYMMDDhhmmss).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only records received before this Beijing time (YYYYMMDDhhmmss).
+        #[arg(long)]
+        to: Option<String>,
+        /// Print PW values instead of masking them.
+        #[arg(long)]
+        show_passwords: bool,
+    },
 }
 
 /// Why the command failed, and the exit code to leave with.
@@ -53,31 +77,36 @@ pub struct Failure {
 /// A [`Failure`] naming what could not be read or written.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Decode {
-            file,
-            show_passwords,
-            max_data_len,
-        } => {
+        Command::Decode { file, show_passwords, max_data_len } => {
             let input: Box<dyn Read> = match &file {
-                Some(path) if path.as_os_str() != "-" => {
-                    Box::new(File::open(path).map_err(|e| Failure {
-                        message: format!("cannot open {}: {e}", path.display()),
-                        exit_code: EX_NOINPUT,
-                    })?)
-                }
+                Some(path) if path.as_os_str() != "-" => Box::new(File::open(path).map_err(|e| Failure {
+                    message: format!("cannot open {}: {e}", path.display()),
+                    exit_code: EX_NOINPUT,
+                })?),
                 _ => Box::new(io::stdin().lock()),
             };
-            let options = decode::Options {
-                show_passwords,
-                max_data_len,
-            };
+            let options = decode::Options { show_passwords, max_data_len };
             let mut out = BufWriter::new(io::stdout().lock());
-            decode::decode_stream(input, &mut out, &options)
-                .and_then(|()| out.flush())
-                .map_err(|e| Failure {
-                    message: format!("decode: {e}"),
-                    exit_code: EX_IOERR,
-                })
+            finish("decode", decode::decode_stream(input, &mut out, &options).and_then(|()| out.flush()))
         }
+        Command::Verify { data_dir } => archive::verify(&data_dir),
+        Command::Export { data_dir, mn, from, to, show_passwords } => {
+            let filter = archive::Filter::new(mn, from.as_deref(), to.as_deref())
+                .map_err(|message| Failure { message, exit_code: EX_USAGE })?;
+            let mut out = BufWriter::new(io::stdout().lock());
+            match archive::export(&data_dir, &filter, show_passwords, &mut out) {
+                Err(archive::ExportError::Write(e)) => finish("export", Err(e)),
+                Err(archive::ExportError::Archive(message)) => Err(Failure { message, exit_code: EX_DATAERR }),
+                Ok(()) => finish("export", out.flush()),
+            }
+        }
+    }
+}
+
+fn finish(what: &str, result: io::Result<()>) -> Result<(), Failure> {
+    match result {
+        // A closed pipe (`| head`) is the reader saying it has enough.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| Failure { message: format!("{what}: {e}"), exit_code: EX_IOERR }),
     }
 }

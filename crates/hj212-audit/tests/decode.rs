@@ -16,21 +16,14 @@ fn decode(input: &[u8], args: &[&str]) -> Vec<Value> {
     child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "exit {:?}", out.status);
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn fixtures() -> Vec<u8> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/frames/");
     let mut stream = Vec::new();
     for file in ["real.txt", "standard-derived.txt"] {
-        for line in std::fs::read_to_string(format!("{dir}{file}"))
-            .unwrap()
-            .lines()
-        {
+        for line in std::fs::read_to_string(format!("{dir}{file}")).unwrap().lines() {
             stream.extend_from_slice(line.as_bytes());
             stream.extend_from_slice(b"\r\n");
         }
@@ -43,10 +36,7 @@ fn decodes_every_fixture_frame_as_one_stream() {
     let lines = decode(&fixtures(), &[]);
     // 36 lines in: 34 frames and the 2 broken ones (real.txt lines 17 and 18) rejected.
     assert_eq!(lines.len(), 36);
-    let rejected: Vec<&str> = lines
-        .iter()
-        .filter_map(|l| l["rejected"].as_str())
-        .collect();
+    let rejected: Vec<&str> = lines.iter().filter_map(|l| l["rejected"].as_str()).collect();
     assert_eq!(rejected, ["no_crc_at_length", "length_not_numeric"]);
     let bad_crc = lines.iter().filter(|l| l["crc"]["ok"] == false).count();
     assert_eq!(bad_crc, 3, "real.txt lines 4, 6 and 9");
@@ -57,10 +47,7 @@ fn decodes_every_fixture_frame_as_one_stream() {
     assert_eq!(first["header"]["PW"], "***");
     assert_eq!(first["version"], "2017");
     assert_eq!(first["items"][0]["key"], "RtdInterval");
-    let swapped = lines
-        .iter()
-        .find(|l| l["crc"]["dialect"] == "modbus_swapped")
-        .unwrap();
+    let swapped = lines.iter().find(|l| l["crc"]["dialect"] == "modbus_swapped").unwrap();
     assert_eq!(swapped["header"]["MN"], "4201003");
     // Offsets are byte positions in the stream: each object starts where the previous ended.
     for pair in lines.windows(2) {
@@ -79,42 +66,18 @@ fn factors_are_named_and_2005_codes_mapped() {
     assert_eq!(frame["data_time"], "2016-08-24T00:38:17.000+08:00");
     let cod = &frame["factors"][1];
     assert_eq!(
-        (
-            cod["code"].as_str(),
-            cod["code_2017"].as_str(),
-            cod["name"].as_str()
-        ),
+        (cod["code"].as_str(), cod["code_2017"].as_str(), cod["name"].as_str()),
         (Some("011"), Some("w01018"), Some("COD"))
     );
-    assert_eq!(
-        cod["fields"][1],
-        serde_json::json!({"kind": "Flag", "value": "N"})
-    );
-    let notes: Vec<&str> = frame["notes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap())
-        .collect();
-    assert_eq!(
-        notes,
-        [
-            "no_qn",
-            "no_flag",
-            "non_standard_mn",
-            "datatime_with_millis"
-        ]
-    );
+    assert_eq!(cod["fields"][1], serde_json::json!({"kind": "Flag", "value": "N"}));
+    let notes: Vec<&str> = frame["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(notes, ["no_qn", "no_flag", "non_standard_mn", "datatime_with_millis"]);
 }
 
 #[test]
 fn missing_file_exits_66() {
-    let out = Command::new(env!("CARGO_BIN_EXE_hj212-audit"))
-        .args(["decode", "/nonexistent/capture"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_hj212-audit")).args(["decode", "/nonexistent/capture"]).output().unwrap();
     assert_eq!(out.status.code(), Some(66));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).starts_with("Error: cannot open /nonexistent/capture")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("Error: cannot open /nonexistent/capture"));
 }

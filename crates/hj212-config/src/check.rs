@@ -24,44 +24,26 @@ const SEPARATORS: &[char] = &[';', ',', '=', '&', '\r', '\n'];
 pub fn check(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut problem = |key: &str, message: String| {
-        problems.push(Problem {
-            key: key.to_owned(),
-            message,
-        });
+        problems.push(Problem { key: key.to_owned(), message });
     };
     let server = &config.server;
     if server.listen == server.http_listen {
-        problem(
-            "server.http_listen",
-            format!("{} is also server.listen", server.http_listen),
-        );
+        problem("server.http_listen", format!("{} is also server.listen", server.http_listen));
     }
     if server.data_dir.is_file() {
-        problem(
-            "server.data_dir",
-            format!("{} is a file, not a directory", server.data_dir.display()),
-        );
+        problem("server.data_dir", format!("{} is a file, not a directory", server.data_dir.display()));
     }
     if let Some(path) = sites_file_path(config).filter(|p| !p.is_file()) {
-        problem(
-            "server.sites_file",
-            format!("{} does not exist", path.display()),
-        );
+        problem("server.sites_file", format!("{} does not exist", path.display()));
     }
     let limits = &config.limits;
     if !(1..=9999).contains(&limits.max_frame_len) {
-        problem(
-            "limits.max_frame_len",
-            format!("{} is outside 1..=9999", limits.max_frame_len),
-        );
+        problem("limits.max_frame_len", format!("{} is outside 1..=9999", limits.max_frame_len));
     }
     for (key, value) in [
         ("limits.max_connections", limits.max_connections),
         ("limits.dedup_window", limits.dedup_window),
-        (
-            "limits.max_in_flight_per_connection",
-            limits.max_in_flight_per_connection,
-        ),
+        ("limits.max_in_flight_per_connection", limits.max_in_flight_per_connection),
         ("limits.archive_queue", limits.archive_queue),
     ] {
         if value == 0 {
@@ -71,10 +53,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     for (key, value) in [
         ("limits.idle_timeout_secs", limits.idle_timeout_secs),
         ("limits.write_timeout_secs", limits.write_timeout_secs),
-        (
-            "archive.segment_max_age_secs",
-            config.archive.segment_max_age_secs,
-        ),
+        ("archive.segment_max_age_secs", config.archive.segment_max_age_secs),
     ] {
         if value == 0 {
             problem(key, "must be at least 1 second".to_owned());
@@ -83,10 +62,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     if config.archive.segment_max_bytes < 64 * 1024 {
         problem(
             "archive.segment_max_bytes",
-            format!(
-                "{} is below the minimum of 65536",
-                config.archive.segment_max_bytes
-            ),
+            format!("{} is below the minimum of 65536", config.archive.segment_max_bytes),
         );
     }
     check_sites(config, &mut problem);
@@ -97,32 +73,19 @@ fn check_sites(config: &Config, problem: &mut impl FnMut(&str, String)) {
     let mut seen = HashSet::new();
     for (i, site) in config.sites.iter().enumerate() {
         let key = |field: &str| format!("sites[{i}].{field}");
-        if site.mn.is_empty()
-            || site.mn.len() > 24
-            || site.mn.contains(SEPARATORS)
-            || site.mn.contains(' ')
-        {
-            problem(
-                &key("mn"),
-                format!("{:?} is not 1-24 characters without separators", site.mn),
-            );
+        if site.mn.is_empty() || site.mn.len() > 24 || site.mn.contains(SEPARATORS) || site.mn.contains(' ') {
+            problem(&key("mn"), format!("{:?} is not 1-24 characters without separators", site.mn));
         }
         if !seen.insert(site.mn.as_str()) {
             problem(&key("mn"), format!("{} is configured twice", site.mn));
         }
         // Never echo the password itself.
         if site.password.is_empty() || site.password.contains(SEPARATORS) {
-            problem(
-                &key("password"),
-                "must be non-empty and contain no ; , = & CR LF".to_owned(),
-            );
+            problem(&key("password"), "must be non-empty and contain no ; , = & CR LF".to_owned());
         }
         for (j, factor) in site.factors.iter().enumerate() {
             if factor.is_empty() || factor.contains(SEPARATORS) || factor.contains('-') {
-                problem(
-                    &format!("sites[{i}].factors[{j}]"),
-                    format!("{factor:?} is not a factor code"),
-                );
+                problem(&format!("sites[{i}].factors[{j}]"), format!("{factor:?} is not a factor code"));
             }
         }
     }
@@ -134,9 +97,7 @@ pub fn warnings(config: &Config) -> Vec<Problem> {
     if let Some(path) = config.source.as_ref().filter(|p| is_world_writable(p)) {
         warnings.push(Problem {
             key: path.display().to_string(),
-            message:
-                "config file is world-writable; anyone on this machine can change site passwords"
-                    .to_owned(),
+            message: "config file is world-writable; anyone on this machine can change site passwords".to_owned(),
         });
     }
     if config.sites.is_empty() {

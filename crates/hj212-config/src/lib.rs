@@ -16,10 +16,7 @@ pub use types::*;
 #[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
 }
@@ -40,10 +37,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// # Errors
 /// [`ConfigError::Parse`] with the TOML error.
 pub fn from_str(text: &str) -> Result<Config, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: PathBuf::from("<config>"),
-        message: e.to_string(),
-    })
+    toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::from("<config>"), message: e.to_string() })
 }
 
 /// Re-reads the site registry (the config's `[[sites]]` and its `sites_file`), for SIGHUP.
@@ -60,11 +54,7 @@ pub fn reload_sites(config: &Config) -> Result<Vec<Site>, ConfigError> {
 /// The site registry file, resolved against the config file's folder.
 pub fn sites_file_path(config: &Config) -> Option<PathBuf> {
     let file = config.server.sites_file.as_ref()?;
-    let base = config
-        .source
-        .as_deref()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."));
+    let base = config.source.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
     Some(base.join(file))
 }
 
@@ -76,14 +66,8 @@ fn load_sites_file(config: &Config) -> Result<Vec<Site>, ConfigError> {
 }
 
 fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// The built-in defaults as TOML, for `hj212d print-default-config`.

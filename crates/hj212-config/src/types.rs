@@ -109,11 +109,7 @@ pub struct TimeSync {
 
 impl Default for TimeSync {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            max_offset_secs: 30,
-            min_interval_secs: 3600,
-        }
+        Self { enabled: true, max_offset_secs: 30, min_interval_secs: 3600 }
     }
 }
 
@@ -131,11 +127,7 @@ pub struct Archive {
 
 impl Default for Archive {
     fn default() -> Self {
-        Self {
-            segment_max_bytes: 64 * 1024 * 1024,
-            segment_max_age_secs: 86_400,
-            retention_days: 0,
-        }
+        Self { segment_max_bytes: 64 * 1024 * 1024, segment_max_age_secs: 86_400, retention_days: 0 }
     }
 }
 

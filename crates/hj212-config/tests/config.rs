@@ -36,26 +36,14 @@ fn every_sample_config_loads_and_checks_clean() {
 fn a_bogus_key_in_every_table_is_rejected_by_name() {
     for path in sample_configs() {
         let text = std::fs::read_to_string(&path).unwrap();
-        let tables: Vec<String> = text
-            .lines()
-            .filter(|l| l.starts_with('['))
-            .map(|l| l.trim().to_owned())
-            .collect();
+        let tables: Vec<String> = text.lines().filter(|l| l.starts_with('[')).map(|l| l.trim().to_owned()).collect();
         for table in tables {
             let injected = text.replacen(&table, &format!("{table}\nbogus_key_xyz = 1"), 1);
-            let err = from_str(&injected).expect_err(&format!(
-                "{}: bogus key in {table} accepted",
-                path.display()
-            ));
+            let err = from_str(&injected).expect_err(&format!("{}: bogus key in {table} accepted", path.display()));
             assert!(err.to_string().contains("bogus_key_xyz"), "{table}: {err}");
         }
         let injected = format!("bogus_top_level = 1\n{text}");
-        assert!(
-            from_str(&injected)
-                .unwrap_err()
-                .to_string()
-                .contains("bogus_top_level")
-        );
+        assert!(from_str(&injected).unwrap_err().to_string().contains("bogus_top_level"));
     }
 }
 
@@ -67,18 +55,8 @@ fn defaults_round_trip_and_match_the_documentation() {
     let c = Config::default();
     assert_eq!(c.server.listen.to_string(), "0.0.0.0:9212");
     assert_eq!(c.server.http_listen.to_string(), "127.0.0.1:9213");
-    assert_eq!(
-        (
-            c.limits.max_connections,
-            c.limits.max_frame_len,
-            c.limits.max_auth_failures
-        ),
-        (10_000, 9999, 5)
-    );
-    assert_eq!(
-        (c.limits.future_skew_secs, c.time_sync.max_offset_secs),
-        (60, 30)
-    );
+    assert_eq!((c.limits.max_connections, c.limits.max_frame_len, c.limits.max_auth_failures), (10_000, 9999, 5));
+    assert_eq!((c.limits.future_skew_secs, c.time_sync.max_offset_secs), (60, 30));
     assert_eq!(c.archive.retention_days, 0);
 }
 
@@ -118,34 +96,21 @@ fn check_reports_every_problem_with_its_key() {
             "sites[1].mn: A;B is configured twice",
         ]
     );
-    assert!(
-        problems.iter().all(|p| !p.contains("secret")),
-        "passwords never echoed"
-    );
+    assert!(problems.iter().all(|p| !p.contains("secret")), "passwords never echoed");
 }
 
 #[test]
 fn sites_file_is_read_relative_to_the_config() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("sites.toml"),
-        "[[sites]]\nmn = \"M2\"\npassword = \"p\"\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("sites.toml"), "[[sites]]\nmn = \"M2\"\npassword = \"p\"\n").unwrap();
     let config_path = dir.path().join("hj212d.toml");
-    std::fs::write(
-        &config_path,
-        "[server]\nsites_file = \"sites.toml\"\n[[sites]]\nmn = \"M1\"\npassword = \"p\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config_path, "[server]\nsites_file = \"sites.toml\"\n[[sites]]\nmn = \"M1\"\npassword = \"p\"\n")
+        .unwrap();
     let config = load(&config_path).unwrap();
     let mns: Vec<&str> = config.sites.iter().map(|s| s.mn.as_str()).collect();
     assert_eq!(mns, ["M1", "M2"]);
     assert_eq!(check(&config), []);
     std::fs::remove_file(dir.path().join("sites.toml")).unwrap();
     let err = load(&config_path).unwrap_err().to_string();
-    assert!(
-        err.starts_with("cannot read ") && err.contains("sites.toml"),
-        "{err}"
-    );
+    assert!(err.starts_with("cannot read ") && err.contains("sites.toml"), "{err}");
 }

@@ -32,43 +32,25 @@ struct AppState {
 }
 
 /// The admin routes.
-pub fn router(
-    prometheus: PrometheusHandle,
-    shared: Arc<Shared>,
-    readiness: Arc<Readiness>,
-) -> Router {
+pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<Readiness>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/sites", get(sites))
-        .with_state(AppState {
-            prometheus,
-            shared,
-            readiness,
-        })
+        .with_state(AppState { prometheus, shared, readiness })
 }
 
 /// Serves `router` on `listener` until `shutdown`.
 ///
 /// # Errors
 /// I/O errors from the listener.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        state.prometheus.render(),
-    )
-        .into_response()
+    ([("content-type", "text/plain; version=0.0.4")], state.prometheus.render()).into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -24,11 +24,7 @@ const fn build_table() -> [u16; 256] {
         let mut reg = i as u16;
         let mut bit = 0;
         while bit < 8 {
-            reg = if reg & 1 == 1 {
-                (reg >> 1) ^ 0xA001
-            } else {
-                reg >> 1
-            };
+            reg = if reg & 1 == 1 { (reg >> 1) ^ 0xA001 } else { reg >> 1 };
             bit += 1;
         }
         table[i] = reg;
@@ -151,17 +147,11 @@ impl CrcPolicy {
 #[non_exhaustive]
 pub enum CrcError {
     /// No known dialect produces the declared value.
-    #[error(
-        "bad CRC: frame declares {declared:04X}, HJ 212 CRC of the data segment is {computed:04X}"
-    )]
+    #[error("bad CRC: frame declares {declared:04X}, HJ 212 CRC of the data segment is {computed:04X}")]
     Mismatch { declared: u16, computed: u16 },
     /// The value matches a dialect this site is not configured to accept.
     #[error("CRC {declared:04X} is {} but the site accepts {policy:?}", dialect.as_str())]
-    DialectNotAllowed {
-        declared: u16,
-        dialect: CrcDialect,
-        policy: CrcPolicy,
-    },
+    DialectNotAllowed { declared: u16, dialect: CrcDialect, policy: CrcPolicy },
 }
 
 /// The dialect whose checksum of `data` equals `declared`, trying the standard first.
@@ -187,15 +177,8 @@ pub fn identify(data: &[u8], declared: u16) -> Option<CrcDialect> {
 pub fn verify(data: &[u8], declared: u16, policy: CrcPolicy) -> Result<CrcDialect, CrcError> {
     match identify(data, declared) {
         Some(dialect) if policy.allows(dialect) => Ok(dialect),
-        Some(dialect) => Err(CrcError::DialectNotAllowed {
-            declared,
-            dialect,
-            policy,
-        }),
-        None => Err(CrcError::Mismatch {
-            declared,
-            computed: hj212(data),
-        }),
+        Some(dialect) => Err(CrcError::DialectNotAllowed { declared, dialect, policy }),
+        None => Err(CrcError::Mismatch { declared, computed: hj212(data) }),
     }
 }
 
@@ -256,9 +239,7 @@ mod tests {
             reg
         };
         for len in 0..300usize {
-            let data: Vec<u8> = (0..len)
-                .map(|i| ((i * 37 + len * 11 + i * i) % 256).to_le_bytes()[0])
-                .collect();
+            let data: Vec<u8> = (0..len).map(|i| ((i * 37 + len * 11 + i * i) % 256).to_le_bytes()[0]).collect();
             assert_eq!(hj212(&data), bitwise(&data), "length {len}");
         }
         assert_eq!(hj212(&[0xFF; 1000]), bitwise(&[0xFF; 1000]));
@@ -268,25 +249,16 @@ mod tests {
     fn identify_dialects() {
         assert_eq!(identify(b"123456789", 0x2F80), Some(CrcDialect::Hj212));
         assert_eq!(identify(b"123456789", 0x4B37), Some(CrcDialect::Modbus));
-        assert_eq!(
-            identify(b"123456789", 0x374B),
-            Some(CrcDialect::ModbusSwapped)
-        );
+        assert_eq!(identify(b"123456789", 0x374B), Some(CrcDialect::ModbusSwapped));
         assert_eq!(identify(b"123456789", 0x1234), None);
     }
 
     #[test]
     fn policy_rejects_other_dialect() {
         let err = verify(b"123456789", 0x4B37, CrcPolicy::Hj212).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "CRC 4B37 is modbus but the site accepts Hj212"
-        );
+        assert_eq!(err.to_string(), "CRC 4B37 is modbus but the site accepts Hj212");
         let err = verify(b"123456789", 0x0001, CrcPolicy::Any).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "bad CRC: frame declares 0001, HJ 212 CRC of the data segment is 2F80"
-        );
+        assert_eq!(err.to_string(), "bad CRC: frame declares 0001, HJ 212 CRC of the data segment is 2F80");
     }
 
     #[test]

@@ -13,14 +13,8 @@ pub enum EncodeError {
     #[error("data segment of {len} bytes does not fit the 4-digit length field")]
     TooLong { len: usize },
     #[error("{field} value {value:?} is outside {allowed}")]
-    OutOfRange {
-        field: &'static str,
-        value: String,
-        allowed: &'static str,
-    },
-    #[error(
-        "{field} value {value:?} contains a character HJ 212 cannot carry (';' ',' '=' '&' CR LF)"
-    )]
+    OutOfRange { field: &'static str, value: String, allowed: &'static str },
+    #[error("{field} value {value:?} contains a character HJ 212 cannot carry (';' ',' '=' '&' CR LF)")]
     Unencodable { field: &'static str, value: String },
 }
 
@@ -52,12 +46,7 @@ pub struct ReplyTo<'a> {
 
 impl<'a> From<&Packet<'a>> for ReplyTo<'a> {
     fn from(packet: &Packet<'a>) -> Self {
-        Self {
-            qn: packet.qn,
-            pw: packet.pw,
-            mn: packet.mn,
-            version: packet.flag.map(Flag::version),
-        }
+        Self { qn: packet.qn, pw: packet.pw, mn: packet.mn, version: packet.flag.map(Flag::version) }
     }
 }
 
@@ -134,20 +123,13 @@ pub enum HostCommand {
     /// 1011: ask for the field time, optionally of one instrument.
     GetFieldTime { pol_id: Option<String> },
     /// 1012: set the field time.
-    SetFieldTime {
-        time: BeijingTime,
-        pol_id: Option<String>,
-    },
+    SetFieldTime { time: BeijingTime, pol_id: Option<String> },
     /// 1062: real-time upload interval in seconds (30-3600).
     SetRtdInterval { seconds: u16 },
     /// 1064: minute-data interval in minutes (1,2,3,4,5,6,10,12,15,20,30).
     SetMinInterval { minutes: u8 },
     /// 2031 / 2051 / 2061: re-send history between BeginTime and EndTime.
-    History {
-        kind: History,
-        begin: BeijingTime,
-        end: BeijingTime,
-    },
+    History { kind: History, begin: BeijingTime, end: BeijingTime },
 }
 
 /// The header of a host command.
@@ -170,27 +152,15 @@ impl HostCommand {
             Self::SetFieldTime { .. } => Cn::SetFieldTime,
             Self::SetRtdInterval { .. } => Cn::SetRtdInterval,
             Self::SetMinInterval { .. } => Cn::SetMinInterval,
-            Self::History {
-                kind: History::Daily,
-                ..
-            } => Cn::DailyData,
-            Self::History {
-                kind: History::Minute,
-                ..
-            } => Cn::MinuteData,
-            Self::History {
-                kind: History::Hourly,
-                ..
-            } => Cn::HourlyData,
+            Self::History { kind: History::Daily, .. } => Cn::DailyData,
+            Self::History { kind: History::Minute, .. } => Cn::MinuteData,
+            Self::History { kind: History::Hourly, .. } => Cn::HourlyData,
         }
     }
 
     fn cp(&self) -> Result<String, EncodeError> {
         Ok(match self {
-            Self::SetTimeoutRetry {
-                over_time,
-                re_count,
-            } => {
+            Self::SetTimeoutRetry { over_time, re_count } => {
                 in_range("OverTime", *over_time, 1..=99, "1..=99")?;
                 in_range("ReCount", *re_count, 1..=99, "1..=99")?;
                 format!("OverTime={over_time};ReCount={re_count}")
@@ -217,11 +187,9 @@ impl HostCommand {
                 }
                 format!("MinInterval={minutes}")
             }
-            Self::History { begin, end, .. } => format!(
-                "BeginTime={};EndTime={}",
-                begin.to_seconds_string(),
-                end.to_seconds_string()
-            ),
+            Self::History { begin, end, .. } => {
+                format!("BeginTime={};EndTime={}", begin.to_seconds_string(), end.to_seconds_string())
+            }
         })
     }
 
@@ -240,14 +208,7 @@ impl HostCommand {
         push_field(&mut data, "CN", &format!("{:04}", self.cn().code()));
         push_field(&mut data, "PW", header.pw);
         push_field(&mut data, "MN", header.mn);
-        push_field(
-            &mut data,
-            "Flag",
-            &Flag::for_version(header.version)
-                .with_ack(true)
-                .0
-                .to_string(),
-        );
+        push_field(&mut data, "Flag", &Flag::for_version(header.version).with_ack(true).0.to_string());
         push_cp(&mut data, &cp);
         frame(data.as_bytes())
     }
@@ -272,20 +233,13 @@ fn in_range<T: PartialOrd + ToString + Copy>(
     if range.contains(&value) {
         Ok(())
     } else {
-        Err(EncodeError::OutOfRange {
-            field,
-            value: value.to_string(),
-            allowed,
-        })
+        Err(EncodeError::OutOfRange { field, value: value.to_string(), allowed })
     }
 }
 
 fn check_encodable(field: &'static str, value: &str) -> Result<(), EncodeError> {
     if value.is_empty() || value.contains([';', ',', '=', '&', '\r', '\n']) {
-        return Err(EncodeError::Unencodable {
-            field,
-            value: value.to_owned(),
-        });
+        return Err(EncodeError::Unencodable { field, value: value.to_owned() });
     }
     Ok(())
 }
@@ -327,50 +281,19 @@ mod tests {
             mn: "010000A8900016F000169DC0",
             version: Some(Version::Hj212_2017),
         };
-        assert!(
-            data_response(&to)
-                .unwrap()
-                .ends_with(b"Flag=4;CP=&&&&3240\r\n")
-        );
-        assert!(
-            notification_response(&to)
-                .unwrap()
-                .ends_with(b"CP=&&&&2A80\r\n")
-        );
-        assert!(
-            request_response(&to, 1)
-                .unwrap()
-                .ends_with(b"CP=&&QnRtn=1&&1B00\r\n")
-        );
-        assert!(
-            execution_result(&to, 1)
-                .unwrap()
-                .ends_with(b"CP=&&ExeRtn=1&&6240\r\n")
-        );
+        assert!(data_response(&to).unwrap().ends_with(b"Flag=4;CP=&&&&3240\r\n"));
+        assert!(notification_response(&to).unwrap().ends_with(b"CP=&&&&2A80\r\n"));
+        assert!(request_response(&to, 1).unwrap().ends_with(b"CP=&&QnRtn=1&&1B00\r\n"));
+        assert!(execution_result(&to, 1).unwrap().ends_with(b"CP=&&ExeRtn=1&&6240\r\n"));
     }
 
     #[test]
     fn reply_to_2025_and_2005() {
-        let to = ReplyTo {
-            qn: None,
-            pw: Some("1"),
-            mn: "M",
-            version: Some(Version::Hj212_2025),
-        };
-        assert!(
-            String::from_utf8(data_response(&to).unwrap())
-                .unwrap()
-                .contains(";Flag=8;")
-        );
-        let to = ReplyTo {
-            version: None,
-            ..to
-        };
+        let to = ReplyTo { qn: None, pw: Some("1"), mn: "M", version: Some(Version::Hj212_2025) };
+        assert!(String::from_utf8(data_response(&to).unwrap()).unwrap().contains(";Flag=8;"));
+        let to = ReplyTo { version: None, ..to };
         let text = String::from_utf8(data_response(&to).unwrap()).unwrap();
-        assert!(
-            text.starts_with("##0031ST=91;CN=9014;PW=1;MN=M;CP=&&&&"),
-            "{text}"
-        );
+        assert!(text.starts_with("##0031ST=91;CN=9014;PW=1;MN=M;CP=&&&&"), "{text}");
     }
 
     fn header() -> CommandHeader<'static> {
@@ -386,19 +309,8 @@ mod tests {
     #[test]
     fn commands_match_the_standard_examples() {
         let cases: [(HostCommand, &[u8]); 3] = [
-            (
-                HostCommand::SetTimeoutRetry {
-                    over_time: 5,
-                    re_count: 3,
-                },
-                b"CP=&&OverTime=5;ReCount=3&&CAC1\r\n",
-            ),
-            (
-                HostCommand::GetFieldTime {
-                    pol_id: Some("w01018".into()),
-                },
-                b"CP=&&PolId=w01018&&5A00\r\n",
-            ),
+            (HostCommand::SetTimeoutRetry { over_time: 5, re_count: 3 }, b"CP=&&OverTime=5;ReCount=3&&CAC1\r\n"),
+            (HostCommand::GetFieldTime { pol_id: Some("w01018".into()) }, b"CP=&&PolId=w01018&&5A00\r\n"),
             (
                 HostCommand::SetFieldTime {
                     time: BeijingTime::parse("20160801085857").unwrap(),
@@ -415,13 +327,8 @@ mod tests {
 
     #[test]
     fn appendix_a_command() {
-        let header = CommandHeader {
-            pw: "100000",
-            ..header()
-        };
-        let bytes = HostCommand::SetRtdInterval { seconds: 30 }
-            .encode(&header)
-            .unwrap();
+        let header = CommandHeader { pw: "100000", ..header() };
+        let bytes = HostCommand::SetRtdInterval { seconds: 30 }.encode(&header).unwrap();
         assert_eq!(
             bytes,
             b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&1C80\r\n"
@@ -444,31 +351,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_values() {
-        let err = HostCommand::SetMinInterval { minutes: 7 }
-            .encode(&header())
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "MinInterval value \"7\" is outside {1,2,3,4,5,6,10,12,15,20,30}"
-        );
-        let err = HostCommand::SetRtdInterval { seconds: 10 }
-            .encode(&header())
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "RtdInterval value \"10\" is outside 30..=3600"
-        );
-        let bad = CommandHeader {
-            pw: "1;2",
-            ..header()
-        };
+        let err = HostCommand::SetMinInterval { minutes: 7 }.encode(&header()).unwrap_err();
+        assert_eq!(err.to_string(), "MinInterval value \"7\" is outside {1,2,3,4,5,6,10,12,15,20,30}");
+        let err = HostCommand::SetRtdInterval { seconds: 10 }.encode(&header()).unwrap_err();
+        assert_eq!(err.to_string(), "RtdInterval value \"10\" is outside 30..=3600");
+        let bad = CommandHeader { pw: "1;2", ..header() };
         assert!(matches!(
             HostCommand::SetRtdInterval { seconds: 30 }.encode(&bad),
             Err(EncodeError::Unencodable { field: "PW", .. })
         ));
-        assert_eq!(
-            frame(&vec![b'a'; 10_000]).unwrap_err(),
-            EncodeError::TooLong { len: 10_000 }
-        );
+        assert_eq!(frame(&vec![b'a'; 10_000]).unwrap_err(), EncodeError::TooLong { len: 10_000 });
     }
 }

@@ -27,10 +27,7 @@ pub struct FramerConfig {
 
 impl Default for FramerConfig {
     fn default() -> Self {
-        Self {
-            max_data_len: MAX_LENGTH_FIELD,
-            crc_gate: false,
-        }
+        Self { max_data_len: MAX_LENGTH_FIELD, crc_gate: false }
     }
 }
 
@@ -90,26 +87,15 @@ impl FrameLayout {
 pub enum FrameError {
     #[error("{len} bytes of garbage before the next \"##\"")]
     Garbage { len: usize },
-    #[error(
-        "length field {:?} is not 4 ASCII digits",
-        String::from_utf8_lossy(field)
-    )]
+    #[error("length field {:?} is not 4 ASCII digits", String::from_utf8_lossy(field))]
     LengthNotNumeric { field: [u8; 4] },
     #[error("data segment of {len} bytes exceeds the limit of {max}")]
     TooLong { len: usize, max: usize },
-    #[error(
-        "no hex CRC where length {len} puts it: found {:?} (length field wrong?)",
-        String::from_utf8_lossy(found)
-    )]
+    #[error("no hex CRC where length {len} puts it: found {:?} (length field wrong?)", String::from_utf8_lossy(found))]
     NoCrcAtLength { len: usize, found: [u8; 4] },
-    #[error(
-        "no CR LF tail after the CRC: found {:?}",
-        String::from_utf8_lossy(found)
-    )]
+    #[error("no CR LF tail after the CRC: found {:?}", String::from_utf8_lossy(found))]
     MissingTail { found: Vec<u8> },
-    #[error(
-        "bad CRC: frame declares {declared:04X}, HJ 212 CRC of the data segment is {computed:04X}"
-    )]
+    #[error("bad CRC: frame declares {declared:04X}, HJ 212 CRC of the data segment is {computed:04X}")]
     BadCrc { declared: u16, computed: u16 },
     #[error("stream ended inside a frame after {len} bytes")]
     Truncated { len: usize },
@@ -152,36 +138,22 @@ pub fn scan(buf: &[u8], config: &FramerConfig, eof: bool) -> Scan {
             // Keep a trailing '#': it may be the first half of the next "##".
             let keep = usize::from(!eof && buf.last() == Some(&b'#'));
             let len = buf.len() - keep;
-            if len == 0 {
-                Scan::Incomplete
-            } else {
-                skip_or_garbage(len, &buf[..len])
-            }
+            if len == 0 { Scan::Incomplete } else { skip_or_garbage(len, &buf[..len]) }
         }
     }
 }
 
 fn skip_or_garbage(len: usize, bytes: &[u8]) -> Scan {
-    if bytes
-        .iter()
-        .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0))
-    {
+    if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0)) {
         Scan::Skip(len)
     } else {
-        Scan::Rejected {
-            error: FrameError::Garbage { len },
-            consumed: len,
-        }
+        Scan::Rejected { error: FrameError::Garbage { len }, consumed: len }
     }
 }
 
 fn scan_frame(buf: &[u8], config: &FramerConfig, eof: bool) -> Scan {
     let incomplete = || {
-        if eof {
-            reject(buf, buf.len(), FrameError::Truncated { len: buf.len() })
-        } else {
-            Scan::Incomplete
-        }
+        if eof { reject(buf, buf.len(), FrameError::Truncated { len: buf.len() }) } else { Scan::Incomplete }
     };
     let Some(field) = buf.get(2..HEADER_LEN) else {
         return incomplete();
@@ -200,14 +172,7 @@ fn scan_frame(buf: &[u8], config: &FramerConfig, eof: bool) -> Scan {
     };
     let crc_field: [u8; 4] = crc_field.try_into().expect("slice of 4");
     let Some(declared_crc) = crc::parse_field(crc_field) else {
-        return reject(
-            buf,
-            buf.len(),
-            FrameError::NoCrcAtLength {
-                len: data_len,
-                found: crc_field,
-            },
-        );
+        return reject(buf, buf.len(), FrameError::NoCrcAtLength { len: data_len, found: crc_field });
     };
     let tail = match read_tail(&buf[crc_at + CRC_LEN..]) {
         TailRead::Found(tail) => tail,
@@ -220,10 +185,7 @@ fn scan_frame(buf: &[u8], config: &FramerConfig, eof: bool) -> Scan {
     let data = &buf[HEADER_LEN..crc_at];
     let crc_dialect = if config.crc_gate {
         let Some(dialect) = crc::identify(data, declared_crc) else {
-            let error = FrameError::BadCrc {
-                declared: declared_crc,
-                computed: crc::hj212(data),
-            };
+            let error = FrameError::BadCrc { declared: declared_crc, computed: crc::hj212(data) };
             return reject(buf, len, error);
         };
         Some(dialect)
@@ -231,14 +193,7 @@ fn scan_frame(buf: &[u8], config: &FramerConfig, eof: bool) -> Scan {
         None
     };
     let crc_lowercase = crc_field.iter().any(u8::is_ascii_lowercase);
-    Scan::Frame(FrameLayout {
-        data_len,
-        declared_crc,
-        crc_lowercase,
-        crc_dialect,
-        tail,
-        len,
-    })
+    Scan::Frame(FrameLayout { data_len, declared_crc, crc_lowercase, crc_dialect, tail, len })
 }
 
 /// Drops a broken frame up to the next `##` inside `buf[..limit]`, or all of it.
@@ -252,9 +207,7 @@ fn reject(buf: &[u8], limit: usize, error: FrameError) -> Scan {
 }
 
 fn parse_length(field: [u8; 4]) -> Option<usize> {
-    field.iter().try_fold(0usize, |acc, &c| {
-        c.is_ascii_digit().then(|| acc * 10 + usize::from(c - b'0'))
-    })
+    field.iter().try_fold(0usize, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + usize::from(c - b'0')))
 }
 
 enum TailRead {
@@ -274,10 +227,7 @@ fn read_tail(rest: &[u8]) -> TailRead {
 }
 
 fn find_start(buf: &[u8], from: usize) -> Option<usize> {
-    buf.get(from..)?
-        .windows(2)
-        .position(|w| w == b"##")
-        .map(|p| p + from)
+    buf.get(from..)?.windows(2).position(|w| w == b"##").map(|p| p + from)
 }
 
 #[cfg(test)]
@@ -299,9 +249,7 @@ mod tests {
 
     #[test]
     fn whole_frame() {
-        let Scan::Frame(layout) = scan(FRAME, &cfg(), false) else {
-            panic!()
-        };
+        let Scan::Frame(layout) = scan(FRAME, &cfg(), false) else { panic!() };
         assert_eq!(layout.data_len, 101);
         assert_eq!(layout.declared_crc, 0x1C80);
         assert_eq!(layout.tail, Tail::CrLf);
@@ -312,11 +260,7 @@ mod tests {
     #[test]
     fn every_prefix_is_incomplete() {
         for cut in 0..FRAME.len() {
-            assert_eq!(
-                scan(&FRAME[..cut], &cfg(), false),
-                Scan::Incomplete,
-                "cut at {cut}"
-            );
+            assert_eq!(scan(&FRAME[..cut], &cfg(), false), Scan::Incomplete, "cut at {cut}");
         }
         assert_eq!(frame_len(&scan(FRAME, &cfg(), false)), FRAME.len());
     }
@@ -324,28 +268,18 @@ mod tests {
     #[test]
     fn truncated_at_eof() {
         let cut = &FRAME[..50];
-        assert_eq!(
-            scan(cut, &cfg(), true),
-            Scan::Rejected {
-                error: FrameError::Truncated { len: 50 },
-                consumed: 50
-            }
-        );
+        assert_eq!(scan(cut, &cfg(), true), Scan::Rejected { error: FrameError::Truncated { len: 50 }, consumed: 50 });
     }
 
     #[test]
     fn bare_lf_and_double_cr_tails() {
         let mut lf = FRAME[..FRAME.len() - 2].to_vec();
         lf.push(b'\n');
-        let Scan::Frame(layout) = scan(&lf, &cfg(), false) else {
-            panic!()
-        };
+        let Scan::Frame(layout) = scan(&lf, &cfg(), false) else { panic!() };
         assert_eq!((layout.tail, layout.len), (Tail::Lf, lf.len()));
         let mut crcrlf = FRAME[..FRAME.len() - 2].to_vec();
         crcrlf.extend_from_slice(b"\r\r\n");
-        let Scan::Frame(layout) = scan(&crcrlf, &cfg(), false) else {
-            panic!()
-        };
+        let Scan::Frame(layout) = scan(&crcrlf, &cfg(), false) else { panic!() };
         assert_eq!((layout.tail, layout.len), (Tail::CrCrLf, crcrlf.len()));
     }
 
@@ -354,18 +288,12 @@ mod tests {
         assert_eq!(scan(b"\r\n\0##", &cfg(), false), Scan::Skip(3));
         assert_eq!(
             scan(b"AT+OK\r\n##", &cfg(), false),
-            Scan::Rejected {
-                error: FrameError::Garbage { len: 7 },
-                consumed: 7
-            }
+            Scan::Rejected { error: FrameError::Garbage { len: 7 }, consumed: 7 }
         );
         // A lone trailing '#' is kept: it may start the next "##".
         assert_eq!(
             scan(b"junk#", &cfg(), false),
-            Scan::Rejected {
-                error: FrameError::Garbage { len: 4 },
-                consumed: 4
-            }
+            Scan::Rejected { error: FrameError::Garbage { len: 4 }, consumed: 4 }
         );
         assert_eq!(scan(b"#", &cfg(), false), Scan::Incomplete);
     }
@@ -375,18 +303,10 @@ mod tests {
         let mut buf = b"##81QN=;ST=23;CN=1012&&E381\r\n".to_vec();
         let bad = buf.len();
         buf.extend_from_slice(FRAME);
-        let Scan::Rejected { error, consumed } = scan(&buf, &cfg(), false) else {
-            panic!()
-        };
-        assert_eq!(
-            error.to_string(),
-            "length field \"81QN\" is not 4 ASCII digits"
-        );
+        let Scan::Rejected { error, consumed } = scan(&buf, &cfg(), false) else { panic!() };
+        assert_eq!(error.to_string(), "length field \"81QN\" is not 4 ASCII digits");
         assert_eq!(consumed, bad);
-        assert_eq!(
-            frame_len(&scan(&buf[consumed..], &cfg(), false)),
-            FRAME.len()
-        );
+        assert_eq!(frame_len(&scan(&buf[consumed..], &cfg(), false)), FRAME.len());
     }
 
     #[test]
@@ -394,16 +314,8 @@ mod tests {
         // Declares 0099 for a 101-byte segment: the CRC field lands on "&&1C".
         let mut buf = FRAME.to_vec();
         buf[2..6].copy_from_slice(b"0099");
-        let Scan::Rejected { error, .. } = scan(&buf, &cfg(), false) else {
-            panic!()
-        };
-        assert_eq!(
-            error,
-            FrameError::NoCrcAtLength {
-                len: 99,
-                found: *b"&&1C"
-            }
-        );
+        let Scan::Rejected { error, .. } = scan(&buf, &cfg(), false) else { panic!() };
+        assert_eq!(error, FrameError::NoCrcAtLength { len: 99, found: *b"&&1C" });
     }
 
     #[test]
@@ -411,30 +323,17 @@ mod tests {
         let mut buf = FRAME[..FRAME.len() - 2].to_vec();
         let first = buf.len();
         buf.extend_from_slice(FRAME);
-        let Scan::Rejected { error, consumed } = scan(&buf, &cfg(), false) else {
-            panic!()
-        };
+        let Scan::Rejected { error, consumed } = scan(&buf, &cfg(), false) else { panic!() };
         assert_eq!(error.kind(), "missing_tail");
         assert_eq!(consumed, first);
-        assert_eq!(
-            frame_len(&scan(&buf[consumed..], &cfg(), false)),
-            FRAME.len()
-        );
+        assert_eq!(frame_len(&scan(&buf[consumed..], &cfg(), false)), FRAME.len());
     }
 
     #[test]
     fn too_long() {
-        let config = FramerConfig {
-            max_data_len: 100,
-            ..cfg()
-        };
-        let Scan::Rejected { error, .. } = scan(FRAME, &config, false) else {
-            panic!()
-        };
-        assert_eq!(
-            error.to_string(),
-            "data segment of 101 bytes exceeds the limit of 100"
-        );
+        let config = FramerConfig { max_data_len: 100, ..cfg() };
+        let Scan::Rejected { error, .. } = scan(FRAME, &config, false) else { panic!() };
+        assert_eq!(error.to_string(), "data segment of 101 bytes exceeds the limit of 100");
     }
 
     #[test]
@@ -443,18 +342,11 @@ mod tests {
         // rejects it and resumes at the real frame's "##" inside it.
         let mut buf = format!("##{:04}", FRAME.len() - 6).into_bytes();
         buf.extend_from_slice(FRAME);
-        let gated = FramerConfig {
-            crc_gate: true,
-            ..cfg()
-        };
-        let Scan::Rejected { error, consumed } = scan(&buf, &gated, false) else {
-            panic!()
-        };
+        let gated = FramerConfig { crc_gate: true, ..cfg() };
+        let Scan::Rejected { error, consumed } = scan(&buf, &gated, false) else { panic!() };
         assert_eq!(error.kind(), "bad_crc");
         assert_eq!(consumed, 6);
-        let Scan::Frame(layout) = scan(&buf[6..], &gated, false) else {
-            panic!()
-        };
+        let Scan::Frame(layout) = scan(&buf[6..], &gated, false) else { panic!() };
         assert_eq!(layout.crc_dialect, Some(CrcDialect::Hj212));
     }
 

@@ -153,19 +153,12 @@ type KeyValue<'a> = (&'a [u8], Option<&'a [u8]>);
 
 fn item(input: &[u8]) -> IResult<&[u8], KeyValue<'_>> {
     let end = |b: u8| b == b';' || b == b',';
-    (
-        take_till(move |b| b == b'=' || end(b)),
-        opt(preceded(tag(&b"="[..]), take_till(end))),
-    )
-        .parse(input)
+    (take_till(move |b| b == b'=' || end(b)), opt(preceded(tag(&b"="[..]), take_till(end)))).parse(input)
 }
 
 /// Walks `text` item by item, calling `each(key, value, separator_before, spaced)`.
 /// `value` is `None` for an item without `=`; keys and values are trimmed of spaces.
-fn for_each_item<'a>(
-    text: &'a str,
-    mut each: impl FnMut(&'a str, Option<&'a str>, Option<u8>, bool),
-) {
+fn for_each_item<'a>(text: &'a str, mut each: impl FnMut(&'a str, Option<&'a str>, Option<u8>, bool)) {
     let bytes = text.as_bytes();
     let slice = |part: &[u8]| {
         let start = bytes.offset(part);
@@ -179,8 +172,7 @@ fn for_each_item<'a>(
         };
         let (key, value) = (slice(key), value.map(slice));
         let (trimmed_key, trimmed_value) = (key.trim_ascii(), value.map(str::trim_ascii));
-        let spaced =
-            trimmed_key.len() != key.len() || trimmed_value.map(str::len) != value.map(str::len);
+        let spaced = trimmed_key.len() != key.len() || trimmed_value.map(str::len) != value.map(str::len);
         if !(trimmed_key.is_empty() && value.is_none()) {
             each(trimmed_key, trimmed_value, separator, spaced);
         }
@@ -247,16 +239,10 @@ impl<'a> Header<'a> {
 }
 
 fn number<T: std::str::FromStr>(field: &'static str, value: &str) -> Result<T, ParseError> {
-    value.parse().map_err(|_| ParseError::BadField {
-        field,
-        value: value.to_owned(),
-    })
+    value.parse().map_err(|_| ParseError::BadField { field, value: value.to_owned() })
 }
 
-fn optional<T: std::str::FromStr>(
-    field: &'static str,
-    value: Option<&str>,
-) -> Result<Option<T>, ParseError> {
+fn optional<T: std::str::FromStr>(field: &'static str, value: Option<&str>) -> Result<Option<T>, ParseError> {
     value.map(|v| number(field, v)).transpose()
 }
 
@@ -283,22 +269,13 @@ fn parse_cp<'a>(cp: &'a str, notes: &mut Notes) -> Vec<CpItem<'a>> {
         if key == "DataTime" && value.len() == 17 {
             notes.insert(Note::DataTimeWithMillis);
         }
-        items.push(CpItem {
-            group,
-            key,
-            code,
-            kind,
-            value,
-        });
+        items.push(CpItem { group, key, code, kind, value });
     });
     items
 }
 
 fn is_standard_mn(mn: &str) -> bool {
-    mn.len() == 24
-        && mn
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+    mn.len() == 24 && mn.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
 }
 
 impl<'a> Packet<'a> {
@@ -310,10 +287,7 @@ impl<'a> Packet<'a> {
     pub fn parse(text: &'a str) -> Result<Self, ParseError> {
         let mut notes = Notes::default();
         let cp_at = text.find(CP_OPEN).ok_or(ParseError::MissingCp)?;
-        let cp = text[cp_at + CP_OPEN.len()..]
-            .trim_end()
-            .strip_suffix(CP_CLOSE)
-            .ok_or(ParseError::CpNotClosed)?;
+        let cp = text[cp_at + CP_OPEN.len()..].trim_end().strip_suffix(CP_CLOSE).ok_or(ParseError::CpNotClosed)?;
         let header_text = &text[..cp_at];
         if !header_text.is_empty() && !header_text.trim_end().ends_with(';') {
             notes.insert(Note::NoSemicolonBeforeCp);
@@ -321,16 +295,10 @@ impl<'a> Packet<'a> {
         let header = Header::parse(header_text, &mut notes);
         let cn_text = header.cn.ok_or(ParseError::MissingField("CN"))?;
         if cn_text.len() != 4 {
-            return Err(ParseError::BadField {
-                field: "CN",
-                value: cn_text.to_owned(),
-            });
+            return Err(ParseError::BadField { field: "CN", value: cn_text.to_owned() });
         }
         let cn = Cn::from_code(number("CN", cn_text)?);
-        let mn = header
-            .mn
-            .filter(|mn| !mn.is_empty())
-            .ok_or(ParseError::MissingField("MN"))?;
+        let mn = header.mn.filter(|mn| !mn.is_empty()).ok_or(ParseError::MissingField("MN"))?;
         let flag = optional::<u8>("Flag", header.flag)?.map(Flag);
         let pnum = optional::<u16>("PNUM", header.pnum)?;
         let pno = optional::<u16>("PNO", header.pno)?;
@@ -387,12 +355,10 @@ impl<'a> Packet<'a> {
     /// Which factor table the ST points to, for HJ/T 212-2005 codes.
     pub fn medium(&self) -> Option<Medium> {
         match self.system_type() {
-            SystemType::AirQuality | SystemType::FlueGasSource | SystemType::FlueGasProcess => {
-                Some(Medium::Gas)
+            SystemType::AirQuality | SystemType::FlueGasSource | SystemType::FlueGasProcess => Some(Medium::Gas),
+            SystemType::SurfaceWater | SystemType::WastewaterSource | SystemType::WastewaterProcess => {
+                Some(Medium::Water)
             }
-            SystemType::SurfaceWater
-            | SystemType::WastewaterSource
-            | SystemType::WastewaterProcess => Some(Medium::Water),
             SystemType::AcousticEnvironment | SystemType::NoiseSource => Some(Medium::Noise),
             _ => None,
         }
@@ -423,10 +389,7 @@ impl<'a> Packet<'a> {
         for (at, item) in self.items.iter().enumerate() {
             let Some(code) = item.code else { continue };
             if !factors.iter().any(|f| f.code == code) {
-                factors.push(FactorFields {
-                    code,
-                    items: &self.items[at..],
-                });
+                factors.push(FactorFields { code, items: &self.items[at..] });
             }
         }
         factors
@@ -460,7 +423,8 @@ fn note_header(notes: &mut Notes, header: &Header<'_>, flag: Option<Flag>, mn: &
 mod tests {
     use super::*;
 
-    const APPENDIX_A: &str = "QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&";
+    const APPENDIX_A: &str =
+        "QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&";
 
     #[test]
     fn appendix_a() {
@@ -473,11 +437,7 @@ mod tests {
         assert_eq!(p.version(), Version::Hj212_2017);
         assert!(p.wants_ack() && !p.is_split());
         assert_eq!(p.get("RtdInterval"), Some("30"));
-        assert!(
-            p.notes.is_empty(),
-            "{:?}",
-            p.notes.iter().collect::<Vec<_>>()
-        );
+        assert!(p.notes.is_empty(), "{:?}", p.notes.iter().collect::<Vec<_>>());
     }
 
     #[test]
@@ -503,10 +463,7 @@ mod tests {
         assert_eq!(factors[0].get(FieldKind::Cou), Some("10.5"));
         assert_eq!(factors[0].flag(), Some(DataFlag::Normal));
         let odd = factors[1].items().nth(1).unwrap();
-        assert_eq!(
-            (odd.kind, odd.suffix(), odd.value),
-            (Some(FieldKind::Other), Some("Zz"), "a=b")
-        );
+        assert_eq!((odd.kind, odd.suffix(), odd.value), (Some(FieldKind::Other), Some("Zz"), "a=b"));
         assert_eq!(odd.group, 2);
     }
 
@@ -515,12 +472,7 @@ mod tests {
         let p = Packet::parse("QN=1,ST=32;CN=2041;MN=M;Flag=5CP=&& PolId=w01018;x…&&").unwrap();
         assert_eq!(p.qn, Some("1"));
         assert_eq!(p.flag, Some(Flag(5)));
-        for note in [
-            Note::CommaInHeader,
-            Note::NoSemicolonBeforeCp,
-            Note::SpacesInCp,
-            Note::CpItemWithoutValue,
-        ] {
+        for note in [Note::CommaInHeader, Note::NoSemicolonBeforeCp, Note::SpacesInCp, Note::CpItemWithoutValue] {
             assert!(p.notes.contains(note), "{note:?}");
         }
         assert_eq!(p.get("PolId"), Some("w01018"));
@@ -530,23 +482,11 @@ mod tests {
     fn errors_name_the_problem() {
         let err = |s| Packet::parse(s).unwrap_err().to_string();
         assert_eq!(err("QN=1;CN=2011;MN=M"), "no \"CP=&&\" in the data segment");
-        assert_eq!(
-            err("CN=2011;MN=M;CP=&&a=1"),
-            "CP is not closed by \"&&\" at the end of the data segment"
-        );
+        assert_eq!(err("CN=2011;MN=M;CP=&&a=1"), "CP is not closed by \"&&\" at the end of the data segment");
         assert_eq!(err("MN=M;CP=&&&&"), "required header field CN is missing");
-        assert_eq!(
-            err("CN=2011;CP=&&&&"),
-            "required header field MN is missing"
-        );
-        assert_eq!(
-            err("CN=20x1;MN=M;CP=&&&&"),
-            "header field CN has an unusable value \"20x1\""
-        );
-        assert_eq!(
-            err("CN=2011;MN=M;Flag=256;CP=&&&&"),
-            "header field Flag has an unusable value \"256\""
-        );
+        assert_eq!(err("CN=2011;CP=&&&&"), "required header field MN is missing");
+        assert_eq!(err("CN=20x1;MN=M;CP=&&&&"), "header field CN has an unusable value \"20x1\"");
+        assert_eq!(err("CN=2011;MN=M;Flag=256;CP=&&&&"), "header field Flag has an unusable value \"256\"");
     }
 
     #[test]

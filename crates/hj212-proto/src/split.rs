@@ -31,11 +31,7 @@ pub struct SplitLimits {
 
 impl Default for SplitLimits {
     fn default() -> Self {
-        Self {
-            max_pending: 1024,
-            max_parts: 100,
-            timeout: Duration::from_secs(300),
-        }
+        Self { max_pending: 1024, max_parts: 100, timeout: Duration::from_secs(300) }
     }
 }
 
@@ -80,10 +76,7 @@ pub struct Reassembler<T> {
 
 impl<T> Reassembler<T> {
     pub fn new(limits: SplitLimits) -> Self {
-        Self {
-            limits,
-            pending: HashMap::new(),
-        }
+        Self { limits, pending: HashMap::new() }
     }
 
     /// Open messages.
@@ -99,19 +92,10 @@ impl<T> Reassembler<T> {
     ///
     /// # Errors
     /// [`SplitError`] when PNO or PNUM is impossible or over the limit.
-    pub fn push(
-        &mut self,
-        key: SplitKey,
-        pno: u16,
-        packet: T,
-        now: Instant,
-    ) -> Result<Pushed<T>, SplitError> {
+    pub fn push(&mut self, key: SplitKey, pno: u16, packet: T, now: Instant) -> Result<Pushed<T>, SplitError> {
         let pnum = key.pnum;
         if pnum > self.limits.max_parts {
-            return Err(SplitError::TooManyParts {
-                pnum,
-                max: self.limits.max_parts,
-            });
+            return Err(SplitError::TooManyParts { pnum, max: self.limits.max_parts });
         }
         if pno == 0 || pno > pnum {
             return Err(SplitError::PnoOutOfRange { pno, pnum });
@@ -122,11 +106,9 @@ impl<T> Reassembler<T> {
         }
         let mut entry = match self.pending.entry(key) {
             Entry::Occupied(entry) => entry,
-            Entry::Vacant(entry) => entry.insert_entry(Pending {
-                first_seen: now,
-                parts: (0..pnum).map(|_| None).collect(),
-                received: 0,
-            }),
+            Entry::Vacant(entry) => {
+                entry.insert_entry(Pending { first_seen: now, parts: (0..pnum).map(|_| None).collect(), received: 0 })
+            }
         };
         let pending = entry.get_mut();
         let slot = &mut pending.parts[usize::from(pno - 1)];
@@ -147,21 +129,12 @@ impl<T> Reassembler<T> {
             .filter(|(_, p)| now.saturating_duration_since(p.first_seen) >= timeout)
             .map(|(k, _)| k.clone())
             .collect();
-        expired
-            .into_iter()
-            .filter_map(|k| self.pending.remove(&k).map(|p| (k, p.into_received())))
-            .collect()
+        expired.into_iter().filter_map(|k| self.pending.remove(&k).map(|p| (k, p.into_received()))).collect()
     }
 
     fn evict_oldest(&mut self) -> Option<(SplitKey, Vec<T>)> {
-        let oldest = self
-            .pending
-            .iter()
-            .min_by_key(|(_, p)| p.first_seen)
-            .map(|(k, _)| k.clone())?;
-        self.pending
-            .remove(&oldest)
-            .map(|p| (oldest, p.into_received()))
+        let oldest = self.pending.iter().min_by_key(|(_, p)| p.first_seen).map(|(k, _)| k.clone())?;
+        self.pending.remove(&oldest).map(|p| (oldest, p.into_received()))
     }
 }
 
@@ -170,12 +143,7 @@ mod tests {
     use super::*;
 
     fn key(dt: &str, pnum: u16) -> SplitKey {
-        SplitKey {
-            mn: "M".into(),
-            cn: 2061,
-            data_time: Some(dt.into()),
-            pnum,
-        }
+        SplitKey { mn: "M".into(), cn: 2061, data_time: Some(dt.into()), pnum }
     }
 
     #[test]
@@ -185,28 +153,18 @@ mod tests {
         assert_eq!(r.push(key("a", 3), 3, "c", now).unwrap().complete, None);
         assert_eq!(r.push(key("a", 3), 1, "a", now).unwrap().complete, None);
         assert_eq!(r.push(key("a", 3), 1, "a2", now).unwrap().complete, None);
-        assert_eq!(
-            r.push(key("a", 3), 2, "b", now).unwrap().complete,
-            Some(vec!["a2", "b", "c"])
-        );
+        assert_eq!(r.push(key("a", 3), 2, "b", now).unwrap().complete, Some(vec!["a2", "b", "c"]));
         assert!(r.is_empty());
     }
 
     #[test]
     fn bounded_and_expiring() {
-        let limits = SplitLimits {
-            max_pending: 2,
-            max_parts: 4,
-            timeout: Duration::from_secs(10),
-        };
+        let limits = SplitLimits { max_pending: 2, max_parts: 4, timeout: Duration::from_secs(10) };
         let mut r = Reassembler::new(limits);
         let t0 = Instant::now();
         r.push(key("a", 2), 1, 1, t0).unwrap();
-        r.push(key("b", 2), 1, 2, t0 + Duration::from_secs(1))
-            .unwrap();
-        let pushed = r
-            .push(key("c", 2), 1, 3, t0 + Duration::from_secs(2))
-            .unwrap();
+        r.push(key("b", 2), 1, 2, t0 + Duration::from_secs(1)).unwrap();
+        let pushed = r.push(key("c", 2), 1, 3, t0 + Duration::from_secs(2)).unwrap();
         assert_eq!(pushed.evicted, Some((key("a", 2), vec![1])));
         assert_eq!(r.len(), 2);
         let expired = r.expire(t0 + Duration::from_secs(11));
@@ -216,22 +174,10 @@ mod tests {
 
     #[test]
     fn rejects_impossible_numbers() {
-        let mut r = Reassembler::new(SplitLimits {
-            max_parts: 4,
-            ..SplitLimits::default()
-        });
+        let mut r = Reassembler::new(SplitLimits { max_parts: 4, ..SplitLimits::default() });
         let now = Instant::now();
-        assert_eq!(
-            r.push(key("a", 2), 0, (), now).unwrap_err().to_string(),
-            "PNO 0 is outside 1..=2"
-        );
-        assert_eq!(
-            r.push(key("a", 2), 3, (), now).unwrap_err(),
-            SplitError::PnoOutOfRange { pno: 3, pnum: 2 }
-        );
-        assert_eq!(
-            r.push(key("a", 5), 1, (), now).unwrap_err().to_string(),
-            "PNUM 5 exceeds the limit of 4"
-        );
+        assert_eq!(r.push(key("a", 2), 0, (), now).unwrap_err().to_string(), "PNO 0 is outside 1..=2");
+        assert_eq!(r.push(key("a", 2), 3, (), now).unwrap_err(), SplitError::PnoOutOfRange { pno: 3, pnum: 2 });
+        assert_eq!(r.push(key("a", 5), 1, (), now).unwrap_err().to_string(), "PNUM 5 exceeds the limit of 4");
     }
 }

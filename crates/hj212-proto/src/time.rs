@@ -29,13 +29,7 @@ pub enum TimeError {
 }
 
 fn digits(n: usize) -> impl Fn(&str) -> IResult<&str, u16> {
-    move |input| {
-        map_res(
-            take_while_m_n(n, n, |c: char| c.is_ascii_digit()),
-            str::parse::<u16>,
-        )
-        .parse(input)
-    }
+    move |input| map_res(take_while_m_n(n, n, |c: char| c.is_ascii_digit()), str::parse::<u16>).parse(input)
 }
 
 impl BeijingTime {
@@ -45,22 +39,12 @@ impl BeijingTime {
     /// [`TimeError`] naming the value and the part that is wrong.
     pub fn parse(value: &str) -> Result<Self, TimeError> {
         let trimmed = value.trim();
-        let bad_format = || TimeError::BadFormat {
-            value: value.to_owned(),
-        };
+        let bad_format = || TimeError::BadFormat { value: value.to_owned() };
         if trimmed.len() != 14 && trimmed.len() != 17 {
             return Err(bad_format());
         }
-        let mut fields = (
-            digits(4),
-            digits(2),
-            digits(2),
-            digits(2),
-            digits(2),
-            digits(2),
-        );
-        let (rest, (year, month, day, hour, minute, second)) =
-            fields.parse(trimmed).map_err(|_| bad_format())?;
+        let mut fields = (digits(4), digits(2), digits(2), digits(2), digits(2), digits(2));
+        let (rest, (year, month, day, hour, minute, second)) = fields.parse(trimmed).map_err(|_| bad_format())?;
         let millis = if rest.is_empty() {
             0
         } else {
@@ -77,10 +61,7 @@ impl BeijingTime {
             second: narrow(second),
             millis,
         };
-        time.check().map_err(|part| TimeError::OutOfRange {
-            value: value.to_owned(),
-            part,
-        })?;
+        time.check().map_err(|part| TimeError::OutOfRange { value: value.to_owned(), part })?;
         Ok(time)
     }
 
@@ -106,9 +87,7 @@ impl BeijingTime {
     /// Milliseconds since the Unix epoch (UTC).
     pub fn unix_millis(&self) -> i64 {
         let days = days_from_civil(i64::from(self.year), self.month, self.day);
-        let ms_of_day = ((i64::from(self.hour) * 60 + i64::from(self.minute)) * 60
-            + i64::from(self.second))
-            * 1000
+        let ms_of_day = ((i64::from(self.hour) * 60 + i64::from(self.minute)) * 60 + i64::from(self.second)) * 1000
             + i64::from(self.millis);
         days * MS_PER_DAY + ms_of_day - BEIJING_OFFSET_MS
     }
@@ -134,10 +113,7 @@ impl BeijingTime {
 
     /// `YYYYMMDDhhmmss`, as DataTime and SystemTime are written.
     pub fn to_seconds_string(&self) -> String {
-        format!(
-            "{:04}{:02}{:02}{:02}{:02}{:02}",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
-        )
+        format!("{:04}{:02}{:02}{:02}{:02}{:02}", self.year, self.month, self.day, self.hour, self.minute, self.second)
     }
 
     /// RFC 3339 with the +08:00 offset, for humans and JSON.
@@ -208,28 +184,12 @@ mod tests {
 
     #[test]
     fn round_trips_through_unix_time() {
-        for ms in [
-            0,
-            -1,
-            951_782_400_000,
-            1_470_013_137_223,
-            4_102_444_799_999,
-            253_402_271_999_999,
-        ] {
+        for ms in [0, -1, 951_782_400_000, 1_470_013_137_223, 4_102_444_799_999, 253_402_271_999_999] {
             assert_eq!(BeijingTime::from_unix_millis(ms).unix_millis(), ms);
         }
-        assert_eq!(
-            BeijingTime::from_unix_millis(0).to_qn_string(),
-            "19700101080000000"
-        );
-        assert_eq!(
-            BeijingTime::from_unix_millis(i64::MAX).to_qn_string(),
-            "99991231235959999"
-        );
-        assert_eq!(
-            BeijingTime::from_unix_millis(i64::MIN).to_qn_string(),
-            "00010101080000000"
-        );
+        assert_eq!(BeijingTime::from_unix_millis(0).to_qn_string(), "19700101080000000");
+        assert_eq!(BeijingTime::from_unix_millis(i64::MAX).to_qn_string(), "99991231235959999");
+        assert_eq!(BeijingTime::from_unix_millis(i64::MIN).to_qn_string(), "00010101080000000");
     }
 
     #[test]
@@ -239,9 +199,7 @@ mod tests {
             "time \"2016080108\" is not 14 or 17 digits (YYYYMMDDhhmmss[zzz])"
         );
         assert_eq!(
-            BeijingTime::parse("20160230000000")
-                .unwrap_err()
-                .to_string(),
+            BeijingTime::parse("20160230000000").unwrap_err().to_string(),
             "time \"20160230000000\" has an impossible day"
         );
         assert!(BeijingTime::parse("20160229000000").is_ok());

@@ -6,17 +6,9 @@ use hj212_proto::model::{Cn, FieldKind, Version};
 use hj212_proto::{Note, Notes, Packet, SegmentText};
 
 fn fixture_line(file: &str, line: usize) -> Vec<u8> {
-    let path = format!(
-        "{}/../../fixtures/frames/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../../fixtures/frames/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut bytes = text
-        .lines()
-        .nth(line - 1)
-        .expect("line exists")
-        .as_bytes()
-        .to_vec();
+    let mut bytes = text.lines().nth(line - 1).expect("line exists").as_bytes().to_vec();
     bytes.extend_from_slice(b"\r\n");
     bytes
 }
@@ -44,11 +36,7 @@ fn check(file: &str, line: usize, want: &Expect) {
     };
     assert_eq!(layout.len, bytes.len(), "{file}:{line} length");
     let data = layout.data(&bytes);
-    assert_eq!(
-        crc::identify(data, layout.declared_crc),
-        want.crc,
-        "{file}:{line} CRC"
-    );
+    assert_eq!(crc::identify(data, layout.declared_crc), want.crc, "{file}:{line} CRC");
     let text = SegmentText::new(data);
     let packet = Packet::parse_text(&text).unwrap_or_else(|e| panic!("{file}:{line}: {e}"));
     let context = format!("{file}:{line}");
@@ -62,19 +50,12 @@ fn check(file: &str, line: usize, want: &Expect) {
     if let Some(Ok(time)) = packet.data_time_parsed() {
         assert!(time.year >= 2016, "{context}");
     } else {
-        assert!(
-            want.data_time.is_none(),
-            "{context}: DataTime did not parse"
-        );
+        assert!(want.data_time.is_none(), "{context}: DataTime did not parse");
     }
     assert_eq!(packet.factors().len(), want.factors, "{context}");
     if let Some((key, kind, value)) = want.probe {
         let found = match kind {
-            Some(kind) => packet
-                .factors()
-                .iter()
-                .find(|f| f.code == key)
-                .and_then(|f| f.get(kind)),
+            Some(kind) => packet.factors().iter().find(|f| f.code == key).and_then(|f| f.get(kind)),
             None => packet.get(key),
         };
         assert_eq!(found, Some(value), "{context} probe {key}");
@@ -83,11 +64,7 @@ fn check(file: &str, line: usize, want: &Expect) {
     notes.extend(packet.notes);
     let mut expected = Notes::default();
     want.notes.iter().for_each(|n| expected.insert(*n));
-    assert_eq!(
-        notes.iter().collect::<Vec<_>>(),
-        expected.iter().collect::<Vec<_>>(),
-        "{context} notes"
-    );
+    assert_eq!(notes.iter().collect::<Vec<_>>(), expected.iter().collect::<Vec<_>>(), "{context} notes");
 }
 
 const STD_MN: &str = "010000A8900016F000169DC0";
@@ -126,10 +103,7 @@ fn v2005(mn: &'static str, data_time: &'static str, factors: usize) -> Expect {
 }
 
 #[test]
-#[expect(
-    clippy::too_many_lines,
-    reason = "a table with one row per fixture frame"
-)]
+#[expect(clippy::too_many_lines, reason = "a table with one row per fixture frame")]
 fn real_frames() {
     use FieldKind::{Flag, Rtd};
     let air = |qn, flag, crc, dt, factors, probe, notes| Expect {
@@ -148,23 +122,12 @@ fn real_frames() {
     let hj = Some(CrcDialect::Hj212);
     let lower_mn: &[Note] = &[Note::LowercaseCrc, Note::NonStandardMn];
     let cases = [
-        (
-            1,
-            Expect {
-                probe: Some(("RtdInterval", None, "30")),
-                ..v2017(Cn::SetRtdInterval, "32", 5)
-            },
-        ),
+        (1, Expect { probe: Some(("RtdInterval", None, "30")), ..v2017(Cn::SetRtdInterval, "32", 5) }),
         (
             2,
             Expect {
                 probe: Some(("060", Some(Rtd), "1.803")),
-                notes: &[
-                    Note::NoQn,
-                    Note::NoFlag,
-                    Note::NonStandardMn,
-                    Note::DataTimeWithMillis,
-                ],
+                notes: &[Note::NoQn, Note::NoFlag, Note::NonStandardMn, Note::DataTimeWithMillis],
                 ..v2005("LD130133000015", "20160824003817000", 3)
             },
         ),
@@ -172,12 +135,7 @@ fn real_frames() {
             3,
             Expect {
                 probe: Some(("011", Some(Flag), "N")),
-                notes: &[
-                    Note::LowercaseCrc,
-                    Note::NoQn,
-                    Note::NoFlag,
-                    Note::NonStandardMn,
-                ],
+                notes: &[Note::LowercaseCrc, Note::NoQn, Note::NoFlag, Note::NonStandardMn],
                 ..v2005("LD130133000015", "20160824003817", 3)
             },
         ),
@@ -185,68 +143,22 @@ fn real_frames() {
             4,
             Expect {
                 crc: None,
-                notes: &[
-                    Note::NoQn,
-                    Note::NoFlag,
-                    Note::NonStandardMn,
-                    Note::DataTimeWithMillis,
-                ],
+                notes: &[Note::NoQn, Note::NoFlag, Note::NonStandardMn, Note::DataTimeWithMillis],
                 ..v2005("LD130133000015", "20160824003817000", 3)
             },
         ),
-        (
-            5,
-            air(
-                "20191012133710130",
-                4,
-                hj,
-                "20191012133710",
-                7,
-                ("a21002", Some(Rtd), "49.20"),
-                lower_mn,
-            ),
-        ),
+        (5, air("20191012133710130", 4, hj, "20191012133710", 7, ("a21002", Some(Rtd), "49.20"), lower_mn)),
         (
             6,
             Expect {
                 st: "32",
                 probe: Some(("O3", Some(Rtd), "63.400")),
                 notes: &[Note::NonStandardMn],
-                ..air(
-                    "20190901181526940",
-                    4,
-                    None,
-                    "20190901181500",
-                    6,
-                    ("a34004", Some(Rtd), "4"),
-                    &[],
-                )
+                ..air("20190901181526940", 4, None, "20190901181500", 6, ("a34004", Some(Rtd), "4"), &[])
             },
         ),
-        (
-            7,
-            air(
-                "20191012133710130",
-                4,
-                hj,
-                "20191012133710",
-                7,
-                ("a2106", Some(Rtd), "0.036"),
-                lower_mn,
-            ),
-        ),
-        (
-            8,
-            air(
-                "20191012133710130",
-                4,
-                hj,
-                "20191012133710",
-                7,
-                ("a214", Some(Flag), "N"),
-                &[Note::NonStandardMn],
-            ),
-        ),
+        (7, air("20191012133710130", 4, hj, "20191012133710", 7, ("a2106", Some(Rtd), "0.036"), lower_mn)),
+        (8, air("20191012133710130", 4, hj, "20191012133710", 7, ("a214", Some(Flag), "N"), &[Note::NonStandardMn])),
         (
             9,
             Expect {
@@ -267,13 +179,7 @@ fn real_frames() {
             10,
             Expect {
                 probe: Some(("ele02", Some(Rtd), "0")),
-                notes: &[
-                    Note::LowercaseCrc,
-                    Note::NoQn,
-                    Note::NoFlag,
-                    Note::NonStandardMn,
-                    Note::DataTimeWithMillis,
-                ],
+                notes: &[Note::LowercaseCrc, Note::NoQn, Note::NoFlag, Note::NonStandardMn, Note::DataTimeWithMillis],
                 ..v2005("NJGDKYYC202101q0001w0001", "20210305003817000", 2)
             },
         ),
@@ -310,12 +216,7 @@ fn real_frames() {
             Expect {
                 st: "101",
                 probe: Some(("ua19004", Some(Rtd), "2.017")),
-                notes: &[
-                    Note::NoQn,
-                    Note::NoFlag,
-                    Note::NonStandardSt,
-                    Note::NonStandardMn,
-                ],
+                notes: &[Note::NoQn, Note::NoFlag, Note::NonStandardSt, Note::NonStandardMn],
                 ..v2005("41050022000017", "20200922110000", 5)
             },
         ),
@@ -348,31 +249,18 @@ fn real_frames() {
 
 #[test]
 fn real_frames_with_broken_framing() {
-    let reject = |line| match framer::scan(
-        &fixture_line("real.txt", line),
-        &FramerConfig::default(),
-        true,
-    ) {
+    let reject = |line| match framer::scan(&fixture_line("real.txt", line), &FramerConfig::default(), true) {
         Scan::Rejected { error, .. } => error,
         other => panic!("real.txt:{line} should be rejected, got {other:?}"),
     };
     // Declares 121 bytes but carries 119 (CP rewritten without "&&").
-    assert_eq!(
-        reject(17),
-        FrameError::NoCrcAtLength {
-            len: 121,
-            found: *b"C0\r\n"
-        }
-    );
+    assert_eq!(reject(17), FrameError::NoCrcAtLength { len: 121, found: *b"C0\r\n" });
     // A 2-digit length field.
     assert_eq!(reject(18), FrameError::LengthNotNumeric { field: *b"81QN" });
 }
 
 #[test]
-#[expect(
-    clippy::too_many_lines,
-    reason = "a table with one row per fixture frame"
-)]
+#[expect(clippy::too_many_lines, reason = "a table with one row per fixture frame")]
 fn standard_derived_frames() {
     let file = "standard-derived.txt";
     let noise = |cn, qn, dt, factors, probe| Expect {
@@ -383,34 +271,10 @@ fn standard_derived_frames() {
         ..v2017(cn, "23", 5)
     };
     let cases = [
-        (
-            1,
-            Expect {
-                probe: Some(("QnRtn", None, "1")),
-                ..v2017(Cn::RequestResponse, "91", 4)
-            },
-        ),
-        (
-            2,
-            Expect {
-                probe: Some(("ExeRtn", None, "1")),
-                ..v2017(Cn::ExecutionResult, "91", 4)
-            },
-        ),
-        (
-            3,
-            Expect {
-                probe: Some(("ReCount", None, "3")),
-                ..v2017(Cn::SetTimeoutRetry, "32", 5)
-            },
-        ),
-        (
-            4,
-            Expect {
-                probe: Some(("PolId", None, "w01018")),
-                ..v2017(Cn::FieldTime, "32", 5)
-            },
-        ),
+        (1, Expect { probe: Some(("QnRtn", None, "1")), ..v2017(Cn::RequestResponse, "91", 4) }),
+        (2, Expect { probe: Some(("ExeRtn", None, "1")), ..v2017(Cn::ExecutionResult, "91", 4) }),
+        (3, Expect { probe: Some(("ReCount", None, "3")), ..v2017(Cn::SetTimeoutRetry, "32", 5) }),
+        (4, Expect { probe: Some(("PolId", None, "w01018")), ..v2017(Cn::FieldTime, "32", 5) }),
         (
             5,
             Expect {
@@ -419,22 +283,10 @@ fn standard_derived_frames() {
                 ..v2017(Cn::FieldTime, "32", 4)
             },
         ),
-        (
-            6,
-            Expect {
-                probe: Some(("SystemTime", None, "20160801085857")),
-                ..v2017(Cn::SetFieldTime, "32", 5)
-            },
-        ),
+        (6, Expect { probe: Some(("SystemTime", None, "20160801085857")), ..v2017(Cn::SetFieldTime, "32", 5) }),
         (7, v2017(Cn::NotificationResponse, "91", 4)),
         (8, v2017(Cn::DataResponse, "91", 4)),
-        (
-            9,
-            Expect {
-                qn: Some("20160801085000001"),
-                ..v2017(Cn::DataResponse, "91", 4)
-            },
-        ),
+        (9, Expect { qn: Some("20160801085000001"), ..v2017(Cn::DataResponse, "91", 4) }),
         (
             10,
             Expect {
@@ -456,40 +308,10 @@ fn standard_derived_frames() {
                 )
             },
         ),
-        (
-            12,
-            noise(
-                Cn::MinuteData,
-                "20160801085000001",
-                "20160801084000",
-                8,
-                ("Leq", Some(FieldKind::Data), "50.0"),
-            ),
-        ),
-        (
-            13,
-            noise(
-                Cn::HourlyData,
-                "20160801090000001",
-                "20160801080000",
-                8,
-                ("LMn", Some(FieldKind::Data), "42.0"),
-            ),
-        ),
-        (
-            14,
-            Expect {
-                probe: Some(("EndTime", None, "20160801084000")),
-                ..v2017(Cn::MinuteData, "32", 5)
-            },
-        ),
-        (
-            15,
-            Expect {
-                qn: Some("20160801085857534"),
-                ..v2017(Cn::DataResponse, "91", 4)
-            },
-        ),
+        (12, noise(Cn::MinuteData, "20160801085000001", "20160801084000", 8, ("Leq", Some(FieldKind::Data), "50.0"))),
+        (13, noise(Cn::HourlyData, "20160801090000001", "20160801080000", 8, ("LMn", Some(FieldKind::Data), "42.0"))),
+        (14, Expect { probe: Some(("EndTime", None, "20160801084000")), ..v2017(Cn::MinuteData, "32", 5) }),
+        (15, Expect { qn: Some("20160801085857534"), ..v2017(Cn::DataResponse, "91", 4) }),
         (
             16,
             Expect {
@@ -532,9 +354,7 @@ fn standard_derived_frames() {
 #[test]
 fn split_packet_fixture_carries_pnum_and_pno() {
     let bytes = fixture_line("standard-derived.txt", 16);
-    let Scan::Frame(layout) = framer::scan(&bytes, &FramerConfig::default(), true) else {
-        panic!()
-    };
+    let Scan::Frame(layout) = framer::scan(&bytes, &FramerConfig::default(), true) else { panic!() };
     let text = SegmentText::new(layout.data(&bytes));
     let packet = Packet::parse_text(&text).unwrap();
     assert!(packet.is_split() && packet.wants_ack());

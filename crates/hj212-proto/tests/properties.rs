@@ -31,21 +31,13 @@ impl Spec {
         if let Some(qn) = &self.qn {
             write!(s, "QN={qn};").unwrap();
         }
-        write!(
-            s,
-            "ST={};CN={:04};PW={};MN={};",
-            self.st, self.cn, self.pw, self.mn
-        )
-        .unwrap();
+        write!(s, "ST={};CN={:04};PW={};MN={};", self.st, self.cn, self.pw, self.mn).unwrap();
         if let Some(flag) = self.flag {
             write!(s, "Flag={flag};").unwrap();
         }
         let mut groups = vec![format!("DataTime={}", self.data_time)];
         groups.extend(self.groups.iter().map(|g| {
-            g.iter()
-                .map(|(code, kind, value)| format!("{code}-{kind}={value}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            g.iter().map(|(code, kind, value)| format!("{code}-{kind}={value}")).collect::<Vec<_>>().join(",")
         }));
         s + "CP=&&" + &groups.join(";") + "&&"
     }
@@ -61,11 +53,8 @@ fn beijing_time() -> impl Strategy<Value = BeijingTime> {
 
 fn item() -> impl Strategy<Value = (String, &'static str, String)> {
     let code = "[a-w][0-9]{5}|[0-9]{3}|B0[12]|S0[1-8]";
-    let numeric = (
-        code,
-        prop::sample::select(vec!["Rtd", "Min", "Avg", "Max", "Cou", "ZsAvg"]),
-        "-?[0-9]{1,6}(\\.[0-9]{1,3})?",
-    );
+    let numeric =
+        (code, prop::sample::select(vec!["Rtd", "Min", "Avg", "Max", "Cou", "ZsAvg"]), "-?[0-9]{1,6}(\\.[0-9]{1,3})?");
     let flag = (code, Just("Flag"), "[NFMSDCTB]");
     let info = (code, Just("Info"), "//[a-z 清洗管路维护]{0,12}//");
     prop_oneof![
@@ -174,11 +163,7 @@ fn decode_in_chunks(stream: &[u8], sizes: &[usize], config: FramerConfig) -> Vec
             events.push(event);
         }
         // Bounded memory: never more than one maximum frame plus one chunk is held.
-        assert!(
-            buf.len() <= MAX_LENGTH_FIELD + 16 + size,
-            "buffer grew to {}",
-            buf.len()
-        );
+        assert!(buf.len() <= MAX_LENGTH_FIELD + 16 + size, "buffer grew to {}", buf.len());
     }
     while let Some(event) = codec.decode_eof(&mut buf).unwrap() {
         events.push(event);

@@ -80,10 +80,7 @@ pub(crate) async fn run(
     async move {
         shared.metrics.connections_active.increment(1.0);
         let _ = stream.set_nodelay(true);
-        let config = FramerConfig {
-            max_data_len: shared.limits.max_frame_len,
-            crc_gate: false,
-        };
+        let config = FramerConfig { max_data_len: shared.limits.max_frame_len, crc_gate: false };
         let mut session = Session {
             peer: peer.to_string(),
             shared: shared.clone(),
@@ -142,19 +139,10 @@ impl Session {
     }
 
     /// Decides on every complete frame in `buf`, archives them, and answers.
-    async fn process(
-        &mut self,
-        buf: &mut BytesMut,
-        eof: bool,
-        writer: &mut OwnedWriteHalf,
-    ) -> Option<Close> {
+    async fn process(&mut self, buf: &mut BytesMut, eof: bool, writer: &mut OwnedWriteHalf) -> Option<Close> {
         let read_at = Instant::now();
         loop {
-            let event = if eof {
-                self.codec.decode_eof(buf)
-            } else {
-                self.codec.decode(buf)
-            };
+            let event = if eof { self.codec.decode_eof(buf) } else { self.codec.decode(buf) };
             let Ok(Some(event)) = event else { break };
             let decision = self.decide(&event);
             if let Some(close) = self.count(decision.effect) {
@@ -177,11 +165,7 @@ impl Session {
 
     fn decide(&mut self, event: &FrameEvent) -> Decision {
         let now_ms = now_ms();
-        let ctx = Context {
-            shared: &self.shared,
-            peer: &self.peer,
-            now_ms,
-        };
+        let ctx = Context { shared: &self.shared, peer: &self.peer, now_ms };
         let decision = decide(event, &ctx);
         if let Some(mn) = &decision.mn
             && !self.mns.contains(mn)
@@ -220,17 +204,8 @@ impl Session {
     }
 
     async fn submit(&mut self, decision: Decision, read_at: Instant) -> Result<(), Close> {
-        let pending = self
-            .shared
-            .archive
-            .submit(decision.record.clone())
-            .await
-            .map_err(|_| Close::Archive)?;
-        self.in_flight.push_back(InFlight {
-            pending,
-            decision,
-            read_at,
-        });
+        let pending = self.shared.archive.submit(decision.record.clone()).await.map_err(|_| Close::Archive)?;
+        self.in_flight.push_back(InFlight { pending, decision, read_at });
         Ok(())
     }
 
@@ -239,12 +214,7 @@ impl Session {
         let write_timeout = Duration::from_secs(self.shared.limits.write_timeout_secs);
         let mut out = Vec::new();
         let mut latencies = Vec::new();
-        while let Some(InFlight {
-            pending,
-            decision,
-            read_at,
-        }) = self.in_flight.pop_front()
-        {
+        while let Some(InFlight { pending, decision, read_at }) = self.in_flight.pop_front() {
             if let Err(error) = pending.durable().await {
                 // Not on disk: no acknowledgement. The logger will resend.
                 tracing::error!(%error, "archive append failed; frame not acknowledged");
@@ -272,10 +242,7 @@ impl Session {
         match tokio::time::timeout(write_timeout, writer.write_all(&out)).await {
             Ok(Ok(())) => {
                 for read_at in latencies {
-                    self.shared
-                        .metrics
-                        .ack_latency
-                        .record(read_at.elapsed().as_secs_f64());
+                    self.shared.metrics.ack_latency.record(read_at.elapsed().as_secs_f64());
                 }
                 Ok(())
             }
@@ -293,19 +260,12 @@ impl Session {
             peer: self.peer.clone(),
             data: bytes.to_vec(),
         };
-        self.shared
-            .archive
-            .append(record)
-            .await
-            .map(|_| ())
-            .map_err(|_| Close::Archive)
+        self.shared.archive.append(record).await.map(|_| ()).map_err(|_| Close::Archive)
     }
 
     fn leave(&self) {
         for mn in &self.mns {
-            self.shared
-                .states
-                .update(mn, |s| s.connections = s.connections.saturating_sub(1));
+            self.shared.states.update(mn, |s| s.connections = s.connections.saturating_sub(1));
         }
     }
 }

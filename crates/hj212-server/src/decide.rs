@@ -81,10 +81,7 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
     let dialect = crc::identify(data, frame.layout.declared_crc);
     ctx.shared.metrics.dialect(dialect);
     let Some(dialect) = dialect else {
-        tracing::debug!(
-            declared = format_args!("{:04X}", frame.layout.declared_crc),
-            "bad CRC: frame dropped"
-        );
+        tracing::debug!(declared = format_args!("{:04X}", frame.layout.declared_crc), "bad CRC: frame dropped");
         return refuse(Verdict::BadCrc, Effect::BadFrame, ctx, &frame.bytes);
     };
     let text = SegmentText::new(data);
@@ -106,11 +103,7 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
         return refuse(Verdict::BadPassword, Effect::AuthFailure, ctx, &frame.bytes);
     }
     if !site.crc.allows(dialect) {
-        tracing::warn!(
-            mn = packet.mn,
-            dialect = dialect.as_str(),
-            "CRC dialect not allowed for this site"
-        );
+        tracing::warn!(mn = packet.mn, dialect = dialect.as_str(), "CRC dialect not allowed for this site");
         return refuse(Verdict::BadCrc, Effect::BadFrame, ctx, &frame.bytes);
     }
     let data_time = match check_times(&packet) {
@@ -148,14 +141,8 @@ fn accept(
     let shared = ctx.shared;
     let marks = marks(packet, data_time, ctx.now_ms, &shared.limits);
     let dedup_key = dedup_key(packet);
-    let duplicate = dedup_key
-        .as_deref()
-        .is_some_and(|k| shared.dedup.contains(k));
-    let verdict = if duplicate {
-        Verdict::Duplicate
-    } else {
-        Verdict::Accepted
-    };
+    let duplicate = dedup_key.as_deref().is_some_and(|k| shared.dedup.contains(k));
+    let verdict = if duplicate { Verdict::Duplicate } else { Verdict::Accepted };
     shared.metrics.verdict(verdict);
     if duplicate {
         shared.metrics.duplicates.increment(1);
@@ -178,8 +165,7 @@ fn accept(
         Cn::Heartbeat => {
             replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
         }
-        Cn::RequestResponse | Cn::ExecutionResult | Cn::NotificationResponse | Cn::DataResponse => {
-        }
+        Cn::RequestResponse | Cn::ExecutionResult | Cn::NotificationResponse | Cn::DataResponse => {}
         _ if packet.wants_ack() => {
             replies.extend(encode::data_response(&to).ok().map(|r| ("9014", r)));
         }
@@ -224,8 +210,7 @@ fn marks(packet: &Packet<'_>, data_time: Option<BeijingTime>, now_ms: i64, limit
     if let Some(time) = data_time {
         let age = now_ms - time.unix_millis();
         let skew = i64::try_from(limits.future_skew_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let grace =
-            i64::try_from(limits.backfill_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let grace = i64::try_from(limits.backfill_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         if -age > skew {
             marks |= flags::FUTURE_TIME;
             IngestMetrics::mark("future_time");
@@ -250,16 +235,10 @@ fn set_time_command(packet: &Packet<'_>, password: &str, ctx: &Context<'_>) -> O
         mn: packet.mn,
         version: packet.version(),
     };
-    let command = HostCommand::SetFieldTime {
-        time: now,
-        pol_id: None,
-    }
-    .encode(&header);
+    let command = HostCommand::SetFieldTime { time: now, pol_id: None }.encode(&header);
     match command {
         Ok(bytes) => {
-            ctx.shared
-                .states
-                .update(packet.mn, |s| s.last_time_set_ms = Some(ctx.now_ms));
+            ctx.shared.states.update(packet.mn, |s| s.last_time_set_ms = Some(ctx.now_ms));
             ctx.shared.metrics.time_sets.increment(1);
             Some(bytes)
         }
@@ -280,26 +259,16 @@ fn supervise_clock(
 ) -> Option<Vec<u8>> {
     let time = data_time?;
     let offset = time.unix_millis() - ctx.now_ms;
-    let TimeSync {
-        enabled,
-        max_offset_secs,
-        min_interval_secs,
-    } = ctx.shared.time_sync;
+    let TimeSync { enabled, max_offset_secs, min_interval_secs } = ctx.shared.time_sync;
     let due = ctx.shared.states.update(packet.mn, |state| {
         state.clock_offset_ms = Some(offset);
         let off = offset.unsigned_abs() > max_offset_secs.saturating_mul(1000);
-        let since = state
-            .last_time_set_ms
-            .map_or(u64::MAX, |t| (ctx.now_ms - t).unsigned_abs());
+        let since = state.last_time_set_ms.map_or(u64::MAX, |t| (ctx.now_ms - t).unsigned_abs());
         off && since >= min_interval_secs.saturating_mul(1000)
     });
     if !(enabled && due) {
         return None;
     }
-    tracing::info!(
-        mn = packet.mn,
-        offset_ms = offset,
-        "logger clock is off: sending 1012"
-    );
+    tracing::info!(mn = packet.mn, offset_ms = offset, "logger clock is off: sending 1012");
     set_time_command(packet, password, ctx)
 }

@@ -13,25 +13,15 @@ pub struct Dedup {
 
 impl Dedup {
     pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            inner: Mutex::new((HashSet::new(), VecDeque::new())),
-        }
+        Self { capacity: capacity.max(1), inner: Mutex::new((HashSet::new(), VecDeque::new())) }
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0
-            .contains(key)
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0.contains(key)
     }
 
     pub fn insert(&self, key: String) {
-        let mut guard = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (set, order) = &mut *guard;
         if set.contains(&key) {
             return;

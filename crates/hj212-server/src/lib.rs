@@ -52,12 +52,7 @@ impl Shared {
 
 /// Accepts connections on `listener` until `shutdown`; connection tasks run on `tracker`
 /// and finish the frames they have read before closing.
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken, tracker: TaskTracker) {
     let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
     loop {
         // The permit is taken before accept: over the limit, peers wait in the backlog.
@@ -84,13 +79,7 @@ pub async fn serve(
             () = shutdown.cancelled() => return,
         };
         shared.metrics.connections.increment(1);
-        tracker.spawn(connection::run(
-            stream,
-            peer,
-            shared.clone(),
-            shutdown.clone(),
-            permit,
-        ));
+        tracker.spawn(connection::run(stream, peer, shared.clone(), shutdown.clone(), permit));
     }
 }
 

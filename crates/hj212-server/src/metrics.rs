@@ -7,8 +7,7 @@ use hj212_archive::{ArchiveError, Observer, Verdict};
 use hj212_proto::Note;
 use hj212_proto::crc::CrcDialect;
 use metrics::{
-    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
-    gauge, histogram,
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
 
 pub const FRAMES: &str = "hj212_ingest_frames_total";
@@ -37,9 +36,7 @@ pub const SITES_CONFIGURED: &str = "hj212_sites_configured";
 pub const BUILD_INFO: &str = "hj212_build_info";
 
 /// Histogram buckets for the archive fsync and the frame-to-ack latency (seconds).
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-];
+pub const LATENCY_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
 /// Registers descriptions and the build info; call once at startup.
 pub fn describe() {
@@ -55,23 +52,11 @@ pub fn describe() {
     );
     describe_counter!(NOTES, "Tolerated deviations from the standard, by note");
     describe_counter!(MARKS, "Accepted frames marked future_time or backfill");
-    describe_counter!(
-        AUTH_FAILURES,
-        "Frames refused for an unknown MN or a wrong password, by reason"
-    );
-    describe_counter!(
-        DUPLICATES,
-        "Resent frames (same MN, CN, QN) answered but not stored again"
-    );
+    describe_counter!(AUTH_FAILURES, "Frames refused for an unknown MN or a wrong password, by reason");
+    describe_counter!(DUPLICATES, "Resent frames (same MN, CN, QN) answered but not stored again");
     describe_counter!(REPLIES, "Replies and commands sent, by CN");
-    describe_counter!(
-        TIME_SETS,
-        "1012 set-time commands sent to correct a logger clock"
-    );
-    describe_histogram!(
-        ACK_LATENCY,
-        "From a frame being read to its reply being written (includes the archive fsync)"
-    );
+    describe_counter!(TIME_SETS, "1012 set-time commands sent to correct a logger clock");
+    describe_histogram!(ACK_LATENCY, "From a frame being read to its reply being written (includes the archive fsync)");
     describe_gauge!(CONNECTIONS_ACTIVE, "Open HJ 212 connections");
     describe_counter!(CONNECTIONS, "HJ 212 connections accepted");
     describe_counter!(CONNECTIONS_CLOSED, "HJ 212 connections closed, by reason");
@@ -79,19 +64,10 @@ pub fn describe() {
     describe_counter!(ARCHIVE_RECORDS, "Records appended to the archive");
     describe_counter!(ARCHIVE_BYTES, "Bytes appended to the archive");
     describe_gauge!(ARCHIVE_QUEUE, "Appends waiting for the archive writer");
-    describe_gauge!(
-        ARCHIVE_FAILED,
-        "1 once an archive write or fsync has failed (nothing more is acknowledged)"
-    );
-    describe_gauge!(
-        STORE_LAG,
-        "Durable archive records not yet applied to the embedded store"
-    );
+    describe_gauge!(ARCHIVE_FAILED, "1 once an archive write or fsync has failed (nothing more is acknowledged)");
+    describe_gauge!(STORE_LAG, "Durable archive records not yet applied to the embedded store");
     describe_counter!(STORE_ROWS, "Reading rows written to the embedded store");
-    describe_counter!(
-        STORE_DUPLICATES,
-        "Reading rows already present in the embedded store"
-    );
+    describe_counter!(STORE_DUPLICATES, "Reading rows already present in the embedded store");
     describe_gauge!(SITES_CONFIGURED, "Sites in the registry");
     describe_gauge!(BUILD_INFO, "Build information");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -218,10 +194,7 @@ impl Observer for ArchiveMetrics {
     }
 
     fn queue_depth(&self, depth: usize) {
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "a queue depth is far below 2^52"
-        )]
+        #[expect(clippy::cast_precision_loss, reason = "a queue depth is far below 2^52")]
         self.queue.set(depth as f64);
     }
 

@@ -70,17 +70,11 @@ impl Registry {
                 (s.mn.clone(), entry)
             })
             .collect();
-        *self
-            .sites
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(map);
+        *self.sites.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(map);
     }
 
     pub fn snapshot(&self) -> Arc<HashMap<String, SiteEntry>> {
-        self.sites
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.sites.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 
@@ -106,19 +100,12 @@ pub struct States {
 
 impl States {
     pub fn update<R>(&self, mn: &str, f: impl FnOnce(&mut SiteState) -> R) -> R {
-        let mut map = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(map.entry(mn.to_owned()).or_default())
     }
 
     pub fn get(&self, mn: &str) -> Option<SiteState> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(mn)
-            .cloned()
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(mn).cloned()
     }
 }
 
@@ -128,12 +115,7 @@ mod tests {
 
     #[test]
     fn password_comparison() {
-        let entry = SiteEntry {
-            mn: "M".into(),
-            name: String::new(),
-            password: "123456".into(),
-            crc: CrcPolicy::Hj212,
-        };
+        let entry = SiteEntry { mn: "M".into(), name: String::new(), password: "123456".into(), crc: CrcPolicy::Hj212 };
         assert!(entry.password_matches(Some("123456")));
         assert!(!entry.password_matches(Some("123457")));
         assert!(!entry.password_matches(Some("1234567")));

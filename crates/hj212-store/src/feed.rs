@@ -34,11 +34,7 @@ pub async fn run_feed(
     progress: impl Fn(u64, u64, Applied) + Send + 'static,
 ) -> Result<(), StoreError> {
     let follower = Follower::new(&settings.archive_dir, store.applied_seq()? + 1);
-    let mut feeder = Feeder {
-        store,
-        follower,
-        batch: settings.batch.max(1),
-    };
+    let mut feeder = Feeder { store, follower, batch: settings.batch.max(1) };
     loop {
         let target = *durable.borrow_and_update();
         // SQLite and file reads block: run them off the async workers.

@@ -19,10 +19,7 @@ pub use readings::{Reading, readings_of};
 #[non_exhaustive]
 pub enum StoreError {
     #[error("store database {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Open { path: String, source: rusqlite::Error },
     #[error("store database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("reading the archive: {0}")]
@@ -71,17 +68,12 @@ impl Store {
     /// # Errors
     /// [`StoreError::Open`] naming the file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_error = |source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        };
+        let open_error = |source| StoreError::Open { path: path.display().to_string(), source };
         let conn = Connection::open(path).map_err(open_error)?;
         // WAL and synchronous=NORMAL: the archive is the durable copy; a store that loses
         // its last transactions in a power cut replays them from the archive.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_error)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;
         Ok(Self { conn })
     }
@@ -93,11 +85,7 @@ impl Store {
     pub fn applied_seq(&self) -> Result<u64, StoreError> {
         let value: Option<i64> = self
             .conn
-            .query_row(
-                "SELECT value FROM store_state WHERE key = 'applied_seq'",
-                [],
-                |row| row.get(0),
-            )
+            .query_row("SELECT value FROM store_state WHERE key = 'applied_seq'", [], |row| row.get(0))
             .optional()?;
         Ok(value.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
     }
@@ -112,10 +100,7 @@ impl Store {
             return Ok(Applied::default());
         };
         let tx = self.conn.transaction()?;
-        let mut applied = Applied {
-            records: records.len(),
-            ..Applied::default()
-        };
+        let mut applied = Applied { records: records.len(), ..Applied::default() };
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO readings (mn, cn, data_time, data_time_ms, factor, rtd, min, avg, max, cou,
@@ -183,9 +168,7 @@ impl Store {
     /// # Errors
     /// SQL errors.
     pub fn count(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM readings", [], |row| row.get(0))?;
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM readings", [], |row| row.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }

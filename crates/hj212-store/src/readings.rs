@@ -140,9 +140,5 @@ pub fn readings_of(record: &Record) -> Vec<Reading> {
 
 /// DataTime as 14 digits (17-digit and space-padded forms are tolerated on the wire).
 fn normalise(raw: &str, time: BeijingTime) -> String {
-    if raw.len() == 14 {
-        raw.to_owned()
-    } else {
-        time.to_seconds_string()
-    }
+    if raw.len() == 14 { raw.to_owned() } else { time.to_seconds_string() }
 }

@@ -33,23 +33,11 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
         queue: 64,
     };
     let (archive, thread, _) = Archive::open(settings.clone(), Arc::new(NoObserver)).unwrap();
-    archive
-        .append(received(Verdict::Accepted, MINUTE, flags::BACKFILL))
-        .await
-        .unwrap();
-    archive
-        .append(received(Verdict::UnknownMn, REALTIME_2005, 0))
-        .await
-        .unwrap();
-    archive
-        .append(received(Verdict::Accepted, REALTIME_2005, 0))
-        .await
-        .unwrap();
+    archive.append(received(Verdict::Accepted, MINUTE, flags::BACKFILL)).await.unwrap();
+    archive.append(received(Verdict::UnknownMn, REALTIME_2005, 0)).await.unwrap();
+    archive.append(received(Verdict::Accepted, REALTIME_2005, 0)).await.unwrap();
     // A resend after a restart is accepted again but stored once.
-    let last = archive
-        .append(received(Verdict::Accepted, MINUTE, 0))
-        .await
-        .unwrap();
+    let last = archive.append(received(Verdict::Accepted, MINUTE, 0)).await.unwrap();
 
     let db = dir.path().join("store.sqlite");
     let applied = Arc::new(AtomicU64::new(0));
@@ -57,10 +45,7 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     let shutdown = CancellationToken::new();
     let feed = tokio::spawn(run_feed(
         Store::open(&db).unwrap(),
-        FeedSettings {
-            archive_dir: settings.dir.clone(),
-            batch: 2,
-        },
+        FeedSettings { archive_dir: settings.dir.clone(), batch: 2 },
         archive.durable(),
         shutdown.clone(),
         move |seq, _, _| seen.store(seq, Ordering::SeqCst),
@@ -76,46 +61,24 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     let minute = store.readings("010000A8900016F000169DC0").unwrap();
     assert_eq!(minute.len(), 2, "w00000 and w01001, once each");
     let flow = &minute[0];
+    assert_eq!((flow.cn, flow.data_time.as_str(), flow.factor.as_str()), (2061, "20160801080000", "w00000"));
     assert_eq!(
-        (flow.cn, flow.data_time.as_str(), flow.factor.as_str()),
-        (2061, "20160801080000", "w00000")
-    );
-    assert_eq!(
-        (
-            flow.cou.as_deref(),
-            flow.avg.as_deref(),
-            flow.flag.as_deref()
-        ),
+        (flow.cou.as_deref(), flow.avg.as_deref(), flow.flag.as_deref()),
         (Some("63.0"), Some("17.5"), Some("N"))
     );
     assert_eq!((flow.marks, flow.archive_seq), (flags::BACKFILL, 1));
     // 2016-08-01 08:00 Beijing = 00:00 UTC
     assert_eq!(flow.data_time_ms, 1_470_009_600_000);
     let legacy = store.readings("LD130133000015").unwrap();
-    assert_eq!(
-        legacy.iter().map(|r| r.factor.as_str()).collect::<Vec<_>>(),
-        ["011", "060", "B01"]
-    );
-    assert_eq!(
-        legacy
-            .iter()
-            .find(|r| r.factor == "011")
-            .unwrap()
-            .archive_seq,
-        3,
-        "the unknown-MN copy is not stored"
-    );
+    assert_eq!(legacy.iter().map(|r| r.factor.as_str()).collect::<Vec<_>>(), ["011", "060", "B01"]);
+    assert_eq!(legacy.iter().find(|r| r.factor == "011").unwrap().archive_seq, 3, "the unknown-MN copy is not stored");
     assert_eq!(store.count().unwrap(), 5);
 
     // Resuming applies only what is new.
     drop(store);
-    let next = archive
-        .append(received(Verdict::Accepted, REALTIME_2005, 0))
-        .await
-        .unwrap();
+    let next = archive.append(received(Verdict::Accepted, REALTIME_2005, 0)).await.unwrap();
     let mut store = Store::open(&db).unwrap();
-    let mut follower =
-        hj212_archive::Follower::new(&settings.dir, store.applied_seq().unwrap() + 1);
+    let mut follower = hj212_archive::Follower::new(&settings.dir, store.applied_seq().unwrap() + 1);
     let records = follower.read(next, 100).unwrap();
     assert_eq!(records.len(), 1);
     let result = store.apply(&records).unwrap();

@@ -53,8 +53,7 @@ impl Daemon {
     pub async fn start(config: Config) -> anyhow::Result<Running> {
         let prometheus = observe::prometheus();
         let data_dir = &config.server.data_dir;
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
         let settings = Settings {
             dir: data_dir.join("archive"),
             segment_max_bytes: config.archive.segment_max_bytes,
@@ -68,20 +67,10 @@ impl Daemon {
         if let Some((segment, at, len, kept)) = &recovery.truncated {
             tracing::warn!(segment = %segment.display(), at, len, kept = %kept.display(),
                 "archive: cut a torn tail left by a crash (never acknowledged); the cut bytes are kept");
-            event(
-                &archive,
-                format!(
-                    "recovered: torn tail of {len} bytes cut at byte {at} of {}",
-                    segment.display()
-                ),
-            )
-            .await?;
+            event(&archive, format!("recovered: torn tail of {len} bytes cut at byte {at} of {}", segment.display()))
+                .await?;
         }
-        event(
-            &archive,
-            format!("started hj212d {}", env!("CARGO_PKG_VERSION")),
-        )
-        .await?;
+        event(&archive, format!("started hj212d {}", env!("CARGO_PKG_VERSION"))).await?;
         tracing::info!(next_seq = recovery.next_seq, dir = %settings.dir.display(), "archive open");
 
         let store = Store::open(&data_dir.join("store.sqlite"))?;
@@ -94,40 +83,18 @@ impl Daemon {
 
         let listener = TcpListener::bind(config.server.listen)
             .await
-            .with_context(|| {
-                format!("cannot listen on {} (server.listen)", config.server.listen)
-            })?;
+            .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
         let http_listener = TcpListener::bind(config.server.http_listen)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (server.http_listen)",
-                    config.server.http_listen
-                )
-            })?;
+            .with_context(|| format!("cannot listen on {} (server.http_listen)", config.server.http_listen))?;
         let (hj212_addr, http_addr) = (listener.local_addr()?, http_listener.local_addr()?);
         let tracker = TaskTracker::new();
-        tracker.spawn(hj212_server::serve(
-            listener,
-            shared.clone(),
-            shutdown.clone(),
-            tracker.clone(),
-        ));
+        tracker.spawn(hj212_server::serve(listener, shared.clone(), shutdown.clone(), tracker.clone()));
         readiness.listening.store(true, Ordering::Relaxed);
         let router = hj212_http::router(prometheus, shared.clone(), readiness);
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");
-        Ok(Running {
-            hj212_addr,
-            http_addr,
-            shared,
-            shutdown,
-            tracker,
-            http,
-            feed,
-            writer,
-            config,
-        })
+        Ok(Running { hj212_addr, http_addr, shared, shutdown, tracker, http, feed, writer, config })
     }
 }
 
@@ -138,27 +105,16 @@ fn spawn_feed(
     shutdown: &CancellationToken,
     readiness: &Arc<Readiness>,
 ) -> JoinHandle<Result<(), hj212_store::StoreError>> {
-    let (lag, rows, duplicates) = (
-        metrics::gauge!(STORE_LAG),
-        metrics::counter!(STORE_ROWS),
-        metrics::counter!(STORE_DUPLICATES),
-    );
-    let feed_settings = FeedSettings {
-        archive_dir: settings.dir.clone(),
-        batch: 1000,
-    };
+    let (lag, rows, duplicates) =
+        (metrics::gauge!(STORE_LAG), metrics::counter!(STORE_ROWS), metrics::counter!(STORE_DUPLICATES));
+    let feed_settings = FeedSettings { archive_dir: settings.dir.clone(), batch: 1000 };
     let readiness = readiness.clone();
-    let feed = hj212_store::run_feed(
-        store,
-        feed_settings,
-        archive.durable(),
-        shutdown.clone(),
-        move |_, behind, applied| {
+    let feed =
+        hj212_store::run_feed(store, feed_settings, archive.durable(), shutdown.clone(), move |_, behind, applied| {
             lag.set(behind as f64);
             rows.increment(applied.rows as u64);
             duplicates.increment(applied.duplicates as u64);
-        },
-    );
+        });
     tokio::spawn(async move {
         let result = feed.await;
         if let Err(error) = &result {
@@ -223,10 +179,7 @@ impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.tracker.close();
-        if tokio::time::timeout(DRAIN_DEADLINE, self.tracker.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(DRAIN_DEADLINE, self.tracker.wait()).await.is_err() {
             tracing::warn!("connections did not finish within {DRAIN_DEADLINE:?}; stopping anyway");
         }
         let _ = self.http.await;
@@ -259,9 +212,7 @@ pub fn run_from_file(path: &Path, log_override: Option<&str>) -> anyhow::Result<
     for warning in hj212_config::warnings(&config) {
         tracing::warn!(%warning, "config");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let running = match Daemon::start(config).await {
             Ok(running) => running,

@@ -19,11 +19,7 @@ pub const EX_CANTCREAT: u8 = 73;
 pub const EX_SOFTWARE: u8 = 70;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "hj212d",
-    version,
-    about = "HJ 212 ingest and compliance daemon"
-)]
+#[command(name = "hj212d", version, about = "HJ 212 ingest and compliance daemon")]
 pub struct Cli {
     /// Config file (TOML). Flags override it; it overrides the built-in defaults.
     #[arg(long, short, value_name = "FILE")]
@@ -56,9 +52,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         None => {
             let Some(path) = cli.config else {
-                eprintln!(
-                    "Error: no config given: run `hj212d --config FILE` (see `hj212d print-default-config`)"
-                );
+                eprintln!("Error: no config given: run `hj212d --config FILE` (see `hj212d print-default-config`)");
                 return Ok(ExitCode::from(EX_CONFIG));
             };
             daemon::run_from_file(&path, cli.log_level.as_deref())

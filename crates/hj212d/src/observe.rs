@@ -14,10 +14,7 @@ pub fn init_logging(filter: &str) {
         eprintln!("warning: log filter {filter:?} is invalid ({error}); using \"info\"");
         EnvFilter::new("info")
     });
-    let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer())
-        .with(filter)
-        .try_init();
+    let _ = tracing_subscriber::registry().with(tracing_subscriber::fmt::layer()).with(filter).try_init();
 }
 
 /// The process-wide Prometheus recorder (installed on first use).
@@ -27,9 +24,7 @@ pub fn prometheus() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(ACK_LATENCY.into()), LATENCY_BUCKETS)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Full(ARCHIVE_FSYNC.into()), LATENCY_BUCKETS)
-                })
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(ARCHIVE_FSYNC.into()), LATENCY_BUCKETS))
                 .expect("bucket lists are not empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

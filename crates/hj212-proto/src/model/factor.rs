@@ -119,11 +119,7 @@ pub fn factor(code: &str) -> Option<&'static Factor> {
 /// ones), so a frame's ST decides which table a 2005 code is looked up in; with no
 /// medium known, any table is searched.
 pub fn factor_for_code(code: &str, medium: Option<Medium>) -> Option<&'static Factor> {
-    factor(code).or_else(|| {
-        TABLE
-            .iter()
-            .find(|f| f.code_2005 == Some(code) && medium.is_none_or(|m| m == f.medium))
-    })
+    factor(code).or_else(|| TABLE.iter().find(|f| f.code_2005 == Some(code) && medium.is_none_or(|m| m == f.medium)))
 }
 
 #[cfg(test)]
@@ -134,14 +130,8 @@ mod tests {
     fn lookups() {
         assert_eq!(factor("a21026").unwrap().name, "sulphur dioxide");
         assert_eq!(factor_for_code("011", None).unwrap().code, "w01018");
-        assert_eq!(
-            factor_for_code("B01", Some(Medium::Water)).unwrap().code,
-            "w00000"
-        );
-        assert_eq!(
-            factor_for_code("02", Some(Medium::Gas)).unwrap().code,
-            "a21026"
-        );
+        assert_eq!(factor_for_code("B01", Some(Medium::Water)).unwrap().code, "w00000");
+        assert_eq!(factor_for_code("02", Some(Medium::Gas)).unwrap().code, "a21026");
         // "023" is total chromium in wastewater, not a flue-gas code.
         assert_eq!(factor_for_code("023", Some(Medium::Gas)), None);
         assert_eq!(factor_for_code("ua19004", None), None);

@@ -74,11 +74,7 @@ impl Flag {
     /// This flag with the A bit set as given.
     #[must_use]
     pub fn with_ack(self, ack: bool) -> Self {
-        if ack {
-            Self(self.0 | Self::ACK)
-        } else {
-            Self(self.0 & !Self::ACK)
-        }
+        if ack { Self(self.0 | Self::ACK) } else { Self(self.0 & !Self::ACK) }
     }
 }
 
