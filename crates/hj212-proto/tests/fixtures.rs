@@ -260,7 +260,6 @@ fn real_frames_with_broken_framing() {
 }
 
 #[test]
-#[expect(clippy::too_many_lines, reason = "a table with one row per fixture frame")]
 fn standard_derived_frames() {
     let file = "standard-derived.txt";
     let noise = |cn, qn, dt, factors, probe| Expect {
