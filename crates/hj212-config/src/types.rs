@@ -105,11 +105,14 @@ pub struct TimeSync {
     pub max_offset_secs: u64,
     /// At most one correction per site in this period.
     pub min_interval_secs: u64,
+    /// Consecutive real-time frames that must show the same offset before a correction
+    /// (resent old real-time data also looks "late", but its offsets keep changing).
+    pub confirmations: u32,
 }
 
 impl Default for TimeSync {
     fn default() -> Self {
-        Self { enabled: true, max_offset_secs: 30, min_interval_secs: 3600 }
+        Self { enabled: true, max_offset_secs: 30, min_interval_secs: 3600, confirmations: 3 }
     }
 }
 

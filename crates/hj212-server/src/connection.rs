@@ -216,12 +216,10 @@ impl Session {
         let mut latencies = Vec::new();
         while let Some(InFlight { pending, decision, read_at }) = self.in_flight.pop_front() {
             if let Err(error) = pending.durable().await {
-                // Not on disk: no acknowledgement. The logger will resend.
+                // Not on disk: no acknowledgement, and the logger's resend is not a duplicate.
                 tracing::error!(%error, "archive append failed; frame not acknowledged");
+                self.forget_claims(decision.dedup_key.as_deref());
                 return Err(Close::Archive);
-            }
-            if let Some(key) = decision.dedup_key {
-                self.shared.dedup.insert(key);
             }
             for (cn, reply) in &decision.replies {
                 IngestMetrics::reply(cn);
@@ -261,6 +259,13 @@ impl Session {
             data: bytes.to_vec(),
         };
         self.shared.archive.append(record).await.map(|_| ()).map_err(|_| Close::Archive)
+    }
+
+    fn forget_claims(&mut self, first: Option<&str>) {
+        let later: Vec<String> = self.in_flight.drain(..).filter_map(|f| f.decision.dedup_key).collect();
+        for key in first.into_iter().chain(later.iter().map(String::as_str)) {
+            self.shared.dedup.remove(key);
+        }
     }
 
     fn leave(&self) {

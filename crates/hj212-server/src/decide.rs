@@ -32,7 +32,7 @@ pub(crate) struct Decision {
     pub replies: Vec<(&'static str, Vec<u8>)>,
     /// A host command (1012) to archive, then send, after the replies.
     pub command: Option<Vec<u8>>,
-    /// Remember this (MN, CN, QN) key once the record is durable.
+    /// The (MN, CN, QN) key this frame claimed; forgotten again if it cannot be archived.
     pub dedup_key: Option<String>,
     pub effect: Effect,
     /// The MN of an authenticated frame.
@@ -140,8 +140,9 @@ fn accept(
 ) -> Decision {
     let shared = ctx.shared;
     let marks = marks(packet, data_time, ctx.now_ms, &shared.limits);
+    // Claimed now, not after the fsync, so copies pipelined in one batch are caught too.
     let dedup_key = dedup_key(packet);
-    let duplicate = dedup_key.as_deref().is_some_and(|k| shared.dedup.contains(k));
+    let duplicate = dedup_key.clone().is_some_and(|k| !shared.dedup.insert(k));
     let verdict = if duplicate { Verdict::Duplicate } else { Verdict::Accepted };
     shared.metrics.verdict(verdict);
     if duplicate {
@@ -171,7 +172,7 @@ fn accept(
         }
         _ => {}
     }
-    if command.is_none() && packet.cn == Cn::RealTimeData {
+    if command.is_none() && packet.cn == Cn::RealTimeData && !duplicate && packet.rf.is_none() {
         command = supervise_clock(packet, data_time, password, ctx);
     }
     Decision {
@@ -249,8 +250,9 @@ fn set_time_command(packet: &Packet<'_>, password: &str, ctx: &Context<'_>) -> O
     }
 }
 
-/// Records the logger's clock offset from real-time data, and corrects it when it is off
-/// by more than the threshold, at most once per `min_interval_secs`.
+/// Records the logger's clock offset from real-time data, and corrects it when it has been
+/// off by more than the threshold, consistently, for `confirmations` frames in a row; at most
+/// once per `min_interval_secs`.
 fn supervise_clock(
     packet: &Packet<'_>,
     data_time: Option<BeijingTime>,
@@ -259,12 +261,19 @@ fn supervise_clock(
 ) -> Option<Vec<u8>> {
     let time = data_time?;
     let offset = time.unix_millis() - ctx.now_ms;
-    let TimeSync { enabled, max_offset_secs, min_interval_secs } = ctx.shared.time_sync;
+    let TimeSync { enabled, max_offset_secs, min_interval_secs, confirmations } = ctx.shared.time_sync;
+    let threshold = max_offset_secs.saturating_mul(1000);
     let due = ctx.shared.states.update(packet.mn, |state| {
+        let off = offset.unsigned_abs() > threshold;
+        let consistent = state.clock_offset_ms.is_some_and(|last| (offset - last).unsigned_abs() <= threshold);
+        state.drift_streak = match (off, consistent) {
+            (false, _) => 0,
+            (true, true) => state.drift_streak.saturating_add(1),
+            (true, false) => 1,
+        };
         state.clock_offset_ms = Some(offset);
-        let off = offset.unsigned_abs() > max_offset_secs.saturating_mul(1000);
         let since = state.last_time_set_ms.map_or(u64::MAX, |t| (ctx.now_ms - t).unsigned_abs());
-        off && since >= min_interval_secs.saturating_mul(1000)
+        state.drift_streak >= confirmations.max(1) && since >= min_interval_secs.saturating_mul(1000)
     });
     if !(enabled && due) {
         return None;

@@ -16,15 +16,21 @@ impl Dedup {
         Self { capacity: capacity.max(1), inner: Mutex::new((HashSet::new(), VecDeque::new())) }
     }
 
-    pub fn contains(&self, key: &str) -> bool {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0.contains(key)
+    /// Forgets a key (its frame could not be archived, so a resend is not a duplicate).
+    pub fn remove(&self, key: &str) {
+        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (set, order) = &mut *guard;
+        if set.remove(key) {
+            order.retain(|k| k != key);
+        }
     }
 
-    pub fn insert(&self, key: String) {
+    /// Remembers a key; returns false if it was already known (a duplicate).
+    pub fn insert(&self, key: String) -> bool {
         let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (set, order) = &mut *guard;
         if set.contains(&key) {
-            return;
+            return false;
         }
         if order.len() >= self.capacity
             && let Some(old) = order.pop_front()
@@ -33,6 +39,7 @@ impl Dedup {
         }
         set.insert(key.clone());
         order.push_back(key);
+        true
     }
 }
 
@@ -43,11 +50,12 @@ mod tests {
     #[test]
     fn bounded() {
         let dedup = Dedup::new(2);
-        dedup.insert("a".into());
-        dedup.insert("b".into());
-        dedup.insert("b".into());
-        assert!(dedup.contains("a"));
-        dedup.insert("c".into());
-        assert!(!dedup.contains("a") && dedup.contains("b") && dedup.contains("c"));
+        assert!(dedup.insert("a".into()));
+        assert!(dedup.insert("b".into()));
+        assert!(!dedup.insert("b".into()));
+        assert!(dedup.insert("c".into()), "capacity 2: a is forgotten");
+        assert!(dedup.insert("a".into()));
+        dedup.remove("a");
+        assert!(dedup.insert("a".into()));
     }
 }

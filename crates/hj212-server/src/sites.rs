@@ -90,6 +90,9 @@ pub struct SiteState {
     pub clock_offset_ms: Option<i64>,
     /// When the daemon last sent this logger a 1012 set-time.
     pub last_time_set_ms: Option<i64>,
+    /// Consecutive real-time frames whose offset was over the threshold and consistent.
+    #[serde(skip)]
+    pub drift_streak: u32,
 }
 
 /// Live state of every site that has been seen.

@@ -55,7 +55,8 @@ pub async fn run_feed(
             }
             continue;
         }
-        if shutdown.is_cancelled() {
+        // Stop only when nothing more is durable than what was just applied.
+        if shutdown.is_cancelled() && *durable.borrow() == target {
             return Ok(());
         }
         tokio::select! {

@@ -38,6 +38,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub shared: Arc<Shared>,
     shutdown: CancellationToken,
+    /// Stops the store feed; cancelled after the last record is archived.
+    feed_shutdown: CancellationToken,
     tracker: TaskTracker,
     http: JoinHandle<std::io::Result<()>>,
     feed: JoinHandle<Result<(), hj212_store::StoreError>>,
@@ -79,7 +81,8 @@ impl Daemon {
         let readiness = Arc::new(Readiness::default());
         readiness.store_ok.store(true, Ordering::Relaxed);
         let shutdown = CancellationToken::new();
-        let feed = spawn_feed(store, &settings, &archive, &shutdown, &readiness);
+        let feed_shutdown = CancellationToken::new();
+        let feed = spawn_feed(store, &settings, &archive, &feed_shutdown, &readiness);
 
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -94,7 +97,7 @@ impl Daemon {
         let router = hj212_http::router(prometheus, shared.clone(), readiness);
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");
-        Ok(Running { hj212_addr, http_addr, shared, shutdown, tracker, http, feed, writer, config })
+        Ok(Running { hj212_addr, http_addr, shared, shutdown, feed_shutdown, tracker, http, feed, writer, config })
     }
 }
 
@@ -184,6 +187,7 @@ impl Running {
         }
         let _ = self.http.await;
         event(&self.shared.archive, "stopped".to_owned()).await?;
+        self.feed_shutdown.cancel();
         let feed = self.feed.await.context("store feed task")?;
         drop(self.shared);
         let writer = self.writer;
