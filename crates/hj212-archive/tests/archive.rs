@@ -30,13 +30,16 @@ fn frame(i: usize) -> NewRecord {
 
 async fn write(settings: Settings, count: usize) -> Vec<u64> {
     let (archive, thread, _) = Archive::open(settings, Arc::new(NoObserver)).unwrap();
-    let mut pending = Vec::new();
-    for i in 0..count {
-        pending.push(archive.submit(frame(i)).await.unwrap());
-    }
+    // Batches of 100 (each waits for its fsync), so segments rotate the same way every run.
     let mut seqs = Vec::new();
-    for p in pending {
-        seqs.push(p.durable().await.unwrap());
+    for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
+        let mut pending = Vec::new();
+        for i in chunk {
+            pending.push(archive.submit(frame(*i)).await.unwrap());
+        }
+        for p in pending {
+            seqs.push(p.durable().await.unwrap());
+        }
     }
     drop(archive);
     thread.join();

@@ -8,6 +8,11 @@ use common::*;
 use hj212_config::CrcSetting;
 
 const QUIET: Duration = Duration::from_millis(300);
+const BAD_PW: &str = "hj212_ingest_auth_failures_total{reason=\"bad_password\"}";
+const CLOSED: &str = "hj212_connections_closed_total{reason=\"auth_failures\"}";
+const OVERSIZE: &str = "hj212_ingest_conformance_notes_total{note=\"oversize\"}";
+const TOO_LONG: &str = "hj212_ingest_unframed_total{reason=\"too_long\"}";
+const IDLE: &str = "hj212_connections_closed_total{reason=\"idle\"}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn realtime_frame_is_acked_archived_and_stored() {
@@ -32,7 +37,7 @@ async fn realtime_frame_is_acked_archived_and_stored() {
     assert_eq!(rows.len(), 2, "two factors, one DataTime (the second frame repeats the key)");
     assert_eq!(rows[0].factor, "a21002");
     assert_eq!(rows[1].rtd.as_deref(), Some("35.2"));
-    assert_eq!(hj212_archive::verify(&dir.path().join("archive")).unwrap().incomplete_tail, false);
+    assert!(!hj212_archive::verify(&dir.path().join("archive")).unwrap().incomplete_tail);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,8 +122,6 @@ async fn sticky_and_half_frames() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_unknown_mn_are_refused_and_not_stored() {
     let daemon = TestDaemon::start_with(|c| c.limits.max_auth_failures = 3).await;
-    const BAD_PW: &str = "hj212_ingest_auth_failures_total{reason=\"bad_password\"}";
-    const CLOSED: &str = "hj212_connections_closed_total{reason=\"auth_failures\"}";
     let (bad_pw_before, closed_before) = (daemon.metric(BAD_PW), daemon.metric(CLOSED));
     let mut client = daemon.client().await;
     let bad_pw = frame(&format!(
@@ -134,8 +137,8 @@ async fn wrong_password_and_unknown_mn_are_refused_and_not_stored() {
     assert!(client.reply_within(QUIET).await.is_none(), "no 9014 for refused frames");
     client.send(&bad_pw).await;
     assert!(client.closed_within(Duration::from_secs(2)).await, "closed after 3 consecutive failures");
-    assert_eq!(daemon.wait_metric(BAD_PW, bad_pw_before + 2.0).await, bad_pw_before + 2.0);
-    assert_eq!(daemon.wait_metric(CLOSED, closed_before + 1.0).await, closed_before + 1.0);
+    assert_eq!(daemon.wait_metric(BAD_PW, bad_pw_before + 2).await, bad_pw_before + 2);
+    assert_eq!(daemon.wait_metric(CLOSED, closed_before + 1).await, closed_before + 1);
     let dir = daemon.stop().await;
     let archived = archived(dir.path());
     assert_eq!(
@@ -168,7 +171,7 @@ async fn resends_are_answered_every_time_but_stored_once() {
         client.send(&frame).await;
         assert_eq!(client.reply().await.qn.as_deref(), Some("20260101120000000"));
     }
-    assert_eq!(daemon.metric("hj212_ingest_duplicates_total"), before + 2.0);
+    assert_eq!(daemon.metric("hj212_ingest_duplicates_total"), before + 2);
     let dir = daemon.stop().await;
     let verdicts: Vec<String> = archived(dir.path()).into_iter().map(|(v, _, _)| v).collect();
     assert_eq!(verdicts, ["accepted", "duplicate", "duplicate"]);
@@ -228,10 +231,10 @@ async fn time_calibration_request_and_heartbeat() {
     let set = client.reply().await;
     assert_eq!(set.cn, 1012);
     let system_time = set.cp.strip_prefix("SystemTime=").expect("1012 carries SystemTime");
-    let sent = hj212_proto::time::BeijingTime::parse(system_time).unwrap().unix_millis();
+    let set_to = hj212_proto::time::BeijingTime::parse(system_time).unwrap().unix_millis();
     let now =
         i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
-    assert!((now - sent).abs() < 5_000, "1012 carries the current Beijing time");
+    assert!((now - set_to).abs() < 5_000, "1012 carries the current Beijing time");
     assert_eq!(set.flag, Some(5), "a command asks for an answer");
     // HJ 212-2025 heartbeat 9015 gets 9013 with the 2025 Flag.
     client.send(&frame(&format!("QN=20260101120000001;ST=32;CN=9015;PW={PW};MN={MN};Flag=9;CP=&&&&"))).await;
@@ -278,8 +281,6 @@ async fn clock_drift_is_corrected_once_per_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_frames_and_the_length_limit() {
     let daemon = TestDaemon::start_with(|c| c.limits.max_frame_len = 2000).await;
-    const OVERSIZE: &str = "hj212_ingest_conformance_notes_total{note=\"oversize\"}";
-    const TOO_LONG: &str = "hj212_ingest_unframed_total{reason=\"too_long\"}";
     let (oversize, too_long) = (daemon.metric(OVERSIZE), daemon.metric(TOO_LONG));
     let mut client = daemon.client().await;
     let items: Vec<String> = (0..60).map(|i| format!("a{:05}-Rtd={i}.5,a{:05}-Flag=N", 30000 + i, 30000 + i)).collect();
@@ -300,15 +301,14 @@ async fn oversize_frames_and_the_length_limit() {
     client.send(&huge).await;
     client.send(&realtime("20260101120000002", &beijing_in(0), 5)).await;
     assert_eq!(client.reply().await.qn.as_deref(), Some("20260101120000002"), "the next frame still gets through");
-    assert_eq!(daemon.metric(OVERSIZE), oversize + 1.0);
-    assert_eq!(daemon.metric(TOO_LONG), too_long + 1.0);
+    assert_eq!(daemon.metric(OVERSIZE), oversize + 1);
+    assert_eq!(daemon.metric(TOO_LONG), too_long + 1);
     daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_sender_is_served_and_idle_connections_close() {
     let daemon = TestDaemon::start_with(|c| c.limits.idle_timeout_secs = 1).await;
-    const IDLE: &str = "hj212_connections_closed_total{reason=\"idle\"}";
     let idle = daemon.metric(IDLE);
     let mut client = daemon.client().await;
     let frame = realtime("20260101120000000", &beijing_in(0), 5);
@@ -318,7 +318,7 @@ async fn slow_sender_is_served_and_idle_connections_close() {
     }
     assert_eq!(client.reply().await.cn, 9014, "gaps under the idle timeout are fine");
     assert!(client.closed_within(Duration::from_secs(3)).await, "closed after 1 s idle");
-    assert_eq!(daemon.wait_metric(IDLE, idle + 1.0).await, idle + 1.0);
+    assert_eq!(daemon.wait_metric(IDLE, idle + 1).await, idle + 1);
     daemon.stop().await;
 }
 

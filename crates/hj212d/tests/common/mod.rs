@@ -181,22 +181,22 @@ pub fn stored(data_dir: &std::path::Path, mn: &str) -> Vec<hj212_store::Reading>
     hj212_store::Store::open(&data_dir.join("store.sqlite")).unwrap().readings(mn).unwrap()
 }
 
-/// The value of one series (`name{labels}` exactly as exposed), 0 when absent.
-pub fn metric(text: &str, series: &str) -> f64 {
+/// The value of one counter series (`name{labels}` exactly as exposed), 0 when absent.
+pub fn metric(text: &str, series: &str) -> u64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .map_or(0.0, |v| v.parse().unwrap())
+        .map_or(0, |v| v.parse().unwrap())
 }
 
 impl TestDaemon {
     /// A metric's current value. The recorder is process-wide, so tests compare values
     /// before and after what they do (nextest also gives each test its own process).
-    pub fn metric(&self, series: &str) -> f64 {
+    pub fn metric(&self, series: &str) -> u64 {
         metric(&self.http("/metrics").1, series)
     }
 
     /// Waits up to 2 s for `series` to reach `at_least`, returning its value.
-    pub async fn wait_metric(&self, series: &str, at_least: f64) -> f64 {
+    pub async fn wait_metric(&self, series: &str, at_least: u64) -> u64 {
         for _ in 0..40 {
             let value = self.metric(series);
             if value >= at_least {
