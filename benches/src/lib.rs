@@ -1,4 +1,6 @@
-//! Realistic frames shared by the benches.
+//! Realistic frames shared by the benches, and the end-to-end load generator.
+
+pub mod load;
 
 use hj212_proto::encode;
 

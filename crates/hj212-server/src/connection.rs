@@ -129,7 +129,9 @@ impl Session {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(_) => return Close::Io,
             };
-            if let Some(close) = self.process(&mut buf, eof, &mut writer).await {
+            // Boxed: the processing state exists only while frames are handled, so an
+            // idle connection's task stays small.
+            if let Some(close) = Box::pin(self.process(&mut buf, eof, &mut writer)).await {
                 return close;
             }
             if eof {
@@ -234,6 +236,8 @@ impl Session {
                 latencies.push(read_at);
             }
         }
+        // Give back what a burst used; idle connections hold no queue.
+        self.in_flight.shrink_to(0);
         if out.is_empty() {
             return Ok(());
         }

@@ -1,0 +1,253 @@
+//! The load generator and the daemon under test.
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use hj212_proto::codec::{FrameEvent, Hj212Codec};
+use hj212_proto::encode;
+use hj212_proto::time::BeijingTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+
+/// Sites in the generated config; connection `c` speaks for site `c % SITES`.
+pub const SITES: usize = 100;
+const PASSWORD: &str = "123456";
+
+fn mn(site: usize) -> String {
+    format!("LOAD{site:020}")
+}
+
+/// A child `hj212d` with its own data dir and config.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port")
+}
+
+impl Daemon {
+    /// Starts the daemon and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// If it cannot be started; this is a benchmark, not a service.
+    pub async fn start(binary: &Path, max_connections: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (addr, http) = (free_port(), free_port());
+        let mut config = format!(
+            "[server]\nlisten = \"{addr}\"\nhttp_listen = \"{http}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\
+             [limits]\nmax_connections = {max_connections}\nidle_timeout_secs = 3600\n[time_sync]\nenabled = false\n",
+            dir.path().join("data").display()
+        );
+        for site in 0..SITES {
+            let _ = write!(
+                config,
+                "[[sites]]
+mn = \"{}\"
+password = \"{PASSWORD}\"
+",
+                mn(site)
+            );
+        }
+        let path = dir.path().join("hj212d.toml");
+        std::fs::write(&path, config).expect("write config");
+        let child = Command::new(binary)
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "hj212d did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, dir, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Resident memory of the daemon, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
+    /// Stops the daemon with SIGTERM.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// One timed run.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub connections: usize,
+    pub window: usize,
+    pub duration: Duration,
+    /// Total offered frames per second, or `None` for as fast as acknowledgements allow.
+    pub rate: Option<u64>,
+}
+
+/// What a run measured.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub acked: u64,
+    pub elapsed: Duration,
+    /// Ack latencies in microseconds, sorted.
+    pub latencies: Vec<u32>,
+}
+
+impl Outcome {
+    pub fn per_second(&self) -> u64 {
+        let micros = self.elapsed.as_micros().max(1);
+        u64::try_from(u128::from(self.acked) * 1_000_000 / micros).unwrap_or(u64::MAX)
+    }
+
+    /// The `percent`-th percentile latency in milliseconds.
+    fn percentile(&self, percent: usize) -> f64 {
+        let Some(last) = self.latencies.len().checked_sub(1) else { return 0.0 };
+        f64::from(self.latencies[last * percent / 100]) / 1000.0
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} frames acknowledged in {:.1} s = {} frames/s; ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.acked,
+            self.elapsed.as_secs_f64(),
+            self.per_second(),
+            self.percentile(50),
+            self.percentile(99),
+            self.percentile(100)
+        )
+    }
+}
+
+/// Frame `n` of connection `c`: a unique QN and DataTime (so nothing is a duplicate).
+fn frame(c: usize, n: u64) -> Vec<u8> {
+    let site = mn(c % SITES);
+    let (c, n) = (i64::try_from(c).unwrap_or(0), i64::try_from(n).unwrap_or(0));
+    let time = BeijingTime::from_unix_millis(1_767_225_600_000 + c * 100_000_000_000 + n * 1000);
+    let segment = format!(
+        "QN={};ST=31;CN=2011;PW={PASSWORD};MN={};Flag=5;CP=&&DataTime={};a21026-Rtd={}.25,a21026-Flag=N;\
+         a21002-Rtd=48.1,a21002-Flag=N;a34013-Rtd=10.5,a34013-Flag=N;a19001-Rtd=9.8,a19001-Flag=N&&",
+        time.to_qn_string(),
+        site,
+        time.to_seconds_string(),
+        n % 100
+    );
+    encode::frame(segment.as_bytes()).expect("fits")
+}
+
+/// Drives `run.connections` loggers against `addr` and measures acknowledgements.
+///
+/// # Panics
+/// On connection or I/O errors: the measurement would be meaningless.
+pub async fn drive(addr: SocketAddr, run: &Run) -> Outcome {
+    let started = Instant::now();
+    let stop = started + run.duration;
+    // Each logger offers rate / connections frames per second.
+    let pacing = run.rate.map(|rate| (rate, run.connections as u64));
+    let tasks: Vec<_> = (0..run.connections).map(|c| tokio::spawn(logger(addr, c, run.window, stop, pacing))).collect();
+    let mut outcome = Outcome::default();
+    for task in tasks {
+        let (acked, latencies) = task.await.expect("logger task");
+        outcome.acked += acked;
+        outcome.latencies.extend(latencies);
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.latencies.sort_unstable();
+    outcome
+}
+
+/// One logger: keeps up to `window` frames in flight (optionally paced), counts 9014s.
+async fn logger(
+    addr: SocketAddr,
+    c: usize,
+    window: usize,
+    stop: Instant,
+    pacing: Option<(u64, u64)>,
+) -> (u64, Vec<u32>) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut codec = Hj212Codec::default();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut latencies = Vec::new();
+    let (mut sent, mut acked) = (0u64, 0u64);
+    let start = Instant::now();
+    let mut out = Vec::new();
+    loop {
+        let now = Instant::now();
+        let elapsed_us = u64::try_from(now.duration_since(start).as_micros()).unwrap_or(u64::MAX);
+        let due =
+            pacing.map_or(u64::MAX, |(rate, loggers)| elapsed_us.saturating_mul(rate) / (loggers * 1_000_000) + 1);
+        while now < stop && in_flight.len() < window && sent < due {
+            out.extend_from_slice(&frame(c, sent));
+            in_flight.push_back(Instant::now());
+            sent += 1;
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await.expect("write");
+            out.clear();
+        }
+        if in_flight.is_empty() {
+            if now >= stop {
+                return (acked, latencies);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        let read = tokio::time::timeout(Duration::from_millis(5), stream.read_buf(&mut buf)).await;
+        if let Ok(result) = read
+            && result.expect("read") == 0
+        {
+            return (acked, latencies);
+        }
+        while let Ok(Some(FrameEvent::Frame(_))) = codec.decode(&mut buf) {
+            if let Some(sent_at) = in_flight.pop_front() {
+                latencies.push(u32::try_from(sent_at.elapsed().as_micros()).unwrap_or(u32::MAX));
+                acked += 1;
+            }
+        }
+    }
+}
+
+/// Opens `count` connections, each sending one frame (so the daemon knows its site) and
+/// reading its 9014, then leaves them quiet. Returns the open streams.
+///
+/// # Panics
+/// On write errors.
+pub async fn hold_idle(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    let mut streams = Vec::with_capacity(count);
+    for c in 0..count {
+        let Ok(mut stream) = TcpStream::connect(addr).await else {
+            eprintln!("stopped at {c} idle connections (open-file limit?)");
+            break;
+        };
+        stream.write_all(&frame(1_000 + c, 0)).await.expect("write");
+        let mut buf = [0u8; 256];
+        let _ = stream.read(&mut buf).await;
+        streams.push(stream);
+    }
+    streams
+}
