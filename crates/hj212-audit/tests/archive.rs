@@ -1,0 +1,92 @@
+//! `hj212-audit verify` and `export` on an archive written by the archive crate.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hj212_archive::{Archive, Kind, NewRecord, NoObserver, Settings, Verdict, list_segments};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hj212-audit");
+const FRAME_A: &[u8] = b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&1C80\r\n";
+const FRAME_B: &[u8] = b"##0136ST=32;CN=2011;PW=000000;MN=LD130133000015;CP=&&DataTime=20160824003817;011-Rtd=231.0,011-Flag=N;B01-Rtd=36.91;060-Rtd=1.803,060-Flag=N&&1dc0\r\n";
+
+async fn write_archive(data_dir: &Path) {
+    let settings = Settings {
+        dir: data_dir.join("archive"),
+        segment_max_bytes: 1 << 20,
+        segment_max_age: Duration::from_secs(3600),
+        retention: None,
+        queue: 16,
+    };
+    let (archive, thread, _) = Archive::open(settings, Arc::new(NoObserver)).unwrap();
+    // 2026-01-01T08:00:00+08:00 and one hour later
+    for (time_ms, data) in [(1_767_225_600_000, FRAME_A), (1_767_229_200_000, FRAME_B)] {
+        let record = NewRecord {
+            kind: Kind::Received,
+            verdict: Verdict::Accepted,
+            flags: 0,
+            time_ms,
+            peer: "127.0.0.1:1".into(),
+            data: data.to_vec(),
+        };
+        archive.append(record).await.unwrap();
+    }
+    drop(archive);
+    thread.join();
+}
+
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[tokio::test]
+async fn verify_passes_then_names_the_tampered_record() {
+    let dir = tempfile::tempdir().unwrap();
+    write_archive(dir.path()).await;
+    let data_dir = dir.path().to_str().unwrap();
+    let (code, stdout, _) = run(&["verify", "--data-dir", data_dir]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("ok: 2 records in 1 segments, seq 1..2, head "), "{stdout}");
+
+    let (_, segment) = &list_segments(&dir.path().join("archive")).unwrap()[0];
+    let mut bytes = std::fs::read(segment).unwrap();
+    let at = bytes.windows(7).position(|w| w == b"B01-Rtd").unwrap();
+    bytes[at + 8] = b'9'; // 36.91 -> 96.91
+    std::fs::write(segment, bytes).unwrap();
+    let (code, _, stderr) = run(&["verify", "--data-dir", data_dir]);
+    assert_eq!(code, Some(65));
+    assert!(stderr.starts_with("Error: chain broken at seq 2 ("), "{stderr}");
+    assert!(stderr.contains("hash does not match"), "{stderr}");
+}
+
+#[tokio::test]
+async fn export_filters_and_masks_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    write_archive(dir.path()).await;
+    let data_dir = dir.path().to_str().unwrap();
+    let (code, stdout, _) = run(&["export", "--data-dir", data_dir]);
+    assert_eq!(code, Some(0));
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["verdict"], "accepted");
+    assert_eq!(lines[0]["time"], "2026-01-01T08:00:00.000+08:00");
+    assert_eq!(lines[0]["peer"], "127.0.0.1:1");
+    assert_eq!(lines[0]["cn"], 1062);
+    assert!(lines[0]["frame"].as_str().unwrap().contains(";PW=***;"));
+    assert_eq!(lines[0]["hash"].as_str().unwrap().len(), 64);
+
+    let (_, stdout, _) = run(&["export", "--data-dir", data_dir, "--mn", "LD130133000015"]);
+    assert_eq!(stdout.lines().count(), 1);
+    let (_, stdout, _) = run(&["export", "--data-dir", data_dir, "--from", "20260101083000", "--show-passwords"]);
+    let only: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(only["mn"], "LD130133000015");
+    assert!(only["frame"].as_str().unwrap().contains(";PW=000000;"));
+    let (_, stdout, _) = run(&["export", "--data-dir", data_dir, "--to", "20260101083000"]);
+    assert_eq!(stdout.lines().count(), 1);
+
+    let (code, _, stderr) = run(&["export", "--data-dir", data_dir, "--from", "yesterday"]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("--from: time \"yesterday\""), "{stderr}");
+}
