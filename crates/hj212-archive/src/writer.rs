@@ -128,8 +128,10 @@ impl Writer {
             return;
         }
         let first_seq = self.next_seq;
-        let records: Vec<NewRecord> = batch.iter().map(|r| r.record.clone()).collect();
-        match self.write_durably(&records) {
+        let records: Vec<&NewRecord> = batch.iter().map(|r| &r.record).collect();
+        let written = self.write_durably(&records);
+        drop(records);
+        match written {
             Ok(()) => {
                 // Publish first: whoever is told "durable" may rely on followers seeing it.
                 self.durable.send_replace(self.next_seq - 1);
@@ -156,7 +158,7 @@ impl Writer {
         self.observer.failed(error);
     }
 
-    fn write_durably(&mut self, records: &[NewRecord]) -> Result<(), ArchiveError> {
+    fn write_durably(&mut self, records: &[&NewRecord]) -> Result<(), ArchiveError> {
         self.buf.clear();
         let mut head = self.head;
         for (i, record) in records.iter().enumerate() {
@@ -222,7 +224,7 @@ impl Writer {
                 peer: "archive".into(),
                 data: note.into_bytes(),
             };
-            self.write_durably(std::slice::from_ref(&event))?;
+            self.write_durably(&[&event])?;
             self.durable.send_replace(self.next_seq - 1);
             std::fs::remove_file(old).map_err(|e| io_error("cannot remove", old, &e))?;
         }

@@ -26,10 +26,12 @@ use crate::metrics::IngestMetrics;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4096;
 
-/// A decision waiting for its record to be durable.
+/// What is left of a decision while its record is being made durable.
 struct InFlight {
     pending: Pending,
-    decision: Decision,
+    replies: Vec<(&'static str, Vec<u8>)>,
+    command: Option<Vec<u8>>,
+    dedup_key: Option<String>,
     read_at: Instant,
 }
 
@@ -206,8 +208,9 @@ impl Session {
     }
 
     async fn submit(&mut self, decision: Decision, read_at: Instant) -> Result<(), Close> {
-        let pending = self.shared.archive.submit(decision.record.clone()).await.map_err(|_| Close::Archive)?;
-        self.in_flight.push_back(InFlight { pending, decision, read_at });
+        let Decision { record, replies, command, dedup_key, .. } = decision;
+        let pending = self.shared.archive.submit(record).await.map_err(|_| Close::Archive)?;
+        self.in_flight.push_back(InFlight { pending, replies, command, dedup_key, read_at });
         Ok(())
     }
 
@@ -216,23 +219,23 @@ impl Session {
         let write_timeout = Duration::from_secs(self.shared.limits.write_timeout_secs);
         let mut out = Vec::new();
         let mut latencies = Vec::new();
-        while let Some(InFlight { pending, decision, read_at }) = self.in_flight.pop_front() {
+        while let Some(InFlight { pending, replies, command, dedup_key, read_at }) = self.in_flight.pop_front() {
             if let Err(error) = pending.durable().await {
                 // Not on disk: no acknowledgement, and the logger's resend is not a duplicate.
                 tracing::error!(%error, "archive append failed; frame not acknowledged");
-                self.forget_claims(decision.dedup_key.as_deref());
+                self.forget_claims(dedup_key.as_deref());
                 return Err(Close::Archive);
             }
-            for (cn, reply) in &decision.replies {
+            for (cn, reply) in &replies {
                 IngestMetrics::reply(cn);
                 out.extend_from_slice(reply);
             }
-            if let Some(command) = decision.command {
+            if let Some(command) = command {
                 self.archive_sent(&command).await?;
                 IngestMetrics::reply("1012");
                 out.extend_from_slice(&command);
             }
-            if !decision.replies.is_empty() {
+            if !replies.is_empty() {
                 latencies.push(read_at);
             }
         }
@@ -266,7 +269,7 @@ impl Session {
     }
 
     fn forget_claims(&mut self, first: Option<&str>) {
-        let later: Vec<String> = self.in_flight.drain(..).filter_map(|f| f.decision.dedup_key).collect();
+        let later: Vec<String> = self.in_flight.drain(..).filter_map(|f| f.dedup_key).collect();
         for key in first.into_iter().chain(later.iter().map(String::as_str)) {
             self.shared.dedup.remove(key);
         }
