@@ -65,8 +65,37 @@ pub fn check(config: &Config) -> Vec<Problem> {
             format!("{} is below the minimum of 65536", config.archive.segment_max_bytes),
         );
     }
+    if let Some(influx) = &config.influx {
+        check_influx(config, influx, &mut problem);
+    }
     check_sites(config, &mut problem);
     problems
+}
+
+fn check_influx(config: &Config, influx: &crate::Influx, problem: &mut impl FnMut(&str, String)) {
+    if !(influx.url.starts_with("http://") || influx.url.starts_with("https://")) {
+        problem("influx.url", format!("{:?} is not an http:// or https:// URL", influx.url));
+    }
+    match influx.api {
+        crate::InfluxApi::V2 if influx.org.is_empty() || influx.bucket.is_empty() => {
+            problem("influx.bucket", "api = \"v2\" needs org and bucket".to_owned());
+        }
+        crate::InfluxApi::V1 if influx.db.is_empty() => problem("influx.db", "api = \"v1\" needs db".to_owned()),
+        _ => {}
+    }
+    if influx.token.is_some() && influx.token_file.is_some() {
+        problem("influx.token", "set token or token_file, not both".to_owned());
+    }
+    if let Some(path) = crate::influx_token_path(config).filter(|p| !p.is_file()) {
+        problem("influx.token_file", format!("{} does not exist", path.display()));
+    }
+    for (key, value) in
+        [("influx.batch_points", influx.batch_points as u64), ("influx.timeout_secs", influx.timeout_secs)]
+    {
+        if value == 0 {
+            problem(key, "must be at least 1".to_owned());
+        }
+    }
 }
 
 fn check_sites(config: &Config, problem: &mut impl FnMut(&str, String)) {

@@ -51,11 +51,38 @@ pub fn reload_sites(config: &Config) -> Result<Vec<Site>, ConfigError> {
     }
 }
 
+/// The Influx token file, resolved against the config file's folder.
+pub fn influx_token_path(config: &Config) -> Option<PathBuf> {
+    let file = config.influx.as_ref()?.token_file.as_ref()?;
+    Some(resolve(config, file))
+}
+
+/// The Influx token, from `token` or `token_file`.
+///
+/// # Errors
+/// [`ConfigError::Io`] when the token file cannot be read.
+pub fn influx_token(config: &Config) -> Result<Option<String>, ConfigError> {
+    let Some(influx) = &config.influx else { return Ok(None) };
+    if let Some(token) = &influx.token {
+        return Ok(Some(token.clone()));
+    }
+    match influx_token_path(config) {
+        Some(path) => std::fs::read_to_string(&path)
+            .map(|t| Some(t.trim_end().to_owned()))
+            .map_err(|source| ConfigError::Io { path, source }),
+        None => Ok(None),
+    }
+}
+
+fn resolve(config: &Config, file: &Path) -> PathBuf {
+    let base = config.source.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+    base.join(file)
+}
+
 /// The site registry file, resolved against the config file's folder.
 pub fn sites_file_path(config: &Config) -> Option<PathBuf> {
     let file = config.server.sites_file.as_ref()?;
-    let base = config.source.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
-    Some(base.join(file))
+    Some(resolve(config, file))
 }
 
 fn load_sites_file(config: &Config) -> Result<Vec<Site>, ConfigError> {

@@ -14,6 +14,9 @@ pub struct Config {
     pub limits: Limits,
     pub time_sync: TimeSync,
     pub archive: Archive,
+    /// The InfluxDB / VictoriaMetrics sink; absent = off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub influx: Option<Influx>,
     pub sites: Vec<Site>,
     /// The file this config was loaded from (not a config key).
     #[serde(skip)]
@@ -149,8 +152,8 @@ pub enum CrcSetting {
     Any,
 }
 
-/// One monitored site (one data logger MN).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One monitored site (one data logger MN). `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Site {
     pub mn: String,
@@ -162,6 +165,101 @@ pub struct Site {
     pub factors: Vec<String>,
     #[serde(default)]
     pub crc: CrcSetting,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site")
+            .field("mn", &self.mn)
+            .field("password", &"***")
+            .field("name", &self.name)
+            .field("factors", &self.factors)
+            .field("crc", &self.crc)
+            .finish()
+    }
+}
+
+/// Which InfluxDB write API to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InfluxApi {
+    /// `/api/v2/write?org=&bucket=&precision=ms` (InfluxDB 2.x/3.x, VictoriaMetrics).
+    #[default]
+    V2,
+    /// `/write?db=&precision=ms` (InfluxDB 1.x, VictoriaMetrics).
+    V1,
+}
+
+/// The time-series sink. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Influx {
+    /// Base URL, e.g. `http://127.0.0.1:8086`.
+    pub url: String,
+    pub api: InfluxApi,
+    /// v2 organisation and bucket.
+    pub org: String,
+    pub bucket: String,
+    /// v1 database.
+    pub db: String,
+    /// API token (`Authorization: Token ...`); prefer `token_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A file holding the token (trailing whitespace ignored); relative to the config file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Points per write request at most.
+    pub batch_points: usize,
+    /// A partial batch is sent after this long.
+    pub batch_interval_ms: u64,
+    /// Compress request bodies with gzip.
+    pub gzip: bool,
+    /// One write request may take this long.
+    pub timeout_secs: u64,
+    /// Retry delays double up to this cap (with jitter).
+    pub max_backoff_secs: u64,
+    /// `/readyz` reports the sink degraded when it is this many archive records behind.
+    pub degraded_lag_records: u64,
+}
+
+impl Default for Influx {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            api: InfluxApi::V2,
+            org: String::new(),
+            bucket: String::new(),
+            db: String::new(),
+            token: None,
+            token_file: None,
+            batch_points: 5000,
+            batch_interval_ms: 1000,
+            gzip: true,
+            timeout_secs: 10,
+            max_backoff_secs: 30,
+            degraded_lag_records: 10_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for Influx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Influx")
+            .field("url", &self.url)
+            .field("api", &self.api)
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
+            .field("db", &self.db)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("token_file", &self.token_file)
+            .field("batch_points", &self.batch_points)
+            .field("batch_interval_ms", &self.batch_interval_ms)
+            .field("gzip", &self.gzip)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("max_backoff_secs", &self.max_backoff_secs)
+            .field("degraded_lag_records", &self.degraded_lag_records)
+            .finish()
+    }
 }
 
 /// A site registry file: `[[sites]]` tables only.

@@ -1,5 +1,6 @@
 //! The admin HTTP API. Read-only for now; mutating endpoints will require a token.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,6 +23,8 @@ pub struct Readiness {
     pub listening: AtomicBool,
     /// The store feed is running (false once it has failed).
     pub store_ok: AtomicBool,
+    /// The Influx sink's status and the lag (records) from which it counts as degraded.
+    pub influx: Option<(Arc<hj212_sink_influx::Status>, u64)>,
 }
 
 #[derive(Clone)]
@@ -65,7 +68,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
         problems.push("embedded store feed stopped");
     }
     if problems.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
+        let mut body = "ready\n".to_owned();
+        if let Some((status, threshold)) = &state.readiness.influx {
+            let lag = status.lag_records.load(Ordering::Relaxed);
+            if lag >= *threshold {
+                // Degraded, not down: frames are still acknowledged and archived.
+                let _ = writeln!(body, "degraded: influx sink is {lag} archive records behind");
+            }
+        }
+        (StatusCode::OK, body).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n").into_response()
     }

@@ -354,14 +354,7 @@ impl<'a> Packet<'a> {
 
     /// Which factor table the ST points to, for HJ/T 212-2005 codes.
     pub fn medium(&self) -> Option<Medium> {
-        match self.system_type() {
-            SystemType::AirQuality | SystemType::FlueGasSource | SystemType::FlueGasProcess => Some(Medium::Gas),
-            SystemType::SurfaceWater | SystemType::WastewaterSource | SystemType::WastewaterProcess => {
-                Some(Medium::Water)
-            }
-            SystemType::AcousticEnvironment | SystemType::NoiseSource => Some(Medium::Noise),
-            _ => None,
-        }
+        self.system_type().medium()
     }
 
     /// The value of the first CP item with this key (`DataTime`, `QnRtn`, ...).

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS readings (
     marks INTEGER NOT NULL,         -- archive flags: 1 future_time, 2 backfill
     received_ms INTEGER NOT NULL,
     archive_seq INTEGER NOT NULL,   -- the archive record this row came from
+    st TEXT,                        -- the frame's system code
     PRIMARY KEY (mn, cn, data_time, factor)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS store_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -104,8 +105,8 @@ impl Store {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO readings (mn, cn, data_time, data_time_ms, factor, rtd, min, avg, max, cou,
-                 zs_rtd, zs_min, zs_avg, zs_max, flag, eflag, sample_time, other, marks, received_ms, archive_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                 zs_rtd, zs_min, zs_avg, zs_max, flag, eflag, sample_time, other, marks, received_ms, archive_seq, st)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
             )?;
             for record in records {
                 for r in readings_of(record) {
@@ -131,6 +132,7 @@ impl Store {
                         r.marks,
                         r.received_ms,
                         i64::try_from(r.archive_seq).unwrap_or(i64::MAX),
+                        r.st,
                     ])?;
                     if inserted == 1 {
                         applied.rows += 1;
@@ -156,7 +158,7 @@ impl Store {
     pub fn readings(&self, mn: &str) -> Result<Vec<Reading>, StoreError> {
         let mut query = self.conn.prepare(
             "SELECT mn, cn, data_time, data_time_ms, factor, rtd, min, avg, max, cou, zs_rtd, zs_min, zs_avg, zs_max,
-             flag, eflag, sample_time, other, marks, received_ms, archive_seq
+             flag, eflag, sample_time, other, marks, received_ms, archive_seq, st
              FROM readings WHERE mn = ?1 ORDER BY data_time_ms, cn, factor",
         )?;
         let rows = query.query_map([mn], Reading::from_row)?;

@@ -30,6 +30,8 @@ pub struct Reading {
     pub marks: u8,
     pub received_ms: i64,
     pub archive_seq: u64,
+    /// The frame's system code (ST).
+    pub st: Option<String>,
 }
 
 impl Reading {
@@ -56,6 +58,7 @@ impl Reading {
             marks: row.get(18)?,
             received_ms: row.get(19)?,
             archive_seq: u64::try_from(row.get::<_, i64>(20)?).unwrap_or(0),
+            st: row.get(21)?,
         })
     }
 
@@ -128,6 +131,7 @@ pub fn readings_of(record: &Record) -> Vec<Reading> {
                 marks: record.flags,
                 received_ms: record.time_ms,
                 archive_seq: record.seq,
+                st: packet.st.map(str::to_owned),
                 ..Reading::default()
             };
             for item in factor.items() {

@@ -43,6 +43,7 @@ pub struct Running {
     tracker: TaskTracker,
     http: JoinHandle<std::io::Result<()>>,
     feed: JoinHandle<Result<(), hj212_store::StoreError>>,
+    influx: Option<JoinHandle<std::io::Result<()>>>,
     writer: WriterThread,
     config: Config,
 }
@@ -78,10 +79,27 @@ impl Daemon {
         let store = Store::open(&data_dir.join("store.sqlite"))?;
         let shared = Arc::new(Shared::new(&config, archive.clone()));
         metrics::gauge!(SITES_CONFIGURED).set(config.sites.len() as f64);
-        let readiness = Arc::new(Readiness::default());
-        readiness.store_ok.store(true, Ordering::Relaxed);
+        let mut readiness = Readiness::default();
         let shutdown = CancellationToken::new();
         let feed_shutdown = CancellationToken::new();
+        let influx = match &config.influx {
+            Some(influx_config) => {
+                let status = Arc::new(hj212_sink_influx::Status::default());
+                readiness.influx = Some((status.clone(), influx_config.degraded_lag_records));
+                let sink = influx_settings(&config, influx_config, &settings)?;
+                let run = hj212_sink_influx::run(sink, archive.durable(), feed_shutdown.clone(), status);
+                Some(tokio::spawn(async move {
+                    let result = run.await;
+                    if let Err(error) = &result {
+                        tracing::error!(%error, "influx sink stopped; points will be written after a restart");
+                    }
+                    result
+                }))
+            }
+            None => None,
+        };
+        let readiness = Arc::new(readiness);
+        readiness.store_ok.store(true, Ordering::Relaxed);
         let feed = spawn_feed(store, &settings, &archive, &feed_shutdown, &readiness);
 
         let listener = TcpListener::bind(config.server.listen)
@@ -97,8 +115,50 @@ impl Daemon {
         let router = hj212_http::router(prometheus, shared.clone(), readiness);
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");
-        Ok(Running { hj212_addr, http_addr, shared, shutdown, feed_shutdown, tracker, http, feed, writer, config })
+        Ok(Running {
+            hj212_addr,
+            http_addr,
+            shared,
+            shutdown,
+            feed_shutdown,
+            tracker,
+            http,
+            feed,
+            influx,
+            writer,
+            config,
+        })
     }
+}
+
+fn influx_settings(
+    config: &Config,
+    influx: &hj212_config::Influx,
+    archive: &Settings,
+) -> anyhow::Result<hj212_sink_influx::Settings> {
+    use hj212_sink_influx::{Api, Endpoint};
+    let token = hj212_config::influx_token(config)?;
+    let api = match influx.api {
+        hj212_config::InfluxApi::V2 => Api::V2 { org: influx.org.clone(), bucket: influx.bucket.clone() },
+        hj212_config::InfluxApi::V1 => Api::V1 { db: influx.db.clone() },
+    };
+    let data_dir = &config.server.data_dir;
+    Ok(hj212_sink_influx::Settings {
+        endpoint: Endpoint {
+            base_url: influx.url.clone(),
+            api,
+            token,
+            gzip: influx.gzip,
+            timeout: Duration::from_secs(influx.timeout_secs),
+        },
+        archive_dir: archive.dir.clone(),
+        cursor_path: data_dir.join("influx.cursor"),
+        dead_letter_path: data_dir.join("influx-dead-letter.lp"),
+        batch_points: influx.batch_points,
+        batch_interval: Duration::from_millis(influx.batch_interval_ms),
+        max_backoff: Duration::from_secs(influx.max_backoff_secs.max(1)),
+        sites: config.sites.iter().map(|s| (s.mn.clone(), s.name.clone())).collect(),
+    })
 }
 
 fn spawn_feed(
@@ -189,6 +249,9 @@ impl Running {
         event(&self.shared.archive, "stopped".to_owned()).await?;
         self.feed_shutdown.cancel();
         let feed = self.feed.await.context("store feed task")?;
+        if let Some(influx) = self.influx {
+            let _ = influx.await.context("influx sink task")?;
+        }
         drop(self.shared);
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;

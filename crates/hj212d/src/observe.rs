@@ -30,6 +30,7 @@ pub fn prometheus() -> PrometheusHandle {
             let handle = recorder.handle();
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            hj212_sink_influx::metrics::describe();
             handle
         })
         .clone()

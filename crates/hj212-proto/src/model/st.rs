@@ -60,6 +60,17 @@ impl SystemType {
         }
     }
 
+    /// Which factor table the system's HJ/T 212-2005 codes come from.
+    pub fn medium(self) -> Option<super::Medium> {
+        use super::Medium;
+        match self {
+            Self::AirQuality | Self::FlueGasSource | Self::FlueGasProcess => Some(Medium::Gas),
+            Self::SurfaceWater | Self::WastewaterSource | Self::WastewaterProcess => Some(Medium::Water),
+            Self::AcousticEnvironment | Self::NoiseSource => Some(Medium::Noise),
+            _ => None,
+        }
+    }
+
     /// What the standard calls it.
     pub fn description(self) -> Option<&'static str> {
         Some(match self {

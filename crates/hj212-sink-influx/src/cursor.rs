@@ -1,0 +1,57 @@
+//! The sink's position in the archive: the last sequence number whose points are written.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub(crate) struct Cursor {
+    path: PathBuf,
+    pub seq: u64,
+}
+
+impl Cursor {
+    pub(crate) fn load(path: &Path) -> io::Result<Self> {
+        let seq = match std::fs::read_to_string(path) {
+            Ok(text) => text.trim().parse().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} does not hold a sequence number", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(Self { path: path.to_path_buf(), seq })
+    }
+
+    /// Moves the cursor and saves it (write to a temp file, then rename: never half-written).
+    /// Losing the last save in a crash only means a replay, which is idempotent.
+    pub(crate) fn advance(&mut self, seq: u64) -> io::Result<()> {
+        if seq <= self.seq {
+            return Ok(());
+        }
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{seq}\n"))?;
+        std::fs::rename(&tmp, &self.path)?;
+        self.seq = seq;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("influx.cursor");
+        let mut cursor = Cursor::load(&path).unwrap();
+        assert_eq!(cursor.seq, 0);
+        cursor.advance(42).unwrap();
+        cursor.advance(41).unwrap();
+        assert_eq!(Cursor::load(&path).unwrap().seq, 42);
+        std::fs::write(&path, "junk").unwrap();
+        assert!(Cursor::load(&path).unwrap_err().to_string().contains("does not hold a sequence number"));
+    }
+}
