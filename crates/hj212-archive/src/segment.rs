@@ -96,6 +96,9 @@ impl SegmentReader {
     }
 }
 
+/// Bytes read from a segment per call of [`read_from`].
+const READ_WINDOW: u64 = 8 << 20;
+
 /// Reads the records appended to a segment since `offset`, up to and including `max_seq`.
 /// Returns the records and the new offset; the caller carries the chain hash.
 ///
@@ -108,10 +111,12 @@ pub fn read_from(
     max_seq: u64,
     limit: usize,
 ) -> io::Result<(Vec<Record>, u64, Hash)> {
+    // Bounded read: a consumer far behind reads a window at a time, not the rest of the
+    // segment on every call (a record is at most MAX_BODY, so one always fits).
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
+    file.take(READ_WINDOW).read_to_end(&mut bytes)?;
     let mut records = Vec::new();
     let mut at = 0;
     let mut prev = *prev;

@@ -5,80 +5,163 @@
 //! `min`, `avg`, `max`, `cou`, `zs_rtd`, `zs_min`, `zs_avg`, `zs_max` (whichever the frame
 //! carries); timestamp = DataTime in ms. A point is keyed by series and timestamp, so a
 //! replay after a crash overwrites instead of duplicating.
+//!
+//! The encoder is our own: InfluxData's `influxdb-line-protocol` builder formats through
+//! `fmt::Write` char by char, which was a quarter of the sink's CPU in
+//! `benches/src/bin/influx_replay.rs`. Escaping follows the line-protocol reference.
 
-use hj212_archive::Record;
-use hj212_proto::model::{SystemType, factor_for_code};
-use hj212_store::{Reading, readings_of};
-use influxdb_line_protocol::LineProtocolBuilder;
+use hj212_archive::{Kind, Record, Verdict};
+use hj212_proto::framer::{self, FramerConfig, Scan};
+use hj212_proto::model::{FieldKind, factor_for_code};
+use hj212_proto::{FactorFields, Packet, SegmentText};
 
 pub const MEASUREMENT: &str = "hj212";
 /// Low-volume site metadata, kept out of the tags of every point.
 pub const SITE_MEASUREMENT: &str = "hj212_site";
 
-fn numeric_fields(r: &Reading) -> Vec<(&'static str, f64)> {
-    [
-        ("rtd", &r.rtd),
-        ("min", &r.min),
-        ("avg", &r.avg),
-        ("max", &r.max),
-        ("cou", &r.cou),
-        ("zs_rtd", &r.zs_rtd),
-        ("zs_min", &r.zs_min),
-        ("zs_avg", &r.zs_avg),
-        ("zs_max", &r.zs_max),
-    ]
-    .into_iter()
-    .filter_map(|(name, value)| {
-        value.as_deref()?.trim().parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| (name, v))
-    })
-    .collect()
+/// The numeric fields, in the order they are written.
+const FIELDS: [(FieldKind, &str); 9] = [
+    (FieldKind::Rtd, "rtd"),
+    (FieldKind::Min, "min"),
+    (FieldKind::Avg, "avg"),
+    (FieldKind::Max, "max"),
+    (FieldKind::Cou, "cou"),
+    (FieldKind::ZsRtd, "zs_rtd"),
+    (FieldKind::ZsMin, "zs_min"),
+    (FieldKind::ZsAvg, "zs_avg"),
+    (FieldKind::ZsMax, "zs_max"),
+];
+
+/// Tag keys and values: backslash before comma, equals sign and space. Line breaks cannot
+/// be escaped in line protocol; they become spaces.
+fn push_tag_text(out: &mut Vec<u8>, text: &str) {
+    for &b in text.as_bytes() {
+        match b {
+            b',' | b'=' | b' ' => out.extend_from_slice(&[b'\\', b]),
+            b'\n' | b'\r' | b'\t' => out.extend_from_slice(b"\\ "),
+            _ => out.push(b),
+        }
+    }
 }
 
 /// Appends the points of `record` to `out`; returns how many.
 pub fn append_points(record: &Record, out: &mut Vec<u8>) -> usize {
-    let mut count = 0;
-    for reading in readings_of(record) {
-        let fields = numeric_fields(&reading);
-        let Some(((first_key, first_value), rest)) = fields.split_first() else { continue };
-        let st = reading.st.as_deref().unwrap_or("");
-        let mapped = factor_for_code(&reading.factor, SystemType::from_wire(st).medium())
-            .map(|f| f.code)
-            .filter(|code| *code != reading.factor);
-        let cn = reading.cn.to_string();
-        let mut line =
-            LineProtocolBuilder::new_with(std::mem::take(out)).measurement(MEASUREMENT).tag("mn", &reading.mn);
-        if !st.is_empty() {
-            line = line.tag("st", st);
-        }
-        line = line.tag("cn", &cn).tag("factor", &reading.factor);
-        if let Some(code) = mapped {
-            line = line.tag("factor_2017", code);
-        }
-        if let Some(flag) = reading.flag.as_deref().filter(|f| !f.is_empty()) {
-            line = line.tag("flag", flag);
-        }
-        let mut line = line.field(first_key, *first_value);
-        for (key, value) in rest {
-            line = line.field(key, *value);
-        }
-        *out = line.timestamp(reading.data_time_ms).close_line().build();
-        count += 1;
+    if record.kind != Kind::Received || record.verdict != Verdict::Accepted {
+        return 0;
     }
-    count
+    let Scan::Frame(layout) = framer::scan(&record.data, &FramerConfig::default(), true) else { return 0 };
+    let text = SegmentText::new(layout.data(&record.data));
+    let Ok(packet) = Packet::parse_text(&text) else { return 0 };
+    if !packet.cn.is_data_upload() {
+        return 0;
+    }
+    let Some(Ok(time)) = packet.data_time_parsed() else { return 0 };
+    let series =
+        Series { packet: &packet, cn: packet.cn.code().to_string(), timestamp: time.unix_millis().to_string() };
+    packet.factors().iter().filter(|factor| series.append(factor, out)).count()
+}
+
+struct Series<'p, 'a> {
+    packet: &'p Packet<'a>,
+    cn: String,
+    timestamp: String,
+}
+
+impl Series<'_, '_> {
+    /// Appends one factor's point; false when it has no numeric field.
+    fn append(&self, factor: &FactorFields<'_, '_>, out: &mut Vec<u8>) -> bool {
+        // The first value of each kind wins, as in the parser and the embedded store.
+        let mut values: [Option<&str>; FIELDS.len()] = [None; FIELDS.len()];
+        let mut flag = None;
+        for item in factor.items() {
+            if item.kind == Some(FieldKind::Flag) {
+                flag = flag.or(Some(item.value));
+            } else if let Some(slot) = FIELDS.iter().position(|(kind, _)| item.kind == Some(*kind)) {
+                values[slot] = values[slot].or(Some(item.value));
+            }
+        }
+        let start = out.len();
+        self.push_series(factor.code, flag, out);
+        let mut separator = b' ';
+        for ((_, name), value) in FIELDS.iter().zip(values) {
+            if let Some(value) = value.map(str::trim).filter(|v| v.parse::<f64>().is_ok_and(f64::is_finite)) {
+                out.push(separator);
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'=');
+                push_number(out, value);
+                separator = b',';
+            }
+        }
+        if separator == b' ' {
+            out.truncate(start);
+            return false;
+        }
+        out.push(b' ');
+        out.extend_from_slice(self.timestamp.as_bytes());
+        out.push(b'\n');
+        true
+    }
+
+    fn push_series(&self, code: &str, flag: Option<&str>, out: &mut Vec<u8>) {
+        let packet = self.packet;
+        out.extend_from_slice(MEASUREMENT.as_bytes());
+        let mut tag = |key: &str, value: &str| {
+            out.push(b',');
+            out.extend_from_slice(key.as_bytes());
+            out.push(b'=');
+            push_tag_text(out, value);
+        };
+        tag("mn", packet.mn);
+        if let Some(st) = packet.st.filter(|st| !st.is_empty()) {
+            tag("st", st);
+        }
+        tag("cn", &self.cn);
+        tag("factor", code);
+        if let Some(mapped) = factor_for_code(code, packet.medium()).map(|f| f.code).filter(|c| *c != code) {
+            tag("factor_2017", mapped);
+        }
+        if let Some(flag) = flag.filter(|f| !f.is_empty()) {
+            tag("flag", flag);
+        }
+    }
+}
+
+/// A plain decimal is written as sent (exactly what the logger reported); anything else
+/// that parses (exponents, a leading `+`) is written as Rust formats the float.
+fn push_number(out: &mut Vec<u8>, value: &str) {
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    let plain = match digits.split_once('.') {
+        Some((whole, fraction)) => {
+            !whole.is_empty()
+                && !fraction.is_empty()
+                && whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+        }
+        None => !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+    };
+    if plain {
+        out.extend_from_slice(value.as_bytes());
+    } else if let Ok(number) = value.parse::<f64>() {
+        out.extend_from_slice(number.to_string().as_bytes());
+    }
 }
 
 /// One `hj212_site` point per configured site: its name, at `time_ms`.
 pub fn site_points(sites: &[(String, String)], time_ms: i64) -> Vec<u8> {
-    let mut builder = LineProtocolBuilder::new();
+    let mut out = Vec::new();
     for (mn, name) in sites {
-        builder = builder
-            .measurement(SITE_MEASUREMENT)
-            .tag("mn", mn)
-            .field("name", name.as_str())
-            .timestamp(time_ms)
-            .close_line();
+        out.extend_from_slice(SITE_MEASUREMENT.as_bytes());
+        out.extend_from_slice(b",mn=");
+        push_tag_text(&mut out, mn);
+        out.extend_from_slice(b" name=\"");
+        for &b in name.as_bytes() {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.extend_from_slice(format!("\" {time_ms}\n").as_bytes());
     }
-    builder.build()
+    out
 }
 
 #[cfg(test)]
@@ -110,7 +193,7 @@ mod tests {
         // 2016-08-24 00:38:17 Beijing = 2016-08-23T16:38:17Z
         assert_eq!(
             lines[0],
-            "hj212,mn=LD130133000015,st=32,cn=2011,factor=011,factor_2017=w01018,flag=N rtd=231 1471970297000"
+            "hj212,mn=LD130133000015,st=32,cn=2011,factor=011,factor_2017=w01018,flag=N rtd=231.0 1471970297000"
         );
         assert_eq!(
             lines[1],
@@ -142,6 +225,28 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(append_points(&refused, &mut out), 0);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn numbers_are_written_as_sent_or_normalised() {
+        let write = |v: &str| {
+            let mut out = Vec::new();
+            push_number(&mut out, v);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(write("231.0"), "231.0");
+        assert_eq!(write("-0.50"), "-0.50");
+        assert_eq!(write("7"), "7");
+        assert_eq!(write("+7"), "7");
+        assert_eq!(write("1e3"), "1000");
+        assert_eq!(write(".5"), "0.5");
+    }
+
+    #[test]
+    fn tags_cannot_break_lines() {
+        let mut out = Vec::new();
+        push_tag_text(&mut out, "a b,c=d\ne");
+        assert_eq!(out, b"a\\ b\\,c\\=d\\ e");
     }
 
     #[test]

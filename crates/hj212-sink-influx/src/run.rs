@@ -7,6 +7,7 @@
 //! 0.5, 1, 2, 4 ... 30, 30 s; an hour-long outage costs ~130 attempts, then the sink catches
 //! up from the cursor at full speed.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use hj212_archive::{Follower, Record};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cursor::Cursor;
@@ -63,6 +65,14 @@ pub async fn run(
     let mut follower = Follower::new(&settings.archive_dir, cursor.seq + 1);
     let metrics = SinkMetrics::default();
     write_site_metadata(&client, &settings.sites).await;
+    let sender = Sender {
+        client,
+        dead_letter_path: settings.dead_letter_path.clone(),
+        max_backoff: settings.max_backoff,
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let mut pipeline = Pipeline::default();
     let mut batch = Batch::default();
     loop {
         let target = *durable.borrow_and_update();
@@ -71,28 +81,31 @@ pub async fn run(
         for record in &records {
             batch.add(record);
             if batch.points >= settings.batch_points {
-                flush(&client, &settings, &mut batch, &mut cursor, &metrics, &shutdown).await?;
+                pipeline.push(std::mem::take(&mut batch), &sender, &mut cursor).await?;
             }
         }
         let behind = target.saturating_sub(follower.next_seq() - 1);
         if behind > 0 {
             continue;
         }
+        let stopping = shutdown.is_cancelled() && *durable.borrow() == target;
         let due = batch.started.is_some_and(|t| t.elapsed() >= settings.batch_interval);
-        if due || (shutdown.is_cancelled() && *durable.borrow() == target) {
-            flush(&client, &settings, &mut batch, &mut cursor, &metrics, &shutdown).await?;
+        if due || stopping || (batch.points == 0 && batch.last_seq > 0) {
+            pipeline.push(std::mem::take(&mut batch), &sender, &mut cursor).await?;
         }
-        report_lag(&metrics, &status, target, cursor.seq, batch.oldest_ms);
-        if shutdown.is_cancelled() && *durable.borrow() == target && batch.is_empty() {
-            return Ok(());
+        if stopping {
+            return pipeline.drain(&mut cursor).await;
         }
+        report_lag(&metrics, &status, target, cursor.seq, pipeline.oldest_ms().or(batch.oldest_ms));
         let wait =
-            batch.started.map_or(Duration::from_secs(1), |t| settings.batch_interval.saturating_sub(t.elapsed()));
+            batch.started.map_or(Duration::from_millis(200), |t| settings.batch_interval.saturating_sub(t.elapsed()));
         tokio::select! {
             _ = durable.changed() => {},
             () = shutdown.cancelled(), if !shutdown.is_cancelled() => {},
             () = tokio::time::sleep(wait) => {},
         }
+        // Confirm what has finished meanwhile, so the cursor and lag stay current.
+        pipeline.confirm_finished(&mut cursor).await?;
     }
 }
 
@@ -137,62 +150,122 @@ impl Batch {
             self.oldest_ms = Some(record.time_ms);
         }
     }
+}
 
-    fn is_empty(&self) -> bool {
-        self.points == 0
+/// Requests in flight at once: encoding the next batch overlaps the database's work on
+/// the previous ones. The cursor still moves strictly in order.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// A batch sent and not yet confirmed.
+#[derive(Debug)]
+struct InFlight {
+    /// `None` for a batch without points (it only moves the cursor).
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    last_seq: u64,
+    oldest_ms: Option<i64>,
+}
+
+/// Batches in flight, oldest first.
+#[derive(Debug, Default)]
+struct Pipeline {
+    in_flight: VecDeque<InFlight>,
+}
+
+impl Pipeline {
+    /// Sends `batch` (or just queues its position when it has no points), then confirms
+    /// batches in order while more than `MAX_IN_FLIGHT` are out.
+    async fn push(&mut self, batch: Batch, sender: &Sender, cursor: &mut Cursor) -> std::io::Result<()> {
+        let task = (batch.points > 0).then(|| tokio::spawn(sender.clone().write(batch.lines, batch.points)));
+        self.in_flight.push_back(InFlight { task, last_seq: batch.last_seq, oldest_ms: batch.oldest_ms });
+        while self.in_flight.len() > MAX_IN_FLIGHT {
+            self.confirm_oldest(cursor).await?;
+        }
+        self.confirm_finished(cursor).await
+    }
+
+    /// Confirms the batches at the front that are already done, without waiting.
+    async fn confirm_finished(&mut self, cursor: &mut Cursor) -> std::io::Result<()> {
+        while self.in_flight.front().is_some_and(|f| f.task.as_ref().is_none_or(JoinHandle::is_finished)) {
+            self.confirm_oldest(cursor).await?;
+        }
+        Ok(())
+    }
+
+    async fn confirm_oldest(&mut self, cursor: &mut Cursor) -> std::io::Result<()> {
+        let Some(InFlight { task, last_seq, .. }) = self.in_flight.pop_front() else { return Ok(()) };
+        if let Some(task) = task {
+            match task.await.map_err(std::io::Error::other)? {
+                Ok(()) => {}
+                // Given up at shutdown: the cursor stays, the points go out after the restart.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    self.in_flight.clear();
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        cursor.advance(last_seq)
+    }
+
+    async fn drain(&mut self, cursor: &mut Cursor) -> std::io::Result<()> {
+        while !self.in_flight.is_empty() {
+            self.confirm_oldest(cursor).await?;
+        }
+        Ok(())
+    }
+
+    fn oldest_ms(&self) -> Option<i64> {
+        self.in_flight.iter().find_map(|f| f.oldest_ms)
     }
 }
 
-/// Writes the batch (retrying until it succeeds, is refused, or shutdown gives up), then
-/// moves the cursor past it.
-async fn flush(
-    client: &Client,
-    settings: &Settings,
-    batch: &mut Batch,
-    cursor: &mut Cursor,
-    metrics: &SinkMetrics,
-    shutdown: &CancellationToken,
-) -> std::io::Result<()> {
-    let done = std::mem::take(batch);
-    if done.points > 0 {
-        let body = client.encode(&done.lines);
+/// What a write task needs.
+#[derive(Debug, Clone)]
+struct Sender {
+    client: Client,
+    dead_letter_path: PathBuf,
+    max_backoff: Duration,
+    metrics: SinkMetrics,
+    shutdown: CancellationToken,
+}
+
+impl Sender {
+    /// Writes one batch, retrying until it succeeds, is refused (then parked in the
+    /// dead-letter file), or shutdown gives up (`Interrupted`).
+    async fn write(self, lines: Vec<u8>, points: usize) -> std::io::Result<()> {
+        let body = self.client.encode(&lines);
         let mut delay = Duration::from_millis(500);
         loop {
-            match client.send(body.clone()).await {
+            match self.client.send(body.clone()).await {
                 Ok(()) => {
-                    metrics.points.increment(done.points as u64);
-                    metrics.batches.increment(1);
-                    break;
+                    self.metrics.points.increment(points as u64);
+                    self.metrics.batches.increment(1);
+                    return Ok(());
                 }
                 Err(error @ WriteError::Rejected { .. }) => {
                     SinkMetrics::failure(error.kind());
-                    tracing::error!(%error, points = done.points, "InfluxDB refused a batch; it goes to the dead-letter file");
-                    park(&settings.dead_letter_path, &error, &done.lines).await?;
-                    metrics.dead_letter.increment(done.points as u64);
-                    break;
+                    tracing::error!(%error, points, "InfluxDB refused a batch; it goes to the dead-letter file");
+                    park(&self.dead_letter_path, &error, &lines).await?;
+                    self.metrics.dead_letter.increment(points as u64);
+                    return Ok(());
                 }
                 Err(error) => {
                     SinkMetrics::failure(error.kind());
-                    if shutdown.is_cancelled() {
-                        // Not written, cursor not moved: the points go out after the restart.
+                    if self.shutdown.is_cancelled() {
                         tracing::warn!(%error, "InfluxDB unreachable at shutdown; points will be written after restart");
-                        return Ok(());
+                        return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, error.to_string()));
                     }
                     tracing::warn!(%error, retry_in = ?delay, "InfluxDB write failed; retrying");
-                    metrics.retries.increment(1);
+                    self.metrics.retries.increment(1);
                     tokio::select! {
                         () = tokio::time::sleep(jitter(delay)) => {},
-                        () = shutdown.cancelled() => {},
+                        () = self.shutdown.cancelled() => {},
                     }
-                    delay = (delay * 2).min(settings.max_backoff);
+                    delay = (delay * 2).min(self.max_backoff);
                 }
             }
         }
     }
-    if done.last_seq > cursor.seq {
-        cursor.advance(done.last_seq)?;
-    }
-    Ok(())
 }
 
 /// Between 50 % and 100 % of `delay`, so many daemons do not retry in step.

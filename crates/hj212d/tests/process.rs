@@ -216,3 +216,51 @@ fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
         assert!(stored.contains(&time.to_seconds_string()), "acknowledged frame {n} missing from the store");
     }
 }
+
+#[test]
+fn sigkill_mid_batch_loses_nothing_in_victoria_metrics() {
+    let vm = test_support::VictoriaMetrics::start();
+    let dir = tempfile::tempdir().unwrap();
+    let influx = format!(
+        "[time_sync]\nenabled = false\n[influx]\nurl = \"{}\"\norg = \"ops\"\nbucket = \"hj212\"\nbatch_points = 500\nbatch_interval_ms = 200",
+        vm.url()
+    );
+    let (path, listen, _) = write_config(dir.path(), &influx);
+    let mut child = spawn(&path);
+    wait_listening(listen);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let threads = load(listen, 8, Instant::now() + Duration::from_secs(4), &acked);
+    std::thread::sleep(Duration::from_millis(1200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 100, "the load ran: {} frames acknowledged", acked.len());
+
+    let mut child = spawn(&path);
+    wait_listening(listen);
+    let wanted: std::collections::HashSet<i64> = acked.iter().map(|n| frame_time(*n).unix_millis()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let missing = loop {
+        let series = vm.export(&format!(r#"{{__name__="hj212_rtd",mn="{MN}"}}"#));
+        let mut stamps: Vec<i64> = series
+            .iter()
+            .flat_map(|s| s["timestamps"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()))
+            .collect();
+        let total = stamps.len();
+        stamps.sort_unstable();
+        stamps.dedup();
+        assert_eq!(total, stamps.len(), "a replay after the crash must not duplicate a reading");
+        let have: std::collections::HashSet<i64> = stamps.into_iter().collect();
+        let missing = wanted.difference(&have).count();
+        if missing == 0 || Instant::now() > deadline {
+            break missing;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child), Some(0));
+    assert_eq!(missing, 0, "acknowledged readings missing from VictoriaMetrics after kill -9 and restart");
+}
