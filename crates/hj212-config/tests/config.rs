@@ -114,3 +114,40 @@ fn sites_file_is_read_relative_to_the_config() {
     let err = load(&config_path).unwrap_err().to_string();
     assert!(err.starts_with("cannot read ") && err.contains("sites.toml"), "{err}");
 }
+
+#[test]
+fn influx_section_is_checked_and_its_token_never_printed() {
+    let config = from_str(
+        r#"
+        [influx]
+        url = "127.0.0.1:8086"
+        api = "v2"
+        token = "s3cr3t-token"
+        token_file = "influx.token"
+        batch_points = 0
+        "#,
+    )
+    .unwrap();
+    let problems: Vec<String> = check(&config).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        [
+            "influx.url: \"127.0.0.1:8086\" is not an http:// or https:// URL",
+            "influx.bucket: api = \"v2\" needs org and bucket",
+            "influx.token: set token or token_file, not both",
+            "influx.token_file: ./influx.token does not exist",
+            "influx.batch_points: must be at least 1",
+        ]
+    );
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("s3cr3t-token") && debug.contains("token: Some(\"***\")"), "{debug}");
+    let v1 = from_str("[influx]\nurl = \"http://127.0.0.1:8428\"\napi = \"v1\"\ndb = \"hj212\"\n").unwrap();
+    assert_eq!(check(&v1), []);
+    assert!(from_str("[influx]\nurl = \"http://x\"\napi = \"v3\"\n").is_err());
+}
+
+#[test]
+fn site_passwords_never_appear_in_debug_output() {
+    let config = from_str("[[sites]]\nmn = \"M\"\npassword = \"pa55word\"\n").unwrap();
+    assert!(!format!("{config:?}").contains("pa55word"));
+}
