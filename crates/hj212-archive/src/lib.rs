@@ -21,7 +21,7 @@ pub use follow::Follower;
 pub use format::{Hash, Kind, NewRecord, Record, RecordError, Verdict, flags};
 pub use segment::{list_segments, segment_name};
 pub use verify::{Break, Report, verify};
-pub use writer::{Recovery, hex};
+pub use writer::{Recovery, hex, now_ms};
 
 /// Where the archive lives and how it rotates.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -47,7 +47,8 @@ pub(crate) struct Writer {
     observer: Arc<dyn Observer>,
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// The wall clock in Unix milliseconds, as records are stamped.
+pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use hj212_archive::{Kind, NewRecord, Pending, Verdict};
+use hj212_archive::{Kind, NewRecord, Pending, Verdict, now_ms};
 use hj212_proto::codec::{FrameEvent, Hj212Codec};
 use hj212_proto::framer::FramerConfig;
 use tokio::io::AsyncWriteExt;
@@ -280,10 +280,4 @@ impl Session {
             self.shared.states.update(mn, |s| s.connections = s.connections.saturating_sub(1));
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -114,8 +114,7 @@ async fn write_site_metadata(client: &Client, sites: &[(String, String)]) {
     if sites.is_empty() {
         return;
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let lines = crate::points::site_points(sites, i64::try_from(now).unwrap_or(i64::MAX));
+    let lines = crate::points::site_points(sites, hj212_archive::now_ms());
     if let Err(error) = client.send(client.encode(&lines)).await {
         tracing::warn!(%error, "could not write site metadata to InfluxDB; readings are not affected");
     }
@@ -286,7 +285,6 @@ fn report_lag(metrics: &SinkMetrics, status: &Status, durable: u64, cursor: u64,
     let behind = durable.saturating_sub(cursor);
     status.lag_records.store(behind, Ordering::Relaxed);
     metrics.lag_records.set(behind as f64);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let age = oldest_ms.map_or(0.0, |ms| (i64::try_from(now).unwrap_or(i64::MAX) - ms).max(0) as f64 / 1000.0);
+    let age = oldest_ms.map_or(0.0, |ms| (hj212_archive::now_ms() - ms).max(0) as f64 / 1000.0);
     metrics.lag_seconds.set(if behind == 0 { 0.0 } else { age });
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hj212_archive::{Archive, Kind, NewRecord, Settings, Verdict, WriterThread};
+use hj212_archive::{Archive, Kind, NewRecord, Settings, Verdict, WriterThread, now_ms};
 use hj212_config::Config;
 use hj212_http::Readiness;
 use hj212_server::Shared;
@@ -199,12 +199,6 @@ async fn event(archive: &Archive, text: String) -> anyhow::Result<()> {
     };
     archive.append(record).await?;
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Running {
