@@ -22,6 +22,11 @@ impl Follower {
         Self { dir: dir.to_path_buf(), next_seq, position: None }
     }
 
+    /// The archive directory being followed.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The sequence number the next record will have.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -33,6 +38,15 @@ impl Follower {
     /// I/O errors, or `InvalidData` when a record does not verify or a needed segment is gone.
     pub fn read(&mut self, durable: u64, limit: usize) -> io::Result<Vec<Record>> {
         let mut out = Vec::new();
+        match self.read_into(durable, limit, &mut out) {
+            // Records already read are handed out; the error comes back on the next call.
+            Err(_) if !out.is_empty() => Ok(out),
+            Err(error) => Err(error),
+            Ok(()) => Ok(out),
+        }
+    }
+
+    fn read_into(&mut self, durable: u64, limit: usize, out: &mut Vec<Record>) -> io::Result<()> {
         while self.next_seq <= durable && out.len() < limit {
             let (path, offset, prev) = match self.position.take() {
                 Some(position) => position,
@@ -54,7 +68,7 @@ impl Follower {
             self.position = Some((path, new_offset, head));
             out.extend(records);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The segment holding `next_seq`, positioned just before that record.

@@ -51,6 +51,8 @@ pub enum Verdict {
     Reply,
     Command,
     Info,
+    /// A downtime mark or its correction (JSON), appended by an operator; never edited.
+    Mark,
 }
 
 macro_rules! codes {
@@ -85,6 +87,7 @@ codes!(Verdict {
     Reply = 20 => "reply",
     Command = 21 => "command",
     Info = 30 => "info",
+    Mark = 31 => "mark",
 });
 
 /// Marks on an accepted data frame.

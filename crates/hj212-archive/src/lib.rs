@@ -45,6 +45,13 @@ pub enum ArchiveError {
     Failed { reason: Arc<str> },
     #[error("archive writer has stopped")]
     Closed,
+    /// A record in the middle of the newest segment does not verify: not a crash (a crash
+    /// leaves a short or zero-filled tail) but damage or tampering. Nothing is cut.
+    #[error(
+        "archive segment {segment} is damaged at byte {offset} ({problem}); run `hj212-audit verify`, keep a copy, \
+         and move the segment aside to start"
+    )]
+    Corrupt { segment: String, offset: u64, problem: String },
 }
 
 /// Receives the archive's measurements (the daemon turns them into metrics).

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::format::{self, HEADER_LEN, Hash, Kind, NewRecord, SegmentHeader, Verdict};
+use crate::format::{self, HEADER_LEN, Hash, Kind, NewRecord, RecordError, SegmentHeader, Verdict};
 use crate::segment::{SegmentReader, list_segments, segment_name};
 use crate::{ArchiveError, Observer, Settings};
 
@@ -257,10 +257,11 @@ fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<PathBuf, Archive
 
 type TornTail = Option<(PathBuf, u64, u64, PathBuf)>;
 
-/// Walks the newest segment; a record that does not verify there is a torn write from a
-/// crash (never acknowledged: acks follow fsync). Its bytes are kept beside the segment
-/// for inspection, then cut off. Returns the chain head, the next sequence number and
-/// what was cut.
+/// Walks the newest segment. A crash mid-write leaves a record cut short at the end of the
+/// file, or a tail of zeros (blocks allocated, data not yet written); such a tail was never
+/// acknowledged (acks follow fsync), so its bytes are kept beside the segment and cut off.
+/// Any other failure is damage, not a crash: the archive refuses to open rather than cut
+/// acknowledged records. Returns the chain head, the next sequence number and what was cut.
 fn recover_segment(path: &Path) -> Result<(Hash, u64, TornTail), ArchiveError> {
     let mut reader = SegmentReader::open(path).map_err(|e| io_error("cannot read", path, &e))?;
     let mut next_seq = reader.header.first_seq;
@@ -271,8 +272,17 @@ fn recover_segment(path: &Path) -> Result<(Hash, u64, TornTail), ArchiveError> {
             Err(bad) => {
                 let cut_at = bad.offset as u64;
                 let cut_len = reader.len() as u64 - cut_at;
-                let kept = path.with_extension(format!("hjar.torn-{cut_at}"));
                 let bytes = std::fs::read(path).map_err(|e| io_error("cannot read", path, &e))?;
+                let torn = matches!(bad.error, RecordError::Truncated { .. })
+                    || bytes.get(bad.offset..).is_some_and(|tail| tail.iter().all(|b| *b == 0));
+                if !torn {
+                    return Err(ArchiveError::Corrupt {
+                        segment: path.display().to_string(),
+                        offset: cut_at,
+                        problem: bad.error.to_string(),
+                    });
+                }
+                let kept = path.with_extension(format!("hjar.torn-{cut_at}"));
                 std::fs::write(&kept, &bytes[bad.offset..]).map_err(|e| io_error("cannot write", &kept, &e))?;
                 let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error("cannot open", path, &e))?;
                 file.set_len(cut_at).map_err(|e| io_error("cannot truncate", path, &e))?;

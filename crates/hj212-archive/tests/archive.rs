@@ -156,3 +156,27 @@ async fn follower_reads_across_segments_up_to_the_durable_point() {
     drop(archive);
     thread.join();
 }
+
+#[tokio::test]
+async fn damage_in_the_middle_is_not_mistaken_for_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    write(settings(dir.path()), 100).await;
+    let (_, last) = list_segments(dir.path()).unwrap().pop().unwrap();
+    let before = std::fs::read(&last).unwrap();
+    let mut bytes = before.clone();
+    let at = bytes.windows(10).position(|w| w == b"frame 0050").unwrap();
+    bytes[at] = b'F';
+    std::fs::write(&last, &bytes).unwrap();
+    let error = Archive::open(settings(dir.path()), Arc::new(NoObserver)).unwrap_err();
+    assert!(error.to_string().contains("is damaged at byte"), "{error}");
+    assert_eq!(std::fs::read(&last).unwrap(), bytes, "nothing was cut");
+
+    // A zero-filled tail (blocks allocated, data never written) is a crash, and is cut.
+    let mut zeros = before;
+    zeros.extend_from_slice(&[0u8; 300]);
+    std::fs::write(&last, &zeros).unwrap();
+    let (archive, thread, recovery) = Archive::open(settings(dir.path()), Arc::new(NoObserver)).unwrap();
+    assert_eq!(recovery.truncated.unwrap().2, 300);
+    drop(archive);
+    thread.join();
+}

@@ -112,6 +112,15 @@ fn check_sites(config: &Config, problem: &mut impl FnMut(&str, String)) {
         if site.password.is_empty() || site.password.contains(SEPARATORS) {
             problem(&key("password"), "must be non-empty and contain no ; , = & CR LF".to_owned());
         }
+        if ![1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30].contains(&site.rate.minute_interval) {
+            problem(
+                &key("rate.minute_interval"),
+                format!("{} is not a HJ 212 MinInterval (1,2,3,4,5,6,10,12,15,20,30)", site.rate.minute_interval),
+            );
+        }
+        if site.rate.min_valid_minutes.is_some_and(|m| m > 60) {
+            problem(&key("rate.min_valid_minutes"), "cannot exceed 60".to_owned());
+        }
         for (j, factor) in site.factors.iter().enumerate() {
             if factor.is_empty() || factor.contains(SEPARATORS) || factor.contains('-') {
                 problem(&format!("sites[{i}].factors[{j}]"), format!("{factor:?} is not a factor code"));

@@ -165,6 +165,71 @@ pub struct Site {
     pub factors: Vec<String>,
     #[serde(default)]
     pub crc: CrcSetting,
+    /// How this site's transmission rate is assessed.
+    #[serde(default)]
+    pub rate: RateRules,
+}
+
+/// Which records a site's rate is counted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateBasis {
+    /// Hourly records (CN=2061).
+    #[default]
+    Hour,
+    /// Daily records (CN=2031).
+    Day,
+    /// Minute records (CN=2051) at `minute_interval`.
+    Minute,
+}
+
+/// A percentage kept as hundredths (95.00 % = 9500), written as a number in TOML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percent(pub u32);
+
+impl Serialize for Percent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(f64::from(self.0) / 100.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        if !(0.0..=100.0).contains(&value) {
+            return Err(serde::de::Error::custom(format!("{value} is not a percentage between 0 and 100")));
+        }
+        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0..=10000 after the check")]
+        Ok(Self((value * 100.0).round() as u32))
+    }
+}
+
+/// Transmission-rate rules of one site (docs/compliance-rules.md §1-2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateRules {
+    pub basis: RateBasis,
+    /// Minutes per period for `basis = "minute"` (HJ 212-2017 MinInterval: 1-30).
+    pub minute_interval: u32,
+    /// Target for 有效传输率 (certification spec: 95 %).
+    pub target_percent: Percent,
+    /// Records received later than period end plus this many days do not count (national scheme: 10).
+    pub cutoff_days: u32,
+    /// HJ 75-2017: an hourly value needs at least this many valid minutes (CEMS sites; unset = rule off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_valid_minutes: Option<u32>,
+}
+
+impl Default for RateRules {
+    fn default() -> Self {
+        Self {
+            basis: RateBasis::Hour,
+            minute_interval: 10,
+            target_percent: Percent(9500),
+            cutoff_days: 10,
+            min_valid_minutes: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Site {
@@ -175,6 +240,7 @@ impl std::fmt::Debug for Site {
             .field("name", &self.name)
             .field("factors", &self.factors)
             .field("crc", &self.crc)
+            .field("rate", &self.rate)
             .finish()
     }
 }

@@ -175,10 +175,16 @@ pub fn identify(data: &[u8], declared: u16) -> Option<CrcDialect> {
 /// [`CrcError::Mismatch`] when no dialect matches, [`CrcError::DialectNotAllowed`]
 /// when one does but the policy excludes it.
 pub fn verify(data: &[u8], declared: u16, policy: CrcPolicy) -> Result<CrcDialect, CrcError> {
-    match identify(data, declared) {
-        Some(dialect) if policy.allows(dialect) => Ok(dialect),
-        Some(dialect) => Err(CrcError::DialectNotAllowed { declared, dialect, policy }),
-        None => Err(CrcError::Mismatch { declared, computed: hj212(data) }),
+    // Every allowed dialect is tried: one value can match two dialects (a MODBUS CRC with
+    // two equal bytes is also its own swap), and the first match need not be the allowed one.
+    let allowed = [CrcDialect::Hj212, CrcDialect::Modbus, CrcDialect::ModbusSwapped]
+        .into_iter()
+        .filter(|d| policy.allows(*d))
+        .find(|d| d.compute(data) == declared);
+    match (allowed, identify(data, declared)) {
+        (Some(dialect), _) => Ok(dialect),
+        (None, Some(dialect)) => Err(CrcError::DialectNotAllowed { declared, dialect, policy }),
+        (None, None) => Err(CrcError::Mismatch { declared, computed: hj212(data) }),
     }
 }
 
@@ -259,6 +265,15 @@ mod tests {
         assert_eq!(err.to_string(), "CRC 4B37 is modbus but the site accepts Hj212");
         let err = verify(b"123456789", 0x0001, CrcPolicy::Any).unwrap_err();
         assert_eq!(err.to_string(), "bad CRC: frame declares 0001, HJ 212 CRC of the data segment is 2F80");
+    }
+
+    #[test]
+    fn a_value_matching_two_dialects_passes_either_policy() {
+        // MODBUS CRC 0x0202 reads the same swapped (found by the code review).
+        let data = b"QN=20240101120000283;ST=32;CN=2011;PW=123456;MN=010000A8900016F000169DC0;Flag=5;CP=&&DataTime=20240101120000;a01012-Rtd=21.0,a01012-Flag=N&&";
+        assert_eq!(modbus(data), 0x0202);
+        assert_eq!(verify(data, 0x0202, CrcPolicy::ModbusSwapped), Ok(CrcDialect::ModbusSwapped));
+        assert_eq!(verify(data, 0x0202, CrcPolicy::Modbus), Ok(CrcDialect::Modbus));
     }
 
     #[test]

@@ -114,11 +114,11 @@ impl Session {
             }
             let ready = tokio::select! {
                 ready = tokio::time::timeout(idle, reader.readable()) => ready,
-                () = shutdown.cancelled() => return Close::Shutdown,
+                () = shutdown.cancelled() => return self.keep_partial(&buf, Close::Shutdown).await,
             };
             match ready {
-                Err(_) => return Close::Idle,
-                Ok(Err(_)) => return Close::Io,
+                Err(_) => return self.keep_partial(&buf, Close::Idle).await,
+                Ok(Err(_)) => return self.keep_partial(&buf, Close::Io).await,
                 Ok(Ok(())) => {}
             }
             buf.reserve(READ_CHUNK);
@@ -129,7 +129,7 @@ impl Session {
                     false
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(_) => return Close::Io,
+                Err(_) => return self.keep_partial(&buf, Close::Io).await,
             };
             // Boxed: the processing state exists only while frames are handled, so an
             // idle connection's task stays small.
@@ -253,6 +253,24 @@ impl Session {
             }
             _ => Err(Close::Io),
         }
+    }
+
+    /// Bytes of an unfinished frame when the connection ends are archived too (everything
+    /// received is in the archive), as unframed.
+    async fn keep_partial(&self, buf: &BytesMut, close: Close) -> Close {
+        if !buf.is_empty() {
+            IngestMetrics::unframed("truncated");
+            let record = NewRecord {
+                kind: Kind::Received,
+                verdict: Verdict::Unframed,
+                flags: 0,
+                time_ms: now_ms(),
+                peer: self.peer.clone(),
+                data: buf.to_vec(),
+            };
+            let _ = self.shared.archive.append(record).await;
+        }
+        close
     }
 
     /// Commands the daemon sends are part of the audit trail: archived before they go out.

@@ -80,10 +80,10 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
     let data = frame.data();
     let dialect = crc::identify(data, frame.layout.declared_crc);
     ctx.shared.metrics.dialect(dialect);
-    let Some(dialect) = dialect else {
+    if dialect.is_none() {
         tracing::debug!(declared = format_args!("{:04X}", frame.layout.declared_crc), "bad CRC: frame dropped");
         return refuse(Verdict::BadCrc, Effect::BadFrame, ctx, &frame.bytes);
-    };
+    }
     let text = SegmentText::new(data);
     let packet = match Packet::parse_text(&text) {
         Ok(packet) => packet,
@@ -102,8 +102,8 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
         tracing::warn!(mn = packet.mn, "wrong password: frame refused");
         return refuse(Verdict::BadPassword, Effect::AuthFailure, ctx, &frame.bytes);
     }
-    if !site.crc.allows(dialect) {
-        tracing::warn!(mn = packet.mn, dialect = dialect.as_str(), "CRC dialect not allowed for this site");
+    if let Err(error) = crc::verify(data, frame.layout.declared_crc, site.crc) {
+        tracing::warn!(mn = packet.mn, %error, "CRC dialect not allowed for this site");
         return refuse(Verdict::BadCrc, Effect::BadFrame, ctx, &frame.bytes);
     }
     let data_time = match check_times(&packet) {
@@ -186,10 +186,15 @@ fn accept(
 }
 
 /// The same (MN, CN, QN), or for frames without QN (HJ/T 212-2005) the same (MN, CN, DataTime).
+/// The content hash tells a true resend (byte-identical) from a different frame that reuses
+/// the QN or, without QN, the DataTime (e.g. factors spread over two 2005-style frames).
 fn dedup_key(packet: &Packet<'_>) -> Option<String> {
+    use std::hash::{Hash, Hasher};
     let id = packet.qn.or_else(|| packet.data_time())?;
-    let split = packet.pno.map(|p| format!("/{p}")).unwrap_or_default();
-    Some(format!("{}|{}|{id}{split}", packet.mn, packet.cn.code()))
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    packet.cp.hash(&mut hasher);
+    packet.pno.hash(&mut hasher);
+    Some(format!("{}|{}|{id}|{:016x}", packet.mn, packet.cn.code(), hasher.finish()))
 }
 
 /// How long after DataTime a frame of this CN normally arrives (DataTime is the period start).
@@ -250,6 +255,9 @@ fn set_time_command(packet: &Packet<'_>, password: &str, ctx: &Context<'_>) -> O
     }
 }
 
+/// Offsets of successive real-time frames from one wrong clock agree within this.
+const CONSISTENT_MS: u64 = 5_000;
+
 /// Records the logger's clock offset from real-time data, and corrects it when it has been
 /// off by more than the threshold, consistently, for `confirmations` frames in a row; at most
 /// once per `min_interval_secs`.
@@ -265,8 +273,14 @@ fn supervise_clock(
     let threshold = max_offset_secs.saturating_mul(1000);
     let due = ctx.shared.states.update(packet.mn, |state| {
         let off = offset.unsigned_abs() > threshold;
-        let consistent = state.clock_offset_ms.is_some_and(|last| (offset - last).unsigned_abs() <= threshold);
+        // A wrong clock gives the same offset frame after frame (network delay varies by a
+        // second or two); resent real-time data comes in bursts whose offsets step by the
+        // real-time interval (>= 30 s). Repeats of one DataTime say nothing about the clock.
+        let newer = state.last_rtd_ms.is_none_or(|last| time.unix_millis() > last);
+        let consistent = state.clock_offset_ms.is_some_and(|last| (offset - last).unsigned_abs() <= CONSISTENT_MS);
+        state.last_rtd_ms = Some(state.last_rtd_ms.map_or(time.unix_millis(), |last| last.max(time.unix_millis())));
         state.drift_streak = match (off, consistent) {
+            _ if !newer => state.drift_streak,
             (false, _) => 0,
             (true, true) => state.drift_streak.saturating_add(1),
             (true, false) => 1,

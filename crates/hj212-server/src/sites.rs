@@ -93,6 +93,9 @@ pub struct SiteState {
     /// Consecutive real-time frames whose offset was over the threshold and consistent.
     #[serde(skip)]
     pub drift_streak: u32,
+    /// The newest real-time DataTime seen (clock supervision ignores older and repeated ones).
+    #[serde(skip)]
+    pub last_rtd_ms: Option<i64>,
 }
 
 /// Live state of every site that has been seen.

@@ -12,6 +12,9 @@ pub(crate) struct Cursor {
 impl Cursor {
     pub(crate) fn load(path: &Path) -> io::Result<Self> {
         let seq = match std::fs::read_to_string(path) {
+            // Empty after a power cut between create and write: start from the beginning
+            // (a replay is idempotent).
+            Ok(text) if text.trim().is_empty() => 0,
             Ok(text) => text.trim().parse().map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -31,7 +34,9 @@ impl Cursor {
             return Ok(());
         }
         let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{seq}\n"))?;
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, format!("{seq}\n").as_bytes())?;
+        file.sync_data()?;
         std::fs::rename(&tmp, &self.path)?;
         self.seq = seq;
         Ok(())

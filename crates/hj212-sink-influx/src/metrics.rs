@@ -15,7 +15,10 @@ pub fn describe() {
     describe_counter!(POINTS, "Points written to InfluxDB / VictoriaMetrics");
     describe_counter!(BATCHES, "Write requests that succeeded");
     describe_counter!(RETRIES, "Write requests retried after a retryable failure");
-    describe_counter!(FAILURES, "Failed write requests, by kind (connect, timeout, server_error, throttled, rejected)");
+    describe_counter!(
+        FAILURES,
+        "Failed write requests, by kind (connect, timeout, server_error, throttled, unauthorized, misconfigured, rejected)"
+    );
     describe_counter!(DEAD_LETTER, "Points parked in the dead-letter file after a 4xx");
     describe_gauge!(LAG_RECORDS, "Durable archive records the sink has not written yet");
     describe_gauge!(LAG_SECONDS, "Age of the oldest archive record the sink has not written yet");

@@ -32,12 +32,12 @@ const FIELDS: [(FieldKind, &str); 9] = [
     (FieldKind::ZsMax, "zs_max"),
 ];
 
-/// Tag keys and values: backslash before comma, equals sign and space. Line breaks cannot
-/// be escaped in line protocol; they become spaces.
+/// Tag keys and values: backslash before comma, equals sign, space and backslash. Line
+/// breaks cannot be escaped in line protocol; they become escaped spaces.
 fn push_tag_text(out: &mut Vec<u8>, text: &str) {
     for &b in text.as_bytes() {
         match b {
-            b',' | b'=' | b' ' => out.extend_from_slice(&[b'\\', b]),
+            b',' | b'=' | b' ' | b'\\' => out.extend_from_slice(&[b'\\', b]),
             b'\n' | b'\r' | b'\t' => out.extend_from_slice(b"\\ "),
             _ => out.push(b),
         }
@@ -58,7 +58,8 @@ pub fn append_points(record: &Record, out: &mut Vec<u8>) -> usize {
     let Some(Ok(time)) = packet.data_time_parsed() else { return 0 };
     let series =
         Series { packet: &packet, cn: packet.cn.code().to_string(), timestamp: time.unix_millis().to_string() };
-    packet.factors().iter().filter(|factor| series.append(factor, out)).count()
+    // An empty code (`-Rtd=1`) would be an empty tag value, which line protocol refuses.
+    packet.factors().iter().filter(|factor| !factor.code.is_empty() && series.append(factor, out)).count()
 }
 
 struct Series<'p, 'a> {
@@ -120,7 +121,7 @@ impl Series<'_, '_> {
         if let Some(mapped) = factor_for_code(code, packet.medium()).map(|f| f.code).filter(|c| *c != code) {
             tag("factor_2017", mapped);
         }
-        if let Some(flag) = flag.filter(|f| !f.is_empty()) {
+        if let Some(flag) = flag.map(str::trim).filter(|f| !f.is_empty()) {
             tag("flag", flag);
         }
     }
@@ -245,8 +246,8 @@ mod tests {
     #[test]
     fn tags_cannot_break_lines() {
         let mut out = Vec::new();
-        push_tag_text(&mut out, "a b,c=d\ne");
-        assert_eq!(out, b"a\\ b\\,c\\=d\\ e");
+        push_tag_text(&mut out, "a b,c=d\ne\\");
+        assert_eq!(out, b"a\\ b\\,c\\=d\\ e\\\\");
     }
 
     #[test]

@@ -76,8 +76,24 @@ pub async fn run(
     let mut batch = Batch::default();
     loop {
         let target = *durable.borrow_and_update();
-        let (f, records) = read(follower, target).await?;
+        let (f, records) = match read(follower, target).await {
+            Ok(read) => read,
+            Err((f, error)) => {
+                // An unreadable segment or I/O error: retry with a pause, not a busy loop.
+                tracing::error!(%error, "influx sink cannot read the archive; retrying in 5 s");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {},
+                    () = shutdown.cancelled() => return pipeline.drain(&mut cursor).await,
+                }
+                follower = f;
+                continue;
+            }
+        };
         follower = f;
+        if records.is_empty() && target > follower.next_seq() - 1 {
+            // Durable but not readable yet (should not happen): do not spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         for record in &records {
             batch.add(record);
             if batch.points >= settings.batch_points {
@@ -93,7 +109,7 @@ pub async fn run(
         if due || stopping || (batch.points == 0 && batch.last_seq > 0) {
             pipeline.push(std::mem::take(&mut batch), &sender, &mut cursor).await?;
         }
-        if stopping {
+        if stopping || pipeline.stopped {
             return pipeline.drain(&mut cursor).await;
         }
         report_lag(&metrics, &status, target, cursor.seq, pipeline.oldest_ms().or(batch.oldest_ms));
@@ -120,13 +136,19 @@ async fn write_site_metadata(client: &Client, sites: &[(String, String)]) {
     }
 }
 
-async fn read(mut follower: Follower, target: u64) -> std::io::Result<(Follower, Vec<Record>)> {
-    tokio::task::spawn_blocking(move || {
+/// Reads the next records off the async workers; the follower comes back either way.
+async fn read(mut follower: Follower, target: u64) -> Result<(Follower, Vec<Record>), (Follower, std::io::Error)> {
+    let position = follower.next_seq();
+    let dir = follower.dir().to_path_buf();
+    let task = tokio::task::spawn_blocking(move || {
         let records = follower.read(target, READ_CHUNK);
-        records.map(|r| (follower, r))
-    })
-    .await
-    .map_err(std::io::Error::other)?
+        (follower, records)
+    });
+    match task.await {
+        Ok((follower, Ok(records))) => Ok((follower, records)),
+        Ok((follower, Err(error))) => Err((follower, error)),
+        Err(error) => Err((Follower::new(&dir, position), std::io::Error::other(error))),
+    }
 }
 
 /// Points waiting to be written, and the archive position they reach.
@@ -168,12 +190,17 @@ struct InFlight {
 #[derive(Debug, Default)]
 struct Pipeline {
     in_flight: VecDeque<InFlight>,
+    /// A batch was given up at shutdown: the cursor must not move again in this run.
+    stopped: bool,
 }
 
 impl Pipeline {
     /// Sends `batch` (or just queues its position when it has no points), then confirms
     /// batches in order while more than `MAX_IN_FLIGHT` are out.
     async fn push(&mut self, batch: Batch, sender: &Sender, cursor: &mut Cursor) -> std::io::Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
         let task = (batch.points > 0).then(|| tokio::spawn(sender.clone().write(batch.lines, batch.points)));
         self.in_flight.push_back(InFlight { task, last_seq: batch.last_seq, oldest_ms: batch.oldest_ms });
         while self.in_flight.len() > MAX_IN_FLIGHT {
@@ -198,6 +225,7 @@ impl Pipeline {
                 // Given up at shutdown: the cursor stays, the points go out after the restart.
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
                     self.in_flight.clear();
+                    self.stopped = true;
                     return Ok(());
                 }
                 Err(e) => return Err(e),

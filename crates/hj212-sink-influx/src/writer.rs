@@ -139,8 +139,16 @@ impl Client {
             message.truncate(end);
         }
         let code = status.as_u16();
-        if status.is_server_error() || code == 429 {
-            Err(WriteError::Retryable { kind: if code == 429 { "throttled" } else { "server_error" }, message })
+        // 401/403/404/413 say the sink is misconfigured (token, bucket, size), not that the
+        // data is bad: retry (and alert on the failures metric) rather than park every point.
+        if status.is_server_error() || matches!(code, 401 | 403 | 404 | 413 | 429) {
+            let kind = match code {
+                429 => "throttled",
+                401 | 403 => "unauthorized",
+                404 | 413 => "misconfigured",
+                _ => "server_error",
+            };
+            Err(WriteError::Retryable { kind, message: format!("HTTP {code}: {message}") })
         } else {
             Err(WriteError::Rejected { status: code, message })
         }

@@ -35,6 +35,7 @@ pub async fn run_feed(
 ) -> Result<(), StoreError> {
     let follower = Follower::new(&settings.archive_dir, store.applied_seq()? + 1);
     let mut feeder = Feeder { store, follower, batch: settings.batch.max(1) };
+    let mut failures = 0u32;
     loop {
         let target = *durable.borrow_and_update();
         // SQLite and file reads block: run them off the async workers.
@@ -45,8 +46,26 @@ pub async fn run_feed(
         .await
         .map_err(|e| StoreError::Archive(std::io::Error::other(e.to_string())))?;
         feeder = back;
+        let applied = match result {
+            Ok(applied) => {
+                failures = 0;
+                applied
+            }
+            Err(error) => {
+                // Disk full, a locked database, an unreadable segment: retry from what the
+                // store has committed, with a growing pause; the lag metric shows the stall.
+                failures += 1;
+                let pause = Duration::from_secs(1 << failures.min(5));
+                tracing::error!(%error, retry_in = ?pause, "embedded store feed failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {},
+                    () = shutdown.cancelled() => return Err(error),
+                }
+                feeder.follower = Follower::new(&settings.archive_dir, feeder.store.applied_seq()? + 1);
+                continue;
+            }
+        };
         let applied_seq = feeder.follower.next_seq() - 1;
-        let applied = result?;
         progress(applied_seq, target.saturating_sub(applied_seq), applied);
         if applied_seq < target {
             if applied.records == 0 {

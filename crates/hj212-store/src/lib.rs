@@ -4,6 +4,7 @@
 //! may lag (and be rebuilt) but never loses an acknowledged reading.
 
 mod feed;
+mod rate;
 mod readings;
 
 use std::path::Path;
@@ -12,6 +13,7 @@ use hj212_archive::Record;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use feed::{FeedSettings, run_feed};
+pub use rate::{CSV_HEADER, Evidence, MarkRecord, MarkRequest, parse_bound, rules_for};
 pub use readings::{Reading, readings_of};
 
 /// The store cannot be opened or written.
@@ -54,6 +56,16 @@ CREATE TABLE IF NOT EXISTS readings (
     st TEXT,                        -- the frame's system code
     PRIMARY KEY (mn, cn, data_time, factor)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_by_time ON readings (mn, cn, data_time_ms);
+CREATE TABLE IF NOT EXISTS marks (
+    seq INTEGER PRIMARY KEY,        -- the archive record of the mark
+    mn TEXT NOT NULL,
+    from_ms INTEGER NOT NULL,
+    to_ms INTEGER NOT NULL,
+    supersedes INTEGER,
+    created_ms INTEGER NOT NULL,
+    mark TEXT NOT NULL              -- the mark as submitted (JSON)
+);
 CREATE TABLE IF NOT EXISTS store_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
@@ -108,7 +120,25 @@ impl Store {
                  zs_rtd, zs_min, zs_avg, zs_max, flag, eflag, sample_time, other, marks, received_ms, archive_seq, st)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
             )?;
+            let mut insert_mark = tx.prepare_cached(
+                "INSERT OR IGNORE INTO marks (seq, mn, from_ms, to_ms, supersedes, created_ms, mark)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
             for record in records {
+                if record.verdict == hj212_archive::Verdict::Mark {
+                    if let Ok(mark) = serde_json::from_slice::<MarkRequest>(&record.data) {
+                        insert_mark.execute(params![
+                            i64::try_from(record.seq).unwrap_or(i64::MAX),
+                            mark.mn,
+                            mark.from_ms,
+                            mark.to_ms,
+                            mark.supersedes.and_then(|s| i64::try_from(s).ok()),
+                            record.time_ms,
+                            String::from_utf8_lossy(&record.data),
+                        ])?;
+                    }
+                    continue;
+                }
                 for r in readings_of(record) {
                     let inserted = insert.execute(params![
                         r.mn,

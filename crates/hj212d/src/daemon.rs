@@ -67,6 +67,8 @@ impl Daemon {
         };
         let observer = Arc::new(hj212_server::metrics::ArchiveMetrics::default());
         let (archive, writer, recovery) = Archive::open(settings.clone(), observer)?;
+        let store = Store::open(&data_dir.join("store.sqlite"))?;
+        check_followers(recovery.next_seq - 1, store.applied_seq()?, &data_dir.join("influx.cursor"))?;
         if let Some((segment, at, len, kept)) = &recovery.truncated {
             tracing::warn!(segment = %segment.display(), at, len, kept = %kept.display(),
                 "archive: cut a torn tail left by a crash (never acknowledged); the cut bytes are kept");
@@ -76,7 +78,6 @@ impl Daemon {
         event(&archive, format!("started hj212d {}", env!("CARGO_PKG_VERSION"))).await?;
         tracing::info!(next_seq = recovery.next_seq, dir = %settings.dir.display(), "archive open");
 
-        let store = Store::open(&data_dir.join("store.sqlite"))?;
         let shared = Arc::new(Shared::new(&config, archive.clone()));
         metrics::gauge!(SITES_CONFIGURED).set(config.sites.len() as f64);
         let mut readiness = Readiness::default();
@@ -159,6 +160,20 @@ fn influx_settings(
         max_backoff: Duration::from_secs(influx.max_backoff_secs.max(1)),
         sites: config.sites.iter().map(|s| (s.mn.clone(), s.name.clone())).collect(),
     })
+}
+
+/// A store or sink that has applied records the archive does not have would silently skip
+/// the archive's next records: the archive was replaced or cut. Refuse to start.
+fn check_followers(archive_last: u64, store_applied: u64, influx_cursor: &Path) -> anyhow::Result<()> {
+    let sink: u64 = std::fs::read_to_string(influx_cursor).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+    for (name, position) in [("embedded store", store_applied), ("influx sink cursor", sink)] {
+        anyhow::ensure!(
+            position <= archive_last,
+            "the {name} has applied archive record {position} but the archive ends at {archive_last}: \
+             the archive was replaced or cut; restore it, or remove the follower's state to rebuild it"
+        );
+    }
+    Ok(())
 }
 
 fn spawn_feed(

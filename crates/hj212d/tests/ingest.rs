@@ -67,12 +67,12 @@ async fn every_fixture_frame_gets_its_verdict() {
     let dir = daemon.stop().await;
     let verdicts: Vec<String> = archived(dir.path()).into_iter().map(|(v, _, _)| v).collect();
     // real.txt: 1 is the Appendix A frame (PW=100000), 3 sends PW=000000, 4/6/9 have bad CRCs,
-    // 7 and 8 repeat line 5's (MN, CN, QN), 10 and 14 are not configured, 15 uses swapped
-    // MODBUS (allowed for that site), 17 and 18 cannot be framed.
-    let real = "bad_password accepted bad_password bad_crc accepted bad_crc duplicate duplicate bad_crc \
+    // 7 and 8 reuse line 5's (MN, CN, QN) with other data (so they are not resends), 10 and 14
+    // are not configured, 15 uses swapped MODBUS (allowed for that site), 17 and 18 cannot be framed.
+    let real = "bad_password accepted bad_password bad_crc accepted bad_crc accepted accepted bad_crc \
                 unknown_mn accepted accepted accepted unknown_mn accepted accepted unframed unframed";
-    // standard-derived.txt: line 5 repeats line 4's (MN, CN=1011, QN); all other pairs differ.
-    let derived = "accepted accepted accepted accepted duplicate accepted accepted accepted accepted \
+    // standard-derived.txt: line 5 shares line 4's (MN, CN=1011, QN) but not its content.
+    let derived = "accepted accepted accepted accepted accepted accepted accepted accepted accepted \
                    accepted accepted accepted accepted accepted accepted accepted accepted accepted";
     let expected: Vec<&str> = real.split_whitespace().chain(derived.split_whitespace()).collect();
     assert_eq!(verdicts, expected);
@@ -179,6 +179,22 @@ async fn resends_are_answered_every_time_but_stored_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn different_frames_with_one_datatime_are_both_kept() {
+    // 2005-style loggers without QN may spread factors over two frames of one DataTime.
+    let daemon = TestDaemon::start().await;
+    let mut client = daemon.client().await;
+    let dt = beijing_in(0);
+    client.send(&frame(&format!("ST=32;CN=2011;PW={PW};MN={MN};CP=&&DataTime={dt};w01018-Rtd=40.1&&"))).await;
+    client.send(&frame(&format!("ST=32;CN=2011;PW={PW};MN={MN};CP=&&DataTime={dt};w21003-Rtd=1.2&&"))).await;
+    client.send(&frame(&format!("ST=32;CN=2011;PW={PW};MN={MN};CP=&&DataTime={dt};w21003-Rtd=1.2&&"))).await;
+    tokio::time::sleep(QUIET).await;
+    let dir = daemon.stop().await;
+    let verdicts: Vec<String> = archived(dir.path()).into_iter().map(|(v, _, _)| v).collect();
+    assert_eq!(verdicts, ["accepted", "accepted", "duplicate"]);
+    assert_eq!(stored(dir.path(), MN).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn future_and_backfilled_data_are_marked() {
     let daemon = TestDaemon::start_with(|c| c.time_sync.enabled = false).await;
     let mut client = daemon.client().await;
@@ -263,11 +279,12 @@ async fn clock_drift_is_corrected_once_per_interval() {
     assert!(client.reply_within(QUIET).await.is_none(), "backfill is not drift");
     // A clock 120 s behind, three frames in a row: corrected once.
     for i in 0..3 {
-        client.send(&realtime(&format!("2026010112000000{i}"), &beijing_in(-120), 5)).await;
+        // Successive real-time frames: each DataTime a second later, offset about -120 s.
+        client.send(&realtime(&format!("2026010112000000{i}"), &beijing_in(-120 + i), 5)).await;
         assert_eq!(client.reply().await.cn, 9014);
     }
     assert_eq!(client.reply().await.cn, 1012, "120 s off three times: corrected");
-    client.send(&realtime("20260101120000009", &beijing_in(-120), 5)).await;
+    client.send(&realtime("20260101120000009", &beijing_in(-116), 5)).await;
     assert_eq!(client.reply().await.cn, 9014);
     assert!(client.reply_within(QUIET).await.is_none(), "rate-limited");
     let (_, sites) = daemon.http("/api/v1/sites");

@@ -16,7 +16,14 @@ pub const MN: &str = "010000A8900016F000169DC0";
 pub const PW: &str = "123456";
 
 pub fn site(mn: &str, password: &str, crc: CrcSetting) -> Site {
-    Site { mn: mn.into(), password: password.into(), name: format!("site {mn}"), factors: vec![], crc }
+    Site {
+        mn: mn.into(),
+        password: password.into(),
+        name: format!("site {mn}"),
+        factors: vec![],
+        crc,
+        rate: hj212_config::RateRules::default(),
+    }
 }
 
 pub fn config(data_dir: &std::path::Path) -> Config {

@@ -1,0 +1,239 @@
+//! Transmission-rate evidence from the store: the unique readings (first copy received),
+//! the marks in force, and the compliance arithmetic. The daemon's API and `hj212-audit rate`
+//! both call [`Store::site_rate`], so their figures are the same by construction.
+
+use hj212_compliance::{Basis, Mark, Range, Reading, Report, Rules, compute};
+use hj212_config::{RateBasis, Site};
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use crate::{Store, StoreError};
+
+/// A downtime mark as operators submit it (and as it is archived, as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRequest {
+    pub mn: String,
+    /// Start and end of the stop, Unix ms, half-open.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// 停产 / 停排 / 停运 and why.
+    pub reason: String,
+    /// Where the evidence is (document number, file reference).
+    pub evidence: String,
+    pub author: String,
+    /// The archive sequence number of a mark this one replaces (a correction is a new mark).
+    #[serde(default)]
+    pub supersedes: Option<u64>,
+}
+
+/// A mark as stored: the request plus its place in the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MarkRecord {
+    pub seq: u64,
+    pub created_ms: i64,
+    #[serde(flatten)]
+    pub mark: MarkRequest,
+}
+
+/// The rules the compliance crate applies for a configured site.
+pub fn rules_for(site: &Site) -> Rules {
+    let rate = &site.rate;
+    Rules {
+        basis: match rate.basis {
+            RateBasis::Hour => Basis::Hour,
+            RateBasis::Day => Basis::Day,
+            RateBasis::Minute => Basis::Minute { interval: rate.minute_interval },
+        },
+        cutoff_ms: i64::from(rate.cutoff_days) * 86_400_000,
+        target_bp: rate.target_percent.0,
+        min_valid_minutes: rate.min_valid_minutes,
+    }
+}
+
+/// Everything a rate figure rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    pub report: Report,
+    pub rules: Rules,
+    pub factors: Vec<String>,
+    pub range: Range,
+    /// Marks applied (in force, overlapping the range).
+    pub marks: Vec<MarkRecord>,
+    /// The archive records the counted readings came from (first and last sequence number).
+    pub archive_seqs: Option<(u64, u64)>,
+}
+
+fn cn_for(basis: Basis) -> u16 {
+    match basis {
+        Basis::Hour => 2061,
+        Basis::Day => 2031,
+        Basis::Minute { .. } => 2051,
+    }
+}
+
+impl Store {
+    /// The rate of one site over `range`, with its evidence.
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn site_rate(&self, site: &Site, rules: &Rules, range: Range) -> Result<Evidence, StoreError> {
+        let readings = self.rate_readings(&site.mn, cn_for(rules.basis), range, rules)?;
+        let marks = self.marks_in_force(&site.mn, range)?;
+        let applied: Vec<Mark> = marks
+            .iter()
+            .map(|m| Mark {
+                range: Range { from_ms: m.mark.from_ms, to_ms: m.mark.to_ms },
+                reason: m.mark.reason.clone(),
+            })
+            .collect();
+        let report = compute(&site.factors, range, rules, readings.iter().map(|(r, _)| r), &applied);
+        let seqs = readings.iter().map(|(_, seq)| *seq);
+        let archive_seqs = seqs.clone().min().zip(seqs.max());
+        Ok(Evidence { report, rules: rules.clone(), factors: site.factors.clone(), range, marks, archive_seqs })
+    }
+
+    /// Unique readings of `cn` with DataTime in `range` (the first copy received of each).
+    fn rate_readings(&self, mn: &str, cn: u16, range: Range, rules: &Rules) -> Result<Vec<(Reading, u64)>, StoreError> {
+        let mut query = self.conn.prepare_cached(
+            "SELECT factor, data_time_ms, flag, received_ms, archive_seq FROM readings
+             WHERE mn = ?1 AND cn = ?2 AND data_time_ms >= ?3 AND data_time_ms < ?4",
+        )?;
+        let rows = query.query_map(params![mn, cn, range.from_ms, range.to_ms], |row| {
+            Ok((
+                Reading {
+                    factor: row.get(0)?,
+                    data_time_ms: row.get(1)?,
+                    flag: row.get(2)?,
+                    received_ms: row.get(3)?,
+                    valid_minutes: None,
+                },
+                u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+            ))
+        })?;
+        let mut readings: Vec<(Reading, u64)> = rows.collect::<Result<_, _>>()?;
+        if rules.basis == Basis::Hour && rules.min_valid_minutes.is_some() {
+            self.attach_valid_minutes(mn, range, &mut readings)?;
+        }
+        Ok(readings)
+    }
+
+    /// HJ 75-2017: counts the N-flagged minute records (CN=2051) behind each hourly value.
+    fn attach_valid_minutes(&self, mn: &str, range: Range, readings: &mut [(Reading, u64)]) -> Result<(), StoreError> {
+        let mut query = self.conn.prepare_cached(
+            "SELECT factor, (data_time_ms / 3600000) * 3600000 AS hour, COUNT(*) FROM readings
+             WHERE mn = ?1 AND cn = 2051 AND data_time_ms >= ?2 AND data_time_ms < ?3 AND COALESCE(flag, 'N') = 'N'
+             GROUP BY factor, hour",
+        )?;
+        let rows = query.query_map(params![mn, range.from_ms, range.to_ms], |row| {
+            Ok(((row.get::<_, String>(0)?, row.get::<_, i64>(1)?), row.get::<_, i64>(2)?))
+        })?;
+        let counts: std::collections::HashMap<(String, i64), i64> = rows.collect::<Result<_, _>>()?;
+        for (reading, _) in readings.iter_mut() {
+            let hour = reading.data_time_ms - reading.data_time_ms.rem_euclid(3_600_000);
+            let minutes = counts.get(&(reading.factor.clone(), hour)).copied().unwrap_or(0);
+            // Minute records may be at intervals above one minute: each covers its interval.
+            reading.valid_minutes = Some(u32::try_from(minutes).unwrap_or(u32::MAX));
+        }
+        Ok(())
+    }
+
+    /// Marks of `mn` overlapping `range`, minus those superseded by a later mark.
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn marks_in_force(&self, mn: &str, range: Range) -> Result<Vec<MarkRecord>, StoreError> {
+        let mut query = self.conn.prepare_cached(
+            "SELECT seq, created_ms, mark FROM marks m WHERE mn = ?1 AND from_ms < ?3 AND to_ms > ?2
+             AND NOT EXISTS (SELECT 1 FROM marks later WHERE later.supersedes = m.seq) ORDER BY seq",
+        )?;
+        let rows = query.query_map(params![mn, range.from_ms, range.to_ms], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?))
+        })?;
+        let mut marks = Vec::new();
+        for row in rows {
+            let (seq, created_ms, json) = row?;
+            if let Ok(mark) = serde_json::from_str(&json) {
+                marks.push(MarkRecord { seq: u64::try_from(seq).unwrap_or(0), created_ms, mark });
+            }
+        }
+        Ok(marks)
+    }
+}
+
+/// A range bound as users write it: `YYYY-MM-DD` (Beijing midnight) or `YYYYMMDDhhmmss`.
+///
+/// # Errors
+/// A message naming the value.
+pub fn parse_bound(value: &str) -> Result<i64, String> {
+    let compact: String = value.chars().filter(|c| *c != '-').collect();
+    let full = if compact.len() == 8 { format!("{compact}000000") } else { compact };
+    hj212_proto::time::BeijingTime::parse(&full)
+        .map(|t| t.unix_millis())
+        .map_err(|_| format!("{value:?} is not a date (YYYY-MM-DD) or a time (YYYYMMDDhhmmss), Beijing time"))
+}
+
+fn beijing(ms: i64) -> String {
+    hj212_proto::time::BeijingTime::from_unix_millis(ms).to_rfc3339()
+}
+
+fn percent(bp: u32) -> String {
+    format!("{}.{:02}", bp / 100, bp % 100)
+}
+
+impl Evidence {
+    /// The evidence as JSON: the API's and `hj212-audit rate`'s output.
+    pub fn to_json(&self, mn: &str) -> serde_json::Value {
+        let r = &self.report;
+        serde_json::json!({
+            "mn": mn,
+            "from": beijing(self.range.from_ms),
+            "to": beijing(self.range.to_ms),
+            "basis": self.rules.basis.as_str(),
+            "factors": self.factors,
+            "due": r.due,
+            "received": r.received,
+            "valid": r.valid,
+            "transmission_rate": r.transmission.to_string(),
+            "validity_rate": r.validity.to_string(),
+            "effective_rate": r.effective.to_string(),
+            "target": percent(self.rules.target_bp),
+            "meets_target": r.meets_target,
+            "missing": r.missing.iter().map(|(f, p)| serde_json::json!({"factor": f, "period": beijing(*p)})).collect::<Vec<_>>(),
+            "invalid": r.invalid.iter().map(|(f, p, why)| serde_json::json!({"factor": f, "period": beijing(*p), "reason": why})).collect::<Vec<_>>(),
+            "marks": self.marks,
+            "rules": {
+                "basis": self.rules.basis.as_str(),
+                "period_ms": self.rules.basis.period_ms(),
+                "cutoff_days": self.rules.cutoff_ms / 86_400_000,
+                "target": percent(self.rules.target_bp),
+                "min_valid_minutes": self.rules.min_valid_minutes,
+                "formulas": "transmission = received / due; validity = valid / received; effective = valid / due (docs/compliance-rules.md §1.2)",
+            },
+            "archive": self.archive_seqs.map(|(first, last)| serde_json::json!({"first_seq": first, "last_seq": last})),
+        })
+    }
+
+    /// One CSV row: mn, from, to, basis, due, received, valid, the three rates, target, meets_target.
+    pub fn to_csv_row(&self, mn: &str) -> String {
+        let r = &self.report;
+        format!(
+            "{mn},{},{},{},{},{},{},{},{},{},{},{}",
+            beijing(self.range.from_ms),
+            beijing(self.range.to_ms),
+            self.rules.basis.as_str(),
+            r.due,
+            r.received,
+            r.valid,
+            r.transmission,
+            r.validity,
+            r.effective,
+            percent(self.rules.target_bp),
+            r.meets_target
+        )
+    }
+}
+
+/// The CSV header matching [`Evidence::to_csv_row`].
+pub const CSV_HEADER: &str =
+    "mn,from,to,basis,due,received,valid,transmission_rate,validity_rate,effective_rate,target,meets_target";
