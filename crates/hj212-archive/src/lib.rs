@@ -12,7 +12,7 @@ mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -80,6 +80,7 @@ pub struct Archive {
     tx: mpsc::Sender<writer::Request>,
     durable: watch::Receiver<u64>,
     failed: Arc<AtomicBool>,
+    floor: Arc<AtomicU64>,
 }
 
 /// The writer thread; join it after dropping every [`Archive`] handle to flush and stop.
@@ -118,14 +119,15 @@ impl Archive {
     ) -> Result<(Self, WriterThread, Recovery), ArchiveError> {
         let (durable_tx, durable) = watch::channel(0);
         let failed = Arc::new(AtomicBool::new(false));
+        let floor = Arc::new(AtomicU64::new(u64::MAX));
         let queue = settings.queue.max(1);
-        let (writer, recovery) = writer::Writer::open(settings, durable_tx, failed.clone(), observer)?;
+        let (writer, recovery) = writer::Writer::open(settings, durable_tx, failed.clone(), floor.clone(), observer)?;
         let (tx, rx) = mpsc::channel(queue);
         let thread = std::thread::Builder::new()
             .name("archive-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| ArchiveError::Io { message: format!("cannot start the writer thread: {e}").into() })?;
-        Ok((Self { tx, durable, failed }, WriterThread(thread), recovery))
+        Ok((Self { tx, durable, failed, floor }, WriterThread(thread), recovery))
     }
 
     /// Queues a record (waiting while the queue is full) and returns a handle that
@@ -150,6 +152,12 @@ impl Archive {
     /// The highest sequence number known to be on disk, updated after each fsync.
     pub fn durable(&self) -> watch::Receiver<u64> {
         self.durable.clone()
+    }
+
+    /// Records from `seq` on are still needed by a follower (store, sink): retention keeps
+    /// every segment holding one of them, however old.
+    pub fn set_retention_floor(&self, seq: u64) {
+        self.floor.store(seq, Ordering::Relaxed);
     }
 
     /// False once a write or fsync has failed (the daemon is then not ready).

@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -44,6 +44,8 @@ pub(crate) struct Writer {
     buf: Vec<u8>,
     durable: watch::Sender<u64>,
     failed: Arc<AtomicBool>,
+    /// The lowest sequence number a follower still needs (retention keeps it).
+    floor: Arc<AtomicU64>,
     observer: Arc<dyn Observer>,
 }
 
@@ -66,12 +68,16 @@ impl Writer {
         settings: Settings,
         durable: watch::Sender<u64>,
         failed: Arc<AtomicBool>,
+        floor: Arc<AtomicU64>,
         observer: Arc<dyn Observer>,
     ) -> Result<(Self, Recovery), ArchiveError> {
         let dir = settings.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| io_error("cannot create", &dir, &e))?;
-        let segments = list_segments(&dir).map_err(|e| io_error("cannot list", &dir, &e))?;
+        let mut segments = list_segments(&dir).map_err(|e| io_error("cannot list", &dir, &e))?;
         let mut recovery = Recovery::default();
+        if let Some(aside) = set_aside_unfinished_segment(&mut segments)? {
+            recovery.truncated = Some(aside);
+        }
         let (first_seq, path, head, next_seq) = match segments.last() {
             None => {
                 let header = SegmentHeader { first_seq: 1, prev_hash: [0; 32], created_ms: now_ms() };
@@ -80,7 +86,9 @@ impl Writer {
             }
             Some((first_seq, path)) => {
                 let (head, next_seq, torn) = recover_segment(path)?;
-                recovery.truncated = torn;
+                if torn.is_some() {
+                    recovery.truncated = torn;
+                }
                 (*first_seq, path.clone(), head, next_seq)
             }
         };
@@ -99,6 +107,7 @@ impl Writer {
             buf: Vec::with_capacity(1 << 20),
             durable,
             failed,
+            floor,
             observer,
         };
         Ok((writer, recovery))
@@ -208,7 +217,9 @@ impl Writer {
             let ((_, old), (next_first, next)) = (&pair[0], &pair[1]);
             // A segment's last record is no newer than the next segment's creation.
             let next_header = SegmentReader::open(next).map_err(|e| io_error("cannot read", next, &e))?.header;
-            if next_header.created_ms >= cutoff || *next_first == self.segment_first_seq {
+            // The segment ends at next_first - 1; keep it if that record is still needed.
+            let still_needed = *next_first > self.floor.load(Ordering::Relaxed);
+            if next_header.created_ms >= cutoff || *next_first == self.segment_first_seq || still_needed {
                 break;
             }
             let note = format!(
@@ -256,6 +267,20 @@ fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<PathBuf, Archive
 }
 
 type TornTail = Option<(PathBuf, u64, u64, PathBuf)>;
+
+/// A crash while a new segment was being created can leave it without a complete header
+/// (and so without records). It is moved aside and the previous segment continues.
+fn set_aside_unfinished_segment(segments: &mut Vec<(u64, PathBuf)>) -> Result<TornTail, ArchiveError> {
+    let Some((_, path)) = segments.last() else { return Ok(None) };
+    let bytes = std::fs::read(path).map_err(|e| io_error("cannot read", path, &e))?;
+    if bytes.len() >= HEADER_LEN || SegmentHeader::decode(&bytes).is_some() {
+        return Ok(None);
+    }
+    let kept = path.with_extension("hjar.unfinished");
+    std::fs::rename(path, &kept).map_err(|e| io_error("cannot move aside", path, &e))?;
+    let (_, path) = segments.pop().expect("checked above");
+    Ok(Some((path, 0, bytes.len() as u64, kept)))
+}
 
 /// Walks the newest segment. A crash mid-write leaves a record cut short at the end of the
 /// file, or a tail of zeros (blocks allocated, data not yet written); such a tail was never

@@ -180,3 +180,41 @@ async fn damage_in_the_middle_is_not_mistaken_for_a_torn_tail() {
     drop(archive);
     thread.join();
 }
+
+#[tokio::test]
+async fn a_segment_cut_off_while_being_created_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    write(settings(dir.path()), 50).await;
+    // The crash came after the new file existed but before its header was complete.
+    std::fs::write(dir.path().join(hj212_archive::segment_name(51)), b"HJ212A").unwrap();
+    let (archive, thread, recovery) = Archive::open(settings(dir.path()), Arc::new(NoObserver)).unwrap();
+    assert_eq!(recovery.next_seq, 51);
+    assert!(recovery.truncated.unwrap().3.to_string_lossy().ends_with(".hjar.unfinished"));
+    assert_eq!(archive.append(frame(50)).await.unwrap(), 51);
+    drop(archive);
+    thread.join();
+    assert_eq!(verify(dir.path()).unwrap().last_seq, 51);
+}
+
+#[tokio::test]
+async fn retention_keeps_what_a_follower_still_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.retention = Some(Duration::ZERO);
+    let (archive, thread, _) = Archive::open(s, Arc::new(NoObserver)).unwrap();
+    archive.set_retention_floor(1); // a follower has consumed nothing yet
+    for chunk in 0..30 {
+        let mut pending = Vec::new();
+        for i in 0..100 {
+            pending.push(archive.submit(frame(chunk * 100 + i)).await.unwrap());
+        }
+        for p in pending {
+            p.durable().await.unwrap();
+        }
+    }
+    drop(archive);
+    thread.join();
+    let segments = list_segments(dir.path()).unwrap();
+    assert_eq!(segments[0].0, 1, "nothing removed while the follower is at seq 1");
+    assert!(segments.len() > 2);
+}

@@ -45,6 +45,8 @@ pub struct Settings {
 pub struct Status {
     /// Durable archive records not yet written.
     pub lag_records: AtomicU64,
+    /// The last archive record whose points are written (the cursor).
+    pub cursor: AtomicU64,
 }
 
 /// Archive records read per step.
@@ -312,6 +314,7 @@ async fn park(path: &std::path::Path, error: &WriteError, lines: &[u8]) -> std::
 fn report_lag(metrics: &SinkMetrics, status: &Status, durable: u64, cursor: u64, oldest_ms: Option<i64>) {
     let behind = durable.saturating_sub(cursor);
     status.lag_records.store(behind, Ordering::Relaxed);
+    status.cursor.store(cursor, Ordering::Relaxed);
     metrics.lag_records.set(behind as f64);
     let age = oldest_ms.map_or(0.0, |ms| (hj212_archive::now_ms() - ms).max(0) as f64 / 1000.0);
     metrics.lag_seconds.set(if behind == 0 { 0.0 } else { age });

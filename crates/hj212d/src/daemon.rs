@@ -101,7 +101,8 @@ impl Daemon {
         };
         let readiness = Arc::new(readiness);
         readiness.store_ok.store(true, Ordering::Relaxed);
-        let feed = spawn_feed(store, &settings, &archive, &feed_shutdown, &readiness);
+        let sink_status = readiness.influx.as_ref().map(|(status, _)| status.clone());
+        let feed = spawn_feed(store, &settings, &archive, &feed_shutdown, &readiness, sink_status);
 
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -182,17 +183,27 @@ fn spawn_feed(
     archive: &Archive,
     shutdown: &CancellationToken,
     readiness: &Arc<Readiness>,
+    sink: Option<Arc<hj212_sink_influx::Status>>,
 ) -> JoinHandle<Result<(), hj212_store::StoreError>> {
+    let floor = archive.clone();
     let (lag, rows, duplicates) =
         (metrics::gauge!(STORE_LAG), metrics::counter!(STORE_ROWS), metrics::counter!(STORE_DUPLICATES));
     let feed_settings = FeedSettings { archive_dir: settings.dir.clone(), batch: 1000 };
     let readiness = readiness.clone();
-    let feed =
-        hj212_store::run_feed(store, feed_settings, archive.durable(), shutdown.clone(), move |_, behind, applied| {
+    let feed = hj212_store::run_feed(
+        store,
+        feed_settings,
+        archive.durable(),
+        shutdown.clone(),
+        move |seq, behind, applied| {
+            // Retention keeps what the slowest follower has not consumed.
+            let sink_seq = sink.as_ref().map_or(u64::MAX, |s| s.cursor.load(Ordering::Relaxed));
+            floor.set_retention_floor(seq.min(sink_seq).saturating_add(1));
             lag.set(behind as f64);
             rows.increment(applied.rows as u64);
             duplicates.increment(applied.duplicates as u64);
-        });
+        },
+    );
     tokio::spawn(async move {
         let result = feed.await;
         if let Err(error) = &result {
