@@ -3,6 +3,7 @@
 
 mod archive;
 mod decode;
+mod rate;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -18,6 +19,8 @@ const EX_IOERR: u8 = 74;
 const EX_DATAERR: u8 = 65;
 /// sysexits: bad command-line arguments.
 const EX_USAGE: u8 = 64;
+/// sysexits: configuration error.
+const EX_CONFIG: u8 = 78;
 
 #[derive(Debug, Parser)]
 #[command(name = "hj212-audit", version, about = "Audit HJ 212 captures and hj212d archives")]
@@ -45,6 +48,35 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Transmission rate (传输率 / 有效率 / 有效传输率) of a site, or of every site, from the data dir.
+    Rate {
+        /// The daemon's config (sites, factors, rate rules, data_dir).
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides the config's data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// One site; without it, every configured site.
+        #[arg(long)]
+        mn: Option<String>,
+        /// Start, Beijing time: YYYY-MM-DD or YYYYMMDDhhmmss.
+        #[arg(long)]
+        from: String,
+        /// End (exclusive), Beijing time: YYYY-MM-DD or YYYYMMDDhhmmss.
+        #[arg(long)]
+        to: String,
+        /// hour (CN 2061), day (CN 2031) or minute (CN 2051); default: the site's rule.
+        #[arg(long)]
+        basis: Option<String>,
+        /// json or csv.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+    /// Downtime marks (停产 / 停排 / 停运 with evidence), added through the running daemon.
+    Mark {
+        #[command(subcommand)]
+        action: MarkAction,
+    },
     /// Print archived records as JSON lines (receive time, peer, verdict, raw frame) for evidence requests.
     Export {
         #[arg(long)]
@@ -61,6 +93,34 @@ enum Command {
         /// Print PW values instead of masking them.
         #[arg(long)]
         show_passwords: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MarkAction {
+    /// Append a mark (a correction is a new mark that supersedes an old one).
+    Add {
+        /// The daemon's admin URL (server.http_listen), e.g. http://127.0.0.1:9213.
+        #[arg(long)]
+        url: String,
+        /// File holding the admin bearer token (server.admin_token_file).
+        #[arg(long)]
+        token_file: PathBuf,
+        #[arg(long)]
+        mn: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        evidence: String,
+        #[arg(long)]
+        author: String,
+        /// Archive sequence number of the mark this one replaces.
+        #[arg(long)]
+        supersedes: Option<u64>,
     },
 }
 
@@ -90,6 +150,28 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             finish("decode", decode::decode_stream(input, &mut out, &options).and_then(|()| out.flush()))
         }
         Command::Verify { data_dir } => archive::verify(&data_dir),
+        Command::Rate { config, data_dir, mn, from, to, basis, format } => {
+            let csv = match format.as_str() {
+                "json" => false,
+                "csv" => true,
+                other => {
+                    return Err(Failure {
+                        message: format!("--format {other:?} is not json or csv"),
+                        exit_code: EX_USAGE,
+                    });
+                }
+            };
+            let output = rate::rate(&rate::RateArgs { config, data_dir, mn, from, to, basis, csv })?;
+            println!("{output}");
+            Ok(())
+        }
+        Command::Mark {
+            action: MarkAction::Add { url, token_file, mn, from, to, reason, evidence, author, supersedes },
+        } => {
+            let args = rate::MarkArgs { url, token_file, mn, from, to, reason, evidence, author, supersedes };
+            println!("{}", rate::add_mark(&args)?);
+            Ok(())
+        }
         Command::Export { data_dir, mn, from, to, show_passwords } => {
             let filter = archive::Filter::new(mn, from.as_deref(), to.as_deref())
                 .map_err(|message| Failure { message, exit_code: EX_USAGE })?;

@@ -36,6 +36,19 @@ pub fn check(config: &Config) -> Vec<Problem> {
     if let Some(path) = sites_file_path(config).filter(|p| !p.is_file()) {
         problem("server.sites_file", format!("{} does not exist", path.display()));
     }
+    if let Some(file) = &config.server.admin_token_file {
+        let path = crate::resolve(config, file);
+        match std::fs::read_to_string(&path) {
+            Ok(token) if token.trim().len() < 16 => {
+                problem(
+                    "server.admin_token_file",
+                    format!("{} holds a token shorter than 16 characters", path.display()),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => problem("server.admin_token_file", format!("cannot read {}: {e}", path.display())),
+        }
+    }
     let limits = &config.limits;
     if !(1..=9999).contains(&limits.max_frame_len) {
         problem("limits.max_frame_len", format!("{} is outside 1..=9999", limits.max_frame_len));

@@ -51,6 +51,17 @@ pub fn reload_sites(config: &Config) -> Result<Vec<Site>, ConfigError> {
     }
 }
 
+/// The admin token (for mutating HTTP endpoints), from `server.admin_token_file`.
+///
+/// # Errors
+/// [`ConfigError::Io`] when the file cannot be read.
+pub fn admin_token(config: &Config) -> Result<Option<String>, ConfigError> {
+    let Some(file) = &config.server.admin_token_file else { return Ok(None) };
+    let path = resolve(config, file);
+    let token = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
+    Ok(Some(token.trim().to_owned()).filter(|t| !t.is_empty()))
+}
+
 /// The Influx token file, resolved against the config file's folder.
 pub fn influx_token_path(config: &Config) -> Option<PathBuf> {
     let file = config.influx.as_ref()?.token_file.as_ref()?;
@@ -74,7 +85,7 @@ pub fn influx_token(config: &Config) -> Result<Option<String>, ConfigError> {
     }
 }
 
-fn resolve(config: &Config, file: &Path) -> PathBuf {
+pub(crate) fn resolve(config: &Config, file: &Path) -> PathBuf {
     let base = config.source.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
     base.join(file)
 }

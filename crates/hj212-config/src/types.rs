@@ -38,6 +38,10 @@ pub struct Server {
     pub sites_file: Option<PathBuf>,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or an `EnvFilter` directive).
     pub log_level: String,
+    /// A file holding the bearer token for mutating admin endpoints (marks); relative to this
+    /// file. Unset: those endpoints answer 403.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Default for Server {
@@ -48,6 +52,7 @@ impl Default for Server {
             data_dir: PathBuf::from("./data"),
             sites_file: None,
             log_level: "info".to_owned(),
+            admin_token_file: None,
         }
     }
 }

@@ -1,4 +1,7 @@
-//! The admin HTTP API. Read-only for now; mutating endpoints will require a token.
+//! The admin HTTP API. Mutating endpoints (marks) require the bearer token from
+//! `server.admin_token_file`.
+
+mod rates;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -32,16 +35,36 @@ struct AppState {
     prometheus: PrometheusHandle,
     shared: Arc<Shared>,
     readiness: Arc<Readiness>,
+    store_path: std::path::PathBuf,
+    admin_token: Option<String>,
+}
+
+/// What the admin API needs besides the server's shared state.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// The embedded store (`data_dir/store.sqlite`), read for rate evidence.
+    pub store_path: std::path::PathBuf,
+    /// Bearer token for mutating endpoints; `None` turns them off.
+    pub admin_token: Option<String>,
 }
 
 /// The admin routes.
-pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<Readiness>) -> Router {
+pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<Readiness>, admin: Admin) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/sites", get(sites))
-        .with_state(AppState { prometheus, shared, readiness })
+        .route("/api/v1/sites/{mn}/rate", get(rates::site_rate))
+        .route("/api/v1/sites/{mn}/marks", axum::routing::post(rates::add_mark))
+        .route("/api/v1/rates", get(rates::all_rates))
+        .with_state(AppState {
+            prometheus,
+            shared,
+            readiness,
+            store_path: admin.store_path,
+            admin_token: admin.admin_token,
+        })
 }
 
 /// Serves `router` on `listener` until `shutdown`.

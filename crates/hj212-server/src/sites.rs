@@ -14,6 +14,8 @@ pub struct SiteEntry {
     pub name: String,
     password: String,
     pub crc: CrcPolicy,
+    /// The site as configured (factors, rate rules).
+    pub config: Site,
 }
 
 impl SiteEntry {
@@ -66,6 +68,7 @@ impl Registry {
                     name: s.name.clone(),
                     password: s.password.clone(),
                     crc: policy(s.crc),
+                    config: s.clone(),
                 };
                 (s.mn.clone(), entry)
             })
@@ -121,7 +124,15 @@ mod tests {
 
     #[test]
     fn password_comparison() {
-        let entry = SiteEntry { mn: "M".into(), name: String::new(), password: "123456".into(), crc: CrcPolicy::Hj212 };
+        let config = Site {
+            mn: "M".into(),
+            password: "123456".into(),
+            name: String::new(),
+            factors: vec![],
+            crc: CrcSetting::Hj212,
+            rate: hj212_config::RateRules::default(),
+        };
+        let entry = Registry::new(std::slice::from_ref(&config)).snapshot()["M"].clone();
         assert!(entry.password_matches(Some("123456")));
         assert!(!entry.password_matches(Some("123457")));
         assert!(!entry.password_matches(Some("1234567")));

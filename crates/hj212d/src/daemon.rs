@@ -114,7 +114,11 @@ impl Daemon {
         let tracker = TaskTracker::new();
         tracker.spawn(hj212_server::serve(listener, shared.clone(), shutdown.clone(), tracker.clone()));
         readiness.listening.store(true, Ordering::Relaxed);
-        let router = hj212_http::router(prometheus, shared.clone(), readiness);
+        let admin = hj212_http::Admin {
+            store_path: data_dir.join("store.sqlite"),
+            admin_token: hj212_config::admin_token(&config)?,
+        };
+        let router = hj212_http::router(prometheus, shared.clone(), readiness, admin);
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");
         Ok(Running {

@@ -1,0 +1,124 @@
+//! `hj212-audit rate` (offline, from the data dir: the daemon's own figures) and
+//! `hj212-audit mark add` (through the daemon's admin API, which alone writes the archive).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use hj212_compliance::{Basis, Range};
+use hj212_store::{CSV_HEADER, Store, parse_bound, rules_for};
+
+use crate::{EX_CONFIG, EX_NOINPUT, EX_USAGE, Failure};
+
+fn usage(message: String) -> Failure {
+    Failure { message, exit_code: EX_USAGE }
+}
+
+pub struct RateArgs {
+    pub config: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    pub mn: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub basis: Option<String>,
+    pub csv: bool,
+}
+
+pub fn rate(args: &RateArgs) -> Result<String, Failure> {
+    let config =
+        hj212_config::load(&args.config).map_err(|e| Failure { message: e.to_string(), exit_code: EX_CONFIG })?;
+    let range = Range {
+        from_ms: parse_bound(&args.from).map_err(|e| usage(format!("--from: {e}")))?,
+        to_ms: parse_bound(&args.to).map_err(|e| usage(format!("--to: {e}")))?,
+    };
+    if range.to_ms <= range.from_ms {
+        return Err(usage("--to must be after --from".into()));
+    }
+    let sites: Vec<_> = config.sites.iter().filter(|s| args.mn.as_ref().is_none_or(|mn| &s.mn == mn)).collect();
+    if sites.is_empty() {
+        return Err(usage(format!("no configured site with MN {}", args.mn.as_deref().unwrap_or("?"))));
+    }
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
+    let db = data_dir.join("store.sqlite");
+    if !db.is_file() {
+        return Err(Failure { message: format!("no embedded store at {}", db.display()), exit_code: EX_NOINPUT });
+    }
+    let store = Store::open(&db).map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+    let mut json = Vec::new();
+    let mut csv = vec![CSV_HEADER.to_owned()];
+    for site in sites {
+        let mut rules = rules_for(site);
+        rules.basis = match args.basis.as_deref() {
+            None => rules.basis,
+            Some("hour") => Basis::Hour,
+            Some("day") => Basis::Day,
+            Some("minute") => Basis::Minute { interval: site.rate.minute_interval },
+            Some(other) => return Err(usage(format!("--basis {other:?} is not hour, day or minute"))),
+        };
+        let evidence = store
+            .site_rate(site, &rules, range)
+            .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+        csv.push(evidence.to_csv_row(&site.mn));
+        json.push(evidence.to_json(&site.mn));
+    }
+    Ok(if args.csv {
+        csv.join("\n")
+    } else if args.mn.is_some() {
+        json.pop().map(|j| j.to_string()).unwrap_or_default()
+    } else {
+        serde_json::Value::Array(json).to_string()
+    })
+}
+
+pub struct MarkArgs {
+    pub url: String,
+    pub token_file: PathBuf,
+    pub mn: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub evidence: String,
+    pub author: String,
+    pub supersedes: Option<u64>,
+}
+
+/// Posts a mark to the daemon; returns its answer.
+pub fn add_mark(args: &MarkArgs) -> Result<String, Failure> {
+    let token = std::fs::read_to_string(&args.token_file).map_err(|e| Failure {
+        message: format!("cannot read {}: {e}", args.token_file.display()),
+        exit_code: EX_NOINPUT,
+    })?;
+    let body = serde_json::json!({
+        "from": args.from, "to": args.to, "reason": args.reason, "evidence": args.evidence,
+        "author": args.author, "supersedes": args.supersedes,
+    })
+    .to_string();
+    let path = format!("/api/v1/sites/{}/marks", args.mn);
+    let (status, answer) = post(&args.url, &path, token.trim(), &body)?;
+    if (200..300).contains(&status) {
+        Ok(answer)
+    } else {
+        Err(Failure { message: format!("the daemon answered {status}: {answer}"), exit_code: EX_USAGE })
+    }
+}
+
+/// A plain HTTP/1.1 POST: the admin API listens on loopback without TLS.
+fn post(url: &str, path: &str, token: &str, body: &str) -> Result<(u16, String), Failure> {
+    let host = url
+        .strip_prefix("http://")
+        .map(|h| h.trim_end_matches('/'))
+        .ok_or_else(|| usage(format!("--url {url:?} must be http://HOST:PORT (the admin listener)")))?;
+    let io = |e: std::io::Error| Failure { message: format!("{url}: {e}"), exit_code: EX_NOINPUT };
+    let mut stream = std::net::TcpStream::connect(host).map_err(io)?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(io)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(io)?;
+    let status = response.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let answer = response.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_owned()).unwrap_or_default();
+    Ok((status, answer))
+}

@@ -1,0 +1,147 @@
+//! Transmission rate end to end: hourly frames over TCP into the real daemon, a downtime
+//! mark through `hj212-audit mark add`, then the API and `hj212-audit rate` must give the
+//! same, expected, exact figures.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hj212_proto::encode;
+use hj212_proto::time::BeijingTime;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hj212-audit");
+const MN: &str = "010000A8900016F000169DC0";
+const HOUR: i64 = 3_600_000;
+const TOKEN: &str = "test-admin-token-0123456789";
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (response[9..12].parse().unwrap(), body)
+}
+
+fn hourly(hour: i64, start: i64, a21026: Option<&str>, a21002: &str) -> Vec<u8> {
+    let t = BeijingTime::from_unix_millis(start + hour * HOUR);
+    let mut cp = format!("DataTime={}", t.to_seconds_string());
+    if let Some(flag) = a21026 {
+        let _ = write!(cp, ";a21026-Avg=35.{hour},a21026-Flag={flag}");
+    }
+    let _ = write!(cp, ";a21002-Avg=48.{hour},a21002-Flag={a21002}");
+    let qn = BeijingTime::from_unix_millis(start + hour * HOUR + 3_599_000).to_qn_string();
+    encode::frame(format!("QN={qn};ST=31;CN=2061;PW=123456;MN={MN};Flag=5;CP=&&{cp}&&").as_bytes()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_cli_agree_on_exact_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    let config_path = dir.path().join("hj212d.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nadmin_token_file = \"admin.token\"\n\
+             [time_sync]\nenabled = false\n[[sites]]\nmn = \"{MN}\"\npassword = \"123456\"\nfactors = [\"a21026\", \"a21002\"]\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let config = hj212_config::load(&config_path).unwrap();
+    let running = hj212d::Daemon::start(config).await.unwrap();
+
+    // Two whole Beijing days ending at today's midnight, so every record is inside the cutoff.
+    let now = hj212_archive::now_ms();
+    let today = now - (now + 8 * HOUR).rem_euclid(24 * HOUR);
+    let start = today - 48 * HOUR;
+    let mut stream = std::net::TcpStream::connect(running.hj212_addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut frames = Vec::new();
+    for hour in 0..48 {
+        let a21026 = match hour {
+            5 | 6 => None,       // never arrived: 2 missing
+            30..36 => Some("F"), // the shutdown (marked below): not due
+            _ => Some("N"),
+        };
+        let a21002 = match hour {
+            10 => "D", // fault: received, invalid
+            30..36 => "F",
+            _ => "N",
+        };
+        frames.push(hourly(hour, start, a21026, a21002));
+    }
+    frames.push(hourly(20, start, Some("N"), "N")); // a resend: counts once
+    frames.push(hourly(48 + 24, start, Some("N"), "N")); // DataTime tomorrow: outside the range
+    for frame in &frames {
+        stream.write_all(frame).unwrap();
+    }
+    let mut acks = 0;
+    let mut buf = Vec::new();
+    while acks < frames.len() {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).expect("acks arrive");
+        buf.extend_from_slice(&chunk[..n]);
+        acks = buf.windows(8).filter(|w| w == b"CN=9014;").count();
+    }
+
+    let from = BeijingTime::from_unix_millis(start).to_seconds_string();
+    let to = BeijingTime::from_unix_millis(start + 48 * HOUR).to_seconds_string();
+    let mark_from = BeijingTime::from_unix_millis(start + 30 * HOUR).to_seconds_string();
+    let mark_to = BeijingTime::from_unix_millis(start + 36 * HOUR).to_seconds_string();
+    let token_file = dir.path().join("admin.token");
+    let mark = Command::new(BIN)
+        .args(["mark", "add", "--url", &format!("http://{}", running.http_addr), "--mn", MN])
+        .args(["--from", &mark_from, "--to", &mark_to, "--reason", "停产 planned shutdown"])
+        .args(["--evidence", "notice 2026-117", "--author", "ops on duty", "--token-file"])
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    assert!(mark.status.success(), "{}", String::from_utf8_lossy(&mark.stderr));
+
+    let path = format!("/api/v1/sites/{MN}/rate?from={from}&to={to}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let api = loop {
+        let (status, body) = http_get(running.http_addr, &path);
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if (json["received"] == 82 && json["marks"].as_array().unwrap().len() == 1) || Instant::now() > deadline {
+            break json;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((&api["due"], &api["received"], &api["valid"]), (&84.into(), &82.into(), &81.into()), "{api}");
+    assert_eq!(api["transmission_rate"], "97.62");
+    assert_eq!(api["validity_rate"], "98.78");
+    assert_eq!(api["effective_rate"], "96.43");
+    assert_eq!((&api["target"], &api["meets_target"]), (&"95.00".into(), &true.into()));
+    assert_eq!(api["missing"].as_array().unwrap().len(), 2);
+    assert_eq!(api["invalid"][0]["reason"], "flag D");
+    assert_eq!(api["marks"][0]["reason"], "停产 planned shutdown");
+
+    // The auditor's offline figures are the daemon's figures.
+    let cli = Command::new(BIN)
+        .arg("rate")
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--mn", MN, "--from", &from, "--to", &to])
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(cli, api);
+
+    // Marks need the token.
+    let wrong = dir.path().join("wrong.token");
+    std::fs::write(&wrong, "not-the-admin-token-at-all").unwrap();
+    let unauthorised = Command::new(BIN)
+        .args(["mark", "add", "--url", &format!("http://{}", running.http_addr), "--mn", MN, "--from", &from])
+        .args(["--to", &to, "--reason", "x", "--evidence", "y", "--author", "z", "--token-file"])
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert!(!unauthorised.status.success());
+    assert!(String::from_utf8_lossy(&unauthorised.stderr).contains("401"));
+    running.stop().await.unwrap();
+}
