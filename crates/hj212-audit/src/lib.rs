@@ -56,6 +56,9 @@ enum Command {
         /// Overrides the config's data_dir.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Read this store instead of DATA_DIR/store.sqlite (e.g. one made by rebuild-ledger).
+        #[arg(long)]
+        store: Option<PathBuf>,
         /// One site; without it, every configured site.
         #[arg(long)]
         mn: Option<String>,
@@ -71,6 +74,14 @@ enum Command {
         /// json or csv.
         #[arg(long, default_value = "json")]
         format: String,
+    },
+    /// Rebuild the readings ledger (the embedded store) from the archive alone, into a new file.
+    RebuildLedger {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Where to write it (must not exist); default DATA_DIR/store.rebuilt.sqlite.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Downtime marks (停产 / 停排 / 停运 with evidence), added through the running daemon.
     Mark {
@@ -150,7 +161,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             finish("decode", decode::decode_stream(input, &mut out, &options).and_then(|()| out.flush()))
         }
         Command::Verify { data_dir } => archive::verify(&data_dir),
-        Command::Rate { config, data_dir, mn, from, to, basis, format } => {
+        Command::RebuildLedger { data_dir, out } => {
+            let out = out.unwrap_or_else(|| data_dir.join("store.rebuilt.sqlite"));
+            println!("{}", rate::rebuild(&data_dir, &out)?);
+            Ok(())
+        }
+        Command::Rate { config, data_dir, store, mn, from, to, basis, format } => {
             let csv = match format.as_str() {
                 "json" => false,
                 "csv" => true,
@@ -161,7 +177,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                     });
                 }
             };
-            let output = rate::rate(&rate::RateArgs { config, data_dir, mn, from, to, basis, csv })?;
+            let output = rate::rate(&rate::RateArgs { config, data_dir, store, mn, from, to, basis, csv })?;
             println!("{output}");
             Ok(())
         }

@@ -16,6 +16,7 @@ fn usage(message: String) -> Failure {
 pub struct RateArgs {
     pub config: PathBuf,
     pub data_dir: Option<PathBuf>,
+    pub store: Option<PathBuf>,
     pub mn: Option<String>,
     pub from: String,
     pub to: String,
@@ -38,7 +39,7 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
         return Err(usage(format!("no configured site with MN {}", args.mn.as_deref().unwrap_or("?"))));
     }
     let data_dir = args.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
-    let db = data_dir.join("store.sqlite");
+    let db = args.store.clone().unwrap_or_else(|| data_dir.join("store.sqlite"));
     if !db.is_file() {
         return Err(Failure { message: format!("no embedded store at {}", db.display()), exit_code: EX_NOINPUT });
     }
@@ -67,6 +68,34 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     } else {
         serde_json::Value::Array(json).to_string()
     })
+}
+
+/// Applies every archive record to a new store: the ledger rebuilt from the raw evidence.
+pub fn rebuild(data_dir: &std::path::Path, out: &std::path::Path) -> Result<String, Failure> {
+    let fail = |message: String| Failure { message, exit_code: EX_NOINPUT };
+    if out.exists() {
+        return Err(usage(format!("{} exists; choose a new --out", out.display())));
+    }
+    let archive = data_dir.join("archive");
+    let segments = hj212_archive::list_segments(&archive).map_err(|e| fail(format!("{}: {e}", archive.display())))?;
+    let first = segments.first().map_or(1, |(seq, _)| *seq);
+    let mut store = Store::open(out).map_err(|e| fail(e.to_string()))?;
+    let mut follower = hj212_archive::Follower::new(&archive, first);
+    let (mut records, mut rows) = (0, 0);
+    loop {
+        let batch = follower.read(u64::MAX, 5000).map_err(|e| fail(e.to_string()))?;
+        if batch.is_empty() {
+            break;
+        }
+        let applied = store.apply(&batch).map_err(|e| fail(e.to_string()))?;
+        records += applied.records;
+        rows += applied.rows;
+    }
+    Ok(format!(
+        "rebuilt {}: {records} archive records, {rows} reading rows, up to seq {}",
+        out.display(),
+        follower.next_seq() - 1
+    ))
 }
 
 pub struct MarkArgs {

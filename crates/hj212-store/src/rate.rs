@@ -202,6 +202,7 @@ impl Evidence {
             "missing": r.missing.iter().map(|(f, p)| serde_json::json!({"factor": f, "period": beijing(*p)})).collect::<Vec<_>>(),
             "invalid": r.invalid.iter().map(|(f, p, why)| serde_json::json!({"factor": f, "period": beijing(*p), "reason": why})).collect::<Vec<_>>(),
             "marks": self.marks,
+            "config_hash": self.config_hash(),
             "rules": {
                 "basis": self.rules.basis.as_str(),
                 "period_ms": self.rules.basis.period_ms(),
@@ -211,6 +212,25 @@ impl Evidence {
                 "formulas": "transmission = received / due; validity = valid / received; effective = valid / due (docs/compliance-rules.md §1.2)",
             },
             "archive": self.archive_seqs.map(|(first, last)| serde_json::json!({"first_seq": first, "last_seq": last})),
+        })
+    }
+
+    /// SHA-256 of the rule set and factors the figures used, so a report can be tied to
+    /// the configuration version that produced it.
+    pub fn config_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = format!(
+            "basis={};period_ms={};cutoff_ms={};target_bp={};min_valid_minutes={:?};factors={}",
+            self.rules.basis.as_str(),
+            self.rules.basis.period_ms(),
+            self.rules.cutoff_ms,
+            self.rules.target_bp,
+            self.rules.min_valid_minutes,
+            self.factors.join(",")
+        );
+        Sha256::digest(canonical.as_bytes()).iter().fold(String::with_capacity(64), |mut out, b| {
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{b:02x}"));
+            out
         })
     }
 
