@@ -35,28 +35,11 @@ fn hourly(hour: i64, start: i64, a21026: Option<&str>, a21002: &str) -> Vec<u8> 
     encode::frame(format!("QN={qn};ST=31;CN=2061;PW=123456;MN={MN};Flag=5;CP=&&{cp}&&").as_bytes()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_and_cli_agree_on_exact_counts() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
-    let config_path = dir.path().join("hj212d.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nadmin_token_file = \"admin.token\"\n\
-             [time_sync]\nenabled = false\n[[sites]]\nmn = \"{MN}\"\npassword = \"123456\"\nfactors = [\"a21026\", \"a21002\"]\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let config = hj212_config::load(&config_path).unwrap();
-    let running = hj212d::Daemon::start(config).await.unwrap();
-
-    // Two whole Beijing days ending at today's midnight, so every record is inside the cutoff.
-    let now = hj212_archive::now_ms();
-    let today = now - (now + 8 * HOUR).rem_euclid(24 * HOUR);
-    let start = today - 48 * HOUR;
-    let mut stream = std::net::TcpStream::connect(running.hj212_addr).unwrap();
+/// 48 hours of hourly frames for two factors: hours 5 and 6 of a21026 never arrive, hour 10
+/// of a21002 is flagged D, hours 30-35 are a (marked) shutdown with F flags, hour 20 is sent
+/// twice, and one frame has tomorrow's DataTime. Returns once every frame is acknowledged.
+fn send_scenario(addr: std::net::SocketAddr, start: i64) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut frames = Vec::new();
     for hour in 0..48 {
@@ -85,6 +68,30 @@ async fn api_and_cli_agree_on_exact_counts() {
         buf.extend_from_slice(&chunk[..n]);
         acks = buf.windows(8).filter(|w| w == b"CN=9014;").count();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_cli_agree_on_exact_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    let config_path = dir.path().join("hj212d.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nadmin_token_file = \"admin.token\"\n\
+             [time_sync]\nenabled = false\n[[sites]]\nmn = \"{MN}\"\npassword = \"123456\"\nfactors = [\"a21026\", \"a21002\"]\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let config = hj212_config::load(&config_path).unwrap();
+    let running = hj212d::Daemon::start(config).await.unwrap();
+
+    // Two whole Beijing days ending at today's midnight, so every record is inside the cutoff.
+    let now = hj212_archive::now_ms();
+    let today = now - (now + 8 * HOUR).rem_euclid(24 * HOUR);
+    let start = today - 48 * HOUR;
+    send_scenario(running.hj212_addr, start);
 
     let from = BeijingTime::from_unix_millis(start).to_seconds_string();
     let to = BeijingTime::from_unix_millis(start + 48 * HOUR).to_seconds_string();
@@ -134,14 +141,14 @@ async fn api_and_cli_agree_on_exact_counts() {
 
     // The ledger rebuilt from the archive alone gives the same figures.
     let rebuilt = dir.path().join("rebuilt.sqlite");
-    let rebuild = Command::new(BIN)
+    let rebuilt_run = Command::new(BIN)
         .args(["rebuild-ledger", "--data-dir"])
         .arg(dir.path().join("data"))
         .arg("--out")
         .arg(&rebuilt)
         .output()
         .unwrap();
-    assert!(rebuild.status.success(), "{}", String::from_utf8_lossy(&rebuild.stderr));
+    assert!(rebuilt_run.status.success(), "{}", String::from_utf8_lossy(&rebuilt_run.stderr));
     let again = Command::new(BIN)
         .arg("rate")
         .arg("--config")
