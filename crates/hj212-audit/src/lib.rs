@@ -3,6 +3,7 @@
 
 mod archive;
 mod decode;
+mod html;
 mod rate;
 
 use std::fs::File;
@@ -71,7 +72,7 @@ enum Command {
         /// hour (CN 2061), day (CN 2031) or minute (CN 2051); default: the site's rule.
         #[arg(long)]
         basis: Option<String>,
-        /// json or csv.
+        /// json, csv, or html (one site: a self-contained page to file).
         #[arg(long, default_value = "json")]
         format: String,
     },
@@ -167,17 +168,16 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Rate { config, data_dir, store, mn, from, to, basis, format } => {
-            let csv = match format.as_str() {
-                "json" => false,
-                "csv" => true,
+            let format = match format.as_str() {
+                "json" => rate::Format::Json,
+                "csv" => rate::Format::Csv,
+                "html" => rate::Format::Html,
                 other => {
-                    return Err(Failure {
-                        message: format!("--format {other:?} is not json or csv"),
-                        exit_code: EX_USAGE,
-                    });
+                    let message = format!("--format {other:?} is not json, csv or html");
+                    return Err(Failure { message, exit_code: EX_USAGE });
                 }
             };
-            let output = rate::rate(&rate::RateArgs { config, data_dir, store, mn, from, to, basis, csv })?;
+            let output = rate::rate(&rate::RateArgs { config, data_dir, store, mn, from, to, basis, format })?;
             println!("{output}");
             Ok(())
         }

@@ -13,6 +13,13 @@ fn usage(message: String) -> Failure {
     Failure { message, exit_code: EX_USAGE }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    Html,
+}
+
 pub struct RateArgs {
     pub config: PathBuf,
     pub data_dir: Option<PathBuf>,
@@ -21,7 +28,7 @@ pub struct RateArgs {
     pub from: String,
     pub to: String,
     pub basis: Option<String>,
-    pub csv: bool,
+    pub format: Format,
 }
 
 pub fn rate(args: &RateArgs) -> Result<String, Failure> {
@@ -44,8 +51,12 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
         return Err(Failure { message: format!("no embedded store at {}", db.display()), exit_code: EX_NOINPUT });
     }
     let store = Store::open(&db).map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+    if args.format == Format::Html && args.mn.is_none() {
+        return Err(usage("--format html reports one site: give --mn".into()));
+    }
     let mut json = Vec::new();
     let mut csv = vec![CSV_HEADER.to_owned()];
+    let mut html = String::new();
     for site in sites {
         let mut rules = rules_for(site);
         rules.basis = match args.basis.as_deref() {
@@ -60,8 +71,11 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
             .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
         csv.push(evidence.to_csv_row(&site.mn));
         json.push(evidence.to_json(&site.mn));
+        html = crate::html::report(&site.mn, &site.name, &evidence);
     }
-    Ok(if args.csv {
+    Ok(if args.format == Format::Html {
+        html
+    } else if args.format == Format::Csv {
         csv.join("\n")
     } else if args.mn.is_some() {
         json.pop().map(|j| j.to_string()).unwrap_or_default()

@@ -35,6 +35,13 @@ fn hourly(hour: i64, start: i64, a21026: Option<&str>, a21002: &str) -> Vec<u8> 
     encode::frame(format!("QN={qn};ST=31;CN=2061;PW=123456;MN={MN};Flag=5;CP=&&{cp}&&").as_bytes()).unwrap()
 }
 
+/// `hj212-audit rate --config CONFIG ARGS...`
+fn rate_cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let output = Command::new(BIN).arg("rate").arg("--config").arg(config).args(args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
 /// 48 hours of hourly frames for two factors: hours 5 and 6 of a21026 never arrive, hour 10
 /// of a21002 is flagged D, hours 30-35 are a (marked) shutdown with F flags, hour 20 is sent
 /// twice, and one frame has tomorrow's DataTime. Returns once every frame is acknowledged.
@@ -128,14 +135,7 @@ async fn api_and_cli_agree_on_exact_counts() {
     assert_eq!(api["marks"][0]["reason"], "停产 planned shutdown");
 
     // The auditor's offline figures are the daemon's figures.
-    let cli = Command::new(BIN)
-        .arg("rate")
-        .arg("--config")
-        .arg(&config_path)
-        .args(["--mn", MN, "--from", &from, "--to", &to])
-        .output()
-        .unwrap();
-    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let cli = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to]);
     let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(cli, api);
 
@@ -149,18 +149,22 @@ async fn api_and_cli_agree_on_exact_counts() {
         .output()
         .unwrap();
     assert!(rebuilt_run.status.success(), "{}", String::from_utf8_lossy(&rebuilt_run.stderr));
-    let again = Command::new(BIN)
-        .arg("rate")
-        .arg("--config")
-        .arg(&config_path)
-        .arg("--store")
-        .arg(&rebuilt)
-        .args(["--mn", MN, "--from", &from, "--to", &to])
-        .output()
-        .unwrap();
+    let rebuilt_store = rebuilt.to_string_lossy().into_owned();
+    let again = rate_cli(&config_path, &["--store", &rebuilt_store, "--mn", MN, "--from", &from, "--to", &to]);
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again, api);
     assert_eq!(api["config_hash"].as_str().unwrap().len(), 64);
+
+    // The HTML report: the same figures, self-contained.
+    let html = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to, "--format", "html"]);
+    let html = String::from_utf8(html.stdout).unwrap();
+    for needle in ["<b>96.43 %</b>", "97.62 %", "98.78 %", "meets the target", "停产 planned shutdown", "flag D"] {
+        assert!(html.contains(needle), "report lacks {needle}");
+    }
+    assert!(!html.contains("src=") && !html.contains("href=") && !html.contains("http"), "no external resources");
+    if let Some(path) = std::env::var_os("HJ212_KEEP_REPORT") {
+        std::fs::write(path, &html).unwrap();
+    }
 
     // Marks need the token.
     let wrong = dir.path().join("wrong.token");
