@@ -98,6 +98,14 @@ async fn api_and_cli_agree_on_exact_counts() {
     let now = hj212_archive::now_ms();
     let today = now - (now + 8 * HOUR).rem_euclid(24 * HOUR);
     let start = today - 48 * HOUR;
+    // Per-site gauges exist for configured sites (computed at start, then every minute).
+    let series = format!("hj212_site_effective_rate_percent{{mn=\"{MN}\",period=\"month\"}}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http_get(running.http_addr, "/metrics").1.contains(&series) {
+        assert!(Instant::now() < deadline, "{series} missing from /metrics");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     send_scenario(running.hj212_addr, start);
 
     let from = BeijingTime::from_unix_millis(start).to_seconds_string();

@@ -34,6 +34,8 @@ pub const STORE_ROWS: &str = "hj212_store_rows_total";
 pub const STORE_DUPLICATES: &str = "hj212_store_duplicate_rows_total";
 pub const SITES_CONFIGURED: &str = "hj212_sites_configured";
 pub const BUILD_INFO: &str = "hj212_build_info";
+pub const SITE_EFFECTIVE_RATE: &str = "hj212_site_effective_rate_percent";
+pub const SITE_LAST_DATA_TIME: &str = "hj212_site_last_data_time_seconds";
 
 /// Histogram buckets for the archive fsync and the frame-to-ack latency (seconds).
 pub const LATENCY_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
@@ -70,6 +72,11 @@ pub fn describe() {
     describe_counter!(STORE_DUPLICATES, "Reading rows already present in the embedded store");
     describe_gauge!(SITES_CONFIGURED, "Sites in the registry");
     describe_gauge!(BUILD_INFO, "Build information");
+    describe_gauge!(
+        SITE_EFFECTIVE_RATE,
+        "有效传输率 of each configured site, period today or month (so far, whole periods)"
+    );
+    describe_gauge!(SITE_LAST_DATA_TIME, "Newest DataTime received from each configured site (Unix seconds)");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 

@@ -2,6 +2,7 @@
 //! No business rules live here.
 
 mod daemon;
+mod gauges;
 mod observe;
 
 use std::path::PathBuf;
