@@ -91,7 +91,11 @@ fn main() {
             t.elapsed()
         })
         .collect();
-    println!("1 site, 1 year hourly ({} readings): {:.1} ms (median of 11)", 8760 * 3, median(times).as_secs_f64() * 1000.0);
+    println!(
+        "1 site, 1 year hourly ({} readings): {:.1} ms (median of 11)",
+        8760 * 3,
+        median(times).as_secs_f64() * 1000.0
+    );
 
     // Many sites, one month (720 hours each).
     let filled = Instant::now();
