@@ -79,7 +79,11 @@ pub fn report(mn: &str, name: &str, evidence: &Evidence) -> String {
             .map(|m| format!("; hourly values need {m} valid minutes (HJ 75-2017)"))
             .unwrap_or_default(),
         evidence.config_hash(),
-        evidence.archive_seqs.map_or("none".to_owned(), |(a, b)| format!("seq {a} to {b}")),
+        match (evidence.archive_seqs, &evidence.archive_hashes) {
+            (Some((a, b)), Some((ha, hb))) => format!("seq {a} (<code>{ha}</code>) to {b} (<code>{hb}</code>)"),
+            (Some((a, b)), None) => format!("seq {a} to {b}"),
+            _ => "none".to_owned(),
+        },
         esc(mn),
         BeijingTime::from_unix_millis(evidence.range.from_ms).to_seconds_string(),
         BeijingTime::from_unix_millis(evidence.range.to_ms).to_seconds_string(),

@@ -66,9 +66,14 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
             Some("minute") => Basis::Minute { interval: site.rate.minute_interval },
             Some(other) => return Err(usage(format!("--basis {other:?} is not hour, day or minute"))),
         };
-        let evidence = store
+        let mut evidence = store
             .site_rate(site, &rules, range)
             .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+        if args.mn.is_some() {
+            evidence
+                .attach_archive_hashes(&data_dir.join("archive"))
+                .map_err(|e| Failure { message: format!("reading the archive: {e}"), exit_code: EX_NOINPUT })?;
+        }
         csv.push(evidence.to_csv_row(&site.mn));
         json.push(evidence.to_json(&site.mn));
         html = crate::html::report(&site.mn, &site.name, &evidence);

@@ -121,6 +121,7 @@ async fn api_and_cli_agree_on_exact_counts() {
         .output()
         .unwrap();
     assert!(mark.status.success(), "{}", String::from_utf8_lossy(&mark.stderr));
+    let first_mark: serde_json::Value = serde_json::from_slice(&mark.stdout).unwrap();
 
     let path = format!("/api/v1/sites/{MN}/rate?from={from}&to={to}");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -162,6 +163,7 @@ async fn api_and_cli_agree_on_exact_counts() {
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again, api);
     assert_eq!(api["config_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(api["archive"]["first_hash"].as_str().unwrap().len(), 64);
 
     // The HTML report: the same figures, self-contained.
     let html = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to, "--format", "html"]);
@@ -185,5 +187,44 @@ async fn api_and_cli_agree_on_exact_counts() {
         .unwrap();
     assert!(!unauthorised.status.success());
     assert!(String::from_utf8_lossy(&unauthorised.stderr).contains("401"));
+    correct_the_mark(&running, &token_file, first_mark["seq"].as_u64().unwrap(), start, &path).await;
     running.stop().await.unwrap();
+}
+
+/// A correction is a new mark that supersedes the old one: the shutdown really lasted 3 hours.
+async fn correct_the_mark(
+    running: &hj212d::Running,
+    token_file: &std::path::Path,
+    old_seq: u64,
+    start: i64,
+    rate_path: &str,
+) {
+    let from = BeijingTime::from_unix_millis(start + 30 * HOUR).to_seconds_string();
+    let to = BeijingTime::from_unix_millis(start + 33 * HOUR).to_seconds_string();
+    let corrected = Command::new(BIN)
+        .args(["mark", "add", "--url", &format!("http://{}", running.http_addr), "--mn", MN, "--from", &from])
+        .args(["--to", &to, "--reason", "停产, corrected", "--evidence", "notice 2026-118", "--author", "ops lead"])
+        .args(["--supersedes", &old_seq.to_string(), "--token-file"])
+        .arg(token_file)
+        .output()
+        .unwrap();
+    assert!(corrected.status.success(), "{}", String::from_utf8_lossy(&corrected.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rate = loop {
+        let json: serde_json::Value = serde_json::from_str(&http_get(running.http_addr, rate_path).1).unwrap();
+        if json["due"] == 90 || Instant::now() > deadline {
+            break json;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Hours 33-35 are due again; their F-flagged records count as received but invalid.
+    assert_eq!((&rate["due"], &rate["received"], &rate["valid"]), (&90.into(), &88.into(), &81.into()), "{rate}");
+    assert_eq!(rate["effective_rate"], "90.00");
+    assert!(!rate["meets_target"].as_bool().unwrap());
+    assert_eq!(rate["marks"][0]["reason"], "停产, corrected");
+    let (status, marks) = http_get(running.http_addr, &format!("/api/v1/sites/{MN}/marks"));
+    assert_eq!(status, 200);
+    let marks: serde_json::Value = serde_json::from_str(&marks).unwrap();
+    assert_eq!(marks.as_array().unwrap().len(), 2, "the old mark is kept, never edited");
+    assert_eq!(marks[0]["superseded_by"], marks[1]["mark"]["seq"]);
 }

@@ -56,7 +56,7 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         .route("/readyz", get(readyz))
         .route("/api/v1/sites", get(sites))
         .route("/api/v1/sites/{mn}/rate", get(rates::site_rate))
-        .route("/api/v1/sites/{mn}/marks", axum::routing::post(rates::add_mark))
+        .route("/api/v1/sites/{mn}/marks", get(rates::list_marks).post(rates::add_mark))
         .route("/api/v1/rates", get(rates::all_rates))
         .with_state(AppState {
             prometheus,

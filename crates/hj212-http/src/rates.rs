@@ -71,7 +71,10 @@ pub(crate) async fn site_rate(
     let path = state.store_path.clone();
     let result = tokio::task::spawn_blocking(move || {
         let store = Store::open(&path)?;
-        store.site_rate(&entry.config, &rules, range).map(|evidence| evidence.to_json(&entry.mn))
+        let mut evidence = store.site_rate(&entry.config, &rules, range)?;
+        let archive = path.parent().map(|dir| dir.join("archive")).unwrap_or_default();
+        evidence.attach_archive_hashes(&archive)?;
+        Ok::<_, hj212_store::StoreError>(evidence.to_json(&entry.mn))
     })
     .await;
     match result {
@@ -103,6 +106,25 @@ pub(crate) async fn all_rates(
     .await;
     match result {
         Ok(Ok(all)) => Ok(Json(all).into_response()),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+pub(crate) async fn list_marks(State(state): State<AppState>, Path(mn): Path<String>) -> Result<Response, ApiError> {
+    if !state.shared.registry.snapshot().contains_key(&mn) {
+        return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
+    }
+    let path = state.store_path.clone();
+    let result = tokio::task::spawn_blocking(move || Store::open(&path)?.marks_of(&mn)).await;
+    match result {
+        Ok(Ok(marks)) => {
+            let list: Vec<_> = marks
+                .into_iter()
+                .map(|(mark, superseded_by)| serde_json::json!({ "mark": mark, "superseded_by": superseded_by }))
+                .collect();
+            Ok(Json(list).into_response())
+        }
         Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }

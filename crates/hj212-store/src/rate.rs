@@ -62,6 +62,8 @@ pub struct Evidence {
     pub marks: Vec<MarkRecord>,
     /// The archive records the counted readings came from (first and last sequence number).
     pub archive_seqs: Option<(u64, u64)>,
+    /// Their record hashes, when looked up with [`Evidence::attach_archive_hashes`].
+    pub archive_hashes: Option<(String, String)>,
 }
 
 fn cn_for(basis: Basis) -> u16 {
@@ -90,7 +92,15 @@ impl Store {
         let report = compute(&site.factors, range, rules, readings.iter().map(|(r, _)| r), &applied);
         let seqs = readings.iter().map(|(_, seq)| *seq);
         let archive_seqs = seqs.clone().min().zip(seqs.max());
-        Ok(Evidence { report, rules: rules.clone(), factors: site.factors.clone(), range, marks, archive_seqs })
+        Ok(Evidence {
+            report,
+            rules: rules.clone(),
+            factors: site.factors.clone(),
+            range,
+            marks,
+            archive_seqs,
+            archive_hashes: None,
+        })
     }
 
     /// Unique readings of `cn` with DataTime in `range` (the first copy received of each).
@@ -136,6 +146,29 @@ impl Store {
             reading.valid_minutes = Some(u32::try_from(minutes).unwrap_or(u32::MAX));
         }
         Ok(())
+    }
+
+    /// Every mark of `mn`, oldest first, each with the mark that superseded it (if any).
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn marks_of(&self, mn: &str) -> Result<Vec<(MarkRecord, Option<u64>)>, StoreError> {
+        let mut query = self.conn.prepare_cached(
+            "SELECT m.seq, m.created_ms, m.mark, (SELECT MIN(later.seq) FROM marks later WHERE later.supersedes = m.seq)
+             FROM marks m WHERE m.mn = ?1 ORDER BY m.seq",
+        )?;
+        let rows = query.query_map([mn], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?, row.get::<_, Option<i64>>(3)?))
+        })?;
+        let mut marks = Vec::new();
+        for row in rows {
+            let (seq, created_ms, json, superseded_by) = row?;
+            if let Ok(mark) = serde_json::from_str(&json) {
+                let record = MarkRecord { seq: u64::try_from(seq).unwrap_or(0), created_ms, mark };
+                marks.push((record, superseded_by.and_then(|s| u64::try_from(s).ok())));
+            }
+        }
+        Ok(marks)
     }
 
     /// Marks of `mn` overlapping `range`, minus those superseded by a later mark.
@@ -211,8 +244,28 @@ impl Evidence {
                 "min_valid_minutes": self.rules.min_valid_minutes,
                 "formulas": "transmission = received / due; validity = valid / received; effective = valid / due (docs/compliance-rules.md §1.2)",
             },
-            "archive": self.archive_seqs.map(|(first, last)| serde_json::json!({"first_seq": first, "last_seq": last})),
+            "archive": self.archive_seqs.map(|(first, last)| serde_json::json!({
+                "first_seq": first,
+                "last_seq": last,
+                "first_hash": self.archive_hashes.as_ref().map(|(h, _)| h),
+                "last_hash": self.archive_hashes.as_ref().map(|(_, h)| h),
+            })),
         })
+    }
+
+    /// Looks up the hashes of the first and last counted archive records, so a report names
+    /// the exact chain links its figures rest on (reads the archive: single-site evidence).
+    ///
+    /// # Errors
+    /// I/O errors reading the archive.
+    pub fn attach_archive_hashes(&mut self, archive_dir: &std::path::Path) -> std::io::Result<()> {
+        let Some((first, last)) = self.archive_seqs else { return Ok(()) };
+        let hash_of = |seq: u64| -> std::io::Result<String> {
+            let record = hj212_archive::Follower::new(archive_dir, seq).read(seq, 1)?;
+            Ok(record.first().map(|r| hj212_archive::hex(&r.hash)).unwrap_or_default())
+        };
+        self.archive_hashes = Some((hash_of(first)?, hash_of(last)?));
+        Ok(())
     }
 
     /// SHA-256 of the rule set and factors the figures used, so a report can be tied to
