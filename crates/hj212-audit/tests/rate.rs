@@ -228,3 +228,80 @@ async fn correct_the_mark(
     assert_eq!(marks.as_array().unwrap().len(), 2, "the old mark is kept, never edited");
     assert_eq!(marks[0]["superseded_by"], marks[1]["mark"]["seq"]);
 }
+
+/// Daily (CN 2031) and minute (CN 2051, 10-minute interval) bases: API and CLI agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn day_and_minute_bases() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("hj212d.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[time_sync]\nenabled = false\n\
+             [[sites]]\nmn = \"{MN}\"\npassword = \"123456\"\nfactors = [\"w01018\", \"w21003\"]\n[sites.rate]\nminute_interval = 10\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let running = hj212d::Daemon::start(hj212_config::load(&config_path).unwrap()).await.unwrap();
+    let now = hj212_archive::now_ms();
+    let today = now - (now + 8 * HOUR).rem_euclid(24 * HOUR);
+    let mut frames = Vec::new();
+    let frame = |cn: u16, at: i64, cod_flag: Option<&str>, qn_offset: i64| {
+        let t = BeijingTime::from_unix_millis(at);
+        let mut cp = format!("DataTime={}", t.to_seconds_string());
+        if let Some(flag) = cod_flag {
+            let _ = write!(cp, ";w01018-Avg=40.1,w01018-Flag={flag}");
+        }
+        cp.push_str(";w21003-Avg=1.2,w21003-Flag=N");
+        let qn = BeijingTime::from_unix_millis(at + qn_offset).to_qn_string();
+        encode::frame(format!("QN={qn};ST=32;CN={cn};PW=123456;MN={MN};Flag=5;CP=&&{cp}&&").as_bytes()).unwrap()
+    };
+    // Two days of daily values: day 1 COD flagged M (maintenance).
+    frames.push(frame(2031, today - 48 * HOUR, Some("M"), 1));
+    frames.push(frame(2031, today - 24 * HOUR, Some("N"), 1));
+    // Two hours of 10-minute values: the 08:20 COD value never arrived.
+    for i in 0..12 {
+        let at = today - 24 * HOUR + 8 * HOUR + i * 600_000;
+        frames.push(frame(2051, at, (i != 2).then_some("N"), 2));
+    }
+    let mut stream = std::net::TcpStream::connect(running.hj212_addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for f in &frames {
+        stream.write_all(f).unwrap();
+    }
+    let mut buf = Vec::new();
+    while buf.windows(8).filter(|w| w == b"CN=9014;").count() < frames.len() {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).expect("acks arrive");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let cases = [
+        ("day", today - 48 * HOUR, today, (4, 4, 3)),
+        ("minute", today - 24 * HOUR + 8 * HOUR, today - 24 * HOUR + 10 * HOUR, (24, 23, 23)),
+    ];
+    for (basis, from, to, (due, received, valid)) in cases {
+        let (from, to) = (
+            BeijingTime::from_unix_millis(from).to_seconds_string(),
+            BeijingTime::from_unix_millis(to).to_seconds_string(),
+        );
+        let path = format!("/api/v1/sites/{MN}/rate?from={from}&to={to}&basis={basis}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let api = loop {
+            let json: serde_json::Value = serde_json::from_str(&http_get(running.http_addr, &path).1).unwrap();
+            if json["received"] == received || Instant::now() > deadline {
+                break json;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            (&api["due"], &api["received"], &api["valid"]),
+            (&due.into(), &received.into(), &valid.into()),
+            "{basis}: {api}"
+        );
+        assert_eq!(api["basis"], basis);
+        let cli = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to, "--basis", basis]);
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&cli.stdout).unwrap(), api, "{basis}");
+    }
+    running.stop().await.unwrap();
+}
