@@ -46,6 +46,7 @@ fn main() {
             segment_max_age: Duration::from_secs(86_400),
             retention: None,
             queue: 65_536,
+            queue_bytes: 64 << 20,
         };
         let (archive, writer, _) = Archive::open(settings.clone(), Arc::new(NoObserver)).expect("archive");
         let mut last = 0;

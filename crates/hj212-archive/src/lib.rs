@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 pub use follow::Follower;
 pub use format::{Hash, Kind, NewRecord, Record, RecordError, Verdict, flags};
@@ -33,6 +33,8 @@ pub struct Settings {
     pub retention: Option<Duration>,
     /// Appends waiting for the writer; when full, `append` waits (backpressure).
     pub queue: usize,
+    /// Bytes of records waiting for the writer; when exceeded, `append` waits too.
+    pub queue_bytes: usize,
 }
 
 /// The archive cannot take or keep a record.
@@ -78,6 +80,9 @@ impl Observer for NoObserver {
 #[derive(Debug, Clone)]
 pub struct Archive {
     tx: mpsc::Sender<writer::Request>,
+    /// One permit per queued byte: memory stays bounded whatever the record sizes.
+    bytes: Arc<Semaphore>,
+    bytes_limit: u32,
     durable: watch::Receiver<u64>,
     failed: Arc<AtomicBool>,
     floor: Arc<AtomicU64>,
@@ -121,13 +126,15 @@ impl Archive {
         let failed = Arc::new(AtomicBool::new(false));
         let floor = Arc::new(AtomicU64::new(u64::MAX));
         let queue = settings.queue.max(1);
+        let bytes_limit = u32::try_from(settings.queue_bytes.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        let bytes = Arc::new(Semaphore::new(bytes_limit as usize));
         let (writer, recovery) = writer::Writer::open(settings, durable_tx, failed.clone(), floor.clone(), observer)?;
         let (tx, rx) = mpsc::channel(queue);
         let thread = std::thread::Builder::new()
             .name("archive-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| ArchiveError::Io { message: format!("cannot start the writer thread: {e}").into() })?;
-        Ok((Self { tx, durable, failed, floor }, WriterThread(thread), recovery))
+        Ok((Self { tx, bytes, bytes_limit, durable, failed, floor }, WriterThread(thread), recovery))
     }
 
     /// Queues a record (waiting while the queue is full) and returns a handle that
@@ -137,7 +144,11 @@ impl Archive {
     /// [`ArchiveError::Closed`] when the writer has stopped.
     pub async fn submit(&self, record: NewRecord) -> Result<Pending, ArchiveError> {
         let (done, wait) = oneshot::channel();
-        self.tx.send(writer::Request { record, done }).await.map_err(|_| ArchiveError::Closed)?;
+        // A record larger than the whole budget still passes, alone.
+        let cost = u32::try_from(record.data.len()).unwrap_or(u32::MAX).clamp(1, self.bytes_limit);
+        let permit = self.bytes.clone().acquire_many_owned(cost).await.map_err(|_| ArchiveError::Closed)?;
+        let request = writer::Request { record, done, _permit: permit };
+        self.tx.send(request).await.map_err(|_| ArchiveError::Closed)?;
         Ok(Pending(wait))
     }
 

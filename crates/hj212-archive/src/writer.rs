@@ -21,6 +21,8 @@ const MAX_BATCH_BYTES: usize = 8 << 20;
 pub(crate) struct Request {
     pub record: NewRecord,
     pub done: oneshot::Sender<Result<u64, ArchiveError>>,
+    /// Returns the record's bytes to the queue budget when the request is done.
+    pub _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// What startup found and repaired.

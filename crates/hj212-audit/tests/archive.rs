@@ -18,6 +18,7 @@ async fn write_archive(data_dir: &Path) {
         segment_max_age: Duration::from_secs(3600),
         retention: None,
         queue: 16,
+        queue_bytes: 64 << 20,
     };
     let (archive, thread, _) = Archive::open(settings, Arc::new(NoObserver)).unwrap();
     // 2026-01-01T08:00:00+08:00 and one hour later

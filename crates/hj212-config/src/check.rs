@@ -58,6 +58,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
         ("limits.dedup_window", limits.dedup_window),
         ("limits.max_in_flight_per_connection", limits.max_in_flight_per_connection),
         ("limits.archive_queue", limits.archive_queue),
+        ("limits.archive_queue_bytes", limits.archive_queue_bytes),
     ] {
         if value == 0 {
             problem(key, "must be at least 1".to_owned());

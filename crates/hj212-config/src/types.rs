@@ -83,6 +83,8 @@ pub struct Limits {
     pub write_timeout_secs: u64,
     /// Appends waiting for the archive writer; when full, connections wait (backpressure).
     pub archive_queue: usize,
+    /// Bytes of frames waiting for the archive writer, at most (bounds memory whatever the frame sizes).
+    pub archive_queue_bytes: usize,
 }
 
 impl Default for Limits {
@@ -99,6 +101,7 @@ impl Default for Limits {
             max_in_flight_per_connection: 256,
             write_timeout_secs: 10,
             archive_queue: 65_536,
+            archive_queue_bytes: 64 * 1024 * 1024,
         }
     }
 }

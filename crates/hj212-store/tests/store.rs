@@ -31,6 +31,7 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
         segment_max_age: Duration::from_secs(3600),
         retention: None,
         queue: 64,
+        queue_bytes: 64 << 20,
     };
     let (archive, thread, _) = Archive::open(settings.clone(), Arc::new(NoObserver)).unwrap();
     archive.append(received(Verdict::Accepted, MINUTE, flags::BACKFILL)).await.unwrap();

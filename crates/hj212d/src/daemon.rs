@@ -64,6 +64,7 @@ impl Daemon {
             retention: (config.archive.retention_days > 0)
                 .then(|| Duration::from_secs(u64::from(config.archive.retention_days) * 86_400)),
             queue: config.limits.archive_queue,
+            queue_bytes: config.limits.archive_queue_bytes,
         };
         let observer = Arc::new(hj212_server::metrics::ArchiveMetrics::default());
         let (archive, writer, recovery) = Archive::open(settings.clone(), observer)?;
