@@ -31,7 +31,7 @@ struct InFlight {
     pending: Pending,
     replies: Vec<(&'static str, Vec<u8>)>,
     command: Option<Vec<u8>>,
-    dedup_key: Option<String>,
+    dedup_key: Option<u64>,
     read_at: Instant,
 }
 
@@ -223,7 +223,7 @@ impl Session {
             if let Err(error) = pending.durable().await {
                 // Not on disk: no acknowledgement, and the logger's resend is not a duplicate.
                 tracing::error!(%error, "archive append failed; frame not acknowledged");
-                self.forget_claims(dedup_key.as_deref());
+                self.forget_claims(dedup_key);
                 return Err(Close::Archive);
             }
             for (cn, reply) in &replies {
@@ -286,9 +286,9 @@ impl Session {
         self.shared.archive.append(record).await.map(|_| ()).map_err(|_| Close::Archive)
     }
 
-    fn forget_claims(&mut self, first: Option<&str>) {
-        let later: Vec<String> = self.in_flight.drain(..).filter_map(|f| f.dedup_key).collect();
-        for key in first.into_iter().chain(later.iter().map(String::as_str)) {
+    fn forget_claims(&mut self, first: Option<u64>) {
+        let later: Vec<u64> = self.in_flight.drain(..).filter_map(|f| f.dedup_key).collect();
+        for key in first.into_iter().chain(later) {
             self.shared.dedup.remove(key);
         }
     }

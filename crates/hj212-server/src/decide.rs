@@ -33,7 +33,7 @@ pub(crate) struct Decision {
     /// A host command (1012) to archive, then send, after the replies.
     pub command: Option<Vec<u8>>,
     /// The (MN, CN, QN) key this frame claimed; forgotten again if it cannot be archived.
-    pub dedup_key: Option<String>,
+    pub dedup_key: Option<u64>,
     pub effect: Effect,
     /// The MN of an authenticated frame.
     pub mn: Option<String>,
@@ -142,16 +142,18 @@ fn accept(
     let marks = marks(packet, data_time, ctx.now_ms, &shared.limits);
     // Claimed now, not after the fsync, so copies pipelined in one batch are caught too.
     let dedup_key = dedup_key(packet);
-    let duplicate = dedup_key.clone().is_some_and(|k| !shared.dedup.insert(k));
+    let duplicate = dedup_key.is_some_and(|k| !shared.dedup.insert(k));
     let verdict = if duplicate { Verdict::Duplicate } else { Verdict::Accepted };
     shared.metrics.verdict(verdict);
     if duplicate {
         shared.metrics.duplicates.increment(1);
     }
     shared.states.update(packet.mn, |state| {
-        state.peer = Some(ctx.peer.to_owned());
+        if state.peer.as_deref() != Some(ctx.peer) {
+            state.peer = Some(ctx.peer.to_owned());
+        }
         state.last_frame_ms = Some(ctx.now_ms);
-        if let Some(time) = packet.data_time() {
+        if let Some(time) = packet.data_time().filter(|t| state.last_data_time.as_deref() != Some(*t)) {
             state.last_data_time = Some(time.to_owned());
         }
     });
@@ -188,13 +190,12 @@ fn accept(
 /// The same (MN, CN, QN), or for frames without QN (HJ/T 212-2005) the same (MN, CN, DataTime).
 /// The content hash tells a true resend (byte-identical) from a different frame that reuses
 /// the QN or, without QN, the DataTime (e.g. factors spread over two 2005-style frames).
-fn dedup_key(packet: &Packet<'_>) -> Option<String> {
+fn dedup_key(packet: &Packet<'_>) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let id = packet.qn.or_else(|| packet.data_time())?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    packet.cp.hash(&mut hasher);
-    packet.pno.hash(&mut hasher);
-    Some(format!("{}|{}|{id}|{:016x}", packet.mn, packet.cn.code(), hasher.finish()))
+    (packet.mn, packet.cn.code(), id, packet.cp, packet.pno).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// How long after DataTime a frame of this CN normally arrives (DataTime is the period start).

@@ -1,5 +1,6 @@
-//! Recently seen (MN, CN, QN) keys: a logger that missed our 9014 resends the same frame
-//! (same QN) up to 3 times; each copy is answered, but stored once.
+//! Recently seen (MN, CN, QN, content) keys: a logger that missed our 9014 resends the
+//! same frame (same QN) up to 3 times; each copy is answered, but stored once. Keys are
+//! 64-bit hashes (no allocation per frame; a false match needs a 2^-64 collision).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
@@ -8,7 +9,7 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub struct Dedup {
     capacity: usize,
-    inner: Mutex<(HashSet<String>, VecDeque<String>)>,
+    inner: Mutex<(HashSet<u64>, VecDeque<u64>)>,
 }
 
 impl Dedup {
@@ -17,16 +18,16 @@ impl Dedup {
     }
 
     /// Forgets a key (its frame could not be archived, so a resend is not a duplicate).
-    pub fn remove(&self, key: &str) {
+    pub fn remove(&self, key: u64) {
         let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (set, order) = &mut *guard;
-        if set.remove(key) {
-            order.retain(|k| k != key);
+        if set.remove(&key) {
+            order.retain(|k| *k != key);
         }
     }
 
     /// Remembers a key; returns false if it was already known (a duplicate).
-    pub fn insert(&self, key: String) -> bool {
+    pub fn insert(&self, key: u64) -> bool {
         let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (set, order) = &mut *guard;
         if set.contains(&key) {
@@ -37,7 +38,7 @@ impl Dedup {
         {
             set.remove(&old);
         }
-        set.insert(key.clone());
+        set.insert(key);
         order.push_back(key);
         true
     }
@@ -50,12 +51,12 @@ mod tests {
     #[test]
     fn bounded() {
         let dedup = Dedup::new(2);
-        assert!(dedup.insert("a".into()));
-        assert!(dedup.insert("b".into()));
-        assert!(!dedup.insert("b".into()));
-        assert!(dedup.insert("c".into()), "capacity 2: a is forgotten");
-        assert!(dedup.insert("a".into()));
-        dedup.remove("a");
-        assert!(dedup.insert("a".into()));
+        assert!(dedup.insert(1));
+        assert!(dedup.insert(2));
+        assert!(!dedup.insert(2));
+        assert!(dedup.insert(3), "capacity 2: 1 is forgotten");
+        assert!(dedup.insert(1));
+        dedup.remove(1);
+        assert!(dedup.insert(1));
     }
 }

@@ -110,6 +110,10 @@ pub struct States {
 impl States {
     pub fn update<R>(&self, mn: &str, f: impl FnOnce(&mut SiteState) -> R) -> R {
         let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Look up before inserting: no key allocation on the per-frame path.
+        if let Some(state) = map.get_mut(mn) {
+            return f(state);
+        }
         f(map.entry(mn.to_owned()).or_default())
     }
 
