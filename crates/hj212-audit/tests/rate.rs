@@ -209,6 +209,25 @@ async fn correct_the_mark(
         .output()
         .unwrap();
     assert!(corrected.status.success(), "{}", String::from_utf8_lossy(&corrected.stderr));
+    let stray = Command::new(BIN)
+        .args(["mark", "add", "--url", &format!("http://{}", running.http_addr), "--mn", MN, "--from", &from])
+        .args([
+            "--to",
+            &to,
+            "--reason",
+            "r",
+            "--evidence",
+            "e",
+            "--author",
+            "a",
+            "--supersedes",
+            "999999",
+            "--token-file",
+        ])
+        .arg(token_file)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&stray.stderr).contains("400"), "superseding an unknown mark is refused");
     let deadline = Instant::now() + Duration::from_secs(10);
     let rate = loop {
         let json: serde_json::Value = serde_json::from_str(&http_get(running.http_addr, rate_path).1).unwrap();

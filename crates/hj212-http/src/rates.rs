@@ -166,6 +166,20 @@ pub(crate) async fn add_mark(
         return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
     }
     let range = range_of(&RateQuery { from: body.from, to: body.to, basis: None })?;
+    if let Some(old) = body.supersedes {
+        // A correction replaces a mark of the same site, never another site's.
+        let (path, site) = (state.store_path.clone(), mn.clone());
+        let marks = tokio::task::spawn_blocking(move || Store::open(&path)?.marks_of(&site))
+            .await
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if !marks.iter().any(|(m, _)| m.seq == old) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("supersedes {old}: no mark of {mn} has that sequence number"),
+            ));
+        }
+    }
     for (field, value) in [("reason", &body.reason), ("evidence", &body.evidence), ("author", &body.author)] {
         if value.trim().is_empty() {
             return Err(error(

@@ -154,7 +154,8 @@ impl Store {
     /// SQL errors.
     pub fn marks_of(&self, mn: &str) -> Result<Vec<(MarkRecord, Option<u64>)>, StoreError> {
         let mut query = self.conn.prepare_cached(
-            "SELECT m.seq, m.created_ms, m.mark, (SELECT MIN(later.seq) FROM marks later WHERE later.supersedes = m.seq)
+            "SELECT m.seq, m.created_ms, m.mark,
+             (SELECT MIN(later.seq) FROM marks later WHERE later.supersedes = m.seq AND later.mn = m.mn)
              FROM marks m WHERE m.mn = ?1 ORDER BY m.seq",
         )?;
         let rows = query.query_map([mn], |row| {
@@ -178,7 +179,7 @@ impl Store {
     pub fn marks_in_force(&self, mn: &str, range: Range) -> Result<Vec<MarkRecord>, StoreError> {
         let mut query = self.conn.prepare_cached(
             "SELECT seq, created_ms, mark FROM marks m WHERE mn = ?1 AND from_ms < ?3 AND to_ms > ?2
-             AND NOT EXISTS (SELECT 1 FROM marks later WHERE later.supersedes = m.seq) ORDER BY seq",
+             AND NOT EXISTS (SELECT 1 FROM marks later WHERE later.supersedes = m.seq AND later.mn = m.mn) ORDER BY seq",
         )?;
         let rows = query.query_map(params![mn, range.from_ms, range.to_ms], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?))
