@@ -324,3 +324,107 @@ async fn day_and_minute_bases() {
     }
     running.stop().await.unwrap();
 }
+
+/// 30 days of hourly data sent now: everything older than the 10-day cutoff arrives too
+/// late to count. The expected figures are recomputed here from the archive's receive times
+/// with the rule as written (docs/compliance-rules.md §1.2), independently of the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_days_with_late_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("hj212d.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[time_sync]\nenabled = false\n\
+             [[sites]]\nmn = \"{MN}\"\npassword = \"123456\"\nfactors = [\"a21026\", \"a21002\"]\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let running = hj212d::Daemon::start(hj212_config::load(&config_path).unwrap()).await.unwrap();
+    let now = hj212_archive::now_ms();
+    let today = now - (now + 8 * HOUR).rem_euclid(24 * HOUR);
+    let start = today - 30 * 24 * HOUR;
+    let mut frames = Vec::new();
+    for hour in 0..30 * 24 {
+        let a21026 = if hour % 50 == 7 { None } else { Some("N") };
+        let a21002 = if hour % 70 == 3 { "M" } else { "N" };
+        frames.push(hourly(hour, start, a21026, a21002));
+    }
+    for hour in [100, 300, 500, 600, 700] {
+        frames.push(hourly(hour, start, Some("N"), "N")); // resends
+    }
+    let mut stream = std::net::TcpStream::connect(running.hj212_addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for f in &frames {
+        stream.write_all(f).unwrap();
+    }
+    let mut buf = Vec::new();
+    while buf.windows(8).filter(|w| w == b"CN=9014;").count() < frames.len() {
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).expect("acks arrive");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let from = BeijingTime::from_unix_millis(start).to_seconds_string();
+    let to = BeijingTime::from_unix_millis(today).to_seconds_string();
+    let path = format!("/api/v1/sites/{MN}/rate?from={from}&to={to}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut api;
+    loop {
+        api = serde_json::from_str::<serde_json::Value>(&http_get(running.http_addr, &path).1).unwrap();
+        let applied = http_get(running.http_addr, "/metrics").1.contains("hj212_store_lag_records 0");
+        if (applied && api["due"] == 1440) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (received, valid) = expected_from_archive(&dir.path().join("data").join("archive"), start);
+    assert_eq!(
+        (&api["due"], &api["received"], &api["valid"]),
+        (&1440.into(), &received.into(), &valid.into()),
+        "{}",
+        api["received"]
+    );
+    assert!(received < 1440 / 2, "more than 20 of the 30 days are past the cutoff: {received}");
+    let cli = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&cli.stdout).unwrap(), api);
+    running.stop().await.unwrap();
+}
+
+/// (received, valid) by the rule: first copy per (factor, hour), received before hour end + 10 days, flag N.
+fn expected_from_archive(archive: &std::path::Path, start: i64) -> (u64, u64) {
+    let mut follower = hj212_archive::Follower::new(archive, 1);
+    let mut first: std::collections::BTreeMap<(String, i64), (i64, String)> = std::collections::BTreeMap::new();
+    loop {
+        let records = follower.read(u64::MAX, 1000).unwrap();
+        if records.is_empty() {
+            break;
+        }
+        for record in records.iter().filter(|r| r.kind == hj212_archive::Kind::Received) {
+            let text = String::from_utf8_lossy(&record.data);
+            let Some(cp) =
+                text.split_once("CP=&&").map(|(_, cp)| cp.trim_end_matches(|c: char| c != '&').trim_end_matches('&'))
+            else {
+                continue;
+            };
+            let mut items = cp.split(';');
+            let data_time = items.next().unwrap().trim_start_matches("DataTime=");
+            let hour_ms = BeijingTime::parse(data_time).unwrap().unix_millis();
+            if hour_ms < start || hour_ms >= start + 30 * 24 * HOUR {
+                continue;
+            }
+            for item in items {
+                let factor = item.split('-').next().unwrap().to_owned();
+                let flag = item.rsplit('=').next().unwrap().to_owned();
+                first.entry((factor, hour_ms)).or_insert((record.time_ms, flag));
+            }
+        }
+    }
+    let cutoff = 10 * 24 * HOUR;
+    let on_time: Vec<&String> = first
+        .iter()
+        .filter(|((_, hour), (received, _))| *received < hour + HOUR + cutoff)
+        .map(|(_, (_, flag))| flag)
+        .collect();
+    (on_time.len() as u64, on_time.iter().filter(|flag| flag.as_str() == "N").count() as u64)
+}
