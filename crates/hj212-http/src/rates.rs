@@ -100,8 +100,15 @@ pub(crate) async fn all_rates(
     let result = tokio::task::spawn_blocking(move || {
         let store = Store::open(&path)?;
         plan.iter()
-            .map(|(entry, rules)| store.site_rate(&entry.config, rules, range).map(|e| e.to_json(&entry.mn)))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|(entry, rules)| {
+                // The ledger answers whole-day hourly and daily ranges; the details the rest.
+                let (report, source) = match store.site_summary(&entry.config, rules, range)? {
+                    Some(report) => (report, "ledger"),
+                    None => (store.site_rate(&entry.config, rules, range)?.report, "details"),
+                };
+                Ok(hj212_store::summary_json(&entry.mn, rules, &entry.config.factors, range, &report, source))
+            })
+            .collect::<Result<Vec<_>, hj212_store::StoreError>>()
     })
     .await;
     match result {

@@ -4,6 +4,7 @@
 //! may lag (and be rebuilt) but never loses an acknowledged reading.
 
 mod feed;
+mod ledger;
 mod rate;
 mod readings;
 
@@ -13,7 +14,7 @@ use hj212_archive::Record;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use feed::{FeedSettings, run_feed};
-pub use rate::{CSV_HEADER, Evidence, MarkRecord, MarkRequest, parse_bound, rules_for};
+pub use rate::{CSV_HEADER, Evidence, MarkRecord, MarkRequest, config_hash, parse_bound, rules_for, summary_json};
 pub use readings::{Reading, readings_of};
 
 /// The store cannot be opened or written.
@@ -88,6 +89,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;
+        conn.execute_batch(ledger::SCHEMA).map_err(open_error)?;
         Ok(Self { conn })
     }
 
@@ -120,6 +122,7 @@ impl Store {
                  zs_rtd, zs_min, zs_avg, zs_max, flag, eflag, sample_time, other, marks, received_ms, archive_seq, st)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
             )?;
+            let mut ledger = ledger::LedgerWriter::new(&tx)?;
             let mut insert_mark = tx.prepare_cached(
                 "INSERT OR IGNORE INTO marks (seq, mn, from_ms, to_ms, supersedes, created_ms, mark)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -164,6 +167,7 @@ impl Store {
                         i64::try_from(r.archive_seq).unwrap_or(i64::MAX),
                         r.st,
                     ])?;
+                    ledger.add(&r)?;
                     if inserted == 1 {
                         applied.rows += 1;
                     } else {

@@ -269,23 +269,9 @@ impl Evidence {
         Ok(())
     }
 
-    /// SHA-256 of the rule set and factors the figures used, so a report can be tied to
-    /// the configuration version that produced it.
+    /// SHA-256 of the rule set and factors the figures used.
     pub fn config_hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let canonical = format!(
-            "basis={};period_ms={};cutoff_ms={};target_bp={};min_valid_minutes={:?};factors={}",
-            self.rules.basis.as_str(),
-            self.rules.basis.period_ms(),
-            self.rules.cutoff_ms,
-            self.rules.target_bp,
-            self.rules.min_valid_minutes,
-            self.factors.join(",")
-        );
-        Sha256::digest(canonical.as_bytes()).iter().fold(String::with_capacity(64), |mut out, b| {
-            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{b:02x}"));
-            out
-        })
+        config_hash(&self.rules, &self.factors)
     }
 
     /// One CSV row: mn, from, to, basis, due, received, valid, the three rates, target, meets_target.
@@ -306,6 +292,53 @@ impl Evidence {
             r.meets_target
         )
     }
+}
+
+/// SHA-256 of a rule set and factors, so a report can be tied to the configuration version
+/// that produced it.
+pub fn config_hash(rules: &Rules, factors: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = format!(
+        "basis={};period_ms={};cutoff_ms={};target_bp={};min_valid_minutes={:?};factors={}",
+        rules.basis.as_str(),
+        rules.basis.period_ms(),
+        rules.cutoff_ms,
+        rules.target_bp,
+        rules.min_valid_minutes,
+        factors.join(",")
+    );
+    Sha256::digest(canonical.as_bytes()).iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{b:02x}"));
+        out
+    })
+}
+
+/// Counts and rates of one site without the lists: what `/api/v1/rates` returns per site.
+/// `source` says whether they were summed from the ledger or counted from the details.
+pub fn summary_json(
+    mn: &str,
+    rules: &Rules,
+    factors: &[String],
+    range: Range,
+    report: &Report,
+    source: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "mn": mn,
+        "from": beijing(range.from_ms),
+        "to": beijing(range.to_ms),
+        "basis": rules.basis.as_str(),
+        "due": report.due,
+        "received": report.received,
+        "valid": report.valid,
+        "transmission_rate": report.transmission.to_string(),
+        "validity_rate": report.validity.to_string(),
+        "effective_rate": report.effective.to_string(),
+        "target": percent(rules.target_bp),
+        "meets_target": report.meets_target,
+        "config_hash": config_hash(rules, factors),
+        "source": source,
+    })
 }
 
 /// The CSV header matching [`Evidence::to_csv_row`].

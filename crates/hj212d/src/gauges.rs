@@ -55,9 +55,18 @@ fn compute(path: &std::path::Path, sites: &[hj212_config::Site]) -> Result<(), h
     let month_start = BeijingTime { day: 1, hour: 0, minute: 0, second: 0, millis: 0, ..today }.unix_millis();
     for site in sites.iter().filter(|s| !s.factors.is_empty()) {
         let rules = rules_for(site);
-        for (period, from_ms) in [("today", midnight), ("month", month_start)] {
-            let evidence = store.site_rate(site, &rules, Range { from_ms, to_ms: now })?;
-            if let Some(bp) = evidence.report.effective.basis_points() {
+        // Today from the details; the month's whole days from the ledger when it can answer.
+        let today_report = store.site_rate(site, &rules, Range { from_ms: midnight, to_ms: now })?.report;
+        let earlier = Range { from_ms: month_start, to_ms: midnight };
+        let month_days = match store.site_summary(site, &rules, earlier)? {
+            Some(report) => report,
+            None => store.site_rate(site, &rules, earlier)?.report,
+        };
+        // Counts over disjoint ranges add up; the rate is taken from the sums.
+        let month = (today_report.valid + month_days.valid, today_report.due + month_days.due);
+        for (period, (valid, due)) in [("today", (today_report.valid, today_report.due)), ("month", month)] {
+            let rate = hj212_compliance::Rate { numerator: valid, denominator: due };
+            if let Some(bp) = rate.basis_points() {
                 metrics::gauge!(SITE_EFFECTIVE_RATE, "mn" => site.mn.clone(), "period" => period)
                     .set(bp as f64 / 100.0);
             }
