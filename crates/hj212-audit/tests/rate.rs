@@ -54,6 +54,9 @@ fn assert_ledger_agrees(addr: std::net::SocketAddr, detail: &serde_json::Value, 
     ] {
         assert_eq!(summary[key], detail[key], "{key}: ledger {summary} vs details {detail}");
     }
+    let (_, body) = http_get(addr, &format!("/api/v1/rates?from={from}&to={to}&details=true"));
+    let with_lists: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(with_lists[0]["missing"], detail["missing"], "details=true carries the lists");
 }
 
 /// `hj212-audit rate --config CONFIG ARGS...`
@@ -452,4 +455,145 @@ fn expected_from_archive(archive: &std::path::Path, start: i64) -> (u64, u64) {
         .map(|(_, (_, flag))| flag)
         .collect();
     (on_time.len() as u64, on_time.iter().filter(|flag| flag.as_str() == "N").count() as u64)
+}
+
+/// One upload of `cn` for the period starting at `at`: a21026 (when sent) and a21002.
+fn upload(cn: u16, at: i64, a21026: Option<&str>, a21002: &str) -> Vec<u8> {
+    let t = BeijingTime::from_unix_millis(at);
+    let mut cp = format!("DataTime={}", t.to_seconds_string());
+    if let Some(flag) = a21026 {
+        let _ = write!(cp, ";a21026-Avg=35.2,a21026-Flag={flag}");
+    }
+    let _ = write!(cp, ";a21002-Avg=48.1,a21002-Flag={a21002}");
+    let qn = BeijingTime::from_unix_millis(at + 1).to_qn_string();
+    encode::frame(format!("QN={qn};ST=31;CN={cn};PW=123456;MN={MN};Flag=5;CP=&&{cp}&&").as_bytes()).unwrap()
+}
+
+/// The rule applied to the archive directly: first copy per (factor, period) received before
+/// period end + 10 days, periods wholly inside `marked` excluded; returns (due, received, valid).
+fn expected(archive: &std::path::Path, range: (i64, i64), step: i64, marked: (i64, i64)) -> (u64, u64, u64) {
+    let period_of = |ms: i64| ms - (ms + 8 * HOUR).rem_euclid(step);
+    let is_marked = |p: i64| marked.0 <= p && p + step <= marked.1;
+    let mut follower = hj212_archive::Follower::new(archive, 1);
+    let mut first: std::collections::BTreeMap<(String, i64), (i64, String)> = std::collections::BTreeMap::new();
+    loop {
+        let records = follower.read(u64::MAX, 2000).unwrap();
+        if records.is_empty() {
+            break;
+        }
+        for record in records.iter().filter(|r| r.kind == hj212_archive::Kind::Received) {
+            let text = String::from_utf8_lossy(&record.data);
+            let Some((_, cp)) = text.split_once("CP=&&") else { continue };
+            let cp = cp.trim_end_matches(|c: char| c != '&').trim_end_matches('&');
+            let mut items = cp.split(';');
+            let data_time = items.next().unwrap().trim_start_matches("DataTime=");
+            let period = period_of(BeijingTime::parse(data_time).unwrap().unix_millis());
+            if period < range.0 || period + step > range.1 || is_marked(period) {
+                continue;
+            }
+            for item in items {
+                let factor = item.split('-').next().unwrap().to_owned();
+                first.entry((factor, period)).or_insert((record.time_ms, item.rsplit('=').next().unwrap().to_owned()));
+            }
+        }
+    }
+    let periods = (range.0..range.1).step_by(usize::try_from(step).unwrap()).filter(|p| !is_marked(*p)).count();
+    let on_time: Vec<&String> =
+        first.iter().filter(|((_, p), (got, _))| *got < p + step + 10 * 24 * HOUR).map(|(_, (_, flag))| flag).collect();
+    let valid = on_time.iter().filter(|f| f.as_str() == "N").count();
+    (2 * periods as u64, on_time.len() as u64, valid as u64)
+}
+
+/// 30 days for each basis through the daemon: gaps, resends, M flags, a downtime mark, a
+/// future DataTime, and everything older than the 10-day cutoff late (it is all sent now).
+/// The API, the CLI and the rebuilt ledger give the figures the rule gives on the archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_days_per_basis() {
+    for (basis, cn, step) in [("hour", 2061, HOUR), ("day", 2031, 24 * HOUR), ("minute", 2051, 600_000)] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+        let config_path = dir.path().join("hj212d.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nadmin_token_file = \"admin.token\"\n\
+                 [time_sync]\nenabled = false\n[[sites]]\nmn = \"{MN}\"\npassword = \"123456\"\nfactors = [\"a21026\", \"a21002\"]\n\
+                 [sites.rate]\nbasis = \"{basis}\"\nminute_interval = 10\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let running = hj212d::Daemon::start(hj212_config::load(&config_path).unwrap()).await.unwrap();
+        let now = hj212_archive::now_ms();
+        let today = now - (now + 8 * HOUR).rem_euclid(24 * HOUR);
+        let start = today - 30 * 24 * HOUR;
+        let periods = 30 * 24 * HOUR / step;
+        let mut frames = Vec::new();
+        for k in 0..periods {
+            let at = start + k * step;
+            frames.push(upload(cn, at, (k % 50 != 7).then_some("N"), if k % 70 == 3 { "M" } else { "N" }));
+            if k % 97 == 5 {
+                frames.push(upload(cn, at, Some("N"), "N")); // a resend of the same frame
+            }
+        }
+        frames.push(upload(cn, today + 24 * HOUR, Some("N"), "N")); // DataTime tomorrow
+        let mut stream = std::net::TcpStream::connect(running.hj212_addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        for f in &frames {
+            stream.write_all(f).unwrap();
+        }
+        let mut buf = Vec::new();
+        while buf.windows(8).filter(|w| w == b"CN=9014;").count() < frames.len() {
+            let mut chunk = [0u8; 16384];
+            let n = stream.read(&mut chunk).expect("acks arrive");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        // Day 12 was a reported stop.
+        let marked = (start + 12 * 24 * HOUR, start + 13 * 24 * HOUR);
+        let bound = |ms: i64| BeijingTime::from_unix_millis(ms).to_seconds_string();
+        let mark = Command::new(BIN)
+            .args(["mark", "add", "--url", &format!("http://{}", running.http_addr), "--mn", MN])
+            .args(["--from", &bound(marked.0), "--to", &bound(marked.1), "--reason", "停运", "--evidence", "ticket 9"])
+            .args(["--author", "ops", "--token-file"])
+            .arg(dir.path().join("admin.token"))
+            .output()
+            .unwrap();
+        assert!(mark.status.success(), "{}", String::from_utf8_lossy(&mark.stderr));
+        let (from, to) = (bound(start), bound(today));
+        let (due, received, valid) = expected(&dir.path().join("data").join("archive"), (start, today), step, marked);
+        let path = format!("/api/v1/sites/{MN}/rate?from={from}&to={to}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let api = loop {
+            let api: serde_json::Value = serde_json::from_str(&http_get(running.http_addr, &path).1).unwrap();
+            if (api["received"] == received && api["due"] == due) || Instant::now() > deadline {
+                break api;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            (&api["due"], &api["received"], &api["valid"]),
+            (&due.into(), &received.into(), &valid.into()),
+            "{basis}"
+        );
+        assert!(received > 0 && received < due, "{basis}: some on time, some late ({received} of {due})");
+        let cli = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to]);
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&cli.stdout).unwrap(), api, "{basis}: CLI");
+        if basis != "minute" {
+            assert_ledger_agrees(running.http_addr, &api, &from, &to);
+        }
+        running.stop().await.unwrap();
+        let rebuilt = dir.path().join("rebuilt.sqlite");
+        let status = Command::new(BIN)
+            .arg("rebuild-ledger")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--out")
+            .arg(&rebuilt)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let store = rebuilt.to_string_lossy().into_owned();
+        let again = rate_cli(&config_path, &["--store", &store, "--mn", MN, "--from", &from, "--to", &to]);
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&again.stdout).unwrap(), api, "{basis}: rebuilt ledger");
+    }
 }

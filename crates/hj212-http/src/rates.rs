@@ -33,6 +33,8 @@ pub(crate) struct RateQuery {
     from: String,
     to: String,
     basis: Option<String>,
+    /// `/api/v1/rates?details=true`: every site's full evidence (with the lists), slower.
+    details: Option<bool>,
 }
 
 fn range_of(query: &RateQuery) -> Result<Range, ApiError> {
@@ -97,10 +99,14 @@ pub(crate) async fn all_rates(
         plan.push((entry, rules));
     }
     let path = state.store_path.clone();
+    let details = query.details.unwrap_or(false);
     let result = tokio::task::spawn_blocking(move || {
         let store = Store::open(&path)?;
         plan.iter()
             .map(|(entry, rules)| {
+                if details {
+                    return Ok(store.site_rate(&entry.config, rules, range)?.to_json(&entry.mn));
+                }
                 // The ledger answers whole-day hourly and daily ranges; the details the rest.
                 let (report, source) = match store.site_summary(&entry.config, rules, range)? {
                     Some(report) => (report, "ledger"),
@@ -172,7 +178,7 @@ pub(crate) async fn add_mark(
     if !state.shared.registry.snapshot().contains_key(&mn) {
         return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
     }
-    let range = range_of(&RateQuery { from: body.from, to: body.to, basis: None })?;
+    let range = range_of(&RateQuery { from: body.from, to: body.to, basis: None, details: None })?;
     if let Some(old) = body.supersedes {
         // A correction replaces a mark of the same site, never another site's.
         let (path, site) = (state.store_path.clone(), mn.clone());
