@@ -105,7 +105,10 @@ pub(crate) async fn all_rates(
         plan.iter()
             .map(|(entry, rules)| {
                 if details {
-                    return Ok(store.site_rate(&entry.config, rules, range)?.to_json(&entry.mn));
+                    let mut evidence = store.site_rate(&entry.config, rules, range)?;
+                    let archive = path.parent().map(|dir| dir.join("archive")).unwrap_or_default();
+                    evidence.attach_archive_hashes(&archive)?;
+                    return Ok(evidence.to_json(&entry.mn));
                 }
                 // The ledger answers whole-day hourly and daily ranges; the details the rest.
                 let (report, source) = match store.site_summary(&entry.config, rules, range)? {
