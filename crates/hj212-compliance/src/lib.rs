@@ -4,6 +4,7 @@
 //! Rates (docs/compliance-rules.md §1.2, after the national 数据传输有效率 scheme):
 //! 传输率 = received / due, 有效率 = valid / received, 有效传输率 = valid / due.
 
+pub mod abnormal;
 pub mod exceedance;
 mod period;
 mod rate;
