@@ -176,15 +176,12 @@ fn load(
         .collect()
 }
 
-#[test]
-fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, listen, _) = write_config(dir.path(), "[time_sync]\nenabled = false");
-    let mut child = spawn(&path);
-    wait_listening(listen);
+/// Runs the load on `connections` connections, SIGKILLs the daemon after `after`, and returns
+/// the frames that were acknowledged before it died.
+fn kill_under_load(child: &mut Child, listen: SocketAddr, connections: usize, after: Duration) -> Vec<u64> {
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let threads = load(listen, 16, Instant::now() + Duration::from_secs(5), &acked);
-    std::thread::sleep(Duration::from_millis(1500));
+    let threads = load(listen, connections, Instant::now() + after + Duration::from_millis(2800), &acked);
+    std::thread::sleep(after);
     child.kill().unwrap(); // SIGKILL, mid-load
     child.wait().unwrap();
     for t in threads {
@@ -192,6 +189,16 @@ fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 100, "the load ran: {} frames acknowledged", acked.len());
+    acked
+}
+
+#[test]
+fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, listen, _) = write_config(dir.path(), "[time_sync]\nenabled = false");
+    let mut child = spawn(&path);
+    wait_listening(listen);
+    let acked = kill_under_load(&mut child, listen, 16, Duration::from_millis(1500));
 
     // Restart: recovery, then a clean stop so the store catches up.
     let mut child = spawn(&path);
@@ -228,16 +235,7 @@ fn sigkill_mid_batch_loses_nothing_in_victoria_metrics() {
     let (path, listen, _) = write_config(dir.path(), &influx);
     let mut child = spawn(&path);
     wait_listening(listen);
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let threads = load(listen, 8, Instant::now() + Duration::from_secs(4), &acked);
-    std::thread::sleep(Duration::from_millis(1200));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    for t in threads {
-        t.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 100, "the load ran: {} frames acknowledged", acked.len());
+    let acked = kill_under_load(&mut child, listen, 8, Duration::from_millis(1200));
 
     let mut child = spawn(&path);
     wait_listening(listen);
