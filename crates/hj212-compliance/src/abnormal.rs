@@ -1,15 +1,17 @@
 //! Abnormal values and flags of one factor (docs/compliance-rules.md §3; all platform rules
 //! with configurable defaults). Fed each value in order, a [`ValueWatch`] reports incidents
-//! as they open and close, once each, like [`crate::exceedance::Exceedance`].
+//! as they open and close, once each.
 
 use std::collections::BTreeSet;
 
 /// What is abnormal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum AnomalyKind {
     /// A concentration or flow below zero.
     Negative,
-    /// The same value for `flat_line_periods` periods in a row (恒值).
+    /// Zero for `zero_periods` periods in a row while the source runs.
+    Zero,
+    /// The same value for `flat_line_periods` periods in a row while the source runs (恒值).
     FlatLine,
     /// A step between consecutive values larger than `max_step` (突变).
     Jump,
@@ -17,26 +19,19 @@ pub enum AnomalyKind {
     OutOfRange,
     /// A data flag other than N (F, M, S, D, C, T, B or unknown).
     AbnormalFlag,
+    /// M, C or D flags for `flag_run_periods` periods in a row (maintenance, calibration, fault).
+    FlagRun,
 }
 
-impl AnomalyKind {
-    /// A stable name for topics, metrics and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Negative => "negative",
-            Self::FlatLine => "flat_line",
-            Self::Jump => "jump",
-            Self::OutOfRange => "out_of_range",
-            Self::AbnormalFlag => "abnormal_flag",
-        }
-    }
-}
-
-/// Thresholds for one factor.
+/// Thresholds for one factor, in periods of the series watched.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ValueRules {
-    /// Identical values in a row that make a flat line (platform default 6; 0 turns the rule off).
+    /// Identical values in a row that make a flat line (platform default 6 hours; 0 = off).
     pub flat_line_periods: u32,
+    /// Zeros in a row while running (0 = off).
+    pub zero_periods: u32,
+    /// M/C/D flags in a row (0 = off).
+    pub flag_run_periods: u32,
     /// Largest step between consecutive values; `None` turns the rule off.
     pub max_step: Option<f64>,
     /// The instrument's range; `None` turns the rule off.
@@ -45,7 +40,7 @@ pub struct ValueRules {
 
 impl Default for ValueRules {
     fn default() -> Self {
-        Self { flat_line_periods: 6, max_step: None, range: None }
+        Self { flat_line_periods: 6, zero_periods: 2, flag_run_periods: 4, max_step: None, range: None }
     }
 }
 
@@ -57,10 +52,12 @@ pub enum Change {
 }
 
 /// One factor's recent values and open incidents.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ValueWatch {
     last: Option<f64>,
     same: u32,
+    zeros: u32,
+    flagged: u32,
     open: BTreeSet<AnomalyKind>,
 }
 
@@ -70,17 +67,22 @@ impl ValueWatch {
         self.open.iter().copied()
     }
 
-    /// Feeds the next value (and its flag) in DataTime order.
-    pub fn observe(&mut self, value: f64, flag: Option<&str>, rules: &ValueRules) -> Vec<Change> {
+    /// Feeds the next value (and its flag) in DataTime order. `running` is false while the
+    /// source is stopped (flow 0): flat and zero values are expected then.
+    pub fn observe(&mut self, value: f64, flag: Option<&str>, running: bool, rules: &ValueRules) -> Vec<Change> {
         let mut now = BTreeSet::new();
         if value < 0.0 {
             now.insert(AnomalyKind::Negative);
         }
         // A flat line is the same value as reported, exactly (Option comparison, no epsilon).
         let repeated = self.last == Some(value);
-        self.same = if repeated { self.same + 1 } else { 1 };
+        self.same = if repeated && running { self.same + 1 } else { u32::from(running) };
         if rules.flat_line_periods > 0 && self.same >= rules.flat_line_periods {
             now.insert(AnomalyKind::FlatLine);
+        }
+        self.zeros = if value == 0.0 && running { self.zeros + 1 } else { 0 };
+        if rules.zero_periods > 0 && self.zeros >= rules.zero_periods {
+            now.insert(AnomalyKind::Zero);
         }
         if let (Some(step), Some(last)) = (rules.max_step, self.last)
             && (value - last).abs() > step
@@ -93,6 +95,10 @@ impl ValueWatch {
         }
         if flag.is_some_and(|f| f != "N") {
             now.insert(AnomalyKind::AbnormalFlag);
+        }
+        self.flagged = if matches!(flag, Some("M" | "C" | "D")) { self.flagged + 1 } else { 0 };
+        if rules.flag_run_periods > 0 && self.flagged >= rules.flag_run_periods {
+            now.insert(AnomalyKind::FlagRun);
         }
         self.last = Some(value);
         let raised = now.difference(&self.open).map(|k| Change::Raised(*k));
@@ -108,27 +114,64 @@ mod tests {
     use super::*;
     use AnomalyKind::*;
 
+    const OFF: ValueRules =
+        ValueRules { flat_line_periods: 0, zero_periods: 0, flag_run_periods: 0, max_step: None, range: None };
+
     #[test]
     fn flat_line_opens_after_n_identical_values_and_closes_on_change() {
-        let rules = ValueRules { flat_line_periods: 3, ..ValueRules::default() };
+        let rules = ValueRules { flat_line_periods: 3, ..OFF };
         let mut watch = ValueWatch::default();
-        assert!(watch.observe(5.0, Some("N"), &rules).is_empty());
-        assert!(watch.observe(5.0, Some("N"), &rules).is_empty());
-        assert_eq!(watch.observe(5.0, Some("N"), &rules), [Change::Raised(FlatLine)]);
-        assert!(watch.observe(5.0, Some("N"), &rules).is_empty(), "once per incident");
-        assert_eq!(watch.observe(5.1, Some("N"), &rules), [Change::Cleared(FlatLine)]);
+        assert!(watch.observe(5.0, Some("N"), true, &rules).is_empty());
+        assert!(watch.observe(5.0, Some("N"), true, &rules).is_empty());
+        assert_eq!(watch.observe(5.0, Some("N"), true, &rules), [Change::Raised(FlatLine)]);
+        assert!(watch.observe(5.0, Some("N"), true, &rules).is_empty(), "once per incident");
+        assert_eq!(watch.observe(5.1, Some("N"), true, &rules), [Change::Cleared(FlatLine)]);
+    }
+
+    #[test]
+    fn flat_and_zero_values_are_expected_while_the_source_is_stopped() {
+        let rules = ValueRules { flat_line_periods: 2, zero_periods: 2, ..OFF };
+        let mut watch = ValueWatch::default();
+        for _ in 0..5 {
+            assert!(watch.observe(0.0, Some("N"), false, &rules).is_empty());
+        }
+        assert!(watch.observe(0.0, Some("N"), true, &rules).is_empty());
+        assert_eq!(watch.observe(0.0, Some("N"), true, &rules), [Change::Raised(Zero), Change::Raised(FlatLine)]);
+        assert_eq!(watch.observe(3.0, Some("N"), true, &rules), [Change::Cleared(Zero), Change::Cleared(FlatLine)]);
+    }
+
+    #[test]
+    fn maintenance_flags_for_too_long_make_a_flag_run() {
+        let rules = ValueRules { flag_run_periods: 3, ..OFF };
+        let mut watch = ValueWatch::default();
+        assert_eq!(watch.observe(1.0, Some("M"), true, &rules), [Change::Raised(AbnormalFlag)]);
+        assert!(watch.observe(2.0, Some("C"), true, &rules).is_empty());
+        assert_eq!(watch.observe(3.0, Some("D"), true, &rules), [Change::Raised(FlagRun)]);
+        assert_eq!(
+            watch.observe(4.0, Some("N"), true, &rules),
+            [Change::Cleared(AbnormalFlag), Change::Cleared(FlagRun)]
+        );
     }
 
     #[test]
     fn negative_jump_range_and_flags() {
-        let rules = ValueRules { flat_line_periods: 0, max_step: Some(50.0), range: Some((0.0, 200.0)) };
+        let rules = ValueRules { max_step: Some(50.0), range: Some((0.0, 200.0)), ..OFF };
         let mut watch = ValueWatch::default();
-        assert_eq!(watch.observe(-1.0, Some("N"), &rules), [Change::Raised(Negative), Change::Raised(OutOfRange)]);
-        assert_eq!(watch.observe(10.0, Some("N"), &rules), [Change::Cleared(Negative), Change::Cleared(OutOfRange)]);
-        assert_eq!(watch.observe(90.0, Some("N"), &rules), [Change::Raised(Jump)]);
-        assert_eq!(watch.observe(95.0, Some("D"), &rules), [Change::Raised(AbnormalFlag), Change::Cleared(Jump)]);
-        assert_eq!(watch.observe(95.0, Some("T"), &rules), [Change::Raised(OutOfRange)]);
+        assert_eq!(
+            watch.observe(-1.0, Some("N"), true, &rules),
+            [Change::Raised(Negative), Change::Raised(OutOfRange)]
+        );
+        assert_eq!(
+            watch.observe(10.0, Some("N"), true, &rules),
+            [Change::Cleared(Negative), Change::Cleared(OutOfRange)]
+        );
+        assert_eq!(watch.observe(90.0, Some("N"), true, &rules), [Change::Raised(Jump)]);
+        assert_eq!(watch.observe(95.0, Some("D"), true, &rules), [Change::Raised(AbnormalFlag), Change::Cleared(Jump)]);
+        assert_eq!(watch.observe(95.0, Some("T"), true, &rules), [Change::Raised(OutOfRange)]);
         assert_eq!(watch.open().collect::<Vec<_>>(), [OutOfRange, AbnormalFlag]);
-        assert_eq!(watch.observe(95.0, None, &rules), [Change::Cleared(OutOfRange), Change::Cleared(AbnormalFlag)]);
+        assert_eq!(
+            watch.observe(95.0, None, true, &rules),
+            [Change::Cleared(OutOfRange), Change::Cleared(AbnormalFlag)]
+        );
     }
 }

@@ -31,35 +31,57 @@ impl std::fmt::Display for ImplausibleO2 {
 
 impl std::error::Error for ImplausibleO2 {}
 
-/// A per-factor limit.
+/// A per-factor limit: an upper one (most factors), a lower one, or both (pH 6-9).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limit {
-    pub max: f64,
-    /// An incident clears only once a value is at or below `max × (1 − hysteresis)`
-    /// (platform rule; 0.0 clears at the limit itself).
+    pub max: Option<f64>,
+    pub min: Option<f64>,
+    /// An incident clears only once a value is back inside the limits by this fraction of
+    /// them (platform rule; 0.0 clears at the limit itself).
     pub hysteresis: f64,
 }
 
-/// What an observation changed.
+impl Limit {
+    /// How far outside the limits a value is (0 when inside), and the limit it breaks.
+    fn excess(&self, value: f64) -> (f64, Option<f64>) {
+        match (self.max, self.min) {
+            (Some(max), _) if value > max => (value - max, Some(max)),
+            (_, Some(min)) if value < min => (min - value, Some(min)),
+            _ => (0.0, None),
+        }
+    }
+
+    /// Whether a value is inside the limits by the hysteresis margin.
+    fn clears(&self, value: f64) -> bool {
+        let h = self.hysteresis.clamp(0.0, 1.0);
+        self.max.is_none_or(|max| value <= max - max.abs() * h)
+            && self.min.is_none_or(|min| value >= min + min.abs() * h)
+    }
+}
+
+/// What an observation changed; `limit` is the one broken (or last broken, when cleared).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Transition {
     Raised {
         value: f64,
+        limit: f64,
     },
-    /// Still above the limit, and worse than the worst value reported so far.
+    /// Still outside the limit, and further out than reported so far.
     Updated {
         value: f64,
+        limit: f64,
     },
     Cleared {
         value: f64,
+        limit: f64,
     },
 }
 
 /// One factor's incident state.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Exceedance {
-    /// The worst value of the open incident, if one is open.
-    open: Option<f64>,
+    /// The worst excess and the limit it broke, while an incident is open.
+    open: Option<(f64, f64)>,
 }
 
 impl Exceedance {
@@ -68,20 +90,21 @@ impl Exceedance {
         self.open.is_some()
     }
 
-    /// Feeds one valid average (hourly or daily, per the site's basis).
+    /// Feeds one valid average (hourly or daily, per the limit's basis).
     pub fn observe(&mut self, value: f64, limit: &Limit) -> Option<Transition> {
-        match self.open {
-            None if value > limit.max => {
-                self.open = Some(value);
-                Some(Transition::Raised { value })
+        let (excess, broken) = limit.excess(value);
+        match (self.open, broken) {
+            (None, Some(broken)) => {
+                self.open = Some((excess, broken));
+                Some(Transition::Raised { value, limit: broken })
             }
-            Some(_) if value <= limit.max * (1.0 - limit.hysteresis.clamp(0.0, 1.0)) => {
+            (Some((_, last)), _) if limit.clears(value) => {
                 self.open = None;
-                Some(Transition::Cleared { value })
+                Some(Transition::Cleared { value, limit: last })
             }
-            Some(worst) if value > worst => {
-                self.open = Some(value);
-                Some(Transition::Updated { value })
+            (Some((worst, _)), Some(broken)) if excess > worst => {
+                self.open = Some((excess, broken));
+                Some(Transition::Updated { value, limit: broken })
             }
             // Compliant with nothing open, or open and not worse: nothing to say.
             _ => None,
@@ -107,24 +130,40 @@ mod tests {
 
     #[test]
     fn one_incident_raised_updated_when_worse_then_cleared() {
-        let limit = Limit { max: 35.0, hysteresis: 0.0 };
+        let limit = Limit { max: Some(35.0), min: None, hysteresis: 0.0 };
         let mut state = Exceedance::default();
         assert_eq!(state.observe(30.0, &limit), None);
-        assert_eq!(state.observe(40.0, &limit), Some(Transition::Raised { value: 40.0 }));
+        assert_eq!(state.observe(40.0, &limit), Some(Transition::Raised { value: 40.0, limit: 35.0 }));
         assert_eq!(state.observe(38.0, &limit), None, "still above, not worse: no message");
-        assert_eq!(state.observe(45.0, &limit), Some(Transition::Updated { value: 45.0 }));
+        assert_eq!(state.observe(45.0, &limit), Some(Transition::Updated { value: 45.0, limit: 35.0 }));
         assert!(state.is_active());
-        assert_eq!(state.observe(35.0, &limit), Some(Transition::Cleared { value: 35.0 }), "at the limit is compliant");
+        assert_eq!(
+            state.observe(35.0, &limit),
+            Some(Transition::Cleared { value: 35.0, limit: 35.0 }),
+            "at the limit is compliant"
+        );
         assert_eq!(state.observe(34.0, &limit), None);
     }
 
     #[test]
     fn hysteresis_stops_flapping_at_the_limit() {
-        let limit = Limit { max: 100.0, hysteresis: 0.05 };
+        let limit = Limit { max: Some(100.0), min: None, hysteresis: 0.05 };
         let mut state = Exceedance::default();
         assert!(matches!(state.observe(101.0, &limit), Some(Transition::Raised { .. })));
         assert_eq!(state.observe(99.0, &limit), None, "below the limit but within 5 %: still open");
         assert_eq!(state.observe(100.5, &limit), None);
-        assert_eq!(state.observe(95.0, &limit), Some(Transition::Cleared { value: 95.0 }));
+        assert_eq!(state.observe(95.0, &limit), Some(Transition::Cleared { value: 95.0, limit: 100.0 }));
+    }
+
+    #[test]
+    fn a_lower_limit_like_ph_6_to_9() {
+        let limit = Limit { max: Some(9.0), min: Some(6.0), hysteresis: 0.0 };
+        let mut state = Exceedance::default();
+        assert_eq!(state.observe(7.0, &limit), None);
+        assert_eq!(state.observe(5.5, &limit), Some(Transition::Raised { value: 5.5, limit: 6.0 }));
+        assert_eq!(state.observe(5.0, &limit), Some(Transition::Updated { value: 5.0, limit: 6.0 }));
+        assert_eq!(state.observe(9.8, &limit), None, "outside the other limit, but less far");
+        assert_eq!(state.observe(10.5, &limit), Some(Transition::Updated { value: 10.5, limit: 9.0 }));
+        assert_eq!(state.observe(6.5, &limit), Some(Transition::Cleared { value: 6.5, limit: 9.0 }));
     }
 }

@@ -5,6 +5,7 @@
 //! 传输率 = received / due, 有效率 = valid / received, 有效传输率 = valid / due.
 
 pub mod abnormal;
+pub mod alert;
 pub mod exceedance;
 mod period;
 mod rate;

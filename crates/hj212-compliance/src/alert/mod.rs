@@ -1,0 +1,81 @@
+//! The alert rule engine (docs/compliance-rules.md §3-5), with no I/O: fed what the archive
+//! holds (data, authenticated frames, wrong passwords, conflicting resends) and the clock, it
+//! returns alert transitions, once per incident: raised, updated only when worse, cleared.
+//! Its state is per site and serialisable, so the daemon persists it with its progress.
+
+mod incident;
+mod kind;
+mod rules;
+mod site;
+mod text;
+
+use std::collections::{BTreeSet, HashMap};
+
+pub use incident::{Cause, Incidents, Transition};
+pub use kind::{AlertKind, AlertState, Severity};
+pub use rules::{FactorRules, LimitBasis, SiteRules};
+pub use site::{DataRecord, Sample, SiteState};
+
+/// Every site's alert state.
+#[derive(Debug, Default)]
+pub struct Engine {
+    sites: HashMap<String, SiteState>,
+    /// Sites whose state changed since the last [`Engine::take_dirty`].
+    dirty: BTreeSet<String>,
+}
+
+impl Engine {
+    /// Puts back a site's persisted state.
+    pub fn restore(&mut self, mn: String, state: SiteState) {
+        self.sites.insert(mn, state);
+    }
+
+    pub fn site(&self, mn: &str) -> Option<&SiteState> {
+        self.sites.get(mn)
+    }
+
+    /// The sites changed since the last call (to persist).
+    pub fn take_dirty(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    fn state(&mut self, mn: &str) -> &mut SiteState {
+        if !self.dirty.contains(mn) {
+            self.dirty.insert(mn.to_owned());
+        }
+        self.sites.entry(mn.to_owned()).or_default()
+    }
+
+    /// Any authenticated frame from the site.
+    pub fn seen(&mut self, mn: &str, cause: Cause) -> Vec<Transition> {
+        self.state(mn).seen(mn, cause)
+    }
+
+    /// A frame with a configured MN and a wrong password.
+    pub fn auth_failure(&mut self, mn: &str, cause: Cause) -> Vec<Transition> {
+        self.state(mn).auth_failure(mn, cause).into_iter().collect()
+    }
+
+    /// A resend of a stored (MN, CN, DataTime) record with a different value for `factor`.
+    pub fn conflict(&mut self, mn: &str, factor: &str, data_time_ms: i64, cause: Cause) -> Vec<Transition> {
+        self.state(mn).conflict(mn, factor, data_time_ms, cause).into_iter().collect()
+    }
+
+    /// An accepted data upload.
+    pub fn data(&mut self, record: &DataRecord<'_>, rules: &SiteRules) -> Vec<Transition> {
+        self.state(record.mn).data(record, rules)
+    }
+
+    /// Time passing at one configured site.
+    pub fn tick(&mut self, mn: &str, now_ms: i64, rules: &SiteRules) -> Vec<Transition> {
+        let state = self.sites.entry(mn.to_owned()).or_default();
+        let (changed, transitions) = state.tick(mn, now_ms, rules);
+        if changed && !self.dirty.contains(mn) {
+            self.dirty.insert(mn.to_owned());
+        }
+        transitions
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+use super::*;
+use crate::Basis;
+
+const MN: &str = "88888880000001";
+// 2026-11-01T00:00:00+08:00
+const NOV_1: i64 = 1_793_462_400_000;
+const HOUR: i64 = 3_600_000;
+
+fn rules() -> SiteRules {
+    let mut rules = SiteRules::default();
+    rules
+        .factors
+        .insert("a21026".into(), FactorRules { max: Some(35.0), reference_o2: Some(6.0), ..FactorRules::default() });
+    rules
+}
+
+fn hourly(seq: u64, hour: i64, samples: Vec<Sample<'static>>) -> DataRecord<'static> {
+    let data_time_ms = NOV_1 + hour * HOUR;
+    DataRecord { mn: MN, cn: 2061, data_time_ms, cause: Cause { at_ms: data_time_ms + HOUR + 60_000, seq }, samples }
+}
+
+fn so2(value: f64, zs: Option<f64>, flag: &'static str) -> Sample<'static> {
+    Sample { factor: "a21026", value: Some(value), zs, flag: Some(if flag.is_empty() { "N" } else { flag }) }
+}
+
+fn o2(value: f64) -> Sample<'static> {
+    Sample { factor: "a19001", value: Some(value), zs: None, flag: Some("N") }
+}
+
+fn kinds(transitions: &[Transition]) -> Vec<(AlertKind, AlertState)> {
+    transitions.iter().map(|t| (t.kind, t.state)).collect()
+}
+
+#[test]
+fn exceedance_uses_the_loggers_converted_value_first() {
+    let mut engine = Engine::default();
+    // Measured 30 is compliant, but the logger's converted 40 is not.
+    let raised = engine.data(&hourly(1, 0, vec![so2(30.0, Some(40.0), ""), o2(6.0)]), &rules());
+    assert_eq!(kinds(&raised), [(AlertKind::Exceedance, AlertState::Raised)]);
+    assert_eq!(
+        (raised[0].value, raised[0].limit, raised[0].factor.as_deref()),
+        (Some(40.0), Some(35.0), Some("a21026"))
+    );
+    assert_eq!(raised[0].severity, Severity::Critical);
+    assert!(engine.data(&hourly(2, 1, vec![so2(30.0, Some(39.0), "")]), &rules()).is_empty(), "not worse: quiet");
+    let cleared = engine.data(&hourly(3, 2, vec![so2(20.0, Some(30.0), "")]), &rules());
+    assert_eq!(kinds(&cleared), [(AlertKind::Exceedance, AlertState::Cleared)]);
+    assert_eq!(cleared[0].alert_id, raised[0].alert_id);
+}
+
+#[test]
+fn exceedance_converts_to_the_reference_o2_and_guards_implausible_o2() {
+    let mut engine = Engine::default();
+    // 25 measured at 11 % O2, reference 6 %: 25 x 15 / 10 = 37.5 > 35.
+    let raised = engine.data(&hourly(1, 0, vec![so2(25.0, None, ""), o2(11.0)]), &rules());
+    assert_eq!(kinds(&raised), [(AlertKind::Exceedance, AlertState::Raised)]);
+    assert!((raised[0].value.unwrap() - 37.5).abs() < 1e-9);
+    // O2 at 20.5 %: no conversion, an implausible-O2 alert, and the exceedance stays as it was.
+    let guard = engine.data(&hourly(2, 1, vec![so2(1.0, None, ""), o2(20.5)]), &rules());
+    assert_eq!(kinds(&guard), [(AlertKind::ImplausibleO2, AlertState::Raised)]);
+    assert_eq!((guard[0].value, guard[0].limit), (Some(20.5), Some(20.0)));
+    let back = engine.data(&hourly(3, 2, vec![so2(10.0, None, ""), o2(6.0)]), &rules());
+    assert_eq!(
+        kinds(&back),
+        [(AlertKind::ImplausibleO2, AlertState::Cleared), (AlertKind::Exceedance, AlertState::Cleared)]
+    );
+}
+
+#[test]
+fn invalid_averages_are_not_judged_and_real_time_data_only_pre_alerts() {
+    let mut engine = Engine::default();
+    let mut rules = rules();
+    rules.watched = vec!["none".into()];
+    assert!(engine.data(&hourly(1, 0, vec![so2(90.0, Some(90.0), "D")]), &rules).is_empty(), "flag D: not 超标");
+    let realtime = |seq, value| DataRecord {
+        mn: MN,
+        cn: 2011,
+        data_time_ms: NOV_1,
+        cause: Cause { at_ms: NOV_1 + 1000, seq },
+        samples: vec![so2(value, Some(value), "")],
+    };
+    assert!(engine.data(&realtime(2, 50.0), &rules).is_empty(), "early warning off by default");
+    rules.early_warning = true;
+    let warning = engine.data(&realtime(3, 50.0), &rules);
+    assert_eq!(kinds(&warning), [(AlertKind::ExceedanceWarning, AlertState::Raised)]);
+    assert_eq!(warning[0].severity, Severity::Warning);
+    // Within the 5 % hysteresis band: still open; below it: cleared.
+    assert!(engine.data(&realtime(4, 34.0), &rules).is_empty());
+    assert_eq!(kinds(&engine.data(&realtime(5, 33.0), &rules)), [(AlertKind::ExceedanceWarning, AlertState::Cleared)]);
+}
+
+#[test]
+fn value_rules_run_on_the_sites_series_while_it_runs() {
+    let mut engine = Engine::default();
+    let mut rules = SiteRules { running_factor: Some("a00000".into()), ..SiteRules::default() };
+    rules.flat_line_ms = 3 * HOUR;
+    let flow = |v| Sample { factor: "a00000", value: Some(v), zs: None, flag: Some("N") };
+    let mut all = Vec::new();
+    for hour in 0..3_u8 {
+        all.extend(engine.data(
+            &hourly(u64::from(hour), i64::from(hour), vec![so2(12.0, None, ""), flow(100.0 + f64::from(hour))]),
+            &rules,
+        ));
+    }
+    assert_eq!(kinds(&all), [(AlertKind::FlatLine, AlertState::Raised)]);
+    assert_eq!(all[0].factor.as_deref(), Some("a21026"));
+    // Negative and flag M on minute data are ignored for an hourly site; on the hourly series they count.
+    let minute = DataRecord { cn: 2051, ..hourly(9, 3, vec![so2(-1.0, None, "M")]) };
+    assert!(engine.data(&minute, &rules).is_empty());
+    let t = engine.data(&hourly(10, 3, vec![so2(-1.0, None, "M"), flow(50.0)]), &rules);
+    assert_eq!(
+        kinds(&t),
+        [
+            (AlertKind::Negative, AlertState::Raised),
+            (AlertKind::AbnormalFlag, AlertState::Raised),
+            (AlertKind::FlatLine, AlertState::Cleared),
+        ]
+    );
+    assert_eq!(t[1].severity, Severity::Info);
+}
+
+#[test]
+fn offline_after_three_intervals_and_back_on_the_next_frame() {
+    let mut engine = Engine::default();
+    let rules = SiteRules { offline_after_ms: 900_000, ..SiteRules::default() };
+    assert!(engine.tick(MN, NOV_1, &rules).is_empty(), "never seen: the clock starts now");
+    assert!(engine.tick(MN, NOV_1 + 900_000, &rules).is_empty());
+    let offline = engine.tick(MN, NOV_1 + 900_001, &rules);
+    assert_eq!(kinds(&offline), [(AlertKind::Offline, AlertState::Raised)]);
+    assert!(engine.tick(MN, NOV_1 + 1_000_000, &rules).is_empty(), "once per incident");
+    assert!(!engine.site(MN).unwrap().online());
+    let back = engine.seen(MN, Cause { at_ms: NOV_1 + 1_200_000, seq: 5 });
+    assert_eq!(kinds(&back), [(AlertKind::Offline, AlertState::Cleared)]);
+    assert!(engine.site(MN).unwrap().online());
+}
+
+#[test]
+fn hourly_record_missing_at_ten_past_and_cleared_by_the_backfill() {
+    let mut engine = Engine::default();
+    let rules = SiteRules { offline_after_ms: i64::MAX, ..SiteRules::default() };
+    engine.tick(MN, NOV_1 + 5 * 60_000, &rules);
+    // The 00:00 hour record arrives; the 01:00 one does not.
+    engine.data(&hourly(1, 0, vec![so2(1.0, None, "")]), &rules);
+    assert!(engine.tick(MN, NOV_1 + HOUR + 10 * 60_000, &rules).is_empty(), "00:00 hour is in");
+    assert!(engine.tick(MN, NOV_1 + 2 * HOUR + 10 * 60_000 - 1, &rules).is_empty(), "not yet HH+10");
+    let missing = engine.tick(MN, NOV_1 + 2 * HOUR + 10 * 60_000, &rules);
+    assert_eq!(kinds(&missing), [(AlertKind::RecordMissing, AlertState::Raised)]);
+    assert_eq!((missing[0].value, missing[0].data_time_ms), (Some(1.0), Some(NOV_1 + HOUR)));
+    let more = engine.tick(MN, NOV_1 + 3 * HOUR + 10 * 60_000, &rules);
+    assert_eq!(kinds(&more), [(AlertKind::RecordMissing, AlertState::Updated)]);
+    assert!(engine.data(&hourly(2, 1, vec![so2(1.0, None, "")]), &rules).is_empty(), "one of two in");
+    let back = engine.data(&hourly(3, 2, vec![so2(1.0, None, "")]), &rules);
+    assert_eq!(kinds(&back), [(AlertKind::RecordMissing, AlertState::Cleared)]);
+}
+
+#[test]
+fn clock_drift_needs_consistent_offsets_then_clears() {
+    let mut engine = Engine::default();
+    let rules = SiteRules::default();
+    let realtime = |seq: u8, offset_ms: i64| DataRecord {
+        mn: MN,
+        cn: 2011,
+        data_time_ms: NOV_1 + i64::from(seq) * 60_000,
+        cause: Cause { at_ms: NOV_1 + i64::from(seq) * 60_000 + offset_ms, seq: u64::from(seq) },
+        samples: Vec::new(),
+    };
+    // Resent old data: late by varying amounts, never consistent.
+    for (seq, offset) in [(1, 600_000), (2, 900_000), (3, 1_300_000)] {
+        assert!(engine.data(&realtime(seq, offset), &rules).is_empty());
+    }
+    assert!(engine.data(&realtime(4, -90_000), &rules).is_empty());
+    assert!(engine.data(&realtime(5, -91_000), &rules).is_empty());
+    let drift = engine.data(&realtime(6, -90_500), &rules);
+    assert_eq!(kinds(&drift), [(AlertKind::ClockDrift, AlertState::Raised)]);
+    assert_eq!((drift[0].value, drift[0].limit), (Some(-90.5), Some(60.0)));
+    assert_eq!(kinds(&engine.data(&realtime(7, 2_000), &rules)), [(AlertKind::ClockDrift, AlertState::Cleared)]);
+}
+
+#[test]
+fn wrong_passwords_raise_once_and_clear_when_the_logger_authenticates() {
+    let mut engine = Engine::default();
+    let first = engine.auth_failure(MN, Cause { at_ms: NOV_1, seq: 1 });
+    assert_eq!(kinds(&first), [(AlertKind::AuthFailure, AlertState::Raised)]);
+    assert!(engine.auth_failure(MN, Cause { at_ms: NOV_1 + 1, seq: 2 }).is_empty());
+    let ok = engine.seen(MN, Cause { at_ms: NOV_1 + 2, seq: 3 });
+    assert_eq!(kinds(&ok), [(AlertKind::AuthFailure, AlertState::Cleared)]);
+}
+
+#[test]
+fn every_conflicting_resend_is_reported_and_the_incident_clears_after_a_quiet_day() {
+    let mut engine = Engine::default();
+    let rules = SiteRules { offline_after_ms: i64::MAX, ..SiteRules::default() };
+    let first = engine.conflict(MN, "a21026", NOV_1, Cause { at_ms: NOV_1 + HOUR, seq: 9 });
+    assert_eq!(kinds(&first), [(AlertKind::Tamper, AlertState::Raised)]);
+    assert_eq!((first[0].factor.as_deref(), first[0].data_time_ms), (Some("a21026"), Some(NOV_1)));
+    let second = engine.conflict(MN, "a21002", NOV_1, Cause { at_ms: NOV_1 + 2 * HOUR, seq: 10 });
+    assert_eq!(kinds(&second), [(AlertKind::Tamper, AlertState::Updated)]);
+    assert_eq!(second[0].value, Some(2.0));
+    let tamper =
+        |t: Vec<Transition>| kinds(&t).into_iter().filter(|(k, _)| *k == AlertKind::Tamper).collect::<Vec<_>>();
+    assert!(tamper(engine.tick(MN, NOV_1 + 20 * HOUR, &rules)).is_empty());
+    assert_eq!(tamper(engine.tick(MN, NOV_1 + 27 * HOUR, &rules)), [(AlertKind::Tamper, AlertState::Cleared)]);
+}
+
+#[test]
+fn state_survives_a_round_trip_and_only_changed_sites_are_dirty() {
+    let mut engine = Engine::default();
+    engine.data(&hourly(1, 0, vec![so2(50.0, Some(50.0), "")]), &rules());
+    assert_eq!(engine.take_dirty().into_iter().collect::<Vec<_>>(), [MN]);
+    assert!(engine.take_dirty().is_empty());
+    let json = serde_json::to_string(engine.site(MN).unwrap()).unwrap();
+    let mut restored = Engine::default();
+    restored.restore(MN.into(), serde_json::from_str(&json).unwrap());
+    let cleared = restored.data(&hourly(2, 1, vec![so2(1.0, Some(1.0), "")]), &rules());
+    assert_eq!(kinds(&cleared), [(AlertKind::Exceedance, AlertState::Cleared)], "the open incident was restored");
+    let day = SiteRules { basis: Basis::Day, ..SiteRules::default() };
+    assert_eq!(day.series_cn(), 2031);
+}

@@ -1,0 +1,69 @@
+//! Alert message texts, in Chinese for the operators and regulators and in English.
+
+use std::fmt::Write;
+
+use super::incident::Transition;
+use super::kind::{AlertKind, AlertState};
+
+/// (Chinese, English) text of one alert message.
+pub(super) fn messages(t: &Transition) -> (String, String) {
+    let (title_zh, title_en) = t.kind.titles();
+    let (state_zh, state_en) = match t.state {
+        AlertState::Raised => ("告警", "raised"),
+        AlertState::Updated => ("加重", "worse"),
+        AlertState::Cleared => ("恢复", "cleared"),
+    };
+    let mut zh = format!("[{state_zh}] {} {title_zh}", t.mn);
+    let mut en = format!("[{state_en}] {} {title_en}", t.mn);
+    if let Some(factor) = &t.factor {
+        let _ = write!(zh, "，因子 {factor}");
+        let _ = write!(en, ", factor {factor}");
+    }
+    if let Some(value) = t.value {
+        let unit = match t.kind {
+            AlertKind::ClockDrift | AlertKind::Offline => " s",
+            _ => "",
+        };
+        let (what_zh, what_en) = match t.kind {
+            AlertKind::RecordMissing => ("缺失条数", "records missing"),
+            AlertKind::AuthFailure | AlertKind::Tamper => ("次数", "count"),
+            AlertKind::Offline => ("已静默", "silent for"),
+            AlertKind::ClockDrift => ("偏差", "offset"),
+            _ => ("值", "value"),
+        };
+        let _ = write!(zh, "，{what_zh} {value}{unit}");
+        let _ = write!(en, ", {what_en} {value}{unit}");
+    }
+    if let Some(limit) = t.limit {
+        let _ = write!(zh, "（限值 {limit}）");
+        let _ = write!(en, " (limit {limit})");
+    }
+    (zh, en)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::kind::Severity;
+    use super::*;
+
+    #[test]
+    fn both_languages_name_site_factor_value_and_limit() {
+        let t = Transition {
+            alert_id: "00".into(),
+            n: 1,
+            kind: AlertKind::Exceedance,
+            state: AlertState::Raised,
+            severity: Severity::Critical,
+            mn: "MN1".into(),
+            factor: Some("a21026".into()),
+            value: Some(40.5),
+            limit: Some(35.0),
+            data_time_ms: None,
+            detected_ms: 0,
+            opened_ms: 0,
+        };
+        let (zh, en) = messages(&t);
+        assert_eq!(zh, "[告警] MN1 超标，因子 a21026，值 40.5（限值 35）");
+        assert_eq!(en, "[raised] MN1 exceedance, factor a21026, value 40.5 (limit 35)");
+    }
+}
