@@ -49,6 +49,8 @@ fn site(n: usize) -> hj212_config::Site {
         factors: FACTORS.map(String::from).to_vec(),
         crc: hj212_config::CrcSetting::Hj212,
         rate: hj212_config::RateRules::default(),
+        alerts: None,
+        limits: Vec::new(),
     }
 }
 

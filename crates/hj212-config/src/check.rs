@@ -82,6 +82,10 @@ pub fn check(config: &Config) -> Vec<Problem> {
     if let Some(influx) = &config.influx {
         check_influx(config, influx, &mut problem);
     }
+    if let Some(mqtt) = &config.mqtt {
+        crate::check_alerts::check_mqtt(config, mqtt, &mut problem);
+    }
+    crate::check_alerts::check_alert_rules("alerts", &config.alerts, &mut problem);
     check_sites(config, &mut problem);
     problems
 }
@@ -135,6 +139,10 @@ fn check_sites(config: &Config, problem: &mut impl FnMut(&str, String)) {
         if site.rate.min_valid_minutes.is_some_and(|m| m > 60) {
             problem(&key("rate.min_valid_minutes"), "cannot exceed 60".to_owned());
         }
+        if let Some(rules) = &site.alerts {
+            crate::check_alerts::check_alert_rules(&format!("sites[{i}].alerts"), rules, problem);
+        }
+        crate::check_alerts::check_limits(i, &site.limits, problem);
         for (j, factor) in site.factors.iter().enumerate() {
             if factor.is_empty() || factor.contains(SEPARATORS) || factor.contains('-') {
                 problem(&format!("sites[{i}].factors[{j}]"), format!("{factor:?} is not a factor code"));

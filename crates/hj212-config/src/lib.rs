@@ -3,11 +3,14 @@
 //!
 //! Precedence: command-line flags > config file > built-in defaults.
 
+mod alerts;
 mod check;
+mod check_alerts;
 mod types;
 
 use std::path::{Path, PathBuf};
 
+pub use alerts::{AlertRules, FactorLimit, LimitBasis, Mqtt};
 pub use check::{Problem, check, warnings};
 pub use types::*;
 
@@ -88,6 +91,23 @@ pub fn influx_token(config: &Config) -> Result<Option<String>, ConfigError> {
 pub(crate) fn resolve(config: &Config, file: &Path) -> PathBuf {
     let base = config.source.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
     base.join(file)
+}
+
+/// The MQTT password, from `mqtt.password_file`.
+///
+/// # Errors
+/// [`ConfigError::Io`] when the file cannot be read.
+pub fn mqtt_password(config: &Config) -> Result<Option<String>, ConfigError> {
+    let Some(file) = config.mqtt.as_ref().and_then(|m| m.password_file.as_ref()) else { return Ok(None) };
+    let path = resolve(config, file);
+    std::fs::read_to_string(&path)
+        .map(|p| Some(p.trim_end().to_owned()))
+        .map_err(|source| ConfigError::Io { path, source })
+}
+
+/// A path from the config, resolved against the config file's folder.
+pub fn resolve_path(config: &Config, file: &Path) -> PathBuf {
+    resolve(config, file)
 }
 
 /// The site registry file, resolved against the config file's folder.

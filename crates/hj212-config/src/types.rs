@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{AlertRules, FactorLimit, Mqtt};
+
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: Server,
@@ -17,6 +19,11 @@ pub struct Config {
     /// The InfluxDB / VictoriaMetrics sink; absent = off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub influx: Option<Influx>,
+    /// Alerts published over MQTT; absent = alerts are still evaluated, stored and served by the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<Mqtt>,
+    /// Alert rule defaults for every site (a site's own `[sites.alerts]` replaces them).
+    pub alerts: AlertRules,
     pub sites: Vec<Site>,
     /// The file this config was loaded from (not a config key).
     #[serde(skip)]
@@ -161,7 +168,7 @@ pub enum CrcSetting {
 }
 
 /// One monitored site (one data logger MN). `Debug` never shows the password.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Site {
     pub mn: String,
@@ -176,6 +183,12 @@ pub struct Site {
     /// How this site's transmission rate is assessed.
     #[serde(default)]
     pub rate: RateRules,
+    /// This site's alert rules, replacing the top-level `[alerts]` defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertRules>,
+    /// Emission limits and value rules per factor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<FactorLimit>,
 }
 
 /// Which records a site's rate is counted on.
@@ -249,6 +262,8 @@ impl std::fmt::Debug for Site {
             .field("factors", &self.factors)
             .field("crc", &self.crc)
             .field("rate", &self.rate)
+            .field("alerts", &self.alerts)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -337,7 +352,7 @@ impl std::fmt::Debug for Influx {
 }
 
 /// A site registry file: `[[sites]]` tables only.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SitesFile {
     pub sites: Vec<Site>,

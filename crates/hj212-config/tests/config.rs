@@ -151,3 +151,58 @@ fn site_passwords_never_appear_in_debug_output() {
     let config = from_str("[[sites]]\nmn = \"M\"\npassword = \"pa55word\"\n").unwrap();
     assert!(!format!("{config:?}").contains("pa55word"));
 }
+
+#[test]
+fn alert_rules_limits_and_mqtt_are_checked() {
+    let config = from_str(
+        r#"
+        [mqtt]
+        url = "tcp://127.0.0.1:1883"
+        topic_prefix = "hj212/#"
+        password_file = "/nonexistent/mqtt-password"
+        [alerts]
+        offline_intervals = 0
+        hysteresis_percent = 100
+        [[sites]]
+        mn = "88888880000001"
+        password = "123456"
+        [sites.alerts]
+        clock_drift_secs = 0
+        [[sites.limits]]
+        factor = "a21026"
+        max = 35.0
+        min = 40.0
+        reference_o2 = 21.0
+        [[sites.limits]]
+        factor = "a21026"
+        range = [500.0, 0.0]
+        [[sites.limits]]
+        factor = "w01018"
+        "#,
+    )
+    .unwrap();
+    let problems: Vec<String> = check(&config).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        [
+            "mqtt.url: \"tcp://127.0.0.1:1883\" is not an mqtt:// or mqtts:// URL",
+            "mqtt.topic_prefix: \"hj212/#\" must be a topic without wildcards or leading/trailing /",
+            "mqtt.password_file: a password needs a username",
+            "mqtt.password_file: /nonexistent/mqtt-password does not exist",
+            "alerts.offline_intervals: must be at least 1",
+            "alerts.hysteresis_percent: must be below 100",
+            "sites[0].alerts.clock_drift_secs: must be at least 1",
+            "sites[0].limits[0].min: 40 is not below max 35",
+            "sites[0].limits[0].reference_o2: must be between 0 and 20 (%)",
+            "sites[0].limits[1].factor: a21026 has two limits entries; merge them",
+            "sites[0].limits[1].range: [500, 0] is not [low, high]",
+            "sites[0].limits[2].max: set at least one of max, min, max_step or range",
+        ]
+    );
+    let defaults = hj212_config::AlertRules::default();
+    assert_eq!(
+        (defaults.expected_interval_secs, defaults.offline_intervals, defaults.record_grace_minutes),
+        (300, 3, 10)
+    );
+    assert_eq!((defaults.clock_drift_secs, defaults.hysteresis_percent.0), (60, 500));
+}

@@ -1,6 +1,7 @@
 //! The admin HTTP API. Mutating endpoints (marks) require the bearer token from
 //! `server.admin_token_file`.
 
+mod alerts;
 mod rates;
 
 use std::fmt::Write as _;
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hj212_proto::time::BeijingTime;
 use hj212_server::Shared;
@@ -28,6 +29,8 @@ pub struct Readiness {
     pub store_ok: AtomicBool,
     /// The Influx sink's status and the lag (records) from which it counts as degraded.
     pub influx: Option<(Arc<hj212_sink_influx::Status>, u64)>,
+    /// The MQTT publisher's status, when a broker is configured.
+    pub mqtt: Option<tokio::sync::watch::Receiver<hj212_sink_mqtt::PublisherStatus>>,
 }
 
 #[derive(Clone)]
@@ -36,6 +39,7 @@ struct AppState {
     shared: Arc<Shared>,
     readiness: Arc<Readiness>,
     store_path: std::path::PathBuf,
+    alerts_path: std::path::PathBuf,
     admin_token: Option<String>,
 }
 
@@ -44,6 +48,8 @@ struct AppState {
 pub struct Admin {
     /// The embedded store (`data_dir/store.sqlite`), read for rate evidence.
     pub store_path: std::path::PathBuf,
+    /// The alerts database (`data_dir/alerts.sqlite`).
+    pub alerts_path: std::path::PathBuf,
     /// Bearer token for mutating endpoints; `None` turns them off.
     pub admin_token: Option<String>,
 }
@@ -58,11 +64,14 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         .route("/api/v1/sites/{mn}/rate", get(rates::site_rate))
         .route("/api/v1/sites/{mn}/marks", get(rates::list_marks).post(rates::add_mark))
         .route("/api/v1/rates", get(rates::all_rates))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
         .with_state(AppState {
             prometheus,
             shared,
             readiness,
             store_path: admin.store_path,
+            alerts_path: admin.alerts_path,
             admin_token: admin.admin_token,
         })
 }
@@ -97,6 +106,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
             if lag >= *threshold {
                 // Degraded, not down: frames are still acknowledged and archived.
                 let _ = writeln!(body, "degraded: influx sink is {lag} archive records behind");
+            }
+        }
+        if let Some(mqtt) = &state.readiness.mqtt {
+            let status = mqtt.borrow();
+            if !status.connected {
+                // Alerts wait in the outbox and are delivered when the broker is back.
+                let error = status.last_error.as_deref().unwrap_or("not connected yet");
+                let _ = writeln!(body, "degraded: MQTT broker unreachable ({error}); alerts wait in the outbox");
             }
         }
         (StatusCode::OK, body).into_response()

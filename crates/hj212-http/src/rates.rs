@@ -24,7 +24,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError(status, message.into())
 }
 
@@ -159,7 +159,7 @@ pub(crate) struct MarkBody {
     supersedes: Option<u64>,
 }
 
-fn authorised(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorised(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.admin_token else {
         return Err(error(StatusCode::FORBIDDEN, "mutating endpoints are off: set server.admin_token_file"));
     };

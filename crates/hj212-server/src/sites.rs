@@ -8,7 +8,7 @@ use hj212_proto::crc::CrcPolicy;
 use serde::Serialize;
 
 /// A configured site, as the server needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SiteEntry {
     pub mn: String,
     pub name: String,
@@ -135,6 +135,8 @@ mod tests {
             factors: vec![],
             crc: CrcSetting::Hj212,
             rate: hj212_config::RateRules::default(),
+            alerts: None,
+            limits: Vec::new(),
         };
         let entry = Registry::new(std::slice::from_ref(&config)).snapshot()["M"].clone();
         assert!(entry.password_matches(Some("123456")));

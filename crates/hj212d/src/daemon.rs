@@ -15,6 +15,7 @@ use hj212_server::Shared;
 use hj212_server::metrics::{SITES_CONFIGURED, STORE_DUPLICATES, STORE_LAG, STORE_ROWS};
 use hj212_store::{FeedSettings, Store};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,6 +25,8 @@ use crate::{EX_CANTCREAT, EX_CONFIG};
 
 /// How long connections get to finish their frames after a stop signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// Tamper fingerprints are kept this long (national repair window of 10 days, with margin).
+const FINGERPRINT_DAYS: u32 = 40;
 
 /// The daemon's parts, before they run.
 #[derive(Debug)]
@@ -44,6 +47,11 @@ pub struct Running {
     http: JoinHandle<std::io::Result<()>>,
     feed: JoinHandle<Result<(), hj212_store::StoreError>>,
     influx: Option<JoinHandle<std::io::Result<()>>>,
+    alerts: JoinHandle<Result<(), hj212_alerts::AlertsError>>,
+    /// The MQTT publisher and its stop token (cancelled once the alert engine has drained).
+    mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
+    /// Each site's alert rules; replaced on SIGHUP.
+    alert_rules: watch::Sender<Arc<hj212_alerts::RulesMap>>,
     writer: WriterThread,
     config: Config,
 }
@@ -57,19 +65,24 @@ impl Daemon {
         let prometheus = observe::prometheus();
         let data_dir = &config.server.data_dir;
         std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
-        let settings = Settings {
-            dir: data_dir.join("archive"),
-            segment_max_bytes: config.archive.segment_max_bytes,
-            segment_max_age: Duration::from_secs(config.archive.segment_max_age_secs),
-            retention: (config.archive.retention_days > 0)
-                .then(|| Duration::from_secs(u64::from(config.archive.retention_days) * 86_400)),
-            queue: config.limits.archive_queue,
-            queue_bytes: config.limits.archive_queue_bytes,
-        };
+        let settings = archive_settings(&config);
         let observer = Arc::new(hj212_server::metrics::ArchiveMetrics::default());
         let (archive, writer, recovery) = Archive::open(settings.clone(), observer)?;
         let store = Store::open(&data_dir.join("store.sqlite"))?;
-        check_followers(recovery.next_seq - 1, store.applied_seq()?, &data_dir.join("influx.cursor"))?;
+        let alert_settings = hj212_alerts::AlertSettings {
+            db_path: data_dir.join("alerts.sqlite"),
+            archive_dir: settings.dir.clone(),
+            batch: 1000,
+            tick: Duration::from_secs(1),
+            mqtt: config.mqtt.is_some(),
+            fingerprint_days: FINGERPRINT_DAYS,
+        };
+        let followers = [
+            ("embedded store", store.applied_seq()?),
+            ("alert engine", hj212_alerts::applied_seq(&alert_settings)?),
+            ("influx sink cursor", influx_cursor(&data_dir.join("influx.cursor"))),
+        ];
+        check_followers(recovery.next_seq - 1, &followers)?;
         if let Some((segment, at, len, kept)) = &recovery.truncated {
             tracing::warn!(segment = %segment.display(), at, len, kept = %kept.display(),
                 "archive: cut a torn tail left by a crash (never acknowledged); the cut bytes are kept");
@@ -100,10 +113,12 @@ impl Daemon {
             }
             None => None,
         };
+        let alerting = spawn_alerts(&config, alert_settings, &archive, &feed_shutdown, &mut readiness)?;
         let readiness = Arc::new(readiness);
         readiness.store_ok.store(true, Ordering::Relaxed);
         let sink_status = readiness.influx.as_ref().map(|(status, _)| status.clone());
-        let feed = spawn_feed(store, &settings, &archive, &feed_shutdown, &readiness, sink_status);
+        let followers = Followers { sink: sink_status, alerts: alerting.status.clone() };
+        let feed = spawn_feed(store, &settings, &archive, &feed_shutdown, &readiness, followers);
 
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -117,6 +132,7 @@ impl Daemon {
         readiness.listening.store(true, Ordering::Relaxed);
         let admin = hj212_http::Admin {
             store_path: data_dir.join("store.sqlite"),
+            alerts_path: data_dir.join("alerts.sqlite"),
             admin_token: hj212_config::admin_token(&config)?,
         };
         let router = hj212_http::router(prometheus, shared.clone(), readiness, admin);
@@ -133,9 +149,24 @@ impl Daemon {
             http,
             feed,
             influx,
+            alerts: alerting.task,
+            mqtt: alerting.mqtt,
+            alert_rules: alerting.rules,
             writer,
             config,
         })
+    }
+}
+
+fn archive_settings(config: &Config) -> Settings {
+    Settings {
+        dir: config.server.data_dir.join("archive"),
+        segment_max_bytes: config.archive.segment_max_bytes,
+        segment_max_age: Duration::from_secs(config.archive.segment_max_age_secs),
+        retention: (config.archive.retention_days > 0)
+            .then(|| Duration::from_secs(u64::from(config.archive.retention_days) * 86_400)),
+        queue: config.limits.archive_queue,
+        queue_bytes: config.limits.archive_queue_bytes,
     }
 }
 
@@ -169,11 +200,87 @@ fn influx_settings(
     })
 }
 
-/// A store or sink that has applied records the archive does not have would silently skip
-/// the archive's next records: the archive was replaced or cut. Refuse to start.
-fn check_followers(archive_last: u64, store_applied: u64, influx_cursor: &Path) -> anyhow::Result<()> {
-    let sink: u64 = std::fs::read_to_string(influx_cursor).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
-    for (name, position) in [("embedded store", store_applied), ("influx sink cursor", sink)] {
+/// The alert engine and, with a broker configured, the MQTT publisher.
+struct Alerting {
+    task: JoinHandle<Result<(), hj212_alerts::AlertsError>>,
+    mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
+    rules: watch::Sender<Arc<hj212_alerts::RulesMap>>,
+    status: Arc<hj212_alerts::AlertsStatus>,
+}
+
+fn spawn_alerts(
+    config: &Config,
+    alert_settings: hj212_alerts::AlertSettings,
+    archive: &Archive,
+    feed_shutdown: &CancellationToken,
+    readiness: &mut Readiness,
+) -> anyhow::Result<Alerting> {
+    let (outbox_newest, outbox_wake) = watch::channel(0);
+    let mqtt = match &config.mqtt {
+        Some(mqtt_config) => {
+            let (status_tx, status_rx) = watch::channel(hj212_sink_mqtt::PublisherStatus::default());
+            readiness.mqtt = Some(status_rx);
+            let outbox = hj212_alerts::SqliteOutbox::open(&alert_settings.db_path)?;
+            let stop = CancellationToken::new();
+            let run = hj212_sink_mqtt::run_publisher(
+                mqtt_settings(config, mqtt_config)?,
+                outbox,
+                outbox_wake,
+                status_tx,
+                stop.clone(),
+            );
+            Some((tokio::spawn(run), stop))
+        }
+        None => None,
+    };
+    let (alert_rules, rules_rx) = watch::channel(Arc::new(hj212_alerts::rules_map(config)));
+    let alerts_status = Arc::new(hj212_alerts::AlertsStatus::default());
+    let alerts = tokio::spawn({
+        let run = hj212_alerts::run(
+            alert_settings,
+            rules_rx,
+            archive.durable(),
+            outbox_newest,
+            alerts_status.clone(),
+            feed_shutdown.clone(),
+        );
+        async move {
+            let result = run.await;
+            if let Err(error) = &result {
+                tracing::error!(%error, "alert engine stopped; alerts will be raised after a restart");
+            }
+            result
+        }
+    });
+    Ok(Alerting { task: alerts, mqtt, rules: alert_rules, status: alerts_status })
+}
+
+fn mqtt_settings(config: &Config, mqtt: &hj212_config::Mqtt) -> anyhow::Result<hj212_sink_mqtt::MqttSettings> {
+    let settings = hj212_sink_mqtt::MqttSettings {
+        url: mqtt.url.clone(),
+        topic_prefix: mqtt.topic_prefix.clone(),
+        client_id: mqtt.client_id.clone(),
+        username: mqtt.username.clone(),
+        password: hj212_config::mqtt_password(config)?,
+        keep_alive_secs: mqtt.keep_alive_secs,
+        max_in_flight: mqtt.max_in_flight,
+        max_backoff_secs: mqtt.max_backoff_secs,
+        ca_file: mqtt.ca_file.as_deref().map(|f| hj212_config::resolve_path(config, f)),
+    };
+    // Fail at start, not later in the background (e.g. mqtts:// without the tls feature).
+    settings.validate().context("mqtt")?;
+    Ok(settings)
+}
+
+/// The Influx sink's persisted position (0 when it has none).
+fn influx_cursor(path: &Path) -> u64 {
+    std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+}
+
+/// A store, engine or sink that has applied records the archive does not have would silently
+/// skip the archive's next records: the archive was replaced or cut. Refuse to start.
+fn check_followers(archive_last: u64, followers: &[(&str, u64)]) -> anyhow::Result<()> {
+    for &(name, position) in followers {
         anyhow::ensure!(
             position <= archive_last,
             "the {name} has applied archive record {position} but the archive ends at {archive_last}: \
@@ -183,13 +290,19 @@ fn check_followers(archive_last: u64, store_applied: u64, influx_cursor: &Path) 
     Ok(())
 }
 
+/// The archive's other readers, whose positions hold back retention.
+struct Followers {
+    sink: Option<Arc<hj212_sink_influx::Status>>,
+    alerts: Arc<hj212_alerts::AlertsStatus>,
+}
+
 fn spawn_feed(
     store: Store,
     settings: &Settings,
     archive: &Archive,
     shutdown: &CancellationToken,
     readiness: &Arc<Readiness>,
-    sink: Option<Arc<hj212_sink_influx::Status>>,
+    followers: Followers,
 ) -> JoinHandle<Result<(), hj212_store::StoreError>> {
     let floor = archive.clone();
     let (lag, rows, duplicates) =
@@ -203,8 +316,9 @@ fn spawn_feed(
         shutdown.clone(),
         move |seq, behind, applied| {
             // Retention keeps what the slowest follower has not consumed.
-            let sink_seq = sink.as_ref().map_or(u64::MAX, |s| s.cursor.load(Ordering::Relaxed));
-            floor.set_retention_floor(seq.min(sink_seq).saturating_add(1));
+            let sink_seq = followers.sink.as_ref().map_or(u64::MAX, |s| s.cursor.load(Ordering::Relaxed));
+            let alerts_seq = followers.alerts.applied_seq.load(Ordering::Relaxed);
+            floor.set_retention_floor(seq.min(sink_seq).min(alerts_seq).saturating_add(1));
             lag.set(behind as f64);
             rows.increment(applied.rows as u64);
             duplicates.increment(applied.duplicates as u64);
@@ -243,6 +357,7 @@ impl Running {
                 let problems = hj212_config::check(&candidate);
                 if problems.is_empty() {
                     self.shared.registry.replace(&candidate.sites);
+                    self.alert_rules.send_replace(Arc::new(hj212_alerts::rules_map(&candidate)));
                     metrics::gauge!(SITES_CONFIGURED).set(candidate.sites.len() as f64);
                     tracing::info!(sites = candidate.sites.len(), "site registry reloaded");
                 } else {
@@ -277,6 +392,14 @@ impl Running {
         let feed = self.feed.await.context("store feed task")?;
         if let Some(influx) = self.influx {
             let _ = influx.await.context("influx sink task")?;
+        }
+        let _ = self.alerts.await.context("alert engine task")?;
+        // The engine has queued everything: the publisher gets a moment for the in-flight messages.
+        if let Some((publisher, stop)) = self.mqtt {
+            stop.cancel();
+            if let Err(error) = publisher.await.context("MQTT publisher task")? {
+                tracing::error!(%error, "MQTT publisher stopped with an error; the outbox keeps its messages");
+            }
         }
         drop(self.shared);
         let writer = self.writer;

@@ -25,12 +25,18 @@ pub fn prometheus() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(ACK_LATENCY.into()), LATENCY_BUCKETS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(ARCHIVE_FSYNC.into()), LATENCY_BUCKETS))
+                .and_then(|b| {
+                    let detection = Matcher::Full(hj212_alerts::metrics::DETECTION.into());
+                    b.set_buckets_for_metric(detection, hj212_alerts::metrics::DETECTION_BUCKETS)
+                })
                 .expect("bucket lists are not empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             let _ = metrics::set_global_recorder(recorder);
             describe();
             hj212_sink_influx::metrics::describe();
+            hj212_alerts::metrics::describe();
+            hj212_sink_mqtt::metrics::describe();
             handle
         })
         .clone()

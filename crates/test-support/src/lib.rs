@@ -2,6 +2,8 @@
 //! and stop them on drop. A missing service binary is a test failure with the fix in the
 //! message, never a skip: `scripts/install-test-deps` installs them.
 
+pub mod mosquitto;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

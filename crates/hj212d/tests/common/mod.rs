@@ -23,6 +23,8 @@ pub fn site(mn: &str, password: &str, crc: CrcSetting) -> Site {
         factors: vec![],
         crc,
         rate: hj212_config::RateRules::default(),
+        alerts: None,
+        limits: Vec::new(),
     }
 }
 

@@ -1,0 +1,245 @@
+//! The alerts database (`data_dir/alerts.sqlite`): alerts and their messages, the MQTT
+//! outbox, each site's rule state and the archive position, all written in one
+//! transaction per batch, so a crash never separates an alert from the state that raised it.
+
+use std::path::Path;
+
+use hj212_compliance::alert::{AlertState, SiteState, Transition};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::AlertsError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY,
+    mn TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    factor TEXT,
+    severity TEXT NOT NULL,
+    active INTEGER NOT NULL,          -- 1 until cleared
+    opened_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    cleared_ms INTEGER,
+    value REAL,
+    limit_value REAL,
+    data_time_ms INTEGER,
+    messages INTEGER NOT NULL,        -- messages sent for it (raised, updates, cleared)
+    acked_ms INTEGER,
+    acked_by TEXT,
+    ack_note TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_by_site ON alerts (mn, opened_ms);
+CREATE INDEX IF NOT EXISTS alerts_active ON alerts (active, opened_ms);
+CREATE TABLE IF NOT EXISTS alert_messages (
+    message_id TEXT PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detected_ms INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retain INTEGER NOT NULL,
+    status_of TEXT                    -- the MN of a retained status message (superseded by the next)
+);
+CREATE TABLE IF NOT EXISTS alert_sites (mn TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fingerprints (
+    mn TEXT NOT NULL,
+    cn INTEGER NOT NULL,
+    data_time_ms INTEGER NOT NULL,
+    factor TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (mn, cn, data_time_ms, factor)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS fingerprints_by_time ON fingerprints (data_time_ms);
+CREATE TABLE IF NOT EXISTS alert_progress (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+";
+
+/// Opens the database with WAL and a busy timeout (the admin API writes acks concurrently).
+///
+/// # Errors
+/// [`AlertsError::Open`] naming the file.
+pub fn open(path: &Path) -> Result<Connection, AlertsError> {
+    let open_error = |source| AlertsError::Open { path: path.display().to_string(), source };
+    let conn = Connection::open(path).map_err(open_error)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
+    // The archive is the durable copy; a lost last transaction is replayed from it.
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_error)?;
+    conn.execute_batch(SCHEMA).map_err(open_error)?;
+    Ok(conn)
+}
+
+/// The last archive sequence number the engine consumed (0 when none).
+///
+/// # Errors
+/// SQL errors.
+pub fn applied_seq(conn: &Connection) -> Result<u64, AlertsError> {
+    let value: Option<i64> = conn
+        .query_row("SELECT value FROM alert_progress WHERE key = 'applied_seq'", [], |row| row.get(0))
+        .optional()?;
+    Ok(value.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+}
+
+pub(crate) fn set_applied_seq(tx: &Transaction<'_>, seq: u64) -> Result<(), AlertsError> {
+    tx.execute(
+        "INSERT INTO alert_progress (key, value) VALUES ('applied_seq', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [i64::try_from(seq).unwrap_or(i64::MAX)],
+    )?;
+    Ok(())
+}
+
+/// Every site's persisted rule state.
+///
+/// # Errors
+/// SQL errors, or a state that does not parse (named by MN).
+pub(crate) fn site_states(conn: &Connection) -> Result<Vec<(String, SiteState)>, AlertsError> {
+    let mut query = conn.prepare("SELECT mn, state FROM alert_sites")?;
+    let rows = query.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let mut states = Vec::new();
+    for row in rows {
+        let (mn, json) = row?;
+        let state =
+            serde_json::from_str(&json).map_err(|e| AlertsError::State { mn: mn.clone(), message: e.to_string() })?;
+        states.push((mn, state));
+    }
+    Ok(states)
+}
+
+pub(crate) fn save_site(tx: &Transaction<'_>, mn: &str, state: &SiteState) -> Result<(), AlertsError> {
+    let json =
+        serde_json::to_string(state).map_err(|e| AlertsError::State { mn: mn.to_owned(), message: e.to_string() })?;
+    tx.prepare_cached(
+        "INSERT INTO alert_sites (mn, state) VALUES (?1, ?2) ON CONFLICT(mn) DO UPDATE SET state = excluded.state",
+    )?
+    .execute(params![mn, json])?;
+    Ok(())
+}
+
+/// Records one transition; false when this message was already recorded (a replay).
+pub(crate) fn record(tx: &Transaction<'_>, t: &Transition, payload: &str) -> Result<bool, AlertsError> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO alert_messages (message_id, alert_id, state, detected_ms, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![t.message_id(), t.alert_id, t.state.as_str(), t.detected_ms, payload])?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let cleared = (t.state == AlertState::Cleared).then_some(t.detected_ms);
+    tx.prepare_cached(
+        "INSERT INTO alerts (alert_id, mn, kind, factor, severity, active, opened_ms, updated_ms, cleared_ms,
+                             value, limit_value, data_time_ms, messages)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT(alert_id) DO UPDATE SET
+             active = excluded.active, updated_ms = excluded.updated_ms, cleared_ms = excluded.cleared_ms,
+             value = excluded.value, limit_value = COALESCE(excluded.limit_value, alerts.limit_value),
+             data_time_ms = COALESCE(excluded.data_time_ms, alerts.data_time_ms), messages = excluded.messages,
+             factor = COALESCE(alerts.factor, excluded.factor)",
+    )?
+    .execute(params![
+        t.alert_id,
+        t.mn,
+        t.kind.as_str(),
+        t.factor,
+        t.severity.as_str(),
+        t.state != AlertState::Cleared,
+        t.opened_ms,
+        t.detected_ms,
+        cleared,
+        t.value,
+        t.limit,
+        t.data_time_ms,
+        t.n,
+    ])?;
+    Ok(true)
+}
+
+/// Queues a message for the broker. A site's retained status supersedes its older status
+/// messages still waiting (only the newest status matters), which bounds them to one per site.
+pub(crate) fn enqueue(
+    tx: &Transaction<'_>,
+    topic: &str,
+    payload: &[u8],
+    status_of: Option<&str>,
+) -> Result<u64, AlertsError> {
+    if let Some(mn) = status_of {
+        tx.prepare_cached("DELETE FROM outbox WHERE status_of = ?1")?.execute([mn])?;
+    }
+    tx.prepare_cached("INSERT INTO outbox (topic, payload, retain, status_of) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![topic, payload, status_of.is_some(), status_of])?;
+    Ok(u64::try_from(tx.last_insert_rowid()).unwrap_or(0))
+}
+
+/// Stores a record's per-factor fingerprint; returns the one stored before if it differs.
+pub(crate) fn fingerprint(
+    tx: &Transaction<'_>,
+    key: (&str, u16, i64, &str),
+    fingerprint: &str,
+) -> Result<Option<String>, AlertsError> {
+    let (mn, cn, data_time_ms, factor) = key;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO fingerprints (mn, cn, data_time_ms, factor, fingerprint) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![mn, cn, data_time_ms, factor, fingerprint])?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let stored: String = tx
+        .prepare_cached(
+            "SELECT fingerprint FROM fingerprints WHERE mn = ?1 AND cn = ?2 AND data_time_ms = ?3 AND factor = ?4",
+        )?
+        .query_row(params![mn, cn, data_time_ms, factor], |row| row.get(0))?;
+    Ok((stored != fingerprint).then_some(stored))
+}
+
+/// Forgets fingerprints of data older than `before_ms` (resends that old are out of the repair window).
+pub(crate) fn prune_fingerprints(tx: &Transaction<'_>, before_ms: i64) -> Result<usize, AlertsError> {
+    Ok(tx.execute("DELETE FROM fingerprints WHERE data_time_ms < ?1", [before_ms])?)
+}
+
+/// The active alerts of one site, for its retained status: (alert_id, kind, factor, severity, opened_ms).
+pub(crate) fn active_of(tx: &Transaction<'_>, mn: &str) -> Result<Vec<serde_json::Value>, AlertsError> {
+    let mut query = tx.prepare_cached(
+        "SELECT alert_id, kind, factor, severity, opened_ms FROM alerts WHERE mn = ?1 AND active = 1 ORDER BY opened_ms",
+    )?;
+    let rows = query.query_map([mn], |row| {
+        Ok(serde_json::json!({
+            "alert_id": row.get::<_, String>(0)?,
+            "kind": row.get::<_, String>(1)?,
+            "factor": row.get::<_, Option<String>>(2)?,
+            "severity": row.get::<_, String>(3)?,
+            "opened_at": crate::payload::beijing(row.get(4)?),
+        }))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Active alerts by kind (for the gauges at start).
+///
+/// # Errors
+/// SQL errors.
+pub(crate) fn active_counts(conn: &Connection) -> Result<Vec<(String, u64)>, AlertsError> {
+    let mut query = conn.prepare("SELECT kind, COUNT(*) FROM alerts WHERE active = 1 GROUP BY kind")?;
+    let rows = query.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+    let mut counts = Vec::new();
+    for row in rows {
+        let (kind, n) = row?;
+        counts.push((kind, u64::try_from(n).unwrap_or(0)));
+    }
+    Ok(counts)
+}
+
+/// Messages waiting for the broker.
+///
+/// # Errors
+/// SQL errors.
+pub(crate) fn outbox_depth(conn: &Connection) -> Result<u64, AlertsError> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}

@@ -1,0 +1,34 @@
+//! hj212d alerts: the rule engine of `hj212-compliance` fed from the archive, the alerts it
+//! raises stored in `data_dir/alerts.sqlite` with their messages, and the outbox the MQTT
+//! publisher drains (nothing is lost while the broker is down).
+
+mod db;
+pub mod metrics;
+mod observe;
+mod outbox;
+pub mod payload;
+mod process;
+pub mod query;
+mod rules;
+mod run;
+
+pub use outbox::SqliteOutbox;
+pub use process::Stepped;
+pub use rules::{RulesMap, rules_map, site_rules};
+pub use run::{AlertSettings, AlertsStatus, applied_seq, run};
+
+/// The alerts database cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AlertsError {
+    #[error("alerts database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("alerts database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("reading the archive: {0}")]
+    Archive(#[from] std::io::Error),
+    #[error("alert state of site {mn} in the database is unreadable: {message}")]
+    State { mn: String, message: String },
+    #[error("alert engine task: {0}")]
+    Task(String),
+}

@@ -1,0 +1,199 @@
+//! One step of the alert engine: archive records (and, when due, the clock) in; alerts,
+//! outbox messages, site states and the archive position out, in one transaction.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use hj212_archive::Follower;
+use hj212_compliance::alert::{AlertKind, AlertState, Engine, Transition};
+use rusqlite::{Connection, Transaction};
+
+use crate::rules::RulesMap;
+use crate::{AlertsError, db, metrics, observe, payload};
+
+/// What a step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stepped {
+    /// Archive records looked at.
+    pub records: usize,
+    /// The last archive record consumed.
+    pub applied_seq: u64,
+    /// Alert messages recorded.
+    pub messages: usize,
+    /// The newest outbox sequence number written (0 when none this step).
+    pub newest_outbox: u64,
+}
+
+/// The engine with its database and archive position.
+#[derive(Debug)]
+pub(crate) struct Processor {
+    conn: Connection,
+    engine: Engine,
+    follower: Follower,
+    archive_dir: std::path::PathBuf,
+    /// Write the MQTT outbox (only when a broker is configured).
+    mqtt: bool,
+    /// Active alerts by kind, for the gauge.
+    active: HashMap<AlertKind, i64>,
+    /// The online state last published per site (status is re-sent when it changes).
+    published_online: HashMap<String, bool>,
+}
+
+impl Processor {
+    pub(crate) fn open(db_path: &Path, archive_dir: &Path, mqtt: bool) -> Result<Self, AlertsError> {
+        let conn = db::open(db_path)?;
+        let mut processor = Self {
+            engine: Engine::default(),
+            follower: Follower::new(archive_dir, 1),
+            archive_dir: archive_dir.to_path_buf(),
+            conn,
+            mqtt,
+            active: HashMap::new(),
+            published_online: HashMap::new(),
+        };
+        processor.reload()?;
+        Ok(processor)
+    }
+
+    /// (Re)loads the engine's state and position from what is committed: after a start, or
+    /// after a failed step whose in-memory changes must be forgotten.
+    pub(crate) fn reload(&mut self) -> Result<(), AlertsError> {
+        self.engine = Engine::default();
+        for (mn, state) in db::site_states(&self.conn)? {
+            self.engine.restore(mn, state);
+        }
+        self.follower = Follower::new(&self.archive_dir, db::applied_seq(&self.conn)? + 1);
+        self.active = db::active_counts(&self.conn)?
+            .into_iter()
+            .filter_map(|(kind, n)| Some((AlertKind::parse(&kind)?, i64::try_from(n).unwrap_or(i64::MAX))))
+            .collect();
+        self.published_online.clear();
+        for kind in AlertKind::ALL {
+            metrics::active(kind.as_str(), self.active.get(&kind).copied().unwrap_or(0) as f64);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn applied_seq(&self) -> u64 {
+        self.follower.next_seq() - 1
+    }
+
+    /// Consumes up to `batch` durable records (to `target`) and, with `now_ms`, runs the clock rules.
+    pub(crate) fn step(
+        &mut self,
+        target: u64,
+        batch: usize,
+        now_ms: Option<i64>,
+        rules: &RulesMap,
+        fingerprint_before_ms: Option<i64>,
+    ) -> Result<Stepped, AlertsError> {
+        let records = self.follower.read(target, batch)?;
+        let tx = self.conn.transaction()?;
+        let mut transitions = Vec::new();
+        for record in &records {
+            transitions.extend(observe::observe(record, &mut self.engine, rules, &tx)?);
+        }
+        if let Some(now) = now_ms {
+            for (mn, site_rules) in rules {
+                transitions.extend(self.engine.tick(mn, now, site_rules));
+            }
+        }
+        if let Some(before) = fingerprint_before_ms {
+            db::prune_fingerprints(&tx, before)?;
+        }
+        let now = hj212_archive::now_ms();
+        let mut stepped = Stepped { records: records.len(), ..Stepped::default() };
+        let mut touched = BTreeSet::new();
+        let mut recorded = Vec::new();
+        for t in &transitions {
+            let site = rules.get(&t.mn).map_or("", |r| r.name.as_str());
+            let body = payload::alert(t, site).to_string();
+            if !db::record(&tx, t, &body)? {
+                continue; // already recorded: a replay after a crash
+            }
+            if self.mqtt {
+                stepped.newest_outbox = db::enqueue(&tx, &payload::alert_topic(t), body.as_bytes(), None)?;
+            }
+            touched.insert(t.mn.clone());
+            recorded.push(t);
+        }
+        let dirty = self.engine.take_dirty();
+        for mn in &dirty {
+            if let Some(state) = self.engine.site(mn) {
+                db::save_site(&tx, mn, state)?;
+            }
+        }
+        if self.mqtt {
+            let sites = dirty.iter().chain(&touched).chain(rules.keys().filter(|_| now_ms.is_some()));
+            let published = &mut self.published_online;
+            if let Some(seq) = publish_status(&tx, &self.engine, published, sites, &touched, rules, now)? {
+                stepped.newest_outbox = seq;
+            }
+        }
+        if let Some(last) = records.last() {
+            db::set_applied_seq(&tx, last.seq)?;
+        }
+        tx.commit()?;
+        stepped.applied_seq = self.applied_seq();
+        stepped.messages = recorded.len();
+        self.count(&recorded, now);
+        Ok(stepped)
+    }
+
+    fn count(&mut self, recorded: &[&Transition], now: i64) {
+        for t in recorded {
+            metrics::message(t.kind.as_str(), t.state.as_str());
+            let delta = match t.state {
+                AlertState::Raised => 1,
+                AlertState::Cleared => -1,
+                AlertState::Updated => 0,
+            };
+            if delta != 0 {
+                let active = self.active.entry(t.kind).or_default();
+                *active = (*active + delta).max(0);
+                metrics::active(t.kind.as_str(), *active as f64);
+            }
+            // Raised by an archive record (offline and record-missing come from the clock):
+            // detected_ms is the frame's arrival.
+            if t.state == AlertState::Raised && !matches!(t.kind, AlertKind::Offline | AlertKind::RecordMissing) {
+                metrics::detection((now - t.detected_ms).max(0) as f64 / 1000.0);
+            }
+        }
+    }
+
+    pub(crate) fn outbox_depth(&self) -> Result<u64, AlertsError> {
+        db::outbox_depth(&self.conn)
+    }
+}
+
+/// Queues the retained status of each site whose alerts changed or whose online state
+/// differs from the one last published.
+fn publish_status<'a>(
+    tx: &Transaction<'_>,
+    engine: &Engine,
+    published_online: &mut HashMap<String, bool>,
+    candidates: impl Iterator<Item = &'a String>,
+    touched: &BTreeSet<String>,
+    rules: &RulesMap,
+    now: i64,
+) -> Result<Option<u64>, AlertsError> {
+    let mut newest = None;
+    let mut done = BTreeSet::new();
+    for mn in candidates {
+        let Some(site_rules) = rules.get(mn) else { continue };
+        if !done.insert(mn) {
+            continue;
+        }
+        let state = engine.site(mn);
+        let online = state.is_some_and(hj212_compliance::alert::SiteState::online);
+        if !touched.contains(mn) && published_online.get(mn) == Some(&online) {
+            continue;
+        }
+        let active = db::active_of(tx, mn)?;
+        let last_seen = state.and_then(hj212_compliance::alert::SiteState::last_seen_ms);
+        let body = payload::status(mn, &site_rules.name, online, last_seen, &active, now).to_string();
+        newest = Some(db::enqueue(tx, &payload::status_topic(mn), body.as_bytes(), Some(mn))?);
+        published_online.insert(mn.clone(), online);
+    }
+    Ok(newest)
+}

@@ -1,0 +1,86 @@
+//! Reading and acknowledging stored alerts (the admin API and the audit CLI).
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::AlertsError;
+use crate::payload::beijing;
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only active ones (not cleared).
+    pub active_only: bool,
+    pub mn: Option<String>,
+    /// Alerts overlapping [from, to): opened before `to` and not cleared before `from`.
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// Opens the alerts database for reading or acknowledging.
+///
+/// # Errors
+/// [`AlertsError::Open`] naming the file.
+pub fn open(path: &Path) -> Result<Connection, AlertsError> {
+    crate::db::open(path)
+}
+
+const COLUMNS: &str = "alert_id, mn, kind, factor, severity, active, opened_ms, updated_ms, cleared_ms, value,
+                       limit_value, data_time_ms, messages, acked_ms, acked_by, ack_note";
+
+fn row_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+    let time = |i: usize| -> rusqlite::Result<Option<String>> { Ok(row.get::<_, Option<i64>>(i)?.map(beijing)) };
+    Ok(json!({
+        "alert_id": row.get::<_, String>(0)?,
+        "mn": row.get::<_, String>(1)?,
+        "kind": row.get::<_, String>(2)?,
+        "factor": row.get::<_, Option<String>>(3)?,
+        "severity": row.get::<_, String>(4)?,
+        "state": if row.get::<_, bool>(5)? { "active" } else { "cleared" },
+        "opened_at": time(6)?,
+        "updated_at": time(7)?,
+        "cleared_at": time(8)?,
+        "value": row.get::<_, Option<f64>>(9)?,
+        "limit": row.get::<_, Option<f64>>(10)?,
+        "data_time": time(11)?,
+        "messages": row.get::<_, i64>(12)?,
+        "acked_at": time(13)?,
+        "acked_by": row.get::<_, Option<String>>(14)?,
+        "ack_note": row.get::<_, Option<String>>(15)?,
+    }))
+}
+
+/// Alerts matching `filter`, newest first.
+///
+/// # Errors
+/// SQL errors.
+pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<Value>, AlertsError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts
+         WHERE (?1 = 0 OR active = 1) AND (?2 IS NULL OR mn = ?2) AND (?3 IS NULL OR opened_ms < ?3)
+           AND (?4 IS NULL OR cleared_ms IS NULL OR cleared_ms >= ?4)
+         ORDER BY opened_ms DESC, alert_id LIMIT ?5"
+    );
+    let mut query = conn.prepare(&sql)?;
+    let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+    let rows =
+        query.query_map(params![filter.active_only, filter.mn, filter.to_ms, filter.from_ms, limit], row_json)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Acknowledges an alert (once: a second ack keeps the first). `None` when there is no such alert.
+///
+/// # Errors
+/// SQL errors.
+pub fn ack(conn: &Connection, alert_id: &str, by: &str, note: &str, now_ms: i64) -> Result<Option<Value>, AlertsError> {
+    conn.execute(
+        "UPDATE alerts SET acked_ms = ?2, acked_by = ?3, ack_note = ?4 WHERE alert_id = ?1 AND acked_ms IS NULL",
+        params![alert_id, now_ms, by, note],
+    )?;
+    let sql = format!("SELECT {COLUMNS} FROM alerts WHERE alert_id = ?1");
+    Ok(conn.query_row(&sql, [alert_id], row_json).optional()?)
+}

@@ -1,0 +1,89 @@
+//! Semantic checks of alert rules, limits and the MQTT publisher.
+
+use std::collections::HashSet;
+
+use crate::{AlertRules, Config, FactorLimit, Mqtt};
+
+pub(crate) fn check_alert_rules(prefix: &str, rules: &AlertRules, problem: &mut impl FnMut(&str, String)) {
+    for (key, value) in [
+        ("expected_interval_secs", rules.expected_interval_secs),
+        ("offline_intervals", u64::from(rules.offline_intervals)),
+        ("clock_drift_secs", rules.clock_drift_secs),
+        ("clock_drift_confirmations", u64::from(rules.clock_drift_confirmations)),
+    ] {
+        if value == 0 {
+            problem(&format!("{prefix}.{key}"), "must be at least 1".to_owned());
+        }
+    }
+    if rules.hysteresis_percent.0 >= 10_000 {
+        problem(&format!("{prefix}.hysteresis_percent"), "must be below 100".to_owned());
+    }
+    if rules.o2_factor.is_empty() {
+        problem(&format!("{prefix}.o2_factor"), "must name the O2 factor (HJ 212-2017: a19001)".to_owned());
+    }
+}
+
+pub(crate) fn check_limits(site: usize, limits: &[FactorLimit], problem: &mut impl FnMut(&str, String)) {
+    let mut seen = HashSet::new();
+    for (j, limit) in limits.iter().enumerate() {
+        let key = |field: &str| format!("sites[{site}].limits[{j}].{field}");
+        if limit.factor.is_empty() || limit.factor.contains(['-', ';', ',', '=', '&']) {
+            problem(&key("factor"), format!("{:?} is not a factor code", limit.factor));
+        }
+        if !seen.insert(limit.factor.as_str()) {
+            problem(&key("factor"), format!("{} has two limits entries; merge them", limit.factor));
+        }
+        let numbers = [limit.max, limit.min, limit.reference_o2, limit.max_step];
+        if numbers.iter().flatten().chain(limit.range.iter().flatten()).any(|v| !v.is_finite()) {
+            problem(&key("factor"), "limits must be finite numbers".to_owned());
+        }
+        if numbers.iter().all(Option::is_none) && limit.range.is_none() {
+            problem(&key("max"), "set at least one of max, min, max_step or range".to_owned());
+        }
+        if let (Some(max), Some(min)) = (limit.max, limit.min)
+            && min >= max
+        {
+            problem(&key("min"), format!("{min} is not below max {max}"));
+        }
+        if limit.reference_o2.is_some_and(|o2| !(0.0..20.0).contains(&o2)) {
+            problem(&key("reference_o2"), "must be between 0 and 20 (%)".to_owned());
+        }
+        if limit.max_step.is_some_and(|s| s <= 0.0) {
+            problem(&key("max_step"), "must be above 0".to_owned());
+        }
+        if let Some([low, high]) = limit.range
+            && low >= high
+        {
+            problem(&key("range"), format!("[{low}, {high}] is not [low, high]"));
+        }
+    }
+}
+
+pub(crate) fn check_mqtt(config: &Config, mqtt: &Mqtt, problem: &mut impl FnMut(&str, String)) {
+    let rest = mqtt.url.strip_prefix("mqtt://").or_else(|| mqtt.url.strip_prefix("mqtts://"));
+    match rest {
+        None => problem("mqtt.url", format!("{:?} is not an mqtt:// or mqtts:// URL", mqtt.url)),
+        Some(rest) if rest.is_empty() || rest.starts_with(':') || rest.contains('@') => {
+            problem("mqtt.url", format!("{:?} needs a host (credentials go in username and password_file)", mqtt.url));
+        }
+        Some(_) => {}
+    }
+    let prefix = &mqtt.topic_prefix;
+    if prefix.is_empty() || prefix.contains(['+', '#', '\0']) || prefix.starts_with('/') || prefix.ends_with('/') {
+        problem("mqtt.topic_prefix", format!("{prefix:?} must be a topic without wildcards or leading/trailing /"));
+    }
+    if mqtt.client_id.is_empty() || mqtt.client_id.len() > 23 {
+        problem("mqtt.client_id", "must be 1-23 characters (MQTT 3.1.1)".to_owned());
+    }
+    if mqtt.max_in_flight == 0 {
+        problem("mqtt.max_in_flight", "must be at least 1".to_owned());
+    }
+    if mqtt.password_file.is_some() && mqtt.username.is_none() {
+        problem("mqtt.password_file", "a password needs a username".to_owned());
+    }
+    for (key, file) in [("mqtt.password_file", &mqtt.password_file), ("mqtt.ca_file", &mqtt.ca_file)] {
+        if let Some(path) = file.as_ref().map(|f| crate::resolve(config, f)).filter(|p| !p.is_file()) {
+            problem(key, format!("{} does not exist", path.display()));
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Alerts end to end: frames over TCP, the rule engine, the alerts database and API, and a
+//! real mosquitto broker (started by test-support on a free loopback port).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{MN, PW, TestDaemon, frame};
+use hj212_config::{FactorLimit, LimitBasis, Mqtt};
+use serde_json::Value;
+use test_support::mosquitto::{Mosquitto, Received, Subscriber};
+
+const TOKEN: &str = "alert-test-token-0123456789";
+
+fn so2_limit() -> FactorLimit {
+    FactorLimit {
+        factor: "a21026".into(),
+        max: Some(35.0),
+        min: None,
+        basis: LimitBasis::Hour,
+        reference_o2: None,
+        max_step: None,
+        range: None,
+    }
+}
+
+async fn daemon(broker: &Mosquitto) -> TestDaemon {
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let url = broker.url();
+    let daemon = TestDaemon::start_with(move |config| {
+        config.server.admin_token_file = Some(token_file);
+        config.mqtt = Some(Mqtt { url, max_backoff_secs: 1, ..Mqtt::default() });
+        config.sites[0].limits = vec![so2_limit()];
+    })
+    .await;
+    // The token was read at start; its folder may go.
+    drop(token_dir);
+    daemon
+}
+
+/// The start of the Beijing hour `hours_ago` hours before now, as a DataTime.
+fn hour(hours_ago: i64) -> String {
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    let start = hj212_compliance::Basis::Hour.period_start(now) - hours_ago * 3_600_000;
+    hj212_proto::time::BeijingTime::from_unix_millis(start).to_seconds_string()
+}
+
+fn hourly(qn: u32, data_time: &str, so2: f64) -> Vec<u8> {
+    frame(&format!(
+        "QN=20261128000000{qn:03};ST=31;CN=2061;PW={PW};MN={MN};Flag=5;CP=&&DataTime={data_time};a21026-Avg={so2},a21026-Flag=N&&"
+    ))
+}
+
+async fn send_acked(daemon: &TestDaemon, frames: &[Vec<u8>]) {
+    let mut client = daemon.client().await;
+    for bytes in frames {
+        client.send(bytes).await;
+        assert_eq!(client.reply().await.cn, 9014, "each hourly frame is acknowledged");
+    }
+}
+
+fn json(message: &Received) -> Value {
+    serde_json::from_slice(&message.payload).unwrap_or_else(|e| panic!("{}: {e}", message.payload_str()))
+}
+
+/// A POST with an optional bearer token; returns (status, body).
+fn post(addr: std::net::SocketAddr, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (response[9..12].parse().unwrap(), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exceedance_is_raised_once_and_cleared_once_with_a_retained_status() {
+    let broker = Mosquitto::start();
+    let alerts = Subscriber::connect(broker.addr, "hj212/alerts/#");
+    let daemon = daemon(&broker).await;
+    send_acked(&daemon, &[hourly(1, &hour(2), 50.0)]).await;
+    let raised = alerts.wait_for(1, Duration::from_secs(10));
+    assert_eq!(raised.len(), 1, "one raised message");
+    assert_eq!(raised[0].topic, format!("hj212/alerts/{MN}/exceedance"));
+    let message = json(&raised[0]);
+    assert_eq!(message["state"], "raised");
+    assert_eq!((message["value"].as_f64(), message["limit"].as_f64()), (Some(50.0), Some(35.0)));
+    assert_eq!((message["mn"].as_str(), message["factor"].as_str()), (Some(MN), Some("a21026")));
+    assert_eq!(message["severity"], "critical");
+    assert_eq!(message["site"], format!("site {MN}"));
+    assert!(message["message"]["zh"].as_str().unwrap().contains("超标"), "{message}");
+    assert!(message["message"]["en"].as_str().unwrap().contains("exceedance"), "{message}");
+    assert!(message["data_time"].as_str().unwrap().ends_with("+08:00"));
+    // A second frame still above the limit but not worse: no message.
+    send_acked(&daemon, &[hourly(2, &hour(1), 45.0), hourly(3, &hour(0), 10.0)]).await;
+    let all = alerts.wait_for(2, Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = if alerts.received().len() > all.len() { alerts.received() } else { all };
+    assert_eq!(all.len(), 2, "raised, then cleared; nothing else: {all:?}");
+    let cleared = json(&all[1]);
+    assert_eq!((cleared["state"].as_str(), cleared["value"].as_f64()), (Some("cleared"), Some(10.0)));
+    assert_eq!(cleared["alert_id"], message["alert_id"]);
+    assert_ne!(cleared["id"], message["id"], "each message has its own id");
+
+    // A subscriber arriving later gets the retained status: online, nothing active.
+    let status = Subscriber::connect(broker.addr, "hj212/status/#").wait_for(1, Duration::from_secs(10));
+    assert_eq!(status.len(), 1);
+    assert!(status[0].retain, "status is retained");
+    let status = json(&status[0]);
+    assert_eq!((status["mn"].as_str(), status["online"].as_bool()), (Some(MN), Some(true)));
+    assert_eq!(status["active_alerts"], serde_json::json!([]));
+
+    // Stored, listed and acknowledged through the API.
+    let (code, body) = daemon.http("/api/v1/alerts?state=all");
+    assert_eq!(code, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed["count"], 1);
+    let alert = &listed["alerts"][0];
+    assert_eq!((alert["kind"].as_str(), alert["state"].as_str()), (Some("exceedance"), Some("cleared")));
+    assert_eq!(alert["messages"], 2);
+    assert_eq!(daemon.http("/api/v1/alerts").1, r#"{"alerts":[],"count":0}"#, "state=active by default");
+    assert_eq!(daemon.http("/api/v1/alerts?state=open").0, 400);
+    let id = alert["alert_id"].as_str().unwrap();
+    let addr = daemon.running.http_addr;
+    assert_eq!(post(addr, &format!("/api/v1/alerts/{id}/ack"), None, "{}").0, 401, "a token is required");
+    let (code, body) = post(addr, &format!("/api/v1/alerts/{id}/ack"), Some(TOKEN), r#"{"by":"duty","note":"seen"}"#);
+    assert_eq!(code, 200, "{body}");
+    let acked: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((acked["acked_by"].as_str(), acked["ack_note"].as_str()), (Some("duty"), Some("seen")));
+    assert_eq!(post(addr, "/api/v1/alerts/0000000000000000/ack", Some(TOKEN), "{}").0, 404);
+    let metrics = daemon.http("/metrics").1;
+    assert_eq!(common::metric(&metrics, r#"hj212_alerts_total{kind="exceedance",state="raised"}"#), 1);
+    assert_eq!(common::metric(&metrics, r#"hj212_alerts_total{kind="exceedance",state="cleared"}"#), 1);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_raised_while_the_broker_is_down_arrive_in_order_when_it_is_back() {
+    let mut broker = Mosquitto::start();
+    let alerts = Subscriber::connect_persistent(broker.addr, "hj212/alerts/#", "outage-test-subscriber");
+    let daemon = daemon(&broker).await;
+    broker.stop();
+    let values = [50.0, 10.0, 60.0, 70.0, 5.0, 80.0];
+    let frames: Vec<Vec<u8>> = values.iter().zip(0u32..).map(|(v, i)| hourly(i, &hour(6 - i64::from(i)), *v)).collect();
+    send_acked(&daemon, &frames).await;
+    // Stored at once, and waiting for the broker.
+    let expected = ["raised", "cleared", "raised", "updated", "cleared", "raised"];
+    for _ in 0..50 {
+        if daemon.http("/api/v1/alerts?state=all").1.contains(r#""count":3"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(daemon.http("/api/v1/alerts?state=all").1.contains(r#""count":3"#), "three incidents stored");
+    assert!(daemon.http("/readyz").1.contains("degraded: MQTT broker unreachable"));
+    assert!(alerts.received().is_empty(), "nothing can arrive while the broker is down");
+    broker.restart();
+    let received = alerts.wait_for(expected.len(), Duration::from_secs(20));
+    // At least once: a message may repeat, but the first deliveries are complete and in order.
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<Value> = received.iter().map(json).filter(|m| seen.insert(m["id"].to_string())).collect();
+    let states: Vec<&str> = firsts.iter().map(|m| m["state"].as_str().unwrap()).collect();
+    assert_eq!(states, expected, "{firsts:?}");
+    let reported: Vec<f64> = firsts.iter().map(|m| m["value"].as_f64().unwrap()).collect();
+    assert_eq!(reported, values);
+    daemon.stop().await;
+}
