@@ -16,9 +16,10 @@ use tokio_util::codec::Decoder;
 
 /// Sites in the generated config; connection `c` speaks for site `c % SITES`.
 pub const SITES: usize = 100;
-const PASSWORD: &str = "123456";
+pub const PASSWORD: &str = "123456";
 
-fn mn(site: usize) -> String {
+/// The MN of generated site `site`.
+pub fn mn(site: usize) -> String {
     format!("LOAD{site:020}")
 }
 
@@ -40,6 +41,15 @@ impl Daemon {
     /// # Panics
     /// If it cannot be started; this is a benchmark, not a service.
     pub async fn start(binary: &Path, max_connections: usize) -> Self {
+        Self::start_with(binary, max_connections, "", "").await
+    }
+
+    /// As [`Daemon::start`], with `extra` appended to the config's top-level tables and
+    /// `per_site` appended to each `[[sites]]` table.
+    ///
+    /// # Panics
+    /// As [`Daemon::start`].
+    pub async fn start_with(binary: &Path, max_connections: usize, extra: &str, per_site: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let (addr, http) = (free_port(), free_port());
         let mut config = format!(
@@ -47,15 +57,9 @@ impl Daemon {
              [limits]\nmax_connections = {max_connections}\nidle_timeout_secs = 3600\n[time_sync]\nenabled = false\n",
             dir.path().join("data").display()
         );
+        config.push_str(extra);
         for site in 0..SITES {
-            let _ = write!(
-                config,
-                "[[sites]]
-mn = \"{}\"
-password = \"{PASSWORD}\"
-",
-                mn(site)
-            );
+            let _ = write!(config, "[[sites]]\nmn = \"{}\"\npassword = \"{PASSWORD}\"\n{per_site}", mn(site));
         }
         let path = dir.path().join("hj212d.toml");
         std::fs::write(&path, config).expect("write config");

@@ -99,9 +99,10 @@ impl Running {
         last
     }
 
+    /// Waits until the outbox was told `delivered(>= seq)` and the status reports it.
     async fn wait_delivered(&self, seq: u64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.outbox.delivered_up_to() < seq {
+        while self.outbox.delivered_up_to() < seq || self.status.borrow().delivered_seq < seq {
             assert!(
                 Instant::now() < deadline,
                 "delivered() reached {} of {seq} within {timeout:?}; status {:?}",
@@ -110,8 +111,6 @@ impl Running {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let status = self.status.borrow().clone();
-        assert!(status.delivered_seq >= seq, "{status:?}");
     }
 
     async fn wait_connected(&self, connected: bool) {

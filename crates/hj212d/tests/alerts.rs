@@ -175,3 +175,93 @@ async fn alerts_raised_while_the_broker_is_down_arrive_in_order_when_it_is_back(
     assert_eq!(reported, values);
     daemon.stop().await;
 }
+
+/// The stored alerts (all states) as (kind, state) pairs, oldest first, once they equal
+/// `expected` (or after 10 s, for the assertion to show).
+async fn stored_alerts(daemon: &TestDaemon, expected: &[(String, String)]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for _ in 0..100 {
+        let listed: Value = serde_json::from_str(&daemon.http("/api/v1/alerts?state=all").1).unwrap();
+        pairs = listed["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|a| (a["kind"].as_str().unwrap().to_owned(), a["state"].as_str().unwrap().to_owned()))
+            .collect();
+        if pairs == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pairs
+}
+
+fn pair(kind: &str, state: &str) -> (String, String) {
+    (kind.to_owned(), state.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_resends_with_other_values_and_clock_drift_are_alerts() {
+    let daemon = TestDaemon::start_with(|config| config.sites[0].limits = vec![so2_limit()]).await;
+    let mut client = daemon.client().await;
+    // A wrong password for a configured MN: refused, never stored, and an alert.
+    let wrong = frame(&format!(
+        "QN=20261128000000001;ST=31;CN=2061;PW=999999;MN={MN};Flag=5;CP=&&DataTime={};a21026-Avg=1,a21026-Flag=N&&",
+        hour(3)
+    ));
+    client.send(&wrong).await;
+    let expected = [pair("auth_failure", "active")];
+    assert_eq!(stored_alerts(&daemon, &expected).await, expected);
+    // The logger authenticates again: cleared.
+    send_acked(&daemon, &[hourly(2, &hour(3), 12.0)]).await;
+    let expected = [pair("auth_failure", "cleared")];
+    assert_eq!(stored_alerts(&daemon, &expected).await, expected);
+    // The same hour resent (new QN) with another value: possible tampering.
+    send_acked(&daemon, &[hourly(3, &hour(3), 12.0), hourly(4, &hour(3), 13.5)]).await;
+    let expected = [pair("auth_failure", "cleared"), pair("tamper", "active")];
+    assert_eq!(stored_alerts(&daemon, &expected).await, expected, "an identical resend is no tamper");
+    // Real-time data whose DataTime is 2 minutes behind the receive time, 3 times in a row.
+    for i in 0..3 {
+        client.send(&common::realtime(&format!("20261128000000{:03}", 10 + i), &common::beijing_in(-120), 5)).await;
+        assert_eq!(client.reply().await.cn, 9014);
+    }
+    let expected = [pair("auth_failure", "cleared"), pair("tamper", "active"), pair("clock_drift", "active")];
+    assert_eq!(stored_alerts(&daemon, &expected).await, expected);
+    let metrics = daemon.http("/metrics").1;
+    assert_eq!(common::metric(&metrics, r#"hj212_alerts_active{kind="tamper"}"#), 1);
+    assert_eq!(common::metric(&metrics, r#"hj212_alerts_total{kind="auth_failure",state="cleared"}"#), 1);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_site_goes_offline_and_an_open_incident_survives_a_restart() {
+    let adjust = |config: &mut hj212_config::Config| {
+        config.sites[0].limits = vec![so2_limit()];
+        config.alerts.expected_interval_secs = 1;
+        config.alerts.offline_intervals = 2;
+    };
+    let daemon = TestDaemon::start_with(adjust).await;
+    send_acked(&daemon, &[hourly(1, &hour(2), 50.0)]).await;
+    let expected = [pair("exceedance", "active")];
+    assert_eq!(stored_alerts(&daemon, &expected).await, expected);
+    // Nothing for more than 2 x 1 s: offline.
+    let expected = [pair("exceedance", "active"), pair("offline", "active")];
+    assert_eq!(stored_alerts(&daemon, &expected).await, expected);
+    let dir = daemon.stop().await;
+
+    // Same data dir: the engine resumes with the open incidents it had.
+    let data_dir = dir.path().to_path_buf();
+    let restarted = TestDaemon::start_with(move |config| {
+        adjust(config);
+        config.server.data_dir = data_dir;
+    })
+    .await;
+    send_acked(&restarted, &[hourly(2, &hour(1), 10.0)]).await;
+    let expected = [pair("exceedance", "cleared"), pair("offline", "cleared")];
+    assert_eq!(stored_alerts(&restarted, &expected).await, expected, "the incidents opened before the restart close");
+    let listed: Value = serde_json::from_str(&restarted.http("/api/v1/alerts?state=all").1).unwrap();
+    assert_eq!(listed["count"], 2);
+    restarted.stop().await;
+    drop(dir);
+}
