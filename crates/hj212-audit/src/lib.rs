@@ -89,6 +89,26 @@ enum Command {
         #[command(subcommand)]
         action: MarkAction,
     },
+    /// Print the alerts the daemon raised (data_dir/alerts.sqlite) as JSON lines, newest first.
+    Alerts {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// active or all.
+        #[arg(long, default_value = "all")]
+        state: String,
+        /// Only this site's alerts.
+        #[arg(long)]
+        mn: Option<String>,
+        /// Alerts open at some time at or after this Beijing time (YYYY-MM-DD or YYYYMMDDhhmmss).
+        #[arg(long)]
+        from: Option<String>,
+        /// Alerts opened before this Beijing time.
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100_000)]
+        limit: usize,
+    },
     /// Print archived records as JSON lines (receive time, peer, verdict, raw frame) for evidence requests.
     Export {
         #[arg(long)]
@@ -187,6 +207,36 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let args = rate::MarkArgs { url, token_file, mn, from, to, reason, evidence, author, supersedes };
             println!("{}", rate::add_mark(&args)?);
             Ok(())
+        }
+        Command::Alerts { data_dir, state, mn, from, to, limit } => {
+            let active_only = match state.as_str() {
+                "active" => true,
+                "all" => false,
+                other => {
+                    let message = format!("--state {other:?} is not active or all");
+                    return Err(Failure { message, exit_code: EX_USAGE });
+                }
+            };
+            let bound = |value: Option<String>, name: &str| {
+                value
+                    .map(|v| hj212_store::parse_bound(&v))
+                    .transpose()
+                    .map_err(|e| Failure { message: format!("--{name}: {e}"), exit_code: EX_USAGE })
+            };
+            let filter = hj212_alerts::query::Filter {
+                active_only,
+                mn,
+                from_ms: bound(from, "from")?,
+                to_ms: bound(to, "to")?,
+                limit,
+            };
+            let path = data_dir.join("alerts.sqlite");
+            let alerts = hj212_alerts::query::open_read_only(&path)
+                .and_then(|conn| hj212_alerts::query::list(&conn, &filter))
+                .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+            let mut out = BufWriter::new(io::stdout().lock());
+            let written = alerts.iter().try_for_each(|alert| writeln!(out, "{alert}"));
+            finish("alerts", written.and_then(|()| out.flush()))
         }
         Command::Export { data_dir, mn, from, to, show_passwords } => {
             let filter = archive::Filter::new(mn, from.as_deref(), to.as_deref())

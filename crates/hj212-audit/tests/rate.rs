@@ -464,3 +464,34 @@ async fn thirty_days_per_basis() {
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&again.stdout).unwrap(), api, "{basis}: rebuilt ledger");
     }
 }
+
+/// `hj212-audit alerts` lists what the daemon raised, read-only, with the API's filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_cli_lists_the_daemons_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start_daemon(dir.path(), "[\"a21026\", \"a21002\"]", "").await;
+    let start = today_midnight() - 2 * 24 * HOUR;
+    // a21002 flagged D in hour 1: an abnormal_flag alert, cleared by hour 2.
+    let frames: Vec<Vec<u8>> = (0..3).map(|h| hourly(h, start, Some("N"), if h == 1 { "D" } else { "N" })).collect();
+    send_and_wait_acks(running.hj212_addr, &frames);
+    running.stop().await.unwrap();
+    let data_dir = dir.path().join("data");
+    let alerts = |args: &[&str]| {
+        let output = Command::new(BIN).arg("alerts").arg("--data-dir").arg(&data_dir).args(args).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect::<Vec<serde_json::Value>>()
+    };
+    let all = alerts(&[]);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!((all[0]["kind"].as_str(), all[0]["factor"].as_str()), (Some("abnormal_flag"), Some("a21002")));
+    assert_eq!((all[0]["state"].as_str(), all[0]["messages"].as_i64()), (Some("cleared"), Some(2)));
+    assert!(alerts(&["--state", "active"]).is_empty());
+    assert!(alerts(&["--mn", "OTHER"]).is_empty());
+    let bad =
+        Command::new(BIN).args(["alerts", "--data-dir"]).arg(&data_dir).args(["--state", "open"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(64));
+}
