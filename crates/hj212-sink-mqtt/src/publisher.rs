@@ -46,7 +46,8 @@ use crate::{MqttError, MqttSettings, Outbox, OutboxError, OutboxMessage};
 pub struct PublisherStatus {
     /// A broker connection is up (CONNACK received).
     pub connected: bool,
-    /// Every outbox message up to this seq is acknowledged by the broker and reported to the outbox.
+    /// Every outbox message up to this seq is acknowledged by the broker and reported to the
+    /// outbox (0 until the first acknowledgement of this run).
     pub delivered_seq: u64,
     /// The most recent connection or outbox error, cleared when the publisher recovers.
     pub last_error: Option<String>,
@@ -265,8 +266,7 @@ impl<O: Outbox> Publisher<O> {
                 }
                 () = sleep_until(outbox_retry.unwrap_or(now)), if outbox_retry.is_some() => outbox_retry = None,
                 () = sleep_until(flush_at.unwrap_or(now)), if flush_at.is_some() => {
-                    flush_at = None;
-                    self.flush_delivered().await?;
+                    flush_at = (!self.flush_delivered().await?).then(|| Instant::now() + OUTBOX_RETRY);
                 }
             }
         }
@@ -293,7 +293,10 @@ impl<O: Outbox> Publisher<O> {
         let limit = usize::from(self.settings.max_in_flight) - self.window.len();
         let after = self.window.read_position();
         let mut page = match self.with_outbox(move |o| o.pending(after, limit)).await? {
-            Ok(page) => page,
+            Ok(page) => {
+                self.outbox_recovered();
+                page
+            }
             Err(error) => {
                 self.outbox_failed(&error);
                 return Ok(Fill::OutboxFailed);
@@ -328,26 +331,22 @@ impl<O: Outbox> Publisher<O> {
         Ok(if full { Fill::More } else { Fill::CaughtUp })
     }
 
-    /// Reports the acknowledged prefix to the outbox (if it moved).
-    async fn flush_delivered(&mut self) -> Result<(), MqttError> {
+    /// Reports the acknowledged prefix to the outbox (if it moved); `Ok(false)` if the outbox
+    /// failed (logged; not fatal: the same or a later position is reported again).
+    async fn flush_delivered(&mut self) -> Result<bool, MqttError> {
         let up_to = self.window.acked();
         if up_to <= self.reported {
-            return Ok(());
+            return Ok(true);
         }
         if let Err(error) = self.with_outbox(move |o| o.delivered(up_to)).await? {
-            // Not fatal: the same (or a later) position is reported again.
             self.outbox_failed(&error);
-            return Ok(());
+            return Ok(false);
         }
         self.reported = up_to;
         self.metrics.delivered_seq.set(up_to as f64);
-        self.set_status(|s| {
-            s.delivered_seq = up_to;
-            if s.last_error.as_deref().is_some_and(|e| e.starts_with("outbox")) {
-                s.last_error = None;
-            }
-        });
-        Ok(())
+        self.set_status(|s| s.delivered_seq = up_to);
+        self.outbox_recovered();
+        Ok(true)
     }
 
     /// At shutdown: no new messages; wait briefly for PUBACKs of those in flight, then DISCONNECT.
@@ -407,6 +406,15 @@ impl<O: Outbox> Publisher<O> {
         tracing::error!(%error, retry_in = ?OUTBOX_RETRY, "MQTT publisher cannot use the outbox");
         self.metrics.outbox_errors.increment(1);
         self.set_status(|s| s.last_error = Some(error.to_string()));
+    }
+
+    /// Clears an outbox error from the status once the outbox works again.
+    fn outbox_recovered(&self) {
+        self.set_status(|s| {
+            if s.last_error.as_deref().is_some_and(|e| e.starts_with("outbox")) {
+                s.last_error = None;
+            }
+        });
     }
 
     fn set_status(&self, change: impl FnOnce(&mut PublisherStatus)) {

@@ -230,8 +230,7 @@ impl MqttSettings {
             .set_clean_session(true)
             .set_keep_alive(Duration::from_secs(self.keep_alive_secs))
             .set_inflight(self.max_in_flight)
-            .set_max_packet_size(64 * 1024, MAX_PACKET_BYTES)
-            .set_request_channel_capacity(usize::from(self.max_in_flight) + 1);
+            .set_max_packet_size(64 * 1024, MAX_PACKET_BYTES);
         if let Some(username) = &self.username {
             options.set_credentials(username.clone(), self.password.clone().unwrap_or_default());
         }

@@ -19,6 +19,9 @@ struct MemState {
     last_seq: u64,
     delivered_calls: Vec<u64>,
     largest_page: usize,
+    /// The next this many `pending` / `delivered` calls fail.
+    fail_pending: u32,
+    fail_delivered: u32,
 }
 
 impl MemOutbox {
@@ -43,12 +46,20 @@ impl MemOutbox {
 impl Outbox for MemOutbox {
     fn pending(&mut self, after: u64, limit: usize) -> Result<Vec<OutboxMessage>, OutboxError> {
         let mut state = self.0.lock().unwrap();
+        if state.fail_pending > 0 {
+            state.fail_pending -= 1;
+            return Err(OutboxError("database is locked".into()));
+        }
         state.largest_page = state.largest_page.max(limit);
         Ok(state.messages.iter().filter(|m| m.seq > after).take(limit).cloned().collect())
     }
 
     fn delivered(&mut self, up_to: u64) -> Result<(), OutboxError> {
         let mut state = self.0.lock().unwrap();
+        if state.fail_delivered > 0 {
+            state.fail_delivered -= 1;
+            return Err(OutboxError("disk I/O error".into()));
+        }
         let previous = state.delivered_calls.last().copied().unwrap_or(0);
         assert!(up_to > previous, "delivered({up_to}) after delivered({previous})");
         assert!(up_to <= state.last_seq, "delivered({up_to}) beyond the last seq {}", state.last_seq);
@@ -329,6 +340,30 @@ async fn shutdown_is_prompt_when_the_broker_never_answered() {
     let took = running.stop().await;
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
     assert_eq!(outbox.delivered_up_to(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_errors_are_retried() {
+    let broker = Mosquitto::start();
+    let subscriber = Subscriber::connect(broker.addr, "hj212/#");
+    let outbox = MemOutbox::default();
+    for _ in 0..3 {
+        outbox.push("alerts/88888880000001/exceedance", false);
+    }
+    {
+        let mut state = outbox.0.lock().unwrap();
+        state.fail_pending = 1;
+        state.fail_delivered = 1;
+    }
+    let running = start(settings(broker.url()), &outbox);
+    let mut status = running.status.clone();
+    let failed = status.wait_for(|s| s.last_error.as_deref().is_some_and(|e| e.contains("database is locked")));
+    tokio::time::timeout(Duration::from_secs(5), failed).await.expect("the outbox error is reported").unwrap();
+    running.wait_delivered(3, Duration::from_secs(15)).await;
+    let got = blocking(|| subscriber.wait_for(3, Duration::from_secs(5)));
+    assert_eq!(seqs(&got), [1, 2, 3]);
+    assert_eq!(running.status.borrow().last_error, None, "cleared once the outbox works again");
+    running.stop().await;
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! message, never a skip: `scripts/install-test-deps` installs them.
 
 pub mod mosquitto;
+pub mod prometheus;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -49,11 +49,12 @@ impl Mosquitto {
         format!("mqtt://{}", self.addr)
     }
 
-    /// Starts it again on the same port and data (after [`Mosquitto::stop`] or [`Mosquitto::kill`]).
+    /// Starts it again on the same port and data (stopping it first if it runs).
     ///
     /// # Panics
     /// As [`Mosquitto::start`].
     pub fn restart(&mut self) {
+        self.stop();
         let binary = find_sbin_binary("mosquitto");
         let config = self.dir.path().join("mosquitto.conf");
         let log = self.dir.path().join("mosquitto.log");
