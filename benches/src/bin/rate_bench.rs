@@ -49,6 +49,10 @@ fn site(n: usize) -> hj212_config::Site {
         factors: FACTORS.map(String::from).to_vec(),
         crc: hj212_config::CrcSetting::Hj212,
         rate: hj212_config::RateRules::default(),
+        encryption: hj212_config::Encryption::Off,
+        key_file: None,
+        previous_key_file: None,
+        ciphertext_as_text: false,
         alerts: None,
         limits: Vec::new(),
     }

@@ -48,6 +48,10 @@ pub enum Verdict {
     BadTimestamp,
     /// Bytes that could not be framed (garbage, bad length, missing tail, truncated).
     Unframed,
+    /// HJ 212-2025: the CRC fails after decrypting the CP with every key of the site.
+    DecryptOrCrc,
+    /// HJ 212-2025: a data command in plaintext from a site that requires encryption.
+    NotEncrypted,
     Reply,
     Command,
     Info,
@@ -84,6 +88,8 @@ codes!(Verdict {
     ParseError = 6 => "parse_error",
     BadTimestamp = 7 => "bad_timestamp",
     Unframed = 8 => "unframed",
+    DecryptOrCrc = 9 => "decrypt_or_crc",
+    NotEncrypted = 10 => "not_encrypted",
     Reply = 20 => "reply",
     Command = 21 => "command",
     Info = 30 => "info",
@@ -96,6 +102,11 @@ pub mod flags {
     pub const FUTURE_TIME: u8 = 1;
     /// Backfill (补传): older than its period plus grace, or RF=1.
     pub const BACKFILL: u8 = 2;
+    /// HJ 212-2025: the CP arrived SM4-encrypted; the record holds the decrypted frame (the
+    /// wire bytes are this frame with its CP encrypted under the site's key of that time).
+    pub const DECRYPTED: u8 = 4;
+    /// HJ 212-2025: the logger marked the frame as a re-send (RF=1).
+    pub const RESENT: u8 = 8;
 }
 
 /// A record as handed to the archive.

@@ -143,6 +143,7 @@ fn check_sites(config: &Config, problem: &mut impl FnMut(&str, String)) {
             crate::check_alerts::check_alert_rules(&format!("sites[{i}].alerts"), rules, problem);
         }
         crate::check_alerts::check_limits(i, &site.limits, problem);
+        crate::check_alerts::check_encryption(i, site, problem);
         for (j, factor) in site.factors.iter().enumerate() {
             if factor.is_empty() || factor.contains(SEPARATORS) || factor.contains('-') {
                 problem(&format!("sites[{i}].factors[{j}]"), format!("{factor:?} is not a factor code"));
@@ -159,6 +160,16 @@ pub fn warnings(config: &Config) -> Vec<Problem> {
             key: path.display().to_string(),
             message: "config file is world-writable; anyone on this machine can change site passwords".to_owned(),
         });
+    }
+    for site in &config.sites {
+        for path in [&site.key_file, &site.previous_key_file].into_iter().flatten() {
+            if is_group_or_world_readable(path) {
+                warnings.push(Problem {
+                    key: path.display().to_string(),
+                    message: format!("SM4 key file of {} is readable by group or others: chmod 600 it", site.mn),
+                });
+            }
+        }
     }
     if config.sites.is_empty() {
         warnings.push(Problem {
@@ -177,5 +188,16 @@ fn is_world_writable(path: &std::path::Path) -> bool {
 
 #[cfg(not(unix))]
 fn is_world_writable(_: &std::path::Path) -> bool {
+    false
+}
+
+#[cfg(unix)]
+fn is_group_or_world_readable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_group_or_world_readable(_: &std::path::Path) -> bool {
     false
 }

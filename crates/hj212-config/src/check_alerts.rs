@@ -87,3 +87,23 @@ pub(crate) fn check_mqtt(config: &Config, mqtt: &Mqtt, problem: &mut impl FnMut(
         }
     }
 }
+
+/// HJ 212-2025 encryption: a key is needed, and every key file must hold a key.
+pub(crate) fn check_encryption(i: usize, site: &crate::Site, problem: &mut impl FnMut(&str, String)) {
+    let key = |field: &str| format!("sites[{i}].{field}");
+    if site.encryption != crate::Encryption::Off && site.key_file.is_none() {
+        problem(&key("key_file"), format!("encryption = {:?} needs a key_file", site.encryption).to_lowercase());
+    }
+    for (field, file) in [("key_file", &site.key_file), ("previous_key_file", &site.previous_key_file)] {
+        let Some(path) = file else { continue };
+        match std::fs::read_to_string(path) {
+            // Never echo the key: the error names the length only.
+            Ok(text) => {
+                if let Err(e) = hj212_proto::encryption::Sm4Key::parse(&text) {
+                    problem(&key(field), format!("{}: {e}", path.display()));
+                }
+            }
+            Err(e) => problem(&key(field), format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}

@@ -32,6 +32,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let mut config: Config = parse_file(path)?;
     config.source = Some(path.to_path_buf());
     config.sites.extend(load_sites_file(&config)?);
+    // Key files are relative to the config file, wherever their site was listed.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for site in &mut config.sites {
+        for file in [&mut site.key_file, &mut site.previous_key_file].into_iter().flatten() {
+            *file = dir.join(&*file);
+        }
+    }
     Ok(config)
 }
 

@@ -183,12 +183,38 @@ pub struct Site {
     /// How this site's transmission rate is assessed.
     #[serde(default)]
     pub rate: RateRules,
+    /// HJ 212-2025 SM4 encryption of data commands' CP.
+    #[serde(default)]
+    pub encryption: Encryption,
+    /// The site's current SM4 key (16 characters or 32 hex digits); relative to the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// The key before the current one, also tried while loggers roll over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key_file: Option<PathBuf>,
+    /// Also accept the ciphertext written as text (`{0xE4,0x3E,...}` as printed in the standard, or hex).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ciphertext_as_text: bool,
     /// This site's alert rules, replacing the top-level `[alerts]` defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<AlertRules>,
     /// Emission limits and value rules per factor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limits: Vec<FactorLimit>,
+}
+
+/// Whether a site's data commands arrive SM4-encrypted (HJ 212-2025 §6.4: required on the
+/// internet, recommended on private networks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encryption {
+    /// Plaintext only (HJ/T 212-2005, HJ 212-2017, 2025 on a private network).
+    #[default]
+    Off,
+    /// Both accepted; plaintext ones are counted (a logger being migrated).
+    Optional,
+    /// Plaintext data commands are refused (`not_encrypted`).
+    Required,
 }
 
 /// Which records a site's rate is counted on.
@@ -262,6 +288,10 @@ impl std::fmt::Debug for Site {
             .field("factors", &self.factors)
             .field("crc", &self.crc)
             .field("rate", &self.rate)
+            .field("encryption", &self.encryption)
+            .field("key_file", &self.key_file)
+            .field("previous_key_file", &self.previous_key_file)
+            .field("ciphertext_as_text", &self.ciphertext_as_text)
             .field("alerts", &self.alerts)
             .field("limits", &self.limits)
             .finish()

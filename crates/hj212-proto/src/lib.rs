@@ -6,12 +6,14 @@
 //! 2. [`crc`]: the HJ 212 checksum and the vendor MODBUS dialects.
 //! 3. [`packet`]: data segment → [`Packet`] (header fields, CP items), tolerant of real-world deviations.
 //! 4. [`encode`]: replies and host commands; [`split`]: bounded PNUM/PNO reassembly.
+//! 5. [`encryption`]: HJ 212-2025 SM4 over the CP content.
 //!
 //! [`codec`] adapts the framer to `tokio_util::codec`.
 
 pub mod codec;
 pub mod crc;
 pub mod encode;
+pub mod encryption;
 pub mod framer;
 pub mod model;
 pub mod notes;

@@ -3,14 +3,16 @@
 //! connection. No I/O here; the connection task carries the decision out.
 
 use hj212_archive::{Kind, NewRecord, Verdict, flags};
-use hj212_config::{Limits, TimeSync};
+use hj212_config::{Encryption, Limits, TimeSync};
 use hj212_proto::codec::FrameEvent;
 use hj212_proto::encode::{self, CommandHeader, HostCommand, ReplyTo};
+use hj212_proto::encryption::is_encrypted_cn;
 use hj212_proto::model::Cn;
 use hj212_proto::time::BeijingTime;
 use hj212_proto::{Notes, Packet, SegmentText, crc};
 
 use crate::Shared;
+use crate::decrypt::Opened;
 use crate::metrics::IngestMetrics;
 
 /// How a frame bears on the connection's failure counters.
@@ -77,6 +79,20 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
         }
         FrameEvent::Frame(frame) => frame,
     };
+    let decrypted;
+    let (frame, was_encrypted) =
+        match crate::decrypt::open_frame(frame, |mn| ctx.shared.registry.snapshot().get(mn).cloned()) {
+            Opened::AsIs => (frame, false),
+            Opened::Decrypted(plain) => {
+                decrypted = plain;
+                (&decrypted, true)
+            }
+            Opened::KeyOrCrcFailed { mn } => {
+                IngestMetrics::decrypt_failure(&mn);
+                tracing::warn!(mn, "encrypted frame: no key of the site gives a valid CRC; refused");
+                return refuse(Verdict::DecryptOrCrc, Effect::BadFrame, ctx, &frame.bytes);
+            }
+        };
     let data = frame.data();
     let dialect = crc::identify(data, frame.layout.declared_crc);
     ctx.shared.metrics.dialect(dialect);
@@ -113,10 +129,25 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
             return refuse(Verdict::BadTimestamp, Effect::BadFrame, ctx, &frame.bytes);
         }
     };
+    if site.encryption != Encryption::Off && is_encrypted_cn(packet.cn.code()) {
+        if !was_encrypted && site.encryption == Encryption::Required {
+            tracing::warn!(
+                mn = packet.mn,
+                cn = packet.cn.code(),
+                "plaintext data command from a site that requires SM4"
+            );
+            return refuse(Verdict::NotEncrypted, Effect::BadFrame, ctx, &frame.bytes);
+        }
+        IngestMetrics::encryption(was_encrypted);
+    }
     let mut notes = Notes::of_layout(&frame.layout);
     notes.extend(packet.notes);
     notes.iter().for_each(IngestMetrics::note);
-    accept(&packet, data_time, site.password(), &frame.bytes, ctx)
+    let mut decision = accept(&packet, data_time, site.password(), &frame.bytes, ctx);
+    if was_encrypted {
+        decision.record.flags |= flags::DECRYPTED;
+    }
+    decision
 }
 
 /// QN and DataTime, where present, must be real times.
@@ -165,6 +196,15 @@ fn accept(
             replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
             command = set_time_command(packet, password, ctx);
         }
+        Cn::NewKey => {
+            // HJ 212-2025 App. C C7: a logger asking for a new SM4 key gets 9013. Keys are
+            // distributed out of band for now (docs/config.md); the request is logged for it.
+            replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
+            tracing::warn!(
+                mn = packet.mn,
+                "logger requests a new SM4 key (CN 1014): install one with key_file and reload"
+            );
+        }
         Cn::Heartbeat => {
             replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
         }
@@ -212,7 +252,9 @@ fn period_ms(cn: Cn) -> i64 {
 fn marks(packet: &Packet<'_>, data_time: Option<BeijingTime>, now_ms: i64, limits: &Limits) -> u8 {
     let mut marks = 0;
     if packet.rf.is_some() {
-        marks |= flags::BACKFILL;
+        // HJ 212-2025 Table 3: RF=1 marks a re-send (补传); any other value is noted, still a re-send.
+        marks |= flags::BACKFILL | flags::RESENT;
+        IngestMetrics::mark("resent");
     }
     if let Some(time) = data_time {
         let age = now_ms - time.unix_millis();

@@ -4,6 +4,7 @@
 
 mod connection;
 mod decide;
+mod decrypt;
 mod dedup;
 pub mod metrics;
 mod sites;

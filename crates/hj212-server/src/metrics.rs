@@ -20,6 +20,8 @@ pub const AUTH_FAILURES: &str = "hj212_ingest_auth_failures_total";
 pub const DUPLICATES: &str = "hj212_ingest_duplicates_total";
 pub const REPLIES: &str = "hj212_ingest_replies_total";
 pub const TIME_SETS: &str = "hj212_ingest_time_sets_total";
+pub const ENCRYPTION: &str = "hj212_ingest_encryption_total";
+pub const SITE_DECRYPT_FAILURES: &str = "hj212_site_decrypt_failures_total";
 pub const ACK_LATENCY: &str = "hj212_ingest_ack_latency_seconds";
 pub const CONNECTIONS_ACTIVE: &str = "hj212_connections_active";
 pub const CONNECTIONS: &str = "hj212_connections_total";
@@ -58,6 +60,8 @@ pub fn describe() {
     describe_counter!(DUPLICATES, "Resent frames (same MN, CN, QN) answered but not stored again");
     describe_counter!(REPLIES, "Replies and commands sent, by CN");
     describe_counter!(TIME_SETS, "1012 set-time commands sent to correct a logger clock");
+    describe_counter!(ENCRYPTION, "Data commands from sites with encryption on, by whether the CP was SM4-encrypted");
+    describe_counter!(SITE_DECRYPT_FAILURES, "Frames of a configured site that no key of it decrypts to a valid CRC");
     describe_histogram!(ACK_LATENCY, "From a frame being read to its reply being written (includes the archive fsync)");
     describe_gauge!(CONNECTIONS_ACTIVE, "Open HJ 212 connections");
     describe_counter!(CONNECTIONS, "HJ 212 connections accepted");
@@ -89,7 +93,7 @@ pub struct IngestMetrics {
     pub ack_latency: Histogram,
     pub connections_active: Gauge,
     pub connections: Counter,
-    verdicts: [Counter; 7],
+    verdicts: [Counter; 9],
     dialects: [Counter; 4],
 }
 
@@ -111,6 +115,8 @@ impl Default for IngestMetrics {
                 verdict(Verdict::BadCrc),
                 verdict(Verdict::ParseError),
                 verdict(Verdict::BadTimestamp),
+                verdict(Verdict::DecryptOrCrc),
+                verdict(Verdict::NotEncrypted),
             ],
             dialects: [
                 counter!(CRC_DIALECT, "dialect" => "hj212"),
@@ -132,6 +138,8 @@ impl IngestMetrics {
             Verdict::BadCrc => 4,
             Verdict::ParseError => 5,
             Verdict::BadTimestamp => 6,
+            Verdict::DecryptOrCrc => 7,
+            Verdict::NotEncrypted => 8,
             _ => return,
         };
         self.verdicts[index].increment(1);
@@ -156,6 +164,16 @@ impl IngestMetrics {
 
     pub fn unframed(reason: &'static str) {
         counter!(UNFRAMED, "reason" => reason).increment(1);
+    }
+
+    /// A data command from a site with encryption on: SM4-encrypted or plaintext.
+    pub fn encryption(encrypted: bool) {
+        counter!(ENCRYPTION, "cp" => if encrypted { "encrypted" } else { "plaintext" }).increment(1);
+    }
+
+    /// A configured site's frame that no key decrypts to a valid CRC (configured MNs only: bounded).
+    pub fn decrypt_failure(mn: &str) {
+        counter!(SITE_DECRYPT_FAILURES, "mn" => mn.to_owned()).increment(1);
     }
 
     pub fn mark(mark: &'static str) {

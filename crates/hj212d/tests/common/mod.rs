@@ -23,6 +23,10 @@ pub fn site(mn: &str, password: &str, crc: CrcSetting) -> Site {
         factors: vec![],
         crc,
         rate: hj212_config::RateRules::default(),
+        encryption: hj212_config::Encryption::Off,
+        key_file: None,
+        previous_key_file: None,
+        ciphertext_as_text: false,
         alerts: None,
         limits: Vec::new(),
     }

@@ -1,0 +1,67 @@
+//! HJ 212-2025 encrypted frames (docs/hj212-2025.md §1): the CP of data commands arrives SM4
+//! encrypted and the CRC covers the plaintext, so a frame whose CRC fails may be one to
+//! decrypt with its site's keys. The header before `CP=&&` is clear text, so the MN (and thus
+//! the site and its keys) can be read without touching the ciphertext.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use hj212_config::Encryption;
+use hj212_proto::codec::Frame;
+use hj212_proto::crc;
+use hj212_proto::encryption::{cp_region, decrypt_cp, textual_ciphertext};
+use hj212_proto::framer::{self, FramerConfig, Scan};
+
+use crate::sites::SiteEntry;
+
+/// What to do with a frame before parsing it.
+pub(crate) enum Opened {
+    /// Its CRC holds as it came (plaintext), or no site key can apply: go on as usual.
+    AsIs,
+    /// The CRC holds after decrypting with one of the site's keys: the plaintext frame.
+    Decrypted(Frame),
+    /// Encrypted for a site with keys, and no key gives a valid CRC.
+    KeyOrCrcFailed { mn: String },
+}
+
+/// The MN in the clear-text header (the part before `CP=&&`).
+fn header_mn(data: &[u8]) -> Option<&str> {
+    let header = &data[..cp_region(data)?.start];
+    let header = std::str::from_utf8(header).ok()?;
+    header.split([';', ',']).find_map(|field| field.strip_prefix("MN="))
+}
+
+pub(crate) fn open_frame(frame: &Frame, lookup: impl Fn(&str) -> Option<SiteEntry>) -> Opened {
+    let data = frame.data();
+    let declared = frame.layout.declared_crc;
+    if crc::identify(data, declared).is_some() {
+        return Opened::AsIs;
+    }
+    let Some(site) = header_mn(data).and_then(&lookup) else { return Opened::AsIs };
+    if site.encryption == Encryption::Off || site.keys.is_empty() {
+        return Opened::AsIs;
+    }
+    let Some(region) = cp_region(data) else { return Opened::AsIs };
+    let ciphertext = match site.config.ciphertext_as_text.then(|| textual_ciphertext(&data[region.clone()])) {
+        Some(Some(bytes)) => Cow::Owned(bytes),
+        _ => Cow::Borrowed(&data[region.clone()]),
+    };
+    for key in &site.keys {
+        let mut plain = [&data[..region.start], &ciphertext, &data[region.end..]].concat();
+        decrypt_cp(&mut plain, key);
+        if crc::verify(&plain, declared, site.crc).is_err() {
+            continue;
+        }
+        // The frame as it would have been sent in clear: same CRC; the length changes only
+        // when the ciphertext came as text.
+        let mut bytes = Vec::with_capacity(plain.len() + 12);
+        bytes.extend_from_slice(format!("##{:04}", plain.len()).as_bytes());
+        bytes.extend_from_slice(&plain);
+        // The CRC field and tail, as received ("##" and 4 digits come before the data).
+        bytes.extend_from_slice(&frame.bytes[6 + frame.layout.data_len..frame.layout.len]);
+        if let Scan::Frame(layout) = framer::scan(&bytes, &FramerConfig::default(), true) {
+            return Opened::Decrypted(Frame { bytes: Bytes::from(bytes), layout });
+        }
+    }
+    Opened::KeyOrCrcFailed { mn: site.mn }
+}
