@@ -13,6 +13,22 @@ const PASSWORD_MASK: &str = "***";
 pub struct Options {
     pub show_passwords: bool,
     pub max_data_len: usize,
+    /// An HJ 212-2025 SM4 key: frames whose CRC fails are tried decrypted with it.
+    pub key: Option<hj212_proto::encryption::Sm4Key>,
+}
+
+/// The data segment decrypted with `key`, when that makes the CRC hold (the raw ciphertext
+/// or its printed `{0x..}` / hex text forms).
+fn decrypted(data: &[u8], declared: u16, key: &hj212_proto::encryption::Sm4Key) -> Option<Vec<u8>> {
+    use hj212_proto::encryption::{cp_region, decrypt_cp, textual_ciphertext};
+    let region = cp_region(data)?;
+    let raw = data[region.clone()].to_vec();
+    let forms = [Some(raw), textual_ciphertext(&data[region.clone()])];
+    forms.into_iter().flatten().find_map(|ciphertext| {
+        let mut plain = [&data[..region.start], &ciphertext[..], &data[region.end..]].concat();
+        decrypt_cp(&mut plain, key);
+        crc::identify(&plain, declared).map(|_| plain)
+    })
 }
 
 /// Reads `input` to its end, writing one JSON line per frame or rejected chunk.
@@ -55,8 +71,17 @@ pub fn decode_stream(mut input: impl Read, out: &mut impl Write, options: &Optio
 }
 
 fn frame_json(offset: usize, frame: &[u8], layout: &FrameLayout, options: &Options) -> Value {
-    let data = layout.data(frame);
-    let dialect = crc::identify(data, layout.declared_crc);
+    let wire = layout.data(frame);
+    let mut dialect = crc::identify(wire, layout.declared_crc);
+    let plain = match (&options.key, dialect) {
+        (Some(key), None) => decrypted(wire, layout.declared_crc, key),
+        _ => None,
+    };
+    let encrypted = plain.is_some();
+    let data = plain.as_deref().unwrap_or(wire);
+    if encrypted {
+        dialect = crc::identify(data, layout.declared_crc);
+    }
     let mut obj = Map::new();
     obj.insert("offset".into(), json!(offset));
     obj.insert("length".into(), json!(layout.len));
@@ -71,6 +96,8 @@ fn frame_json(offset: usize, frame: &[u8], layout: &FrameLayout, options: &Optio
             "dialect": dialect.map(crc::CrcDialect::as_str),
         }),
     );
+    // Whether the CP was SM4-encrypted (known only when a key was given and it decrypted).
+    obj.insert("encrypted".into(), json!(encrypted));
     let mut notes = Notes::of_layout(layout);
     let text = SegmentText::new(data);
     match Packet::parse_text(&text) {

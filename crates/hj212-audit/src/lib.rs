@@ -42,6 +42,10 @@ enum Command {
         /// Largest data segment accepted, in bytes (the length field allows 9999).
         #[arg(long, default_value_t = hj212_proto::framer::MAX_LENGTH_FIELD)]
         max_data_len: usize,
+        /// HJ 212-2025: a file holding the site's SM4 key (16 characters or 32 hex digits);
+        /// frames whose CRC fails are decrypted with it and shown in plaintext.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// Walk the archive's hash chain; name the first broken record and exit 65 on any break.
     Verify {
@@ -169,7 +173,19 @@ pub struct Failure {
 /// A [`Failure`] naming what could not be read or written.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Decode { file, show_passwords, max_data_len } => {
+        Command::Decode { file, show_passwords, max_data_len, key_file } => {
+            let key = match &key_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|text| hj212_proto::encryption::Sm4Key::parse(&text).map_err(|e| e.to_string()))
+                        .map_err(|e| Failure {
+                            message: format!("--key-file {}: {e}", path.display()),
+                            exit_code: EX_NOINPUT,
+                        })?,
+                ),
+                None => None,
+            };
             let input: Box<dyn Read> = match &file {
                 Some(path) if path.as_os_str() != "-" => Box::new(File::open(path).map_err(|e| Failure {
                     message: format!("cannot open {}: {e}", path.display()),
@@ -177,7 +193,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 })?),
                 _ => Box::new(io::stdin().lock()),
             };
-            let options = decode::Options { show_passwords, max_data_len };
+            let options = decode::Options { show_passwords, max_data_len, key };
             let mut out = BufWriter::new(io::stdout().lock());
             finish("decode", decode::decode_stream(input, &mut out, &options).and_then(|()| out.flush()))
         }

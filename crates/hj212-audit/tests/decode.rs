@@ -81,3 +81,27 @@ fn missing_file_exits_66() {
     assert_eq!(out.status.code(), Some(66));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("Error: cannot open /nonexistent/capture"));
 }
+
+/// HJ 212-2025: the derived 2011 vector of docs/hj212-2025.md §4 (key "0" x 16), as raw bytes.
+#[test]
+fn encrypted_frames_are_shown_decrypted_with_the_sites_key() {
+    const PLAIN: &str = "QN=20260101120000000;ST=31;CN=2011;PW=123456;MN=010000A8900016F000169DC0;Flag=9;CP=&&DataTime=20260101120000;a21026-Rtd=35.2,a21026-Flag=N;a21002-Rtd=48.1,a21002-Flag=N&&";
+    const CIPHER: &str = "7D95DE3BB545773F93C0FCC77F77259A820F7D95125E7C6553C1D4E3A1EC40E4F651F86040B157B6241FCDFF4D1A4CCAF446ADCA4BA24B770257C52D2403C4FE0C21B932DDFD399191B436F04C217560";
+    let cipher: Vec<u8> =
+        (0..CIPHER.len()).step_by(2).map(|i| u8::from_str_radix(&CIPHER[i..i + 2], 16).unwrap()).collect();
+    let header = &PLAIN[..PLAIN.find("CP=&&").unwrap() + 5];
+    let data = [header.as_bytes(), &cipher, b"g=N&&"].concat();
+    let frame = [format!("##{:04}", data.len()).as_bytes(), &data[..], b"6AC0\r\n"].concat();
+    assert_eq!(frame.len(), 182, "the wire frame of the notes");
+    let without = decode(&frame, &[]);
+    assert_eq!((without[0]["crc"]["ok"].as_bool(), without[0]["encrypted"].as_bool()), (Some(false), Some(false)));
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("site.key");
+    std::fs::write(&key_file, "0000000000000000\n").unwrap();
+    let with = decode(&frame, &["--key-file", key_file.to_str().unwrap()]);
+    let frame = &with[0];
+    assert_eq!((frame["crc"]["ok"].as_bool(), frame["encrypted"].as_bool()), (Some(true), Some(true)));
+    assert_eq!((frame["version"].as_str(), frame["header"]["CN"].as_u64()), (Some("2025"), Some(2011)));
+    assert_eq!(frame["factors"][0]["fields"][0]["value"], "35.2");
+    assert_eq!(frame["data_time"], "2026-01-01T12:00:00.000+08:00");
+}
