@@ -93,6 +93,11 @@ enum Command {
         #[command(subcommand)]
         action: MarkAction,
     },
+    /// HJ 212-2025 SM4 keys, managed through the running daemon.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Print the alerts the daemon raised (data_dir/alerts.sqlite) as JSON lines, newest first.
     Alerts {
         #[arg(long)]
@@ -129,6 +134,22 @@ enum Command {
         /// Print PW values instead of masking them.
         #[arg(long)]
         show_passwords: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyAction {
+    /// Schedule a new key for a site: it is sent to the logger (CN 1014, encrypted with the
+    /// current key) with its next frame and used once the logger confirms it (9012).
+    Rotate {
+        /// The daemon's admin URL (server.http_listen), e.g. http://127.0.0.1:9213.
+        #[arg(long)]
+        url: String,
+        /// File holding the admin bearer token (server.admin_token_file).
+        #[arg(long)]
+        token_file: PathBuf,
+        #[arg(long)]
+        mn: String,
     },
 }
 
@@ -222,6 +243,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let args = rate::MarkArgs { url, token_file, mn, from, to, reason, evidence, author, supersedes };
             println!("{}", rate::add_mark(&args)?);
+            Ok(())
+        }
+        Command::Key { action: KeyAction::Rotate { url, token_file, mn } } => {
+            println!("{}", rate::rotate_key(&url, &token_file, &mn)?);
             Ok(())
         }
         Command::Alerts { data_dir, state, mn, from, to, limit } => {

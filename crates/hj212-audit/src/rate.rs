@@ -149,6 +149,23 @@ pub fn add_mark(args: &MarkArgs) -> Result<String, Failure> {
     }
 }
 
+/// `hj212-audit key rotate`: schedules an SM4 key rotation of one site through the daemon.
+///
+/// # Errors
+/// The token file cannot be read, the daemon cannot be reached, or it refuses.
+pub fn rotate_key(url: &str, token_file: &std::path::Path, mn: &str) -> Result<String, Failure> {
+    let token = std::fs::read_to_string(token_file).map_err(|e| Failure {
+        message: format!("cannot read {}: {e}", token_file.display()),
+        exit_code: EX_NOINPUT,
+    })?;
+    let (status, answer) = post(url, &format!("/api/v1/sites/{mn}/key"), token.trim(), "")?;
+    if (200..300).contains(&status) {
+        Ok(answer)
+    } else {
+        Err(Failure { message: format!("the daemon answered {status}: {answer}"), exit_code: EX_USAGE })
+    }
+}
+
 /// A plain HTTP/1.1 POST: the admin API listens on loopback without TLS.
 fn post(url: &str, path: &str, token: &str, body: &str) -> Result<(u16, String), Failure> {
     let host = url

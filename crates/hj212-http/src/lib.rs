@@ -64,6 +64,7 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         .route("/api/v1/sites/{mn}/rate", get(rates::site_rate))
         .route("/api/v1/sites/{mn}/marks", get(rates::list_marks).post(rates::add_mark))
         .route("/api/v1/rates", get(rates::all_rates))
+        .route("/api/v1/sites/{mn}/key", post(rates::rotate_key))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
         .with_state(AppState {

@@ -227,3 +227,36 @@ pub(crate) async fn add_mark(
         Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
 }
+
+/// `POST /api/v1/sites/{mn}/key` (bearer token): schedules an SM4 key rotation (HJ 212-2025
+/// CN 1014). The new key goes to the logger with its next frame; the answer names the key by
+/// its fingerprint only.
+pub(crate) async fn rotate_key(
+    State(state): State<AppState>,
+    Path(mn): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorised(&state, &headers)?;
+    if !state.shared.registry.snapshot().contains_key(&mn) {
+        return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
+    }
+    let event = state.shared.keys.schedule(&mn, now_ms()).map_err(|e| match e {
+        hj212_server::keys::ScheduleError::NotEncrypted(_) => error(StatusCode::CONFLICT, e.to_string()),
+        hj212_server::keys::ScheduleError::Io { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    })?;
+    let hj212_server::keys::KeyEvent::Scheduled { created, fingerprint, .. } = &event else {
+        return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected key event"));
+    };
+    let body = serde_json::json!({ "mn": mn, "sk_create_time": created, "key": fingerprint });
+    let record = NewRecord {
+        kind: Kind::Event,
+        verdict: Verdict::Info,
+        flags: 0,
+        time_ms: now_ms(),
+        peer: "admin-api".into(),
+        data: event.to_string().into_bytes(),
+    };
+    // Key changes are evidence: recorded in the hash-chained archive (never the key itself).
+    state.shared.archive.append(record).await.map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}

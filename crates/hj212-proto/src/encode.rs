@@ -130,6 +130,9 @@ pub enum HostCommand {
     SetMinInterval { minutes: u8 },
     /// 2031 / 2051 / 2061: re-send history between BeginTime and EndTime.
     History { kind: History, begin: BeijingTime, end: BeijingTime },
+    /// 1014 (HJ 212-2025 App. C C8): a new SM4 key and when it was made (SKCreateTime, 17 digits).
+    /// The caller encrypts the CP with the current key ([`crate::encryption::encrypt_frame`]).
+    SetNewKey { created: BeijingTime, key: String },
 }
 
 /// The header of a host command.
@@ -155,6 +158,7 @@ impl HostCommand {
             Self::History { kind: History::Daily, .. } => Cn::DailyData,
             Self::History { kind: History::Minute, .. } => Cn::MinuteData,
             Self::History { kind: History::Hourly, .. } => Cn::HourlyData,
+            Self::SetNewKey { .. } => Cn::NewKey,
         }
     }
 
@@ -189,6 +193,17 @@ impl HostCommand {
             }
             Self::History { begin, end, .. } => {
                 format!("BeginTime={};EndTime={}", begin.to_seconds_string(), end.to_seconds_string())
+            }
+            Self::SetNewKey { created, key } => {
+                // Checked without echoing the key into an error message.
+                if key.is_empty() || key.contains([';', ',', '=', '&', '\r', '\n']) {
+                    return Err(EncodeError::OutOfRange {
+                        field: "NewSK",
+                        value: "(not shown)".to_owned(),
+                        allowed: "a key without ; , = & CR LF",
+                    });
+                }
+                format!("SKCreateTime={};NewSK={key}", created.to_qn_string())
             }
         })
     }

@@ -30,7 +30,7 @@ const READ_CHUNK: usize = 4096;
 struct InFlight {
     pending: Pending,
     replies: Vec<(&'static str, Vec<u8>)>,
-    command: Option<Vec<u8>>,
+    command: Option<(&'static str, Vec<u8>)>,
     dedup_key: Option<u64>,
     read_at: Instant,
 }
@@ -230,9 +230,9 @@ impl Session {
                 IngestMetrics::reply(cn);
                 out.extend_from_slice(reply);
             }
-            if let Some(command) = command {
+            if let Some((cn, command)) = command {
                 self.archive_sent(&command).await?;
-                IngestMetrics::reply("1012");
+                IngestMetrics::reply(cn);
                 out.extend_from_slice(&command);
             }
             if !replies.is_empty() {

@@ -32,8 +32,8 @@ pub(crate) struct Decision {
     pub record: NewRecord,
     /// Replies to write once `record` is durable, with their CN for metrics.
     pub replies: Vec<(&'static str, Vec<u8>)>,
-    /// A host command (1012) to archive, then send, after the replies.
-    pub command: Option<Vec<u8>>,
+    /// A host command (1012 set-time, 1014 new key) with its CN, to archive, then send, after the replies.
+    pub command: Option<(&'static str, Vec<u8>)>,
     /// The (MN, CN, QN) key this frame claimed; forgotten again if it cannot be archived.
     pub dedup_key: Option<u64>,
     pub effect: Effect,
@@ -81,7 +81,8 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
     };
     let decrypted;
     let (frame, was_encrypted) =
-        match crate::decrypt::open_frame(frame, |mn| ctx.shared.registry.snapshot().get(mn).cloned()) {
+        match crate::decrypt::open_frame(frame, |mn| ctx.shared.registry.snapshot().get(mn).cloned(), &ctx.shared.keys)
+        {
             Opened::AsIs => (frame, false),
             Opened::Decrypted(plain) => {
                 decrypted = plain;
@@ -194,28 +195,32 @@ fn accept(
     match packet.cn {
         Cn::TimeCalibrationRequest => {
             replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
-            command = set_time_command(packet, password, ctx);
+            command = set_time_command(packet, password, ctx).map(|c| ("1012", c));
         }
         Cn::NewKey => {
-            // HJ 212-2025 App. C C7: a logger asking for a new SM4 key gets 9013. Keys are
-            // distributed out of band for now (docs/config.md); the request is logged for it.
+            // HJ 212-2025 App. C C7: a logger asking for a new SM4 key gets 9013, then the key.
             replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
-            tracing::warn!(
-                mn = packet.mn,
-                "logger requests a new SM4 key (CN 1014): install one with key_file and reload"
-            );
+            match ctx.shared.keys.requested(packet.mn, ctx.now_ms) {
+                Ok(Some(event)) => archive_event(ctx, &event),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(mn = packet.mn, %error, "logger asks for a new SM4 key"),
+            }
         }
+        Cn::RequestResponse | Cn::ExecutionResult => key_reply(packet, ctx),
         Cn::Heartbeat => {
             replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
         }
-        Cn::RequestResponse | Cn::ExecutionResult | Cn::NotificationResponse | Cn::DataResponse => {}
+        Cn::NotificationResponse | Cn::DataResponse => {}
         _ if packet.wants_ack() => {
             replies.extend(encode::data_response(&to).ok().map(|r| ("9014", r)));
         }
         _ => {}
     }
     if command.is_none() && packet.cn == Cn::RealTimeData && !duplicate && packet.rf.is_none() {
-        command = supervise_clock(packet, data_time, password, ctx);
+        command = supervise_clock(packet, data_time, password, ctx).map(|c| ("1012", c));
+    }
+    if command.is_none() {
+        command = key_delivery(packet, password, ctx).map(|c| ("1014", c));
     }
     Decision {
         record: record(verdict, marks, ctx, bytes),
@@ -272,6 +277,60 @@ fn marks(packet: &Packet<'_>, data_time: Option<BeijingTime>, now_ms: i64, limit
         IngestMetrics::mark("backfill");
     }
     marks
+}
+
+/// Records a key-rotation step in the archive (never the key) and the log.
+fn archive_event(ctx: &Context<'_>, event: &crate::keys::KeyEvent) {
+    let text = event.to_string();
+    tracing::info!(event = %text, "SM4 key rotation");
+    let record = NewRecord {
+        kind: Kind::Event,
+        verdict: Verdict::Info,
+        flags: 0,
+        time_ms: ctx.now_ms,
+        peer: ctx.peer.to_owned(),
+        data: text.into_bytes(),
+    };
+    let archive = ctx.shared.archive.clone();
+    tokio::spawn(async move {
+        if let Err(error) = archive.append(record).await {
+            tracing::error!(%error, "key rotation event not archived");
+        }
+    });
+}
+
+/// A 9011 / 9012 that may answer the 1014 carrying a new key.
+fn key_reply(packet: &Packet<'_>, ctx: &Context<'_>) {
+    let (Some(qn), field) = (packet.qn, if packet.cn == Cn::RequestResponse { "QnRtn" } else { "ExeRtn" }) else {
+        return;
+    };
+    let success = packet.get(field) == Some("1");
+    if let Some(event) = ctx.shared.keys.reply(packet.mn, qn, packet.cn.code(), success) {
+        archive_event(ctx, &event);
+    }
+}
+
+/// The 1014 carrying a pending key (App. C C8), its CP encrypted with the current key.
+fn key_delivery(packet: &Packet<'_>, password: &str, ctx: &Context<'_>) -> Option<Vec<u8>> {
+    let delivery = ctx.shared.keys.delivery(packet.mn, ctx.now_ms)?;
+    let qn = BeijingTime::from_unix_millis(ctx.now_ms);
+    let header = CommandHeader {
+        qn,
+        st: packet.st.filter(|st| *st != "91").unwrap_or("32"),
+        pw: password,
+        mn: packet.mn,
+        version: packet.version(),
+    };
+    let plain = HostCommand::SetNewKey { created: delivery.created, key: delivery.key }
+        .encode(&header)
+        .inspect_err(|error| tracing::warn!(mn = packet.mn, %error, "cannot build the 1014 new-key command"))
+        .ok()?;
+    let bytes = match &delivery.encrypt_with {
+        Some(key) => hj212_proto::encryption::encrypt_frame(&plain, key)?,
+        None => plain,
+    };
+    ctx.shared.keys.sent(packet.mn, qn.to_qn_string(), ctx.now_ms);
+    Some(bytes)
 }
 
 /// The 1012 that follows a 9013 to a 1013 time-calibration request (HJ 212-2017 App. C table C.4).

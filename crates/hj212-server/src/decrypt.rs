@@ -12,6 +12,7 @@ use hj212_proto::crc;
 use hj212_proto::encryption::{cp_region, decrypt_cp, textual_ciphertext};
 use hj212_proto::framer::{self, FramerConfig, Scan};
 
+use crate::keys::KeyStore;
 use crate::sites::SiteEntry;
 
 /// What to do with a frame before parsing it.
@@ -31,14 +32,15 @@ fn header_mn(data: &[u8]) -> Option<&str> {
     header.split([';', ',']).find_map(|field| field.strip_prefix("MN="))
 }
 
-pub(crate) fn open_frame(frame: &Frame, lookup: impl Fn(&str) -> Option<SiteEntry>) -> Opened {
+pub(crate) fn open_frame(frame: &Frame, lookup: impl Fn(&str) -> Option<SiteEntry>, keys: &KeyStore) -> Opened {
     let data = frame.data();
     let declared = frame.layout.declared_crc;
     if crc::identify(data, declared).is_some() {
         return Opened::AsIs;
     }
     let Some(site) = header_mn(data).and_then(&lookup) else { return Opened::AsIs };
-    if site.encryption == Encryption::Off || site.keys.is_empty() {
+    let candidates = keys.candidates(&site.mn);
+    if site.encryption == Encryption::Off || candidates.is_empty() {
         return Opened::AsIs;
     }
     let Some(region) = cp_region(data) else { return Opened::AsIs };
@@ -46,7 +48,7 @@ pub(crate) fn open_frame(frame: &Frame, lookup: impl Fn(&str) -> Option<SiteEntr
         Some(Some(bytes)) => Cow::Owned(bytes),
         _ => Cow::Borrowed(&data[region.clone()]),
     };
-    for key in &site.keys {
+    for key in &candidates {
         let mut plain = [&data[..region.start], &ciphertext, &data[region.end..]].concat();
         decrypt_cp(&mut plain, key);
         if crc::verify(&plain, declared, site.crc).is_err() {

@@ -6,6 +6,7 @@ mod connection;
 mod decide;
 mod decrypt;
 mod dedup;
+pub mod keys;
 pub mod metrics;
 mod sites;
 
@@ -31,6 +32,8 @@ pub struct Shared {
     pub limits: Limits,
     pub time_sync: TimeSync,
     pub registry: Registry,
+    /// HJ 212-2025 SM4 keys and their rotation.
+    pub keys: keys::KeyStore,
     pub states: States,
     pub archive: Archive,
     dedup: Dedup,
@@ -43,6 +46,7 @@ impl Shared {
             limits: config.limits.clone(),
             time_sync: config.time_sync.clone(),
             registry: Registry::new(&config.sites),
+            keys: keys::KeyStore::load(config.server.data_dir.join("keys"), &config.sites),
             states: States::default(),
             archive,
             dedup: Dedup::new(config.limits.dedup_window),

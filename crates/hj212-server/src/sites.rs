@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use hj212_config::{CrcSetting, Encryption, Site};
 use hj212_proto::crc::CrcPolicy;
-use hj212_proto::encryption::Sm4Key;
 use serde::Serialize;
 
 /// A configured site, as the server needs it.
@@ -16,8 +15,6 @@ pub struct SiteEntry {
     password: String,
     pub crc: CrcPolicy,
     pub encryption: Encryption,
-    /// SM4 keys to try, current first (HJ 212-2025).
-    pub keys: Vec<Sm4Key>,
     /// The site as configured (factors, rate rules).
     pub config: Site,
 }
@@ -49,23 +46,6 @@ fn policy(setting: CrcSetting) -> CrcPolicy {
     }
 }
 
-/// A site's SM4 keys, current first. The config check has read them already; one that has
-/// become unreadable since is logged (by MN and path, never content) and left out, so that
-/// site's encrypted frames are refused as `decrypt_or_crc` rather than the daemon stopping.
-fn read_keys(site: &Site) -> Vec<Sm4Key> {
-    [&site.key_file, &site.previous_key_file]
-        .into_iter()
-        .flatten()
-        .filter_map(|path| {
-            let key = std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| Sm4Key::parse(&text).map_err(|e| e.to_string()));
-            key.inspect_err(|error| tracing::error!(mn = site.mn, path = %path.display(), error, "SM4 key not loaded"))
-                .ok()
-        })
-        .collect()
-}
-
 /// The configured sites, swapped whole on reload so readers never see half a registry.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -90,7 +70,6 @@ impl Registry {
                     password: s.password.clone(),
                     crc: policy(s.crc),
                     encryption: s.encryption,
-                    keys: read_keys(s),
                     config: s.clone(),
                 };
                 (s.mn.clone(), entry)

@@ -357,6 +357,7 @@ impl Running {
                 let problems = hj212_config::check(&candidate);
                 if problems.is_empty() {
                     self.shared.registry.replace(&candidate.sites);
+                    self.shared.keys.reload(&candidate.sites);
                     self.alert_rules.send_replace(Arc::new(hj212_alerts::rules_map(&candidate)));
                     metrics::gauge!(SITES_CONFIGURED).set(candidate.sites.len() as f64);
                     tracing::info!(sites = candidate.sites.len(), "site registry reloaded");

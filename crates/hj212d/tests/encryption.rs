@@ -174,3 +174,119 @@ async fn the_printed_text_form_is_accepted_when_the_site_allows_it() {
     let dir = lenient.stop().await;
     assert!(common::stored(dir.path(), MN).iter().any(|r| r.factor == "a01011"));
 }
+
+/// Reads whole frames from the daemon (raw bytes: a 1014's CP is encrypted, not text).
+async fn read_frames(client: &mut common::Client, n: usize) -> Vec<Vec<u8>> {
+    use hj212_proto::framer::{FramerConfig, Scan, scan};
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut frames = Vec::new();
+    while frames.len() < n {
+        match scan(&buf, &FramerConfig::default(), false) {
+            Scan::Frame(layout) => frames.push(buf.drain(..layout.len).collect()),
+            Scan::Skip(k) | Scan::Rejected { consumed: k, .. } => drop(buf.drain(..k)),
+            Scan::Incomplete => {
+                let mut chunk = [0u8; 4096];
+                let read = tokio::time::timeout(Duration::from_secs(5), client.stream.read(&mut chunk)).await;
+                let n = read.expect("the daemon answers within 5 s").unwrap();
+                assert!(n > 0, "connection closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+    frames
+}
+
+fn cn_of(frame: &[u8]) -> String {
+    let text = String::from_utf8_lossy(frame);
+    text.split(';').find_map(|f| f.strip_prefix("CN=")).unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_in_the_middle_loses_no_frame() {
+    use hj212_proto::encryption::{Sm4Key, decrypt_cp, encrypt_frame};
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, token_file) = (dir.path().join("site.key"), dir.path().join("admin.token"));
+    std::fs::write(&key_file, "0000000000000000").unwrap();
+    std::fs::write(&token_file, "rotation-test-token-0123456789").unwrap();
+    let daemon = TestDaemon::start_with(move |config| {
+        config.sites[0].encryption = Encryption::Required;
+        config.sites[0].key_file = Some(key_file);
+        config.server.admin_token_file = Some(token_file);
+        config.time_sync.enabled = false;
+    })
+    .await;
+    let old = Sm4Key::parse("0000000000000000").unwrap();
+    let realtime = |i: u32, key: &Sm4Key| {
+        let plain = common::frame(&format!(
+            "QN=20260101120000{i:03};ST=31;CN=2011;PW=123456;MN={MN};Flag=9;CP=&&DataTime={};a21026-Rtd={i}.5,a21026-Flag=N&&",
+            common::beijing_in(-i64::from(i))
+        ));
+        encrypt_frame(&plain, key).unwrap()
+    };
+    let mut client = daemon.client().await;
+    client.send(&realtime(1, &old)).await;
+    assert_eq!(cn_of(&read_frames(&mut client, 1).await[0]), "9014");
+
+    // An operator schedules a rotation; the next frame brings the new key back (9014, then 1014).
+    let (status, body) = post_rotation(daemon.running.http_addr, "rotation-test-token-0123456789");
+    assert_eq!(status, 202, "{body}");
+    let scheduled: serde_json::Value = serde_json::from_str(&body).unwrap();
+    client.send(&realtime(2, &old)).await;
+    let frames = read_frames(&mut client, 2).await;
+    assert_eq!((cn_of(&frames[0]), cn_of(&frames[1])), ("9014".to_owned(), "1014".to_owned()));
+    // The 1014's CP is encrypted with the current key; its CRC covers the plaintext.
+    let command = &frames[1];
+    let mut data = command[6..command.len() - 6].to_vec();
+    assert!(decrypt_cp(&mut data, &old));
+    assert_eq!(crc::format_field(crc::hj212(&data)), command[command.len() - 6..command.len() - 2]);
+    let text = String::from_utf8(data).unwrap();
+    let field = |name: &str| text.split([';', '&']).find_map(|f| f.strip_prefix(name)).unwrap().to_owned();
+    let (qn, created, new_key) = (field("QN="), field("SKCreateTime="), field("NewSK="));
+    assert_eq!(created, scheduled["sk_create_time"].as_str().unwrap());
+    let new = Sm4Key::parse(&new_key).unwrap();
+
+    // The logger is still on the old key for a moment, then confirms (9011, 9012) and switches.
+    client.send(&realtime(3, &old)).await;
+    assert_eq!(cn_of(&read_frames(&mut client, 1).await[0]), "9014");
+    for (cn, cp) in [("9011", "QnRtn=1"), ("9012", "ExeRtn=1")] {
+        client.send(&common::frame(&format!("QN={qn};ST=91;CN={cn};PW=123456;MN={MN};Flag=8;CP=&&{cp}&&"))).await;
+    }
+    client.send(&realtime(4, &new)).await;
+    client.send(&realtime(5, &old)).await; // a straggler under the previous key
+    let acks = read_frames(&mut client, 2).await;
+    assert!(acks.iter().all(|f| cn_of(f) == "9014"), "no frame lost across the rotation");
+    let metrics = daemon.http("/metrics").1;
+    assert_eq!(common::metric(&metrics, r#"hj212_ingest_frames_total{outcome="decrypt_or_crc"}"#), 0);
+    let dir = daemon.stop().await;
+    let events = String::from_utf8_lossy(&std::fs::read(dir.path().join("keys").join(format!("{MN}.json"))).unwrap())
+        .into_owned();
+    assert!(events.contains(&new_key), "the daemon keeps the new key for its next start");
+    let archived = common::archived(dir.path());
+    assert_eq!(archived.iter().filter(|(v, _, _)| v == "accepted").count(), 7, "5 data frames, 9011, 9012");
+    let mut follower = hj212_archive::Follower::new(&dir.path().join("archive"), 1);
+    let texts: Vec<String> = follower
+        .read(u64::MAX, 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == hj212_archive::Kind::Event)
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect();
+    assert!(texts.iter().any(|t| t.contains("rotation scheduled")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("rotated")), "{texts:?}");
+    assert!(texts.iter().all(|t| !t.contains(&new_key)), "events name a fingerprint, never the key");
+}
+
+fn post_rotation(addr: std::net::SocketAddr, token: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/sites/{MN}/key HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (response[9..12].parse().unwrap(), body)
+}

@@ -100,6 +100,18 @@ pub fn encrypt_cp(data: &mut [u8], key: &Sm4Key) -> bool {
     true
 }
 
+/// A whole frame (`##` to the tail) with its CP encrypted, as a 2025 sender puts it on the
+/// wire: the length and the CRC (of the plaintext) are unchanged. `None` if `frame` is not one frame.
+pub fn encrypt_frame(frame: &[u8], key: &Sm4Key) -> Option<Vec<u8>> {
+    let crate::framer::Scan::Frame(layout) = crate::framer::scan(frame, &crate::framer::FramerConfig::default(), true)
+    else {
+        return None;
+    };
+    let mut out = frame[..layout.len].to_vec();
+    // The data segment follows "##" and the 4-digit length.
+    encrypt_cp(&mut out[6..6 + layout.data_len], key).then_some(out)
+}
+
 /// The ciphertext as raw bytes when the logger wrote it as text: the standard's printed
 /// `{0xE4,0x3E,...}` form (then the clear tail), or upper-case hex (then the clear tail is
 /// impossible to tell apart, so hex is taken only when the whole region is hex). `None`
