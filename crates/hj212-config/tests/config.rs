@@ -206,3 +206,21 @@ fn alert_rules_limits_and_mqtt_are_checked() {
     );
     assert_eq!((defaults.clock_drift_secs, defaults.hysteresis_percent.0), (60, 500));
 }
+
+#[test]
+fn encryption_needs_a_readable_key_and_never_echoes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.key");
+    std::fs::write(&bad, "secret-but-wrong-length").unwrap();
+    let text = format!(
+        "[[sites]]\nmn = \"A\"\npassword = \"1\"\nencryption = \"required\"\n\
+         [[sites]]\nmn = \"B\"\npassword = \"1\"\nencryption = \"optional\"\nkey_file = \"{}\"\nprevious_key_file = \"/nonexistent.key\"\n",
+        bad.display()
+    );
+    let problems: Vec<String> = check(&from_str(&text).unwrap()).iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert_eq!(problems[0], "sites[0].key_file: encryption = required needs a key_file");
+    assert!(problems[1].starts_with("sites[1].key_file: ") && problems[1].contains("found 23 characters"));
+    assert!(problems[2].starts_with("sites[1].previous_key_file: cannot read /nonexistent.key"));
+    assert!(problems.iter().all(|p| !p.contains("secret")), "key contents never echoed");
+}
