@@ -134,6 +134,8 @@ struct SiteView {
     last_data_time: Option<String>,
     clock_offset_ms: Option<i64>,
     last_time_set: Option<String>,
+    /// HJ 212-2025 CN 1001: DataLoggerId, CPUID and MACs as the logger sent them.
+    hardware: Option<String>,
 }
 
 fn beijing(ms: Option<i64>) -> Option<String> {
@@ -156,6 +158,7 @@ async fn sites(State(state): State<AppState>) -> Json<Vec<SiteView>> {
                 last_data_time: live.last_data_time,
                 clock_offset_ms: live.clock_offset_ms,
                 last_time_set: beijing(live.last_time_set_ms),
+                hardware: live.hardware,
             }
         })
         .collect();

@@ -207,6 +207,12 @@ fn accept(
             }
         }
         Cn::RequestResponse | Cn::ExecutionResult => key_reply(packet, ctx),
+        Cn::UploadLoggerSerial => {
+            // HJ 212-2025: the logger's hardware identity, kept per MN and answered 9013.
+            replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
+            let identity = packet.cp.trim_matches('&').to_owned();
+            ctx.shared.states.update(packet.mn, |state| state.hardware = Some(identity));
+        }
         Cn::Heartbeat => {
             replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
         }

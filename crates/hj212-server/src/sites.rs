@@ -95,6 +95,8 @@ pub struct SiteState {
     pub clock_offset_ms: Option<i64>,
     /// When the daemon last sent this logger a 1012 set-time.
     pub last_time_set_ms: Option<i64>,
+    /// The logger's hardware identity from its last CN 1001 (HJ 212-2025: DataLoggerId, CPUID, MACs).
+    pub hardware: Option<String>,
     /// Consecutive real-time frames whose offset was over the threshold and consistent.
     #[serde(skip)]
     pub drift_streak: u32,

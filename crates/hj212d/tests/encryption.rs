@@ -139,8 +139,15 @@ async fn plaintext_is_refused_where_encryption_is_required_and_counted_where_opt
     client.send(&heartbeat).await;
     let reply = client.reply().await;
     assert_eq!((reply.cn, reply.qn.as_deref(), reply.cp.as_str()), (9013, Some("20260101120000000"), ""), "empty CP");
+    // CN 1001: the logger's hardware identity, kept per MN (not a data command: plaintext).
+    let identity = "DataLoggerId=DL-0001;CPUID=0A1B2C3D;MAC1=00-11-22-33-44-55";
+    client
+        .send(&common::frame(&format!("QN=20260101120000001;ST=91;CN=1001;PW=123456;MN={MN};Flag=9;CP=&&{identity}&&")))
+        .await;
+    assert_eq!(client.reply().await.cn, 9013);
     let metrics = required.http("/metrics").1;
     assert_eq!(common::metric(&metrics, r#"hj212_ingest_frames_total{outcome="not_encrypted"}"#), 1);
+    assert!(required.http("/api/v1/sites").1.contains(identity), "identity shown per site");
     let sites = required.http("/api/v1/sites").1;
     assert!(sites.contains(r#""online":true"#), "a heartbeat keeps the site online: {sites}");
     required.stop().await;
