@@ -1,0 +1,321 @@
+//! One simulated data logger (sans-IO): its identity, its site entry for the daemon, the frames
+//! it builds for each due record, and its answers to host commands.
+
+use hj212_config::{CrcSetting, RateRules, Site};
+use hj212_proto::Packet;
+use hj212_proto::crc::CrcDialect;
+use hj212_proto::encode::{self, ReplyTo};
+use hj212_proto::model::{Cn, Version};
+use hj212_proto::time::BeijingTime;
+
+use crate::frame::{self, Header};
+use crate::profile::{self, Profile, Reading, ValueFaults};
+use crate::rng::Rng;
+use crate::schedule::{Due, RecordKind};
+
+/// Who a station is and how it speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationSpec {
+    /// 0-based position (`--outage SITE_INDEX:..` refers to it).
+    pub index: usize,
+    pub mn: String,
+    pub password: String,
+    pub profile: Profile,
+    /// `Hj212_2017` (Flag=5, QN, 9014 awaited) or `Hj212_2005` (no QN, no Flag, 2005 codes).
+    pub version: Version,
+    pub dialect: CrcDialect,
+    /// How far the logger's clock is off (seconds, positive = ahead).
+    pub drift_secs: i64,
+}
+
+impl StationSpec {
+    pub fn is_2005(&self) -> bool {
+        self.version == Version::Hj212_2005
+    }
+
+    /// The factor codes it sends, as sent (2005 codes for 2005 stations).
+    pub fn factor_codes(&self) -> Vec<String> {
+        let codes = self.profile.factors().iter();
+        codes.map(|f| if self.is_2005() { f.code_2005 } else { f.code }.to_owned()).collect()
+    }
+
+    /// The `[[sites]]` entry the daemon needs for this station.
+    ///
+    /// Built through serde from the keys the simulator decides, so every other key of a site
+    /// (encryption, alerts, limits, ...) takes its documented default, as in a hand-written file.
+    ///
+    /// # Panics
+    /// Never: these keys always make a valid site.
+    pub fn site(&self, minute_interval: u32) -> Site {
+        #[derive(serde::Serialize)]
+        struct Entry<'a> {
+            mn: &'a str,
+            password: &'a str,
+            name: String,
+            factors: Vec<String>,
+            crc: CrcSetting,
+            rate: RateRules,
+        }
+        let crc = match self.dialect {
+            CrcDialect::Hj212 => CrcSetting::Hj212,
+            CrcDialect::Modbus => CrcSetting::Modbus,
+            CrcDialect::ModbusSwapped => CrcSetting::ModbusSwapped,
+        };
+        let style = if self.is_2005() { ", HJ/T 212-2005" } else { "" };
+        let entry = Entry {
+            mn: &self.mn,
+            password: &self.password,
+            name: format!("simulated station {} ({}{style})", self.index, self.profile.as_str()),
+            factors: self.factor_codes(),
+            crc,
+            rate: RateRules { minute_interval, ..RateRules::default() },
+        };
+        let value = toml::Value::try_from(entry).expect("a site entry serializes");
+        value.try_into().expect("a valid site entry")
+    }
+}
+
+/// Per-frame faults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameFaults {
+    pub bad_crc_percent: f64,
+    /// Chance that a 2011 record of a 2017 station goes out as two packets (PNUM=2).
+    pub split_percent: f64,
+    pub values: ValueFaults,
+}
+
+/// One frame to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutFrame {
+    pub cn: u16,
+    pub qn: Option<String>,
+    /// The frame with its correct CRC.
+    pub bytes: Vec<u8>,
+    /// Sent first instead, when the link corrupts this frame (`--bad-crc-percent`).
+    pub corrupted: Option<Vec<u8>>,
+    /// Flag A bit: the logger waits for a 9014.
+    pub wants_ack: bool,
+    /// Factors it carries: rows it adds to the daemon's store.
+    pub factors: u64,
+}
+
+/// The frames of one record and what was simulated in them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub frames: Vec<OutFrame>,
+    pub exceeded: bool,
+    pub flagged: u32,
+}
+
+/// What a station does with a frame from the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A 9014 for this QN.
+    Ack(String),
+    /// A 1012 set-time: the clock is corrected; these replies (9011, 9012) go back.
+    ClockSet(Vec<Vec<u8>>),
+    /// Anything else (counted, not answered).
+    Other,
+}
+
+/// A station's state while it runs.
+#[derive(Debug)]
+pub struct Station {
+    pub spec: StationSpec,
+    faults: FrameFaults,
+    rng: Rng,
+    drift_ms: i64,
+    last_qn_ms: i64,
+}
+
+impl Station {
+    pub fn new(spec: StationSpec, faults: FrameFaults, rng: Rng) -> Self {
+        let drift_ms = spec.drift_secs * 1000;
+        Self { spec, faults, rng, drift_ms, last_qn_ms: i64::MIN }
+    }
+
+    /// The logger's clock reading at simulated time `at_ms`, unique per frame (QN).
+    fn next_qn(&mut self, at_ms: i64) -> String {
+        let ms = (at_ms + self.drift_ms).max(self.last_qn_ms.saturating_add(1));
+        self.last_qn_ms = ms;
+        BeijingTime::from_unix_millis(ms).to_qn_string()
+    }
+
+    /// The frames for `due`, sent at simulated time `at_ms`.
+    ///
+    /// Real-time DataTime is the logger's clock (so a drifting clock shows in it); the
+    /// aggregates keep their period starts, which the logger computes on its own clock.
+    pub fn build(&mut self, due: &Due, at_ms: i64) -> Built {
+        let values = profile::sample(self.spec.profile, due.period_secs(), &self.faults.values, &mut self.rng);
+        let drift = if due.kind == RecordKind::RealTime { self.drift_ms } else { 0 };
+        let data_time = BeijingTime::from_unix_millis(due.data_time_ms + drift).to_seconds_string();
+        let v2017 = !self.spec.is_2005();
+        let split = v2017 && due.kind == RecordKind::RealTime && self.rng.chance(self.faults.split_percent);
+        let readings = &values.readings;
+        let parts: Vec<&[Reading]> =
+            if split { vec![&readings[..readings.len() / 2], &readings[readings.len() / 2..]] } else { vec![readings] };
+        let pnum = u16::try_from(parts.len()).unwrap_or(u16::MAX);
+        let mut frames = Vec::with_capacity(parts.len());
+        for (pno, part) in (1..).zip(parts) {
+            let qn = v2017.then(|| self.next_qn(at_ms));
+            let header = Header {
+                qn: qn.as_deref(),
+                st: self.spec.profile.st(),
+                cn: due.kind.cn(),
+                pw: &self.spec.password,
+                mn: &self.spec.mn,
+                flag: v2017.then_some(if split { 7 } else { 5 }),
+                packet: split.then_some((pnum, pno)),
+            };
+            let segment = frame::upload_segment(&header, &data_time, part, !v2017);
+            // A data segment of six factors is far below the 9999-byte limit.
+            let bytes = frame::framed(segment.as_bytes(), self.spec.dialect).unwrap_or_default();
+            let corrupted = self.rng.chance(self.faults.bad_crc_percent).then(|| frame::corrupted(&bytes));
+            frames.push(OutFrame {
+                cn: due.kind.cn(),
+                qn,
+                bytes,
+                corrupted,
+                wants_ack: v2017,
+                factors: part.len() as u64,
+            });
+        }
+        Built { frames, exceeded: values.exceeded, flagged: values.flagged }
+    }
+
+    /// Handles a frame from the host.
+    pub fn receive(&mut self, packet: &Packet<'_>) -> Incoming {
+        match packet.cn {
+            Cn::DataResponse => packet.qn.map_or(Incoming::Other, |qn| Incoming::Ack(qn.to_owned())),
+            Cn::SetFieldTime => {
+                // The logger takes the host's time: its drift is gone.
+                self.drift_ms = 0;
+                let to = ReplyTo { pw: Some(&self.spec.password), ..ReplyTo::from(packet) };
+                let replies = [encode::request_response(&to, 1), encode::execution_result(&to, 1)];
+                let replies = replies.into_iter().filter_map(Result::ok);
+                let dialect = self.spec.dialect;
+                Incoming::ClockSet(replies.filter_map(|r| frame::framed(frame::segment_of(&r), dialect).ok()).collect())
+            }
+            _ => Incoming::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Schedule;
+    use hj212_proto::crc;
+    use hj212_proto::model::FieldKind;
+
+    const START: i64 = 1_772_294_400_000; // 2026-03-01 00:00 Beijing
+
+    fn spec(profile: Profile, version: Version, dialect: CrcDialect) -> StationSpec {
+        let mn = "SIM000000000000000000007".to_owned();
+        StationSpec { index: 7, mn, password: "654321".into(), profile, version, dialect, drift_secs: 0 }
+    }
+
+    fn faults(bad_crc_percent: f64, split_percent: f64) -> FrameFaults {
+        let values = ValueFaults { flag_percent: 0.0, exceed_percent: 0.0 };
+        FrameFaults { bad_crc_percent, split_percent, values }
+    }
+
+    fn parse(frame: &[u8]) -> (Packet<'_>, u16) {
+        let segment = frame::segment_of(frame);
+        let at = frame.len() - 6;
+        let declared = crc::parse_field(frame[at..at + 4].try_into().unwrap()).unwrap();
+        (Packet::parse(std::str::from_utf8(segment).unwrap()).unwrap(), declared)
+    }
+
+    fn dues() -> Vec<Due> {
+        Schedule::new(START, START + 86_400_000, 3600, 30).collect()
+    }
+
+    #[test]
+    fn frames_parse_back() {
+        let mut station =
+            Station::new(spec(Profile::Gas, Version::Hj212_2017, CrcDialect::Hj212), faults(0.0, 0.0), Rng::new(1));
+        let mut qns = std::collections::HashSet::new();
+        for due in dues() {
+            let built = station.build(&due, due.send_ms);
+            let [frame] = &built.frames[..] else { panic!("one frame") };
+            let (packet, declared) = parse(&frame.bytes);
+            assert_eq!(
+                crc::verify(frame::segment_of(&frame.bytes), declared, crc::CrcPolicy::Hj212),
+                Ok(CrcDialect::Hj212)
+            );
+            assert_eq!(
+                (packet.cn.code(), packet.mn, packet.pw, packet.st),
+                (due.kind.cn(), station.spec.mn.as_str(), Some("654321"), Some("31"))
+            );
+            assert_eq!(packet.version(), Version::Hj212_2017);
+            assert!(packet.wants_ack() && frame.wants_ack);
+            assert!(qns.insert(packet.qn.unwrap().to_owned()), "QN unique");
+            let data_time = packet.data_time_parsed().unwrap().unwrap();
+            assert_eq!(data_time.unix_millis(), due.data_time_ms);
+            let factors = packet.factors();
+            let codes: Vec<&str> = factors.iter().map(|f| f.code).collect();
+            assert_eq!(codes, ["a00000", "a21026", "a21002", "a34013", "a19001", "a01012"]);
+            let kind = if due.kind == RecordKind::RealTime { FieldKind::Rtd } else { FieldKind::Avg };
+            assert!(factors.iter().all(|f| f.get(kind).is_some() && f.get(FieldKind::Flag) == Some("N")));
+            if due.kind == RecordKind::Minute {
+                assert!(factors[1].get(FieldKind::Cou).is_some() && factors[4].get(FieldKind::Cou).is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn modbus_2005_station() {
+        let mut station = Station::new(
+            spec(Profile::Water, Version::Hj212_2005, CrcDialect::Modbus),
+            faults(0.0, 100.0),
+            Rng::new(1),
+        );
+        let due = dues()[0];
+        let built = station.build(&due, due.send_ms);
+        assert_eq!(built.frames.len(), 1, "2005 stations do not split");
+        let (packet, declared) = parse(&built.frames[0].bytes);
+        assert_eq!(crc::identify(frame::segment_of(&built.frames[0].bytes), declared), Some(CrcDialect::Modbus));
+        assert_eq!(packet.version(), Version::Hj212_2005);
+        assert!(packet.qn.is_none() && packet.flag.is_none() && !packet.wants_ack() && !built.frames[0].wants_ack);
+        let codes: Vec<&str> = packet.factors().iter().map(|f| f.code).collect();
+        assert_eq!(codes, ["B01", "011", "060", "101", "065", "001"]);
+        assert_eq!(station.spec.site(10).factors, codes);
+        assert_eq!(station.spec.site(10).crc, CrcSetting::Modbus);
+    }
+
+    #[test]
+    fn split_bad_crc_and_drift() {
+        let mut spec = spec(Profile::Gas, Version::Hj212_2017, CrcDialect::Hj212);
+        spec.drift_secs = 45;
+        let mut station = Station::new(spec, faults(100.0, 100.0), Rng::new(1));
+        let due = dues()[0];
+        let built = station.build(&due, due.send_ms);
+        assert_eq!(built.frames.len(), 2);
+        for (pno, frame) in (1..).zip(&built.frames) {
+            let (packet, _) = parse(&frame.bytes);
+            assert_eq!((packet.flag.map(|f| f.0), packet.pnum, packet.pno), (Some(7), Some(2), Some(pno)));
+            assert_eq!(packet.factors().len(), 3);
+            assert_eq!(packet.data_time(), Some("20260301000045"));
+            let bad = frame.corrupted.as_ref().unwrap();
+            let at = bad.len() - 6;
+            let declared = crc::parse_field(bad[at..at + 4].try_into().unwrap()).unwrap();
+            assert_eq!(crc::identify(frame::segment_of(bad), declared), None);
+        }
+        assert_ne!(built.frames[0].qn, built.frames[1].qn);
+    }
+
+    #[test]
+    fn answers_a_set_time_command() {
+        let mut spec = spec(Profile::Gas, Version::Hj212_2017, CrcDialect::Hj212);
+        spec.drift_secs = 90;
+        let mut station = Station::new(spec, faults(0.0, 0.0), Rng::new(1));
+        let command = "QN=20260301000000000;ST=31;CN=1012;PW=654321;MN=SIM000000000000000000007;Flag=5;CP=&&SystemTime=20260301000000&&";
+        let Incoming::ClockSet(replies) = station.receive(&Packet::parse(command).unwrap()) else { panic!() };
+        let cns: Vec<u16> = replies.iter().map(|r| parse(r).0.cn.code()).collect();
+        assert_eq!(cns, [9011, 9012]);
+        assert_eq!(station.drift_ms, 0);
+        let ack = "QN=1;ST=91;CN=9014;PW=654321;MN=SIM000000000000000000007;Flag=4;CP=&&&&";
+        assert_eq!(station.receive(&Packet::parse(ack).unwrap()), Incoming::Ack("1".into()));
+    }
+}
