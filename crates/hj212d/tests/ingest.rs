@@ -212,7 +212,11 @@ async fn future_and_backfilled_data_are_marked() {
     let marks: Vec<u8> = archived(dir.path()).into_iter().map(|(_, m, _)| m).collect();
     assert_eq!(
         marks,
-        [hj212_archive::flags::FUTURE_TIME, hj212_archive::flags::BACKFILL, hj212_archive::flags::BACKFILL]
+        [
+            hj212_archive::flags::FUTURE_TIME,
+            hj212_archive::flags::BACKFILL,
+            hj212_archive::flags::BACKFILL | hj212_archive::flags::RESENT
+        ]
     );
     let rows = stored(dir.path(), MN);
     assert_eq!(rows.iter().filter(|r| r.marks == hj212_archive::flags::FUTURE_TIME).count(), 2);
