@@ -65,8 +65,9 @@ pub fn open(path: &Path) -> Result<Connection, AlertsError> {
     let open_error = |source| AlertsError::Open { path: path.display().to_string(), source };
     let conn = Connection::open(path).map_err(open_error)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
-    // The archive is the durable copy; a lost last transaction is replayed from it.
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_error)?;
+    // FULL: an outbox message may be published as soon as its transaction commits, so the
+    // commit must survive a power cut (a replay would give clock-rule alerts new ids).
+    conn.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_error)?;
     conn.execute_batch(SCHEMA).map_err(open_error)?;
     Ok(conn)
@@ -81,6 +82,14 @@ pub fn applied_seq(conn: &Connection) -> Result<u64, AlertsError> {
         .query_row("SELECT value FROM alert_progress WHERE key = 'applied_seq'", [], |row| row.get(0))
         .optional()?;
     Ok(value.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+}
+
+/// Whether the engine has ever recorded its position (false for a new database).
+///
+/// # Errors
+/// SQL errors.
+pub(crate) fn has_progress(conn: &Connection) -> Result<bool, AlertsError> {
+    Ok(conn.query_row("SELECT 1 FROM alert_progress WHERE key = 'applied_seq'", [], |_| Ok(())).optional()?.is_some())
 }
 
 pub(crate) fn set_applied_seq(tx: &Transaction<'_>, seq: u64) -> Result<(), AlertsError> {
@@ -175,12 +184,22 @@ pub(crate) fn enqueue(
     Ok(u64::try_from(tx.last_insert_rowid()).unwrap_or(0))
 }
 
-/// Stores a record's per-factor fingerprint; returns the one stored before if it differs.
+/// Whether a factor of a record was seen before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fingerprint {
+    New,
+    /// Resent with the same values.
+    Same,
+    /// Resent with other values (possible tampering).
+    Different,
+}
+
+/// Stores a record's per-factor fingerprint, or compares it with the one stored before.
 pub(crate) fn fingerprint(
     tx: &Transaction<'_>,
     key: (&str, u16, i64, &str),
     fingerprint: &str,
-) -> Result<Option<String>, AlertsError> {
+) -> Result<Fingerprint, AlertsError> {
     let (mn, cn, data_time_ms, factor) = key;
     let inserted = tx
         .prepare_cached(
@@ -188,14 +207,14 @@ pub(crate) fn fingerprint(
         )?
         .execute(params![mn, cn, data_time_ms, factor, fingerprint])?;
     if inserted == 1 {
-        return Ok(None);
+        return Ok(Fingerprint::New);
     }
     let stored: String = tx
         .prepare_cached(
             "SELECT fingerprint FROM fingerprints WHERE mn = ?1 AND cn = ?2 AND data_time_ms = ?3 AND factor = ?4",
         )?
         .query_row(params![mn, cn, data_time_ms, factor], |row| row.get(0))?;
-    Ok((stored != fingerprint).then_some(stored))
+    Ok(if stored == fingerprint { Fingerprint::Same } else { Fingerprint::Different })
 }
 
 /// Forgets fingerprints of data older than `before_ms` (resends that old are out of the repair window).

@@ -1,13 +1,14 @@
 //! From archive records to what the rule engine is told: authenticated frames, wrong
 //! passwords from configured sites, data uploads, and resends that change stored values.
 
-use hj212_archive::{Kind, Record, Verdict};
+use hj212_archive::{Kind, Record, Verdict, flags};
 use hj212_compliance::alert::{Cause, DataRecord, Engine, Sample, Transition};
 use hj212_proto::framer::{self, FramerConfig, Scan};
-use hj212_proto::model::FieldKind;
+use hj212_proto::model::{FieldKind, factor_for_code};
 use hj212_proto::{Packet, SegmentText};
 use rusqlite::Transaction;
 
+use crate::db::Fingerprint;
 use crate::rules::RulesMap;
 use crate::{AlertsError, db};
 
@@ -54,6 +55,8 @@ pub(crate) fn observe(
     let factors = packet.factors();
     let mut samples = Vec::with_capacity(factors.len());
     let mut conflict = None;
+    // Only a record's first copy is judged, as only the first copy is stored and counted.
+    let mut first_copy = !FINGERPRINTED.contains(&cn);
     for factor in &factors {
         let number = |kind| factor.get(kind).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite());
         let (value, zs) = if cn == 2011 {
@@ -61,19 +64,28 @@ pub(crate) fn observe(
         } else {
             (number(FieldKind::Avg), number(FieldKind::ZsAvg))
         };
-        samples.push(Sample { factor: factor.code, value, zs, flag: factor.get(FieldKind::Flag) });
+        // Temperatures and pressures may be below zero.
+        let signed = factor_for_code(factor.code, packet.medium()).is_some_and(|f| matches!(f.unit, "°C" | "kPa"));
+        samples.push(Sample { factor: factor.code, value, zs, flag: factor.get(FieldKind::Flag), signed });
         if FINGERPRINTED.contains(&cn) {
             let key = (packet.mn, cn, data_time_ms, factor.code);
-            if db::fingerprint(tx, key, &fingerprint(factor.items().map(|i| (i.key, i.value))))?.is_some() {
-                conflict.get_or_insert(factor.code);
+            match db::fingerprint(tx, key, &fingerprint(factor.items().map(|i| (i.key, i.value))))? {
+                Fingerprint::New => first_copy = true,
+                Fingerprint::Same => {}
+                Fingerprint::Different => {
+                    conflict.get_or_insert(factor.code);
+                }
             }
         }
     }
     if let Some(factor) = conflict {
         out.extend(engine.conflict(packet.mn, factor, data_time_ms, cause));
     }
-    let data = DataRecord { mn: packet.mn, cn, data_time_ms, cause, samples };
-    out.extend(engine.data(&data, site_rules));
+    if first_copy {
+        let resent = record.flags & (flags::RESENT | flags::BACKFILL) != 0;
+        let data = DataRecord { mn: packet.mn, cn, data_time_ms, cause, samples, resent };
+        out.extend(engine.data(&data, site_rules));
+    }
     Ok(out)
 }
 

@@ -40,8 +40,16 @@ pub(crate) struct Processor {
 }
 
 impl Processor {
-    pub(crate) fn open(db_path: &Path, archive_dir: &Path, mqtt: bool) -> Result<Self, AlertsError> {
-        let conn = db::open(db_path)?;
+    /// Opens the engine. A new database starts at `head`, the last durable archive record:
+    /// history from before the alert engine existed (an upgrade) is not alerted again.
+    pub(crate) fn open(db_path: &Path, archive_dir: &Path, mqtt: bool, head: u64) -> Result<Self, AlertsError> {
+        let mut conn = db::open(db_path)?;
+        if !db::has_progress(&conn)? {
+            let tx = conn.transaction()?;
+            db::set_applied_seq(&tx, head)?;
+            tx.commit()?;
+            tracing::info!(head, "alert engine starts at the archive's last record; earlier records are not alerted");
+        }
         let mut processor = Self {
             engine: Engine::default(),
             follower: Follower::new(archive_dir, 1),

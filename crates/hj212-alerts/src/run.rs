@@ -15,6 +15,9 @@ use crate::process::Processor;
 use crate::rules::RulesMap;
 use crate::{AlertsError, metrics};
 
+/// Archive records behind, at most, for the clock rules to run.
+const CATCH_UP_MARGIN: u64 = 10_000;
+
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct AlertSettings {
@@ -60,16 +63,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), AlertsError> {
     let (db_path, archive_dir) = (settings.db_path.clone(), settings.archive_dir.clone());
-    let mut processor = tokio::task::spawn_blocking(move || Processor::open(&db_path, &archive_dir, settings.mqtt))
-        .await
-        .map_err(|e| AlertsError::Task(e.to_string()))??;
+    let head = *durable.borrow();
+    let mut processor =
+        tokio::task::spawn_blocking(move || Processor::open(&db_path, &archive_dir, settings.mqtt, head))
+            .await
+            .map_err(|e| AlertsError::Task(e.to_string()))??;
     status.applied_seq.store(processor.applied_seq(), Ordering::Relaxed);
     let mut next_tick = tokio::time::Instant::now();
     let mut failures = 0u32;
     loop {
         let target = *durable.borrow_and_update();
         let current = rules.borrow_and_update().clone();
-        let tick_due = tokio::time::Instant::now() >= next_tick;
+        // The clock rules run on wall time: not while catching up on a backlog, when the
+        // sites' last frames would all look old.
+        let behind = target.saturating_sub(processor.applied_seq());
+        let tick_due = tokio::time::Instant::now() >= next_tick && behind <= CATCH_UP_MARGIN;
         let now = hj212_archive::now_ms();
         let prune = tick_due.then(|| now - i64::from(settings.fingerprint_days) * 86_400_000);
         let batch = settings.batch.max(1);

@@ -36,11 +36,13 @@ pub struct ValueRules {
     pub max_step: Option<f64>,
     /// The instrument's range; `None` turns the rule off.
     pub range: Option<(f64, f64)>,
+    /// Whether a value below zero is abnormal (not for temperatures and pressures).
+    pub negative: bool,
 }
 
 impl Default for ValueRules {
     fn default() -> Self {
-        Self { flat_line_periods: 6, zero_periods: 2, flag_run_periods: 4, max_step: None, range: None }
+        Self { flat_line_periods: 6, zero_periods: 2, flag_run_periods: 4, max_step: None, range: None, negative: true }
     }
 }
 
@@ -71,7 +73,7 @@ impl ValueWatch {
     /// source is stopped (flow 0): flat and zero values are expected then.
     pub fn observe(&mut self, value: f64, flag: Option<&str>, running: bool, rules: &ValueRules) -> Vec<Change> {
         let mut now = BTreeSet::new();
-        if value < 0.0 {
+        if rules.negative && value < 0.0 {
             now.insert(AnomalyKind::Negative);
         }
         // A flat line is the same value as reported, exactly (Option comparison, no epsilon).
@@ -114,8 +116,14 @@ mod tests {
     use super::*;
     use AnomalyKind::*;
 
-    const OFF: ValueRules =
-        ValueRules { flat_line_periods: 0, zero_periods: 0, flag_run_periods: 0, max_step: None, range: None };
+    const OFF: ValueRules = ValueRules {
+        flat_line_periods: 0,
+        zero_periods: 0,
+        flag_run_periods: 0,
+        max_step: None,
+        range: None,
+        negative: true,
+    };
 
     #[test]
     fn flat_line_opens_after_n_identical_values_and_closes_on_change() {
@@ -151,6 +159,12 @@ mod tests {
             watch.observe(4.0, Some("N"), true, &rules),
             [Change::Cleared(AbnormalFlag), Change::Cleared(FlagRun)]
         );
+    }
+
+    #[test]
+    fn temperatures_and_pressures_may_be_negative() {
+        let rules = ValueRules { negative: false, ..OFF };
+        assert!(ValueWatch::default().observe(-12.5, Some("N"), true, &rules).is_empty());
     }
 
     #[test]

@@ -20,6 +20,9 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// `/readyz` reports the alert engine degraded from this lag on (records).
+const ALERTS_DEGRADED_LAG: u64 = 10_000;
+
 /// What `/readyz` checks besides the archive.
 #[derive(Debug, Default)]
 pub struct Readiness {
@@ -29,6 +32,8 @@ pub struct Readiness {
     pub store_ok: AtomicBool,
     /// The Influx sink's status and the lag (records) from which it counts as degraded.
     pub influx: Option<(Arc<hj212_sink_influx::Status>, u64)>,
+    /// The alert engine's position in the archive.
+    pub alerts: Option<Arc<hj212_alerts::AlertsStatus>>,
     /// The MQTT publisher's status, when a broker is configured.
     pub mqtt: Option<tokio::sync::watch::Receiver<hj212_sink_mqtt::PublisherStatus>>,
 }
@@ -107,6 +112,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
             if lag >= *threshold {
                 // Degraded, not down: frames are still acknowledged and archived.
                 let _ = writeln!(body, "degraded: influx sink is {lag} archive records behind");
+            }
+        }
+        if let Some(alerts) = &state.readiness.alerts {
+            let durable = *state.shared.archive.durable().borrow();
+            let lag = durable.saturating_sub(alerts.applied_seq.load(Ordering::Relaxed));
+            if lag >= ALERTS_DEGRADED_LAG {
+                let _ = writeln!(body, "degraded: alert engine is {lag} archive records behind");
             }
         }
         if let Some(mqtt) = &state.readiness.mqtt {

@@ -241,7 +241,9 @@ pub(crate) async fn rotate_key(
         return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
     }
     let event = state.shared.keys.schedule(&mn, now_ms()).map_err(|e| match e {
-        hj212_server::keys::ScheduleError::NotEncrypted(_) => error(StatusCode::CONFLICT, e.to_string()),
+        hj212_server::keys::ScheduleError::NotEncrypted(_) | hj212_server::keys::ScheduleError::InProgress { .. } => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
         hj212_server::keys::ScheduleError::Io { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     })?;
     let hj212_server::keys::KeyEvent::Scheduled { created, fingerprint, .. } = &event else {
@@ -257,6 +259,10 @@ pub(crate) async fn rotate_key(
         data: event.to_string().into_bytes(),
     };
     // Key changes are evidence: recorded in the hash-chained archive (never the key itself).
-    state.shared.archive.append(record).await.map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    if let Err(e) = state.shared.archive.append(record).await {
+        // Not recorded, so not done: the key is never sent.
+        state.shared.keys.cancel(&mn);
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
+    }
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

@@ -33,6 +33,8 @@ struct InFlight {
     command: Option<(&'static str, Vec<u8>)>,
     dedup_key: Option<u64>,
     read_at: Instant,
+    /// Daemon events to archive after the frame (key rotation steps).
+    events: Vec<String>,
 }
 
 struct Session {
@@ -208,9 +210,9 @@ impl Session {
     }
 
     async fn submit(&mut self, decision: Decision, read_at: Instant) -> Result<(), Close> {
-        let Decision { record, replies, command, dedup_key, .. } = decision;
+        let Decision { record, replies, command, dedup_key, events, .. } = decision;
         let pending = self.shared.archive.submit(record).await.map_err(|_| Close::Archive)?;
-        self.in_flight.push_back(InFlight { pending, replies, command, dedup_key, read_at });
+        self.in_flight.push_back(InFlight { pending, replies, command, dedup_key, read_at, events });
         Ok(())
     }
 
@@ -219,12 +221,16 @@ impl Session {
         let write_timeout = Duration::from_secs(self.shared.limits.write_timeout_secs);
         let mut out = Vec::new();
         let mut latencies = Vec::new();
-        while let Some(InFlight { pending, replies, command, dedup_key, read_at }) = self.in_flight.pop_front() {
+        while let Some(InFlight { pending, replies, command, dedup_key, read_at, events }) = self.in_flight.pop_front()
+        {
             if let Err(error) = pending.durable().await {
                 // Not on disk: no acknowledgement, and the logger's resend is not a duplicate.
                 tracing::error!(%error, "archive append failed; frame not acknowledged");
                 self.forget_claims(dedup_key);
                 return Err(Close::Archive);
+            }
+            for text in events {
+                self.archive_event(text).await?;
             }
             for (cn, reply) in &replies {
                 IngestMetrics::reply(cn);
@@ -274,6 +280,18 @@ impl Session {
     }
 
     /// Commands the daemon sends are part of the audit trail: archived before they go out.
+    async fn archive_event(&self, text: String) -> Result<(), Close> {
+        let record = NewRecord {
+            kind: Kind::Event,
+            verdict: Verdict::Info,
+            flags: 0,
+            time_ms: now_ms(),
+            peer: self.peer.clone(),
+            data: text.into_bytes(),
+        };
+        self.shared.archive.append(record).await.map(|_| ()).map_err(|_| Close::Archive)
+    }
+
     async fn archive_sent(&self, bytes: &[u8]) -> Result<(), Close> {
         let record = NewRecord {
             kind: Kind::Sent,

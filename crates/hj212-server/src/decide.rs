@@ -39,6 +39,8 @@ pub(crate) struct Decision {
     pub effect: Effect,
     /// The MN of an authenticated frame.
     pub mn: Option<String>,
+    /// Daemon events to archive once the frame is durable (SM4 key rotation steps).
+    pub events: Vec<String>,
 }
 
 pub(crate) struct Context<'a> {
@@ -67,6 +69,7 @@ fn refuse(verdict: Verdict, effect: Effect, ctx: &Context<'_>, data: &[u8]) -> D
         dedup_key: None,
         effect,
         mn: None,
+        events: Vec::new(),
     }
 }
 
@@ -80,13 +83,13 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
         FrameEvent::Frame(frame) => frame,
     };
     let decrypted;
-    let (frame, was_encrypted) =
+    let (frame, key_role) =
         match crate::decrypt::open_frame(frame, |mn| ctx.shared.registry.snapshot().get(mn).cloned(), &ctx.shared.keys)
         {
-            Opened::AsIs => (frame, false),
-            Opened::Decrypted(plain) => {
+            Opened::AsIs => (frame, None),
+            Opened::Decrypted(plain, role) => {
                 decrypted = plain;
-                (&decrypted, true)
+                (&decrypted, Some(role))
             }
             Opened::KeyOrCrcFailed { mn } => {
                 IngestMetrics::decrypt_failure(&mn);
@@ -94,6 +97,7 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
                 return refuse(Verdict::DecryptOrCrc, Effect::BadFrame, ctx, &frame.bytes);
             }
         };
+    let was_encrypted = key_role.is_some();
     let data = frame.data();
     let dialect = crc::identify(data, frame.layout.declared_crc);
     ctx.shared.metrics.dialect(dialect);
@@ -144,7 +148,12 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
     let mut notes = Notes::of_layout(&frame.layout);
     notes.extend(packet.notes);
     notes.iter().for_each(IngestMetrics::note);
-    let mut decision = accept(&packet, data_time, site.password(), &frame.bytes, ctx);
+    let mut events = Vec::new();
+    if let Some(event) = key_role.and_then(|role| ctx.shared.keys.used(packet.mn, role)) {
+        // The logger already uses the pending key (its 9012 was lost or is late).
+        key_event(&mut events, &event);
+    }
+    let mut decision = accept(&packet, data_time, site.password(), &frame.bytes, ctx, events);
     if was_encrypted {
         decision.record.flags |= flags::DECRYPTED;
     }
@@ -169,6 +178,7 @@ fn accept(
     password: &str,
     bytes: &[u8],
     ctx: &Context<'_>,
+    mut events: Vec<String>,
 ) -> Decision {
     let shared = ctx.shared;
     let marks = marks(packet, data_time, ctx.now_ms, &shared.limits);
@@ -201,12 +211,12 @@ fn accept(
             // HJ 212-2025 App. C C7: a logger asking for a new SM4 key gets 9013, then the key.
             replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
             match ctx.shared.keys.requested(packet.mn, ctx.now_ms) {
-                Ok(Some(event)) => archive_event(ctx, &event),
+                Ok(Some(event)) => key_event(&mut events, &event),
                 Ok(None) => {}
                 Err(error) => tracing::warn!(mn = packet.mn, %error, "logger asks for a new SM4 key"),
             }
         }
-        Cn::RequestResponse | Cn::ExecutionResult => key_reply(packet, ctx),
+        Cn::RequestResponse | Cn::ExecutionResult => key_reply(packet, ctx, &mut events),
         Cn::UploadLoggerSerial => {
             // HJ 212-2025: the logger's hardware identity, kept per MN and answered 9013.
             replies.extend(encode::notification_response(&to).ok().map(|r| ("9013", r)));
@@ -235,6 +245,7 @@ fn accept(
         dedup_key: if duplicate { None } else { dedup_key },
         effect: Effect::Good,
         mn: Some(packet.mn.to_owned()),
+        events,
     }
 }
 
@@ -285,34 +296,22 @@ fn marks(packet: &Packet<'_>, data_time: Option<BeijingTime>, now_ms: i64, limit
     marks
 }
 
-/// Records a key-rotation step in the archive (never the key) and the log.
-fn archive_event(ctx: &Context<'_>, event: &crate::keys::KeyEvent) {
+/// A key-rotation step, for the log and (with the frame, durably, in order) the archive;
+/// events name keys by fingerprint, never the key.
+fn key_event(events: &mut Vec<String>, event: &crate::keys::KeyEvent) {
     let text = event.to_string();
     tracing::info!(event = %text, "SM4 key rotation");
-    let record = NewRecord {
-        kind: Kind::Event,
-        verdict: Verdict::Info,
-        flags: 0,
-        time_ms: ctx.now_ms,
-        peer: ctx.peer.to_owned(),
-        data: text.into_bytes(),
-    };
-    let archive = ctx.shared.archive.clone();
-    tokio::spawn(async move {
-        if let Err(error) = archive.append(record).await {
-            tracing::error!(%error, "key rotation event not archived");
-        }
-    });
+    events.push(text);
 }
 
 /// A 9011 / 9012 that may answer the 1014 carrying a new key.
-fn key_reply(packet: &Packet<'_>, ctx: &Context<'_>) {
+fn key_reply(packet: &Packet<'_>, ctx: &Context<'_>, events: &mut Vec<String>) {
     let (Some(qn), field) = (packet.qn, if packet.cn == Cn::RequestResponse { "QnRtn" } else { "ExeRtn" }) else {
         return;
     };
     let success = packet.get(field) == Some("1");
     if let Some(event) = ctx.shared.keys.reply(packet.mn, qn, packet.cn.code(), success) {
-        archive_event(ctx, &event);
+        key_event(events, &event);
     }
 }
 

@@ -9,38 +9,43 @@ use bytes::Bytes;
 use hj212_config::Encryption;
 use hj212_proto::codec::Frame;
 use hj212_proto::crc;
-use hj212_proto::encryption::{cp_region, decrypt_cp, textual_ciphertext};
+use hj212_proto::encryption::{cp_region, decrypt_cp, is_encrypted_cn, textual_ciphertext};
 use hj212_proto::framer::{self, FramerConfig, Scan};
 
-use crate::keys::KeyStore;
+use crate::keys::{KeyRole, KeyStore};
 use crate::sites::SiteEntry;
 
 /// What to do with a frame before parsing it.
 pub(crate) enum Opened {
     /// Its CRC holds as it came (plaintext), or no site key can apply: go on as usual.
     AsIs,
-    /// The CRC holds after decrypting with one of the site's keys: the plaintext frame.
-    Decrypted(Frame),
+    /// The CRC holds after decrypting with one of the site's keys: the plaintext frame, and
+    /// which key it was.
+    Decrypted(Frame, KeyRole),
     /// Encrypted for a site with keys, and no key gives a valid CRC.
     KeyOrCrcFailed { mn: String },
 }
 
-/// The MN in the clear-text header (the part before `CP=&&`).
-fn header_mn(data: &[u8]) -> Option<&str> {
+/// A field of the clear-text header (the part before `CP=&&`).
+fn header_field<'a>(data: &'a [u8], name: &str) -> Option<&'a str> {
     let header = &data[..cp_region(data)?.start];
     let header = std::str::from_utf8(header).ok()?;
-    header.split([';', ',']).find_map(|field| field.strip_prefix("MN="))
+    header.split([';', ',']).find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
 }
 
 pub(crate) fn open_frame(frame: &Frame, lookup: impl Fn(&str) -> Option<SiteEntry>, keys: &KeyStore) -> Opened {
     let data = frame.data();
     let declared = frame.layout.declared_crc;
-    if crc::identify(data, declared).is_some() {
+    let plaintext_crc = crc::identify(data, declared).is_some();
+    let site = header_field(data, "MN").and_then(&lookup);
+    let encrypted_cn = header_field(data, "CN").and_then(|cn| cn.parse().ok()).is_some_and(is_encrypted_cn);
+    // A data command of an encrypting site is tried with its keys first: a ciphertext's CRC
+    // can match the declared one by chance (3 in 65,536), which must not decide.
+    let Some(site) = site.filter(|s| s.encryption != Encryption::Off && (encrypted_cn || !plaintext_crc)) else {
         return Opened::AsIs;
-    }
-    let Some(site) = header_mn(data).and_then(&lookup) else { return Opened::AsIs };
+    };
     let candidates = keys.candidates(&site.mn);
-    if site.encryption == Encryption::Off || candidates.is_empty() {
+    if candidates.is_empty() {
         return Opened::AsIs;
     }
     let Some(region) = cp_region(data) else { return Opened::AsIs };
@@ -48,7 +53,7 @@ pub(crate) fn open_frame(frame: &Frame, lookup: impl Fn(&str) -> Option<SiteEntr
         Some(Some(bytes)) => Cow::Owned(bytes),
         _ => Cow::Borrowed(&data[region.clone()]),
     };
-    for key in &candidates {
+    for (key, role) in &candidates {
         let mut plain = [&data[..region.start], &ciphertext, &data[region.end..]].concat();
         decrypt_cp(&mut plain, key);
         if crc::verify(&plain, declared, site.crc).is_err() {
@@ -62,8 +67,12 @@ pub(crate) fn open_frame(frame: &Frame, lookup: impl Fn(&str) -> Option<SiteEntr
         // The CRC field and tail, as received ("##" and 4 digits come before the data).
         bytes.extend_from_slice(&frame.bytes[6 + frame.layout.data_len..frame.layout.len]);
         if let Scan::Frame(layout) = framer::scan(&bytes, &FramerConfig::default(), true) {
-            return Opened::Decrypted(Frame { bytes: Bytes::from(bytes), layout });
+            return Opened::Decrypted(Frame { bytes: Bytes::from(bytes), layout }, *role);
         }
+    }
+    if plaintext_crc {
+        // Sent in clear (an `optional` site, or a `required` one that decide refuses).
+        return Opened::AsIs;
     }
     Opened::KeyOrCrcFailed { mn: site.mn }
 }

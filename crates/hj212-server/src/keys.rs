@@ -17,8 +17,13 @@ use hj212_proto::encryption::Sm4Key;
 use hj212_proto::time::BeijingTime;
 use serde::{Deserialize, Serialize};
 
-/// A pending key is re-sent if the logger has not confirmed it within this time.
+/// A pending key is sent again if the logger has not confirmed it within this time, doubling
+/// after each try (1, 2, 4 ... 64 minutes).
 const RESEND_AFTER_MS: i64 = 60_000;
+/// After this many unconfirmed or refused sendings the rotation is given up (and archived).
+const MAX_ATTEMPTS: u32 = 8;
+/// The QNs of the 1014s sent for the pending key that are remembered (a late 9012 for any counts).
+const REMEMBERED_QNS: usize = 8;
 const KEY_CHARS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// A key as kept on disk: its text (16 characters or 32 hex digits) and SKCreateTime.
@@ -40,9 +45,23 @@ struct SiteKeys {
     current: Option<StoredKey>,
     previous: Option<StoredKey>,
     pending: Option<StoredKey>,
-    /// The QN of the last 1014 carrying `pending`, and when it was sent.
-    #[serde(skip)]
-    sent: Option<(String, i64)>,
+    /// The QNs of the 1014s that carried `pending` (newest last).
+    #[serde(default)]
+    sent_qns: Vec<String>,
+    /// 1014s sent for `pending` so far, and when the next may go.
+    #[serde(default)]
+    attempts: u32,
+    #[serde(default)]
+    retry_at_ms: i64,
+}
+
+/// Which of a site's keys decrypted a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    Current,
+    Previous,
+    /// Sent to the logger, not confirmed yet: the logger has switched.
+    Pending,
 }
 
 /// A short, non-reversible name of a key for logs and the archive.
@@ -58,6 +77,7 @@ pub enum KeyEvent {
     Scheduled { mn: String, created: String, fingerprint: String },
     Rotated { mn: String, created: String, fingerprint: String },
     Refused { mn: String, created: String, reply: String },
+    GaveUp { mn: String, created: String, attempts: u32 },
 }
 
 impl std::fmt::Display for KeyEvent {
@@ -72,6 +92,10 @@ impl std::fmt::Display for KeyEvent {
             Self::Refused { mn, created, reply } => {
                 write!(f, "SM4 key rotation of {mn} (SKCreateTime={created}) not applied by the logger: {reply}")
             }
+            Self::GaveUp { mn, created, attempts } => write!(
+                f,
+                "SM4 key rotation of {mn} (SKCreateTime={created}) given up after {attempts} sendings; the current key stays"
+            ),
         }
     }
 }
@@ -89,6 +113,8 @@ pub struct Delivery {
 pub enum ScheduleError {
     #[error("site {0} does not use encryption (set encryption and key_file first)")]
     NotEncrypted(String),
+    #[error("a rotation of {mn} is in progress (SKCreateTime={created}); it completes or is given up first")]
+    InProgress { mn: String, created: String },
     #[error("cannot make or save a key for {mn}: {message}")]
     Io { mn: String, message: String },
 }
@@ -124,21 +150,33 @@ impl KeyStore {
 
     /// Re-reads the keys (SIGHUP), keeping rotations in progress.
     pub fn reload(&self, sites: &[Site]) {
+        // Under the lock throughout, so a promotion cannot be lost between read and replace.
+        let mut current = self.lock();
         let mut map = HashMap::new();
-        let old = self.lock().clone();
         for site in sites.iter().filter(|s| s.encryption != Encryption::Off) {
-            let saved =
-                std::fs::read(self.path(&site.mn)).ok().and_then(|b| serde_json::from_slice::<SiteKeys>(&b).ok());
-            let mut keys = saved.unwrap_or_else(|| SiteKeys {
+            // Once a rotation has begun, the daemon owns the keys (memory, saved as they change);
+            // before, the config's key files are read again so an operator's fix applies.
+            let owned = self.path(&site.mn).exists().then(|| current.remove(&site.mn).or_else(|| self.saved(site)));
+            let keys = owned.flatten().unwrap_or_else(|| SiteKeys {
                 current: site.key_file.as_deref().and_then(|p| read_config_key(site, p)),
                 previous: site.previous_key_file.as_deref().and_then(|p| read_config_key(site, p)),
-                pending: None,
-                sent: None,
+                ..SiteKeys::default()
             });
-            keys.sent = old.get(&site.mn).and_then(|k| k.sent.clone());
             map.insert(site.mn.clone(), keys);
         }
-        *self.lock() = map;
+        *current = map;
+    }
+
+    /// The keys saved by a rotation; an unreadable file is reported (the config's keys are
+    /// then used, which after a rotation are outdated: frames will fail as decrypt_or_crc).
+    fn saved(&self, site: &Site) -> Option<SiteKeys> {
+        let path = self.path(&site.mn);
+        let bytes = std::fs::read(&path).ok()?;
+        serde_json::from_slice(&bytes)
+            .inspect_err(|error| {
+                tracing::error!(mn = site.mn, path = %path.display(), %error, "saved SM4 keys unreadable; using the config's key files");
+            })
+            .ok()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SiteKeys>> {
@@ -151,13 +189,12 @@ impl KeyStore {
 
     /// The keys to try on a frame of `mn`: current, previous, then the pending one (a logger
     /// may switch before its 9012 arrives).
-    pub fn candidates(&self, mn: &str) -> Vec<Sm4Key> {
+    pub fn candidates(&self, mn: &str) -> Vec<(Sm4Key, KeyRole)> {
         let sites = self.lock();
         let Some(keys) = sites.get(mn) else { return Vec::new() };
-        [&keys.current, &keys.previous, &keys.pending]
+        [(&keys.current, KeyRole::Current), (&keys.previous, KeyRole::Previous), (&keys.pending, KeyRole::Pending)]
             .into_iter()
-            .flatten()
-            .filter_map(|k| Sm4Key::parse(&k.key).ok())
+            .filter_map(|(key, role)| Some((Sm4Key::parse(&key.as_ref()?.key).ok()?, role)))
             .collect()
     }
 
@@ -173,11 +210,26 @@ impl KeyStore {
         let created = BeijingTime::from_unix_millis(now_ms).to_qn_string();
         let mut sites = self.lock();
         let keys = sites.get_mut(mn).ok_or_else(|| ScheduleError::NotEncrypted(mn.to_owned()))?;
+        if let Some(pending) = &keys.pending {
+            // The logger may already use it: replacing it could strand every later frame.
+            return Err(ScheduleError::InProgress { mn: mn.to_owned(), created: pending.created.clone() });
+        }
         let event = KeyEvent::Scheduled { mn: mn.to_owned(), created: created.clone(), fingerprint: fingerprint(&key) };
         keys.pending = Some(StoredKey { key, created });
-        keys.sent = None;
+        (keys.sent_qns, keys.attempts, keys.retry_at_ms) = (Vec::new(), 0, 0);
         self.save(mn, keys).map_err(|e| io(e.to_string()))?;
         Ok(event)
+    }
+
+    /// Forgets a pending key that was never sent (its scheduling could not be archived).
+    pub fn cancel(&self, mn: &str) {
+        let mut sites = self.lock();
+        if let Some(keys) = sites.get_mut(mn).filter(|k| k.attempts == 0) {
+            keys.pending = None;
+            if let Err(error) = self.save(mn, keys) {
+                tracing::error!(mn, %error, "cancelled SM4 key rotation could not be saved");
+            }
+        }
     }
 
     /// The logger asked for a new key (1014): the pending one is sent again at once, or a new
@@ -189,7 +241,7 @@ impl KeyStore {
         {
             let mut sites = self.lock();
             if let Some(keys) = sites.get_mut(mn).filter(|k| k.pending.is_some()) {
-                keys.sent = None;
+                keys.retry_at_ms = 0;
                 return Ok(None);
             }
         }
@@ -201,7 +253,7 @@ impl KeyStore {
         let sites = self.lock();
         let keys = sites.get(mn)?;
         let pending = keys.pending.as_ref()?;
-        if keys.sent.as_ref().is_some_and(|(_, at)| now_ms - at < RESEND_AFTER_MS) {
+        if now_ms < keys.retry_at_ms || keys.attempts >= MAX_ATTEMPTS {
             return None;
         }
         let created = BeijingTime::parse(&pending.created).ok()?;
@@ -211,36 +263,66 @@ impl KeyStore {
 
     /// The 1014 with QN `qn` carrying the pending key went out.
     pub fn sent(&self, mn: &str, qn: String, now_ms: i64) {
-        if let Some(keys) = self.lock().get_mut(mn) {
-            keys.sent = Some((qn, now_ms));
+        let mut sites = self.lock();
+        let Some(keys) = sites.get_mut(mn) else { return };
+        keys.attempts += 1;
+        keys.retry_at_ms = now_ms + (RESEND_AFTER_MS << (keys.attempts - 1).min(6));
+        keys.sent_qns.push(qn);
+        if keys.sent_qns.len() > REMEMBERED_QNS {
+            keys.sent_qns.remove(0);
+        }
+        if let Err(error) = self.save(mn, keys) {
+            tracing::error!(mn, %error, "SM4 key rotation progress could not be saved");
         }
     }
 
-    /// A 9011 or 9012 from `mn`: if it answers our 1014, a refusal forgets the sending (it is
-    /// sent again later) and a success promotes the pending key.
-    pub fn reply(&self, mn: &str, qn: &str, cn: u16, success: bool) -> Option<KeyEvent> {
-        let mut sites = self.lock();
-        let keys = sites.get_mut(mn)?;
-        if keys.sent.as_ref().is_none_or(|(sent_qn, _)| sent_qn != qn) {
+    /// A frame of `mn` decrypted only with the pending key: the logger has switched (its 9012
+    /// may have been lost), so the pending key becomes the current one.
+    pub fn used(&self, mn: &str, role: KeyRole) -> Option<KeyEvent> {
+        if role != KeyRole::Pending {
             return None;
         }
-        let pending = keys.pending.clone()?;
-        if !success {
-            keys.sent = None;
-            let reply = if cn == 9011 { "9011 QnRtn other than 1" } else { "9012 ExeRtn other than 1" };
-            return Some(KeyEvent::Refused { mn: mn.to_owned(), created: pending.created, reply: reply.to_owned() });
-        }
-        if cn != 9012 {
-            return None; // 9011 QnRtn=1: accepted, the result follows in 9012
-        }
+        let mut sites = self.lock();
+        let keys = sites.get_mut(mn)?;
+        self.promote(mn, keys)
+    }
+
+    fn promote(&self, mn: &str, keys: &mut SiteKeys) -> Option<KeyEvent> {
+        let pending = keys.pending.take()?;
         keys.previous = keys.current.take();
         keys.current = Some(pending.clone());
-        keys.pending = None;
-        keys.sent = None;
+        (keys.sent_qns, keys.attempts, keys.retry_at_ms) = (Vec::new(), 0, 0);
         if let Err(error) = self.save(mn, keys) {
             tracing::error!(mn, %error, "rotated SM4 key could not be saved; it is kept in memory until a restart");
         }
         Some(KeyEvent::Rotated { mn: mn.to_owned(), created: pending.created, fingerprint: fingerprint(&pending.key) })
+    }
+
+    /// A 9011 or 9012 from `mn`: if it answers one of our 1014s, a success (9012 ExeRtn=1)
+    /// promotes the pending key; a refusal waits for the next try (backing off), and after
+    /// [`MAX_ATTEMPTS`] sendings the rotation is given up.
+    pub fn reply(&self, mn: &str, qn: &str, cn: u16, success: bool) -> Option<KeyEvent> {
+        let mut sites = self.lock();
+        let keys = sites.get_mut(mn)?;
+        if !keys.sent_qns.iter().any(|sent| sent == qn) {
+            return None;
+        }
+        let pending = keys.pending.clone()?;
+        if success {
+            // 9011 QnRtn=1: accepted, the result follows in 9012.
+            return if cn == 9012 { self.promote(mn, keys) } else { None };
+        }
+        if keys.attempts >= MAX_ATTEMPTS {
+            let attempts = keys.attempts;
+            keys.pending = None;
+            (keys.sent_qns, keys.attempts, keys.retry_at_ms) = (Vec::new(), 0, 0);
+            if let Err(error) = self.save(mn, keys) {
+                tracing::error!(mn, %error, "given-up SM4 key rotation could not be saved");
+            }
+            return Some(KeyEvent::GaveUp { mn: mn.to_owned(), created: pending.created, attempts });
+        }
+        let reply = if cn == 9011 { "9011 QnRtn other than 1" } else { "9012 ExeRtn other than 1" };
+        Some(KeyEvent::Refused { mn: mn.to_owned(), created: pending.created, reply: reply.to_owned() })
     }
 
     /// Writes `dir/{MN}.json` (0600) through a temp file, fsynced, then renamed.
@@ -278,7 +360,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sites = [site(dir.path())];
         let store = KeyStore::load(dir.path().join("keys"), &sites);
-        assert_eq!(store.candidates("M1"), [Sm4Key::new([0x30; 16])]);
+        assert_eq!(store.candidates("M1"), [(Sm4Key::new([0x30; 16]), KeyRole::Current)]);
         assert!(store.delivery("M1", 0).is_none(), "nothing pending");
         let KeyEvent::Scheduled { fingerprint: new, .. } = store.schedule("M1", 1_000).unwrap() else { panic!() };
         let delivery = store.delivery("M1", 2_000).unwrap();
@@ -294,7 +376,11 @@ mod tests {
         assert!(!rotated.to_string().contains(&delivery.key), "events never show the key");
         let candidates = store.candidates("M1");
         assert_eq!(candidates.len(), 2);
-        assert_eq!(candidates[1], Sm4Key::new([0x30; 16]), "the old key stays as the previous one");
+        assert_eq!(
+            candidates[1],
+            (Sm4Key::new([0x30; 16]), KeyRole::Previous),
+            "the old key stays as the previous one"
+        );
         // The saved keys take precedence over the config after a restart.
         let restarted = KeyStore::load(dir.path().join("keys"), &sites);
         assert_eq!(restarted.candidates("M1"), candidates);
@@ -307,16 +393,44 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_is_sent_again_later_and_unencrypted_sites_cannot_rotate() {
+    fn refusals_back_off_then_give_up_and_a_rotation_in_progress_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::load(dir.path().join("keys"), &[site(dir.path())]);
+        assert_eq!(store.schedule("OTHER", 0), Err(ScheduleError::NotEncrypted("OTHER".into())));
+        store.schedule("M1", 0).unwrap();
+        assert!(matches!(store.schedule("M1", 1), Err(ScheduleError::InProgress { .. })));
+        let mut now = 0;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let delivery = store.delivery("M1", now).expect("due");
+            drop(delivery);
+            store.sent("M1", format!("Q{attempt}"), now);
+            assert!(store.delivery("M1", now + 1).is_none(), "not again at once after a send");
+            let event = store.reply("M1", &format!("Q{attempt}"), 9011, false);
+            if attempt < MAX_ATTEMPTS {
+                assert!(matches!(event, Some(KeyEvent::Refused { .. })));
+                assert!(store.delivery("M1", now + 1).is_none(), "a refusal waits for the back-off");
+                now += RESEND_AFTER_MS << (attempt - 1).min(6);
+            } else {
+                assert!(matches!(event, Some(KeyEvent::GaveUp { attempts: 8, .. })), "{event:?}");
+            }
+        }
+        assert!(store.delivery("M1", now + 10_000_000).is_none(), "given up");
+        assert_eq!(store.candidates("M1").len(), 1, "the current key stays");
+        // A logger's own request re-sends a pending key at once.
+        store.schedule("M1", now).unwrap();
+        store.sent("M1", "R1".into(), now);
+        assert_eq!(store.requested("M1", now + 1), Ok(None));
+        assert!(store.delivery("M1", now + 2).is_some());
+    }
+
+    #[test]
+    fn a_frame_under_the_pending_key_promotes_it_when_the_9012_was_lost() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::load(dir.path().join("keys"), &[site(dir.path())]);
         store.schedule("M1", 0).unwrap();
         store.sent("M1", "Q1".into(), 0);
-        assert!(matches!(store.reply("M1", "Q1", 9012, false), Some(KeyEvent::Refused { .. })));
-        assert!(store.delivery("M1", 1).is_some(), "sent again");
-        assert_eq!(store.schedule("OTHER", 0), Err(ScheduleError::NotEncrypted("OTHER".into())));
-        store.sent("M1", "Q2".into(), 2);
-        assert_eq!(store.requested("M1", 3), Ok(None), "a request re-sends the pending key");
-        assert!(store.delivery("M1", 4).is_some());
+        assert!(store.used("M1", KeyRole::Current).is_none());
+        assert!(matches!(store.used("M1", KeyRole::Pending), Some(KeyEvent::Rotated { .. })));
+        assert_eq!(store.candidates("M1")[1], (Sm4Key::new([0x30; 16]), KeyRole::Previous));
     }
 }

@@ -235,6 +235,7 @@ fn spawn_alerts(
     };
     let (alert_rules, rules_rx) = watch::channel(Arc::new(hj212_alerts::rules_map(config)));
     let alerts_status = Arc::new(hj212_alerts::AlertsStatus::default());
+    readiness.alerts = Some(alerts_status.clone());
     let alerts = tokio::spawn({
         let run = hj212_alerts::run(
             alert_settings,

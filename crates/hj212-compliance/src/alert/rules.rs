@@ -112,9 +112,14 @@ impl SiteRules {
         }
     }
 
-    /// Periods of the series in `ms` (at least 1: a rule on a shorter span still needs one value).
-    pub fn periods(&self, ms: i64) -> u32 {
-        u32::try_from((ms / self.basis.period_ms()).max(1)).unwrap_or(u32::MAX)
+    /// Periods of the series covering `ms`, rounded up and at least `at_least`; 0 (the rule
+    /// is off) when `ms` is 0. (A flat line needs two values however long a period is.)
+    pub fn periods(&self, ms: i64, at_least: u32) -> u32 {
+        if ms <= 0 {
+            return 0;
+        }
+        let period = self.basis.period_ms();
+        u32::try_from((ms + period - 1) / period).unwrap_or(u32::MAX).max(at_least)
     }
 
     pub fn watches(&self, factor: &str) -> bool {

@@ -12,6 +12,9 @@ use crate::exceedance::{self, Exceedance, Limit};
 const RECENT_PERIODS: usize = 48;
 /// Offsets of consecutive drifting frames agree within this; resent old data does not.
 const DRIFT_AGREEMENT_MS: i64 = 5_000;
+/// Platform rule: a wrong-password incident clears after an hour without another (clearing on
+/// each good frame would let anyone who knows an MN raise an incident per frame).
+const AUTH_QUIET_MS: i64 = 3_600_000;
 /// docs/compliance-rules.md §4.1 guard [P]: no conversion at O2 >= 20 %.
 const O2_GUARD_PERCENT: f64 = 20.0;
 
@@ -23,6 +26,8 @@ pub struct Sample<'a> {
     /// The converted (折算) value the logger sent (ZsRtd / ZsAvg).
     pub zs: Option<f64>,
     pub flag: Option<&'a str>,
+    /// A temperature or pressure: below zero is normal.
+    pub signed: bool,
 }
 
 /// An accepted data upload (CN 2011, 2051, 2061 or 2031).
@@ -33,6 +38,8 @@ pub struct DataRecord<'a> {
     pub data_time_ms: i64,
     pub cause: Cause,
     pub samples: Vec<Sample<'a>>,
+    /// Re-sent or backfilled (RF=1, or late): its DataTime says nothing about the logger's clock.
+    pub resent: bool,
 }
 
 impl DataRecord<'_> {
@@ -64,6 +71,7 @@ pub struct SiteState {
     /// Consecutive drifting real-time frames, and the last offset.
     drift: Option<(u32, i64)>,
     auth_failures: u32,
+    last_auth_failure_ms: Option<i64>,
     conflicts: u32,
     last_conflict_ms: Option<i64>,
     incidents: Incidents,
@@ -102,19 +110,16 @@ impl SiteState {
         self.last_seen_ms
     }
 
-    /// Any authenticated frame: the site is online and its password works.
+    /// Any authenticated frame: the site is online.
     pub(super) fn seen(&mut self, mn: &str, cause: Cause) -> Vec<Transition> {
         self.last_seen_ms = Some(self.last_seen_ms.map_or(cause.at_ms, |t| t.max(cause.at_ms)));
-        self.auth_failures = 0;
-        let facts = Facts::default();
-        let offline = self.incidents.clear(mn, AlertKind::Offline, facts, cause);
-        let auth = self.incidents.clear(mn, AlertKind::AuthFailure, facts, cause);
-        offline.into_iter().chain(auth).collect()
+        self.incidents.clear(mn, AlertKind::Offline, Facts::default(), cause).into_iter().collect()
     }
 
     /// A frame with this site's MN and a wrong password.
     pub(super) fn auth_failure(&mut self, mn: &str, cause: Cause) -> Option<Transition> {
         self.auth_failures += 1;
+        self.last_auth_failure_ms = Some(cause.at_ms);
         let facts = Facts { value: Some(f64::from(self.auth_failures)), ..Facts::default() };
         self.incidents.raise(mn, AlertKind::AuthFailure, facts, cause, Update::Never)
     }
@@ -141,7 +146,7 @@ impl SiteState {
             self.watch_values(record, rules, &mut out);
         }
         self.exceedances(record, rules, &mut out);
-        if record.cn == 2011 {
+        if record.cn == 2011 && !record.resent {
             self.clock(record, rules, &mut out);
         }
         out
@@ -171,11 +176,12 @@ impl SiteState {
             };
             let limits = rules.factors.get(sample.factor);
             let value_rules = ValueRules {
-                flat_line_periods: rules.periods(rules.flat_line_ms),
-                zero_periods: rules.periods(rules.zero_ms),
-                flag_run_periods: rules.periods(rules.flag_run_ms),
+                flat_line_periods: rules.periods(rules.flat_line_ms, 2),
+                zero_periods: rules.periods(rules.zero_ms, 1),
+                flag_run_periods: rules.periods(rules.flag_run_ms, 1),
                 max_step: limits.and_then(|l| l.max_step),
                 range: limits.and_then(|l| l.range),
+                negative: !sample.signed,
             };
             let state = self.factors.entry(sample.factor.to_owned()).or_default();
             for change in state.watch.observe(value, sample.flag, running, &value_rules) {
@@ -321,6 +327,12 @@ impl SiteState {
             out.extend(self.incidents.raise(mn, AlertKind::Offline, facts, cause, Update::Never));
         }
         self.check_records(mn, now_ms, watch_from, rules, cause, &mut out);
+        let auth_quiet = self.last_auth_failure_ms.is_some_and(|t| now_ms - t > AUTH_QUIET_MS);
+        if auth_quiet && self.incidents.is_open(AlertKind::AuthFailure, None) {
+            let facts = Facts { value: Some(f64::from(self.auth_failures)), ..Facts::default() };
+            out.extend(self.incidents.clear(mn, AlertKind::AuthFailure, facts, cause));
+            self.auth_failures = 0;
+        }
         let quiet = self.last_conflict_ms.is_some_and(|t| now_ms - t > rules.tamper_quiet_ms);
         if quiet && self.incidents.is_open(AlertKind::Tamper, None) {
             let facts = Facts { value: Some(f64::from(self.conflicts)), ..Facts::default() };
@@ -343,7 +355,16 @@ impl SiteState {
     ) {
         let period = rules.basis.period_ms();
         let horizon = rules.basis.period_start(now_ms) - period * i64::try_from(RECENT_PERIODS).unwrap_or(i64::MAX);
-        let mut next = self.next_check_ms.unwrap_or_else(|| rules.basis.period_start(watch_from)).max(horizon);
+        // Aligned on the basis's periods (it may have changed since the last check).
+        let start = self.next_check_ms.unwrap_or(watch_from);
+        let mut next = rules.basis.period_start(start).max(horizon);
+        // Periods older than the horizon are no longer tracked (the rate report has them).
+        let tracked = self.missing.len();
+        self.missing.retain(|p| *p >= horizon);
+        if tracked > 0 && self.missing.is_empty() {
+            let facts = Facts { value: Some(0.0), ..Facts::default() };
+            out.extend(self.incidents.clear(mn, AlertKind::RecordMissing, facts, cause));
+        }
         let before = self.missing.len();
         while next + period + rules.record_grace_ms <= now_ms {
             if !self.recent.contains(&next) {

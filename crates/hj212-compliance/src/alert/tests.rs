@@ -16,15 +16,22 @@ fn rules() -> SiteRules {
 
 fn hourly(seq: u64, hour: i64, samples: Vec<Sample<'static>>) -> DataRecord<'static> {
     let data_time_ms = NOV_1 + hour * HOUR;
-    DataRecord { mn: MN, cn: 2061, data_time_ms, cause: Cause { at_ms: data_time_ms + HOUR + 60_000, seq }, samples }
+    let cause = Cause { at_ms: data_time_ms + HOUR + 60_000, seq };
+    DataRecord { mn: MN, cn: 2061, data_time_ms, cause, samples, resent: false }
 }
 
 fn so2(value: f64, zs: Option<f64>, flag: &'static str) -> Sample<'static> {
-    Sample { factor: "a21026", value: Some(value), zs, flag: Some(if flag.is_empty() { "N" } else { flag }) }
+    Sample {
+        factor: "a21026",
+        value: Some(value),
+        zs,
+        flag: Some(if flag.is_empty() { "N" } else { flag }),
+        signed: false,
+    }
 }
 
 fn o2(value: f64) -> Sample<'static> {
-    Sample { factor: "a19001", value: Some(value), zs: None, flag: Some("N") }
+    Sample { factor: "a19001", value: Some(value), zs: None, flag: Some("N"), signed: false }
 }
 
 fn kinds(transitions: &[Transition]) -> Vec<(AlertKind, AlertState)> {
@@ -78,6 +85,7 @@ fn invalid_averages_are_not_judged_and_real_time_data_only_pre_alerts() {
         data_time_ms: NOV_1,
         cause: Cause { at_ms: NOV_1 + 1000, seq },
         samples: vec![so2(value, Some(value), "")],
+        resent: false,
     };
     assert!(engine.data(&realtime(2, 50.0), &rules).is_empty(), "early warning off by default");
     rules.early_warning = true;
@@ -94,7 +102,7 @@ fn value_rules_run_on_the_sites_series_while_it_runs() {
     let mut engine = Engine::default();
     let mut rules = SiteRules { running_factor: Some("a00000".into()), ..SiteRules::default() };
     rules.flat_line_ms = 3 * HOUR;
-    let flow = |v| Sample { factor: "a00000", value: Some(v), zs: None, flag: Some("N") };
+    let flow = |v| Sample { factor: "a00000", value: Some(v), zs: None, flag: Some("N"), signed: false };
     let mut all = Vec::new();
     for hour in 0..3_u8 {
         all.extend(engine.data(
@@ -163,6 +171,7 @@ fn clock_drift_needs_consistent_offsets_then_clears() {
         data_time_ms: NOV_1 + i64::from(seq) * 60_000,
         cause: Cause { at_ms: NOV_1 + i64::from(seq) * 60_000 + offset_ms, seq: u64::from(seq) },
         samples: Vec::new(),
+        resent: false,
     };
     // Resent old data: late by varying amounts, never consistent.
     for (seq, offset) in [(1, 600_000), (2, 900_000), (3, 1_300_000)] {
@@ -177,13 +186,42 @@ fn clock_drift_needs_consistent_offsets_then_clears() {
 }
 
 #[test]
-fn wrong_passwords_raise_once_and_clear_when_the_logger_authenticates() {
+fn wrong_passwords_raise_once_and_clear_after_a_quiet_hour() {
     let mut engine = Engine::default();
+    let rules = SiteRules { offline_after_ms: i64::MAX, record_grace_ms: i64::MAX / 2, ..SiteRules::default() };
     let first = engine.auth_failure(MN, Cause { at_ms: NOV_1, seq: 1 });
     assert_eq!(kinds(&first), [(AlertKind::AuthFailure, AlertState::Raised)]);
     assert!(engine.auth_failure(MN, Cause { at_ms: NOV_1 + 1, seq: 2 }).is_empty());
-    let ok = engine.seen(MN, Cause { at_ms: NOV_1 + 2, seq: 3 });
-    assert_eq!(kinds(&ok), [(AlertKind::AuthFailure, AlertState::Cleared)]);
+    // A spoofer interleaving with the real logger must not make an incident per frame.
+    assert!(engine.seen(MN, Cause { at_ms: NOV_1 + 2, seq: 3 }).is_empty());
+    assert!(engine.auth_failure(MN, Cause { at_ms: NOV_1 + 3, seq: 4 }).is_empty());
+    assert!(engine.tick(MN, NOV_1 + HOUR, &rules).is_empty());
+    let quiet = engine.tick(MN, NOV_1 + HOUR + 4, &rules);
+    assert_eq!(kinds(&quiet), [(AlertKind::AuthFailure, AlertState::Cleared)]);
+}
+
+#[test]
+fn rules_set_to_zero_are_off_and_daily_sites_need_two_equal_days_for_a_flat_line() {
+    let mut engine = Engine::default();
+    let off = SiteRules { flat_line_ms: 0, zero_ms: 0, flag_run_ms: 0, ..SiteRules::default() };
+    for hour in 0..10 {
+        assert!(
+            engine
+                .data(&hourly(hour, i64::try_from(hour).unwrap(), vec![so2(0.0, None, "M")]), &off)
+                .iter()
+                .all(|t| t.kind == AlertKind::AbnormalFlag)
+        );
+    }
+    let day = SiteRules { basis: Basis::Day, ..SiteRules::default() };
+    let daily = |seq: u64, days: i64, value: f64| DataRecord {
+        cn: 2031,
+        data_time_ms: NOV_1 + days * 24 * HOUR,
+        ..hourly(seq, 0, vec![so2(value, None, "")])
+    };
+    let mut engine = Engine::default();
+    assert!(engine.data(&daily(1, 0, 12.0), &day).is_empty(), "one daily value is no flat line");
+    assert_eq!(kinds(&engine.data(&daily(2, 1, 12.0), &day)), [(AlertKind::FlatLine, AlertState::Raised)]);
+    assert_eq!(kinds(&engine.data(&daily(3, 2, 13.0), &day)), [(AlertKind::FlatLine, AlertState::Cleared)]);
 }
 
 #[test]
