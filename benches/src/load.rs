@@ -29,6 +29,8 @@ pub struct Daemon {
     child: Child,
     dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    /// The admin HTTP listener (/metrics).
+    pub http: SocketAddr,
 }
 
 fn free_port() -> SocketAddr {
@@ -50,6 +52,18 @@ impl Daemon {
     /// # Panics
     /// As [`Daemon::start`].
     pub async fn start_with(binary: &Path, max_connections: usize, extra: &str, per_site: &str) -> Self {
+        let mut sites = String::new();
+        for site in 0..SITES {
+            let _ = write!(sites, "[[sites]]\nmn = \"{}\"\npassword = \"{PASSWORD}\"\n{per_site}", mn(site));
+        }
+        Self::start_config(binary, max_connections, extra, &sites).await
+    }
+
+    /// A daemon with `extra` top-level tables and the `sites` given as TOML (`[[sites]]` tables).
+    ///
+    /// # Panics
+    /// As [`Daemon::start`].
+    pub async fn start_config(binary: &Path, max_connections: usize, extra: &str, sites: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let (addr, http) = (free_port(), free_port());
         let mut config = format!(
@@ -58,9 +72,7 @@ impl Daemon {
             dir.path().join("data").display()
         );
         config.push_str(extra);
-        for site in 0..SITES {
-            let _ = write!(config, "[[sites]]\nmn = \"{}\"\npassword = \"{PASSWORD}\"\n{per_site}", mn(site));
-        }
+        config.push_str(sites);
         let path = dir.path().join("hj212d.toml");
         std::fs::write(&path, config).expect("write config");
         let child = Command::new(binary)
@@ -74,7 +86,7 @@ impl Daemon {
             assert!(Instant::now() < deadline, "hj212d did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { child, dir, addr }
+        Self { child, dir, addr, http }
     }
 
     pub fn pid(&self) -> u32 {

@@ -50,6 +50,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
         }
     }
     let limits = &config.limits;
+    if limits.listen_backlog == 0 {
+        problem("limits.listen_backlog", "must be at least 1".to_owned());
+    }
     if !(1..=9999).contains(&limits.max_frame_len) {
         problem("limits.max_frame_len", format!("{} is outside 1..=9999", limits.max_frame_len));
     }

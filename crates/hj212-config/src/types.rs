@@ -70,6 +70,8 @@ impl Default for Server {
 pub struct Limits {
     /// Concurrent TCP connections; further ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// Connections the kernel queues before they are accepted (capped by net.core.somaxconn).
+    pub listen_backlog: u32,
     /// Longest data segment accepted, in bytes (the length field allows 9999).
     pub max_frame_len: usize,
     /// A connection with no bytes for this long is closed.
@@ -98,6 +100,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
+            listen_backlog: 4096,
             max_frame_len: 9999,
             idle_timeout_secs: 600,
             max_auth_failures: 5,

@@ -120,8 +120,7 @@ impl Daemon {
         let followers = Followers { sink: sink_status, alerts: alerting.status.clone() };
         let feed = spawn_feed(store, &settings, &archive, &feed_shutdown, &readiness, followers);
 
-        let listener = TcpListener::bind(config.server.listen)
-            .await
+        let listener = listen(config.server.listen, config.limits.listen_backlog)
             .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
         let http_listener = TcpListener::bind(config.server.http_listen)
             .await
@@ -156,6 +155,15 @@ impl Daemon {
             config,
         })
     }
+}
+
+/// The HJ 212 listener with a deep accept queue: after a network outage thousands of loggers
+/// reconnect at once, and connections beyond the queue would stall in SYN retries.
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 fn archive_settings(config: &Config) -> Settings {

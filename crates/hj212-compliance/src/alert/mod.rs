@@ -40,15 +40,31 @@ impl Engine {
     }
 
     fn state(&mut self, mn: &str) -> &mut SiteState {
+        self.mark(mn);
+        self.site_mut(mn)
+    }
+
+    fn site_mut(&mut self, mn: &str) -> &mut SiteState {
+        if !self.sites.contains_key(mn) {
+            self.sites.insert(mn.to_owned(), SiteState::default());
+        }
+        self.sites.get_mut(mn).expect("inserted above")
+    }
+
+    fn mark(&mut self, mn: &str) {
         if !self.dirty.contains(mn) {
             self.dirty.insert(mn.to_owned());
         }
-        self.sites.entry(mn.to_owned()).or_default()
     }
 
-    /// Any authenticated frame from the site.
+    /// Any authenticated frame from the site. Its time alone is persisted at most once a
+    /// minute (after a crash, offline is then judged from a time up to a minute early).
     pub fn seen(&mut self, mn: &str, cause: Cause) -> Vec<Transition> {
-        self.state(mn).seen(mn, cause)
+        let (transitions, save) = self.site_mut(mn).seen(mn, cause);
+        if save || !transitions.is_empty() {
+            self.mark(mn);
+        }
+        transitions
     }
 
     /// A frame with a configured MN and a wrong password.
@@ -63,7 +79,11 @@ impl Engine {
 
     /// An accepted data upload.
     pub fn data(&mut self, record: &DataRecord<'_>, rules: &SiteRules) -> Vec<Transition> {
-        self.state(record.mn).data(record, rules)
+        let (transitions, changed) = self.site_mut(record.mn).data(record, rules);
+        if changed || !transitions.is_empty() {
+            self.mark(record.mn);
+        }
+        transitions
     }
 
     /// Time passing at one configured site.

@@ -59,6 +59,9 @@ struct FactorState {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SiteState {
     last_seen_ms: Option<i64>,
+    /// The `last_seen_ms` last handed out for saving (not itself saved).
+    #[serde(skip)]
+    saved_seen_ms: Option<i64>,
     /// When the engine first watched this site: nothing before it is reported missing.
     watch_from_ms: Option<i64>,
     /// The next period start the record-missing rule checks.
@@ -110,10 +113,16 @@ impl SiteState {
         self.last_seen_ms
     }
 
-    /// Any authenticated frame: the site is online.
-    pub(super) fn seen(&mut self, mn: &str, cause: Cause) -> Vec<Transition> {
-        self.last_seen_ms = Some(self.last_seen_ms.map_or(cause.at_ms, |t| t.max(cause.at_ms)));
-        self.incidents.clear(mn, AlertKind::Offline, Facts::default(), cause).into_iter().collect()
+    /// Any authenticated frame: the site is online. Also says whether the new time is worth
+    /// saving (a minute or more since the last one saved).
+    pub(super) fn seen(&mut self, mn: &str, cause: Cause) -> (Vec<Transition>, bool) {
+        let seen = self.last_seen_ms.map_or(cause.at_ms, |t| t.max(cause.at_ms));
+        self.last_seen_ms = Some(seen);
+        let save = self.saved_seen_ms.is_none_or(|saved| seen - saved >= 60_000);
+        if save {
+            self.saved_seen_ms = Some(seen);
+        }
+        (self.incidents.clear(mn, AlertKind::Offline, Facts::default(), cause).into_iter().collect(), save)
     }
 
     /// A frame with this site's MN and a wrong password.
@@ -138,18 +147,27 @@ impl SiteState {
         transition
     }
 
-    /// An accepted data upload.
-    pub(super) fn data(&mut self, record: &DataRecord<'_>, rules: &SiteRules) -> Vec<Transition> {
+    /// An accepted data upload; also says whether the state changed (to be saved).
+    pub(super) fn data(&mut self, record: &DataRecord<'_>, rules: &SiteRules) -> (Vec<Transition>, bool) {
         let mut out = Vec::new();
+        let mut changed = false;
         if record.cn == rules.series_cn() {
             self.record_arrived(record, rules, &mut out);
             self.watch_values(record, rules, &mut out);
+            changed = true;
         }
-        self.exceedances(record, rules, &mut out);
+        let judged =
+            rules.factors.values().any(|f| f.basis.cn() == record.cn) || (record.cn == 2011 && rules.early_warning);
+        if judged {
+            self.exceedances(record, rules, &mut out);
+            changed = true;
+        }
         if record.cn == 2011 && !record.resent {
+            let before = self.drift;
             self.clock(record, rules, &mut out);
+            changed |= before != self.drift;
         }
-        out
+        (out, changed)
     }
 
     fn record_arrived(&mut self, record: &DataRecord<'_>, rules: &SiteRules, out: &mut Vec<Transition>) {
