@@ -76,3 +76,62 @@ pub(crate) fn open_frame(frame: &Frame, lookup: impl Fn(&str) -> Option<SiteEntr
     }
     Opened::KeyOrCrcFailed { mn: site.mn }
 }
+
+#[cfg(test)]
+mod tests {
+    use hj212_proto::encryption::{Sm4Key, encrypt_frame};
+
+    use super::*;
+    use crate::sites::Registry;
+
+    const MN: &str = "010000A8900016F000169DC0";
+
+    fn frame(bytes: Vec<u8>) -> Frame {
+        let Scan::Frame(layout) = framer::scan(&bytes, &FramerConfig::default(), true) else { panic!("a frame") };
+        Frame { bytes: Bytes::from(bytes), layout }
+    }
+
+    fn setup(encryption: &str, key: &str) -> (tempfile::TempDir, Registry, KeyStore) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("site.key"), key).unwrap();
+        let text = format!("mn = \"{MN}\"\npassword = \"123456\"\nencryption = \"{encryption}\"");
+        let mut site: hj212_config::Site = toml::from_str(&text).unwrap();
+        site.key_file = Some(dir.path().join("site.key"));
+        let keys = KeyStore::load(dir.path().join("keys"), std::slice::from_ref(&site));
+        (dir, Registry::new(&[site]), keys)
+    }
+
+    fn plain(i: u32) -> Vec<u8> {
+        let segment = format!(
+            "QN=20260101120000{:03};ST=31;CN=2011;PW=123456;MN={MN};Flag=9;CP=&&DataTime=20260101120000;a21026-Rtd={i}.5,a21026-Flag=N&&",
+            i % 1000
+        );
+        hj212_proto::encode::frame(segment.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_ciphertext_whose_crc_matches_by_chance_is_still_decrypted() {
+        let (_dir, registry, keys) = setup("required", "0000000000000000");
+        let key = Sm4Key::parse("0000000000000000").unwrap();
+        let lookup = |mn: &str| registry.snapshot().get(mn).cloned();
+        // About 3 in 65,536 ciphertexts pass the CRC as they are; find one.
+        let collision = (0..1_000_000)
+            .map(|i| encrypt_frame(&plain(i), &key).unwrap())
+            .find(|wire| {
+                let f = frame(wire.clone());
+                crc::identify(f.data(), f.layout.declared_crc).is_some()
+            })
+            .expect("a chance CRC match within a million frames");
+        assert!(matches!(open_frame(&frame(collision), lookup, &keys), Opened::Decrypted(_, KeyRole::Current)));
+    }
+
+    #[test]
+    fn plaintext_passes_as_is_and_a_wrong_key_fails() {
+        let (_dir, registry, keys) = setup("optional", "0000000000000000");
+        let lookup = |mn: &str| registry.snapshot().get(mn).cloned();
+        assert!(matches!(open_frame(&frame(plain(1)), lookup, &keys), Opened::AsIs));
+        let other = Sm4Key::parse("1111111111111111").unwrap();
+        let wrong = encrypt_frame(&plain(2), &other).unwrap();
+        assert!(matches!(open_frame(&frame(wrong), lookup, &keys), Opened::KeyOrCrcFailed { .. }));
+    }
+}

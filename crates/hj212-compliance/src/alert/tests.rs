@@ -254,3 +254,28 @@ fn state_survives_a_round_trip_and_only_changed_sites_are_dirty() {
     let day = SiteRules { basis: Basis::Day, ..SiteRules::default() };
     assert_eq!(day.series_cn(), 2031);
 }
+
+#[test]
+fn missing_hours_older_than_the_horizon_age_out_and_clear() {
+    let mut engine = Engine::default();
+    let rules = SiteRules { offline_after_ms: i64::MAX, ..SiteRules::default() };
+    engine.tick(MN, NOV_1, &rules);
+    // Hours 0-2 never arrive; the incident opens at 03:10.
+    let raised = engine.tick(MN, NOV_1 + 3 * HOUR + 10 * 60_000, &rules);
+    assert_eq!(kinds(&raised), [(AlertKind::RecordMissing, AlertState::Raised)]);
+    // From hour 3 on every record arrives, on time.
+    let mut cleared = Vec::new();
+    for hour in 3..60 {
+        engine.data(
+            &hourly(
+                u64::try_from(hour).unwrap(),
+                hour,
+                vec![so2(1.0 + f64::from(u8::try_from(hour).unwrap()), None, "")],
+            ),
+            &rules,
+        );
+        cleared.extend(engine.tick(MN, NOV_1 + (hour + 1) * HOUR + 10 * 60_000, &rules));
+    }
+    // Hours 0-2 leave the 48-hour window at about hour 50: the incident clears then.
+    assert_eq!(kinds(&cleared), [(AlertKind::RecordMissing, AlertState::Cleared)], "{cleared:?}");
+}
