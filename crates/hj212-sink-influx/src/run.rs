@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hj212_archive::{Follower, Record};
@@ -47,6 +47,35 @@ pub struct Status {
     pub lag_records: AtomicU64,
     /// The last archive record whose points are written (the cursor).
     pub cursor: AtomicU64,
+    /// Receive time (Unix ms) of the oldest record read and not yet written; 0 when none.
+    pub oldest_unwritten_ms: AtomicI64,
+}
+
+/// How often the lag is published. A separate task does it, so the figures keep moving
+/// while the sink is stuck retrying a write (a database outage).
+const LAG_REPORT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Publishes the sink's lag (records behind the durable archive, age of the oldest one)
+/// until `shutdown`.
+async fn report_lag(
+    metrics: SinkMetrics,
+    status: Arc<Status>,
+    durable: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let behind = durable.borrow().saturating_sub(status.cursor.load(Ordering::Relaxed));
+        status.lag_records.store(behind, Ordering::Relaxed);
+        metrics.lag_records.set(behind as f64);
+        let oldest = status.oldest_unwritten_ms.load(Ordering::Relaxed);
+        let age =
+            if behind == 0 || oldest == 0 { 0.0 } else { (hj212_archive::now_ms() - oldest).max(0) as f64 / 1000.0 };
+        metrics.lag_seconds.set(age);
+        tokio::select! {
+            () = tokio::time::sleep(LAG_REPORT_INTERVAL) => {},
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Archive records read per step.
@@ -66,6 +95,10 @@ pub async fn run(
     let mut cursor = Cursor::load(&settings.cursor_path)?;
     let mut follower = Follower::new(&settings.archive_dir, cursor.seq + 1);
     let metrics = SinkMetrics::default();
+    status.cursor.store(cursor.seq, Ordering::Relaxed);
+    let reporter_stop = CancellationToken::new();
+    tokio::spawn(report_lag(metrics.clone(), status.clone(), durable.clone(), reporter_stop.clone()));
+    let _stop_reporter = reporter_stop.drop_guard();
     write_site_metadata(&client, &settings.sites).await;
     let sender = Sender {
         client,
@@ -74,7 +107,7 @@ pub async fn run(
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     };
-    let mut pipeline = Pipeline::default();
+    let mut pipeline = Pipeline { in_flight: VecDeque::new(), stopped: false, status: status.clone() };
     let mut batch = Batch::default();
     loop {
         let target = *durable.borrow_and_update();
@@ -114,7 +147,8 @@ pub async fn run(
         if stopping || pipeline.stopped {
             return pipeline.drain(&mut cursor).await;
         }
-        report_lag(&metrics, &status, target, cursor.seq, pipeline.oldest_ms().or(batch.oldest_ms));
+        let oldest = pipeline.oldest_ms().or(batch.oldest_ms).unwrap_or(0);
+        status.oldest_unwritten_ms.store(oldest, Ordering::Relaxed);
         let wait =
             batch.started.map_or(Duration::from_millis(200), |t| settings.batch_interval.saturating_sub(t.elapsed()));
         tokio::select! {
@@ -189,11 +223,13 @@ struct InFlight {
 }
 
 /// Batches in flight, oldest first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pipeline {
     in_flight: VecDeque<InFlight>,
     /// A batch was given up at shutdown: the cursor must not move again in this run.
     stopped: bool,
+    /// Where the cursor and the oldest unwritten record are published.
+    status: Arc<Status>,
 }
 
 impl Pipeline {
@@ -204,6 +240,11 @@ impl Pipeline {
             return Ok(());
         }
         let task = (batch.points > 0).then(|| tokio::spawn(sender.clone().write(batch.lines, batch.points)));
+        if self.in_flight.is_empty()
+            && let Some(oldest) = batch.oldest_ms
+        {
+            self.status.oldest_unwritten_ms.store(oldest, Ordering::Relaxed);
+        }
         self.in_flight.push_back(InFlight { task, last_seq: batch.last_seq, oldest_ms: batch.oldest_ms });
         while self.in_flight.len() > MAX_IN_FLIGHT {
             self.confirm_oldest(cursor).await?;
@@ -233,7 +274,11 @@ impl Pipeline {
                 Err(e) => return Err(e),
             }
         }
-        cursor.advance(last_seq)
+        cursor.advance(last_seq)?;
+        self.status.cursor.store(last_seq, Ordering::Relaxed);
+        let next = self.in_flight.iter().find_map(|f| f.oldest_ms).unwrap_or(0);
+        self.status.oldest_unwritten_ms.store(next, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn drain(&mut self, cursor: &mut Cursor) -> std::io::Result<()> {
@@ -309,13 +354,4 @@ async fn park(path: &std::path::Path, error: &WriteError, lines: &[u8]) -> std::
     file.write_all(header.as_bytes()).await?;
     file.write_all(lines).await?;
     file.sync_data().await
-}
-
-fn report_lag(metrics: &SinkMetrics, status: &Status, durable: u64, cursor: u64, oldest_ms: Option<i64>) {
-    let behind = durable.saturating_sub(cursor);
-    status.lag_records.store(behind, Ordering::Relaxed);
-    status.cursor.store(cursor, Ordering::Relaxed);
-    metrics.lag_records.set(behind as f64);
-    let age = oldest_ms.map_or(0.0, |ms| (hj212_archive::now_ms() - ms).max(0) as f64 / 1000.0);
-    metrics.lag_seconds.set(if behind == 0 { 0.0 } else { age });
 }

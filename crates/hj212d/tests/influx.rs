@@ -93,7 +93,14 @@ async fn readings_arrive_with_tags_values_and_timestamps_v1() {
 async fn an_outage_delays_but_loses_nothing() {
     let mut vm = VictoriaMetrics::start();
     let daemon = TestDaemon::start_with(|c| {
-        c.influx = Some(Influx { max_backoff_secs: 1, degraded_lag_records: 10, ..influx(&vm, InfluxApi::V2) });
+        // Small batches: the sink has many of them stuck during the outage, and its lag must
+        // still be reported (it once froze when its loop blocked on the fifth).
+        c.influx = Some(Influx {
+            max_backoff_secs: 1,
+            degraded_lag_records: 10,
+            batch_points: 10,
+            ..influx(&vm, InfluxApi::V2)
+        });
         c.time_sync.enabled = false;
     })
     .await;
@@ -106,9 +113,13 @@ async fn an_outage_delays_but_loses_nothing() {
         client.send(&realtime(&t.to_qn_string(), &t.to_seconds_string(), 5)).await;
         assert_eq!(client.reply().await.cn, 9014, "acknowledged while the database is down");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The lag keeps being reported while every write fails (the sink's loop is stuck retrying).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, ready) = daemon.http("/readyz");
     assert!(ready.starts_with("ready\ndegraded: influx sink is "), "{ready}");
+    let behind: u64 = ready.split("influx sink is ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    assert!(behind >= 300, "all 300 frames are behind: {ready}");
+    assert!(daemon.metric("hj212_influx_lag_records") >= 300);
     let retries = daemon.metric("hj212_influx_retries_total");
     assert!(retries > 0, "the sink retried");
     vm.restart();
