@@ -195,8 +195,14 @@ fn accept(
             state.peer = Some(ctx.peer.to_owned());
         }
         state.last_frame_ms = Some(ctx.now_ms);
-        if let Some(time) = packet.data_time().filter(|t| state.last_data_time.as_deref() != Some(*t)) {
-            state.last_data_time = Some(time.to_owned());
+        // The newest DataTime, not the last one: hourly records and backfill carry older
+        // times, and a future (clock-wrong) time must not hide a silent logger.
+        let newest = data_time
+            .filter(|_| marks & flags::FUTURE_TIME == 0)
+            .map(|t| t.to_seconds_string())
+            .filter(|t| state.last_data_time.as_deref().is_none_or(|last| t.as_str() > last));
+        if let Some(time) = newest {
+            state.last_data_time = Some(time);
         }
     });
     let to = ReplyTo::from(packet);

@@ -94,7 +94,8 @@ pub struct Cli {
     /// Frames awaiting a 9014 at once per connection (1 like real loggers; more for load).
     #[arg(long, default_value_t = 1, value_name = "N")]
     window: usize,
-    /// At most N stations connected at once; the others wait for a free slot.
+    /// At most N stations connected at once. A station keeps its slot for its whole run, so
+    /// the others run in batches, later (sending what is overdue at once, as backfill).
     #[arg(long, value_name = "N")]
     connections_limit: Option<usize>,
     /// Percent of records never sent, silently (counter: gaps).
@@ -233,6 +234,12 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     }
     let json = serde_json::to_string_pretty(&summary).map_err(|e| fail(EX_OSERR)(e.to_string()))?;
     println!("{json}");
+    if summary.totals.failed > 0 && summary.totals.acked == 0 {
+        return Err(fail(EX_UNAVAILABLE)(format!(
+            "{} frames failed and none was acknowledged: is {target} an hj212d with these sites configured (--sites-config)?",
+            summary.totals.failed
+        )));
+    }
     if summary.totals.unsent > 0 {
         return Err(fail(EX_UNAVAILABLE)(format!(
             "{} frames unsent: {target} could not be reached",

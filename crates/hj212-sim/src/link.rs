@@ -17,6 +17,8 @@ const CONNECT_ATTEMPTS: u32 = 10;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a clean close waits for the daemon to finish and close its side.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
+/// One connection attempt may take this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An open connection.
 #[derive(Debug)]
@@ -45,7 +47,8 @@ impl Link {
         let mut backoff = Duration::from_millis(100);
         let mut failures = 0;
         for _ in 0..CONNECT_ATTEMPTS {
-            if let Ok(stream) = TcpStream::connect(target).await {
+            // Bounded: a target behind a firewall that drops SYNs would otherwise stall ~2 min per try.
+            if let Ok(Ok(stream)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
                 let _ = stream.set_nodelay(true);
                 let link = Self { stream, buf: BytesMut::new(), codec: Hj212Codec::default(), _permit: permit };
                 return Connected { link: Some(link), failures };

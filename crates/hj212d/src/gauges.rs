@@ -1,6 +1,7 @@
 //! Per-site rate gauges for dashboards: today's and this month's 有效传输率 and the newest
 //! DataTime, for configured sites only (never unknown MNs: the label set stays bounded).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +18,18 @@ const INTERVAL: Duration = Duration::from_secs(60);
 
 /// Recomputes the gauges every minute until `shutdown`.
 pub async fn run(shared: Arc<Shared>, store_path: PathBuf, shutdown: CancellationToken) {
+    let mut exported: HashSet<String> = HashSet::new();
     loop {
         let sites: Vec<_> = shared.registry.snapshot().values().map(|e| e.config.clone()).collect();
+        // A site removed on reload: its series go NaN (no value), so no rule keeps firing on them.
+        let current: HashSet<String> = sites.iter().map(|s| s.mn.clone()).collect();
+        for mn in exported.difference(&current) {
+            metrics::gauge!(SITE_LAST_DATA_TIME, "mn" => mn.clone()).set(f64::NAN);
+            for period in ["today", "month"] {
+                metrics::gauge!(SITE_EFFECTIVE_RATE, "mn" => mn.clone(), "period" => period).set(f64::NAN);
+            }
+        }
+        exported = current;
         let path = store_path.clone();
         let computed = tokio::task::spawn_blocking(move || compute(&path, &sites)).await;
         if let Ok(Err(error)) = computed {
@@ -66,10 +77,9 @@ fn compute(path: &std::path::Path, sites: &[hj212_config::Site]) -> Result<(), h
         let month = (today_report.valid + month_days.valid, today_report.due + month_days.due);
         for (period, (valid, due)) in [("today", (today_report.valid, today_report.due)), ("month", month)] {
             let rate = hj212_compliance::Rate { numerator: valid, denominator: due };
-            if let Some(bp) = rate.basis_points() {
-                metrics::gauge!(SITE_EFFECTIVE_RATE, "mn" => site.mn.clone(), "period" => period)
-                    .set(bp as f64 / 100.0);
-            }
+            // Nothing due yet (the first hour of a day or month): no value, not the last period's.
+            let value = rate.basis_points().map_or(f64::NAN, |bp| bp as f64 / 100.0);
+            metrics::gauge!(SITE_EFFECTIVE_RATE, "mn" => site.mn.clone(), "period" => period).set(value);
         }
     }
     Ok(())
