@@ -123,6 +123,8 @@ struct Session {
     in_flight: Vec<InFlight>,
     outbox: Vec<u8>,
     outbox_frames: u32,
+    /// (CN, factors) of queued frames that expect no answer: counted once written.
+    outbox_unacked: Vec<(u16, u64)>,
     summary: SiteSummary,
 }
 
@@ -137,6 +139,7 @@ impl Session {
             in_flight: Vec::new(),
             outbox: Vec::new(),
             outbox_frames: 0,
+            outbox_unacked: Vec::new(),
             summary,
         }
     }
@@ -211,10 +214,7 @@ impl Session {
                 self.in_flight.push(InFlight { qn, cn, bytes, attempts: 1, deadline, factors });
             }
             _ if bad => stats.bad_crc_lost += 1,
-            _ => {
-                Counters::bump(&mut stats.unacked_frames, frame.cn, 1);
-                stats.readings += frame.factors;
-            }
+            _ => self.outbox_unacked.push((frame.cn, frame.factors)),
         }
         if !self.shared.sticky {
             self.flush().await;
@@ -233,11 +233,25 @@ impl Session {
         }
         let frames = std::mem::take(&mut self.outbox_frames);
         let bytes = std::mem::take(&mut self.outbox);
-        let Some(link) = self.link.as_mut() else { return };
-        if link.write(&bytes).await.is_err() {
-            self.lost();
-        } else if frames > 1 {
-            self.stats().sticky_writes += 1;
+        let unacked = std::mem::take(&mut self.outbox_unacked);
+        let written = match self.link.as_mut() {
+            Some(link) => link.write(&bytes).await.is_ok(),
+            None => false,
+        };
+        let stats = self.stats();
+        if written {
+            // Frames without an answer count as delivered once written (the daemon archives them).
+            for (cn, factors) in unacked {
+                Counters::bump(&mut stats.unacked_frames, cn, 1);
+                stats.readings += factors;
+            }
+            stats.sticky_writes += u64::from(frames > 1);
+        } else {
+            // Frames awaiting an answer are sent again after reconnecting; these are lost.
+            stats.unsent += unacked.len() as u64;
+            if self.link.is_some() {
+                self.lost();
+            }
         }
     }
 
@@ -382,5 +396,7 @@ impl Session {
         // Answers to commands that came while closing cannot be sent any more.
         self.outbox.clear();
         self.outbox_frames = 0;
+        self.stats().unsent += self.outbox_unacked.len() as u64;
+        self.outbox_unacked.clear();
     }
 }
