@@ -152,7 +152,10 @@ async fn logger(addr: SocketAddr, c: usize, rate: f64, stop: Instant, pending: P
             let value = sent % 100;
             if value == 99 {
                 let key = (site.clone(), time.to_rfc3339());
-                pending.lock().expect("pending").insert(key, Instant::now());
+                // Timed from when the frame was due, not when the window let it go: time spent
+                // waiting behind earlier frames counts too (no coordinated omission).
+                let due_at = start + Duration::from_secs_f64(sent as f64 / rate);
+                pending.lock().expect("pending").insert(key, due_at);
             }
             let segment = format!(
                 "QN={};ST=31;CN=2011;PW={PASSWORD};MN={site};Flag=5;CP=&&DataTime={};a21026-Rtd={value}.25,a21026-Flag=N;\
