@@ -495,3 +495,43 @@ async fn alerts_cli_lists_the_daemons_alerts() {
         Command::new(BIN).args(["alerts", "--data-dir"]).arg(&data_dir).args(["--state", "open"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(64));
 }
+
+/// `hj212-audit key rotate` schedules an SM4 key rotation through the daemon; a second one
+/// while the first is in progress is refused, and a site without encryption cannot rotate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotate_cli_schedules_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("site.key"), "0000000000000000").unwrap();
+    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    let config_path = dir.path().join("hj212d.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nadmin_token_file = \"admin.token\"\n\
+             [[sites]]\nmn = \"{MN}\"\npassword = \"123456\"\nencryption = \"required\"\nkey_file = \"site.key\"\n\
+             [[sites]]\nmn = \"PLAIN01\"\npassword = \"123456\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let running = hj212d::Daemon::start(hj212_config::load(&config_path).unwrap()).await.unwrap();
+    let url = format!("http://{}", running.http_addr);
+    let rotate = |mn: &str| {
+        Command::new(BIN)
+            .args(["key", "rotate", "--url", &url, "--token-file"])
+            .arg(dir.path().join("admin.token"))
+            .args(["--mn", mn])
+            .output()
+            .unwrap()
+    };
+    let first = rotate(MN);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert!(answer["key"].as_str().unwrap().starts_with("sha256:"), "a fingerprint, never the key: {answer}");
+    let second = rotate(MN);
+    assert_eq!(second.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("409"), "{}", String::from_utf8_lossy(&second.stderr));
+    let plain = rotate("PLAIN01");
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("does not use encryption"));
+    running.stop().await.unwrap();
+}
