@@ -20,15 +20,9 @@ pub struct Options {
 /// The data segment decrypted with `key`, when that makes the CRC hold (the raw ciphertext
 /// or its printed `{0x..}` / hex text forms).
 fn decrypted(data: &[u8], declared: u16, key: &hj212_proto::encryption::Sm4Key) -> Option<Vec<u8>> {
-    use hj212_proto::encryption::{cp_region, decrypt_cp, textual_ciphertext};
-    let region = cp_region(data)?;
-    let raw = data[region.clone()].to_vec();
-    let forms = [Some(raw), textual_ciphertext(&data[region.clone()])];
-    forms.into_iter().flatten().find_map(|ciphertext| {
-        let mut plain = [&data[..region.start], &ciphertext[..], &data[region.end..]].concat();
-        decrypt_cp(&mut plain, key);
-        crc::identify(&plain, declared).map(|_| plain)
-    })
+    use hj212_proto::encryption::{ciphertext, decrypt_segment};
+    let plain = decrypt_segment(data, &ciphertext(data, true)?, key)?;
+    crc::identify(&plain, declared).map(|_| plain)
 }
 
 /// Reads `input` to its end, writing one JSON line per frame or rejected chunk.

@@ -82,24 +82,22 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
         }
         FrameEvent::Frame(frame) => frame,
     };
+    let sites = ctx.shared.registry.snapshot();
     let decrypted;
-    let (frame, key_role) =
-        match crate::decrypt::open_frame(frame, |mn| ctx.shared.registry.snapshot().get(mn).cloned(), &ctx.shared.keys)
-        {
-            Opened::AsIs => (frame, None),
-            Opened::Decrypted(plain, role) => {
-                decrypted = plain;
-                (&decrypted, Some(role))
-            }
-            Opened::KeyOrCrcFailed { mn } => {
-                IngestMetrics::decrypt_failure(&mn);
-                tracing::warn!(mn, "encrypted frame: no key of the site gives a valid CRC; refused");
-                return refuse(Verdict::DecryptOrCrc, Effect::BadFrame, ctx, &frame.bytes);
-            }
-        };
+    let (frame, key_role, dialect) = match crate::decrypt::open_frame(frame, &sites, &ctx.shared.keys) {
+        Opened::AsIs(dialect) => (frame, None, dialect),
+        Opened::Decrypted(plain, role, dialect) => {
+            decrypted = plain;
+            (&decrypted, Some(role), Some(dialect))
+        }
+        Opened::KeyOrCrcFailed { mn } => {
+            IngestMetrics::decrypt_failure(&mn);
+            tracing::warn!(mn, "encrypted frame: no key of the site gives a valid CRC; refused");
+            return refuse(Verdict::DecryptOrCrc, Effect::BadFrame, ctx, &frame.bytes);
+        }
+    };
     let was_encrypted = key_role.is_some();
     let data = frame.data();
-    let dialect = crc::identify(data, frame.layout.declared_crc);
     ctx.shared.metrics.dialect(dialect);
     if dialect.is_none() {
         tracing::debug!(declared = format_args!("{:04X}", frame.layout.declared_crc), "bad CRC: frame dropped");
@@ -113,7 +111,6 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
             return refuse(Verdict::ParseError, Effect::BadFrame, ctx, &frame.bytes);
         }
     };
-    let sites = ctx.shared.registry.snapshot();
     let Some(site) = sites.get(packet.mn) else {
         tracing::warn!(mn = packet.mn, "unknown MN: frame refused");
         return refuse(Verdict::UnknownMn, Effect::AuthFailure, ctx, &frame.bytes);

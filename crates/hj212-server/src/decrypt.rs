@@ -3,13 +3,13 @@
 //! decrypt with its site's keys. The header before `CP=&&` is clear text, so the MN (and thus
 //! the site and its keys) can be read without touching the ciphertext.
 
-use std::borrow::Cow;
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use hj212_config::Encryption;
 use hj212_proto::codec::Frame;
-use hj212_proto::crc;
-use hj212_proto::encryption::{cp_region, decrypt_cp, is_encrypted_cn, textual_ciphertext};
+use hj212_proto::crc::{self, CrcDialect};
+use hj212_proto::encryption::{ciphertext, cp_region, decrypt_segment, is_encrypted_cn};
 use hj212_proto::framer::{self, FramerConfig, Scan};
 
 use crate::keys::{KeyRole, KeyStore};
@@ -17,11 +17,12 @@ use crate::sites::SiteEntry;
 
 /// What to do with a frame before parsing it.
 pub(crate) enum Opened {
-    /// Its CRC holds as it came (plaintext), or no site key can apply: go on as usual.
-    AsIs,
-    /// The CRC holds after decrypting with one of the site's keys: the plaintext frame, and
-    /// which key it was.
-    Decrypted(Frame, KeyRole),
+    /// Its CRC holds as it came (plaintext), or no site key can apply: go on as usual, with
+    /// the CRC dialect it matched (if any).
+    AsIs(Option<CrcDialect>),
+    /// The CRC holds after decrypting with one of the site's keys: the plaintext frame, which
+    /// key it was, and the dialect.
+    Decrypted(Frame, KeyRole, CrcDialect),
     /// Encrypted for a site with keys, and no key gives a valid CRC.
     KeyOrCrcFailed { mn: String },
 }
@@ -33,32 +34,29 @@ fn header_field<'a>(data: &'a [u8], name: &str) -> Option<&'a str> {
     header.split([';', ',']).find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
 }
 
-pub(crate) fn open_frame(frame: &Frame, lookup: impl Fn(&str) -> Option<SiteEntry>, keys: &KeyStore) -> Opened {
+pub(crate) fn open_frame(frame: &Frame, sites: &HashMap<String, SiteEntry>, keys: &KeyStore) -> Opened {
     let data = frame.data();
     let declared = frame.layout.declared_crc;
-    let plaintext_crc = crc::identify(data, declared).is_some();
-    let site = header_field(data, "MN").and_then(&lookup);
+    let plaintext_crc = crc::identify(data, declared);
+    // The common case, per frame: no site encrypts, nothing more to look at.
+    if !keys.any() {
+        return Opened::AsIs(plaintext_crc);
+    }
+    let site = header_field(data, "MN").and_then(|mn| sites.get(mn));
     let encrypted_cn = header_field(data, "CN").and_then(|cn| cn.parse().ok()).is_some_and(is_encrypted_cn);
     // A data command of an encrypting site is tried with its keys first: a ciphertext's CRC
     // can match the declared one by chance (3 in 65,536), which must not decide.
-    let Some(site) = site.filter(|s| s.encryption != Encryption::Off && (encrypted_cn || !plaintext_crc)) else {
-        return Opened::AsIs;
+    let Some(site) = site.filter(|s| s.encryption != Encryption::Off && (encrypted_cn || plaintext_crc.is_none()))
+    else {
+        return Opened::AsIs(plaintext_crc);
     };
     let candidates = keys.candidates(&site.mn);
-    if candidates.is_empty() {
-        return Opened::AsIs;
-    }
-    let Some(region) = cp_region(data) else { return Opened::AsIs };
-    let ciphertext = match site.config.ciphertext_as_text.then(|| textual_ciphertext(&data[region.clone()])) {
-        Some(Some(bytes)) => Cow::Owned(bytes),
-        _ => Cow::Borrowed(&data[region.clone()]),
+    let Some(ciphertext) = ciphertext(data, site.config.ciphertext_as_text).filter(|_| !candidates.is_empty()) else {
+        return Opened::AsIs(plaintext_crc);
     };
     for (key, role) in &candidates {
-        let mut plain = [&data[..region.start], &ciphertext, &data[region.end..]].concat();
-        decrypt_cp(&mut plain, key);
-        if crc::verify(&plain, declared, site.crc).is_err() {
-            continue;
-        }
+        let Some(plain) = decrypt_segment(data, &ciphertext, key) else { continue };
+        let Ok(dialect) = crc::verify(&plain, declared, site.crc) else { continue };
         // The frame as it would have been sent in clear: same CRC; the length changes only
         // when the ciphertext came as text.
         let mut bytes = Vec::with_capacity(plain.len() + 12);
@@ -67,14 +65,14 @@ pub(crate) fn open_frame(frame: &Frame, lookup: impl Fn(&str) -> Option<SiteEntr
         // The CRC field and tail, as received ("##" and 4 digits come before the data).
         bytes.extend_from_slice(&frame.bytes[6 + frame.layout.data_len..frame.layout.len]);
         if let Scan::Frame(layout) = framer::scan(&bytes, &FramerConfig::default(), true) {
-            return Opened::Decrypted(Frame { bytes: Bytes::from(bytes), layout }, *role);
+            return Opened::Decrypted(Frame { bytes: Bytes::from(bytes), layout }, *role, dialect);
         }
     }
-    if plaintext_crc {
+    if plaintext_crc.is_some() {
         // Sent in clear (an `optional` site, or a `required` one that decide refuses).
-        return Opened::AsIs;
+        return Opened::AsIs(plaintext_crc);
     }
-    Opened::KeyOrCrcFailed { mn: site.mn }
+    Opened::KeyOrCrcFailed { mn: site.mn.clone() }
 }
 
 #[cfg(test)]
@@ -113,7 +111,7 @@ mod tests {
     fn a_ciphertext_whose_crc_matches_by_chance_is_still_decrypted() {
         let (_dir, registry, keys) = setup("required", "0000000000000000");
         let key = Sm4Key::parse("0000000000000000").unwrap();
-        let lookup = |mn: &str| registry.snapshot().get(mn).cloned();
+        let sites = registry.snapshot();
         // About 3 in 65,536 ciphertexts pass the CRC as they are; find one.
         let collision = (0..1_000_000)
             .map(|i| encrypt_frame(&plain(i), &key).unwrap())
@@ -122,16 +120,16 @@ mod tests {
                 crc::identify(f.data(), f.layout.declared_crc).is_some()
             })
             .expect("a chance CRC match within a million frames");
-        assert!(matches!(open_frame(&frame(collision), lookup, &keys), Opened::Decrypted(_, KeyRole::Current)));
+        assert!(matches!(open_frame(&frame(collision), &sites, &keys), Opened::Decrypted(_, KeyRole::Current, _)));
     }
 
     #[test]
     fn plaintext_passes_as_is_and_a_wrong_key_fails() {
         let (_dir, registry, keys) = setup("optional", "0000000000000000");
-        let lookup = |mn: &str| registry.snapshot().get(mn).cloned();
-        assert!(matches!(open_frame(&frame(plain(1)), lookup, &keys), Opened::AsIs));
+        let sites = registry.snapshot();
+        assert!(matches!(open_frame(&frame(plain(1)), &sites, &keys), Opened::AsIs(Some(_))));
         let other = Sm4Key::parse("1111111111111111").unwrap();
         let wrong = encrypt_frame(&plain(2), &other).unwrap();
-        assert!(matches!(open_frame(&frame(wrong), lookup, &keys), Opened::KeyOrCrcFailed { .. }));
+        assert!(matches!(open_frame(&frame(wrong), &sites, &keys), Opened::KeyOrCrcFailed { .. }));
     }
 }

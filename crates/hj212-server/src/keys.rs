@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hj212_config::{Encryption, Site};
 use hj212_proto::encryption::Sm4Key;
@@ -124,6 +125,8 @@ pub enum ScheduleError {
 pub struct KeyStore {
     dir: PathBuf,
     sites: Mutex<HashMap<String, SiteKeys>>,
+    /// Whether any site encrypts: read per frame without the lock.
+    any: AtomicBool,
 }
 
 fn read_config_key(site: &Site, path: &Path) -> Option<StoredKey> {
@@ -143,7 +146,7 @@ fn read_config_key(site: &Site, path: &Path) -> Option<StoredKey> {
 impl KeyStore {
     /// Keys of the sites that encrypt: `dir/{MN}.json` if a rotation happened, else the config's files.
     pub fn load(dir: PathBuf, sites: &[Site]) -> Self {
-        let store = Self { dir, sites: Mutex::new(HashMap::new()) };
+        let store = Self { dir, sites: Mutex::new(HashMap::new()), any: AtomicBool::new(false) };
         store.reload(sites);
         store
     }
@@ -164,7 +167,13 @@ impl KeyStore {
             });
             map.insert(site.mn.clone(), keys);
         }
+        self.any.store(!map.is_empty(), Ordering::Relaxed);
         *current = map;
+    }
+
+    /// Whether any configured site encrypts (a cheap check for every frame).
+    pub fn any(&self) -> bool {
+        self.any.load(Ordering::Relaxed)
     }
 
     /// The keys saved by a rotation; an unreadable file is reported (the config's keys are

@@ -100,6 +100,25 @@ pub fn encrypt_cp(data: &mut [u8], key: &Sm4Key) -> bool {
     true
 }
 
+/// The ciphertext of a data segment's CP region: the raw bytes, or, with `text_forms`, the
+/// bytes its printed `{0x..}` or hex form stands for. `None` without a CP region.
+pub fn ciphertext(data: &[u8], text_forms: bool) -> Option<std::borrow::Cow<'_, [u8]>> {
+    let raw = &data[cp_region(data)?];
+    Some(match text_forms.then(|| textual_ciphertext(raw)).flatten() {
+        Some(bytes) => std::borrow::Cow::Owned(bytes),
+        None => std::borrow::Cow::Borrowed(raw),
+    })
+}
+
+/// The plaintext data segment: `data` with its CP region replaced by `ciphertext` decrypted
+/// (what the CRC covers). `None` without a CP region.
+pub fn decrypt_segment(data: &[u8], ciphertext: &[u8], key: &Sm4Key) -> Option<Vec<u8>> {
+    let region = cp_region(data)?;
+    let mut plain = [&data[..region.start], ciphertext, &data[region.end..]].concat();
+    decrypt_cp(&mut plain, key);
+    Some(plain)
+}
+
 /// A whole frame (`##` to the tail) with its CP encrypted, as a 2025 sender puts it on the
 /// wire: the length and the CRC (of the plaintext) are unchanged. `None` if `frame` is not one frame.
 pub fn encrypt_frame(frame: &[u8], key: &Sm4Key) -> Option<Vec<u8>> {
