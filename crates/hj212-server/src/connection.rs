@@ -230,16 +230,17 @@ impl Session {
                 return Err(Close::Archive);
             }
             for text in events {
-                self.archive_event(text).await?;
+                self.archive_own(Kind::Event, Verdict::Info, text.into_bytes()).await?;
             }
             for (cn, reply) in &replies {
                 IngestMetrics::reply(cn);
                 out.extend_from_slice(reply);
             }
             if let Some((cn, command)) = command {
-                self.archive_sent(&command).await?;
-                IngestMetrics::reply(cn);
+                // Queued for the write below, which happens only once this is archived.
                 out.extend_from_slice(&command);
+                self.archive_own(Kind::Sent, Verdict::Command, command).await?;
+                IngestMetrics::reply(cn);
             }
             if !replies.is_empty() {
                 latencies.push(read_at);
@@ -280,27 +281,9 @@ impl Session {
     }
 
     /// Commands the daemon sends are part of the audit trail: archived before they go out.
-    async fn archive_event(&self, text: String) -> Result<(), Close> {
-        let record = NewRecord {
-            kind: Kind::Event,
-            verdict: Verdict::Info,
-            flags: 0,
-            time_ms: now_ms(),
-            peer: self.peer.clone(),
-            data: text.into_bytes(),
-        };
-        self.shared.archive.append(record).await.map(|_| ()).map_err(|_| Close::Archive)
-    }
-
-    async fn archive_sent(&self, bytes: &[u8]) -> Result<(), Close> {
-        let record = NewRecord {
-            kind: Kind::Sent,
-            verdict: Verdict::Command,
-            flags: 0,
-            time_ms: now_ms(),
-            peer: self.peer.clone(),
-            data: bytes.to_vec(),
-        };
+    /// Archives something the daemon did (an event, or a command it sends), before it counts as done.
+    async fn archive_own(&self, kind: Kind, verdict: Verdict, data: Vec<u8>) -> Result<(), Close> {
+        let record = NewRecord { kind, verdict, flags: 0, time_ms: now_ms(), peer: self.peer.clone(), data };
         self.shared.archive.append(record).await.map(|_| ()).map_err(|_| Close::Archive)
     }
 

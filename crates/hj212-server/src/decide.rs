@@ -322,13 +322,7 @@ fn key_reply(packet: &Packet<'_>, ctx: &Context<'_>, events: &mut Vec<String>) {
 fn key_delivery(packet: &Packet<'_>, password: &str, ctx: &Context<'_>) -> Option<Vec<u8>> {
     let delivery = ctx.shared.keys.delivery(packet.mn, ctx.now_ms)?;
     let qn = BeijingTime::from_unix_millis(ctx.now_ms);
-    let header = CommandHeader {
-        qn,
-        st: packet.st.filter(|st| *st != "91").unwrap_or("32"),
-        pw: password,
-        mn: packet.mn,
-        version: packet.version(),
-    };
+    let header = command_header(packet, password, qn);
     let plain = HostCommand::SetNewKey { created: delivery.created, key: delivery.key }
         .encode(&header)
         .inspect_err(|error| tracing::warn!(mn = packet.mn, %error, "cannot build the 1014 new-key command"))
@@ -341,16 +335,22 @@ fn key_delivery(packet: &Packet<'_>, password: &str, ctx: &Context<'_>) -> Optio
     Some(bytes)
 }
 
-/// The 1012 that follows a 9013 to a 1013 time-calibration request (HJ 212-2017 App. C table C.4).
-fn set_time_command(packet: &Packet<'_>, password: &str, ctx: &Context<'_>) -> Option<Vec<u8>> {
-    let now = BeijingTime::from_unix_millis(ctx.now_ms);
-    let header = CommandHeader {
-        qn: now,
+/// The header of a command to the logger that sent `packet`: its own ST (not the reply ST 91)
+/// and protocol version.
+fn command_header<'a>(packet: &Packet<'a>, password: &'a str, qn: BeijingTime) -> CommandHeader<'a> {
+    CommandHeader {
+        qn,
         st: packet.st.filter(|st| *st != "91").unwrap_or("32"),
         pw: password,
         mn: packet.mn,
         version: packet.version(),
-    };
+    }
+}
+
+/// The 1012 that follows a 9013 to a 1013 time-calibration request (HJ 212-2017 App. C table C.4).
+fn set_time_command(packet: &Packet<'_>, password: &str, ctx: &Context<'_>) -> Option<Vec<u8>> {
+    let now = BeijingTime::from_unix_millis(ctx.now_ms);
+    let header = command_header(packet, password, now);
     let command = HostCommand::SetFieldTime { time: now, pol_id: None }.encode(&header);
     match command {
         Ok(bytes) => {
