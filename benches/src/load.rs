@@ -99,12 +99,7 @@ impl Daemon {
 
     /// Resident memory of the daemon, from /proc.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
+        rss_of(self.pid())
     }
 
     /// Stops the daemon with SIGTERM.
@@ -266,4 +261,14 @@ pub async fn hold_idle(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
         streams.push(stream);
     }
     streams
+}
+
+/// Resident memory of process `pid`, from /proc (0 when it cannot be read).
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }

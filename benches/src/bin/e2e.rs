@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hj212_benches::load::Daemon;
+use hj212_benches::load::{Daemon, rss_of};
 use hj212_sim::{Options, Simulation};
 
 #[derive(Debug, Parser)]
@@ -160,13 +160,4 @@ fn main() {
         }
         daemon.stop();
     });
-}
-
-fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
 }

@@ -42,20 +42,7 @@ fn record(seq: u64, site: usize, hour: i64) -> Record {
 }
 
 fn site(n: usize) -> hj212_config::Site {
-    hj212_config::Site {
-        mn: mn(n),
-        password: "1".into(),
-        name: String::new(),
-        factors: FACTORS.map(String::from).to_vec(),
-        crc: hj212_config::CrcSetting::Hj212,
-        rate: hj212_config::RateRules::default(),
-        encryption: hj212_config::Encryption::Off,
-        key_file: None,
-        previous_key_file: None,
-        ciphertext_as_text: false,
-        alerts: None,
-        limits: Vec::new(),
-    }
+    hj212_config::Site { factors: FACTORS.map(String::from).to_vec(), ..hj212_config::Site::new(mn(n), "1") }
 }
 
 fn fill(store: &mut Store, sites: usize, hours: i64, seq: &mut u64) {

@@ -4,24 +4,7 @@
 
 use std::collections::BTreeSet;
 
-/// What is abnormal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub enum AnomalyKind {
-    /// A concentration or flow below zero.
-    Negative,
-    /// Zero for `zero_periods` periods in a row while the source runs.
-    Zero,
-    /// The same value for `flat_line_periods` periods in a row while the source runs (恒值).
-    FlatLine,
-    /// A step between consecutive values larger than `max_step` (突变).
-    Jump,
-    /// Outside the instrument's range, or flagged T.
-    OutOfRange,
-    /// A data flag other than N (F, M, S, D, C, T, B or unknown).
-    AbnormalFlag,
-    /// M, C or D flags for `flag_run_periods` periods in a row (maintenance, calibration, fault).
-    FlagRun,
-}
+use crate::alert::AlertKind;
 
 /// Thresholds for one factor, in periods of the series watched.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,8 +32,8 @@ impl Default for ValueRules {
 /// An incident opening or closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    Raised(AnomalyKind),
-    Cleared(AnomalyKind),
+    Raised(AlertKind),
+    Cleared(AlertKind),
 }
 
 /// One factor's recent values and open incidents.
@@ -60,12 +43,12 @@ pub struct ValueWatch {
     same: u32,
     zeros: u32,
     flagged: u32,
-    open: BTreeSet<AnomalyKind>,
+    open: BTreeSet<AlertKind>,
 }
 
 impl ValueWatch {
     /// The incidents open now.
-    pub fn open(&self) -> impl Iterator<Item = AnomalyKind> + '_ {
+    pub fn open(&self) -> impl Iterator<Item = AlertKind> + '_ {
         self.open.iter().copied()
     }
 
@@ -74,33 +57,33 @@ impl ValueWatch {
     pub fn observe(&mut self, value: f64, flag: Option<&str>, running: bool, rules: &ValueRules) -> Vec<Change> {
         let mut now = BTreeSet::new();
         if rules.negative && value < 0.0 {
-            now.insert(AnomalyKind::Negative);
+            now.insert(AlertKind::Negative);
         }
         // A flat line is the same value as reported, exactly (Option comparison, no epsilon).
         let repeated = self.last == Some(value);
         self.same = if repeated && running { self.same + 1 } else { u32::from(running) };
         if rules.flat_line_periods > 0 && self.same >= rules.flat_line_periods {
-            now.insert(AnomalyKind::FlatLine);
+            now.insert(AlertKind::FlatLine);
         }
         self.zeros = if value == 0.0 && running { self.zeros + 1 } else { 0 };
         if rules.zero_periods > 0 && self.zeros >= rules.zero_periods {
-            now.insert(AnomalyKind::Zero);
+            now.insert(AlertKind::Zero);
         }
         if let (Some(step), Some(last)) = (rules.max_step, self.last)
             && (value - last).abs() > step
         {
-            now.insert(AnomalyKind::Jump);
+            now.insert(AlertKind::Jump);
         }
         let outside = rules.range.is_some_and(|(low, high)| value < low || value > high);
         if outside || flag == Some("T") {
-            now.insert(AnomalyKind::OutOfRange);
+            now.insert(AlertKind::OutOfRange);
         }
         if flag.is_some_and(|f| f != "N") {
-            now.insert(AnomalyKind::AbnormalFlag);
+            now.insert(AlertKind::AbnormalFlag);
         }
         self.flagged = if matches!(flag, Some("M" | "C" | "D")) { self.flagged + 1 } else { 0 };
         if rules.flag_run_periods > 0 && self.flagged >= rules.flag_run_periods {
-            now.insert(AnomalyKind::FlagRun);
+            now.insert(AlertKind::FlagRun);
         }
         self.last = Some(value);
         let raised = now.difference(&self.open).map(|k| Change::Raised(*k));
@@ -114,7 +97,7 @@ impl ValueWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use AnomalyKind::*;
+    use AlertKind::*;
 
     const OFF: ValueRules = ValueRules {
         flat_line_periods: 0,

@@ -282,6 +282,26 @@ impl Default for RateRules {
     }
 }
 
+impl Site {
+    /// A site with only its MN and password; every other key at its default.
+    pub fn new(mn: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            mn: mn.into(),
+            password: password.into(),
+            name: String::new(),
+            factors: Vec::new(),
+            crc: CrcSetting::default(),
+            rate: RateRules::default(),
+            encryption: Encryption::default(),
+            key_file: None,
+            previous_key_file: None,
+            ciphertext_as_text: false,
+            alerts: None,
+            limits: Vec::new(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Site {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Site")

@@ -132,20 +132,7 @@ mod tests {
 
     #[test]
     fn password_comparison() {
-        let config = Site {
-            mn: "M".into(),
-            password: "123456".into(),
-            name: String::new(),
-            factors: vec![],
-            crc: CrcSetting::Hj212,
-            rate: hj212_config::RateRules::default(),
-            encryption: hj212_config::Encryption::Off,
-            key_file: None,
-            previous_key_file: None,
-            ciphertext_as_text: false,
-            alerts: None,
-            limits: Vec::new(),
-        };
+        let config = Site::new("M", "123456");
         let entry = Registry::new(std::slice::from_ref(&config)).snapshot()["M"].clone();
         assert!(entry.password_matches(Some("123456")));
         assert!(!entry.password_matches(Some("123457")));

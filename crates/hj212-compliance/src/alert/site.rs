@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::incident::{Cause, Facts, Incidents, Transition, Update};
 use super::kind::AlertKind;
 use super::rules::SiteRules;
-use crate::abnormal::{AnomalyKind, Change, ValueRules, ValueWatch};
+use crate::abnormal::{Change, ValueRules, ValueWatch};
 use crate::exceedance::{self, Exceedance, Limit};
 
 /// Periods remembered for the record-missing rule (two days of hourly records).
@@ -78,18 +78,6 @@ pub struct SiteState {
     conflicts: u32,
     last_conflict_ms: Option<i64>,
     incidents: Incidents,
-}
-
-fn anomaly_alert(kind: AnomalyKind) -> AlertKind {
-    match kind {
-        AnomalyKind::Negative => AlertKind::Negative,
-        AnomalyKind::Zero => AlertKind::Zero,
-        AnomalyKind::FlatLine => AlertKind::FlatLine,
-        AnomalyKind::Jump => AlertKind::Jump,
-        AnomalyKind::OutOfRange => AlertKind::OutOfRange,
-        AnomalyKind::AbnormalFlag => AlertKind::AbnormalFlag,
-        AnomalyKind::FlagRun => AlertKind::FlagRun,
-    }
 }
 
 fn keep_newest(set: &mut BTreeSet<i64>) {
@@ -210,10 +198,8 @@ impl SiteState {
                     data_time_ms: Some(record.data_time_ms),
                 };
                 out.extend(match change {
-                    Change::Raised(kind) => {
-                        self.incidents.raise(record.mn, anomaly_alert(kind), facts, record.cause, Update::Never)
-                    }
-                    Change::Cleared(kind) => self.incidents.clear(record.mn, anomaly_alert(kind), facts, record.cause),
+                    Change::Raised(kind) => self.incidents.raise(record.mn, kind, facts, record.cause, Update::Never),
+                    Change::Cleared(kind) => self.incidents.clear(record.mn, kind, facts, record.cause),
                 });
             }
         }

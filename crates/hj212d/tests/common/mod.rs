@@ -16,20 +16,7 @@ pub const MN: &str = "010000A8900016F000169DC0";
 pub const PW: &str = "123456";
 
 pub fn site(mn: &str, password: &str, crc: CrcSetting) -> Site {
-    Site {
-        mn: mn.into(),
-        password: password.into(),
-        name: format!("site {mn}"),
-        factors: vec![],
-        crc,
-        rate: hj212_config::RateRules::default(),
-        encryption: hj212_config::Encryption::Off,
-        key_file: None,
-        previous_key_file: None,
-        ciphertext_as_text: false,
-        alerts: None,
-        limits: Vec::new(),
-    }
+    Site { name: format!("site {mn}"), crc, ..Site::new(mn, password) }
 }
 
 pub fn config(data_dir: &std::path::Path) -> Config {
