@@ -10,7 +10,7 @@ use hj212_store::parse_bound;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::rates::{ApiError, authorised, error};
+use crate::rates::{ApiError, authorised, blocking, error};
 
 /// Alerts listed per request, by default and at most.
 const DEFAULT_LIMIT: usize = 1000;
@@ -45,10 +45,7 @@ fn filter_of(q: AlertQuery) -> Result<Filter, ApiError> {
 pub(crate) async fn list(State(state): State<AppState>, Query(q): Query<AlertQuery>) -> Result<Response, ApiError> {
     let filter = filter_of(q)?;
     let path = state.alerts_path.clone();
-    let alerts = tokio::task::spawn_blocking(move || query::list(&query::open(&path)?, &filter))
-        .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let alerts = blocking(move || query::list(&query::open(&path)?, &filter)).await?;
     Ok(Json(serde_json::json!({ "count": alerts.len(), "alerts": alerts })).into_response())
 }
 
@@ -72,12 +69,8 @@ pub(crate) async fn ack(
     let path = state.alerts_path.clone();
     let alert_id = id.clone();
     let now = hj212_archive::now_ms();
-    let acked = tokio::task::spawn_blocking(move || {
-        query::ack(&query::open(&path)?, &alert_id, body.by.trim(), body.note.trim(), now)
-    })
-    .await
-    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let acked =
+        blocking(move || query::ack(&query::open(&path)?, &alert_id, body.by.trim(), body.note.trim(), now)).await?;
     match acked {
         Some(alert) => Ok(Json(alert).into_response()),
         None => Err(error(StatusCode::NOT_FOUND, format!("no alert with id {id}"))),

@@ -24,6 +24,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Runs blocking store or database work off the async workers; a failure is a 500 naming it.
+pub(crate) async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let internal = |message: String| error(StatusCode::INTERNAL_SERVER_ERROR, message);
+    tokio::task::spawn_blocking(work).await.map_err(|e| internal(e.to_string()))?.map_err(|e| internal(e.to_string()))
+}
+
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError(status, message.into())
 }
@@ -71,19 +81,15 @@ pub(crate) async fn site_rate(
     let range = range_of(&query)?;
     let rules = rules_with_basis(&entry.config, query.basis.as_deref())?;
     let path = state.store_path.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    let json = blocking(move || {
         let store = Store::open(&path)?;
         let mut evidence = store.site_rate(&entry.config, &rules, range)?;
         let archive = path.parent().map(|dir| dir.join("archive")).unwrap_or_default();
         evidence.attach_archive_hashes(&archive)?;
         Ok::<_, hj212_store::StoreError>(evidence.to_json(&entry.mn))
     })
-    .await;
-    match result {
-        Ok(Ok(json)) => Ok(Json(json).into_response()),
-        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    }
+    .await?;
+    Ok(Json(json).into_response())
 }
 
 pub(crate) async fn all_rates(
@@ -100,7 +106,7 @@ pub(crate) async fn all_rates(
     }
     let path = state.store_path.clone();
     let details = query.details.unwrap_or(false);
-    let result = tokio::task::spawn_blocking(move || {
+    let all = blocking(move || {
         let store = Store::open(&path)?;
         plan.iter()
             .map(|(entry, rules)| {
@@ -119,12 +125,8 @@ pub(crate) async fn all_rates(
             })
             .collect::<Result<Vec<_>, hj212_store::StoreError>>()
     })
-    .await;
-    match result {
-        Ok(Ok(all)) => Ok(Json(all).into_response()),
-        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    }
+    .await?;
+    Ok(Json(all).into_response())
 }
 
 pub(crate) async fn list_marks(State(state): State<AppState>, Path(mn): Path<String>) -> Result<Response, ApiError> {
@@ -132,18 +134,12 @@ pub(crate) async fn list_marks(State(state): State<AppState>, Path(mn): Path<Str
         return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
     }
     let path = state.store_path.clone();
-    let result = tokio::task::spawn_blocking(move || Store::open(&path)?.marks_of(&mn)).await;
-    match result {
-        Ok(Ok(marks)) => {
-            let list: Vec<_> = marks
-                .into_iter()
-                .map(|(mark, superseded_by)| serde_json::json!({ "mark": mark, "superseded_by": superseded_by }))
-                .collect();
-            Ok(Json(list).into_response())
-        }
-        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    }
+    let marks = blocking(move || Store::open(&path)?.marks_of(&mn)).await?;
+    let list: Vec<_> = marks
+        .into_iter()
+        .map(|(mark, superseded_by)| serde_json::json!({ "mark": mark, "superseded_by": superseded_by }))
+        .collect();
+    Ok(Json(list).into_response())
 }
 
 /// A mark as posted: bounds as `YYYY-MM-DD` or `YYYYMMDDhhmmss`, Beijing time.
@@ -185,10 +181,7 @@ pub(crate) async fn add_mark(
     if let Some(old) = body.supersedes {
         // A correction replaces a mark of the same site, never another site's.
         let (path, site) = (state.store_path.clone(), mn.clone());
-        let marks = tokio::task::spawn_blocking(move || Store::open(&path)?.marks_of(&site))
-            .await
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let marks = blocking(move || Store::open(&path)?.marks_of(&site)).await?;
         if !marks.iter().any(|(m, _)| m.seq == old) {
             return Err(error(
                 StatusCode::BAD_REQUEST,
