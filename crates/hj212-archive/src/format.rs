@@ -19,8 +19,14 @@ pub const HEADER_LEN: usize = 8 + 1 + 8 + 32 + 8;
 pub const HASH_LEN: usize = 32;
 /// Fixed part of a body: seq, kind, verdict, flags, time, peer length, data length.
 const BODY_FIXED: usize = 8 + 1 + 1 + 1 + 8 + 1 + 4;
-/// No record body is larger (a frame is at most ~10 KB; events are short).
+/// No record body is larger (a frame is at most ~10 KB; events and marks are short).
 pub const MAX_BODY: usize = 1 << 20;
+/// The longest peer name kept in a record.
+const MAX_PEER: usize = 255;
+/// The most data one record can carry: every reader accepts a record this large, and the
+/// writer refuses anything larger ([`crate::ArchiveError::TooLarge`]), so a record that is
+/// written can always be read back.
+pub const MAX_DATA: usize = MAX_BODY - BODY_FIXED - MAX_PEER;
 
 pub type Hash = [u8; HASH_LEN];
 
@@ -168,7 +174,7 @@ impl SegmentHeader {
 
 /// Appends the encoded record to `out` and returns its hash.
 pub fn encode_record(out: &mut Vec<u8>, seq: u64, record: &NewRecord, prev: &Hash) -> Hash {
-    let peer = truncate_utf8(&record.peer, 255);
+    let peer = truncate_utf8(&record.peer, MAX_PEER);
     let body_len = BODY_FIXED + peer.len() + record.data.len();
     let start = out.len();
     out.extend_from_slice(&u32::try_from(body_len).unwrap_or(u32::MAX).to_le_bytes());

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 pub use follow::Follower;
-pub use format::{Hash, Kind, NewRecord, Record, RecordError, Verdict, flags};
+pub use format::{Hash, Kind, MAX_DATA, NewRecord, Record, RecordError, Verdict, flags};
 pub use segment::{list_segments, segment_name};
 pub use verify::{Break, Report, verify};
 pub use writer::{Recovery, hex, now_ms};
@@ -47,6 +47,9 @@ pub enum ArchiveError {
     Failed { reason: Arc<str> },
     #[error("archive writer has stopped")]
     Closed,
+    /// Refused before it is written: readers accept nothing larger.
+    #[error("record of {len} bytes refused: the archive keeps records of at most {max} bytes")]
+    TooLarge { len: usize, max: usize },
     /// A record in the middle of the newest segment does not verify: not a crash (a crash
     /// leaves a short or zero-filled tail) but damage or tampering. Nothing is cut.
     #[error(
@@ -141,8 +144,12 @@ impl Archive {
     /// resolves once it is durable. Submit several before awaiting to pipeline.
     ///
     /// # Errors
-    /// [`ArchiveError::Closed`] when the writer has stopped.
+    /// [`ArchiveError::Closed`] when the writer has stopped, [`ArchiveError::TooLarge`] for
+    /// data over [`MAX_DATA`].
     pub async fn submit(&self, record: NewRecord) -> Result<Pending, ArchiveError> {
+        if record.data.len() > MAX_DATA {
+            return Err(ArchiveError::TooLarge { len: record.data.len(), max: MAX_DATA });
+        }
         let (done, wait) = oneshot::channel();
         // A record larger than the whole budget still passes, alone.
         let cost = u32::try_from(record.data.len()).unwrap_or(u32::MAX).clamp(1, self.bytes_limit);

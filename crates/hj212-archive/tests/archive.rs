@@ -244,3 +244,35 @@ async fn the_queue_is_bounded_by_bytes_and_big_records_still_pass() {
     drop(archive);
     thread.join();
 }
+
+/// Every record the writer takes is one every reader accepts: the largest passes and reads
+/// back (verify, follow, reopen); one byte more is refused before anything is written.
+#[tokio::test]
+async fn records_readers_cannot_read_are_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.segment_max_bytes = 4 << 20;
+    let (archive, thread, _) = Archive::open(settings.clone(), Arc::new(NoObserver)).unwrap();
+    let mut largest = frame(0);
+    largest.peer = "p".repeat(300);
+    largest.data = vec![b'x'; hj212_archive::MAX_DATA];
+    let mut too_large = largest.clone();
+    too_large.data.push(b'x');
+    let refused = archive.append(too_large).await.unwrap_err();
+    assert_eq!(
+        refused,
+        hj212_archive::ArchiveError::TooLarge { len: hj212_archive::MAX_DATA + 1, max: hj212_archive::MAX_DATA }
+    );
+    assert_eq!(archive.append(largest).await.unwrap(), 1);
+    assert_eq!(archive.append(frame(1)).await.unwrap(), 2);
+    drop(archive);
+    thread.join();
+    assert_eq!(verify(dir.path()).unwrap().last_seq, 2);
+    let records = Follower::new(dir.path(), 1).read(2, 10).unwrap();
+    assert_eq!(
+        records.iter().map(|r| r.data.len()).collect::<Vec<_>>(),
+        [hj212_archive::MAX_DATA, frame(1).data.len()]
+    );
+    let (_, _, recovery) = Archive::open(settings, Arc::new(NoObserver)).unwrap();
+    assert_eq!(recovery.next_seq, 3);
+}
