@@ -20,8 +20,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::lock::{DataDirLock, LockError};
 use crate::observe;
-use crate::{EX_CANTCREAT, EX_CONFIG};
+use crate::{EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_TEMPFAIL};
 
 /// How long connections get to finish their frames after a stop signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -54,6 +55,8 @@ pub struct Running {
     alert_rules: watch::Sender<Arc<hj212_alerts::RulesMap>>,
     writer: WriterThread,
     config: Config,
+    /// Released last, once the writer has stopped.
+    lock: DataDirLock,
 }
 
 impl Daemon {
@@ -62,9 +65,10 @@ impl Daemon {
     /// # Errors
     /// Anything that prevents serving (data dir, archive, store, sockets), with context.
     pub async fn start(config: Config) -> anyhow::Result<Running> {
-        let prometheus = observe::prometheus();
         let data_dir = &config.server.data_dir;
-        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+        // Before anything is written: a second instance must leave the first one's files alone.
+        let lock = DataDirLock::acquire(data_dir)?;
+        let prometheus = observe::prometheus();
         let settings = archive_settings(&config);
         let observer = Arc::new(hj212_server::metrics::ArchiveMetrics::default());
         let (archive, writer, recovery) = Archive::open(settings.clone(), observer)?;
@@ -153,6 +157,7 @@ impl Daemon {
             alert_rules: alerting.rules,
             writer,
             config,
+            lock,
         })
     }
 }
@@ -414,6 +419,7 @@ impl Running {
         drop(self.shared);
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        drop(self.lock);
         feed.map_err(Into::into)
     }
 }
@@ -444,7 +450,7 @@ pub fn run_from_file(path: &Path, log_override: Option<&str>) -> anyhow::Result<
             Ok(running) => running,
             Err(error) => {
                 eprintln!("Error: {error:#}");
-                return Ok(ExitCode::from(EX_CANTCREAT));
+                return Ok(ExitCode::from(start_failure_code(&error)));
             }
         };
         wait_for_signals(&running).await?;
@@ -453,6 +459,18 @@ pub fn run_from_file(path: &Path, log_override: Option<&str>) -> anyhow::Result<
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The exit code for a failed start, so that a supervisor can tell "retry later" from
+/// "a person must look" (the systemd unit does not restart on 65 and 78).
+fn start_failure_code(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<LockError>().is_some_and(|e| matches!(e, LockError::Held { .. })) {
+        return EX_TEMPFAIL;
+    }
+    if let Some(hj212_archive::ArchiveError::Corrupt { .. }) = error.downcast_ref::<hj212_archive::ArchiveError>() {
+        return EX_DATAERR;
+    }
+    EX_CANTCREAT
 }
 
 #[cfg(unix)]

@@ -3,6 +3,7 @@
 
 mod daemon;
 mod gauges;
+mod lock;
 mod observe;
 
 use std::path::PathBuf;
@@ -16,6 +17,10 @@ pub use daemon::{Daemon, Running};
 pub const EX_CONFIG: u8 = 78;
 /// sysexits: cannot create a needed file or bind a socket.
 pub const EX_CANTCREAT: u8 = 73;
+/// sysexits: the archive is damaged (a person must look; restarting does not help).
+pub const EX_DATAERR: u8 = 65;
+/// sysexits: temporary failure (another daemon holds the data directory).
+pub const EX_TEMPFAIL: u8 = 75;
 /// sysexits: internal error.
 pub const EX_SOFTWARE: u8 = 70;
 

@@ -262,3 +262,44 @@ fn sigkill_mid_batch_loses_nothing_in_victoria_metrics() {
     assert_eq!(wait_exit(&mut child), Some(0));
     assert_eq!(missing, 0, "acknowledged readings missing from VictoriaMetrics after kill -9 and restart");
 }
+
+/// A second `hj212d` on the same data_dir (same config, or other ports) exits 75 naming the
+/// running daemon's PID and writes nothing: the running daemon's chain stays intact.
+#[test]
+fn a_second_daemon_on_the_same_data_dir_exits_75_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, listen, http) = write_config(dir.path(), "");
+    let mut first = spawn(&path);
+    wait_listening(listen);
+    let archive = dir.path().join("data").join("archive");
+    let before = hj212_archive::verify(&archive).unwrap();
+    let other_ports = dir.path().join("other-ports.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace(&listen.to_string(), &free_port().to_string())
+        .replace(&http.to_string(), &free_port().to_string());
+    std::fs::write(&other_ports, text).unwrap();
+    for config in [&path, &other_ports] {
+        let second = Command::new(BIN).arg("--config").arg(config).stdin(Stdio::null()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&second.stderr);
+        assert_eq!(second.status.code(), Some(75), "{stderr}");
+        assert!(stderr.contains(&format!("PID {}", first.id())), "the holder is named: {stderr}");
+    }
+    let after = hj212_archive::verify(&archive).unwrap();
+    assert_eq!((after.last_seq, after.head), (before.last_seq, before.head), "nothing was appended");
+
+    let mut client = std::net::TcpStream::connect(listen).unwrap();
+    client.write_all(&realtime("20260101120000000", &beijing_in(0), 5)).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 256];
+    let n = std::io::Read::read(&mut client, &mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("CN=9014;"), "the first daemon still acknowledges");
+    signal(&first, "TERM");
+    assert_eq!(wait_exit(&mut first), Some(0));
+    assert!(hj212_archive::verify(&archive).is_ok());
+    // Once the first has stopped, the lock is free again.
+    let mut again = spawn(&path);
+    wait_listening(listen);
+    signal(&again, "TERM");
+    assert_eq!(wait_exit(&mut again), Some(0));
+}
