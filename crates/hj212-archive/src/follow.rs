@@ -89,6 +89,26 @@ impl Follower {
             }
         }
         let offset = if seq == *first_seq { HEADER_LEN as u64 } else { reader.offset() as u64 };
-        Ok((path.clone(), offset, reader.head()))
+        Ok((path.clone(), offset, reader.chain_prev()))
     }
+}
+
+/// Hands the records of each segment (oldest first within it) to `visit`, from the newest
+/// segment back, until `visit` returns false: for state rebuilt from the archive's tail at
+/// start (the resend window). A segment whose records do not verify stops the walk there.
+///
+/// # Errors
+/// I/O errors listing or reading the segments.
+pub fn read_backwards(dir: &Path, mut visit: impl FnMut(Vec<Record>) -> bool) -> io::Result<()> {
+    for (_, path) in list_segments(dir)?.iter().rev() {
+        let mut reader = SegmentReader::open(path)?;
+        let mut records = Vec::new();
+        while let Ok(Some(record)) = reader.next_record() {
+            records.push(record);
+        }
+        if !visit(records) {
+            break;
+        }
+    }
+    Ok(())
 }

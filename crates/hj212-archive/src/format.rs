@@ -4,17 +4,24 @@
 //! header: "HJ212ARC" | version u8 | first_seq u64 | prev_hash [32] | created_ms i64     (57 bytes)
 //! record: body_len u32 | body | hash [32]
 //! body:   seq u64 | kind u8 | verdict u8 | flags u8 | time_ms i64 | peer_len u8 | peer | data_len u32 | data
-//! hash  = SHA-256(prev_hash | body_len | body)
+//! hash  = SHA-256(prev | body_len | body)
 //! ```
 //!
-//! Integers are little-endian. `prev_hash` of the very first record is all zeros; each
-//! segment header repeats the hash the chain continues from, so a deleted or edited
-//! record, or a removed segment, breaks the chain at a point `verify` can name.
+//! Integers are little-endian. `prev` is the previous record's hash, except for a segment's
+//! first record: in version 2 it chains from SHA-256("hj212d segment header" | header), so a
+//! changed header (its `created_ms`, which retention trusts) breaks the chain; version 1
+//! (the first release) chained it from `prev_hash` alone and is still read. `prev_hash` of the
+//! very first segment is all zeros; each header repeats the hash the chain continues from,
+//! so a deleted or edited record, or a removed segment, breaks the chain at a point `verify`
+//! can name.
 
 use sha2::{Digest, Sha256};
 
 pub const MAGIC: &[u8; 8] = b"HJ212ARC";
-pub const VERSION: u8 = 1;
+/// The version new segments are written in.
+pub const VERSION: u8 = 2;
+/// Segments of the first release: the header is not covered by the chain.
+pub const VERSION_1: u8 = 1;
 pub const HEADER_LEN: usize = 8 + 1 + 8 + 32 + 8;
 pub const HASH_LEN: usize = 32;
 /// Fixed part of a body: seq, kind, verdict, flags, time, peer length, data length.
@@ -63,6 +70,8 @@ pub enum Verdict {
     Info,
     /// A downtime mark or its correction (JSON), appended by an operator; never edited.
     Mark,
+    /// A signed checkpoint of the chain's head (see `checkpoint`).
+    Checkpoint,
 }
 
 macro_rules! codes {
@@ -100,6 +109,7 @@ codes!(Verdict {
     Command = 21 => "command",
     Info = 30 => "info",
     Mark = 31 => "mark",
+    Checkpoint = 32 => "checkpoint",
 });
 
 /// Marks on an accepted data frame.
@@ -144,16 +154,34 @@ pub struct Record {
 /// A segment file's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
+    pub version: u8,
     pub first_seq: u64,
     pub prev_hash: Hash,
     pub created_ms: i64,
 }
 
 impl SegmentHeader {
+    /// A header for a new segment, in the current version.
+    pub fn new(first_seq: u64, prev_hash: Hash, created_ms: i64) -> Self {
+        Self { version: VERSION, first_seq, prev_hash, created_ms }
+    }
+
+    /// What the segment's first record chains from: the header itself (version 2), so that
+    /// no header field can change unnoticed once a record follows it.
+    pub fn chain_seed(&self) -> Hash {
+        if self.version == VERSION_1 {
+            return self.prev_hash;
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(b"hj212d segment header");
+        hasher.update(self.encode());
+        hasher.finalize().into()
+    }
+
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         out[..8].copy_from_slice(MAGIC);
-        out[8] = VERSION;
+        out[8] = self.version;
         out[9..17].copy_from_slice(&self.first_seq.to_le_bytes());
         out[17..49].copy_from_slice(&self.prev_hash);
         out[49..57].copy_from_slice(&self.created_ms.to_le_bytes());
@@ -161,10 +189,11 @@ impl SegmentHeader {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC || bytes[8] != VERSION {
+        if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC || ![VERSION_1, VERSION].contains(&bytes[8]) {
             return None;
         }
         Some(Self {
+            version: bytes[8],
             first_seq: u64::from_le_bytes(bytes[9..17].try_into().ok()?),
             prev_hash: bytes[17..49].try_into().ok()?,
             created_ms: i64::from_le_bytes(bytes[49..57].try_into().ok()?),
@@ -246,6 +275,29 @@ pub fn decode_record(bytes: &[u8], prev: &Hash) -> Result<(Record, usize), Recor
     Ok((record, total))
 }
 
+/// A complete record that verifies against the hash stored just before it, at some offset
+/// after `from`, with a sequence number of at least `min_seq`. A crash only ever leaves an
+/// incomplete write at the very end of a segment, so such a record means the bytes at `from`
+/// were damaged, not torn (a flipped bit in a length would otherwise hide every record after it).
+pub fn find_record_after(bytes: &[u8], from: usize, min_seq: u64) -> Option<(usize, u64)> {
+    let smallest = 4 + BODY_FIXED + HASH_LEN;
+    let start = from.max(HASH_LEN) + 1;
+    let last = bytes.len().checked_sub(smallest)?;
+    (start..=last).find_map(|at| {
+        let len = usize::try_from(u32::from_le_bytes(bytes[at..at + 4].try_into().ok()?)).ok()?;
+        if !(BODY_FIXED..=MAX_BODY).contains(&len) {
+            return None;
+        }
+        let end = at + 4 + len + HASH_LEN;
+        let seq = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().ok()?);
+        if end > bytes.len() || seq < min_seq {
+            return None;
+        }
+        let prev: Hash = bytes[at - HASH_LEN..at].try_into().ok()?;
+        (chain_hash(&prev, &bytes[at..at + 4 + len]).as_slice() == &bytes[end - HASH_LEN..end]).then_some((at, seq))
+    })
+}
+
 fn decode_body(body: &[u8], hash: Hash) -> Result<Record, RecordError> {
     let malformed = |what| RecordError::Malformed { what };
     let seq = u64::from_le_bytes(body[..8].try_into().expect("fixed part present"));
@@ -309,9 +361,30 @@ mod tests {
     }
 
     #[test]
+    fn a_valid_record_after_damage_is_found_but_not_in_a_torn_tail() {
+        let mut buf = vec![0u8; 40];
+        let mut prev = [0; 32];
+        for seq in 1..=3 {
+            prev = encode_record(&mut buf, seq, &sample(), &prev);
+        }
+        let second = 40 + (buf.len() - 40) / 3;
+        // A bit flipped in the first record's length: records 2 and 3 are still there.
+        assert_eq!(find_record_after(&buf, 40, 1), Some((second, 2)));
+        // A torn write: the last record cut short, nothing whole after the cut.
+        let third = 40 + 2 * (buf.len() - 40) / 3;
+        assert_eq!(find_record_after(&buf[..buf.len() - 5], third, 3), None);
+        assert_eq!(find_record_after(&[0u8; 200], 40, 1), None, "a zero-filled tail holds no record");
+    }
+
+    #[test]
     fn header_round_trip() {
-        let header = SegmentHeader { first_seq: 42, prev_hash: [7; 32], created_ms: -5 };
+        let header = SegmentHeader::new(42, [7; 32], -5);
         assert_eq!(SegmentHeader::decode(&header.encode()), Some(header));
         assert_eq!(SegmentHeader::decode(b"HJ212ARX"), None);
+        let v1 = SegmentHeader { version: VERSION_1, ..header };
+        assert_eq!(SegmentHeader::decode(&v1.encode()), Some(v1));
+        assert_eq!(v1.chain_seed(), [7; 32], "version 1 chains from prev_hash");
+        let moved = SegmentHeader { created_ms: -4, ..header };
+        assert_ne!(header.chain_seed(), moved.chain_seed(), "version 2 covers created_ms");
     }
 }

@@ -4,8 +4,10 @@
 //! [`Archive::append`] resolves only after the record is fsynced; fsyncs are grouped so
 //! that many connections share one (group commit). Nothing here parses HJ 212.
 
+pub mod checkpoint;
 mod follow;
 mod format;
+mod recover;
 mod segment;
 mod verify;
 mod writer;
@@ -17,11 +19,14 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-pub use follow::Follower;
+pub use checkpoint::Checkpoint;
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use follow::{Follower, read_backwards};
 pub use format::{Hash, Kind, MAX_DATA, NewRecord, Record, RecordError, Verdict, flags};
+pub use recover::Recovery;
 pub use segment::{list_segments, segment_name};
-pub use verify::{Break, Report, verify};
-pub use writer::{Recovery, hex, now_ms};
+pub use verify::{Break, Report, VerifyOptions, verify, verify_with};
+pub use writer::{hex, now_ms};
 
 /// Where the archive lives and how it rotates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +40,21 @@ pub struct Settings {
     pub queue: usize,
     /// Bytes of records waiting for the writer; when exceeded, `append` waits too.
     pub queue_bytes: usize,
+    /// Signed checkpoints of the head; `None` writes none (tools and tests).
+    pub checkpoints: Option<CheckpointSettings>,
+    /// After a failed write, appends are taken again only once the file system has this
+    /// many bytes free (a disk with room for one small record would fail again at once).
+    pub resume_free_bytes: u64,
+    /// The highest sequence number other evidence (a follower's position) shows was durable:
+    /// startup refuses to cut it as a crash's torn tail.
+    pub durable_at_least: u64,
+}
+
+/// How often, and with which key, the head is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    pub key: SigningKey,
+    pub interval: Duration,
 }
 
 /// The archive cannot take or keep a record.
@@ -65,8 +85,15 @@ pub trait Observer: Send + Sync {
     fn committed(&self, records: usize, bytes: usize, took: Duration);
     /// Appends still queued after a batch was taken.
     fn queue_depth(&self, depth: usize);
-    /// The archive failed and will accept nothing more.
+    /// A write failed: appends are refused until the writer has resumed.
     fn failed(&self, error: &ArchiveError);
+    /// Appends are taken again after a failure that lasted `outage`.
+    fn resumed(&self, _outage: Duration) {}
+    /// Something went wrong that costs no record (a rotation or retention step that will be
+    /// tried again, the latest-checkpoint file).
+    fn warning(&self, _error: &ArchiveError) {}
+    /// A checkpoint was signed and is durable.
+    fn checkpointed(&self, _checkpoint: &Checkpoint) {}
 }
 
 /// An observer that ignores everything (tools and tests).
@@ -89,6 +116,7 @@ pub struct Archive {
     durable: watch::Receiver<u64>,
     failed: Arc<AtomicBool>,
     floor: Arc<AtomicU64>,
+    checkpoint: watch::Receiver<Option<Checkpoint>>,
 }
 
 /// The writer thread; join it after dropping every [`Archive`] handle to flush and stop.
@@ -126,18 +154,26 @@ impl Archive {
         observer: Arc<dyn Observer>,
     ) -> Result<(Self, WriterThread, Recovery), ArchiveError> {
         let (durable_tx, durable) = watch::channel(0);
+        let (checkpoint_tx, checkpoint) = watch::channel(checkpoint::read_latest(&settings.dir));
         let failed = Arc::new(AtomicBool::new(false));
         let floor = Arc::new(AtomicU64::new(u64::MAX));
         let queue = settings.queue.max(1);
         let bytes_limit = u32::try_from(settings.queue_bytes.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
         let bytes = Arc::new(Semaphore::new(bytes_limit as usize));
-        let (writer, recovery) = writer::Writer::open(settings, durable_tx, failed.clone(), floor.clone(), observer)?;
+        let outputs = writer::Outputs {
+            durable: durable_tx,
+            failed: failed.clone(),
+            floor: floor.clone(),
+            checkpoint: checkpoint_tx,
+            observer,
+        };
+        let (writer, recovery) = writer::Writer::open(settings, outputs)?;
         let (tx, rx) = mpsc::channel(queue);
         let thread = std::thread::Builder::new()
             .name("archive-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| ArchiveError::Io { message: format!("cannot start the writer thread: {e}").into() })?;
-        Ok((Self { tx, bytes, bytes_limit, durable, failed, floor }, WriterThread(thread), recovery))
+        Ok((Self { tx, bytes, bytes_limit, durable, failed, floor, checkpoint }, WriterThread(thread), recovery))
     }
 
     /// Queues a record (waiting while the queue is full) and returns a handle that
@@ -172,13 +208,18 @@ impl Archive {
         self.durable.clone()
     }
 
+    /// The newest signed checkpoint (from the previous run until this one signs its first).
+    pub fn latest_checkpoint(&self) -> watch::Receiver<Option<Checkpoint>> {
+        self.checkpoint.clone()
+    }
+
     /// Records from `seq` on are still needed by a follower (store, sink): retention keeps
     /// every segment holding one of them, however old.
     pub fn set_retention_floor(&self, seq: u64) {
         self.floor.store(seq, Ordering::Relaxed);
     }
 
-    /// False once a write or fsync has failed (the daemon is then not ready).
+    /// False from a failed write or fsync until the writer has resumed (not ready meanwhile).
     pub fn is_healthy(&self) -> bool {
         !self.failed.load(Ordering::Relaxed)
     }

@@ -1,10 +1,12 @@
 //! Segment files: naming, listing, and reading records from a file.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::ArchiveError;
 use crate::format::{self, HEADER_LEN, Hash, Record, RecordError, SegmentHeader};
+use crate::writer::io_error;
 
 const PREFIX: &str = "seg-";
 const SUFFIX: &str = ".hjar";
@@ -36,13 +38,39 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
+/// Creates a segment file with its header, durably (file and folder fsynced), and returns it
+/// open for appending. A file left half-made by a failure is removed, so a later attempt
+/// (after the disk has room again, or a file descriptor is free) can create it.
+pub(crate) fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<(PathBuf, File), ArchiveError> {
+    let path = dir.join(segment_name(header.first_seq));
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| io_error("cannot create", &path, &e))?;
+    let written = file
+        .write_all(&header.encode())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| File::open(dir)?.sync_all())
+        .map_err(|e| io_error("cannot write", &path, &e));
+    if let Err(error) = written {
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(error);
+    }
+    Ok((path, file))
+}
+
 /// Reads a segment's records in order, checking the chain as it goes.
 #[derive(Debug)]
 pub struct SegmentReader {
     pub header: SegmentHeader,
     bytes: Vec<u8>,
     offset: usize,
+    /// What the next record chains from.
     prev: Hash,
+    /// The hash of the last record read, or the header's `prev_hash` before the first.
+    last: Hash,
 }
 
 /// A record that does not verify, and where.
@@ -63,7 +91,7 @@ impl SegmentReader {
         let header = SegmentHeader::decode(&bytes).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidData, format!("{} has no valid segment header", path.display()))
         })?;
-        Ok(Self { prev: header.prev_hash, header, bytes, offset: HEADER_LEN })
+        Ok(Self { prev: header.chain_seed(), last: header.prev_hash, header, bytes, offset: HEADER_LEN })
     }
 
     /// Byte offset of the next record (after the last one read).
@@ -71,13 +99,20 @@ impl SegmentReader {
         self.offset
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.bytes.len()
+    /// The hash the next record must chain from.
+    pub fn chain_prev(&self) -> Hash {
+        self.prev
     }
 
-    /// The hash the next record must chain from.
-    pub fn head(&self) -> Hash {
-        self.prev
+    /// The hash of the last record read: the chain's head so far (the header's `prev_hash`
+    /// while no record of this segment has been read).
+    pub fn last_hash(&self) -> Hash {
+        self.last
+    }
+
+    /// The whole file as read.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// The next record, `None` at the end, or where and why the chain breaks.
@@ -92,6 +127,7 @@ impl SegmentReader {
             .map_err(|error| BadRecord { offset: self.offset, error })?;
         self.offset += len;
         self.prev = record.hash;
+        self.last = record.hash;
         Ok(Some(record))
     }
 }

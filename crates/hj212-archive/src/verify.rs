@@ -1,10 +1,25 @@
-//! Walks the whole chain and names the first record that breaks it.
+//! Walks the whole chain and names the first record that breaks it; checks every signed
+//! checkpoint and, when asked, that the archive still holds a head published elsewhere.
 
 use std::path::{Path, PathBuf};
 
-use crate::format::{Hash, Kind, RecordError};
+use ed25519_dalek::VerifyingKey;
+
+use crate::checkpoint::Checkpoint;
+use crate::format::{self, Hash, Kind, Record, RecordError, Verdict};
 use crate::segment::{SegmentReader, list_segments};
 use crate::writer::hex;
+
+/// What to check beyond the chain itself.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Checkpoints must be signed by one of these keys; empty: only checked to be
+    /// consistent with the key they name (which anyone could have made).
+    pub trusted_keys: Vec<VerifyingKey>,
+    /// A record (seq, hash) published elsewhere (MQTT, the API, a report) that the archive
+    /// must still hold, unchanged.
+    pub expect_head: Option<(u64, Hash)>,
+}
 
 /// What a successful verification covered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +34,14 @@ pub struct Report {
     /// The newest segment ends in an incomplete record (a write in progress or a crash
     /// not yet recovered); nothing before it is affected.
     pub incomplete_tail: bool,
+    /// Signed checkpoints found, and the newest.
+    pub checkpoints: u64,
+    pub last_checkpoint: Option<Checkpoint>,
+    /// Records after the newest checkpoint (not yet signed: the live tail).
+    pub unsigned_tail: u64,
+    /// Records a run found after the previous run's last checkpoint and signed without
+    /// having written them (a crash's tail, or records appended while no daemon ran).
+    pub adopted: Vec<(u64, u64)>,
 }
 
 /// Where and why the chain breaks.
@@ -33,11 +56,20 @@ pub struct Break {
     pub problem: String,
 }
 
-/// Verifies every segment in `dir`.
+/// Verifies every segment in `dir` (the chain only; see [`verify_with`]).
 ///
 /// # Errors
 /// The first [`Break`]: an altered, removed or reordered record or segment.
 pub fn verify(dir: &Path) -> Result<Report, Break> {
+    verify_with(dir, &VerifyOptions::default())
+}
+
+/// Verifies every segment in `dir`, every checkpoint, and the expected head.
+///
+/// # Errors
+/// The first [`Break`]: an altered, removed or reordered record or segment, a checkpoint that
+/// does not verify, or an expected head the archive no longer holds.
+pub fn verify_with(dir: &Path, options: &VerifyOptions) -> Result<Report, Break> {
     let io_break = |segment: &Path, e: std::io::Error| Break {
         segment: segment.to_path_buf(),
         offset: 0,
@@ -45,7 +77,7 @@ pub fn verify(dir: &Path) -> Result<Report, Break> {
         problem: e.to_string(),
     };
     let segments = list_segments(dir).map_err(|e| io_break(dir, e))?;
-    let mut state = Walk { seq: 0, head: [0; 32], records: 0, retention: Vec::new(), incomplete_tail: false };
+    let mut state = Walk::new(options);
     for (i, (name_seq, path)) in segments.iter().enumerate() {
         let mut reader = SegmentReader::open(path).map_err(|e| io_break(path, e))?;
         let header = reader.header;
@@ -58,7 +90,8 @@ pub fn verify(dir: &Path) -> Result<Report, Break> {
             ));
         }
         if i == 0 {
-            state.start(&header);
+            state.seq = header.first_seq - 1;
+            state.head = header.prev_hash;
         } else if header.first_seq != state.seq + 1 || header.prev_hash != state.head {
             return Err(fail(
                 0,
@@ -76,32 +109,58 @@ pub fn verify(dir: &Path) -> Result<Report, Break> {
         state.walk(&mut reader, last).map_err(|(offset, seq, problem)| fail(offset, seq, problem))?;
     }
     state.check_start(&segments)?;
+    let first_seq = segments.first().map_or(1, |(s, _)| *s);
+    state.check_expected_head(first_seq, dir)?;
+    state.check_nothing_after_stop(&segments)?;
     Ok(Report {
         segments: segments.len(),
         records: state.records,
-        first_seq: segments.first().map_or(1, |(s, _)| *s),
+        first_seq,
         last_seq: state.seq,
         head: state.head,
         incomplete_tail: state.incomplete_tail,
+        checkpoints: state.checkpoints,
+        unsigned_tail: state.seq - state.last_checkpoint.as_ref().map_or(first_seq - 1, |(seq, _)| *seq),
+        last_checkpoint: state.last_checkpoint.map(|(_, checkpoint)| checkpoint),
+        adopted: state.adopted,
     })
 }
 
-struct Walk {
+type WalkError = (usize, u64, String);
+
+struct Walk<'a> {
+    options: &'a VerifyOptions,
     seq: u64,
     head: Hash,
     records: u64,
     /// (last_seq, last_hash) of segments removed by retention, as recorded in the chain.
     retention: Vec<(u64, String)>,
     incomplete_tail: bool,
+    checkpoints: u64,
+    /// The newest checkpoint and the sequence number of its own record.
+    last_checkpoint: Option<(u64, Checkpoint)>,
+    adopted: Vec<(u64, u64)>,
+    /// The expected head was found, with this hash.
+    expected_found: Option<Hash>,
 }
 
-impl Walk {
-    fn start(&mut self, header: &crate::format::SegmentHeader) {
-        self.seq = header.first_seq - 1;
-        self.head = header.prev_hash;
+impl<'a> Walk<'a> {
+    fn new(options: &'a VerifyOptions) -> Self {
+        Self {
+            options,
+            seq: 0,
+            head: [0; 32],
+            records: 0,
+            retention: Vec::new(),
+            incomplete_tail: false,
+            checkpoints: 0,
+            last_checkpoint: None,
+            adopted: Vec::new(),
+            expected_found: None,
+        }
     }
 
-    fn walk(&mut self, reader: &mut SegmentReader, last: bool) -> Result<(), (usize, u64, String)> {
+    fn walk(&mut self, reader: &mut SegmentReader, last: bool) -> Result<(), WalkError> {
         loop {
             match reader.next_record() {
                 Ok(None) => return Ok(()),
@@ -116,11 +175,30 @@ impl Walk {
                     if record.kind == Kind::Event {
                         self.note_retention(&record.data);
                     }
+                    if record.verdict == Verdict::Checkpoint {
+                        self.check_checkpoint(&record).map_err(|problem| (reader.offset(), record.seq, problem))?;
+                    }
+                    if self.options.expect_head.is_some_and(|(seq, _)| seq == record.seq) {
+                        self.expected_found = Some(record.hash);
+                    }
                     self.seq = record.seq;
                     self.head = record.hash;
                     self.records += 1;
                 }
                 Err(bad) if last && matches!(bad.error, RecordError::Truncated { .. }) => {
+                    // A torn write leaves nothing whole after it; a whole record after it
+                    // means the bytes were damaged (a flipped length hides what follows).
+                    if let Some((at, seq)) = format::find_record_after(reader.bytes(), bad.offset, self.seq + 1) {
+                        return Err((
+                            bad.offset,
+                            self.seq + 1,
+                            format!(
+                                "record seq {} {}, yet a whole record (seq {seq}) follows at byte {at}: the archive is damaged",
+                                self.seq + 1,
+                                bad.error
+                            ),
+                        ));
+                    }
                     self.incomplete_tail = true;
                     return Ok(());
                 }
@@ -129,6 +207,49 @@ impl Walk {
                 }
             }
         }
+    }
+
+    /// A checkpoint signs the record just before it, with a trusted key (or at least with
+    /// the key it names).
+    fn check_checkpoint(&mut self, record: &Record) -> Result<(), String> {
+        let text = String::from_utf8_lossy(&record.data);
+        let checkpoint = Checkpoint::parse(&text).map_err(|e| format!("checkpoint record {}: {e}", record.seq))?;
+        if checkpoint.seq + 1 != record.seq || checkpoint.head != self.head {
+            return Err(format!(
+                "checkpoint record {} signs seq {} with hash {}, but the record before it is seq {} with hash {}",
+                record.seq,
+                checkpoint.seq,
+                hex(&checkpoint.head),
+                self.seq,
+                hex(&self.head)
+            ));
+        }
+        let trusted = &self.options.trusted_keys;
+        let valid = if trusted.is_empty() {
+            checkpoint.self_consistent()
+        } else {
+            trusted.iter().any(|key| checkpoint.signed_by(key))
+        };
+        if !valid {
+            let whose = if trusted.is_empty() { "the key it names" } else { "a trusted public key" };
+            return Err(format!(
+                "checkpoint record {} is not signed by {whose} (it names key {}): the chain up to it was rewritten or forged",
+                record.seq,
+                checkpoint.key_fingerprint()
+            ));
+        }
+        if let Some((from, to)) = checkpoint.adopted {
+            if self.last_checkpoint.as_ref().is_some_and(|(seq, previous)| previous.last && *seq < from) {
+                return Err(format!(
+                    "records {from}-{to} follow the checkpoint written when the daemon stopped and were adopted at the next start: hj212d did not write them"
+                ));
+            }
+            self.adopted.push((from, to));
+        }
+
+        self.checkpoints += 1;
+        self.last_checkpoint = Some((record.seq, checkpoint));
+        Ok(())
     }
 
     fn note_retention(&mut self, data: &[u8]) {
@@ -167,6 +288,45 @@ impl Walk {
                     "the chain starts at seq {first_seq} and no retention record explains the earlier records (segments were removed)"
                 ),
             })
+        }
+    }
+
+    /// The checkpoint written as the daemon stopped is the end, until a start adopts more.
+    fn check_nothing_after_stop(&self, segments: &[(u64, PathBuf)]) -> Result<(), Break> {
+        let Some((record_seq, checkpoint)) = &self.last_checkpoint else { return Ok(()) };
+        if !checkpoint.last || *record_seq == self.seq {
+            return Ok(());
+        }
+        Err(Break {
+            segment: segments.last().map(|(_, path)| path.clone()).unwrap_or_default(),
+            offset: 0,
+            seq: record_seq + 1,
+            problem: format!(
+                "records {}-{} follow the checkpoint written when the daemon stopped: hj212d did not write them",
+                record_seq + 1,
+                self.seq
+            ),
+        })
+    }
+
+    /// The head published elsewhere must be in the archive, unchanged.
+    fn check_expected_head(&self, first_seq: u64, dir: &Path) -> Result<(), Break> {
+        let Some((seq, hash)) = self.options.expect_head else { return Ok(()) };
+        let fail = |problem: String| Err(Break { segment: dir.to_path_buf(), offset: 0, seq, problem });
+        match self.expected_found {
+            Some(found) if found == hash => Ok(()),
+            Some(found) => fail(format!(
+                "record {seq} has hash {}, not the expected {}: the archive was rewritten",
+                hex(&found),
+                hex(&hash)
+            )),
+            None if seq < first_seq => fail(format!(
+                "record {seq} is no longer in the archive (it starts at seq {first_seq}); cannot check it"
+            )),
+            None => fail(format!(
+                "the archive ends at seq {}, before the expected record {seq}: records were removed or cut",
+                self.seq
+            )),
         }
     }
 }

@@ -1,22 +1,34 @@
 //! The writer thread: appends records in batches, one fsync per batch (group commit),
-//! rotates segments by size and age, and applies retention.
+//! rotates segments by size and age, applies retention, signs checkpoints, and survives a
+//! failing disk: after a failed write it refuses appends (nothing is acknowledged that is
+//! not durable), then retries with backoff and resumes once the cause is gone.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::format::{self, HEADER_LEN, Hash, Kind, NewRecord, RecordError, SegmentHeader, Verdict};
-use crate::segment::{SegmentReader, list_segments, segment_name};
+use crate::checkpoint::{Checkpoint, write_latest};
+use crate::format::{self, HEADER_LEN, Hash, Kind, NewRecord, SegmentHeader, Verdict};
+use crate::recover::{Newest, Recovery, open_newest};
+use crate::segment::{SegmentReader, create_segment, list_segments, segment_name};
 use crate::{ArchiveError, Observer, Settings};
 
 /// Records or bytes per batch; one fsync covers a whole batch.
 const MAX_BATCH_RECORDS: usize = 8192;
 const MAX_BATCH_BYTES: usize = 8 << 20;
+/// After a failed write, the first retry comes after this; each failed retry doubles it.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// How often a failed writer looks at its queue (refusing appends) between retries.
+const OUTAGE_POLL: Duration = Duration::from_millis(50);
+/// A segment that could not be created (no descriptors, no space) is tried again after this.
+const ROTATE_RETRY: Duration = Duration::from_secs(5);
 
 pub(crate) struct Request {
     pub record: NewRecord,
@@ -25,30 +37,50 @@ pub(crate) struct Request {
     pub _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// What startup found and repaired.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recovery {
-    /// Sequence number the next record gets.
-    pub next_seq: u64,
-    /// A torn tail (a write cut short by a crash) that was cut off: the segment, the byte
-    /// offset it was cut at, how many bytes, and where the cut bytes were kept.
-    pub truncated: Option<(PathBuf, u64, u64, PathBuf)>,
+/// What the writer tells the rest of the daemon.
+pub(crate) struct Outputs {
+    pub durable: watch::Sender<u64>,
+    pub failed: Arc<AtomicBool>,
+    /// The lowest sequence number a follower still needs (retention keeps it).
+    pub floor: Arc<AtomicU64>,
+    pub checkpoint: watch::Sender<Option<Checkpoint>>,
+    pub observer: Arc<dyn Observer>,
+}
+
+/// The segment being appended to.
+struct Open {
+    file: File,
+    first_seq: u64,
+    created: Instant,
+    /// Bytes known durable: a failed write leaves the file longer, and is cut back to this.
+    len: u64,
+}
+
+/// A failed write or fsync and the retries since.
+struct Outage {
+    error: ArchiveError,
+    since: Instant,
+    retry_at: Instant,
+    backoff: Duration,
+    refused: u64,
 }
 
 pub(crate) struct Writer {
     settings: Settings,
-    file: File,
-    segment_first_seq: u64,
-    segment_created: Instant,
-    segment_len: u64,
-    head: Hash,
+    segment: Open,
+    /// What the next record chains from.
+    chain_prev: Hash,
+    /// The hash of the last record written.
+    last_hash: Hash,
     next_seq: u64,
     buf: Vec<u8>,
-    durable: watch::Sender<u64>,
-    failed: Arc<AtomicBool>,
-    /// The lowest sequence number a follower still needs (retention keeps it).
-    floor: Arc<AtomicU64>,
-    observer: Arc<dyn Observer>,
+    out: Outputs,
+    outage: Option<Outage>,
+    rotate_retry_at: Option<Instant>,
+    /// The last record a checkpoint covers (itself included), and when it was signed.
+    checkpointed: (u64, Instant),
+    /// Records found after the last checkpoint at open, for this run's first checkpoint.
+    adopted: Option<(u64, u64)>,
 }
 
 /// The wall clock in Unix milliseconds, as records are stamped.
@@ -60,65 +92,50 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn io_error(context: &str, path: &Path, error: &io::Error) -> ArchiveError {
+pub(crate) fn io_error(context: &str, path: &Path, error: &io::Error) -> ArchiveError {
     ArchiveError::Io { message: format!("{context} {}: {error}", path.display()).into() }
+}
+
+fn event(verdict: Verdict, text: String) -> NewRecord {
+    NewRecord {
+        kind: Kind::Event,
+        verdict,
+        flags: 0,
+        time_ms: now_ms(),
+        peer: "archive".into(),
+        data: text.into_bytes(),
+    }
 }
 
 impl Writer {
     /// Opens the archive in `settings.dir`, creating it, or recovering a torn tail.
-    pub(crate) fn open(
-        settings: Settings,
-        durable: watch::Sender<u64>,
-        failed: Arc<AtomicBool>,
-        floor: Arc<AtomicU64>,
-        observer: Arc<dyn Observer>,
-    ) -> Result<(Self, Recovery), ArchiveError> {
-        let dir = settings.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| io_error("cannot create", &dir, &e))?;
-        let mut segments = list_segments(&dir).map_err(|e| io_error("cannot list", &dir, &e))?;
-        let mut recovery = Recovery::default();
-        if let Some(aside) = set_aside_unfinished_segment(&mut segments)? {
-            recovery.truncated = Some(aside);
-        }
-        let (first_seq, path, head, next_seq) = match segments.last() {
-            None => {
-                let header = SegmentHeader { first_seq: 1, prev_hash: [0; 32], created_ms: now_ms() };
-                let path = create_segment(&dir, &header)?;
-                (1, path, header.prev_hash, 1)
-            }
-            Some((first_seq, path)) => {
-                let (head, next_seq, torn) = recover_segment(path)?;
-                if torn.is_some() {
-                    recovery.truncated = torn;
-                }
-                (*first_seq, path.clone(), head, next_seq)
-            }
-        };
-        recovery.next_seq = next_seq;
-        let file = OpenOptions::new().append(true).open(&path).map_err(|e| io_error("cannot open", &path, &e))?;
-        let segment_len = file.metadata().map_err(|e| io_error("cannot stat", &path, &e))?.len();
-        durable.send_replace(next_seq - 1);
+    pub(crate) fn open(settings: Settings, out: Outputs) -> Result<(Self, Recovery), ArchiveError> {
+        let (newest, recovery) = open_newest(&settings)?;
+        let Newest { file, first_seq, len, chain_prev, last_hash, next_seq, .. } = newest;
+        // The previous run's last checkpoint record follows the record it covers.
+        let signed_to = crate::checkpoint::read_latest(&settings.dir).map_or(0, |c| c.seq + 1);
+        let adopted = (next_seq - 1 > signed_to).then_some((signed_to + 1, next_seq - 1));
+        out.durable.send_replace(next_seq - 1);
         let writer = Self {
             settings,
-            file,
-            segment_first_seq: first_seq,
-            segment_created: Instant::now(),
-            segment_len,
-            head,
+            segment: Open { file, first_seq, created: Instant::now(), len },
+            chain_prev,
+            last_hash,
             next_seq,
             buf: Vec::with_capacity(1 << 20),
-            durable,
-            failed,
-            floor,
-            observer,
+            out,
+            outage: None,
+            rotate_retry_at: None,
+            checkpointed: (next_seq - 1, Instant::now()),
+            adopted,
         };
         Ok((writer, recovery))
     }
 
-    /// Serves requests until every sender is gone.
+    /// Serves requests until every sender is gone, then signs a last checkpoint.
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let mut batch = Vec::with_capacity(MAX_BATCH_RECORDS);
-        while let Some(first) = rx.blocking_recv() {
+        while let Some(first) = self.next_request(&mut rx) {
             batch.push(first);
             let mut bytes = batch[0].record.data.len();
             while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
@@ -126,14 +143,36 @@ impl Writer {
                 bytes += next.record.data.len();
                 batch.push(next);
             }
-            self.observer.queue_depth(rx.len());
+            self.out.observer.queue_depth(rx.len());
             self.commit(&mut batch);
+            self.maybe_checkpoint(false);
+        }
+        self.maybe_checkpoint(true);
+    }
+
+    /// The next request; while failed, retries on a timer even without traffic, so the
+    /// archive (and readiness) comes back as soon as the disk does.
+    fn next_request(&mut self, rx: &mut mpsc::Receiver<Request>) -> Option<Request> {
+        loop {
+            if self.outage.is_none() {
+                return rx.blocking_recv();
+            }
+            self.try_resume();
+            if self.outage.is_some() {
+                match rx.try_recv() {
+                    Ok(request) => return Some(request),
+                    Err(TryRecvError::Disconnected) => return None,
+                    Err(TryRecvError::Empty) => std::thread::sleep(OUTAGE_POLL),
+                }
+            }
         }
     }
 
     fn commit(&mut self, batch: &mut Vec<Request>) {
-        if self.failed.load(Ordering::Relaxed) {
-            let error = ArchiveError::Failed { reason: "an earlier write or fsync failed".into() };
+        if let Some(outage) = &mut self.outage {
+            // Not written, so not acknowledged: the loggers send these again later.
+            outage.refused += batch.len() as u64;
+            let error = ArchiveError::Failed { reason: outage.error.to_string().into() };
             for request in batch.drain(..) {
                 let _ = request.done.send(Err(error.clone()));
             }
@@ -146,16 +185,14 @@ impl Writer {
         match written {
             Ok(()) => {
                 // Publish first: whoever is told "durable" may rely on followers seeing it.
-                self.durable.send_replace(self.next_seq - 1);
+                self.out.durable.send_replace(self.next_seq - 1);
                 for (i, request) in batch.drain(..).enumerate() {
                     let _ = request.done.send(Ok(first_seq + i as u64));
                 }
-                if let Err(error) = self.maybe_rotate() {
-                    self.fail(&error);
-                }
+                self.maybe_rotate();
             }
             Err(error) => {
-                self.fail(&error);
+                self.begin_outage(error.clone());
                 for request in batch.drain(..) {
                     let _ = request.done.send(Err(error.clone()));
                 }
@@ -163,65 +200,167 @@ impl Writer {
         }
     }
 
-    /// After a failed write or fsync the file's state is unknown: accept nothing more
-    /// (no acknowledgement may go out for data that might not be on disk).
-    fn fail(&self, error: &ArchiveError) {
-        self.failed.store(true, Ordering::Relaxed);
-        self.observer.failed(error);
+    /// After a failed write or fsync the file's tail is unknown: accept nothing until it has
+    /// been cut back to what is durable and a write succeeds again.
+    fn begin_outage(&mut self, error: ArchiveError) {
+        self.out.failed.store(true, Ordering::Relaxed);
+        self.out.observer.failed(&error);
+        let now = Instant::now();
+        self.outage = Some(Outage { error, since: now, retry_at: now + FIRST_RETRY, backoff: FIRST_RETRY, refused: 0 });
+    }
+
+    /// Cuts the segment back to its durable length, then appends a record saying what
+    /// happened; the archive is healthy again once that record is on disk.
+    fn try_resume(&mut self) {
+        let Some(outage) = &self.outage else { return };
+        if Instant::now() < outage.retry_at {
+            return;
+        }
+        let note = format!(
+            "resumed after a write failure lasting {:.1} s ({} appends refused, none acknowledged): {}",
+            outage.since.elapsed().as_secs_f64(),
+            outage.refused,
+            outage.error
+        );
+        let resumed = self
+            .enough_free_space()
+            .and_then(|()| self.reopen_at_durable_length())
+            .and_then(|()| self.write_durably(&[&event(Verdict::Info, note)]));
+        let Some(outage) = &mut self.outage else { return };
+        match resumed {
+            Ok(()) => {
+                let lasted = outage.since.elapsed();
+                self.outage = None;
+                self.out.failed.store(false, Ordering::Relaxed);
+                self.out.durable.send_replace(self.next_seq - 1);
+                self.out.observer.resumed(lasted);
+            }
+            Err(error) => {
+                outage.error = error;
+                outage.backoff = (outage.backoff * 2).min(MAX_RETRY);
+                outage.retry_at = Instant::now() + outage.backoff;
+            }
+        }
+    }
+
+    fn enough_free_space(&self) -> Result<(), ArchiveError> {
+        let dir = &self.settings.dir;
+        let stats = rustix::fs::statvfs(dir).map_err(|e| io_error("cannot stat the file system of", dir, &e.into()))?;
+        let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+        if free < self.settings.resume_free_bytes {
+            return Err(ArchiveError::Io {
+                message: format!(
+                    "{free} bytes free on the file system of {}; waiting for {} (archive.resume_free_bytes)",
+                    dir.display(),
+                    self.settings.resume_free_bytes
+                )
+                .into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn reopen_at_durable_length(&mut self) -> Result<(), ArchiveError> {
+        let path = self.segment_path();
+        let file = OpenOptions::new().write(true).open(&path).map_err(|e| io_error("cannot open", &path, &e))?;
+        file.set_len(self.segment.len).map_err(|e| io_error("cannot truncate", &path, &e))?;
+        file.sync_all().map_err(|e| io_error("cannot fsync", &path, &e))?;
+        // A new descriptor: the old one may carry the failed fsync's error state.
+        self.segment.file =
+            OpenOptions::new().append(true).open(&path).map_err(|e| io_error("cannot open", &path, &e))?;
+        Ok(())
     }
 
     fn write_durably(&mut self, records: &[&NewRecord]) -> Result<(), ArchiveError> {
         self.buf.clear();
-        let mut head = self.head;
+        let mut prev = self.chain_prev;
         for (i, record) in records.iter().enumerate() {
-            head = format::encode_record(&mut self.buf, self.next_seq + i as u64, record, &head);
+            prev = format::encode_record(&mut self.buf, self.next_seq + i as u64, record, &prev);
         }
         let started = Instant::now();
         let path = self.segment_path();
-        self.file.write_all(&self.buf).map_err(|e| io_error("cannot write", &path, &e))?;
-        self.file.sync_data().map_err(|e| io_error("cannot fsync", &path, &e))?;
-        self.observer.committed(records.len(), self.buf.len(), started.elapsed());
-        self.head = head;
+        self.segment.file.write_all(&self.buf).map_err(|e| io_error("cannot write", &path, &e))?;
+        self.segment.file.sync_data().map_err(|e| io_error("cannot fsync", &path, &e))?;
+        self.out.observer.committed(records.len(), self.buf.len(), started.elapsed());
+        self.chain_prev = prev;
+        self.last_hash = prev;
         self.next_seq += records.len() as u64;
-        self.segment_len += self.buf.len() as u64;
+        self.segment.len += self.buf.len() as u64;
         Ok(())
     }
 
     fn segment_path(&self) -> PathBuf {
-        self.settings.dir.join(segment_name(self.segment_first_seq))
+        self.settings.dir.join(segment_name(self.segment.first_seq))
     }
 
-    fn maybe_rotate(&mut self) -> Result<(), ArchiveError> {
-        let too_big = self.segment_len >= self.settings.segment_max_bytes;
-        let too_old = self.segment_created.elapsed() >= self.settings.segment_max_age;
-        if !(too_big || too_old) || self.segment_len <= HEADER_LEN as u64 {
-            return Ok(());
+    fn maybe_rotate(&mut self) {
+        let too_big = self.segment.len >= self.settings.segment_max_bytes;
+        let too_old = self.segment.created.elapsed() >= self.settings.segment_max_age;
+        let waiting = self.rotate_retry_at.is_some_and(|at| Instant::now() < at);
+        if !(too_big || too_old) || self.segment.len <= HEADER_LEN as u64 || waiting {
+            return;
         }
-        let header = SegmentHeader { first_seq: self.next_seq, prev_hash: self.head, created_ms: now_ms() };
-        let path = create_segment(&self.settings.dir, &header)?;
-        self.file = OpenOptions::new().append(true).open(&path).map_err(|e| io_error("cannot open", &path, &e))?;
-        self.segment_first_seq = header.first_seq;
-        self.segment_created = Instant::now();
-        self.segment_len = HEADER_LEN as u64;
-        self.apply_retention()
+        let header = SegmentHeader::new(self.next_seq, self.last_hash, now_ms());
+        match create_segment(&self.settings.dir, &header) {
+            Ok((_, file)) => {
+                self.segment =
+                    Open { file, first_seq: header.first_seq, created: Instant::now(), len: HEADER_LEN as u64 };
+                self.chain_prev = header.chain_seed();
+                self.rotate_retry_at = None;
+                self.apply_retention();
+            }
+            Err(error) => {
+                // The current segment stays valid and keeps taking records meanwhile.
+                self.out.observer.warning(&error);
+                self.rotate_retry_at = Some(Instant::now() + ROTATE_RETRY);
+            }
+        }
+    }
+
+    /// Signs the head when the interval has passed and records were added since the last
+    /// checkpoint, and always as the writer stops (marked `last`: nothing may follow it).
+    fn maybe_checkpoint(&mut self, stopping: bool) {
+        let Some(settings) = &self.settings.checkpoints else { return };
+        let head_seq = self.next_seq - 1;
+        let due = self.checkpointed.1.elapsed() >= settings.interval && head_seq > self.checkpointed.0;
+        if self.outage.is_some() || head_seq == 0 || !(due || stopping) {
+            return;
+        }
+        let checkpoint = Checkpoint::sign(&settings.key, head_seq, self.last_hash, now_ms(), self.adopted, stopping);
+        if let Err(error) = self.write_durably(&[&event(Verdict::Checkpoint, checkpoint.encode())]) {
+            self.begin_outage(error);
+            return;
+        }
+        self.out.durable.send_replace(self.next_seq - 1);
+        self.checkpointed = (self.next_seq - 1, Instant::now());
+        self.adopted = None;
+        if let Err(error) = write_latest(&self.settings.dir, &checkpoint) {
+            self.out.observer.warning(&io_error("cannot write the latest checkpoint in", &self.settings.dir, &error));
+        }
+        self.out.observer.checkpointed(&checkpoint);
+        self.out.checkpoint.send_replace(Some(checkpoint));
     }
 
     /// Deletes segments older than the retention period, first recording in the chain
     /// what is removed, so `verify` can tell retention from deletion.
-    fn apply_retention(&mut self) -> Result<(), ArchiveError> {
-        let Some(retention) = self.settings.retention else {
-            return Ok(());
-        };
+    fn apply_retention(&mut self) {
+        let Some(retention) = self.settings.retention else { return };
         let dir = self.settings.dir.clone();
-        let segments = list_segments(&dir).map_err(|e| io_error("cannot list", &dir, &e))?;
+        let segments = match list_segments(&dir) {
+            Ok(segments) => segments,
+            Err(e) => return self.out.observer.warning(&io_error("cannot list", &dir, &e)),
+        };
         let cutoff = now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         for pair in segments.windows(2) {
             let ((_, old), (next_first, next)) = (&pair[0], &pair[1]);
             // A segment's last record is no newer than the next segment's creation.
-            let next_header = SegmentReader::open(next).map_err(|e| io_error("cannot read", next, &e))?.header;
+            let next_header = match SegmentReader::open(next) {
+                Ok(reader) => reader.header,
+                Err(e) => return self.out.observer.warning(&io_error("cannot read", next, &e)),
+            };
             // The segment ends at next_first - 1; keep it if that record is still needed.
-            let still_needed = *next_first > self.floor.load(Ordering::Relaxed);
-            if next_header.created_ms >= cutoff || *next_first == self.segment_first_seq || still_needed {
+            let still_needed = *next_first > self.out.floor.load(Ordering::Relaxed);
+            if next_header.created_ms >= cutoff || *next_first == self.segment.first_seq || still_needed {
                 break;
             }
             let note = format!(
@@ -230,92 +369,25 @@ impl Writer {
                 next_first - 1,
                 hex(&next_header.prev_hash)
             );
-            let event = NewRecord {
-                kind: Kind::Event,
-                verdict: Verdict::Info,
-                flags: 0,
-                time_ms: now_ms(),
-                peer: "archive".into(),
-                data: note.into_bytes(),
-            };
-            self.write_durably(&[&event])?;
-            self.durable.send_replace(self.next_seq - 1);
-            std::fs::remove_file(old).map_err(|e| io_error("cannot remove", old, &e))?;
+            if let Err(error) = self.write_durably(&[&event(Verdict::Info, note)]) {
+                return self.begin_outage(error);
+            }
+            self.out.durable.send_replace(self.next_seq - 1);
+            if let Err(e) = std::fs::remove_file(old) {
+                return self.out.observer.warning(&io_error("cannot remove", old, &e));
+            }
         }
-        sync_dir(&dir).map_err(|e| io_error("cannot fsync", &dir, &e))
+        if let Err(e) = sync_dir(&dir) {
+            self.out.observer.warning(&io_error("cannot fsync", &dir, &e));
+        }
     }
 }
 
-/// Lower-case hex of a hash.
-pub fn hex(hash: &Hash) -> String {
+/// Lower-case hex of bytes (hashes, keys, signatures).
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    hash.iter().fold(String::with_capacity(64), |mut out, b| {
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
         let _ = write!(out, "{b:02x}");
         out
     })
-}
-
-fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<PathBuf, ArchiveError> {
-    let path = dir.join(segment_name(header.first_seq));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| io_error("cannot create", &path, &e))?;
-    file.write_all(&header.encode()).map_err(|e| io_error("cannot write", &path, &e))?;
-    file.sync_all().map_err(|e| io_error("cannot fsync", &path, &e))?;
-    sync_dir(dir).map_err(|e| io_error("cannot fsync", dir, &e))?;
-    Ok(path)
-}
-
-type TornTail = Option<(PathBuf, u64, u64, PathBuf)>;
-
-/// A crash while a new segment was being created can leave it without a complete header
-/// (and so without records). It is moved aside and the previous segment continues.
-fn set_aside_unfinished_segment(segments: &mut Vec<(u64, PathBuf)>) -> Result<TornTail, ArchiveError> {
-    let Some((_, path)) = segments.last() else { return Ok(None) };
-    let bytes = std::fs::read(path).map_err(|e| io_error("cannot read", path, &e))?;
-    if bytes.len() >= HEADER_LEN || SegmentHeader::decode(&bytes).is_some() {
-        return Ok(None);
-    }
-    let kept = path.with_extension("hjar.unfinished");
-    std::fs::rename(path, &kept).map_err(|e| io_error("cannot move aside", path, &e))?;
-    let (_, path) = segments.pop().expect("checked above");
-    Ok(Some((path, 0, bytes.len() as u64, kept)))
-}
-
-/// Walks the newest segment. A crash mid-write leaves a record cut short at the end of the
-/// file, or a tail of zeros (blocks allocated, data not yet written); such a tail was never
-/// acknowledged (acks follow fsync), so its bytes are kept beside the segment and cut off.
-/// Any other failure is damage, not a crash: the archive refuses to open rather than cut
-/// acknowledged records. Returns the chain head, the next sequence number and what was cut.
-fn recover_segment(path: &Path) -> Result<(Hash, u64, TornTail), ArchiveError> {
-    let mut reader = SegmentReader::open(path).map_err(|e| io_error("cannot read", path, &e))?;
-    let mut next_seq = reader.header.first_seq;
-    loop {
-        match reader.next_record() {
-            Ok(Some(record)) => next_seq = record.seq + 1,
-            Ok(None) => return Ok((reader.head(), next_seq, None)),
-            Err(bad) => {
-                let cut_at = bad.offset as u64;
-                let cut_len = reader.len() as u64 - cut_at;
-                let bytes = std::fs::read(path).map_err(|e| io_error("cannot read", path, &e))?;
-                let torn = matches!(bad.error, RecordError::Truncated { .. })
-                    || bytes.get(bad.offset..).is_some_and(|tail| tail.iter().all(|b| *b == 0));
-                if !torn {
-                    return Err(ArchiveError::Corrupt {
-                        segment: path.display().to_string(),
-                        offset: cut_at,
-                        problem: bad.error.to_string(),
-                    });
-                }
-                let kept = path.with_extension(format!("hjar.torn-{cut_at}"));
-                std::fs::write(&kept, &bytes[bad.offset..]).map_err(|e| io_error("cannot write", &kept, &e))?;
-                let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error("cannot open", path, &e))?;
-                file.set_len(cut_at).map_err(|e| io_error("cannot truncate", path, &e))?;
-                file.sync_all().map_err(|e| io_error("cannot fsync", path, &e))?;
-                return Ok((reader.head(), next_seq, Some((path.to_path_buf(), cut_at, cut_len, kept))));
-            }
-        }
-    }
 }

@@ -15,6 +15,9 @@ fn settings(dir: &Path) -> Settings {
         retention: None,
         queue: 1024,
         queue_bytes: 64 << 20,
+        checkpoints: None,
+        resume_free_bytes: 0,
+        durable_at_least: 0,
     }
 }
 

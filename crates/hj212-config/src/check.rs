@@ -71,6 +71,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
         ("limits.idle_timeout_secs", limits.idle_timeout_secs),
         ("limits.write_timeout_secs", limits.write_timeout_secs),
         ("archive.segment_max_age_secs", config.archive.segment_max_age_secs),
+        ("archive.checkpoint_interval_secs", config.archive.checkpoint_interval_secs),
     ] {
         if value == 0 {
             problem(key, "must be at least 1 second".to_owned());

@@ -117,6 +117,15 @@ pub fn resolve_path(config: &Config, file: &Path) -> PathBuf {
     resolve(config, file)
 }
 
+/// The archive's checkpoint signing key: `archive.signing_key_file` resolved against the
+/// config file's folder, or `data_dir/archive-signing.key`.
+pub fn signing_key_path(config: &Config) -> PathBuf {
+    match &config.archive.signing_key_file {
+        Some(file) => resolve(config, file),
+        None => config.server.data_dir.join("archive-signing.key"),
+    }
+}
+
 /// The site registry file, resolved against the config file's folder.
 pub fn sites_file_path(config: &Config) -> Option<PathBuf> {
     let file = config.server.sites_file.as_ref()?;

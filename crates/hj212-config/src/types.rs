@@ -147,11 +147,26 @@ pub struct Archive {
     pub segment_max_age_secs: u64,
     /// Segments older than this are deleted (0 = keep forever; regulations ask for at least 5 years).
     pub retention_days: u32,
+    /// The chain's head is signed (ed25519) this often while records arrive, and at every stop.
+    pub checkpoint_interval_secs: u64,
+    /// The private key checkpoints are signed with (64 hex digits), relative to this file; created
+    /// with its `.pub` beside it when missing. Unset: `data_dir/archive-signing.key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
+    /// After a failed write (a full disk), appends resume once the file system has this many bytes free.
+    pub resume_free_bytes: u64,
 }
 
 impl Default for Archive {
     fn default() -> Self {
-        Self { segment_max_bytes: 64 * 1024 * 1024, segment_max_age_secs: 86_400, retention_days: 0 }
+        Self {
+            segment_max_bytes: 64 * 1024 * 1024,
+            segment_max_age_secs: 86_400,
+            retention_days: 0,
+            checkpoint_interval_secs: 60,
+            signing_key_file: None,
+            resume_free_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 

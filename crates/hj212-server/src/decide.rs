@@ -255,7 +255,7 @@ fn accept(
 /// The same (MN, CN, QN), or for frames without QN (HJ/T 212-2005) the same (MN, CN, DataTime).
 /// The content hash tells a true resend (byte-identical) from a different frame that reuses
 /// the QN or, without QN, the DataTime (e.g. factors spread over two 2005-style frames).
-fn dedup_key(packet: &Packet<'_>) -> Option<u64> {
+pub(crate) fn dedup_key(packet: &Packet<'_>) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let id = packet.qn.or_else(|| packet.data_time())?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();

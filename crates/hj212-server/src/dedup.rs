@@ -3,7 +3,12 @@
 //! 64-bit hashes (no allocation per frame; a false match needs a 2^-64 collision).
 
 use std::collections::{HashSet, VecDeque};
+use std::path::Path;
 use std::sync::Mutex;
+
+use hj212_archive::{Kind, Verdict, read_backwards};
+use hj212_proto::framer::{self, FramerConfig, MAX_LENGTH_FIELD, Scan};
+use hj212_proto::{Packet, SegmentText};
 
 /// A bounded set of keys; the oldest is forgotten first.
 #[derive(Debug)]
@@ -15,6 +20,31 @@ pub struct Dedup {
 impl Dedup {
     pub fn new(capacity: usize) -> Self {
         Self { capacity: capacity.max(1), inner: Mutex::new((HashSet::new(), VecDeque::new())) }
+    }
+
+    /// Remembers the accepted frames at the archive's tail (the newest `capacity` of them,
+    /// oldest first), so that a logger resending a frame whose 9014 was lost to a crash or a
+    /// restart gets it answered and stored once, as without the restart. Returns how many.
+    ///
+    /// # Errors
+    /// I/O errors reading the archive.
+    pub fn prime(&self, archive_dir: &Path) -> std::io::Result<usize> {
+        let mut chunks = Vec::new();
+        let mut total = 0;
+        read_backwards(archive_dir, |records| {
+            let keys: Vec<u64> = records
+                .iter()
+                .filter(|r| r.kind == Kind::Received && r.verdict == Verdict::Accepted)
+                .filter_map(|r| key_of_archived(&r.data))
+                .collect();
+            total += keys.len();
+            chunks.push(keys);
+            total < self.capacity
+        })?;
+        for key in chunks.into_iter().rev().flatten() {
+            self.insert(key);
+        }
+        Ok(total.min(self.capacity))
     }
 
     /// Forgets a key (its frame could not be archived, so a resend is not a duplicate).
@@ -42,6 +72,14 @@ impl Dedup {
         order.push_back(key);
         true
     }
+}
+
+/// The key of an archived frame (decrypted frames are archived in plaintext, as decided).
+fn key_of_archived(frame: &[u8]) -> Option<u64> {
+    let config = FramerConfig { max_data_len: MAX_LENGTH_FIELD, crc_gate: false };
+    let Scan::Frame(layout) = framer::scan(frame, &config, true) else { return None };
+    let text = SegmentText::new(layout.data(frame));
+    crate::decide::dedup_key(&Packet::parse_text(&text).ok()?)
 }
 
 #[cfg(test)]

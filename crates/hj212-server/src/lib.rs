@@ -55,6 +55,16 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Rebuilds the resend window from the archive's tail (see [`Dedup::prime`]).
+    ///
+    /// # Errors
+    /// I/O errors reading the archive.
+    pub fn prime_dedup(&self, archive_dir: &std::path::Path) -> io::Result<usize> {
+        self.dedup.prime(archive_dir)
+    }
+}
+
 /// Accepts connections on `listener` until `shutdown`; connection tasks run on `tracker`
 /// and finish the frames they have read before closing.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken, tracker: TaskTracker) {

@@ -31,6 +31,9 @@ pub const ARCHIVE_RECORDS: &str = "hj212_archive_records_total";
 pub const ARCHIVE_BYTES: &str = "hj212_archive_written_bytes_total";
 pub const ARCHIVE_QUEUE: &str = "hj212_archive_queue_depth";
 pub const ARCHIVE_FAILED: &str = "hj212_archive_failed";
+pub const ARCHIVE_FAILURES: &str = "hj212_archive_write_failures_total";
+pub const ARCHIVE_CHECKPOINTS: &str = "hj212_archive_checkpoints_total";
+pub const ARCHIVE_CHECKPOINT_SEQ: &str = "hj212_archive_checkpoint_seq";
 pub const STORE_LAG: &str = "hj212_store_lag_records";
 pub const STORE_ROWS: &str = "hj212_store_rows_total";
 pub const STORE_DUPLICATES: &str = "hj212_store_duplicate_rows_total";
@@ -70,7 +73,16 @@ pub fn describe() {
     describe_counter!(ARCHIVE_RECORDS, "Records appended to the archive");
     describe_counter!(ARCHIVE_BYTES, "Bytes appended to the archive");
     describe_gauge!(ARCHIVE_QUEUE, "Appends waiting for the archive writer");
-    describe_gauge!(ARCHIVE_FAILED, "1 once an archive write or fsync has failed (nothing more is acknowledged)");
+    describe_gauge!(
+        ARCHIVE_FAILED,
+        "1 from a failed archive write or fsync until the writer resumes (nothing is acknowledged meanwhile)"
+    );
+    describe_counter!(
+        ARCHIVE_FAILURES,
+        "Archive writes or fsyncs that failed (each starts an outage: appends refused until resumed)"
+    );
+    describe_counter!(ARCHIVE_CHECKPOINTS, "Signed checkpoints of the archive's head");
+    describe_gauge!(ARCHIVE_CHECKPOINT_SEQ, "The sequence number the newest signed checkpoint covers");
     describe_gauge!(STORE_LAG, "Durable archive records not yet applied to the embedded store");
     describe_counter!(STORE_ROWS, "Reading rows written to the embedded store");
     describe_counter!(STORE_DUPLICATES, "Reading rows already present in the embedded store");
@@ -197,6 +209,9 @@ pub struct ArchiveMetrics {
     bytes: Counter,
     queue: Gauge,
     failed: Gauge,
+    failures: Counter,
+    checkpoints: Counter,
+    checkpoint_seq: Gauge,
 }
 
 impl Default for ArchiveMetrics {
@@ -207,6 +222,9 @@ impl Default for ArchiveMetrics {
             bytes: counter!(ARCHIVE_BYTES),
             queue: gauge!(ARCHIVE_QUEUE),
             failed: gauge!(ARCHIVE_FAILED),
+            failures: counter!(ARCHIVE_FAILURES),
+            checkpoints: counter!(ARCHIVE_CHECKPOINTS),
+            checkpoint_seq: gauge!(ARCHIVE_CHECKPOINT_SEQ),
         }
     }
 }
@@ -225,6 +243,22 @@ impl Observer for ArchiveMetrics {
 
     fn failed(&self, error: &ArchiveError) {
         self.failed.set(1.0);
-        tracing::error!(%error, "archive failed: no further frames will be acknowledged");
+        self.failures.increment(1);
+        tracing::error!(%error, "archive write failed: no frame is acknowledged until it resumes (retrying)");
+    }
+
+    fn resumed(&self, outage: Duration) {
+        self.failed.set(0.0);
+        tracing::warn!(outage_secs = outage.as_secs_f64(), "archive resumed: frames are acknowledged again");
+    }
+
+    fn warning(&self, error: &ArchiveError) {
+        tracing::warn!(%error, "archive: retrying later");
+    }
+
+    fn checkpointed(&self, checkpoint: &hj212_archive::Checkpoint) {
+        self.checkpoints.increment(1);
+        #[expect(clippy::cast_precision_loss, reason = "a sequence number is far below 2^52")]
+        self.checkpoint_seq.set(checkpoint.seq as f64);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hj212_archive::{Archive, Kind, NewRecord, Settings, Verdict, WriterThread, now_ms};
+use hj212_archive::{Archive, CheckpointSettings, Kind, NewRecord, Settings, Verdict, WriterThread, now_ms};
 use hj212_config::Config;
 use hj212_http::Readiness;
 use hj212_server::Shared;
@@ -69,13 +69,10 @@ impl Daemon {
         // Before anything is written: a second instance must leave the first one's files alone.
         let lock = DataDirLock::acquire(data_dir)?;
         let prometheus = observe::prometheus();
-        let settings = archive_settings(&config);
-        let observer = Arc::new(hj212_server::metrics::ArchiveMetrics::default());
-        let (archive, writer, recovery) = Archive::open(settings.clone(), observer)?;
         let store = Store::open(&data_dir.join("store.sqlite"))?;
         let alert_settings = hj212_alerts::AlertSettings {
             db_path: data_dir.join("alerts.sqlite"),
-            archive_dir: settings.dir.clone(),
+            archive_dir: data_dir.join("archive"),
             batch: 1000,
             tick: Duration::from_secs(1),
             mqtt: config.mqtt.is_some(),
@@ -86,7 +83,13 @@ impl Daemon {
             ("alert engine", hj212_alerts::applied_seq(&alert_settings)?),
             ("influx sink cursor", influx_cursor(&data_dir.join("influx.cursor"))),
         ];
+        let settings = archive_settings(&config, &followers)?;
+        let observer = Arc::new(hj212_server::metrics::ArchiveMetrics::default());
+        let (archive, writer, recovery) = Archive::open(settings.clone(), observer)?;
         check_followers(recovery.next_seq - 1, &followers)?;
+        if recovery.upgraded_from_v1 {
+            tracing::info!("archive: continuing in a new segment of the current format (headers covered by the chain)");
+        }
         if let Some((segment, at, len, kept)) = &recovery.truncated {
             tracing::warn!(segment = %segment.display(), at, len, kept = %kept.display(),
                 "archive: cut a torn tail left by a crash (never acknowledged); the cut bytes are kept");
@@ -97,6 +100,8 @@ impl Daemon {
         tracing::info!(next_seq = recovery.next_seq, dir = %settings.dir.display(), "archive open");
 
         let shared = Arc::new(Shared::new(&config, archive.clone()));
+        let primed = shared.prime_dedup(&settings.dir).context("cannot rebuild the resend window from the archive")?;
+        tracing::info!(frames = primed, "resend window rebuilt from the archive's tail");
         metrics::gauge!(SITES_CONFIGURED).set(config.sites.len() as f64);
         let mut readiness = Readiness::default();
         let shutdown = CancellationToken::new();
@@ -171,8 +176,12 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-fn archive_settings(config: &Config) -> Settings {
-    Settings {
+/// The archive's settings; the followers' positions are evidence of what was durable, which
+/// startup must never cut as a crash's torn tail.
+fn archive_settings(config: &Config, followers: &[(&str, u64)]) -> anyhow::Result<Settings> {
+    let key_path = hj212_config::signing_key_path(config);
+    let key = hj212_archive::checkpoint::load_or_create_key(&key_path).context("archive.signing_key_file")?;
+    Ok(Settings {
         dir: config.server.data_dir.join("archive"),
         segment_max_bytes: config.archive.segment_max_bytes,
         segment_max_age: Duration::from_secs(config.archive.segment_max_age_secs),
@@ -180,7 +189,13 @@ fn archive_settings(config: &Config) -> Settings {
             .then(|| Duration::from_secs(u64::from(config.archive.retention_days) * 86_400)),
         queue: config.limits.archive_queue,
         queue_bytes: config.limits.archive_queue_bytes,
-    }
+        checkpoints: Some(CheckpointSettings {
+            key,
+            interval: Duration::from_secs(config.archive.checkpoint_interval_secs),
+        }),
+        resume_free_bytes: config.archive.resume_free_bytes,
+        durable_at_least: followers.iter().map(|(_, position)| *position).max().unwrap_or(0),
+    })
 }
 
 fn influx_settings(
@@ -402,7 +417,11 @@ impl Running {
             tracing::warn!("connections did not finish within {DRAIN_DEADLINE:?}; stopping anyway");
         }
         let _ = self.http.await;
-        event(&self.shared.archive, "stopped".to_owned()).await?;
+        // Still drain and stop the rest when the stop cannot be recorded (a full disk).
+        let recorded = event(&self.shared.archive, "stopped".to_owned()).await;
+        if let Err(error) = &recorded {
+            tracing::error!(%error, "the stop could not be recorded in the archive");
+        }
         self.feed_shutdown.cancel();
         let feed = self.feed.await.context("store feed task")?;
         if let Some(influx) = self.influx {
@@ -420,6 +439,7 @@ impl Running {
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         drop(self.lock);
+        recorded?;
         feed.map_err(Into::into)
     }
 }

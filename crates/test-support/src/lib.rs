@@ -4,6 +4,9 @@
 
 pub mod mosquitto;
 pub mod prometheus;
+mod tmpfs;
+
+pub use tmpfs::Tmpfs;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
