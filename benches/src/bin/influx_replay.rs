@@ -47,6 +47,9 @@ fn main() {
             retention: None,
             queue: 65_536,
             queue_bytes: 64 << 20,
+            checkpoints: None,
+            resume_free_bytes: 0,
+            durable_at_least: 0,
         };
         let (archive, writer, _) = Archive::open(settings.clone(), Arc::new(NoObserver)).expect("archive");
         let mut last = 0;

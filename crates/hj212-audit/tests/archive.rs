@@ -19,6 +19,9 @@ async fn write_archive(data_dir: &Path) {
         retention: None,
         queue: 16,
         queue_bytes: 64 << 20,
+        checkpoints: None,
+        resume_free_bytes: 0,
+        durable_at_least: 0,
     };
     let (archive, thread, _) = Archive::open(settings, Arc::new(NoObserver)).unwrap();
     // 2026-01-01T08:00:00+08:00 and one hour later

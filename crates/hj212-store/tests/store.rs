@@ -32,6 +32,9 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
         retention: None,
         queue: 64,
         queue_bytes: 64 << 20,
+        checkpoints: None,
+        resume_free_bytes: 0,
+        durable_at_least: 0,
     };
     let (archive, thread, _) = Archive::open(settings.clone(), Arc::new(NoObserver)).unwrap();
     archive.append(received(Verdict::Accepted, MINUTE, flags::BACKFILL)).await.unwrap();

@@ -66,6 +66,7 @@ impl Daemon {
     /// Anything that prevents serving (data dir, archive, store, sockets), with context.
     pub async fn start(config: Config) -> anyhow::Result<Running> {
         let data_dir = &config.server.data_dir;
+        let fd_limit = crate::fds::raise_and_check(config.limits.max_connections)?;
         // Before anything is written: a second instance must leave the first one's files alone.
         let lock = DataDirLock::acquire(data_dir)?;
         let prometheus = observe::prometheus();
@@ -97,7 +98,7 @@ impl Daemon {
                 .await?;
         }
         event(&archive, format!("started hj212d {}", env!("CARGO_PKG_VERSION"))).await?;
-        tracing::info!(next_seq = recovery.next_seq, dir = %settings.dir.display(), "archive open");
+        tracing::info!(next_seq = recovery.next_seq, dir = %settings.dir.display(), fd_limit, "archive open");
 
         let shared = Arc::new(Shared::new(&config, archive.clone()));
         let primed = shared.prime_dedup(&settings.dir).context("cannot rebuild the resend window from the archive")?;
@@ -489,6 +490,9 @@ fn start_failure_code(error: &anyhow::Error) -> u8 {
     }
     if let Some(hj212_archive::ArchiveError::Corrupt { .. }) = error.downcast_ref::<hj212_archive::ArchiveError>() {
         return EX_DATAERR;
+    }
+    if error.downcast_ref::<crate::fds::FdLimitError>().is_some() {
+        return EX_CONFIG;
     }
     EX_CANTCREAT
 }

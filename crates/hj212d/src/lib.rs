@@ -2,6 +2,7 @@
 //! No business rules live here.
 
 mod daemon;
+mod fds;
 mod gauges;
 mod lock;
 mod observe;

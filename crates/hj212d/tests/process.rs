@@ -303,3 +303,15 @@ fn a_second_daemon_on_the_same_data_dir_exits_75_and_writes_nothing() {
     signal(&again, "TERM");
     assert_eq!(wait_exit(&mut again), Some(0));
 }
+
+/// More connections than file descriptors allow is a configuration error, named at start.
+#[test]
+fn max_connections_beyond_the_descriptor_limit_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, _) = write_config(dir.path(), "[limits]\nmax_connections = 100000000");
+    let run = Command::new(BIN).arg("--config").arg(&path).stdin(Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("limits.max_connections") && stderr.contains("RLIMIT_NOFILE"), "{stderr}");
+    assert!(!dir.path().join("data").join("archive").exists(), "nothing was written");
+}
