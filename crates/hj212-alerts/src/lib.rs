@@ -15,7 +15,7 @@ mod run;
 pub use outbox::SqliteOutbox;
 pub use process::Stepped;
 pub use rules::{RulesMap, rules_map, site_rules};
-pub use run::{AlertSettings, AlertsStatus, applied_seq, run};
+pub use run::{AlertSettings, applied_seq, run};
 
 /// The alerts database cannot be used.
 #[derive(Debug, thiserror::Error)]

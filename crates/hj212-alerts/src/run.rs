@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use hj212_archive::FollowerStatus;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -34,13 +34,6 @@ pub struct AlertSettings {
     pub fingerprint_days: u32,
 }
 
-/// Where the engine is, for the retention floor, readiness and the publisher.
-#[derive(Debug, Default)]
-pub struct AlertsStatus {
-    /// The last archive record consumed.
-    pub applied_seq: AtomicU64,
-}
-
 /// Opens the alerts database (checked at start, before serving).
 ///
 /// # Errors
@@ -59,7 +52,7 @@ pub async fn run(
     mut rules: watch::Receiver<Arc<RulesMap>>,
     mut durable: watch::Receiver<u64>,
     newest: watch::Sender<u64>,
-    status: Arc<AlertsStatus>,
+    status: Arc<FollowerStatus>,
     shutdown: CancellationToken,
 ) -> Result<(), AlertsError> {
     let (db_path, archive_dir) = (settings.db_path.clone(), settings.archive_dir.clone());
@@ -68,7 +61,7 @@ pub async fn run(
         tokio::task::spawn_blocking(move || Processor::open(&db_path, &archive_dir, settings.mqtt, head))
             .await
             .map_err(|e| AlertsError::Task(e.to_string()))??;
-    status.applied_seq.store(processor.applied_seq(), Ordering::Relaxed);
+    status.applied(processor.applied_seq());
     let mut next_tick = tokio::time::Instant::now();
     let mut failures = 0u32;
     loop {
@@ -99,6 +92,7 @@ pub async fn run(
                 stepped
             }
             Err(error) => {
+                status.failed(&error, hj212_archive::now_ms());
                 failures += 1;
                 metrics::error();
                 let pause = Duration::from_secs(1 << failures.min(5));
@@ -119,7 +113,7 @@ pub async fn run(
         if stepped.newest_outbox > 0 {
             newest.send_replace(stepped.newest_outbox);
         }
-        status.applied_seq.store(stepped.applied_seq, Ordering::Relaxed);
+        status.applied(stepped.applied_seq);
         metrics::lag(target.saturating_sub(stepped.applied_seq));
         if stepped.applied_seq < target {
             continue;

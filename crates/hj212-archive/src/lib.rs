@@ -9,6 +9,7 @@ mod follow;
 mod format;
 mod recover;
 mod segment;
+mod status;
 mod verify;
 mod writer;
 
@@ -25,6 +26,7 @@ pub use follow::{Follower, read_backwards};
 pub use format::{Hash, Kind, MAX_DATA, NewRecord, Record, RecordError, Verdict, flags};
 pub use recover::Recovery;
 pub use segment::{list_segments, segment_name};
+pub use status::{Failing, FollowerStatus};
 pub use verify::{Break, Report, VerifyOptions, verify, verify_with};
 pub use writer::{hex, now_ms};
 

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hj212_archive::FollowerStatus;
 use hj212_proto::time::BeijingTime;
 use hj212_server::Shared;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -20,22 +21,29 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// `/readyz` reports the alert engine degraded from this lag on (records).
-const ALERTS_DEGRADED_LAG: u64 = 10_000;
+/// A follower failing for this long makes the daemon not ready (a required one) or degraded.
+const FAILING_GRACE_MS: i64 = 10_000;
 
 /// What `/readyz` checks besides the archive.
 #[derive(Debug, Default)]
 pub struct Readiness {
     /// The HJ 212 listener is accepting.
     pub listening: AtomicBool,
-    /// The store feed is running (false once it has failed).
-    pub store_ok: AtomicBool,
-    /// The Influx sink's status and the lag (records) from which it counts as degraded.
-    pub influx: Option<(Arc<hj212_sink_influx::Status>, u64)>,
-    /// The alert engine's position in the archive.
-    pub alerts: Option<Arc<hj212_alerts::AlertsStatus>>,
+    /// The archive's readers (store, alert engine, sinks).
+    pub followers: Vec<Watched>,
     /// The MQTT publisher's status, when a broker is configured.
     pub mqtt: Option<tokio::sync::watch::Receiver<hj212_sink_mqtt::PublisherStatus>>,
+}
+
+/// A follower as `/readyz` sees it.
+#[derive(Debug)]
+pub struct Watched {
+    pub name: &'static str,
+    pub status: Arc<FollowerStatus>,
+    /// Failing makes the daemon not ready (503); otherwise only degraded (an optional sink).
+    pub required: bool,
+    /// Records behind from which it counts as degraded.
+    pub degraded_lag: u64,
 }
 
 #[derive(Clone)]
@@ -96,43 +104,44 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut problems = Vec::new();
+    let mut degraded = Vec::new();
     if !state.readiness.listening.load(Ordering::Relaxed) {
-        problems.push("HJ 212 listener not accepting");
+        problems.push("HJ 212 listener not accepting".to_owned());
     }
     if !state.shared.archive.is_healthy() {
-        problems.push("archive failed: frames are not being acknowledged");
+        problems.push("archive failed: frames are not being acknowledged (retrying)".to_owned());
     }
-    if !state.readiness.store_ok.load(Ordering::Relaxed) {
-        problems.push("embedded store feed stopped");
+    let durable = *state.shared.archive.durable().borrow();
+    let now = hj212_archive::now_ms();
+    for follower in &state.readiness.followers {
+        let lag = durable.saturating_sub(follower.status.position());
+        match follower.status.failing().filter(|f| now - f.since_ms >= FAILING_GRACE_MS) {
+            Some(failing) => {
+                let secs = (now - failing.since_ms) / 1000;
+                let line =
+                    format!("{} failing for {secs} s, {lag} archive records behind: {}", follower.name, failing.error);
+                if follower.required { problems.push(line) } else { degraded.push(line) }
+            }
+            None if lag >= follower.degraded_lag => {
+                degraded.push(format!("{} is {lag} archive records behind", follower.name));
+            }
+            None => {}
+        }
     }
-    if problems.is_empty() {
-        let mut body = "ready\n".to_owned();
-        if let Some((status, threshold)) = &state.readiness.influx {
-            let lag = status.lag_records.load(Ordering::Relaxed);
-            if lag >= *threshold {
-                // Degraded, not down: frames are still acknowledged and archived.
-                let _ = writeln!(body, "degraded: influx sink is {lag} archive records behind");
-            }
+    if let Some(mqtt) = &state.readiness.mqtt {
+        let status = mqtt.borrow();
+        if !status.connected {
+            // Alerts wait in the outbox and are delivered when the broker is back.
+            let error = status.last_error.as_deref().unwrap_or("not connected yet");
+            degraded.push(format!("MQTT broker unreachable ({error}); alerts wait in the outbox"));
         }
-        if let Some(alerts) = &state.readiness.alerts {
-            let durable = *state.shared.archive.durable().borrow();
-            let lag = durable.saturating_sub(alerts.applied_seq.load(Ordering::Relaxed));
-            if lag >= ALERTS_DEGRADED_LAG {
-                let _ = writeln!(body, "degraded: alert engine is {lag} archive records behind");
-            }
-        }
-        if let Some(mqtt) = &state.readiness.mqtt {
-            let status = mqtt.borrow();
-            if !status.connected {
-                // Alerts wait in the outbox and are delivered when the broker is back.
-                let error = status.last_error.as_deref().unwrap_or("not connected yet");
-                let _ = writeln!(body, "degraded: MQTT broker unreachable ({error}); alerts wait in the outbox");
-            }
-        }
-        (StatusCode::OK, body).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n").into_response()
     }
+    let mut body = if problems.is_empty() { "ready\n".to_owned() } else { problems.join("\n") + "\n" };
+    for line in degraded {
+        let _ = writeln!(body, "degraded: {line}");
+    }
+    let status = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, body).into_response()
 }
 
 #[derive(Serialize)]

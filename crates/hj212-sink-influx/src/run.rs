@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hj212_archive::{Follower, Record};
+use hj212_archive::{Follower, FollowerStatus, Record};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -45,8 +45,9 @@ pub struct Settings {
 pub struct Status {
     /// Durable archive records not yet written.
     pub lag_records: AtomicU64,
-    /// The last archive record whose points are written (the cursor).
-    pub cursor: AtomicU64,
+    /// The last archive record whose points are written (the cursor), and whether writes
+    /// have been failing.
+    pub follower: Arc<FollowerStatus>,
     /// Receive time (Unix ms) of the oldest record read and not yet written; 0 when none.
     pub oldest_unwritten_ms: AtomicI64,
 }
@@ -64,7 +65,7 @@ async fn report_lag(
     shutdown: CancellationToken,
 ) {
     loop {
-        let behind = durable.borrow().saturating_sub(status.cursor.load(Ordering::Relaxed));
+        let behind = durable.borrow().saturating_sub(status.follower.position());
         status.lag_records.store(behind, Ordering::Relaxed);
         metrics.lag_records.set(behind as f64);
         let oldest = status.oldest_unwritten_ms.load(Ordering::Relaxed);
@@ -95,7 +96,7 @@ pub async fn run(
     let mut cursor = Cursor::load(&settings.cursor_path)?;
     let mut follower = Follower::new(&settings.archive_dir, cursor.seq + 1);
     let metrics = SinkMetrics::default();
-    status.cursor.store(cursor.seq, Ordering::Relaxed);
+    status.follower.applied(cursor.seq);
     let reporter_stop = CancellationToken::new();
     tokio::spawn(report_lag(metrics.clone(), status.clone(), durable.clone(), reporter_stop.clone()));
     let _stop_reporter = reporter_stop.drop_guard();
@@ -106,6 +107,7 @@ pub async fn run(
         max_backoff: settings.max_backoff,
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
+        status: status.clone(),
     };
     let mut pipeline = Pipeline { in_flight: VecDeque::new(), stopped: false, status: status.clone() };
     let mut batch = Batch::default();
@@ -115,6 +117,7 @@ pub async fn run(
             Ok(read) => read,
             Err((f, error)) => {
                 // An unreadable segment or I/O error: retry with a pause, not a busy loop.
+                status.follower.failed(&error, hj212_archive::now_ms());
                 tracing::error!(%error, "influx sink cannot read the archive; retrying in 5 s");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(5)) => {},
@@ -275,7 +278,7 @@ impl Pipeline {
             }
         }
         cursor.advance(last_seq)?;
-        self.status.cursor.store(last_seq, Ordering::Relaxed);
+        self.status.follower.applied(last_seq);
         let next = self.in_flight.iter().find_map(|f| f.oldest_ms).unwrap_or(0);
         self.status.oldest_unwritten_ms.store(next, Ordering::Relaxed);
         Ok(())
@@ -301,6 +304,7 @@ struct Sender {
     max_backoff: Duration,
     metrics: SinkMetrics,
     shutdown: CancellationToken,
+    status: Arc<Status>,
 }
 
 impl Sender {
@@ -330,6 +334,7 @@ impl Sender {
                         return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, error.to_string()));
                     }
                     tracing::warn!(%error, retry_in = ?delay, "InfluxDB write failed; retrying");
+                    self.status.follower.failed(&error, hj212_archive::now_ms());
                     self.metrics.retries.increment(1);
                     tokio::select! {
                         () = tokio::time::sleep(jitter(delay)) => {},

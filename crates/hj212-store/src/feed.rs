@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hj212_archive::Follower;
+use std::sync::Arc;
+
+use hj212_archive::{Follower, FollowerStatus};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -22,15 +24,17 @@ pub struct FeedSettings {
 }
 
 /// Applies durable archive records to the store until `shutdown`, then drains what is
-/// durable and returns. `progress` is told (applied seq, lag, batch result) after each batch.
+/// durable and returns. `progress` is told (applied seq, lag, batch result) after each batch;
+/// `status` shows the position and, while every retry fails, since when and why.
 ///
 /// # Errors
-/// The first store or archive error; the daemon reports it and stops being ready.
+/// The error that was being retried when `shutdown` came, or one that cannot be retried.
 pub async fn run_feed(
     store: Store,
     settings: FeedSettings,
     mut durable: watch::Receiver<u64>,
     shutdown: CancellationToken,
+    status: Arc<FollowerStatus>,
     progress: impl Fn(u64, u64, Applied) + Send + 'static,
 ) -> Result<(), StoreError> {
     let follower = Follower::new(&settings.archive_dir, store.applied_seq()? + 1);
@@ -53,7 +57,8 @@ pub async fn run_feed(
             }
             Err(error) => {
                 // Disk full, a locked database, an unreadable segment: retry from what the
-                // store has committed, with a growing pause; the lag metric shows the stall.
+                // store has committed, with a growing pause; the status and lag show the stall.
+                status.failed(&error, hj212_archive::now_ms());
                 failures += 1;
                 let pause = Duration::from_secs(1 << failures.min(5));
                 tracing::error!(%error, retry_in = ?pause, "embedded store feed failed; retrying");
@@ -66,6 +71,7 @@ pub async fn run_feed(
             }
         };
         let applied_seq = feeder.follower.next_seq() - 1;
+        status.applied(applied_seq);
         progress(applied_seq, target.saturating_sub(applied_seq), applied);
         if applied_seq < target {
             if applied.records == 0 {

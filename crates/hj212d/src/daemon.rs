@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use hj212_archive::FollowerStatus;
 use hj212_archive::{Archive, CheckpointSettings, Kind, NewRecord, Settings, Verdict, WriterThread, now_ms};
 use hj212_config::Config;
-use hj212_http::Readiness;
+use hj212_http::{Readiness, Watched};
 use hj212_server::Shared;
 use hj212_server::metrics::{SITES_CONFIGURED, STORE_DUPLICATES, STORE_LAG, STORE_ROWS};
 use hj212_store::{FeedSettings, Store};
@@ -26,6 +27,10 @@ use crate::{EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_TEMPFAIL};
 
 /// How long connections get to finish their frames after a stop signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// The store is reported degraded from this many archive records behind.
+const STORE_DEGRADED_LAG: u64 = 100_000;
+/// The alert engine is reported degraded from this many archive records behind.
+const ALERTS_DEGRADED_LAG: u64 = 10_000;
 /// Tamper fingerprints are kept this long (national repair window of 10 days, with margin).
 const FINGERPRINT_DAYS: u32 = 40;
 
@@ -84,21 +89,8 @@ impl Daemon {
             ("alert engine", hj212_alerts::applied_seq(&alert_settings)?),
             ("influx sink cursor", influx_cursor(&data_dir.join("influx.cursor"))),
         ];
-        let settings = archive_settings(&config, &followers)?;
-        let observer = Arc::new(hj212_server::metrics::ArchiveMetrics::default());
-        let (archive, writer, recovery) = Archive::open(settings.clone(), observer)?;
-        check_followers(recovery.next_seq - 1, &followers)?;
-        if recovery.upgraded_from_v1 {
-            tracing::info!("archive: continuing in a new segment of the current format (headers covered by the chain)");
-        }
-        if let Some((segment, at, len, kept)) = &recovery.truncated {
-            tracing::warn!(segment = %segment.display(), at, len, kept = %kept.display(),
-                "archive: cut a torn tail left by a crash (never acknowledged); the cut bytes are kept");
-            event(&archive, format!("recovered: torn tail of {len} bytes cut at byte {at} of {}", segment.display()))
-                .await?;
-        }
-        event(&archive, format!("started hj212d {}", env!("CARGO_PKG_VERSION"))).await?;
-        tracing::info!(next_seq = recovery.next_seq, dir = %settings.dir.display(), fd_limit, "archive open");
+        let (archive, writer, settings) = open_archive(&config, &followers).await?;
+        tracing::info!(dir = %settings.dir.display(), fd_limit, "archive open");
 
         let shared = Arc::new(Shared::new(&config, archive.clone()));
         let primed = shared.prime_dedup(&settings.dir).context("cannot rebuild the resend window from the archive")?;
@@ -110,7 +102,12 @@ impl Daemon {
         let influx = match &config.influx {
             Some(influx_config) => {
                 let status = Arc::new(hj212_sink_influx::Status::default());
-                readiness.influx = Some((status.clone(), influx_config.degraded_lag_records));
+                readiness.followers.push(Watched {
+                    name: "influx",
+                    status: status.follower.clone(),
+                    required: false,
+                    degraded_lag: influx_config.degraded_lag_records,
+                });
                 let sink = influx_settings(&config, influx_config, &settings)?;
                 let run = hj212_sink_influx::run(sink, archive.durable(), feed_shutdown.clone(), status);
                 Some(tokio::spawn(async move {
@@ -124,11 +121,16 @@ impl Daemon {
             None => None,
         };
         let alerting = spawn_alerts(&config, alert_settings, &archive, &feed_shutdown, &mut readiness)?;
+        let store_status = Arc::new(FollowerStatus::at(store.applied_seq()?));
+        readiness.followers.push(Watched {
+            name: "store",
+            status: store_status.clone(),
+            required: true,
+            degraded_lag: STORE_DEGRADED_LAG,
+        });
+        let watched: Vec<_> = readiness.followers.iter().map(|w| (w.name, w.status.clone())).collect();
+        let feed = spawn_feed(store, store_status, &settings, &archive, &feed_shutdown, watched.clone());
         let readiness = Arc::new(readiness);
-        readiness.store_ok.store(true, Ordering::Relaxed);
-        let sink_status = readiness.influx.as_ref().map(|(status, _)| status.clone());
-        let followers = Followers { sink: sink_status, alerts: alerting.status.clone() };
-        let feed = spawn_feed(store, &settings, &archive, &feed_shutdown, &readiness, followers);
 
         let listener = listen(config.server.listen, config.limits.listen_backlog)
             .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
@@ -147,6 +149,7 @@ impl Daemon {
         let router = hj212_http::router(prometheus, shared.clone(), readiness, admin);
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone()));
         tracker.spawn(crate::gauges::run(shared.clone(), data_dir.join("store.sqlite"), shutdown.clone()));
+        tracker.spawn(crate::followers::report(watched, archive.durable(), feed_shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");
         Ok(Running {
             hj212_addr,
@@ -175,6 +178,26 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(backlog)
+}
+
+/// Opens the archive (the followers' positions are evidence of what was durable), records
+/// what recovery did and the start.
+async fn open_archive(config: &Config, followers: &[(&str, u64)]) -> anyhow::Result<(Archive, WriterThread, Settings)> {
+    let settings = archive_settings(config, followers)?;
+    let observer = Arc::new(hj212_server::metrics::ArchiveMetrics::default());
+    let (archive, writer, recovery) = Archive::open(settings.clone(), observer)?;
+    check_followers(recovery.next_seq - 1, followers)?;
+    if recovery.upgraded_from_v1 {
+        tracing::info!("archive: continuing in a new segment of the current format (headers covered by the chain)");
+    }
+    if let Some((segment, at, len, kept)) = &recovery.truncated {
+        tracing::warn!(segment = %segment.display(), at, len, kept = %kept.display(),
+            "archive: cut a torn tail left by a crash (never acknowledged); the cut bytes are kept");
+        event(&archive, format!("recovered: torn tail of {len} bytes cut at byte {at} of {}", segment.display()))
+            .await?;
+    }
+    event(&archive, format!("started hj212d {}", env!("CARGO_PKG_VERSION"))).await?;
+    Ok((archive, writer, settings))
 }
 
 /// The archive's settings; the followers' positions are evidence of what was durable, which
@@ -234,7 +257,6 @@ struct Alerting {
     task: JoinHandle<Result<(), hj212_alerts::AlertsError>>,
     mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
     rules: watch::Sender<Arc<hj212_alerts::RulesMap>>,
-    status: Arc<hj212_alerts::AlertsStatus>,
 }
 
 fn spawn_alerts(
@@ -263,8 +285,13 @@ fn spawn_alerts(
         None => None,
     };
     let (alert_rules, rules_rx) = watch::channel(Arc::new(hj212_alerts::rules_map(config)));
-    let alerts_status = Arc::new(hj212_alerts::AlertsStatus::default());
-    readiness.alerts = Some(alerts_status.clone());
+    let alerts_status = Arc::new(FollowerStatus::default());
+    readiness.followers.push(Watched {
+        name: "alerts",
+        status: alerts_status.clone(),
+        required: true,
+        degraded_lag: ALERTS_DEGRADED_LAG,
+    });
     let alerts = tokio::spawn({
         let run = hj212_alerts::run(
             alert_settings,
@@ -282,7 +309,7 @@ fn spawn_alerts(
             result
         }
     });
-    Ok(Alerting { task: alerts, mqtt, rules: alert_rules, status: alerts_status })
+    Ok(Alerting { task: alerts, mqtt, rules: alert_rules })
 }
 
 fn mqtt_settings(config: &Config, mqtt: &hj212_config::Mqtt) -> anyhow::Result<hj212_sink_mqtt::MqttSettings> {
@@ -320,35 +347,29 @@ fn check_followers(archive_last: u64, followers: &[(&str, u64)]) -> anyhow::Resu
     Ok(())
 }
 
-/// The archive's other readers, whose positions hold back retention.
-struct Followers {
-    sink: Option<Arc<hj212_sink_influx::Status>>,
-    alerts: Arc<hj212_alerts::AlertsStatus>,
-}
-
+/// Runs the store feed; its progress also moves the retention floor, the lowest position of
+/// every follower (retention keeps what the slowest one has not applied).
 fn spawn_feed(
     store: Store,
+    status: Arc<FollowerStatus>,
     settings: &Settings,
     archive: &Archive,
     shutdown: &CancellationToken,
-    readiness: &Arc<Readiness>,
-    followers: Followers,
+    followers: Vec<(&'static str, Arc<FollowerStatus>)>,
 ) -> JoinHandle<Result<(), hj212_store::StoreError>> {
     let floor = archive.clone();
     let (lag, rows, duplicates) =
         (metrics::gauge!(STORE_LAG), metrics::counter!(STORE_ROWS), metrics::counter!(STORE_DUPLICATES));
     let feed_settings = FeedSettings { archive_dir: settings.dir.clone(), batch: 1000 };
-    let readiness = readiness.clone();
     let feed = hj212_store::run_feed(
         store,
         feed_settings,
         archive.durable(),
         shutdown.clone(),
-        move |seq, behind, applied| {
-            // Retention keeps what the slowest follower has not consumed.
-            let sink_seq = followers.sink.as_ref().map_or(u64::MAX, |s| s.cursor.load(Ordering::Relaxed));
-            let alerts_seq = followers.alerts.applied_seq.load(Ordering::Relaxed);
-            floor.set_retention_floor(seq.min(sink_seq).min(alerts_seq).saturating_add(1));
+        status.clone(),
+        move |_, behind, applied| {
+            let slowest = followers.iter().map(|(_, s)| s.position()).min().unwrap_or(0);
+            floor.set_retention_floor(slowest.saturating_add(1));
             lag.set(behind as f64);
             rows.increment(applied.rows as u64);
             duplicates.increment(applied.duplicates as u64);
@@ -357,7 +378,8 @@ fn spawn_feed(
     tokio::spawn(async move {
         let result = feed.await;
         if let Err(error) = &result {
-            readiness.store_ok.store(false, Ordering::Relaxed);
+            // Stays failing (not ready) until a restart.
+            status.failed(error, now_ms());
             tracing::error!(%error, "embedded store feed stopped; readings will catch up after a restart");
         }
         result

@@ -3,6 +3,7 @@
 
 mod daemon;
 mod fds;
+mod followers;
 mod gauges;
 mod lock;
 mod observe;

@@ -37,6 +37,7 @@ pub fn prometheus() -> PrometheusHandle {
             hj212_sink_influx::metrics::describe();
             hj212_alerts::metrics::describe();
             hj212_sink_mqtt::metrics::describe();
+            crate::followers::describe();
             handle
         })
         .clone()

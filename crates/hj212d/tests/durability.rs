@@ -110,3 +110,52 @@ async fn a_daemon_refuses_an_archive_that_lost_signed_records() {
         "refused as damaged: {error:#}"
     );
 }
+
+/// A follower failing on every retry (here the store, its database locked by another
+/// process) shows: its lag keeps counting, a failing gauge, and `/readyz` says 503 with the
+/// reason; once the lock is gone it catches up and the daemon is ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_follower_is_visible_in_its_lag_and_readyz() {
+    let daemon = TestDaemon::start().await;
+    let http = daemon.running.http_addr;
+    let get = |path: &'static str| tokio::task::spawn_blocking(move || http_get(http, path));
+    let blocker = rusqlite::Connection::open(daemon.dir.path().join("store.sqlite")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut client = daemon.client().await;
+    for i in 0..5 {
+        client.send(&realtime(&format!("20260101120000{i:03}"), &beijing_in(-i), 5)).await;
+        assert_eq!(client.reply().await.cn, 9014, "ingest goes on while the store is stuck");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = get("/readyz").await.unwrap();
+        if status == 503 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "readyz stayed {status}: {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(body.contains("store failing for") && body.contains("locked"), "{body}");
+    let metrics = get("/metrics").await.unwrap().1;
+    assert!(metric(&metrics, r#"hj212_follower_lag_records{follower="store"}"#) >= 5, "{metrics}");
+    let seconds = |series: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{series}: {metrics}"));
+        line[series.len()..].trim().parse().unwrap()
+    };
+    assert!(seconds(r#"hj212_follower_failing_seconds{follower="store"}"#) >= 9.0, "refreshed every 0.5 s");
+    assert!(seconds(r#"hj212_follower_failing_seconds{follower="alerts"}"#) < 0.001);
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = get("/readyz").await.unwrap();
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store did not recover: {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let dir = daemon.stop().await;
+    assert_eq!(stored(dir.path(), MN).len(), 10, "every reading arrived once the store could write");
+}
