@@ -117,7 +117,7 @@ async fn an_outage_delays_but_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, ready) = daemon.http("/readyz");
     assert!(ready.starts_with("ready\ndegraded: influx is "), "{ready}");
-    let behind: u64 = ready.split("influx sink is ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    let behind: u64 = ready.split("influx is ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
     assert!(behind >= 300, "all 300 frames are behind: {ready}");
     assert!(daemon.metric("hj212_influx_lag_records") >= 300);
     let retries = daemon.metric("hj212_influx_retries_total");
