@@ -63,11 +63,18 @@ mod tests {
     async fn a_query_beyond_the_pool_waits_then_gets_503_with_retry_after() {
         let pool = QueryPool::new(1, Duration::from_millis(100));
         let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = std::sync::mpsc::channel::<()>();
         let running = {
             let pool = pool.clone();
-            tokio::spawn(async move { pool.run(move || held.recv().map(|()| 1)).await })
+            tokio::spawn(async move {
+                pool.run(move || {
+                    let _ = started.send(());
+                    held.recv().map(|()| 1)
+                })
+                .await
+            })
         };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::task::spawn_blocking(move || has_started.recv()).await.unwrap().unwrap();
         let refused = pool.run(|| Ok::<_, String>(2)).await.unwrap_err();
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         let response = axum::response::IntoResponse::into_response(refused);

@@ -365,7 +365,7 @@ async fn a_slow_body_gets_408_within_the_request_timeout() {
 async fn connections_are_capped_and_silent_ones_closed_after_the_header_timeout() {
     let daemon = TestDaemon::start_with(|config| {
         config.http.max_connections = 2;
-        config.http.header_read_timeout_secs = 1;
+        config.http.header_read_timeout_secs = 2;
     })
     .await;
     let addr = daemon.running.http_addr;
