@@ -40,7 +40,7 @@ fn assert_ledger_agrees(addr: std::net::SocketAddr, detail: &serde_json::Value, 
     let (status, body) = http_get(addr, &format!("/api/v1/rates?from={from}&to={to}"));
     assert_eq!(status, 200, "{body}");
     let all: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let summary = &all[0];
+    let summary = &all["rates"][0];
     assert_eq!(summary["source"], "ledger");
     for key in [
         "due",
@@ -56,7 +56,7 @@ fn assert_ledger_agrees(addr: std::net::SocketAddr, detail: &serde_json::Value, 
     }
     let (_, body) = http_get(addr, &format!("/api/v1/rates?from={from}&to={to}&details=true"));
     let with_lists: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(with_lists[0], *detail, "details=true gives each site's full evidence");
+    assert_eq!(with_lists["rates"][0], *detail, "details=true gives each site's full evidence");
 }
 
 /// Today's Beijing midnight, Unix ms.

@@ -36,17 +36,12 @@ pub fn check(config: &Config) -> Vec<Problem> {
     if let Some(path) = sites_file_path(config).filter(|p| !p.is_file()) {
         problem("server.sites_file", format!("{} does not exist", path.display()));
     }
-    if let Some(file) = &config.server.admin_token_file {
-        let path = crate::resolve(config, file);
-        match std::fs::read_to_string(&path) {
-            Ok(token) if token.trim().len() < 16 => {
-                problem(
-                    "server.admin_token_file",
-                    format!("{} holds a token shorter than 16 characters", path.display()),
-                );
-            }
-            Ok(_) => {}
-            Err(e) => problem("server.admin_token_file", format!("cannot read {}: {e}", path.display())),
+    for (key, file) in [
+        ("server.admin_token_file", &server.admin_token_file),
+        ("server.admin_read_token_file", &server.admin_read_token_file),
+    ] {
+        if let Some(file) = file {
+            check_token_file(config, key, file, &mut problem);
         }
     }
     let limits = &config.limits;
@@ -83,6 +78,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
             format!("{} is below the minimum of 65536", config.archive.segment_max_bytes),
         );
     }
+    check_http(&config.http, &mut problem);
     if let Some(influx) = &config.influx {
         check_influx(config, influx, &mut problem);
     }
@@ -92,6 +88,45 @@ pub fn check(config: &Config) -> Vec<Problem> {
     crate::check_alerts::check_alert_rules("alerts", &config.alerts, &mut problem);
     check_sites(config, &mut problem);
     problems
+}
+
+fn check_token_file(config: &Config, key: &str, file: &std::path::Path, problem: &mut impl FnMut(&str, String)) {
+    let path = crate::resolve(config, file);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if token.trim().len() < 16 => {
+            problem(key, format!("{} holds a token shorter than 16 characters", path.display()));
+        }
+        Ok(_) => {}
+        Err(e) => problem(key, format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Longest range days accepted: beyond ten years one query holds gigabytes.
+const MAX_RANGE_DAYS: u32 = 3660;
+/// On the minute basis, a year (up to 525,600 periods per factor).
+const MAX_MINUTE_RANGE_DAYS: u32 = 366;
+
+fn check_http(http: &crate::Http, problem: &mut impl FnMut(&str, String)) {
+    for (key, value) in [
+        ("http.max_connections", http.max_connections as u64),
+        ("http.max_concurrent_queries", http.max_concurrent_queries as u64),
+        ("http.header_read_timeout_secs", http.header_read_timeout_secs),
+        ("http.request_timeout_secs", http.request_timeout_secs),
+        ("http.shutdown_grace_secs", http.shutdown_grace_secs),
+        ("http.query_wait_secs", http.query_wait_secs),
+    ] {
+        if value == 0 {
+            problem(key, "must be at least 1".to_owned());
+        }
+    }
+    for (key, value, max) in [
+        ("http.max_range_days", http.max_range_days, MAX_RANGE_DAYS),
+        ("http.max_minute_range_days", http.max_minute_range_days, MAX_MINUTE_RANGE_DAYS),
+    ] {
+        if !(1..=max).contains(&value) {
+            problem(key, format!("{value} is outside 1..={max} (one query's memory grows with its range)"));
+        }
+    }
 }
 
 fn check_influx(config: &Config, influx: &crate::Influx, problem: &mut impl FnMut(&str, String)) {

@@ -66,7 +66,19 @@ pub fn reload_sites(config: &Config) -> Result<Vec<Site>, ConfigError> {
 /// # Errors
 /// [`ConfigError::Io`] when the file cannot be read.
 pub fn admin_token(config: &Config) -> Result<Option<String>, ConfigError> {
-    let Some(file) = &config.server.admin_token_file else { return Ok(None) };
+    token_in(config, config.server.admin_token_file.as_deref())
+}
+
+/// The read token (for `GET /api/v1/*`), from `server.admin_read_token_file`.
+///
+/// # Errors
+/// [`ConfigError::Io`] when the file cannot be read.
+pub fn admin_read_token(config: &Config) -> Result<Option<String>, ConfigError> {
+    token_in(config, config.server.admin_read_token_file.as_deref())
+}
+
+fn token_in(config: &Config, file: Option<&Path>) -> Result<Option<String>, ConfigError> {
+    let Some(file) = file else { return Ok(None) };
     let path = resolve(config, file);
     let token = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
     Ok(Some(token.trim().to_owned()).filter(|t| !t.is_empty()))

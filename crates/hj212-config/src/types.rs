@@ -14,6 +14,7 @@ use crate::{AlertRules, FactorLimit, Mqtt};
 pub struct Config {
     pub server: Server,
     pub limits: Limits,
+    pub http: Http,
     pub time_sync: TimeSync,
     pub archive: Archive,
     /// The InfluxDB / VictoriaMetrics sink; absent = off.
@@ -49,6 +50,11 @@ pub struct Server {
     /// file. Unset: those endpoints answer 403.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token_file: Option<PathBuf>,
+    /// A file holding a bearer token that `GET /api/v1/*` then require (the admin token also
+    /// works); relative to this file. Unset: those reads are open. `/metrics`, `/healthz` and
+    /// `/readyz` stay open either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_read_token_file: Option<PathBuf>,
 }
 
 impl Default for Server {
@@ -60,6 +66,7 @@ impl Default for Server {
             sites_file: None,
             log_level: "info".to_owned(),
             admin_token_file: None,
+            admin_read_token_file: None,
         }
     }
 }
@@ -112,6 +119,44 @@ impl Default for Limits {
             write_timeout_secs: 10,
             archive_queue: 65_536,
             archive_queue_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Bounds of the admin HTTP listener (`server.http_listen`), so that no request, client or
+/// query can exhaust memory, starve ingest or hold up a stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// Admin connections served at once; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+    /// A request's headers, or the next request on a kept-alive connection, must arrive within this.
+    pub header_read_timeout_secs: u64,
+    /// A request must be read and answered within this (503 after it).
+    pub request_timeout_secs: u64,
+    /// At a stop, requests in progress get this long; then their connections are closed.
+    pub shutdown_grace_secs: u64,
+    /// The longest range a rate query may cover, in days (400 beyond it).
+    pub max_range_days: u32,
+    /// The same on the minute basis (many more periods per day).
+    pub max_minute_range_days: u32,
+    /// Rate, mark and alert queries running at once (each on a blocking thread); the rest wait.
+    pub max_concurrent_queries: usize,
+    /// How long a query waits for its turn before 503 with Retry-After.
+    pub query_wait_secs: u64,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 5,
+            max_range_days: 366,
+            max_minute_range_days: 31,
+            max_concurrent_queries: 2,
+            query_wait_secs: 5,
         }
     }
 }

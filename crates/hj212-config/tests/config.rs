@@ -224,3 +224,35 @@ fn encryption_needs_a_readable_key_and_never_echoes_it() {
     assert!(problems[2].starts_with("sites[1].previous_key_file: cannot read /nonexistent.key"));
     assert!(problems.iter().all(|p| !p.contains("secret")), "key contents never echoed");
 }
+
+#[test]
+fn admin_http_bounds_and_the_read_token_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("read.token"), "short\n").unwrap();
+    let config_path = dir.path().join("hj212d.toml");
+    std::fs::write(
+        &config_path,
+        "[server]\nadmin_read_token_file = \"read.token\"\n\
+         [http]\nmax_connections = 0\nheader_read_timeout_secs = 0\nmax_range_days = 4000\nmax_minute_range_days = 0\n",
+    )
+    .unwrap();
+    let config = load(&config_path).unwrap();
+    let problems: Vec<String> = check(&config).iter().map(ToString::to_string).collect();
+    let read_token = dir.path().join("read.token");
+    assert_eq!(
+        problems,
+        [
+            format!("server.admin_read_token_file: {} holds a token shorter than 16 characters", read_token.display()),
+            "http.max_connections: must be at least 1".to_owned(),
+            "http.header_read_timeout_secs: must be at least 1".to_owned(),
+            "http.max_range_days: 4000 is outside 1..=3660 (one query's memory grows with its range)".to_owned(),
+            "http.max_minute_range_days: 0 is outside 1..=366 (one query's memory grows with its range)".to_owned(),
+        ]
+    );
+    std::fs::write(&read_token, "reader-token-0123456789\n").unwrap();
+    assert_eq!(hj212_config::admin_read_token(&config).unwrap().as_deref(), Some("reader-token-0123456789"));
+    let http = Config::default().http;
+    assert_eq!((http.max_connections, http.header_read_timeout_secs, http.request_timeout_secs), (64, 10, 30));
+    assert_eq!((http.max_range_days, http.max_minute_range_days, http.max_concurrent_queries), (366, 31, 2));
+    assert_eq!((http.shutdown_grace_secs, http.query_wait_secs), (5, 5));
+}

@@ -1,12 +1,23 @@
-//! The admin HTTP API. Mutating endpoints (marks) require the bearer token from
-//! `server.admin_token_file`.
+//! The admin HTTP API, bounded (`[http]` in the config): a connection cap, header-read and
+//! request timeouts, a stop deadline, bounded ranges, pages and bodies, and a bounded pool for
+//! the queries. Every `/api/v1` error is JSON. Mutating endpoints require the bearer token from
+//! `server.admin_token_file`; reads require `server.admin_read_token_file`'s when it is set.
 
 mod alerts;
+mod body;
+mod error;
+mod guard;
+mod keys;
+mod marks;
+mod metrics;
+mod pool;
 mod rates;
+mod serve;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,8 +29,11 @@ use hj212_proto::time::BeijingTime;
 use hj212_server::Shared;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+
+pub use serve::serve;
+
+use crate::error::{ApiQuery, NoParams};
+use crate::pool::QueryPool;
 
 /// A follower failing for this long makes the daemon not ready (a required one) or degraded.
 const FAILING_GRACE_MS: i64 = 10_000;
@@ -54,6 +68,9 @@ struct AppState {
     store_path: std::path::PathBuf,
     alerts_path: std::path::PathBuf,
     admin_token: Option<String>,
+    read_token: Option<String>,
+    limits: hj212_config::Http,
+    queries: QueryPool,
 }
 
 /// What the admin API needs besides the server's shared state.
@@ -65,40 +82,48 @@ pub struct Admin {
     pub alerts_path: std::path::PathBuf,
     /// Bearer token for mutating endpoints; `None` turns them off.
     pub admin_token: Option<String>,
+    /// Bearer token `GET /api/v1/*` require (the admin token also works); `None` leaves them open.
+    pub read_token: Option<String>,
+    /// The `[http]` bounds.
+    pub limits: hj212_config::Http,
 }
 
-/// The admin routes.
+/// The admin routes. `/metrics`, `/healthz` and `/readyz` are always open (Prometheus and
+/// probes); `/api/v1/*` go through the token guard.
 pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<Readiness>, admin: Admin) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+    metrics::describe();
+    let limits = admin.limits;
+    let state = AppState {
+        prometheus,
+        shared,
+        readiness,
+        store_path: admin.store_path,
+        alerts_path: admin.alerts_path,
+        admin_token: admin.admin_token,
+        read_token: admin.read_token,
+        queries: QueryPool::new(limits.max_concurrent_queries, Duration::from_secs(limits.query_wait_secs)),
+        limits,
+    };
+    let api = Router::new()
         .route("/api/v1/sites", get(sites))
         .route("/api/v1/sites/{mn}/rate", get(rates::site_rate))
-        .route("/api/v1/sites/{mn}/marks", get(rates::list_marks).post(rates::add_mark))
+        .route("/api/v1/sites/{mn}/marks", get(marks::list_marks).post(marks::add_mark))
         .route("/api/v1/rates", get(rates::all_rates))
-        .route("/api/v1/sites/{mn}/key", post(rates::rotate_key))
+        .route("/api/v1/sites/{mn}/key", post(keys::rotate_key))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
-        .with_state(AppState {
-            prometheus,
-            shared,
-            readiness,
-            store_path: admin.store_path,
-            alerts_path: admin.alerts_path,
-            admin_token: admin.admin_token,
-        })
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard::guard));
+    Router::new()
+        .route("/metrics", get(prometheus_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(api)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::not_found)
+        .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown`.
-///
-/// # Errors
-/// I/O errors from the listener.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn prometheus_text(State(state): State<AppState>) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], state.prometheus.render()).into_response()
 }
 
@@ -163,7 +188,7 @@ fn beijing(ms: Option<i64>) -> Option<String> {
     ms.map(|ms| BeijingTime::from_unix_millis(ms).to_rfc3339())
 }
 
-async fn sites(State(state): State<AppState>) -> Json<Vec<SiteView>> {
+async fn sites(State(state): State<AppState>, ApiQuery(NoParams {}): ApiQuery<NoParams>) -> Json<Vec<SiteView>> {
     let registry = state.shared.registry.snapshot();
     let mut views: Vec<SiteView> = registry
         .values()
@@ -176,7 +201,8 @@ async fn sites(State(state): State<AppState>) -> Json<Vec<SiteView>> {
                 connections: live.connections,
                 peer: live.peer,
                 last_frame_time: beijing(live.last_frame_ms),
-                last_data_time: live.last_data_time,
+                // Kept as the logger wrote it (YYYYMMDDhhmmss); shown like every other time.
+                last_data_time: live.last_data_time.and_then(|t| BeijingTime::parse(&t).ok()).map(|t| t.to_rfc3339()),
                 clock_offset_ms: live.clock_offset_ms,
                 last_time_set: beijing(live.last_time_set_ms),
                 hardware: live.hardware,

@@ -3,8 +3,10 @@
 //! remembers the last archive sequence number it applied and catches up from there, so it
 //! may lag (and be rebuilt) but never loses an acknowledged reading.
 
+mod bound;
 mod feed;
 mod ledger;
+mod mark_view;
 mod rate;
 mod readings;
 
@@ -13,8 +15,9 @@ use std::path::Path;
 use hj212_archive::Record;
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use bound::parse_bound;
 pub use feed::{FeedSettings, run_feed};
-pub use rate::{CSV_HEADER, Evidence, MarkRecord, MarkRequest, config_hash, parse_bound, rules_for, summary_json};
+pub use rate::{CSV_HEADER, Evidence, MarkRecord, MarkRequest, config_hash, rules_for, summary_json};
 pub use readings::{Reading, readings_of};
 
 /// The store cannot be opened or written.

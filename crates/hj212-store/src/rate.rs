@@ -27,12 +27,11 @@ pub struct MarkRequest {
     pub supersedes: Option<u64>,
 }
 
-/// A mark as stored: the request plus its place in the archive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A mark as stored: the request plus its place in the archive (shown as in `mark_view.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkRecord {
     pub seq: u64,
     pub created_ms: i64,
-    #[serde(flatten)]
     pub mark: MarkRequest,
 }
 
@@ -193,18 +192,6 @@ impl Store {
         }
         Ok(marks)
     }
-}
-
-/// A range bound as users write it: `YYYY-MM-DD` (Beijing midnight) or `YYYYMMDDhhmmss`.
-///
-/// # Errors
-/// A message naming the value.
-pub fn parse_bound(value: &str) -> Result<i64, String> {
-    let compact: String = value.chars().filter(|c| *c != '-').collect();
-    let full = if compact.len() == 8 { format!("{compact}000000") } else { compact };
-    hj212_proto::time::BeijingTime::parse(&full)
-        .map(|t| t.unix_millis())
-        .map_err(|_| format!("{value:?} is not a date (YYYY-MM-DD) or a time (YYYYMMDDhhmmss), Beijing time"))
 }
 
 fn beijing(ms: i64) -> String {

@@ -145,9 +145,11 @@ impl Daemon {
             store_path: data_dir.join("store.sqlite"),
             alerts_path: data_dir.join("alerts.sqlite"),
             admin_token: hj212_config::admin_token(&config)?,
+            read_token: hj212_config::admin_read_token(&config)?,
+            limits: config.http.clone(),
         };
         let router = hj212_http::router(prometheus, shared.clone(), readiness, admin);
-        let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone()));
+        let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone(), config.http.clone()));
         tracker.spawn(crate::gauges::run(shared.clone(), data_dir.join("store.sqlite"), shutdown.clone()));
         tracker.spawn(crate::followers::report(watched, archive.durable(), feed_shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");

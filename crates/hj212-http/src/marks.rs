@@ -1,0 +1,111 @@
+//! Downtime marks: `GET /api/v1/sites/{mn}/marks` and `POST /api/v1/sites/{mn}/marks` (admin
+//! token). A mark is evidence: it is appended to the hash-chained archive, never edited.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hj212_archive::{ArchiveError, Kind, MAX_DATA, NewRecord, Verdict, now_ms};
+use hj212_store::{MarkRecord, MarkRequest, Store, parse_bound};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::body::{JsonBody, too_large};
+use crate::error::{ApiError, ApiPath, ApiQuery, NoParams, error};
+use crate::rates::range_of;
+
+pub(crate) async fn list_marks(
+    State(state): State<AppState>,
+    ApiPath(mn): ApiPath<String>,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
+) -> Result<Response, ApiError> {
+    if !state.shared.registry.snapshot().contains_key(&mn) {
+        return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
+    }
+    let path = state.store_path.clone();
+    let marks = state.queries.run(move || Store::open(&path)?.marks_of(&mn)).await?;
+    let list: Vec<_> = marks
+        .into_iter()
+        .map(|(mark, superseded_by)| serde_json::json!({ "mark": mark, "superseded_by": superseded_by }))
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+/// A mark as posted: bounds as `YYYY-MM-DD` or `YYYYMMDDhhmmss` (Beijing time) or RFC 3339.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MarkBody {
+    from: String,
+    to: String,
+    reason: String,
+    evidence: String,
+    author: String,
+    #[serde(default)]
+    supersedes: Option<u64>,
+}
+
+fn bound(name: &str, value: &str) -> Result<i64, ApiError> {
+    parse_bound(value).map_err(|e| error(StatusCode::BAD_REQUEST, format!("{name}: {e}")))
+}
+
+pub(crate) async fn add_mark(
+    State(state): State<AppState>,
+    ApiPath(mn): ApiPath<String>,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
+    JsonBody(body): JsonBody<MarkBody>,
+) -> Result<Response, ApiError> {
+    if !state.shared.registry.snapshot().contains_key(&mn) {
+        return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
+    }
+    let range = range_of(bound("from", &body.from)?, bound("to", &body.to)?)?;
+    for (field, value) in [("reason", &body.reason), ("evidence", &body.evidence), ("author", &body.author)] {
+        if value.trim().is_empty() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("{field} is required: a mark without it is not evidence"),
+            ));
+        }
+    }
+    if let Some(old) = body.supersedes {
+        // A correction replaces a mark of the same site, never another site's.
+        let (path, site) = (state.store_path.clone(), mn.clone());
+        let marks = state.queries.run(move || Store::open(&path)?.marks_of(&site)).await?;
+        if !marks.iter().any(|(m, _)| m.seq == old) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("supersedes {old}: no mark of {mn} has that sequence number"),
+            ));
+        }
+    }
+    let mark = MarkRequest {
+        mn,
+        from_ms: range.from_ms,
+        to_ms: range.to_ms,
+        reason: body.reason,
+        evidence: body.evidence,
+        author: body.author,
+        supersedes: body.supersedes,
+    };
+    let data = serde_json::to_vec(&mark).map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if data.len() > MAX_DATA {
+        return Err(too_large(&format!("the mark ({} bytes as archived)", data.len())));
+    }
+    let created_ms = now_ms();
+    let record = NewRecord {
+        kind: Kind::Event,
+        verdict: Verdict::Mark,
+        flags: 0,
+        time_ms: created_ms,
+        peer: "admin-api".into(),
+        data,
+    };
+    // Marks are evidence: they go into the hash-chained archive, append-only, like frames.
+    match state.shared.archive.append(record).await {
+        Ok(seq) => {
+            let stored = MarkRecord { seq, created_ms, mark };
+            Ok((StatusCode::CREATED, Json(serde_json::json!({ "seq": seq, "mark": stored }))).into_response())
+        }
+        Err(ArchiveError::TooLarge { .. }) => Err(too_large("the mark")),
+        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
