@@ -120,8 +120,8 @@ impl Default for Limits {
         Self {
             max_connections: 10_000,
             max_connections_per_peer: 1000,
-            max_unauthenticated: 2000,
-            first_frame_timeout_secs: 30,
+            max_unauthenticated: 5000,
+            first_frame_timeout_secs: 60,
             listen_backlog: 4096,
             max_frame_len: 9999,
             idle_timeout_secs: 600,
@@ -136,7 +136,7 @@ impl Default for Limits {
             archive_queue_bytes: 64 * 1024 * 1024,
             refused_interval_secs: 600,
             refused_bytes_per_peer: 256 * 1024,
-            refused_bytes_total: 8 * 1024 * 1024,
+            refused_bytes_total: 4 * 1024 * 1024,
             refused_peers: 1024,
         }
     }

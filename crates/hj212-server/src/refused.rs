@@ -40,7 +40,8 @@ pub(crate) enum Rule<'a> {
     /// Archived in full regardless (a resend whose original is not on disk yet); still counts.
     Keep,
     /// A wrong password for this configured MN: besides the budget, the first one per MN and
-    /// interval is always kept, so the auth-failure alert (which reads it) fires under a flood.
+    /// interval is kept (while such frames stay within the total budget again), so the
+    /// auth-failure alert, which reads it, fires under a flood too.
     WrongPassword(&'a str),
 }
 
@@ -58,6 +59,8 @@ struct Tally {
 struct State {
     since_ms: i64,
     kept_bytes: u64,
+    /// Bytes of wrong-password frames kept beyond the budgets (at most `total` too).
+    exempt_bytes: u64,
     peers: HashMap<IpAddr, Tally>,
     /// Peers beyond `refused_peers`, together.
     others: Tally,
@@ -80,6 +83,7 @@ impl RefusedLog {
         let state = State {
             since_ms: now_ms(),
             kept_bytes: 0,
+            exempt_bytes: 0,
             peers: HashMap::new(),
             others: Tally::default(),
             password_mns: HashSet::new(),
@@ -98,7 +102,7 @@ impl RefusedLog {
     pub(crate) fn admit(&self, peer: IpAddr, verdict: Verdict, data: &[u8], rule: Rule<'_>, now_ms: i64) -> bool {
         let len = data.len() as u64;
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let State { kept_bytes, peers, others, password_mns, .. } = &mut *guard;
+        let State { kept_bytes, exempt_bytes, peers, others, password_mns, .. } = &mut *guard;
         let tally = if peers.len() < self.peers || peers.contains_key(&peer) {
             peers.entry(peer).or_default()
         } else {
@@ -106,15 +110,22 @@ impl RefusedLog {
             others
         };
         let within = tally.kept_bytes + len <= self.per_peer && *kept_bytes + len <= self.total;
-        let keep = within
-            || match rule {
-                Rule::Budget => false,
-                Rule::Keep => true,
-                Rule::WrongPassword(mn) => !password_mns.contains(mn) && password_mns.insert(mn.to_owned()),
+        let exempt = !within
+            && match rule {
+                Rule::WrongPassword(mn) => {
+                    *exempt_bytes + len <= self.total
+                        && !password_mns.contains(mn)
+                        && password_mns.insert(mn.to_owned())
+                }
+                Rule::Budget | Rule::Keep => false,
             };
-        if keep {
+        if within || exempt || matches!(rule, Rule::Keep) {
             tally.kept_bytes += len;
-            *kept_bytes += len;
+            if exempt {
+                *exempt_bytes += len;
+            } else {
+                *kept_bytes += len;
+            }
             self.metrics.kept_bytes.increment(len);
             return true;
         }
@@ -132,6 +143,7 @@ impl RefusedLog {
         let (since_ms, peers, others) = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.kept_bytes = 0;
+            state.exempt_bytes = 0;
             state.password_mns.clear();
             let since = std::mem::replace(&mut state.since_ms, now_ms);
             (since, std::mem::take(&mut state.peers), std::mem::take(&mut state.others))
@@ -275,7 +287,7 @@ mod tests {
 
     #[test]
     fn the_first_wrong_password_per_mn_is_kept_and_pending_resends_always() {
-        let log = log(0, 0, 10);
+        let log = log(0, 1000, 10);
         let frame = b"##0010QN=1;PW=1;MN=M1;CP=&&&&0000\r\n";
         assert!(log.admit(ip(1), Verdict::BadPassword, frame, Rule::WrongPassword("M1"), 1));
         assert!(!log.admit(ip(1), Verdict::BadPassword, frame, Rule::WrongPassword("M1"), 2));
@@ -284,5 +296,16 @@ mod tests {
         assert!(!log.admit(ip(1), Verdict::Duplicate, frame, Rule::Budget, 5));
         assert_eq!(log.take(6).len(), 1);
         assert!(log.admit(ip(1), Verdict::BadPassword, frame, Rule::WrongPassword("M1"), 7), "once per interval");
+    }
+
+    #[test]
+    fn kept_wrong_passwords_are_bounded_by_the_total_budget_too() {
+        let log = log(0, 100, 10);
+        let frame = [b'#'; 40];
+        let kept: Vec<bool> = ["M1", "M2", "M3"]
+            .iter()
+            .map(|mn| log.admit(ip(1), Verdict::BadPassword, &frame, Rule::WrongPassword(mn), 1))
+            .collect();
+        assert_eq!(kept, [true, true, false], "a flood over many known MNs is bounded");
     }
 }
