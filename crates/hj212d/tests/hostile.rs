@@ -16,6 +16,7 @@ const HOSTILE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const FIRST_FRAME: &str = "hj212_connections_closed_total{reason=\"first_frame_timeout\"}";
 const PER_PEER: &str = "hj212_connections_refused_total{reason=\"per_peer\"}";
 const EVICTED: &str = "hj212_connections_closed_total{reason=\"evicted\"}";
+const SUMMARIES: &str = "hj212_ingest_refused_summaries_total";
 
 /// Deterministic noise (xorshift), as random as a flood needs to be.
 fn noise(len: usize, mut seed: u64) -> Vec<u8> {
@@ -237,8 +238,9 @@ async fn a_wrong_password_still_raises_its_alert_after_the_budget_is_spent() {
     })
     .await;
     let mut client = daemon.client().await;
-    client.send(&noise(64 * 1024, 7)).await;
-    client.send(b"\r\n").await;
+    // Small rejected chunks, so the budget is spent down to a few bytes (one large chunk
+    // would be summarised and leave it untouched).
+    client.send(&b"##00x1 not a frame at all ".repeat(200)).await;
     let wrong = frame(&format!(
         "QN=20260101120000001;ST=31;CN=2011;PW=999999;MN={MN};Flag=5;CP=&&DataTime={};a21026-Rtd=1&&",
         beijing_in(0)
@@ -262,4 +264,28 @@ async fn a_wrong_password_still_raises_its_alert_after_the_budget_is_spent() {
     assert_eq!(kept(&records, LOGGER, Verdict::BadPassword).0, 1, "kept in full beyond the budget");
     assert!(kept(&records, LOGGER, Verdict::Unframed).1 <= 1024);
     assert_eq!(stored(dir.path(), MN).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summary_is_appended_at_the_end_of_each_interval() {
+    let daemon = TestDaemon::start_with(|c| {
+        c.limits.refused_interval_secs = 1;
+        c.limits.refused_bytes_per_peer = 1024;
+        c.limits.max_bad_frames = u32::MAX;
+    })
+    .await;
+    let before = daemon.metric(SUMMARIES);
+    let mut client = daemon.client().await;
+    client.send(&noise(16 * 1024, 3)).await;
+    assert!(daemon.wait_metric(SUMMARIES, before + 1).await > before, "a summary while the daemon runs");
+    let after_first = daemon.metric(SUMMARIES);
+    client.send(&noise(16 * 1024, 4)).await;
+    assert!(daemon.wait_metric(SUMMARIES, after_first + 1).await > after_first, "and one for the next interval");
+    drop(client);
+    let dir = daemon.stop().await;
+    let summaries = summaries(&records(dir.path()), LOGGER);
+    assert!(summaries.len() >= 2, "{summaries:?}");
+    for pair in summaries.windows(2) {
+        assert!(pair[0]["to_ms"].as_i64() <= pair[1]["from_ms"].as_i64(), "intervals do not overlap: {pair:?}");
+    }
 }
