@@ -1,6 +1,9 @@
 //! One data-logger connection: read, frame, decide, archive, and reply only after the
 //! archive has fsynced. Frames read together are submitted together, so they share one
-//! fsync (pipelining), bounded by `max_in_flight_per_connection`.
+//! fsync (pipelining), bounded by `max_in_flight_per_connection`. Refused chunks and resends
+//! are archived in full only within the peer's budget (`refused`); a connection without an
+//! authenticated frame by the first-frame deadline is closed, and it may be evicted
+//! (`admission`) until it has one.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
