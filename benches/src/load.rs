@@ -66,9 +66,12 @@ impl Daemon {
     pub async fn start_config(binary: &Path, max_connections: usize, extra: &str, sites: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let (addr, http) = (free_port(), free_port());
+        // Every simulated logger connects from 127.0.0.1: one address may hold all the connections.
         let mut config = format!(
             "[server]\nlisten = \"{addr}\"\nhttp_listen = \"{http}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\
-             [limits]\nmax_connections = {max_connections}\nidle_timeout_secs = 3600\n[time_sync]\nenabled = false\n",
+             [limits]\nmax_connections = {max_connections}\nidle_timeout_secs = 3600\n\
+             max_connections_per_peer = {max_connections}\nmax_unauthenticated = {max_connections}\n\
+             [time_sync]\nenabled = false\n",
             dir.path().join("data").display()
         );
         config.push_str(extra);

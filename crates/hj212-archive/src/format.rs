@@ -65,6 +65,9 @@ pub enum Verdict {
     DecryptOrCrc,
     /// HJ 212-2025: a data command in plaintext from a site that requires encryption.
     NotEncrypted,
+    /// Refused or resent traffic of one peer over one interval beyond its budget, counted
+    /// instead of kept (JSON: counts per verdict, bytes, the first bytes of the first chunk).
+    RefusedSummary,
     Reply,
     Command,
     Info,
@@ -105,6 +108,7 @@ codes!(Verdict {
     Unframed = 8 => "unframed",
     DecryptOrCrc = 9 => "decrypt_or_crc",
     NotEncrypted = 10 => "not_encrypted",
+    RefusedSummary = 11 => "refused_summary",
     Reply = 20 => "reply",
     Command = 21 => "command",
     Info = 30 => "info",

@@ -53,6 +53,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
     }
     for (key, value) in [
         ("limits.max_connections", limits.max_connections),
+        ("limits.max_connections_per_peer", limits.max_connections_per_peer),
+        ("limits.max_unauthenticated", limits.max_unauthenticated),
+        ("limits.refused_peers", limits.refused_peers),
         ("limits.dedup_window", limits.dedup_window),
         ("limits.max_in_flight_per_connection", limits.max_in_flight_per_connection),
         ("limits.archive_queue", limits.archive_queue),
@@ -65,6 +68,8 @@ pub fn check(config: &Config) -> Vec<Problem> {
     for (key, value) in [
         ("limits.idle_timeout_secs", limits.idle_timeout_secs),
         ("limits.write_timeout_secs", limits.write_timeout_secs),
+        ("limits.first_frame_timeout_secs", limits.first_frame_timeout_secs),
+        ("limits.refused_interval_secs", limits.refused_interval_secs),
         ("archive.segment_max_age_secs", config.archive.segment_max_age_secs),
         ("archive.checkpoint_interval_secs", config.archive.checkpoint_interval_secs),
     ] {
@@ -239,4 +244,33 @@ fn is_group_or_world_readable(path: &std::path::Path) -> bool {
 #[cfg(not(unix))]
 fn is_group_or_world_readable(_: &std::path::Path) -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_limits_of_zero_are_reported_by_key() {
+        let mut config = Config::default();
+        config.limits.max_connections_per_peer = 0;
+        config.limits.max_unauthenticated = 0;
+        config.limits.first_frame_timeout_secs = 0;
+        config.limits.refused_interval_secs = 0;
+        config.limits.refused_peers = 0;
+        // A byte budget of 0 is allowed: refused traffic is then only summarised.
+        config.limits.refused_bytes_per_peer = 0;
+        config.limits.refused_bytes_total = 0;
+        let keys: Vec<String> = check(&config).into_iter().map(|p| p.key).collect();
+        for key in [
+            "limits.max_connections_per_peer",
+            "limits.max_unauthenticated",
+            "limits.refused_peers",
+            "limits.first_frame_timeout_secs",
+            "limits.refused_interval_secs",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} not reported: {keys:?}");
+        }
+        assert!(!keys.iter().any(|k| k.starts_with("limits.refused_bytes")), "{keys:?}");
+    }
 }

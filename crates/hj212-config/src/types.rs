@@ -75,8 +75,17 @@ impl Default for Server {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Concurrent TCP connections; further ones wait in the kernel backlog.
+    /// Concurrent TCP connections. When all are taken, the oldest connection that has not
+    /// authenticated yet is closed to admit a new one; when every one has authenticated, new
+    /// ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// Concurrent connections from one IP address (loggers behind one carrier NAT share one).
+    pub max_connections_per_peer: usize,
+    /// Connections that have not yet sent an authenticated frame, at most; beyond this the
+    /// oldest one of the address holding the most of them is closed to admit a new one.
+    pub max_unauthenticated: usize,
+    /// A new connection that has not sent an authenticated frame within this time is closed.
+    pub first_frame_timeout_secs: u64,
     /// Connections the kernel queues before they are accepted (capped by net.core.somaxconn).
     pub listen_backlog: u32,
     /// Longest data segment accepted, in bytes (the length field allows 9999).
@@ -101,12 +110,25 @@ pub struct Limits {
     pub archive_queue: usize,
     /// Bytes of frames waiting for the archive writer, at most (bounds memory whatever the frame sizes).
     pub archive_queue_bytes: usize,
+    /// The period over which refused traffic and resends are budgeted and summarised.
+    pub refused_interval_secs: u64,
+    /// Refused and resent bytes from one IP address archived in full per interval; beyond
+    /// them, that address's traffic is archived as one summary record per interval.
+    pub refused_bytes_per_peer: u64,
+    /// The same budget for all addresses together per interval.
+    pub refused_bytes_total: u64,
+    /// Addresses whose refused traffic is tallied separately per interval; further ones share
+    /// one tally (bounds memory and the number of summaries).
+    pub refused_peers: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
+            max_connections_per_peer: 1000,
+            max_unauthenticated: 5000,
+            first_frame_timeout_secs: 60,
             listen_backlog: 4096,
             max_frame_len: 9999,
             idle_timeout_secs: 600,
@@ -119,6 +141,10 @@ impl Default for Limits {
             write_timeout_secs: 10,
             archive_queue: 65_536,
             archive_queue_bytes: 64 * 1024 * 1024,
+            refused_interval_secs: 600,
+            refused_bytes_per_peer: 256 * 1024,
+            refused_bytes_total: 4 * 1024 * 1024,
+            refused_peers: 1024,
         }
     }
 }

@@ -1,9 +1,12 @@
 //! One data-logger connection: read, frame, decide, archive, and reply only after the
 //! archive has fsynced. Frames read together are submitted together, so they share one
-//! fsync (pipelining), bounded by `max_in_flight_per_connection`.
+//! fsync (pipelining), bounded by `max_in_flight_per_connection`. Refused chunks and resends
+//! are archived in full only within the peer's budget (`refused`); a connection without an
+//! authenticated frame by the first-frame deadline is closed, and it may be evicted
+//! (`admission`) until it has one.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,21 +17,23 @@ use hj212_proto::framer::FramerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Shared;
+use crate::admission::Ticket;
 use crate::decide::{Context, Decision, Effect, decide};
 use crate::metrics::IngestMetrics;
+use crate::refused::Rule;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4096;
 
 /// What is left of a decision while its record is being made durable.
 struct InFlight {
-    pending: Pending,
+    /// `None` for a resend counted in a summary instead of archived (its original is on disk).
+    pending: Option<Pending>,
     replies: Vec<(&'static str, Vec<u8>)>,
     command: Option<(&'static str, Vec<u8>)>,
     dedup_key: Option<u64>,
@@ -39,7 +44,12 @@ struct InFlight {
 
 struct Session {
     peer: String,
+    /// The peer's address, which refused-traffic budgets and connection limits are kept by.
+    ip: IpAddr,
     shared: Arc<Shared>,
+    ticket: Ticket,
+    /// Until the first authenticated frame: the connection is closed if none has come by then.
+    first_frame_deadline: Option<Instant>,
     codec: Hj212Codec,
     auth_failures: u32,
     bad_frames: u32,
@@ -52,6 +62,8 @@ struct Session {
 enum Close {
     Eof,
     Idle,
+    FirstFrame,
+    Evicted,
     AuthFailures,
     BadFrames,
     Io,
@@ -64,6 +76,8 @@ impl Close {
         match self {
             Self::Eof => "eof",
             Self::Idle => "idle",
+            Self::FirstFrame => "first_frame_timeout",
+            Self::Evicted => "evicted",
             Self::AuthFailures => "auth_failures",
             Self::BadFrames => "bad_frames",
             Self::Io => "io_error",
@@ -78,16 +92,20 @@ pub(crate) async fn run(
     peer: SocketAddr,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-    _permit: OwnedSemaphorePermit,
+    ticket: Ticket,
 ) {
     let span = tracing::info_span!("conn", peer = %peer, mn = tracing::field::Empty);
     async move {
         shared.metrics.connections_active.increment(1.0);
         let _ = stream.set_nodelay(true);
         let config = FramerConfig { max_data_len: shared.limits.max_frame_len, crc_gate: false };
+        let first_frame = Duration::from_secs(shared.limits.first_frame_timeout_secs);
         let mut session = Session {
             peer: peer.to_string(),
+            ip: peer.ip().to_canonical(),
             shared: shared.clone(),
+            ticket,
+            first_frame_deadline: Some(Instant::now() + first_frame),
             codec: Hj212Codec::new(config),
             auth_failures: 0,
             bad_frames: 0,
@@ -106,20 +124,25 @@ pub(crate) async fn run(
 
 impl Session {
     async fn serve(&mut self, stream: TcpStream, shutdown: &CancellationToken) -> Close {
-        let idle = Duration::from_secs(self.shared.limits.idle_timeout_secs);
+        let evicted = self.ticket.evicted().clone();
         let (reader, mut writer) = stream.into_split();
         let mut buf = BytesMut::new();
         loop {
-            // An idle connection holds no read buffer: 10,000 quiet loggers cost little.
-            if buf.is_empty() {
-                buf = BytesMut::new();
-            }
+            release_spare(&mut buf);
+            let wait = match self.wait_limit() {
+                Ok(wait) => wait,
+                Err(close) => return self.keep_partial(&buf, close).await,
+            };
             let ready = tokio::select! {
-                ready = tokio::time::timeout(idle, reader.readable()) => ready,
+                ready = tokio::time::timeout(wait, reader.readable()) => ready,
                 () = shutdown.cancelled() => return self.keep_partial(&buf, Close::Shutdown).await,
+                () = evicted.cancelled() => return self.keep_partial(&buf, Close::Evicted).await,
             };
             match ready {
-                Err(_) => return self.keep_partial(&buf, Close::Idle).await,
+                Err(_) => {
+                    let close = self.wait_limit().err().unwrap_or(Close::Idle);
+                    return self.keep_partial(&buf, close).await;
+                }
                 Ok(Err(_)) => return self.keep_partial(&buf, Close::Io).await,
                 Ok(Ok(())) => {}
             }
@@ -141,6 +164,17 @@ impl Session {
             if eof {
                 return Close::Eof;
             }
+        }
+    }
+
+    /// How long to wait for bytes: the idle timeout, or less until the first-frame deadline;
+    /// the reason to close once that deadline has passed.
+    fn wait_limit(&self) -> Result<Duration, Close> {
+        let idle = Duration::from_secs(self.shared.limits.idle_timeout_secs);
+        let Some(deadline) = self.first_frame_deadline else { return Ok(idle) };
+        match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(idle.min(left)),
+            _ => Err(Close::FirstFrame),
         }
     }
 
@@ -192,6 +226,9 @@ impl Session {
             Effect::Good => {
                 self.auth_failures = 0;
                 self.bad_frames = 0;
+                if self.first_frame_deadline.take().is_some() {
+                    self.ticket.authenticated();
+                }
             }
             Effect::AuthFailure => {
                 self.auth_failures += 1;
@@ -210,10 +247,34 @@ impl Session {
     }
 
     async fn submit(&mut self, decision: Decision, read_at: Instant) -> Result<(), Close> {
-        let Decision { record, replies, command, dedup_key, events, .. } = decision;
-        let pending = self.shared.archive.submit(record).await.map_err(|_| Close::Archive)?;
+        let pending = if self.archived_in_full(&decision) {
+            Some(self.shared.archive.submit(decision.record).await.map_err(|_| Close::Archive)?)
+        } else if decision.replies.is_empty() {
+            return Ok(());
+        } else {
+            None
+        };
+        let Decision { replies, command, dedup_key, events, .. } = decision;
         self.in_flight.push_back(InFlight { pending, replies, command, dedup_key, read_at, events });
         Ok(())
+    }
+
+    /// Good frames always; refused ones and resends within the peer's budget (see `refused`).
+    fn archived_in_full(&self, decision: &Decision) -> bool {
+        let record = &decision.record;
+        let rule = match record.verdict {
+            Verdict::Accepted => return true,
+            // A copy is only left out once its original is on disk, and never when it
+            // carries a command or event of its own.
+            Verdict::Duplicate
+                if !decision.copy_of_durable || decision.command.is_some() || !decision.events.is_empty() =>
+            {
+                Rule::Keep
+            }
+            Verdict::BadPassword => decision.claimed_mn.as_deref().map_or(Rule::Budget, Rule::WrongPassword),
+            _ => Rule::Budget,
+        };
+        self.shared.refused.admit(self.ip, record.verdict, &record.data, rule, record.time_ms)
     }
 
     /// Waits for each in-flight record to be durable, in order, then writes its replies.
@@ -221,14 +282,26 @@ impl Session {
         let write_timeout = Duration::from_secs(self.shared.limits.write_timeout_secs);
         let mut out = Vec::new();
         let mut latencies = Vec::new();
+        let mut durable_keys = Vec::new();
         while let Some(InFlight { pending, replies, command, dedup_key, read_at, events }) = self.in_flight.pop_front()
         {
-            if let Err(error) = pending.durable().await {
-                // Not on disk: no acknowledgement, and the logger's resend is not a duplicate.
-                tracing::error!(%error, "archive append failed; frame not acknowledged");
-                self.forget_claims(dedup_key);
-                return Err(Close::Archive);
+            match pending {
+                Some(pending) => {
+                    if let Err(error) = pending.durable().await {
+                        // Not on disk: no acknowledgement, and the logger's resend is not a duplicate.
+                        tracing::error!(%error, "archive append failed; frame not acknowledged");
+                        self.forget_claims(dedup_key);
+                        return Err(Close::Archive);
+                    }
+                }
+                // A summarised resend is answered only while the archive works.
+                None if !self.shared.archive.is_healthy() => {
+                    self.forget_claims(None);
+                    return Err(Close::Archive);
+                }
+                None => {}
             }
+            durable_keys.extend(dedup_key);
             for text in events {
                 self.archive_own(Kind::Event, Verdict::Info, text.into_bytes()).await?;
             }
@@ -246,6 +319,7 @@ impl Session {
                 latencies.push(read_at);
             }
         }
+        self.shared.dedup.durable(&durable_keys);
         // Give back what a burst used; idle connections hold no queue.
         self.in_flight.shrink_to(0);
         if out.is_empty() {
@@ -265,13 +339,17 @@ impl Session {
     /// Bytes of an unfinished frame when the connection ends are archived too (everything
     /// received is in the archive), as unframed.
     async fn keep_partial(&self, buf: &BytesMut, close: Close) -> Close {
+        let now_ms = now_ms();
         if !buf.is_empty() {
             IngestMetrics::unframed("truncated");
+            if !self.shared.refused.admit(self.ip, Verdict::Unframed, buf, Rule::Budget, now_ms) {
+                return close;
+            }
             let record = NewRecord {
                 kind: Kind::Received,
                 verdict: Verdict::Unframed,
                 flags: 0,
-                time_ms: now_ms(),
+                time_ms: now_ms,
                 peer: self.peer.clone(),
                 data: buf.to_vec(),
             };
@@ -298,5 +376,39 @@ impl Session {
         for mn in &self.mns {
             self.shared.states.update(mn, |s| s.connections = s.connections.saturating_sub(1));
         }
+    }
+}
+
+/// Before waiting for bytes: an idle connection holds no read buffer, and one waiting for the
+/// rest of a frame only about what it has (a 1-byte remainder must not pin a 4 KiB read
+/// buffer or a maximum frame), so 10,000 quiet or slow peers cost little. Copies at most as
+/// many bytes as it frees.
+fn release_spare(buf: &mut BytesMut) {
+    if buf.is_empty() {
+        *buf = BytesMut::new();
+    } else if buf.capacity() - buf.len() > buf.len() {
+        *buf = BytesMut::from(&buf[..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_remainder_does_not_keep_the_read_buffer() {
+        let mut empty = BytesMut::with_capacity(READ_CHUNK);
+        release_spare(&mut empty);
+        assert_eq!(empty.capacity(), 0);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        buf.extend_from_slice(b"#");
+        release_spare(&mut buf);
+        assert_eq!((&buf[..], buf.capacity() < 64), (&b"#"[..], true), "capacity {}", buf.capacity());
+        // Most of a large frame: kept as it is (no copy for little gain).
+        let mut big = BytesMut::with_capacity(2 * READ_CHUNK);
+        big.extend_from_slice(&[b'#'; READ_CHUNK + 10]);
+        let before = big.as_ptr();
+        release_spare(&mut big);
+        assert_eq!(big.as_ptr(), before);
     }
 }

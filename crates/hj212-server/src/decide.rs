@@ -13,6 +13,7 @@ use hj212_proto::{Notes, Packet, SegmentText, crc};
 
 use crate::Shared;
 use crate::decrypt::Opened;
+use crate::dedup::Seen;
 use crate::metrics::IngestMetrics;
 
 /// How a frame bears on the connection's failure counters.
@@ -41,6 +42,10 @@ pub(crate) struct Decision {
     pub mn: Option<String>,
     /// Daemon events to archive once the frame is durable (SM4 key rotation steps).
     pub events: Vec<String>,
+    /// The configured MN a wrong-password frame claims (the auth-failure alert reads the record).
+    pub claimed_mn: Option<String>,
+    /// A resend whose original record is already on disk (so the copy may be summarised).
+    pub copy_of_durable: bool,
 }
 
 pub(crate) struct Context<'a> {
@@ -70,6 +75,8 @@ fn refuse(verdict: Verdict, effect: Effect, ctx: &Context<'_>, data: &[u8]) -> D
         effect,
         mn: None,
         events: Vec::new(),
+        claimed_mn: None,
+        copy_of_durable: false,
     }
 }
 
@@ -118,7 +125,9 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
     if !site.password_matches(packet.pw) {
         // Never log the password, right or wrong.
         tracing::warn!(mn = packet.mn, "wrong password: frame refused");
-        return refuse(Verdict::BadPassword, Effect::AuthFailure, ctx, &frame.bytes);
+        let mut decision = refuse(Verdict::BadPassword, Effect::AuthFailure, ctx, &frame.bytes);
+        decision.claimed_mn = Some(packet.mn.to_owned());
+        return decision;
     }
     if let Err(error) = crc::verify(data, frame.layout.declared_crc, site.crc) {
         tracing::warn!(mn = packet.mn, %error, "CRC dialect not allowed for this site");
@@ -181,7 +190,8 @@ fn accept(
     let marks = marks(packet, data_time, ctx.now_ms, &shared.limits);
     // Claimed now, not after the fsync, so copies pipelined in one batch are caught too.
     let dedup_key = dedup_key(packet);
-    let duplicate = dedup_key.is_some_and(|k| !shared.dedup.insert(k));
+    let seen = dedup_key.map(|k| shared.dedup.insert(k));
+    let duplicate = matches!(seen, Some(Seen::Durable | Seen::Pending));
     let verdict = if duplicate { Verdict::Duplicate } else { Verdict::Accepted };
     shared.metrics.verdict(verdict);
     if duplicate {
@@ -249,6 +259,8 @@ fn accept(
         effect: Effect::Good,
         mn: Some(packet.mn.to_owned()),
         events,
+        claimed_mn: None,
+        copy_of_durable: seen == Some(Seen::Durable),
     }
 }
 

@@ -2,7 +2,7 @@
 //! same frame (same QN) up to 3 times; each copy is answered, but stored once. Keys are
 //! 64-bit hashes (no allocation per frame; a false match needs a 2^-64 collision).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -10,21 +10,33 @@ use hj212_archive::{Kind, Verdict, read_backwards};
 use hj212_proto::framer::{self, FramerConfig, MAX_LENGTH_FIELD, Scan};
 use hj212_proto::{Packet, SegmentText};
 
-/// A bounded set of keys; the oldest is forgotten first.
+/// What is known of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Not seen before: now claimed.
+    New,
+    /// A copy of a frame whose record is on disk.
+    Durable,
+    /// A copy of a frame whose record is still on its way to disk.
+    Pending,
+}
+
+/// A bounded set of keys, each marked once its frame is durable; the oldest is forgotten first.
 #[derive(Debug)]
 pub struct Dedup {
     capacity: usize,
-    inner: Mutex<(HashSet<u64>, VecDeque<u64>)>,
+    inner: Mutex<(HashMap<u64, bool>, VecDeque<u64>)>,
 }
 
 impl Dedup {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), inner: Mutex::new((HashSet::new(), VecDeque::new())) }
+        Self { capacity: capacity.max(1), inner: Mutex::new((HashMap::new(), VecDeque::new())) }
     }
 
     /// Remembers the accepted frames at the archive's tail (the newest `capacity` of them,
-    /// oldest first), so that a logger resending a frame whose 9014 was lost to a crash or a
-    /// restart gets it answered and stored once, as without the restart. Returns how many.
+    /// oldest first, all durable), so that a logger resending a frame whose 9014 was lost to a
+    /// crash or a restart gets it answered and stored once, as without the restart. Returns
+    /// how many.
     ///
     /// # Errors
     /// I/O errors reading the archive.
@@ -41,8 +53,11 @@ impl Dedup {
             chunks.push(keys);
             total < self.capacity
         })?;
-        for key in chunks.into_iter().rev().flatten() {
-            self.insert(key);
+        for keys in chunks.into_iter().rev() {
+            for key in &keys {
+                self.insert(*key);
+            }
+            self.durable(&keys);
         }
         Ok(total.min(self.capacity))
     }
@@ -50,27 +65,40 @@ impl Dedup {
     /// Forgets a key (its frame could not be archived, so a resend is not a duplicate).
     pub fn remove(&self, key: u64) {
         let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (set, order) = &mut *guard;
-        if set.remove(&key) {
+        let (map, order) = &mut *guard;
+        if map.remove(&key).is_some() {
             order.retain(|k| *k != key);
         }
     }
 
-    /// Remembers a key; returns false if it was already known (a duplicate).
-    pub fn insert(&self, key: u64) -> bool {
+    /// Claims a key, or says what is known of it.
+    pub fn insert(&self, key: u64) -> Seen {
         let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (set, order) = &mut *guard;
-        if set.contains(&key) {
-            return false;
+        let (map, order) = &mut *guard;
+        if let Some(durable) = map.get(&key) {
+            return if *durable { Seen::Durable } else { Seen::Pending };
         }
         if order.len() >= self.capacity
             && let Some(old) = order.pop_front()
         {
-            set.remove(&old);
+            map.remove(&old);
         }
-        set.insert(key);
+        map.insert(key, false);
         order.push_back(key);
-        true
+        Seen::New
+    }
+
+    /// The frames of these keys are on disk: later copies may be summarised instead of kept.
+    pub fn durable(&self, keys: &[u64]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in keys {
+            if let Some(durable) = guard.0.get_mut(key) {
+                *durable = true;
+            }
+        }
     }
 }
 
@@ -89,12 +117,22 @@ mod tests {
     #[test]
     fn bounded() {
         let dedup = Dedup::new(2);
-        assert!(dedup.insert(1));
-        assert!(dedup.insert(2));
-        assert!(!dedup.insert(2));
-        assert!(dedup.insert(3), "capacity 2: 1 is forgotten");
-        assert!(dedup.insert(1));
+        assert_eq!(dedup.insert(1), Seen::New);
+        assert_eq!(dedup.insert(2), Seen::New);
+        assert_eq!(dedup.insert(2), Seen::Pending);
+        assert_eq!(dedup.insert(3), Seen::New, "capacity 2: 1 is forgotten");
+        assert_eq!(dedup.insert(1), Seen::New);
         dedup.remove(1);
-        assert!(dedup.insert(1));
+        assert_eq!(dedup.insert(1), Seen::New);
+    }
+
+    #[test]
+    fn a_copy_is_durable_once_its_original_is() {
+        let dedup = Dedup::new(10);
+        assert_eq!(dedup.insert(7), Seen::New);
+        assert_eq!(dedup.insert(7), Seen::Pending);
+        dedup.durable(&[7, 8]);
+        assert_eq!(dedup.insert(7), Seen::Durable);
+        assert_eq!(dedup.insert(8), Seen::New, "marking an unknown key claims nothing");
     }
 }

@@ -2,12 +2,14 @@
 //! every frame durably, and answers only after the archive has it on disk. Knows nothing
 //! of InfluxDB, MQTT or SQL; readings reach the stores through the archive.
 
+mod admission;
 mod connection;
 mod decide;
 mod decrypt;
 mod dedup;
 pub mod keys;
 pub mod metrics;
+mod refused;
 mod sites;
 
 use std::io;
@@ -17,14 +19,15 @@ use std::time::Duration;
 use hj212_archive::Archive;
 use hj212_config::{Config, Limits, TimeSync};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use sites::{Registry, SiteEntry, SiteState, States};
 
+use crate::admission::Admission;
 use crate::dedup::Dedup;
 use crate::metrics::IngestMetrics;
+use crate::refused::RefusedLog;
 
 /// State shared by all connections.
 #[derive(Debug)]
@@ -38,6 +41,8 @@ pub struct Shared {
     pub archive: Archive,
     dedup: Dedup,
     metrics: IngestMetrics,
+    admission: Arc<Admission>,
+    refused: RefusedLog,
 }
 
 impl Shared {
@@ -51,6 +56,8 @@ impl Shared {
             archive,
             dedup: Dedup::new(config.limits.dedup_window),
             metrics: IngestMetrics::default(),
+            admission: Arc::new(Admission::new(&config.limits)),
+            refused: RefusedLog::new(&config.limits),
         }
     }
 }
@@ -66,18 +73,17 @@ impl Shared {
 }
 
 /// Accepts connections on `listener` until `shutdown`; connection tasks run on `tracker`
-/// and finish the frames they have read before closing.
+/// and finish the frames they have read before closing. Refused traffic is summarised per
+/// peer and interval by a task on `tracker` too.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken, tracker: TaskTracker) {
-    let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
+    tracker.spawn(refused::run(shared.clone(), shutdown.clone()));
     loop {
-        // The permit is taken before accept: over the limit, peers wait in the backlog.
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
+        // With every slot held by an authenticated logger, peers wait in the backlog;
+        // otherwise a newcomer may take the slot of an unauthenticated connection.
+        tokio::select! {
+            () = shared.admission.room() => {}
             () = shutdown.cancelled() => return,
-        };
+        }
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -93,8 +99,14 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancell
             },
             () = shutdown.cancelled() => return,
         };
-        shared.metrics.connections.increment(1);
-        tracker.spawn(connection::run(stream, peer, shared.clone(), shutdown.clone(), permit));
+        match shared.admission.admit(peer.ip().to_canonical()) {
+            Ok(ticket) => {
+                shared.metrics.connections.increment(1);
+                tracker.spawn(connection::run(stream, peer, shared.clone(), shutdown.clone(), ticket));
+            }
+            // Dropping the stream closes it; counted, and not logged per connection (a flood).
+            Err(refusal) => tracing::debug!(%peer, reason = refusal.as_str(), "connection refused"),
+        }
     }
 }
 

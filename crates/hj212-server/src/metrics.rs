@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::admission::Refusal;
+use crate::refused::SUMMARISABLE;
 use hj212_archive::{ArchiveError, Observer, Verdict};
 use hj212_proto::Note;
 use hj212_proto::crc::CrcDialect;
@@ -26,6 +28,13 @@ pub const ACK_LATENCY: &str = "hj212_ingest_ack_latency_seconds";
 pub const CONNECTIONS_ACTIVE: &str = "hj212_connections_active";
 pub const CONNECTIONS: &str = "hj212_connections_total";
 pub const CONNECTIONS_CLOSED: &str = "hj212_connections_closed_total";
+pub const CONNECTIONS_REFUSED: &str = "hj212_connections_refused_total";
+pub const CONNECTIONS_UNAUTHENTICATED: &str = "hj212_connections_unauthenticated";
+pub const REFUSED_KEPT_BYTES: &str = "hj212_ingest_refused_kept_bytes_total";
+pub const REFUSED_SUMMARISED: &str = "hj212_ingest_refused_summarised_total";
+pub const REFUSED_SUMMARISED_BYTES: &str = "hj212_ingest_refused_summarised_bytes_total";
+pub const REFUSED_UNTRACKED: &str = "hj212_ingest_refused_untracked_total";
+pub const REFUSED_SUMMARIES: &str = "hj212_ingest_refused_summaries_total";
 pub const ARCHIVE_FSYNC: &str = "hj212_archive_fsync_seconds";
 pub const ARCHIVE_RECORDS: &str = "hj212_archive_records_total";
 pub const ARCHIVE_BYTES: &str = "hj212_archive_written_bytes_total";
@@ -69,6 +78,22 @@ pub fn describe() {
     describe_gauge!(CONNECTIONS_ACTIVE, "Open HJ 212 connections");
     describe_counter!(CONNECTIONS, "HJ 212 connections accepted");
     describe_counter!(CONNECTIONS_CLOSED, "HJ 212 connections closed, by reason");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "HJ 212 connections closed right after accept, by reason (per_peer, max_connections)"
+    );
+    describe_gauge!(CONNECTIONS_UNAUTHENTICATED, "Open HJ 212 connections that have not sent an authenticated frame");
+    describe_counter!(REFUSED_KEPT_BYTES, "Refused and resent bytes archived in full (within the per-peer budgets)");
+    describe_counter!(
+        REFUSED_SUMMARISED,
+        "Refused and resent chunks over the per-peer budget, counted in a summary instead of archived, by outcome"
+    );
+    describe_counter!(REFUSED_SUMMARISED_BYTES, "Bytes of the chunks counted in summaries instead of archived");
+    describe_counter!(
+        REFUSED_UNTRACKED,
+        "Refused chunks from addresses beyond limits.refused_peers, tallied together as peer `other`"
+    );
+    describe_counter!(REFUSED_SUMMARIES, "Refused-traffic summary records appended to the archive");
     describe_histogram!(ARCHIVE_FSYNC, "Archive batch write + fsync duration");
     describe_counter!(ARCHIVE_RECORDS, "Records appended to the archive");
     describe_counter!(ARCHIVE_BYTES, "Bytes appended to the archive");
@@ -198,6 +223,65 @@ impl IngestMetrics {
 
     pub fn closed(reason: &'static str) {
         counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);
+    }
+}
+
+/// Connection admission: refusals and the unauthenticated count.
+#[derive(Debug, Clone)]
+pub(crate) struct AdmissionMetrics {
+    refused: [Counter; 2],
+    unauthenticated: Gauge,
+}
+
+impl Default for AdmissionMetrics {
+    fn default() -> Self {
+        Self {
+            refused: [Refusal::PerPeer, Refusal::Full].map(|r| counter!(CONNECTIONS_REFUSED, "reason" => r.as_str())),
+            unauthenticated: gauge!(CONNECTIONS_UNAUTHENTICATED),
+        }
+    }
+}
+
+impl AdmissionMetrics {
+    pub(crate) fn refused(&self, refusal: Refusal) {
+        self.refused[usize::from(refusal == Refusal::Full)].increment(1);
+    }
+
+    pub(crate) fn set_unauthenticated(&self, count: usize) {
+        #[expect(clippy::cast_precision_loss, reason = "a connection count is far below 2^52")]
+        self.unauthenticated.set(count as f64);
+    }
+}
+
+/// The refused-traffic budgets: what was kept, what only counted.
+#[derive(Debug, Clone)]
+pub(crate) struct RefusedMetrics {
+    pub kept_bytes: Counter,
+    pub summarised_bytes: Counter,
+    pub untracked: Counter,
+    pub summaries: Counter,
+    /// By verdict, in the order of [`crate::refused::SUMMARISABLE`].
+    summarised: [Counter; SUMMARISABLE.len()],
+}
+
+impl Default for RefusedMetrics {
+    fn default() -> Self {
+        Self {
+            kept_bytes: counter!(REFUSED_KEPT_BYTES),
+            summarised_bytes: counter!(REFUSED_SUMMARISED_BYTES),
+            untracked: counter!(REFUSED_UNTRACKED),
+            summaries: counter!(REFUSED_SUMMARIES),
+            summarised: SUMMARISABLE.map(|v| counter!(REFUSED_SUMMARISED, "outcome" => v.as_str())),
+        }
+    }
+}
+
+impl RefusedMetrics {
+    pub(crate) fn summarised(&self, index: usize, bytes: u64) {
+        if let Some(counter) = self.summarised.get(index) {
+            counter.increment(1);
+        }
+        self.summarised_bytes.increment(bytes);
     }
 }
 

@@ -47,16 +47,19 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     let applied = Arc::new(AtomicU64::new(0));
     let seen = applied.clone();
     let shutdown = CancellationToken::new();
+    let status = Arc::new(hj212_archive::FollowerStatus::default());
     let feed = tokio::spawn(run_feed(
         Store::open(&db).unwrap(),
         FeedSettings { archive_dir: settings.dir.clone(), batch: 2 },
         archive.durable(),
         shutdown.clone(),
+        status.clone(),
         move |seq, _, _| seen.store(seq, Ordering::SeqCst),
     ));
     while applied.load(Ordering::SeqCst) < last {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(status.position(), last, "the status follows the feed");
     shutdown.cancel();
     feed.await.unwrap().unwrap();
 

@@ -207,3 +207,26 @@ impl TestDaemon {
         self.metric(series)
     }
 }
+
+impl Client {
+    /// A client connecting from `from` (any 127.x.y.z works on Linux loopback), so tests can
+    /// play several peers.
+    pub async fn connect_from(from: std::net::IpAddr, addr: std::net::SocketAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+        Self { stream: socket.connect(addr).await.unwrap(), codec: Hj212Codec::default(), buf: bytes::BytesMut::new() }
+    }
+}
+
+/// Every archive record, in order.
+pub fn records(data_dir: &std::path::Path) -> Vec<hj212_archive::Record> {
+    let mut follower = hj212_archive::Follower::new(&data_dir.join("archive"), 1);
+    let mut out = Vec::new();
+    loop {
+        let records = follower.read(u64::MAX, 1000).unwrap();
+        if records.is_empty() {
+            return out;
+        }
+        out.extend(records);
+    }
+}
