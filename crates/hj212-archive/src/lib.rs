@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 pub use follow::Follower;
 pub use format::{Hash, Kind, MAX_DATA, NewRecord, Record, RecordError, Verdict, flags};
 pub use segment::{list_segments, segment_name};
-pub use verify::{Break, Report, verify};
+pub use verify::{Break, Report, verify, walk};
 pub use writer::{Recovery, hex, now_ms};
 
 /// Where the archive lives and how it rotates.

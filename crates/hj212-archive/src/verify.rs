@@ -1,8 +1,9 @@
 //! Walks the whole chain and names the first record that breaks it.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use crate::format::{Hash, Kind, RecordError};
+use crate::format::{Hash, Kind, Record, RecordError};
 use crate::segment::{SegmentReader, list_segments};
 use crate::writer::hex;
 
@@ -38,6 +39,16 @@ pub struct Break {
 /// # Errors
 /// The first [`Break`]: an altered, removed or reordered record or segment.
 pub fn verify(dir: &Path) -> Result<Report, Break> {
+    walk(dir, |_| ControlFlow::Continue(()))
+}
+
+/// Verifies like [`verify`], handing every record that verifies to `visit` in order, so a
+/// reader (export, a rebuild) gets exactly the records before a break, then the break.
+/// `visit` may stop the walk; the report then covers the records visited.
+///
+/// # Errors
+/// The first [`Break`], after every record before it was visited.
+pub fn walk(dir: &Path, mut visit: impl FnMut(Record) -> ControlFlow<()>) -> Result<Report, Break> {
     let io_break = |segment: &Path, e: std::io::Error| Break {
         segment: segment.to_path_buf(),
         offset: 0,
@@ -73,17 +84,14 @@ pub fn verify(dir: &Path) -> Result<Report, Break> {
             ));
         }
         let last = i + 1 == segments.len();
-        state.walk(&mut reader, last).map_err(|(offset, seq, problem)| fail(offset, seq, problem))?;
+        let flow =
+            state.walk(&mut reader, last, &mut visit).map_err(|(offset, seq, problem)| fail(offset, seq, problem))?;
+        if flow.is_break() {
+            return Ok(state.report(&segments[..=i]));
+        }
     }
     state.check_start(&segments)?;
-    Ok(Report {
-        segments: segments.len(),
-        records: state.records,
-        first_seq: segments.first().map_or(1, |(s, _)| *s),
-        last_seq: state.seq,
-        head: state.head,
-        incomplete_tail: state.incomplete_tail,
-    })
+    Ok(state.report(&segments))
 }
 
 struct Walk {
@@ -96,15 +104,31 @@ struct Walk {
 }
 
 impl Walk {
+    fn report(&self, segments: &[(u64, PathBuf)]) -> Report {
+        Report {
+            segments: segments.len(),
+            records: self.records,
+            first_seq: segments.first().map_or(1, |(s, _)| *s),
+            last_seq: self.seq,
+            head: self.head,
+            incomplete_tail: self.incomplete_tail,
+        }
+    }
+
     fn start(&mut self, header: &crate::format::SegmentHeader) {
         self.seq = header.first_seq - 1;
         self.head = header.prev_hash;
     }
 
-    fn walk(&mut self, reader: &mut SegmentReader, last: bool) -> Result<(), (usize, u64, String)> {
+    fn walk(
+        &mut self,
+        reader: &mut SegmentReader,
+        last: bool,
+        visit: &mut impl FnMut(Record) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, (usize, u64, String)> {
         loop {
             match reader.next_record() {
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(ControlFlow::Continue(())),
                 Ok(Some(record)) => {
                     if record.seq != self.seq + 1 {
                         return Err((
@@ -119,10 +143,13 @@ impl Walk {
                     self.seq = record.seq;
                     self.head = record.hash;
                     self.records += 1;
+                    if visit(record).is_break() {
+                        return Ok(ControlFlow::Break(()));
+                    }
                 }
                 Err(bad) if last && matches!(bad.error, RecordError::Truncated { .. }) => {
                     self.incomplete_tail = true;
-                    return Ok(());
+                    return Ok(ControlFlow::Continue(()));
                 }
                 Err(bad) => {
                     return Err((bad.offset, self.seq + 1, format!("record seq {} {}", self.seq + 1, bad.error)));

@@ -4,6 +4,7 @@
 mod archive;
 mod decode;
 mod html;
+mod mask;
 mod rate;
 
 use std::fs::File;
@@ -118,17 +119,18 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         limit: usize,
     },
-    /// Print archived records as JSON lines (receive time, peer, verdict, raw frame) for evidence requests.
+    /// Print archived records as JSON lines (receive time, peer, verdict, raw frame) for evidence requests;
+    /// at a break in the hash chain, the records before it are printed, then exit 65 naming the break.
     Export {
         #[arg(long)]
         data_dir: PathBuf,
         /// Only frames of this MN.
         #[arg(long)]
         mn: Option<String>,
-        /// Only records received at or after this Beijing time (YYYYMMDDhhmmss).
+        /// Only records received at or after this Beijing time (YYYY-MM-DD or YYYYMMDDhhmmss).
         #[arg(long)]
         from: Option<String>,
-        /// Only records received before this Beijing time (YYYYMMDDhhmmss).
+        /// Only records received before this Beijing time (YYYY-MM-DD or YYYYMMDDhhmmss).
         #[arg(long)]
         to: Option<String>,
         /// Print PW values instead of masking them.
@@ -285,7 +287,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let mut out = BufWriter::new(io::stdout().lock());
             match archive::export(&data_dir, &filter, show_passwords, &mut out) {
                 Err(archive::ExportError::Write(e)) => finish("export", Err(e)),
-                Err(archive::ExportError::Archive(message)) => Err(Failure { message, exit_code: EX_DATAERR }),
+                Err(archive::ExportError::Broken(message)) => {
+                    finish("export", out.flush())?;
+                    Err(Failure { message, exit_code: EX_DATAERR })
+                }
                 Ok(()) => finish("export", out.flush()),
             }
         }
