@@ -251,36 +251,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", rate::rotate_key(&url, &token_file, &mn)?);
             Ok(())
         }
-        Command::Alerts { data_dir, state, mn, from, to, limit } => {
-            let active_only = match state.as_str() {
-                "active" => true,
-                "all" => false,
-                other => {
-                    let message = format!("--state {other:?} is not active or all");
-                    return Err(Failure { message, exit_code: EX_USAGE });
-                }
-            };
-            let bound = |value: Option<String>, name: &str| {
-                value
-                    .map(|v| hj212_store::parse_bound(&v))
-                    .transpose()
-                    .map_err(|e| Failure { message: format!("--{name}: {e}"), exit_code: EX_USAGE })
-            };
-            let filter = hj212_alerts::query::Filter {
-                active_only,
-                mn,
-                from_ms: bound(from, "from")?,
-                to_ms: bound(to, "to")?,
-                limit,
-            };
-            let path = data_dir.join("alerts.sqlite");
-            let alerts = hj212_alerts::query::open_read_only(&path)
-                .and_then(|conn| hj212_alerts::query::list(&conn, &filter))
-                .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
-            let mut out = BufWriter::new(io::stdout().lock());
-            let written = alerts.iter().try_for_each(|alert| writeln!(out, "{alert}"));
-            finish("alerts", written.and_then(|()| out.flush()))
-        }
+        Command::Alerts { data_dir, state, mn, from, to, limit } => alerts(&data_dir, &state, mn, from, to, limit),
         Command::Export { data_dir, mn, from, to, show_passwords } => {
             let filter = archive::Filter::new(mn, from.as_deref(), to.as_deref())
                 .map_err(|message| Failure { message, exit_code: EX_USAGE })?;
@@ -295,6 +266,41 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
     }
+}
+
+/// `hj212-audit alerts`: the alerts database opened read-only, as JSON lines.
+fn alerts(
+    data_dir: &std::path::Path,
+    state: &str,
+    mn: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: usize,
+) -> Result<(), Failure> {
+    let active_only = match state {
+        "active" => true,
+        "all" => false,
+        other => {
+            let message = format!("--state {other:?} is not active or all");
+            return Err(Failure { message, exit_code: EX_USAGE });
+        }
+    };
+    let bound = |value: Option<String>, name: &str| {
+        value
+            .map(|v| hj212_store::parse_bound(&v))
+            .transpose()
+            .map_err(|e| Failure { message: format!("--{name}: {e}"), exit_code: EX_USAGE })
+    };
+    let filter =
+        hj212_alerts::query::Filter { active_only, mn, from_ms: bound(from, "from")?, to_ms: bound(to, "to")?, limit };
+    let path = data_dir.join("alerts.sqlite");
+    let conn = hj212_store::read_only_connection(&path)
+        .map_err(|e| Failure { message: format!("alerts database {}: {e}", path.display()), exit_code: EX_NOINPUT })?;
+    let alerts = hj212_alerts::query::list(&conn, &filter)
+        .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let written = alerts.iter().try_for_each(|alert| writeln!(out, "{alert}"));
+    finish("alerts", written.and_then(|()| out.flush()))
 }
 
 fn finish(what: &str, result: io::Result<()>) -> Result<(), Failure> {

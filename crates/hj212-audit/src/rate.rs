@@ -51,7 +51,7 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     if !db.is_file() {
         return Err(Failure { message: format!("no embedded store at {}", db.display()), exit_code: EX_NOINPUT });
     }
-    let store = Store::open(&db).map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+    let store = Store::open_read_only(&db).map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
     if args.format == Format::Html && args.mn.is_none() {
         return Err(usage("--format html reports one site: give --mn".into()));
     }

@@ -70,6 +70,33 @@ CREATE TABLE IF NOT EXISTS marks (
 CREATE TABLE IF NOT EXISTS store_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
+/// Opens one of the daemon's SQLite files (WAL mode) for reading only, as the auditor's CLI
+/// and other readers outside the daemon must: nothing is created or written in its directory.
+///
+/// While the daemon has the file open, its `-wal` and `-shm` files exist and the connection
+/// shares them (it sees every committed transaction). Without a `-wal` file every change is
+/// in the main file and nobody is writing: a plain read-only open would create `-wal` and
+/// `-shm` files and leave them behind, so the file is opened `immutable` instead (no locks,
+/// no side files). A daemon started during such a read writes to its own new WAL; only a
+/// checkpoint in those moments could disturb the read (SQLite checkpoints after 1000 pages).
+///
+/// # Errors
+/// SQLite errors, e.g. when the file does not exist or the path is not UTF-8.
+pub fn read_only_connection(path: &Path) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let text = path.to_str().ok_or_else(|| rusqlite::Error::InvalidPath(path.to_path_buf()))?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let live = Path::new(&wal).exists();
+    // URI syntax: `%`, `?` and `#` in the path must be escaped.
+    let escaped = text.replace('%', "%25").replace('?', "%3F").replace('#', "%23");
+    let uri = format!("file:{escaped}?mode=ro{}", if live { "" } else { "&immutable=1" });
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(uri, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
 /// The embedded store.
 #[derive(Debug)]
 pub struct Store {
@@ -90,6 +117,17 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;
         conn.execute_batch(ledger::SCHEMA).map_err(open_error)?;
+        Ok(Self { conn })
+    }
+
+    /// Opens the database at `path` for reading only, creating and changing nothing in its
+    /// directory, whether or not the daemon has it open (see [`read_only_connection`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] naming the file, e.g. when it does not exist.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = read_only_connection(path)
+            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         Ok(Self { conn })
     }
 

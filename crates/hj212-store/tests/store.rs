@@ -87,3 +87,58 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     drop(archive);
     thread.join();
 }
+
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+fn record(seq: u64, data: &[u8]) -> hj212_archive::Record {
+    hj212_archive::Record {
+        seq,
+        kind: Kind::Received,
+        verdict: Verdict::Accepted,
+        flags: 0,
+        time_ms: 1_700_000_000_000,
+        peer: String::new(),
+        data: data.to_vec(),
+        hash: [0; 32],
+    }
+}
+
+/// A reader outside the daemon sees what the daemon committed and leaves nothing behind:
+/// no `-wal`, `-shm` or journal file, with the daemon running or not.
+#[test]
+fn read_only_opening_sees_commits_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.sqlite");
+    drop(Store::open(&db).unwrap());
+    let closed = listing(dir.path());
+    assert_eq!(closed, ["store.sqlite"]);
+    let reader = Store::open_read_only(&db).unwrap();
+    assert_eq!(reader.count().unwrap(), 0);
+    drop(reader);
+    assert_eq!(listing(dir.path()), closed, "nothing created beside a closed store");
+
+    // The daemon running: its writes are seen by a reader opened before and after them.
+    let mut writer = Store::open(&db).unwrap();
+    writer.apply(&[record(1, MINUTE)]).unwrap();
+    let open = listing(dir.path());
+    let reader = Store::open_read_only(&db).unwrap();
+    assert_eq!(reader.count().unwrap(), 2);
+    writer.apply(&[record(2, REALTIME_2005)]).unwrap();
+    assert_eq!(reader.count().unwrap(), 5);
+    assert_eq!(reader.applied_seq().unwrap(), 2);
+    assert_eq!(listing(dir.path()), open);
+    drop((reader, writer));
+    assert_eq!(listing(dir.path()), closed);
+    let reader = Store::open_read_only(&db).unwrap();
+    assert_eq!(reader.count().unwrap(), 5);
+    assert!(reader.applied_seq().is_ok());
+    drop(reader);
+    assert_eq!(listing(dir.path()), closed);
+    assert!(Store::open_read_only(&dir.path().join("absent.sqlite")).is_err());
+    assert_eq!(listing(dir.path()), closed);
+}
