@@ -55,6 +55,8 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     if args.format == Format::Html && args.mn.is_none() {
         return Err(usage("--format html reports one site: give --mn".into()));
     }
+    // Periods not yet ended at this moment are not due yet (the evidence says where it stopped).
+    let now_ms = hj212_archive::now_ms();
     let mut json = Vec::new();
     let mut csv = vec![CSV_HEADER.to_owned()];
     let mut html = String::new();
@@ -68,7 +70,7 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
             Some(other) => return Err(usage(format!("--basis {other:?} is not hour, day or minute"))),
         };
         let mut evidence = store
-            .site_rate(site, &rules, range)
+            .site_rate(site, &rules, range, now_ms)
             .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
         if args.mn.is_some() {
             evidence
