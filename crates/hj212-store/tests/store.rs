@@ -74,6 +74,10 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     assert_eq!(legacy.iter().map(|r| r.factor.as_str()).collect::<Vec<_>>(), ["011", "060", "B01"]);
     assert_eq!(legacy.iter().find(|r| r.factor == "011").unwrap().archive_seq, 3, "the unknown-MN copy is not stored");
     assert_eq!(store.count().unwrap(), 5);
+    // The resend's factors are recorded as later copies (the time-series sink shows the first).
+    let later: Vec<(u64, String)> = vec![(last, "w00000".into()), (last, "w01001".into())];
+    assert_eq!(store.later_copies(1, last).unwrap(), later);
+    assert!(store.later_copies(1, last - 1).unwrap().is_empty());
 
     // Resuming applies only what is new.
     drop(store);
