@@ -21,7 +21,7 @@ use hj212_proto::model::{DataFlag, FieldKind, factor_for_code};
 use hj212_proto::{FactorFields, Packet, SegmentText};
 
 pub const MEASUREMENT: &str = "hj212";
-/// Later copies of readings already written (first copy wins in `hj212`).
+/// Later copies of readings with other values or flag (first copy wins in `hj212`).
 pub const RESEND_MEASUREMENT: &str = "hj212_resend";
 /// Low-volume site metadata, kept out of the tags of every point.
 pub const SITE_MEASUREMENT: &str = "hj212_site";
@@ -52,9 +52,9 @@ fn push_tag_text(out: &mut Vec<u8>, text: &str) {
 }
 
 /// Appends the points of `record` to `out`; returns how many. Factors named in
-/// `later_copies` (the store found their first copy in an earlier record) go to
+/// `changed_copies` (the store holds other values for them from an earlier record) go to
 /// [`RESEND_MEASUREMENT`].
-pub fn append_points(record: &Record, later_copies: &[&str], out: &mut Vec<u8>) -> usize {
+pub fn append_points(record: &Record, changed_copies: &[&str], out: &mut Vec<u8>) -> usize {
     if record.kind != Kind::Received || record.verdict != Verdict::Accepted {
         return 0;
     }
@@ -72,7 +72,7 @@ pub fn append_points(record: &Record, later_copies: &[&str], out: &mut Vec<u8>) 
         .factors()
         .iter()
         .filter(|factor| {
-            let measurement = if later_copies.contains(&factor.code) { RESEND_MEASUREMENT } else { MEASUREMENT };
+            let measurement = if changed_copies.contains(&factor.code) { RESEND_MEASUREMENT } else { MEASUREMENT };
             !factor.code.is_empty() && series.append(measurement, factor, out)
         })
         .count()
@@ -247,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn later_copies_go_to_the_resend_measurement() {
+    fn changed_copies_go_to_the_resend_measurement() {
         let frame = b"##0136ST=32;CN=2011;PW=000000;MN=LD130133000015;CP=&&DataTime=20160824003817;011-Rtd=231.0,011-Flag=N;B01-Rtd=36.91;060-Rtd=1.803,060-Flag=N&&1dc0\r\n";
         let mut out = Vec::new();
         assert_eq!(append_points(&record(frame), &["B01"], &mut out), 3);

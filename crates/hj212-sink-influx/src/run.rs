@@ -2,7 +2,7 @@
 //! retries, move the cursor.
 //!
 //! First copy wins, as in the evidence: a record is written once the embedded store has
-//! applied it, and the store says which of its readings are later copies of readings stored
+//! applied it, and the store says which of its readings are changed copies of readings stored
 //! from an earlier record (those go to `hj212_resend`, so they cannot overwrite the first).
 //! The sink therefore follows the store's progress; its lag includes the store's.
 //!
@@ -36,7 +36,7 @@ pub struct Settings {
     pub endpoint: Endpoint,
     pub archive_dir: PathBuf,
     /// The embedded store (`data_dir/store.sqlite`), opened read-only: how far it has applied
-    /// the archive, and which readings are later copies.
+    /// the archive, and which readings are changed copies.
     pub store_path: PathBuf,
     /// Where the cursor is kept (`data_dir/influx.cursor`).
     pub cursor_path: PathBuf,
@@ -148,9 +148,9 @@ pub async fn run(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         for record in &chunk.records {
-            let later: Vec<&str> =
-                chunk.later.get(&record.seq).map(|f| f.iter().map(String::as_str).collect()).unwrap_or_default();
-            batch.add(record, &later);
+            let changed: Vec<&str> =
+                chunk.changed.get(&record.seq).map(|f| f.iter().map(String::as_str).collect()).unwrap_or_default();
+            batch.add(record, &changed);
             if batch.points >= settings.batch_points {
                 pipeline.push(std::mem::take(&mut batch), &sender, &mut cursor).await?;
             }
@@ -220,14 +220,14 @@ struct Source {
     store: Option<Store>,
 }
 
-/// Records the store has applied, and which of their readings are later copies.
+/// Records the store has applied, and which of their readings are changed copies.
 #[derive(Debug, Default)]
 struct Chunk {
     records: Vec<Record>,
     /// Archive records that may be read now: the durable ones the store has applied.
     readable: u64,
-    /// Per record: the factors whose first copy came from an earlier record.
-    later: HashMap<u64, Vec<String>>,
+    /// Per record: the factors whose values differ from the copy stored from an earlier record.
+    changed: HashMap<u64, Vec<String>>,
 }
 
 impl Source {
@@ -238,13 +238,13 @@ impl Source {
         };
         let readable = durable.min(store.applied_seq().map_err(std::io::Error::other)?);
         let records = self.follower.read(readable, READ_CHUNK)?;
-        let mut later: HashMap<u64, Vec<String>> = HashMap::new();
+        let mut changed: HashMap<u64, Vec<String>> = HashMap::new();
         if let (Some(first), Some(last)) = (records.first(), records.last()) {
-            for (seq, factor) in store.later_copies(first.seq, last.seq).map_err(std::io::Error::other)? {
-                later.entry(seq).or_default().push(factor);
+            for (seq, factor) in store.changed_copies(first.seq, last.seq).map_err(std::io::Error::other)? {
+                changed.entry(seq).or_default().push(factor);
             }
         }
-        Ok(Chunk { records, readable, later })
+        Ok(Chunk { records, readable, changed })
     }
 }
 
@@ -277,8 +277,8 @@ struct Batch {
 }
 
 impl Batch {
-    fn add(&mut self, record: &Record, later_copies: &[&str]) {
-        let added = append_points(record, later_copies, &mut self.lines);
+    fn add(&mut self, record: &Record, changed_copies: &[&str]) {
+        let added = append_points(record, changed_copies, &mut self.lines);
         self.points += added;
         self.last_seq = record.seq;
         if added > 0 && self.started.is_none() {

@@ -68,10 +68,10 @@ CREATE TABLE IF NOT EXISTS marks (
     mark TEXT NOT NULL              -- the mark as submitted (JSON)
 );
 CREATE TABLE IF NOT EXISTS store_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
--- Later copies: a factor of an accepted record whose (mn, cn, data_time, factor) was already
--- stored from an earlier record. The evidence keeps the first copy; readers that show values
--- (the time-series sink) ask here so they show the same one.
-CREATE TABLE IF NOT EXISTS later_copies (
+-- Changed copies: a factor of an accepted record whose (mn, cn, data_time, factor) was already
+-- stored from an earlier record, with other values or flag. The evidence keeps the first copy;
+-- readers that show values (the time-series sink) ask here so they show the same one.
+CREATE TABLE IF NOT EXISTS changed_copies (
     archive_seq INTEGER NOT NULL,   -- the record of the later copy
     factor TEXT NOT NULL,
     first_seq INTEGER NOT NULL,     -- the record whose copy is stored
@@ -170,9 +170,11 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
             )?;
             let mut ledger = ledger::LedgerWriter::new(&tx)?;
-            let mut later_copy = tx.prepare_cached(
-                "INSERT OR IGNORE INTO later_copies (archive_seq, factor, first_seq)
-                 SELECT ?1, factor, archive_seq FROM readings WHERE mn = ?2 AND cn = ?3 AND data_time = ?4 AND factor = ?5",
+            let mut changed_copy = tx.prepare_cached(
+                "INSERT OR IGNORE INTO changed_copies (archive_seq, factor, first_seq)
+                 SELECT ?1, factor, archive_seq FROM readings WHERE mn = ?2 AND cn = ?3 AND data_time = ?4 AND factor = ?5
+                 AND NOT (rtd IS ?6 AND min IS ?7 AND avg IS ?8 AND max IS ?9 AND cou IS ?10 AND zs_rtd IS ?11
+                          AND zs_min IS ?12 AND zs_avg IS ?13 AND zs_max IS ?14 AND flag IS ?15)",
             )?;
             let mut insert_mark = tx.prepare_cached(
                 "INSERT OR IGNORE INTO marks (seq, mn, from_ms, to_ms, supersedes, created_ms, mark)
@@ -224,7 +226,23 @@ impl Store {
                     } else {
                         applied.duplicates += 1;
                         let seq = i64::try_from(r.archive_seq).unwrap_or(i64::MAX);
-                        later_copy.execute(params![seq, r.mn, r.cn, r.data_time, r.factor])?;
+                        changed_copy.execute(params![
+                            seq,
+                            r.mn,
+                            r.cn,
+                            r.data_time,
+                            r.factor,
+                            r.rtd,
+                            r.min,
+                            r.avg,
+                            r.max,
+                            r.cou,
+                            r.zs_rtd,
+                            r.zs_min,
+                            r.zs_avg,
+                            r.zs_max,
+                            r.flag,
+                        ])?;
                     }
                 }
             }
@@ -252,15 +270,16 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The later copies among archive records `from_seq..=to_seq`: (record, factor) pairs
-    /// whose values were not stored because an earlier record's were (first copy wins).
+    /// The changed copies among archive records `from_seq..=to_seq`: (record, factor) pairs
+    /// whose values or flag differ from those stored from an earlier record (first copy wins).
+    /// A later copy with the same values is not listed.
     ///
     /// # Errors
     /// SQL errors.
-    pub fn later_copies(&self, from_seq: u64, to_seq: u64) -> Result<Vec<(u64, String)>, StoreError> {
+    pub fn changed_copies(&self, from_seq: u64, to_seq: u64) -> Result<Vec<(u64, String)>, StoreError> {
         let bound = |seq: u64| i64::try_from(seq).unwrap_or(i64::MAX);
         let mut query = self.conn.prepare_cached(
-            "SELECT archive_seq, factor FROM later_copies WHERE archive_seq >= ?1 AND archive_seq <= ?2",
+            "SELECT archive_seq, factor FROM changed_copies WHERE archive_seq >= ?1 AND archive_seq <= ?2",
         )?;
         let rows = query.query_map(params![bound(from_seq), bound(to_seq)], |row| {
             Ok((u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0), row.get(1)?))

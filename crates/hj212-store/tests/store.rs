@@ -74,10 +74,7 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     assert_eq!(legacy.iter().map(|r| r.factor.as_str()).collect::<Vec<_>>(), ["011", "060", "B01"]);
     assert_eq!(legacy.iter().find(|r| r.factor == "011").unwrap().archive_seq, 3, "the unknown-MN copy is not stored");
     assert_eq!(store.count().unwrap(), 5);
-    // The resend's factors are recorded as later copies (the time-series sink shows the first).
-    let later: Vec<(u64, String)> = vec![(last, "w00000".into()), (last, "w01001".into())];
-    assert_eq!(store.later_copies(1, last).unwrap(), later);
-    assert!(store.later_copies(1, last - 1).unwrap().is_empty());
+    assert!(store.changed_copies(1, last).unwrap().is_empty(), "an identical resend is no changed copy");
 
     // Resuming applies only what is new.
     drop(store);
@@ -88,6 +85,18 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     assert_eq!(records.len(), 1);
     let result = store.apply(&records).unwrap();
     assert_eq!((result.rows, result.duplicates), (0, 3));
+
+    // A later copy with another value of one factor: listed (the time-series sink shows the first).
+    let changed = hj212_proto::encode::frame(
+        b"QN=20160801090000000;ST=32;CN=2061;PW=123456;MN=010000A8900016F000169DC0;Flag=5;CP=&&DataTime=20160801080000;\
+          w00000-Cou=63.0,w00000-Min=16.4,w00000-Avg=99.5,w00000-Max=20.1,w00000-Flag=N;w01001-Min=7.1,w01001-Avg=7.5,w01001-Max=7.8,w01001-Flag=N&&",
+    )
+    .unwrap();
+    let seq = archive.append(received(Verdict::Accepted, &changed, 0)).await.unwrap();
+    let records = follower.read(seq, 100).unwrap();
+    assert_eq!(store.apply(&records).unwrap().duplicates, 2);
+    assert_eq!(store.changed_copies(next, seq).unwrap(), [(seq, "w00000".to_owned())]);
+    assert_eq!(store.readings("010000A8900016F000169DC0").unwrap()[0].avg.as_deref(), Some("17.5"), "first copy kept");
     drop(archive);
     thread.join();
 }

@@ -180,15 +180,20 @@ async fn a_refused_batch_goes_to_the_dead_letter_file_and_the_sink_goes_on() {
     assert_eq!(daemon.wait_metric("hj212_influx_dead_letter_points_total", parked + 2).await, parked + 2);
     client.send(&realtime("20260101120000002", &beijing_in(0), 5)).await;
     client.reply().await;
-    assert_eq!(
-        daemon.wait_metric("hj212_influx_points_total", written + 2).await,
-        written + 2,
+    // Other tests in this process may write points too; the exact check is the third body below.
+    assert!(
+        daemon.wait_metric("hj212_influx_points_total", written + 2).await >= written + 2,
         "the next batch is written"
     );
     assert_eq!(daemon.metric(REJECTED), rejected + 1);
     let dir = daemon.stop().await;
     let bodies = server.join().unwrap();
     assert!(bodies[1].contains("hj212,mn=010000A8900016F000169DC0"));
+    assert_eq!(
+        bodies[2].lines().filter(|l| l.starts_with("hj212,mn=010000A8900016F000169DC0")).count(),
+        2,
+        "{bodies:?}"
+    );
     let parked = std::fs::read_to_string(dir.path().join("influx-dead-letter.lp")).unwrap();
     assert!(parked.starts_with("# refused: HTTP 400: unable to parse: field type conflict\nhj212,mn="), "{parked}");
 }
