@@ -72,6 +72,18 @@ fn main() {
         }
         let points = frames * FACTORS.len();
         println!("archive: {frames} frames, {points} points");
+        // The sink writes what the store has applied (first copy wins): apply it all first.
+        let store_path = dir.path().join("store.sqlite");
+        let mut store = hj212_store::Store::open(&store_path).expect("store");
+        let mut follower = hj212_archive::Follower::new(&settings.dir, 1);
+        loop {
+            let records = follower.read(last, 10_000).expect("archive");
+            if records.is_empty() {
+                break;
+            }
+            store.apply(&records).expect("apply");
+        }
+        drop(store);
 
         let vm = VictoriaMetrics::start();
         let status = Arc::new(Status::default());
@@ -84,6 +96,7 @@ fn main() {
                 timeout: Duration::from_secs(30),
             },
             archive_dir: settings.dir.clone(),
+            store_path,
             cursor_path: dir.path().join("influx.cursor"),
             dead_letter_path: dir.path().join("dead-letter.lp"),
             batch_points: 5000,

@@ -29,18 +29,6 @@ pub fn open(path: &Path) -> Result<Connection, AlertsError> {
     crate::db::open(path)
 }
 
-/// Opens the alerts database read-only (the auditor's CLI never writes to a data directory).
-///
-/// # Errors
-/// [`AlertsError::Open`] naming the file, e.g. when it does not exist.
-pub fn open_read_only(path: &Path) -> Result<Connection, AlertsError> {
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|source| AlertsError::Open { path: path.display().to_string(), source })?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    Ok(conn)
-}
-
 const COLUMNS: &str = "alert_id, mn, kind, factor, severity, active, opened_ms, updated_ms, cleared_ms, value,
                        limit_value, data_time_ms, messages, acked_ms, acked_by, ack_note";
 

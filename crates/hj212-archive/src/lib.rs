@@ -27,7 +27,7 @@ pub use format::{Hash, Kind, MAX_DATA, NewRecord, Record, RecordError, Verdict, 
 pub use recover::Recovery;
 pub use segment::{list_segments, segment_name};
 pub use status::{Failing, FollowerStatus};
-pub use verify::{Break, Report, VerifyOptions, verify, verify_with};
+pub use verify::{Break, Report, VerifyOptions, verify, verify_with, walk, walk_with};
 pub use writer::{hex, now_ms};
 
 /// Where the archive lives and how it rotates.

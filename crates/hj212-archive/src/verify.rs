@@ -1,6 +1,7 @@
 //! Walks the whole chain and names the first record that breaks it; checks every signed
 //! checkpoint and, when asked, that the archive still holds a head published elsewhere.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
@@ -70,6 +71,28 @@ pub fn verify(dir: &Path) -> Result<Report, Break> {
 /// The first [`Break`]: an altered, removed or reordered record or segment, a checkpoint that
 /// does not verify, or an expected head the archive no longer holds.
 pub fn verify_with(dir: &Path, options: &VerifyOptions) -> Result<Report, Break> {
+    walk_with(dir, options, |_| ControlFlow::Continue(()))
+}
+
+/// Verifies like [`verify`], handing every record that verifies to `visit` in order, so a
+/// reader (export, a rebuild) gets exactly the records before a break, then the break.
+/// `visit` may stop the walk; the report then covers the records visited.
+///
+/// # Errors
+/// The first [`Break`], after every record before it was visited.
+pub fn walk(dir: &Path, visit: impl FnMut(Record) -> ControlFlow<()>) -> Result<Report, Break> {
+    walk_with(dir, &VerifyOptions::default(), visit)
+}
+
+/// [`walk`] with the checks of [`verify_with`].
+///
+/// # Errors
+/// As [`verify_with`], after every record before the break was visited.
+pub fn walk_with(
+    dir: &Path,
+    options: &VerifyOptions,
+    mut visit: impl FnMut(Record) -> ControlFlow<()>,
+) -> Result<Report, Break> {
     let io_break = |segment: &Path, e: std::io::Error| Break {
         segment: segment.to_path_buf(),
         offset: 0,
@@ -106,24 +129,17 @@ pub fn verify_with(dir: &Path, options: &VerifyOptions) -> Result<Report, Break>
             ));
         }
         let last = i + 1 == segments.len();
-        state.walk(&mut reader, last).map_err(|(offset, seq, problem)| fail(offset, seq, problem))?;
+        let flow =
+            state.walk(&mut reader, last, &mut visit).map_err(|(offset, seq, problem)| fail(offset, seq, problem))?;
+        if flow.is_break() {
+            return Ok(state.report(&segments[..=i]));
+        }
     }
     state.check_start(&segments)?;
     let first_seq = segments.first().map_or(1, |(s, _)| *s);
     state.check_expected_head(first_seq, dir)?;
     state.check_nothing_after_stop(&segments)?;
-    Ok(Report {
-        segments: segments.len(),
-        records: state.records,
-        first_seq,
-        last_seq: state.seq,
-        head: state.head,
-        incomplete_tail: state.incomplete_tail,
-        checkpoints: state.checkpoints,
-        unsigned_tail: state.seq - state.last_checkpoint.as_ref().map_or(first_seq - 1, |(seq, _)| *seq),
-        last_checkpoint: state.last_checkpoint.map(|(_, checkpoint)| checkpoint),
-        adopted: state.adopted,
-    })
+    Ok(state.report(&segments))
 }
 
 type WalkError = (usize, u64, String);
@@ -160,10 +176,31 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn walk(&mut self, reader: &mut SegmentReader, last: bool) -> Result<(), WalkError> {
+    fn report(self, segments: &[(u64, PathBuf)]) -> Report {
+        let first_seq = segments.first().map_or(1, |(s, _)| *s);
+        Report {
+            segments: segments.len(),
+            records: self.records,
+            first_seq,
+            last_seq: self.seq,
+            head: self.head,
+            incomplete_tail: self.incomplete_tail,
+            checkpoints: self.checkpoints,
+            unsigned_tail: self.seq - self.last_checkpoint.as_ref().map_or(first_seq - 1, |(seq, _)| *seq),
+            last_checkpoint: self.last_checkpoint.map(|(_, checkpoint)| checkpoint),
+            adopted: self.adopted,
+        }
+    }
+
+    fn walk(
+        &mut self,
+        reader: &mut SegmentReader,
+        last: bool,
+        visit: &mut impl FnMut(Record) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, WalkError> {
         loop {
             match reader.next_record() {
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(ControlFlow::Continue(())),
                 Ok(Some(record)) => {
                     if record.seq != self.seq + 1 {
                         return Err((
@@ -184,6 +221,9 @@ impl<'a> Walk<'a> {
                     self.seq = record.seq;
                     self.head = record.hash;
                     self.records += 1;
+                    if visit(record).is_break() {
+                        return Ok(ControlFlow::Break(()));
+                    }
                 }
                 Err(bad) if last && matches!(bad.error, RecordError::Truncated { .. }) => {
                     // A torn write leaves nothing whole after it; a whole record after it
@@ -200,7 +240,7 @@ impl<'a> Walk<'a> {
                         ));
                     }
                     self.incomplete_tail = true;
-                    return Ok(());
+                    return Ok(ControlFlow::Continue(()));
                 }
                 Err(bad) => {
                     return Err((bad.offset, self.seq + 1, format!("record seq {} {}", self.seq + 1, bad.error)));

@@ -1,17 +1,17 @@
 //! `verify` and `export` over the daemon's archive.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::Path;
 
-use hj212_archive::{Follower, Kind, Record, flags, hex, list_segments};
+use hj212_archive::{Kind, Record, flags, hex};
 use hj212_proto::framer::{self, FramerConfig, Scan};
 use hj212_proto::time::BeijingTime;
 use hj212_proto::{Packet, SegmentText};
 use serde_json::json;
 
+use crate::mask::mask_passwords;
 use crate::{EX_DATAERR, EX_NOINPUT, Failure};
-
-const PASSWORD_MASK: &str = "***";
 
 pub fn verify(data_dir: &Path) -> Result<(), Failure> {
     let dir = data_dir.join("archive");
@@ -31,16 +31,7 @@ pub fn verify(data_dir: &Path) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Err(broken) => Err(Failure {
-            message: format!(
-                "chain broken at seq {} ({} byte {}): {}",
-                broken.seq,
-                broken.segment.display(),
-                broken.offset,
-                broken.problem
-            ),
-            exit_code: EX_DATAERR,
-        }),
+        Err(broken) => Err(Failure { message: describe(&broken), exit_code: EX_DATAERR }),
     }
 }
 
@@ -52,11 +43,10 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Bounds as `rate` and `alerts` take them (`hj212_store::parse_bound`).
     pub fn new(mn: Option<String>, from: Option<&str>, to: Option<&str>) -> Result<Self, String> {
         let time = |flag: &str, value: Option<&str>| {
-            value
-                .map(|v| BeijingTime::parse(v).map(|t| t.unix_millis()).map_err(|e| format!("--{flag}: {e}")))
-                .transpose()
+            value.map(|v| hj212_store::parse_bound(v).map_err(|e| format!("--{flag}: {e}"))).transpose()
         };
         Ok(Self { mn, from_ms: time("from", from)?, to_ms: time("to", to)? })
     }
@@ -64,25 +54,45 @@ impl Filter {
 
 pub enum ExportError {
     Write(std::io::Error),
-    Archive(String),
+    /// The chain breaks: every record before the break was printed.
+    Broken(String),
 }
 
+/// Prints the records matching `filter`, in archive order, each checked against the chain:
+/// at a break, everything before it has been printed and the break is the error.
 pub fn export(data_dir: &Path, filter: &Filter, show_passwords: bool, out: &mut impl Write) -> Result<(), ExportError> {
     let dir = data_dir.join("archive");
-    let segments = list_segments(&dir).map_err(|e| ExportError::Archive(format!("{}: {e}", dir.display())))?;
-    let Some((first_seq, _)) = segments.first() else { return Ok(()) };
-    let mut follower = Follower::new(&dir, *first_seq);
-    loop {
-        let records = follower.read(u64::MAX, 1000).map_err(|e| ExportError::Archive(e.to_string()))?;
-        if records.is_empty() {
-            return Ok(());
-        }
-        for record in &records {
-            if let Some(line) = export_line(record, filter, show_passwords) {
-                writeln!(out, "{line}").map_err(ExportError::Write)?;
+    if !dir.is_dir() {
+        return Err(ExportError::Broken(format!("no archive at {}", dir.display())));
+    }
+    let mut write_error = None;
+    let walked = hj212_archive::walk(&dir, |record| {
+        let Some(line) = export_line(&record, filter, show_passwords) else { return ControlFlow::Continue(()) };
+        match writeln!(out, "{line}") {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                write_error = Some(e);
+                ControlFlow::Break(())
             }
         }
+    });
+    if let Some(e) = write_error {
+        return Err(ExportError::Write(e));
     }
+    walked
+        .map(|_| ())
+        .map_err(|broken| ExportError::Broken(format!("{}; the records before it were exported", describe(&broken))))
+}
+
+/// "chain broken at seq N (SEGMENT byte OFFSET): PROBLEM"
+pub fn describe(broken: &hj212_archive::Break) -> String {
+    format!(
+        "chain broken at seq {} ({} byte {}): {}",
+        broken.seq,
+        broken.segment.display(),
+        broken.offset,
+        broken.problem
+    )
 }
 
 fn export_line(record: &Record, filter: &Filter, show_passwords: bool) -> Option<serde_json::Value> {
@@ -94,7 +104,7 @@ fn export_line(record: &Record, filter: &Filter, show_passwords: bool) -> Option
         return None;
     }
     let text = String::from_utf8_lossy(&record.data);
-    let frame = if show_passwords || record.kind == Kind::Event { text.into_owned() } else { mask_password(&text) };
+    let frame = if show_passwords { text.into_owned() } else { mask_passwords(&text).into_owned() };
     let marks: Vec<&str> = [(flags::FUTURE_TIME, "future_time"), (flags::BACKFILL, "backfill")]
         .iter()
         .filter(|(bit, _)| record.flags & bit != 0)
@@ -124,32 +134,5 @@ fn frame_identity(record: &Record) -> (Option<String>, Option<u16>) {
     match Packet::parse_text(&text) {
         Ok(packet) => (Some(packet.mn.to_owned()), Some(packet.cn.code())),
         Err(_) => (None, None),
-    }
-}
-
-/// Replaces every `PW=value` with `PW=***`.
-fn mask_password(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("PW=") {
-        out.push_str(&rest[..at + 3]);
-        out.push_str(PASSWORD_MASK);
-        rest = &rest[at + 3..];
-        let end = rest.find([';', ',', '&']).unwrap_or(rest.len());
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_passwords() {
-        assert_eq!(mask_password("QN=1;PW=123456;MN=M;CP=&&&&"), "QN=1;PW=***;MN=M;CP=&&&&");
-        assert_eq!(mask_password("no password"), "no password");
-        assert_eq!(mask_password("PW=1;PW=2"), "PW=***;PW=***");
     }
 }

@@ -7,8 +7,9 @@ use hj212_proto::model::{SystemType, factor_for_code};
 use hj212_proto::{Notes, Packet, SegmentText, crc};
 use serde_json::{Map, Value, json};
 
+use crate::mask::{mask_password_bytes, mask_passwords};
+
 const READ_CHUNK: usize = 64 * 1024;
-const PASSWORD_MASK: &str = "***";
 
 pub struct Options {
     pub show_passwords: bool,
@@ -48,12 +49,13 @@ pub fn decode_stream(mut input: impl Read, out: &mut impl Write, options: &Optio
                 layout.len
             }
             Scan::Rejected { error, consumed } => {
+                let bytes = String::from_utf8_lossy(&buf[..consumed]);
                 let line = json!({
                     "offset": offset,
                     "length": consumed,
                     "rejected": error.kind(),
                     "error": error.to_string(),
-                    "bytes": String::from_utf8_lossy(&buf[..consumed]),
+                    "bytes": if options.show_passwords { bytes } else { mask_passwords(&bytes).into_owned().into() },
                 });
                 writeln!(out, "{line}")?;
                 consumed
@@ -93,11 +95,13 @@ fn frame_json(offset: usize, frame: &[u8], layout: &FrameLayout, options: &Optio
     // Whether the CP was SM4-encrypted (known only when a key was given and it decrypted).
     obj.insert("encrypted".into(), json!(encrypted));
     let mut notes = Notes::of_layout(layout);
-    let text = SegmentText::new(data);
+    // Masked before parsing, so no field (PW, an unknown `pw`, a CP item) can show it.
+    let data = if options.show_passwords { data.into() } else { mask_password_bytes(data) };
+    let text = SegmentText::new(&data);
     match Packet::parse_text(&text) {
         Ok(packet) => {
             notes.extend(packet.notes);
-            packet_fields(&mut obj, &packet, options);
+            packet_fields(&mut obj, &packet);
         }
         Err(error) => {
             obj.insert("parse_error".into(), json!({ "kind": error.kind(), "message": error.to_string() }));
@@ -107,10 +111,9 @@ fn frame_json(offset: usize, frame: &[u8], layout: &FrameLayout, options: &Optio
     Value::Object(obj)
 }
 
-fn packet_fields(obj: &mut Map<String, Value>, packet: &Packet<'_>, options: &Options) {
-    let pw = packet.pw.map(|pw| if options.show_passwords { pw } else { PASSWORD_MASK });
+fn packet_fields(obj: &mut Map<String, Value>, packet: &Packet<'_>) {
     let header = json!({
-        "QN": packet.qn, "ST": packet.st, "CN": packet.cn.code(), "PW": pw, "MN": packet.mn,
+        "QN": packet.qn, "ST": packet.st, "CN": packet.cn.code(), "PW": packet.pw, "MN": packet.mn,
         "Flag": packet.flag.map(|f| f.0), "PNUM": packet.pnum, "PNO": packet.pno, "RF": packet.rf,
     });
     obj.insert("header".into(), header);

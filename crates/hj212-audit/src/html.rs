@@ -1,6 +1,6 @@
 //! `hj212-audit rate --format html`: one self-contained page an auditor can file (no
-//! external resources): summary, a per-day heat map, missing and invalid periods, the marks
-//! applied, and what the figures rest on.
+//! external resources): summary, a per-day heat map, missing, late and invalid periods, the
+//! marks applied, and what the figures rest on.
 
 use std::fmt::Write as _;
 
@@ -48,14 +48,24 @@ pub fn report(mn: &str, name: &str, evidence: &Evidence) -> String {
         evidence.rules.basis.as_str(),
         esc(&evidence.factors.join(", "))
     );
+    if r.evaluated_to_ms < evidence.range.to_ms {
+        let _ = write!(
+            page,
+            "<p class=warn>Evaluated up to {} (when this report was made): later periods were not due yet.</p>",
+            time(r.evaluated_to_ms)
+        );
+    }
     let _ = write!(
         page,
         "<h2>Summary</h2><table><tr><th class=l>应传输数据个数 due</th><td>{}</td></tr><tr><th class=l>实际传输数据个数 received</th><td>{}</td></tr>\
+         <tr><th class=l>missing (nothing received)</th><td>{}</td></tr><tr><th class=l>late (received after the cutoff, not counted)</th><td>{}</td></tr>\
          <tr><th class=l>有效数据个数 valid</th><td>{}</td></tr><tr><th class=l>传输率 received / due</th><td>{} %</td></tr>\
          <tr><th class=l>有效率 valid / received</th><td>{} %</td></tr><tr><th class=l>有效传输率 valid / due</th><td><b>{} %</b></td></tr>\
          <tr><th class=l>target</th><td>{}.{:02} %: {verdict}</td></tr></table>",
         r.due,
         r.received,
+        r.missing.len(),
+        r.late,
         r.valid,
         r.transmission,
         r.validity,
@@ -67,8 +77,8 @@ pub fn report(mn: &str, name: &str, evidence: &Evidence) -> String {
     lists(&mut page, evidence);
     let _ = write!(
         page,
-        "<h2>What these figures rest on</h2><table><tr><th class=l>rules</th><td class=l>{FORMULAS}; cutoff {} days after each period; \
-         only flag N is valid{}</td></tr><tr><th class=l>config hash (SHA-256)</th><td class=l><code>{}</code></td></tr>\
+        "<h2>What these figures rest on</h2><table><tr><th class=l>rules</th><td class=l>{FORMULAS}; cutoff {} days after each period \
+         (records received later are listed as late, not counted); only periods ended by the evaluation are due; only flag N is valid{}</td></tr><tr><th class=l>config hash (SHA-256)</th><td class=l><code>{}</code></td></tr>\
          <tr><th class=l>archive records</th><td class=l>{}</td></tr></table>\
          <p><small>Reproduce: <code>hj212-audit rate --config CONFIG --mn {} --from {} --to {} --basis {}</code>; \
          check the archive with <code>hj212-audit verify</code>.</small></p></body></html>",
@@ -102,17 +112,20 @@ fn heat_map(page: &mut String, evidence: &Evidence) {
         let _ = write!(page, "<th>{}</th>", esc(factor));
     }
     page.push_str("</tr>");
+    // Up to where the evaluation stopped: later periods were not due.
+    let end = r.evaluated_to_ms;
     let mut day_start = evidence.range.from_ms;
-    while day_start < evidence.range.to_ms {
-        let day_range = Range { from_ms: day_start, to_ms: (day_start + DAY_MS).min(evidence.range.to_ms) };
+    while day_start < end {
+        let day_range = Range { from_ms: day_start, to_ms: (day_start + DAY_MS).min(end) };
         let due = day_range.periods(evidence.rules.basis).filter(|s| !marked(*s)).count();
         let _ = write!(page, "<tr><td class=l>{}</td>", day(day_start));
         for factor in &evidence.factors {
             let inside = |p: &i64| day_range.from_ms <= *p && *p < day_range.to_ms;
             let missing = r.missing.iter().filter(|(f, p)| f == factor && inside(p)).count();
             let invalid = r.invalid.iter().filter(|(f, p, _)| f == factor && inside(p)).count();
-            let valid = due.saturating_sub(missing + invalid);
-            let class = match (due, missing, invalid) {
+            let late = r.late_periods.iter().filter(|(f, p, _)| f == factor && inside(p)).count();
+            let valid = due.saturating_sub(missing + late + invalid);
+            let class = match (due, missing + late, invalid) {
                 (0, _, _) => "off",
                 (_, 0, 0) => "ok",
                 (_, 0, _) => "warn",
@@ -123,7 +136,7 @@ fn heat_map(page: &mut String, evidence: &Evidence) {
         page.push_str("</tr>");
         day_start += DAY_MS;
     }
-    page.push_str("</table><p><small>green: all valid; yellow: invalid records; red: records missing; grey: nothing due (marked)</small></p>");
+    page.push_str("</table><p><small>green: all valid; yellow: invalid records; red: records missing or late; grey: nothing due (marked)</small></p>");
 }
 
 fn lists(page: &mut String, evidence: &Evidence) {
@@ -135,6 +148,21 @@ fn lists(page: &mut String, evidence: &Evidence) {
     );
     for (factor, start) in &r.missing {
         let _ = write!(page, "<tr><td class=l>{}</td><td class=l>{}</td></tr>", esc(factor), time(*start));
+    }
+    let _ = write!(
+        page,
+        "</table><h2>Late ({}): received after the cutoff, kept but not counted</h2>\
+         <table><tr><th class=l>factor</th><th class=l>period</th><th class=l>received</th></tr>",
+        r.late_periods.len()
+    );
+    for (factor, start, received) in &r.late_periods {
+        let _ = write!(
+            page,
+            "<tr><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td></tr>",
+            esc(factor),
+            time(*start),
+            time(*received)
+        );
     }
     let _ = write!(
         page,

@@ -4,6 +4,7 @@
 mod archive;
 mod decode;
 mod html;
+mod mask;
 mod rate;
 
 use std::fs::File;
@@ -118,17 +119,18 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         limit: usize,
     },
-    /// Print archived records as JSON lines (receive time, peer, verdict, raw frame) for evidence requests.
+    /// Print archived records as JSON lines (receive time, peer, verdict, raw frame) for evidence requests;
+    /// at a break in the hash chain, the records before it are printed, then exit 65 naming the break.
     Export {
         #[arg(long)]
         data_dir: PathBuf,
         /// Only frames of this MN.
         #[arg(long)]
         mn: Option<String>,
-        /// Only records received at or after this Beijing time (YYYYMMDDhhmmss).
+        /// Only records received at or after this Beijing time (YYYY-MM-DD or YYYYMMDDhhmmss).
         #[arg(long)]
         from: Option<String>,
-        /// Only records received before this Beijing time (YYYYMMDDhhmmss).
+        /// Only records received before this Beijing time (YYYY-MM-DD or YYYYMMDDhhmmss).
         #[arg(long)]
         to: Option<String>,
         /// Print PW values instead of masking them.
@@ -249,47 +251,56 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", rate::rotate_key(&url, &token_file, &mn)?);
             Ok(())
         }
-        Command::Alerts { data_dir, state, mn, from, to, limit } => {
-            let active_only = match state.as_str() {
-                "active" => true,
-                "all" => false,
-                other => {
-                    let message = format!("--state {other:?} is not active or all");
-                    return Err(Failure { message, exit_code: EX_USAGE });
-                }
-            };
-            let bound = |value: Option<String>, name: &str| {
-                value
-                    .map(|v| hj212_store::parse_bound(&v))
-                    .transpose()
-                    .map_err(|e| Failure { message: format!("--{name}: {e}"), exit_code: EX_USAGE })
-            };
-            let filter = hj212_alerts::query::Filter {
-                active_only,
-                mn,
-                from_ms: bound(from, "from")?,
-                to_ms: bound(to, "to")?,
-                limit,
-            };
-            let path = data_dir.join("alerts.sqlite");
-            let alerts = hj212_alerts::query::open_read_only(&path)
-                .and_then(|conn| hj212_alerts::query::list(&conn, &filter))
-                .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
-            let mut out = BufWriter::new(io::stdout().lock());
-            let written = alerts.iter().try_for_each(|alert| writeln!(out, "{alert}"));
-            finish("alerts", written.and_then(|()| out.flush()))
-        }
+        Command::Alerts { data_dir, state, mn, from, to, limit } => alerts(&data_dir, &state, mn, from, to, limit),
         Command::Export { data_dir, mn, from, to, show_passwords } => {
             let filter = archive::Filter::new(mn, from.as_deref(), to.as_deref())
                 .map_err(|message| Failure { message, exit_code: EX_USAGE })?;
             let mut out = BufWriter::new(io::stdout().lock());
             match archive::export(&data_dir, &filter, show_passwords, &mut out) {
                 Err(archive::ExportError::Write(e)) => finish("export", Err(e)),
-                Err(archive::ExportError::Archive(message)) => Err(Failure { message, exit_code: EX_DATAERR }),
+                Err(archive::ExportError::Broken(message)) => {
+                    finish("export", out.flush())?;
+                    Err(Failure { message, exit_code: EX_DATAERR })
+                }
                 Ok(()) => finish("export", out.flush()),
             }
         }
     }
+}
+
+/// `hj212-audit alerts`: the alerts database opened read-only, as JSON lines.
+fn alerts(
+    data_dir: &std::path::Path,
+    state: &str,
+    mn: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: usize,
+) -> Result<(), Failure> {
+    let active_only = match state {
+        "active" => true,
+        "all" => false,
+        other => {
+            let message = format!("--state {other:?} is not active or all");
+            return Err(Failure { message, exit_code: EX_USAGE });
+        }
+    };
+    let bound = |value: Option<String>, name: &str| {
+        value
+            .map(|v| hj212_store::parse_bound(&v))
+            .transpose()
+            .map_err(|e| Failure { message: format!("--{name}: {e}"), exit_code: EX_USAGE })
+    };
+    let filter =
+        hj212_alerts::query::Filter { active_only, mn, from_ms: bound(from, "from")?, to_ms: bound(to, "to")?, limit };
+    let path = data_dir.join("alerts.sqlite");
+    let conn = hj212_store::read_only_connection(&path)
+        .map_err(|e| Failure { message: format!("alerts database {}: {e}", path.display()), exit_code: EX_NOINPUT })?;
+    let alerts = hj212_alerts::query::list(&conn, &filter)
+        .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let written = alerts.iter().try_for_each(|alert| writeln!(out, "{alert}"));
+    finish("alerts", written.and_then(|()| out.flush()))
 }
 
 fn finish(what: &str, result: io::Result<()>) -> Result<(), Failure> {

@@ -2,12 +2,13 @@
 //! `hj212-audit mark add` (through the daemon's admin API, which alone writes the archive).
 
 use std::io::{Read, Write};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use hj212_compliance::{Basis, Range};
 use hj212_store::{CSV_HEADER, Store, parse_bound, rules_for};
 
-use crate::{EX_CONFIG, EX_NOINPUT, EX_USAGE, Failure};
+use crate::{EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_USAGE, Failure};
 
 fn usage(message: String) -> Failure {
     Failure { message, exit_code: EX_USAGE }
@@ -50,10 +51,12 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     if !db.is_file() {
         return Err(Failure { message: format!("no embedded store at {}", db.display()), exit_code: EX_NOINPUT });
     }
-    let store = Store::open(&db).map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+    let store = Store::open_read_only(&db).map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
     if args.format == Format::Html && args.mn.is_none() {
         return Err(usage("--format html reports one site: give --mn".into()));
     }
+    // Periods not yet ended at this moment are not due yet (the evidence says where it stopped).
+    let now_ms = hj212_archive::now_ms();
     let mut json = Vec::new();
     let mut csv = vec![CSV_HEADER.to_owned()];
     let mut html = String::new();
@@ -67,7 +70,7 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
             Some(other) => return Err(usage(format!("--basis {other:?} is not hour, day or minute"))),
         };
         let mut evidence = store
-            .site_rate(site, &rules, range)
+            .site_rate(site, &rules, range, now_ms)
             .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
         if args.mn.is_some() {
             evidence
@@ -89,32 +92,62 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     })
 }
 
+/// Records applied to the rebuilt store per transaction.
+const REBUILD_BATCH: usize = 5000;
+
 /// Applies every archive record to a new store: the ledger rebuilt from the raw evidence.
+/// Each record is checked against the chain first; at a break, the records before it are
+/// applied (the store is kept, saying so) and the break is the error (exit 65).
 pub fn rebuild(data_dir: &std::path::Path, out: &std::path::Path) -> Result<String, Failure> {
     let fail = |message: String| Failure { message, exit_code: EX_NOINPUT };
     if out.exists() {
         return Err(usage(format!("{} exists; choose a new --out", out.display())));
     }
     let archive = data_dir.join("archive");
-    let segments = hj212_archive::list_segments(&archive).map_err(|e| fail(format!("{}: {e}", archive.display())))?;
-    let first = segments.first().map_or(1, |(seq, _)| *seq);
+    if !archive.is_dir() {
+        return Err(fail(format!("no archive at {}", archive.display())));
+    }
     let mut store = Store::open(out).map_err(|e| fail(e.to_string()))?;
-    let mut follower = hj212_archive::Follower::new(&archive, first);
-    let (mut records, mut rows) = (0, 0);
-    loop {
-        let batch = follower.read(u64::MAX, 5000).map_err(|e| fail(e.to_string()))?;
-        if batch.is_empty() {
-            break;
-        }
-        let applied = store.apply(&batch).map_err(|e| fail(e.to_string()))?;
+    let (mut records, mut rows, mut last_seq) = (0, 0, 0);
+    let mut batch = Vec::with_capacity(REBUILD_BATCH);
+    let mut store_error = None;
+    let mut apply = |batch: &mut Vec<hj212_archive::Record>| -> Result<(), hj212_store::StoreError> {
+        let applied = store.apply(batch)?;
         records += applied.records;
         rows += applied.rows;
+        last_seq = batch.last().map_or(last_seq, |r| r.seq);
+        batch.clear();
+        Ok(())
+    };
+    let walked = hj212_archive::walk(&archive, |record| {
+        batch.push(record);
+        if batch.len() < REBUILD_BATCH {
+            return ControlFlow::Continue(());
+        }
+        apply(&mut batch).map_or_else(
+            |e| {
+                store_error = Some(e);
+                ControlFlow::Break(())
+            },
+            |()| ControlFlow::Continue(()),
+        )
+    });
+    if let Some(e) = store_error {
+        return Err(fail(e.to_string()));
     }
-    Ok(format!(
-        "rebuilt {}: {records} archive records, {rows} reading rows, up to seq {}",
-        out.display(),
-        follower.next_seq() - 1
-    ))
+    apply(&mut batch).map_err(|e| fail(e.to_string()))?;
+    let done = format!("{records} archive records, {rows} reading rows, up to seq {last_seq}");
+    match walked {
+        Ok(_) => Ok(format!("rebuilt {}: {done}", out.display())),
+        Err(broken) => Err(Failure {
+            message: format!(
+                "{}; {} holds the records before it ({done}), nothing after",
+                crate::archive::describe(&broken),
+                out.display()
+            ),
+            exit_code: EX_DATAERR,
+        }),
+    }
 }
 
 pub struct MarkArgs {

@@ -12,6 +12,11 @@ const FRAME_A: &[u8] = b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=0
 const FRAME_B: &[u8] = b"##0136ST=32;CN=2011;PW=000000;MN=LD130133000015;CP=&&DataTime=20160824003817;011-Rtd=231.0,011-Flag=N;B01-Rtd=36.91;060-Rtd=1.803,060-Flag=N&&1dc0\r\n";
 
 async fn write_archive(data_dir: &Path) {
+    // 2026-01-01T08:00:00+08:00 and one hour later
+    write_records(data_dir, &[(1_767_225_600_000, FRAME_A.to_vec()), (1_767_229_200_000, FRAME_B.to_vec())]).await;
+}
+
+async fn write_records(data_dir: &Path, records: &[(i64, Vec<u8>)]) {
     let settings = Settings {
         dir: data_dir.join("archive"),
         segment_max_bytes: 1 << 20,
@@ -24,15 +29,14 @@ async fn write_archive(data_dir: &Path) {
         durable_at_least: 0,
     };
     let (archive, thread, _) = Archive::open(settings, Arc::new(NoObserver)).unwrap();
-    // 2026-01-01T08:00:00+08:00 and one hour later
-    for (time_ms, data) in [(1_767_225_600_000, FRAME_A), (1_767_229_200_000, FRAME_B)] {
+    for (time_ms, data) in records {
         let record = NewRecord {
             kind: Kind::Received,
             verdict: Verdict::Accepted,
             flags: 0,
-            time_ms,
+            time_ms: *time_ms,
             peer: "127.0.0.1:1".into(),
-            data: data.to_vec(),
+            data: data.clone(),
         };
         archive.append(record).await.unwrap();
     }
@@ -92,5 +96,88 @@ async fn export_filters_and_masks_passwords() {
 
     let (code, _, stderr) = run(&["export", "--data-dir", data_dir, "--from", "yesterday"]);
     assert_eq!(code, Some(64));
-    assert!(stderr.contains("--from: time \"yesterday\""), "{stderr}");
+    assert!(stderr.starts_with("Error: --from: \"yesterday\" is not a date"), "{stderr}");
+}
+
+#[tokio::test]
+async fn export_takes_dates_like_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    write_archive(dir.path()).await;
+    let data_dir = dir.path().to_str().unwrap();
+    let (code, stdout, stderr) = run(&["export", "--data-dir", data_dir, "--from", "2026-01-01", "--to", "2026-01-02"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), 2);
+    let (_, stdout, _) = run(&["export", "--data-dir", data_dir, "--from", "2026-01-02"]);
+    assert_eq!(stdout.lines().count(), 0);
+}
+
+/// Hourly frames of one site, each spelling its password differently.
+fn spelled_frames() -> (Vec<(i64, Vec<u8>)>, [&'static str; 4]) {
+    let secrets = ["pwSpace1", "pwTab22", "pwLower3", "pwAmp44"];
+    let keys = ["PW =", "PW\t= ", "pw=", "PW="];
+    let mut records = Vec::new();
+    for (i, (key, secret)) in (0i64..).zip(keys.iter().zip(secrets)) {
+        let tail = if i == 3 { "&&" } else { ";" };
+        let segment = format!(
+            "QN=2026010108000000{i};ST=32;CN=2061;MN=M1;{key}{secret}{tail}CP=&&DataTime=20260101080000;a01-Avg=1&&"
+        );
+        records.push((1_767_225_600_000 + i, hj212_proto::encode::frame(segment.as_bytes()).unwrap()));
+    }
+    (records, secrets)
+}
+
+#[tokio::test]
+async fn export_masks_every_spelling_of_pw() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, secrets) = spelled_frames();
+    write_records(dir.path(), &records).await;
+    let (code, stdout, _) = run(&["export", "--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.lines().count(), 4);
+    for secret in secrets {
+        assert!(!stdout.contains(secret), "{secret} leaked: {stdout}");
+    }
+    assert_eq!(stdout.matches("***").count(), 4, "{stdout}");
+    let (_, shown, _) = run(&["export", "--data-dir", dir.path().to_str().unwrap(), "--show-passwords"]);
+    assert!(secrets.iter().all(|s| shown.contains(s)));
+}
+
+/// Ten records; one byte of the sixth is flipped.
+async fn damaged_archive(data_dir: &Path) {
+    let records: Vec<(i64, Vec<u8>)> = (0..10).map(|i| (1_767_225_600_000 + i * 1000, FRAME_B.to_vec())).collect();
+    write_records(data_dir, &records).await;
+    let (_, segment) = &list_segments(&data_dir.join("archive")).unwrap()[0];
+    let mut bytes = std::fs::read(segment).unwrap();
+    let sixth = bytes.windows(7).enumerate().filter(|(_, w)| *w == b"B01-Rtd").nth(5).unwrap().0;
+    bytes[sixth + 8] = b'9';
+    std::fs::write(segment, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn export_prints_the_records_before_a_break_then_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    damaged_archive(dir.path()).await;
+    let (code, stdout, stderr) = run(&["export", "--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code, Some(65), "{stderr}");
+    let seqs: Vec<u64> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert!(stderr.starts_with("Error: chain broken at seq 6 ("), "{stderr}");
+    assert!(stderr.contains(" byte ") && stderr.contains("hash does not match"), "{stderr}");
+}
+
+#[tokio::test]
+async fn rebuild_ledger_applies_the_records_before_a_break_then_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    damaged_archive(dir.path()).await;
+    let out = dir.path().join("rebuilt.sqlite");
+    let (code, _, stderr) =
+        run(&["rebuild-ledger", "--data-dir", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(stderr.starts_with("Error: chain broken at seq 6 ("), "{stderr}");
+    assert!(stderr.contains("5 archive records") && stderr.contains("up to seq 5"), "{stderr}");
+    let store = hj212_store::Store::open(&out).unwrap();
+    assert_eq!(store.applied_seq().unwrap(), 5);
 }

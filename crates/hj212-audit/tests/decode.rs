@@ -105,3 +105,39 @@ fn encrypted_frames_are_shown_decrypted_with_the_sites_key() {
     assert_eq!(frame["factors"][0]["fields"][0]["value"], "35.2");
     assert_eq!(frame["data_time"], "2026-01-01T12:00:00.000+08:00");
 }
+
+/// Every spelling of the PW field is masked, in parsed headers, unknown header fields and
+/// rejected chunks alike; `--show-passwords` shows them.
+#[test]
+fn passwords_are_masked_however_spelled() {
+    let secrets = ["s3cretSpace", "s3cretTab", "s3cretLower", "s3cretAmp", "s3cretMixed", "s3cretRejected"];
+    let segments = [
+        format!("QN=20260101120000001;ST=32;CN=2011;PW ={};MN=M1;CP=&&DataTime=20260101120000;a01-Rtd=1&&", secrets[0]),
+        format!(
+            "QN=20260101120000002;ST=32;CN=2011;PW\t= {};MN=M1;CP=&&DataTime=20260101120000;a01-Rtd=1&&",
+            secrets[1]
+        ),
+        format!("QN=20260101120000003;ST=32;CN=2011;pw={};MN=M1;CP=&&DataTime=20260101120000;a01-Rtd=1&&", secrets[2]),
+        format!("QN=20260101120000004;ST=32;CN=2011;MN=M1;PW={}&&CP=&&DataTime=20260101120000&&", secrets[3]),
+        format!(
+            "QN=20260101120000005;ST=32;CN=2011;MN=M1;Pw = {};CP=&&DataTime=20260101120000;PW={}x&&",
+            secrets[4], secrets[4]
+        ),
+    ];
+    let mut stream = Vec::new();
+    for segment in &segments {
+        stream.extend(hj212_proto::encode::frame(segment.as_bytes()).unwrap());
+    }
+    // A chunk the framer rejects (the length field is not a number) still holds a password.
+    stream.extend_from_slice(format!("##00x1QN=1;PW={};MN=M1;CP=&&&&0000\r\n", secrets[5]).as_bytes());
+    let masked: String = decode(&stream, &[]).iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
+    for secret in secrets {
+        assert!(!masked.contains(secret), "{secret} leaked: {masked}");
+    }
+    assert!(masked.contains("***"), "{masked}");
+    let shown: String =
+        decode(&stream, &["--show-passwords"]).iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
+    for secret in &secrets[..3] {
+        assert!(shown.contains(secret), "--show-passwords shows {secret}: {shown}");
+    }
+}

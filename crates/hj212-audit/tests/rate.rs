@@ -46,6 +46,10 @@ fn assert_ledger_agrees(addr: std::net::SocketAddr, detail: &serde_json::Value, 
         "due",
         "received",
         "valid",
+        "missing_count",
+        "late_count",
+        "evaluated_to",
+        "clamped",
         "transmission_rate",
         "validity_rate",
         "effective_rate",
@@ -533,5 +537,111 @@ async fn key_rotate_cli_schedules_once() {
     assert!(String::from_utf8_lossy(&second.stderr).contains("409"), "{}", String::from_utf8_lossy(&second.stderr));
     let plain = rotate("PLAIN01");
     assert!(String::from_utf8_lossy(&plain.stderr).contains("does not use encryption"));
+    running.stop().await.unwrap();
+}
+
+/// Records received after the cutoff are late: kept and listed with their receive time, apart
+/// from the missing ones, in JSON, CSV and HTML; the ledger counts them the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_records_are_listed_apart_from_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, config_path) = start_daemon(dir.path(), r#"["a21026", "a21002"]"#, "").await;
+    // Two days that ended more than 10 days ago; the first day's frames are sent now (late),
+    // without a21026 at hour 5; the second day nothing arrives (missing).
+    let start = today_midnight() - 15 * 24 * HOUR;
+    let frames: Vec<Vec<u8>> = (0..24).map(|h| hourly(h, start, (h != 5).then_some("N"), "N")).collect();
+    send_and_wait_acks(running.hj212_addr, &frames);
+    let bound = |ms: i64| BeijingTime::from_unix_millis(ms).to_seconds_string();
+    let (from, to) = (bound(start), bound(start + 48 * HOUR));
+    let path = format!("/api/v1/sites/{MN}/rate?from={from}&to={to}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let api = loop {
+        let json: serde_json::Value = serde_json::from_str(&http_get(running.http_addr, &path).1).unwrap();
+        if json["late_count"] == 47 || Instant::now() > deadline {
+            break json;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let counts = ["due", "received", "valid", "late_count", "missing_count"].map(|k| api[k].as_u64().unwrap());
+    assert_eq!(counts, [96, 0, 0, 47, 49]);
+    assert_eq!((api["late"].as_array().unwrap().len(), api["missing"].as_array().unwrap().len()), (47, 49));
+    let first_late = &api["late"][0];
+    assert_eq!(
+        (&first_late["factor"], &first_late["period"]),
+        (&"a21026".into(), &BeijingTime::from_unix_millis(start).to_rfc3339().into())
+    );
+    let received_at =
+        BeijingTime::parse(&first_late["received_at"].as_str().unwrap().replace(['-', 'T', ':'], "")[..14])
+            .unwrap()
+            .unix_millis();
+    assert!((hj212_archive::now_ms() - received_at).abs() < 60_000, "the receive time of the late copy: {first_late}");
+    assert!(
+        !api["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["period"] == first_late["period"] && m["factor"] == "a21026")
+    );
+    assert_eq!(api["clamped"], false);
+    let cli = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&cli.stdout).unwrap(), api);
+    assert_ledger_agrees(running.http_addr, &api, &from, &to);
+
+    let csv = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to, "--format", "csv"]);
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    let (header, row) = csv.trim_end().split_once('\n').unwrap();
+    let column =
+        |name: &str| row.split(',').nth(header.split(',').position(|h| h == name).unwrap()).unwrap().to_owned();
+    assert_eq!([column("missing"), column("late"), column("clamped")], ["49", "47", "false"]);
+    let html = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to, "--format", "html"]);
+    let html = String::from_utf8(html.stdout).unwrap();
+    assert!(html.contains("<h2>Late (47)") && html.contains("<h2>Missing (49)</h2>"), "late and missing apart");
+    running.stop().await.unwrap();
+}
+
+/// A range reaching into the future is evaluated up to the last period that has ended, and
+/// says so; the ledger agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_reaching_into_the_future_is_evaluated_up_to_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, config_path) = start_daemon(dir.path(), r#"["a21026", "a21002"]"#, "").await;
+    let today = today_midnight();
+    let ended = (hj212_archive::now_ms() - today) / HOUR;
+    let frames: Vec<Vec<u8>> = (0..ended).map(|h| hourly(h, today, Some("N"), "N")).collect();
+    send_and_wait_acks(running.hj212_addr, &frames);
+    let bound = |ms: i64| BeijingTime::from_unix_millis(ms).to_seconds_string();
+    let (from, to) = (bound(today), bound(today + 48 * HOUR));
+    for attempt in 0.. {
+        let cli = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to]);
+        let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+        let (_, body) = http_get(running.http_addr, &format!("/api/v1/rates?from={from}&to={to}"));
+        let summary = serde_json::from_str::<serde_json::Value>(&body).unwrap()[0].clone();
+        let evaluated_to = cli["evaluated_to"].as_str().unwrap();
+        if summary["evaluated_to"] != evaluated_to && attempt < 3 {
+            continue; // an hour ended between the two calls
+        }
+        let hours = (BeijingTime::parse(&evaluated_to.replace(['-', 'T', ':'], "")[..14]).unwrap().unix_millis()
+            - today)
+            / HOUR;
+        assert!(hours == ended || hours == ended + 1, "evaluated up to the last hour ended: {evaluated_to}");
+        assert_eq!(cli["clamped"], true);
+        let due = u64::try_from(2 * hours).unwrap();
+        let received = u64::try_from(2 * ended).unwrap();
+        assert_eq!(
+            (cli["due"].as_u64(), cli["received"].as_u64()),
+            (Some(due), Some(received)),
+            "periods not ended are not due"
+        );
+        assert_eq!(cli["to"], BeijingTime::from_unix_millis(today + 48 * HOUR).to_rfc3339(), "the range asked for");
+        for key in
+            ["due", "received", "valid", "late_count", "missing_count", "evaluated_to", "clamped", "effective_rate"]
+        {
+            assert_eq!(summary[key], cli[key], "{key}");
+        }
+        assert_eq!(summary["source"], "ledger");
+        let html = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to, "--format", "html"]);
+        assert!(String::from_utf8(html.stdout).unwrap().contains("later periods were not due yet"));
+        break;
+    }
     running.stop().await.unwrap();
 }

@@ -11,4 +11,4 @@ mod period;
 mod rate;
 
 pub use period::{BEIJING_OFFSET_MS, Basis, Range};
-pub use rate::{Mark, Rate, Reading, Report, Rules, compute};
+pub use rate::{Mark, Rate, Reading, Report, Rules, compute, evaluated};

@@ -71,6 +71,8 @@ pub struct Report {
     pub due: u64,
     pub received: u64,
     pub valid: u64,
+    /// Due periods whose records all arrived after the cutoff: kept, not received (see [`compute`]).
+    pub late: u64,
     /// 传输率 = received / due
     pub transmission: Rate,
     /// 有效率 = valid / received
@@ -78,34 +80,67 @@ pub struct Report {
     /// 有效传输率 = valid / due
     pub effective: Rate,
     pub meets_target: bool,
-    /// Due (factor, period start) with no record received in time.
+    /// Due (factor, period start) with no record received at all.
     pub missing: Vec<(String, i64)>,
     /// Received but invalid: (factor, period start, flag or reason).
     pub invalid: Vec<(String, i64, String)>,
+    /// The `late` periods: (factor, period start, when its first copy was received).
+    pub late_periods: Vec<(String, i64, i64)>,
+    /// Where the evaluation ended: the range's end, or the end of the last period ended by
+    /// `now` when that came first (periods that had not ended by `now` are not due yet).
+    pub evaluated_to_ms: i64,
 }
 
-/// Computes the rates for `factors` over `range`.
+impl Report {
+    /// A report from counts alone, without the lists (the ledger's sums).
+    pub fn from_counts(due: u64, received: u64, valid: u64, late: u64, evaluated_to_ms: i64, rules: &Rules) -> Self {
+        let effective = Rate { numerator: valid, denominator: due };
+        Self {
+            due,
+            received,
+            valid,
+            late,
+            transmission: Rate { numerator: received, denominator: due },
+            validity: Rate { numerator: valid, denominator: received },
+            effective,
+            meets_target: effective.basis_points().is_some_and(|bp| bp >= u64::from(rules.target_bp)),
+            missing: Vec::new(),
+            invalid: Vec::new(),
+            late_periods: Vec::new(),
+            evaluated_to_ms,
+        }
+    }
+}
+
+/// The part of `range` that can be due at `now`: it ends with the last period of `basis`
+/// that has ended by `now`, if that is earlier than the range's end.
+pub fn evaluated(range: Range, basis: Basis, now_ms: i64) -> Range {
+    Range { from_ms: range.from_ms, to_ms: range.to_ms.min(basis.period_start(now_ms)).max(range.from_ms) }
+}
+
+/// Computes the rates for `factors` over `range` as they stand at `now_ms`.
 ///
-/// Due periods are those wholly inside `range` and not wholly inside a downtime mark.
-/// A record counts once per (factor, period), the first copy received wins, and only if
-/// received by period end + cutoff. A record is valid when its flag is N (or absent) and,
-/// with the 45-minute rule on, its valid minutes reach the minimum.
+/// Due periods are those wholly inside `range`, ended by `now_ms`, and not wholly inside a
+/// downtime mark. A record counts once per (factor, period), the first copy received wins,
+/// and only if received by period end + cutoff. A record is valid when its flag is N (or
+/// absent) and, with the 45-minute rule on, its valid minutes reach the minimum.
 pub fn compute<'r>(
     factors: &[String],
     range: Range,
     rules: &Rules,
     readings: impl IntoIterator<Item = &'r Reading>,
     marks: &[Mark],
+    now_ms: i64,
 ) -> Report {
     let step = rules.basis.period_ms();
+    let evaluated = evaluated(range, rules.basis, now_ms);
     let due_periods: BTreeSet<i64> =
-        range.periods(rules.basis).filter(|start| !marks.iter().any(|m| m.range.covers(*start, step))).collect();
-    // First copy received per (factor, period).
+        evaluated.periods(rules.basis).filter(|start| !marks.iter().any(|m| m.range.covers(*start, step))).collect();
+    // First copy received per (factor, period), on time or not.
     let mut first: BTreeMap<(&str, i64), &Reading> = BTreeMap::new();
     for reading in readings {
         let start = rules.basis.period_start(reading.data_time_ms);
-        let in_time = reading.received_ms < start + step + rules.cutoff_ms;
-        if !factors.contains(&reading.factor) || !due_periods.contains(&start) || !in_time {
+        if !factors.contains(&reading.factor) || !due_periods.contains(&start) {
             continue;
         }
         first
@@ -117,33 +152,29 @@ pub fn compute<'r>(
             })
             .or_insert(reading);
     }
-    let mut report = Report {
-        due: (factors.len() * due_periods.len()) as u64,
-        received: first.len() as u64,
-        valid: 0,
-        transmission: Rate { numerator: 0, denominator: 0 },
-        validity: Rate { numerator: 0, denominator: 0 },
-        effective: Rate { numerator: 0, denominator: 0 },
-        meets_target: false,
-        missing: Vec::new(),
-        invalid: Vec::new(),
-    };
+    let (mut received, mut valid) = (0, 0);
+    let (mut missing, mut invalid, mut late) = (Vec::new(), Vec::new(), Vec::new());
     for factor in factors {
         for start in &due_periods {
-            match first.get(&(factor.as_str(), *start)) {
-                None => report.missing.push((factor.clone(), *start)),
-                Some(reading) => match invalid_reason(reading, rules) {
-                    None => report.valid += 1,
-                    Some(reason) => report.invalid.push((factor.clone(), *start, reason)),
-                },
+            let Some(reading) = first.get(&(factor.as_str(), *start)) else {
+                missing.push((factor.clone(), *start));
+                continue;
+            };
+            // docs/compliance-rules.md §1.2: data received after the cutoff (period end + repair window) is kept but not counted as transmitted; the evidence shows it as late, not missing.
+            if reading.received_ms >= start + step + rules.cutoff_ms {
+                late.push((factor.clone(), *start, reading.received_ms));
+                continue;
+            }
+            received += 1;
+            match invalid_reason(reading, rules) {
+                None => valid += 1,
+                Some(reason) => invalid.push((factor.clone(), *start, reason)),
             }
         }
     }
-    report.transmission = Rate { numerator: report.received, denominator: report.due };
-    report.validity = Rate { numerator: report.valid, denominator: report.received };
-    report.effective = Rate { numerator: report.valid, denominator: report.due };
-    report.meets_target = report.effective.basis_points().is_some_and(|bp| bp >= u64::from(rules.target_bp));
-    report
+    let due = (factors.len() * due_periods.len()) as u64;
+    let counts = Report::from_counts(due, received, valid, late.len() as u64, evaluated.to_ms, rules);
+    Report { missing, invalid, late_periods: late, ..counts }
 }
 
 /// HJ 212-2017 Table 8: only N is normal; F, M, S, D, C, T, B and unknown flags are invalid.
@@ -165,6 +196,8 @@ mod tests {
     // 2026-11-01T00:00:00+08:00, a 30-day month: 720 hours.
     const NOV_1: i64 = 1_793_462_400_000;
     const HOUR: i64 = 3_600_000;
+    /// A `now` long after every range in these tests.
+    const FAR: i64 = NOV_1 + 400 * 86_400_000;
 
     fn month() -> Range {
         Range { from_ms: NOV_1, to_ms: NOV_1 + 720 * HOUR }
@@ -222,7 +255,7 @@ mod tests {
     #[test]
     fn worked_example_with_the_shutdown_reported() {
         let (factors, readings, shutdown) = worked_example();
-        let report = compute(&factors, month(), &Rules::default(), &readings, &[shutdown]);
+        let report = compute(&factors, month(), &Rules::default(), &readings, &[shutdown], FAR);
         assert_eq!((report.due, report.received, report.valid), (2016, 1990, 1950));
         assert_eq!(report.transmission.to_string(), "98.71");
         assert_eq!(report.validity.to_string(), "97.99");
@@ -235,7 +268,7 @@ mod tests {
     #[test]
     fn worked_example_without_the_shutdown_reported() {
         let (factors, readings, _) = worked_example();
-        let report = compute(&factors, month(), &Rules::default(), &readings, &[]);
+        let report = compute(&factors, month(), &Rules::default(), &readings, &[], FAR);
         assert_eq!((report.due, report.valid), (2160, 1950));
         assert_eq!(report.effective.to_string(), "90.28");
         assert!(!report.meets_target);
@@ -249,9 +282,29 @@ mod tests {
         on_time.received_ms = NOV_1 + HOUR + 10 * 86_400_000 - 1;
         let mut too_late = reading("w01018", 1, "N");
         too_late.received_ms = NOV_1 + 2 * HOUR + 10 * 86_400_000;
-        let report = compute(&factors, range, &Rules::default(), &[on_time, too_late], &[]);
-        assert_eq!((report.due, report.received), (2, 1));
-        assert_eq!(report.missing, [("w01018".to_owned(), NOV_1 + HOUR)]);
+        let received_late = too_late.received_ms;
+        let report = compute(&factors, range, &Rules::default(), &[on_time, too_late], &[], FAR);
+        assert_eq!((report.due, report.received, report.late), (2, 1, 1));
+        assert!(report.missing.is_empty(), "a late record is kept and shown as late, not missing");
+        assert_eq!(report.late_periods, [("w01018".to_owned(), NOV_1 + HOUR, received_late)]);
+        assert_eq!((report.transmission.to_string(), report.valid), ("50.00".to_owned(), 1));
+    }
+
+    #[test]
+    fn a_range_reaching_into_the_future_is_evaluated_up_to_now() {
+        let factors = vec!["w01018".to_owned()];
+        let day = Range { from_ms: NOV_1, to_ms: NOV_1 + 24 * HOUR };
+        let now = NOV_1 + 10 * HOUR + 30 * 60_000;
+        let readings: Vec<Reading> = (0..10).map(|h| reading("w01018", h, "N")).collect();
+        let report = compute(&factors, day, &Rules::default(), &readings, &[], now);
+        // Hours 0-9 have ended; hour 10 (still running) and later are not due yet.
+        assert_eq!((report.due, report.received, report.evaluated_to_ms), (10, 10, NOV_1 + 10 * HOUR));
+        assert_eq!(report.effective.to_string(), "100.00");
+        assert!(report.missing.is_empty());
+        let before = compute(&factors, day, &Rules::default(), &readings, &[], NOV_1 - 1);
+        assert_eq!((before.due, before.evaluated_to_ms), (0, NOV_1));
+        let after = compute(&factors, day, &Rules::default(), &readings, &[], FAR);
+        assert_eq!((after.due, after.missing.len(), after.evaluated_to_ms), (24, 14, day.to_ms));
     }
 
     #[test]
@@ -264,15 +317,16 @@ mod tests {
         unflagged.flag = None;
         unflagged.valid_minutes = Some(45);
         let cems = Rules { min_valid_minutes: Some(45), ..Rules::default() };
-        let report = compute(&factors, range, &cems, &[short.clone(), unflagged.clone()], &[]);
+        let report = compute(&factors, range, &cems, &[short.clone(), unflagged.clone()], &[], FAR);
         assert_eq!(report.valid, 1);
         assert_eq!(report.invalid[0].2, "44 valid minutes (< 45)");
-        assert_eq!(compute(&factors, range, &Rules::default(), &[short, unflagged], &[]).valid, 2);
+        assert_eq!(compute(&factors, range, &Rules::default(), &[short, unflagged], &[], FAR).valid, 2);
     }
 
     #[test]
     fn nothing_due_is_not_a_rate() {
-        let report = compute(&["x".to_owned()], Range { from_ms: NOV_1, to_ms: NOV_1 }, &Rules::default(), &[], &[]);
+        let report =
+            compute(&["x".to_owned()], Range { from_ms: NOV_1, to_ms: NOV_1 }, &Rules::default(), &[], &[], FAR);
         assert_eq!((report.effective.to_string(), report.meets_target), ("n/a".to_owned(), false));
     }
 }

@@ -121,7 +121,7 @@ pub(crate) async fn site_rate(
         .queries
         .run(move || {
             let store = Store::open(&path)?;
-            let mut evidence = store.site_rate(&entry.config, &rules, range)?;
+            let mut evidence = store.site_rate(&entry.config, &rules, range, hj212_archive::now_ms())?;
             let archive = path.parent().map(|dir| dir.join("archive")).unwrap_or_default();
             evidence.attach_archive_hashes(&archive)?;
             Ok::<_, hj212_store::StoreError>(evidence.to_json(&entry.mn))
@@ -185,15 +185,15 @@ fn page_rates(
     plan.iter()
         .map(|(entry, rules)| {
             if details {
-                let mut evidence = store.site_rate(&entry.config, rules, range)?;
+                let mut evidence = store.site_rate(&entry.config, rules, range, hj212_archive::now_ms())?;
                 let archive = path.parent().map(|dir| dir.join("archive")).unwrap_or_default();
                 evidence.attach_archive_hashes(&archive)?;
                 return Ok(evidence.to_json(&entry.mn));
             }
             // The ledger answers whole-day hourly and daily ranges; the details the rest.
-            let (report, source) = match store.site_summary(&entry.config, rules, range)? {
+            let (report, source) = match store.site_summary(&entry.config, rules, range, hj212_archive::now_ms())? {
                 Some(report) => (report, "ledger"),
-                None => (store.site_rate(&entry.config, rules, range)?.report, "details"),
+                None => (store.site_rate(&entry.config, rules, range, hj212_archive::now_ms())?.report, "details"),
             };
             Ok(hj212_store::summary_json(&entry.mn, rules, &entry.config.factors, range, &report, source))
         })

@@ -6,16 +6,23 @@
 //! carries); timestamp = DataTime in ms. A point is keyed by series and timestamp, so a
 //! replay after a crash overwrites instead of duplicating.
 //!
+//! First copy wins, as in the store and the rate evidence: a later accepted record with the
+//! same (MN, CN, DataTime, factor) but other values would overwrite the first in the TSDB,
+//! so its points go to measurement `hj212_resend` instead (same tags and fields), where they
+//! can be charted against the values that count.
+//!
 //! The encoder is our own: InfluxData's `influxdb-line-protocol` builder formats through
 //! `fmt::Write` char by char, which was a quarter of the sink's CPU in
 //! `benches/src/bin/influx_replay.rs`. Escaping follows the line-protocol reference.
 
 use hj212_archive::{Kind, Record, Verdict};
 use hj212_proto::framer::{self, FramerConfig, Scan};
-use hj212_proto::model::{FieldKind, factor_for_code};
+use hj212_proto::model::{DataFlag, FieldKind, factor_for_code};
 use hj212_proto::{FactorFields, Packet, SegmentText};
 
 pub const MEASUREMENT: &str = "hj212";
+/// Later copies of readings with other values or flag (first copy wins in `hj212`).
+pub const RESEND_MEASUREMENT: &str = "hj212_resend";
 /// Low-volume site metadata, kept out of the tags of every point.
 pub const SITE_MEASUREMENT: &str = "hj212_site";
 
@@ -44,8 +51,10 @@ fn push_tag_text(out: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// Appends the points of `record` to `out`; returns how many.
-pub fn append_points(record: &Record, out: &mut Vec<u8>) -> usize {
+/// Appends the points of `record` to `out`; returns how many. Factors named in
+/// `changed_copies` (the store holds other values for them from an earlier record) go to
+/// [`RESEND_MEASUREMENT`].
+pub fn append_points(record: &Record, changed_copies: &[&str], out: &mut Vec<u8>) -> usize {
     if record.kind != Kind::Received || record.verdict != Verdict::Accepted {
         return 0;
     }
@@ -59,7 +68,14 @@ pub fn append_points(record: &Record, out: &mut Vec<u8>) -> usize {
     let series =
         Series { packet: &packet, cn: packet.cn.code().to_string(), timestamp: time.unix_millis().to_string() };
     // An empty code (`-Rtd=1`) would be an empty tag value, which line protocol refuses.
-    packet.factors().iter().filter(|factor| !factor.code.is_empty() && series.append(factor, out)).count()
+    packet
+        .factors()
+        .iter()
+        .filter(|factor| {
+            let measurement = if changed_copies.contains(&factor.code) { RESEND_MEASUREMENT } else { MEASUREMENT };
+            !factor.code.is_empty() && series.append(measurement, factor, out)
+        })
+        .count()
 }
 
 struct Series<'p, 'a> {
@@ -70,7 +86,7 @@ struct Series<'p, 'a> {
 
 impl Series<'_, '_> {
     /// Appends one factor's point; false when it has no numeric field.
-    fn append(&self, factor: &FactorFields<'_, '_>, out: &mut Vec<u8>) -> bool {
+    fn append(&self, measurement: &str, factor: &FactorFields<'_, '_>, out: &mut Vec<u8>) -> bool {
         // The first value of each kind wins, as in the parser and the embedded store.
         let mut values: [Option<&str>; FIELDS.len()] = [None; FIELDS.len()];
         let mut flag = None;
@@ -82,7 +98,7 @@ impl Series<'_, '_> {
             }
         }
         let start = out.len();
-        self.push_series(factor.code, flag, out);
+        self.push_series(measurement, factor.code, flag, out);
         let mut separator = b' ';
         for ((_, name), value) in FIELDS.iter().zip(values) {
             if let Some(value) = value.map(str::trim).filter(|v| v.parse::<f64>().is_ok_and(f64::is_finite)) {
@@ -103,9 +119,9 @@ impl Series<'_, '_> {
         true
     }
 
-    fn push_series(&self, code: &str, flag: Option<&str>, out: &mut Vec<u8>) {
+    fn push_series(&self, measurement: &str, code: &str, flag: Option<&str>, out: &mut Vec<u8>) {
         let packet = self.packet;
-        out.extend_from_slice(MEASUREMENT.as_bytes());
+        out.extend_from_slice(measurement.as_bytes());
         let mut tag = |key: &str, value: &str| {
             out.push(b',');
             out.extend_from_slice(key.as_bytes());
@@ -122,7 +138,9 @@ impl Series<'_, '_> {
             tag("factor_2017", mapped);
         }
         if let Some(flag) = flag.map(str::trim).filter(|f| !f.is_empty()) {
-            tag("flag", flag);
+            // A tag value from the wire must not add series without bound: the HJ 212-2017
+            // Table 8 flags as sent, anything else `other` (the store keeps the exact flag).
+            tag("flag", DataFlag::from_wire(flag).as_str().unwrap_or("other"));
         }
     }
 }
@@ -188,7 +206,7 @@ mod tests {
     fn legacy_codes_get_their_2017_code_and_flags_become_tags() {
         let frame = b"##0136ST=32;CN=2011;PW=000000;MN=LD130133000015;CP=&&DataTime=20160824003817;011-Rtd=231.0,011-Flag=N;B01-Rtd=36.91;060-Rtd=1.803,060-Flag=N&&1dc0\r\n";
         let mut out = Vec::new();
-        assert_eq!(append_points(&record(frame), &mut out), 3);
+        assert_eq!(append_points(&record(frame), &[], &mut out), 3);
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         // 2016-08-24 00:38:17 Beijing = 2016-08-23T16:38:17Z
@@ -211,7 +229,7 @@ mod tests {
         let segment = "QN=20160801085000001;ST=32;CN=2051;PW=1;MN=A B=C;Flag=4;CP=&&DataTime=20160801084000;w00000-Cou=10.5,w00000-Min=16.4,w00000-Avg=17.5,w00000-Max=20.1,w00000-Flag=N;w01001-Avg=x&&";
         let frame = hj212_proto::encode::frame(segment.as_bytes()).unwrap();
         let mut out = Vec::new();
-        assert_eq!(append_points(&record(&frame), &mut out), 1, "a factor without numbers has no point");
+        assert_eq!(append_points(&record(&frame), &[], &mut out), 1, "a factor without numbers has no point");
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "hj212,mn=A\\ B\\=C,st=32,cn=2051,factor=w00000,flag=N min=16.4,avg=17.5,max=20.1,cou=10.5 1470012000000\n"
@@ -224,8 +242,31 @@ mod tests {
         let mut refused = record(frame);
         refused.verdict = Verdict::BadPassword;
         let mut out = Vec::new();
-        assert_eq!(append_points(&refused, &mut out), 0);
+        assert_eq!(append_points(&refused, &[], &mut out), 0);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn changed_copies_go_to_the_resend_measurement() {
+        let frame = b"##0136ST=32;CN=2011;PW=000000;MN=LD130133000015;CP=&&DataTime=20160824003817;011-Rtd=231.0,011-Flag=N;B01-Rtd=36.91;060-Rtd=1.803,060-Flag=N&&1dc0\r\n";
+        let mut out = Vec::new();
+        assert_eq!(append_points(&record(frame), &["B01"], &mut out), 3);
+        let text = String::from_utf8(out).unwrap();
+        let measurements: Vec<&str> = text.lines().map(|l| l.split(',').next().unwrap()).collect();
+        assert_eq!(measurements, ["hj212", "hj212_resend", "hj212"]);
+    }
+
+    #[test]
+    fn unknown_flags_share_one_tag_value() {
+        let segment = "QN=20160801085000001;ST=32;CN=2051;PW=1;MN=M1;Flag=4;CP=&&DataTime=20160801084000;\
+                       a01-Avg=1,a01-Flag=C;a02-Avg=2,a02-Flag=x7;a03-Avg=3,a03-Flag=n";
+        let frame = hj212_proto::encode::frame(format!("{segment}&&").as_bytes()).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(append_points(&record(&frame), &[], &mut out), 3);
+        let text = String::from_utf8(out).unwrap();
+        let flags: Vec<&str> =
+            text.lines().map(|l| l.split(",flag=").nth(1).unwrap().split(' ').next().unwrap()).collect();
+        assert_eq!(flags, ["C", "other", "other"]);
     }
 
     #[test]

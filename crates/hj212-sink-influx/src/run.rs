@@ -1,19 +1,25 @@
 //! The sink loop: read durable records after the cursor, batch their points, write with
 //! retries, move the cursor.
 //!
+//! First copy wins, as in the evidence: a record is written once the embedded store has
+//! applied it, and the store says which of its readings are changed copies of readings stored
+//! from an earlier record (those go to `hj212_resend`, so they cannot overwrite the first).
+//! The sink therefore follows the store's progress; its lag includes the store's.
+//!
 //! Policy when the database is down: keep retrying the same batch with capped exponential
 //! backoff and jitter; the archive keeps everything meanwhile, so memory stays bounded by
 //! one batch and nothing is lost. Example: with `max_backoff_secs = 30`, retries wait about
 //! 0.5, 1, 2, 4 ... 30, 30 s; an hour-long outage costs ~130 attempts, then the sink catches
 //! up from the cursor at full speed.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hj212_archive::{Follower, FollowerStatus, Record};
+use hj212_store::Store;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,6 +35,9 @@ use crate::writer::{Client, Endpoint, WriteError};
 pub struct Settings {
     pub endpoint: Endpoint,
     pub archive_dir: PathBuf,
+    /// The embedded store (`data_dir/store.sqlite`), opened read-only: how far it has applied
+    /// the archive, and which readings are changed copies.
+    pub store_path: PathBuf,
     /// Where the cursor is kept (`data_dir/influx.cursor`).
     pub cursor_path: PathBuf,
     /// Where refused batches go (`data_dir/influx-dead-letter.lp`).
@@ -81,6 +90,9 @@ async fn report_lag(
 
 /// Archive records read per step.
 const READ_CHUNK: usize = 2000;
+/// At shutdown, how long the sink waits for the store to apply what is durable before it
+/// stops (the rest is written after the restart, from the cursor).
+const STORE_WAIT_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown`; then writes what is pending (one attempt round) and returns.
 ///
@@ -94,7 +106,11 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let client = Client::new(settings.endpoint.clone()).map_err(std::io::Error::other)?;
     let mut cursor = Cursor::load(&settings.cursor_path)?;
-    let mut follower = Follower::new(&settings.archive_dir, cursor.seq + 1);
+    let mut source = Source {
+        follower: Follower::new(&settings.archive_dir, cursor.seq + 1),
+        store_path: settings.store_path.clone(),
+        store: None,
+    };
     let metrics = SinkMetrics::default();
     status.follower.applied(cursor.seq);
     let reporter_stop = CancellationToken::new();
@@ -111,38 +127,43 @@ pub async fn run(
     };
     let mut pipeline = Pipeline { in_flight: VecDeque::new(), stopped: false, status: status.clone() };
     let mut batch = Batch::default();
+    let mut store_wait: Option<Instant> = None;
     loop {
         let target = *durable.borrow_and_update();
-        let (f, records) = match read(follower, target).await {
+        let (s, chunk) = match read(source, target).await {
             Ok(read) => read,
-            Err((f, error)) => {
-                // An unreadable segment or I/O error: retry with a pause, not a busy loop.
+            Err((s, error)) => {
+                // An unreadable segment, an I/O error, a store not readable: retry with a pause.
                 status.follower.failed(&error, hj212_archive::now_ms());
-                tracing::error!(%error, "influx sink cannot read the archive; retrying in 5 s");
+                tracing::error!(%error, "influx sink cannot read the archive or the store; retrying in 5 s");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(5)) => {},
                     () = shutdown.cancelled() => return pipeline.drain(&mut cursor).await,
                 }
-                follower = f;
+                source = s;
                 continue;
             }
         };
-        follower = f;
-        if records.is_empty() && target > follower.next_seq() - 1 {
+        source = s;
+        let next_seq = source.follower.next_seq();
+        if chunk.records.is_empty() && chunk.readable > next_seq - 1 {
             // Durable but not readable yet (should not happen): do not spin.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        for record in &records {
-            batch.add(record);
+        for record in &chunk.records {
+            let changed: Vec<&str> =
+                chunk.changed.get(&record.seq).map(|f| f.iter().map(String::as_str).collect()).unwrap_or_default();
+            batch.add(record, &changed);
             if batch.points >= settings.batch_points {
                 pipeline.push(std::mem::take(&mut batch), &sender, &mut cursor).await?;
             }
         }
-        let behind = target.saturating_sub(follower.next_seq() - 1);
-        if behind > 0 {
+        if chunk.readable > next_seq - 1 {
             continue;
         }
-        let stopping = shutdown.is_cancelled() && *durable.borrow() == target;
+        let stopping = shutdown.is_cancelled()
+            && *durable.borrow() == target
+            && store_caught_up(&mut store_wait, chunk.readable, target);
         let due = batch.started.is_some_and(|t| t.elapsed() >= settings.batch_interval);
         if due || stopping || (batch.points == 0 && batch.last_seq > 0) {
             pipeline.push(std::mem::take(&mut batch), &sender, &mut cursor).await?;
@@ -164,6 +185,24 @@ pub async fn run(
     }
 }
 
+/// At shutdown: whether the store has applied everything durable, or has been given
+/// [`STORE_WAIT_AT_SHUTDOWN`] to do so (its feed may have stopped).
+fn store_caught_up(waiting_since: &mut Option<Instant>, readable: u64, durable: u64) -> bool {
+    if readable >= durable {
+        return true;
+    }
+    let since = *waiting_since.get_or_insert_with(Instant::now);
+    if since.elapsed() < STORE_WAIT_AT_SHUTDOWN {
+        return false;
+    }
+    tracing::warn!(
+        readable,
+        durable,
+        "the store has not applied every record; their points are written after a restart"
+    );
+    true
+}
+
 /// Best effort: site names are metadata, rewritten at every start.
 async fn write_site_metadata(client: &Client, sites: &[(String, String)]) {
     if sites.is_empty() {
@@ -175,18 +214,58 @@ async fn write_site_metadata(client: &Client, sites: &[(String, String)]) {
     }
 }
 
-/// Reads the next records off the async workers; the follower comes back either way.
-async fn read(mut follower: Follower, target: u64) -> Result<(Follower, Vec<Record>), (Follower, std::io::Error)> {
-    let position = follower.next_seq();
-    let dir = follower.dir().to_path_buf();
+/// Where the sink reads: the archive, gated by the store's progress.
+#[derive(Debug)]
+struct Source {
+    follower: Follower,
+    store_path: PathBuf,
+    /// Opened on first use, read-only.
+    store: Option<Store>,
+}
+
+/// Records the store has applied, and which of their readings are changed copies.
+#[derive(Debug, Default)]
+struct Chunk {
+    records: Vec<Record>,
+    /// Archive records that may be read now: the durable ones the store has applied.
+    readable: u64,
+    /// Per record: the factors whose values differ from the copy stored from an earlier record.
+    changed: HashMap<u64, Vec<String>>,
+}
+
+impl Source {
+    fn read(&mut self, durable: u64) -> std::io::Result<Chunk> {
+        let store = match &mut self.store {
+            Some(store) => store,
+            None => self.store.insert(Store::open_read_only(&self.store_path).map_err(std::io::Error::other)?),
+        };
+        let readable = durable.min(store.applied_seq().map_err(std::io::Error::other)?);
+        let records = self.follower.read(readable, READ_CHUNK)?;
+        let mut changed: HashMap<u64, Vec<String>> = HashMap::new();
+        if let (Some(first), Some(last)) = (records.first(), records.last()) {
+            for (seq, factor) in store.changed_copies(first.seq, last.seq).map_err(std::io::Error::other)? {
+                changed.entry(seq).or_default().push(factor);
+            }
+        }
+        Ok(Chunk { records, readable, changed })
+    }
+}
+
+/// Reads the next records off the async workers; the source comes back either way.
+async fn read(mut source: Source, durable: u64) -> Result<(Source, Chunk), (Source, std::io::Error)> {
+    let position = source.follower.next_seq();
+    let (dir, store_path) = (source.follower.dir().to_path_buf(), source.store_path.clone());
     let task = tokio::task::spawn_blocking(move || {
-        let records = follower.read(target, READ_CHUNK);
-        (follower, records)
+        let chunk = source.read(durable);
+        (source, chunk)
     });
     match task.await {
-        Ok((follower, Ok(records))) => Ok((follower, records)),
-        Ok((follower, Err(error))) => Err((follower, error)),
-        Err(error) => Err((Follower::new(&dir, position), std::io::Error::other(error))),
+        Ok((source, Ok(chunk))) => Ok((source, chunk)),
+        Ok((source, Err(error))) => Err((source, error)),
+        Err(error) => {
+            let source = Source { follower: Follower::new(&dir, position), store_path, store: None };
+            Err((source, std::io::Error::other(error)))
+        }
     }
 }
 
@@ -201,8 +280,8 @@ struct Batch {
 }
 
 impl Batch {
-    fn add(&mut self, record: &Record) {
-        let added = append_points(record, &mut self.lines);
+    fn add(&mut self, record: &Record, changed_copies: &[&str]) {
+        let added = append_points(record, changed_copies, &mut self.lines);
         self.points += added;
         self.last_seq = record.seq;
         if added > 0 && self.started.is_none() {

@@ -3,7 +3,7 @@
 //! lateness, so a month of many sites is summed from a few rows each instead of recounted.
 //! It is part of the store: `hj212-audit rebuild-ledger` rebuilds it from the archive.
 
-use hj212_compliance::{Basis, Range, Rate, Report, Rules};
+use hj212_compliance::{Basis, Range, Report, Rules};
 use rusqlite::{CachedStatement, Transaction, params};
 
 use crate::{Reading, Store, StoreError};
@@ -71,11 +71,22 @@ fn whole_days(range: Range) -> bool {
     Basis::Day.period_start(range.from_ms) == range.from_ms && Basis::Day.period_start(range.to_ms) == range.to_ms
 }
 
+/// Counts of one stretch of whole days.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    due: u64,
+    received: u64,
+    valid: u64,
+    late: u64,
+}
+
 impl Store {
-    /// The counts and rates of one site from the ledger, without the lists of missing and
-    /// invalid periods; `None` when the ledger cannot answer exactly (minute basis, the
-    /// 45-minute rule, a range that is not whole Beijing days, a very long cutoff): use
-    /// [`Store::site_rate`] then. The figures equal `site_rate`'s (a test checks it).
+    /// The counts and rates of one site from the ledger as they stand at `now_ms`, without
+    /// the lists of missing, late and invalid periods; `None` when the ledger cannot answer
+    /// exactly (minute basis, the 45-minute rule, a range that is not whole Beijing days, a
+    /// very long cutoff): use [`Store::site_rate`] then. A range reaching past `now_ms` is
+    /// summed from the ledger up to today's midnight and counted from the details for today.
+    /// The figures equal `site_rate`'s (a test checks it).
     ///
     /// # Errors
     /// SQL errors.
@@ -84,67 +95,86 @@ impl Store {
         site: &hj212_config::Site,
         rules: &Rules,
         range: Range,
+        now_ms: i64,
     ) -> Result<Option<Report>, StoreError> {
         let cn = match rules.basis {
             Basis::Hour => 2061,
             Basis::Day => 2031,
             Basis::Minute { .. } => return Ok(None),
         };
-        let cutoff_days = rules.cutoff_ms / DAY_MS;
         if rules.min_valid_minutes.is_some()
             || !whole_days(range)
             || rules.cutoff_ms % DAY_MS != 0
-            || cutoff_days > MAX_LATE_DAYS
+            || rules.cutoff_ms / DAY_MS > MAX_LATE_DAYS
         {
             return Ok(None);
         }
+        let evaluated = hj212_compliance::evaluated(range, rules.basis, now_ms);
+        // Whole days from the ledger; the day `now` falls in (if inside the range) from the details.
+        let days = Range { from_ms: range.from_ms, to_ms: Basis::Day.period_start(evaluated.to_ms).max(range.from_ms) };
+        let days = if evaluated.to_ms == range.to_ms { range } else { days };
+        let mut counts = self.ledger_counts(site, cn, rules, days)?;
+        if days.to_ms < evaluated.to_ms {
+            let today = Range { from_ms: days.to_ms, to_ms: range.to_ms };
+            let report = self.site_rate(site, rules, today, now_ms)?.report;
+            counts.due += report.due;
+            counts.received += report.received;
+            counts.valid += report.valid;
+            counts.late += report.late;
+        }
+        let Counts { due, received, valid, late } = counts;
+        Ok(Some(Report::from_counts(due, received, valid, late, evaluated.to_ms, rules)))
+    }
+
+    /// Sums the ledger over the whole days of `days`, minus the periods wholly inside marks.
+    fn ledger_counts(
+        &self,
+        site: &hj212_config::Site,
+        cn: u16,
+        rules: &Rules,
+        days: Range,
+    ) -> Result<Counts, StoreError> {
         let step = rules.basis.period_ms();
-        let marks = self.marks_in_force(&site.mn, range)?;
-        let marked: Vec<i64> = range
+        let cutoff_days = rules.cutoff_ms / DAY_MS;
+        let marks = self.marks_in_force(&site.mn, days)?;
+        let marked: Vec<i64> = days
             .periods(rules.basis)
             .filter(|p| marks.iter().any(|m| m.mark.from_ms <= *p && p + step <= m.mark.to_ms))
             .collect();
-        let periods = range.periods(rules.basis).count();
+        let periods = days.periods(rules.basis).count();
+        // Per day and lateness: on time (late_days below the cutoff) or late.
         let mut sums = self.conn.prepare_cached(
-            "SELECT COALESCE(SUM(received), 0), COALESCE(SUM(valid), 0) FROM ledger_days
-             WHERE mn = ?1 AND cn = ?2 AND factor = ?3 AND day_ms >= ?4 AND day_ms < ?5 AND late_days < ?6",
+            "SELECT COALESCE(SUM(received * (late_days < ?6)), 0), COALESCE(SUM(valid * (late_days < ?6)), 0),
+                    COALESCE(SUM(received * (late_days >= ?6)), 0) FROM ledger_days
+             WHERE mn = ?1 AND cn = ?2 AND factor = ?3 AND day_ms >= ?4 AND day_ms < ?5",
         )?;
         let mut in_marks = self.conn.prepare_cached(
-            "SELECT COUNT(*), COALESCE(SUM(COALESCE(flag, 'N') = 'N'), 0) FROM ledger_periods
-             WHERE mn = ?1 AND cn = ?2 AND factor = ?3 AND period_ms >= ?4 AND period_ms < ?5 AND received_ms < period_ms + ?6",
+            "SELECT COALESCE(SUM(received_ms < period_ms + ?6), 0),
+                    COALESCE(SUM(received_ms < period_ms + ?6 AND COALESCE(flag, 'N') = 'N'), 0),
+                    COALESCE(SUM(received_ms >= period_ms + ?6), 0) FROM ledger_periods
+             WHERE mn = ?1 AND cn = ?2 AND factor = ?3 AND period_ms >= ?4 AND period_ms < ?5",
         )?;
-        let (mut received, mut valid) = (0i64, 0i64);
+        let (mut received, mut valid, mut late) = (0i64, 0i64, 0i64);
+        let triple = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, i64)> {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        };
         for factor in &site.factors {
-            let (r, v): (i64, i64) = sums
-                .query_row(params![site.mn, cn, factor, range.from_ms, range.to_ms, cutoff_days], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })?;
+            let (r, v, l) =
+                sums.query_row(params![site.mn, cn, factor, days.from_ms, days.to_ms, cutoff_days], triple)?;
             received += r;
             valid += v;
+            late += l;
             for (from, to) in runs(&marked, step) {
-                let (r, v): (i64, i64) = in_marks
-                    .query_row(params![site.mn, cn, factor, from, to, step + rules.cutoff_ms], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?;
+                let (r, v, l) =
+                    in_marks.query_row(params![site.mn, cn, factor, from, to, step + rules.cutoff_ms], triple)?;
                 received -= r;
                 valid -= v;
+                late -= l;
             }
         }
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
         let due = (site.factors.len() * (periods - marked.len())) as u64;
-        let (received, valid) = (count(received), count(valid));
-        let effective = Rate { numerator: valid, denominator: due };
-        Ok(Some(Report {
-            due,
-            received,
-            valid,
-            transmission: Rate { numerator: received, denominator: due },
-            validity: Rate { numerator: valid, denominator: received },
-            effective,
-            meets_target: effective.basis_points().is_some_and(|bp| bp >= u64::from(rules.target_bp)),
-            missing: Vec::new(),
-            invalid: Vec::new(),
-        }))
+        Ok(Counts { due, received: count(received), valid: count(valid), late: count(late) })
     }
 }
 

@@ -71,7 +71,43 @@ CREATE TABLE IF NOT EXISTS marks (
     mark TEXT NOT NULL              -- the mark as submitted (JSON)
 );
 CREATE TABLE IF NOT EXISTS store_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- Changed copies: a factor of an accepted record whose (mn, cn, data_time, factor) was already
+-- stored from an earlier record, with other values or flag. The evidence keeps the first copy;
+-- readers that show values (the time-series sink) ask here so they show the same one.
+CREATE TABLE IF NOT EXISTS changed_copies (
+    archive_seq INTEGER NOT NULL,   -- the record of the later copy
+    factor TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,     -- the record whose copy is stored
+    PRIMARY KEY (archive_seq, factor)
+) WITHOUT ROWID;
 ";
+
+/// Opens one of the daemon's SQLite files (WAL mode) for reading only, as the auditor's CLI
+/// and other readers outside the daemon must: nothing is created or written in its directory.
+///
+/// While the daemon has the file open, its `-wal` and `-shm` files exist and the connection
+/// shares them (it sees every committed transaction). Without a `-wal` file every change is
+/// in the main file and nobody is writing: a plain read-only open would create `-wal` and
+/// `-shm` files and leave them behind, so the file is opened `immutable` instead (no locks,
+/// no side files). A daemon started during such a read writes to its own new WAL; only a
+/// checkpoint in those moments could disturb the read (SQLite checkpoints after 1000 pages).
+///
+/// # Errors
+/// SQLite errors, e.g. when the file does not exist or the path is not UTF-8.
+pub fn read_only_connection(path: &Path) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let text = path.to_str().ok_or_else(|| rusqlite::Error::InvalidPath(path.to_path_buf()))?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let live = Path::new(&wal).exists();
+    // URI syntax: `%`, `?` and `#` in the path must be escaped.
+    let escaped = text.replace('%', "%25").replace('?', "%3F").replace('#', "%23");
+    let uri = format!("file:{escaped}?mode=ro{}", if live { "" } else { "&immutable=1" });
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(uri, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
 
 /// The embedded store.
 #[derive(Debug)]
@@ -93,6 +129,17 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_error)?;
         conn.execute_batch(SCHEMA).map_err(open_error)?;
         conn.execute_batch(ledger::SCHEMA).map_err(open_error)?;
+        Ok(Self { conn })
+    }
+
+    /// Opens the database at `path` for reading only, creating and changing nothing in its
+    /// directory, whether or not the daemon has it open (see [`read_only_connection`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] naming the file, e.g. when it does not exist.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = read_only_connection(path)
+            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         Ok(Self { conn })
     }
 
@@ -126,6 +173,12 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
             )?;
             let mut ledger = ledger::LedgerWriter::new(&tx)?;
+            let mut changed_copy = tx.prepare_cached(
+                "INSERT OR IGNORE INTO changed_copies (archive_seq, factor, first_seq)
+                 SELECT ?1, factor, archive_seq FROM readings WHERE mn = ?2 AND cn = ?3 AND data_time = ?4 AND factor = ?5
+                 AND NOT (rtd IS ?6 AND min IS ?7 AND avg IS ?8 AND max IS ?9 AND cou IS ?10 AND zs_rtd IS ?11
+                          AND zs_min IS ?12 AND zs_avg IS ?13 AND zs_max IS ?14 AND flag IS ?15)",
+            )?;
             let mut insert_mark = tx.prepare_cached(
                 "INSERT OR IGNORE INTO marks (seq, mn, from_ms, to_ms, supersedes, created_ms, mark)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -175,6 +228,24 @@ impl Store {
                         applied.rows += 1;
                     } else {
                         applied.duplicates += 1;
+                        let seq = i64::try_from(r.archive_seq).unwrap_or(i64::MAX);
+                        changed_copy.execute(params![
+                            seq,
+                            r.mn,
+                            r.cn,
+                            r.data_time,
+                            r.factor,
+                            r.rtd,
+                            r.min,
+                            r.avg,
+                            r.max,
+                            r.cou,
+                            r.zs_rtd,
+                            r.zs_min,
+                            r.zs_avg,
+                            r.zs_max,
+                            r.flag,
+                        ])?;
                     }
                 }
             }
@@ -199,6 +270,23 @@ impl Store {
              FROM readings WHERE mn = ?1 ORDER BY data_time_ms, cn, factor",
         )?;
         let rows = query.query_map([mn], Reading::from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The changed copies among archive records `from_seq..=to_seq`: (record, factor) pairs
+    /// whose values or flag differ from those stored from an earlier record (first copy wins).
+    /// A later copy with the same values is not listed.
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn changed_copies(&self, from_seq: u64, to_seq: u64) -> Result<Vec<(u64, String)>, StoreError> {
+        let bound = |seq: u64| i64::try_from(seq).unwrap_or(i64::MAX);
+        let mut query = self.conn.prepare_cached(
+            "SELECT archive_seq, factor FROM changed_copies WHERE archive_seq >= ?1 AND archive_seq <= ?2",
+        )?;
+        let rows = query.query_map(params![bound(from_seq), bound(to_seq)], |row| {
+            Ok((u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0), row.get(1)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -74,11 +74,12 @@ fn cn_for(basis: Basis) -> u16 {
 }
 
 impl Store {
-    /// The rate of one site over `range`, with its evidence.
+    /// The rate of one site over `range` as it stands at `now_ms`, with its evidence
+    /// (periods that have not ended by `now_ms` are not due yet).
     ///
     /// # Errors
     /// SQL errors.
-    pub fn site_rate(&self, site: &Site, rules: &Rules, range: Range) -> Result<Evidence, StoreError> {
+    pub fn site_rate(&self, site: &Site, rules: &Rules, range: Range, now_ms: i64) -> Result<Evidence, StoreError> {
         let readings = self.rate_readings(&site.mn, cn_for(rules.basis), range, rules)?;
         let marks = self.marks_in_force(&site.mn, range)?;
         let applied: Vec<Mark> = marks
@@ -88,7 +89,7 @@ impl Store {
                 reason: m.mark.reason.clone(),
             })
             .collect();
-        let report = compute(&site.factors, range, rules, readings.iter().map(|(r, _)| r), &applied);
+        let report = compute(&site.factors, range, rules, readings.iter().map(|(r, _)| r), &applied, now_ms);
         let seqs = readings.iter().map(|(_, seq)| *seq);
         let archive_seqs = seqs.clone().min().zip(seqs.max());
         Ok(Evidence {
@@ -212,15 +213,20 @@ impl Evidence {
             "to": beijing(self.range.to_ms),
             "basis": self.rules.basis.as_str(),
             "factors": self.factors,
+            "evaluated_to": beijing(r.evaluated_to_ms),
+            "clamped": r.evaluated_to_ms < self.range.to_ms,
             "due": r.due,
             "received": r.received,
             "valid": r.valid,
+            "missing_count": r.missing.len(),
+            "late_count": r.late,
             "transmission_rate": r.transmission.to_string(),
             "validity_rate": r.validity.to_string(),
             "effective_rate": r.effective.to_string(),
             "target": percent(self.rules.target_bp),
             "meets_target": r.meets_target,
             "missing": r.missing.iter().map(|(f, p)| serde_json::json!({"factor": f, "period": beijing(*p)})).collect::<Vec<_>>(),
+            "late": r.late_periods.iter().map(|(f, p, at)| serde_json::json!({"factor": f, "period": beijing(*p), "received_at": beijing(*at)})).collect::<Vec<_>>(),
             "invalid": r.invalid.iter().map(|(f, p, why)| serde_json::json!({"factor": f, "period": beijing(*p), "reason": why})).collect::<Vec<_>>(),
             "marks": self.marks,
             "config_hash": self.config_hash(),
@@ -231,6 +237,8 @@ impl Evidence {
                 "target": percent(self.rules.target_bp),
                 "min_valid_minutes": self.rules.min_valid_minutes,
                 "formulas": "transmission = received / due; validity = valid / received; effective = valid / due (docs/compliance-rules.md §1.2)",
+                "late": "a record received after period end + cutoff is kept and listed as late; it does not count as received",
+                "due_until": "only periods ended by evaluated_to are due; a range reaching past now stops at the last period ended (clamped)",
             },
             "archive": self.archive_seqs.map(|(first, last)| serde_json::json!({
                 "first_seq": first,
@@ -261,11 +269,11 @@ impl Evidence {
         config_hash(&self.rules, &self.factors)
     }
 
-    /// One CSV row: mn, from, to, basis, due, received, valid, the three rates, target, meets_target.
+    /// One CSV row, the columns of [`CSV_HEADER`].
     pub fn to_csv_row(&self, mn: &str) -> String {
         let r = &self.report;
         format!(
-            "{mn},{},{},{},{},{},{},{},{},{},{},{}",
+            "{mn},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             beijing(self.range.from_ms),
             beijing(self.range.to_ms),
             self.rules.basis.as_str(),
@@ -276,7 +284,11 @@ impl Evidence {
             r.validity,
             r.effective,
             percent(self.rules.target_bp),
-            r.meets_target
+            r.meets_target,
+            r.missing.len(),
+            r.late,
+            beijing(r.evaluated_to_ms),
+            r.evaluated_to_ms < self.range.to_ms
         )
     }
 }
@@ -315,9 +327,13 @@ pub fn summary_json(
         "from": beijing(range.from_ms),
         "to": beijing(range.to_ms),
         "basis": rules.basis.as_str(),
+        "evaluated_to": beijing(report.evaluated_to_ms),
+        "clamped": report.evaluated_to_ms < range.to_ms,
         "due": report.due,
         "received": report.received,
         "valid": report.valid,
+        "missing_count": report.due.saturating_sub(report.received + report.late),
+        "late_count": report.late,
         "transmission_rate": report.transmission.to_string(),
         "validity_rate": report.validity.to_string(),
         "effective_rate": report.effective.to_string(),
@@ -329,5 +345,6 @@ pub fn summary_json(
 }
 
 /// The CSV header matching [`Evidence::to_csv_row`].
-pub const CSV_HEADER: &str =
-    "mn,from,to,basis,due,received,valid,transmission_rate,validity_rate,effective_rate,target,meets_target";
+/// New columns go at the end, so existing readers of the first twelve keep working.
+pub const CSV_HEADER: &str = "mn,from,to,basis,due,received,valid,transmission_rate,validity_rate,effective_rate,target,meets_target,\
+                              missing,late,evaluated_to,clamped";

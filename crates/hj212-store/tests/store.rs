@@ -80,6 +80,7 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     assert_eq!(legacy.iter().map(|r| r.factor.as_str()).collect::<Vec<_>>(), ["011", "060", "B01"]);
     assert_eq!(legacy.iter().find(|r| r.factor == "011").unwrap().archive_seq, 3, "the unknown-MN copy is not stored");
     assert_eq!(store.count().unwrap(), 5);
+    assert!(store.changed_copies(1, last).unwrap().is_empty(), "an identical resend is no changed copy");
 
     // Resuming applies only what is new.
     drop(store);
@@ -90,6 +91,73 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     assert_eq!(records.len(), 1);
     let result = store.apply(&records).unwrap();
     assert_eq!((result.rows, result.duplicates), (0, 3));
+
+    // A later copy with another value of one factor: listed (the time-series sink shows the first).
+    let changed = hj212_proto::encode::frame(
+        b"QN=20160801090000000;ST=32;CN=2061;PW=123456;MN=010000A8900016F000169DC0;Flag=5;CP=&&DataTime=20160801080000;\
+          w00000-Cou=63.0,w00000-Min=16.4,w00000-Avg=99.5,w00000-Max=20.1,w00000-Flag=N;w01001-Min=7.1,w01001-Avg=7.5,w01001-Max=7.8,w01001-Flag=N&&",
+    )
+    .unwrap();
+    let seq = archive.append(received(Verdict::Accepted, &changed, 0)).await.unwrap();
+    let records = follower.read(seq, 100).unwrap();
+    assert_eq!(store.apply(&records).unwrap().duplicates, 2);
+    assert_eq!(store.changed_copies(next, seq).unwrap(), [(seq, "w00000".to_owned())]);
+    assert_eq!(store.readings("010000A8900016F000169DC0").unwrap()[0].avg.as_deref(), Some("17.5"), "first copy kept");
     drop(archive);
     thread.join();
+}
+
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+fn record(seq: u64, data: &[u8]) -> hj212_archive::Record {
+    hj212_archive::Record {
+        seq,
+        kind: Kind::Received,
+        verdict: Verdict::Accepted,
+        flags: 0,
+        time_ms: 1_700_000_000_000,
+        peer: String::new(),
+        data: data.to_vec(),
+        hash: [0; 32],
+    }
+}
+
+/// A reader outside the daemon sees what the daemon committed and leaves nothing behind:
+/// no `-wal`, `-shm` or journal file, with the daemon running or not.
+#[test]
+fn read_only_opening_sees_commits_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.sqlite");
+    drop(Store::open(&db).unwrap());
+    let closed = listing(dir.path());
+    assert_eq!(closed, ["store.sqlite"]);
+    let reader = Store::open_read_only(&db).unwrap();
+    assert_eq!(reader.count().unwrap(), 0);
+    drop(reader);
+    assert_eq!(listing(dir.path()), closed, "nothing created beside a closed store");
+
+    // The daemon running: its writes are seen by a reader opened before and after them.
+    let mut writer = Store::open(&db).unwrap();
+    writer.apply(&[record(1, MINUTE)]).unwrap();
+    let open = listing(dir.path());
+    let reader = Store::open_read_only(&db).unwrap();
+    assert_eq!(reader.count().unwrap(), 2);
+    writer.apply(&[record(2, REALTIME_2005)]).unwrap();
+    assert_eq!(reader.count().unwrap(), 5);
+    assert_eq!(reader.applied_seq().unwrap(), 2);
+    assert_eq!(listing(dir.path()), open);
+    drop((reader, writer));
+    assert_eq!(listing(dir.path()), closed);
+    let reader = Store::open_read_only(&db).unwrap();
+    assert_eq!(reader.count().unwrap(), 5);
+    assert!(reader.applied_seq().is_ok());
+    drop(reader);
+    assert_eq!(listing(dir.path()), closed);
+    assert!(Store::open_read_only(&dir.path().join("absent.sqlite")).is_err());
+    assert_eq!(listing(dir.path()), closed);
 }

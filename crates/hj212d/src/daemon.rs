@@ -245,6 +245,7 @@ fn influx_settings(
             timeout: Duration::from_secs(influx.timeout_secs),
         },
         archive_dir: archive.dir.clone(),
+        store_path: data_dir.join("store.sqlite"),
         cursor_path: data_dir.join("influx.cursor"),
         dead_letter_path: data_dir.join("influx-dead-letter.lp"),
         batch_points: influx.batch_points,

@@ -67,11 +67,11 @@ fn compute(path: &std::path::Path, sites: &[hj212_config::Site]) -> Result<(), h
     for site in sites.iter().filter(|s| !s.factors.is_empty()) {
         let rules = rules_for(site);
         // Today from the details; the month's whole days from the ledger when it can answer.
-        let today_report = store.site_rate(site, &rules, Range { from_ms: midnight, to_ms: now })?.report;
+        let today_report = store.site_rate(site, &rules, Range { from_ms: midnight, to_ms: now }, now)?.report;
         let earlier = Range { from_ms: month_start, to_ms: midnight };
-        let month_days = match store.site_summary(site, &rules, earlier)? {
+        let month_days = match store.site_summary(site, &rules, earlier, now)? {
             Some(report) => report,
-            None => store.site_rate(site, &rules, earlier)?.report,
+            None => store.site_rate(site, &rules, earlier, now)?.report,
         };
         // Counts over disjoint ranges add up; the rate is taken from the sums.
         let month = (today_report.valid + month_days.valid, today_report.due + month_days.due);
