@@ -142,6 +142,25 @@ impl Checkpoint {
     }
 }
 
+/// Parses `SEQ:HASH` (as `hj212-audit verify --expect-head` takes it and the published
+/// checkpoints print it).
+///
+/// # Errors
+/// What is wrong with the text.
+pub fn parse_head(text: &str) -> Result<(u64, Hash), String> {
+    let (seq, hash) = text.trim().split_once(':').ok_or_else(|| format!("{text:?} is not SEQ:HASH"))?;
+    let seq = seq.parse().map_err(|_| format!("{seq:?} is not a sequence number"))?;
+    let hash = unhex(hash).ok_or_else(|| format!("{hash:?} is not 64 hex digits"))?;
+    Ok((seq, hash))
+}
+
+impl Checkpoint {
+    /// `SEQ:HASH` of the record it covers, for `hj212-audit verify --expect-head`.
+    pub fn head_text(&self) -> String {
+        format!("{}:{}", self.seq, hex(&self.head))
+    }
+}
+
 /// The first 16 hex digits of the SHA-256 of a public key.
 pub fn fingerprint(public_key: &[u8; 32]) -> String {
     let digest: [u8; 32] = Sha256::digest(public_key).into();
@@ -254,6 +273,8 @@ mod tests {
         assert!(adopting.signed_by(&key.verifying_key()));
         assert!(forged.self_consistent() && !forged.signed_by(&key.verifying_key()));
         assert!(Checkpoint::parse("checkpoint seq=1").is_err());
+        assert_eq!(parse_head(&checkpoint.head_text()), Ok((117, [3; 32])));
+        assert!(parse_head("117").is_err() && parse_head("x:00").is_err());
     }
 
     #[test]

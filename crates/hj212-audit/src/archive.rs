@@ -4,21 +4,38 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use hj212_archive::{Kind, Record, flags, hex};
+use hj212_archive::checkpoint::{load_public_key, parse_head};
+use hj212_archive::{Kind, Record, VerifyOptions, flags, hex};
 use hj212_proto::framer::{self, FramerConfig, Scan};
 use hj212_proto::time::BeijingTime;
 use hj212_proto::{Packet, SegmentText};
 use serde_json::json;
 
 use crate::mask::mask_passwords;
-use crate::{EX_DATAERR, EX_NOINPUT, Failure};
+use crate::{EX_DATAERR, EX_NOINPUT, EX_USAGE, Failure};
 
-pub fn verify(data_dir: &Path) -> Result<(), Failure> {
+/// What `verify` checks beyond the chain: checkpoints against trusted keys, a published head.
+pub struct VerifyArgs {
+    pub public_keys: Vec<std::path::PathBuf>,
+    pub expect_head: Option<String>,
+}
+
+pub fn verify(data_dir: &Path, args: &VerifyArgs) -> Result<(), Failure> {
     let dir = data_dir.join("archive");
     if !dir.is_dir() {
         return Err(Failure { message: format!("no archive at {}", dir.display()), exit_code: EX_NOINPUT });
     }
-    match hj212_archive::verify(&dir) {
+    let mut options = VerifyOptions::default();
+    for path in &args.public_keys {
+        let key = load_public_key(path).map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+        options.trusted_keys.push(key);
+    }
+    if let Some(text) = &args.expect_head {
+        let head =
+            parse_head(text).map_err(|e| Failure { message: format!("--expect-head: {e}"), exit_code: EX_USAGE })?;
+        options.expect_head = Some(head);
+    }
+    match hj212_archive::verify_with(&dir, &options) {
         Ok(report) => {
             println!(
                 "ok: {} records in {} segments, seq {}..{}, head {}{}",
@@ -29,9 +46,42 @@ pub fn verify(data_dir: &Path) -> Result<(), Failure> {
                 hex(&report.head),
                 if report.incomplete_tail { " (the newest segment ends in a record being written)" } else { "" }
             );
+            print_signatures(&report, !options.trusted_keys.is_empty());
+            if let Some((seq, _)) = options.expect_head {
+                println!("expected head: record {seq} is present with the expected hash");
+            }
             Ok(())
         }
         Err(broken) => Err(Failure { message: describe(&broken), exit_code: EX_DATAERR }),
+    }
+}
+
+/// What the checkpoints cover, and what they do not.
+fn print_signatures(report: &hj212_archive::Report, trusted: bool) {
+    let Some(last) = &report.last_checkpoint else {
+        println!("checkpoints: none (nothing in this archive is signed)");
+        return;
+    };
+    let whose = if trusted {
+        "a trusted key"
+    } else {
+        "the key they name (not checked against a trusted key: pass --public-key)"
+    };
+    println!(
+        "checkpoints: {} signed by {whose}; the newest covers seq {} (signed {}, key {}{})",
+        report.checkpoints,
+        last.seq,
+        BeijingTime::from_unix_millis(last.time_ms).to_rfc3339(),
+        last.key_fingerprint(),
+        if last.last { ", written as the daemon stopped" } else { "" }
+    );
+    println!("unsigned tail: {} records after the newest checkpoint", report.unsigned_tail);
+    if !report.adopted.is_empty() {
+        let ranges: Vec<String> = report.adopted.iter().map(|(from, to)| format!("{from}-{to}")).collect();
+        println!(
+            "adopted at restarts: {} (records found after a run's last checkpoint, a crash's tail, signed by the next run)",
+            ranges.join(", ")
+        );
     }
 }
 

@@ -48,11 +48,19 @@ enum Command {
         #[arg(long)]
         key_file: Option<PathBuf>,
     },
-    /// Walk the archive's hash chain; name the first broken record and exit 65 on any break.
+    /// Walk the archive's hash chain and its signed checkpoints; name the first break and exit 65.
     Verify {
         /// The daemon's data_dir (the archive is its `archive/` folder).
         #[arg(long)]
         data_dir: PathBuf,
+        /// The daemon's checkpoint public key (`archive-signing.pub`); every checkpoint must be
+        /// signed by it (or by another --public-key, across a key change).
+        #[arg(long, value_name = "FILE")]
+        public_key: Vec<PathBuf>,
+        /// A head published elsewhere (MQTT, GET /api/v1/archive/head): the archive must still
+        /// hold record SEQ with this hash.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<String>,
     },
     /// Transmission rate (传输率 / 有效率 / 有效传输率) of a site, or of every site, from the data dir.
     Rate {
@@ -220,7 +228,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let mut out = BufWriter::new(io::stdout().lock());
             finish("decode", decode::decode_stream(input, &mut out, &options).and_then(|()| out.flush()))
         }
-        Command::Verify { data_dir } => archive::verify(&data_dir),
+        Command::Verify { data_dir, public_key, expect_head } => {
+            archive::verify(&data_dir, &archive::VerifyArgs { public_keys: public_key, expect_head })
+        }
         Command::RebuildLedger { data_dir, out } => {
             let out = out.unwrap_or_else(|| data_dir.join("store.rebuilt.sqlite"));
             println!("{}", rate::rebuild(&data_dir, &out)?);

@@ -181,3 +181,63 @@ async fn rebuild_ledger_applies_the_records_before_a_break_then_names_it() {
     let store = hj212_store::Store::open(&out).unwrap();
     assert_eq!(store.applied_seq().unwrap(), 5);
 }
+
+/// With the daemon's public key, verify checks every signed checkpoint; a key that did not
+/// sign them fails it, and so does an archive that no longer holds a published head.
+#[tokio::test]
+async fn verify_checks_checkpoints_against_the_public_key_and_a_published_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("archive-signing.key");
+    let key = hj212_archive::checkpoint::load_or_create_key(&key_path).unwrap();
+    let public = key_path.with_extension("pub");
+    let settings = |segment_max_bytes| Settings {
+        dir: dir.path().join("archive"),
+        segment_max_bytes,
+        segment_max_age: Duration::from_secs(3600),
+        retention: None,
+        queue: 16,
+        queue_bytes: 64 << 20,
+        checkpoints: Some(hj212_archive::CheckpointSettings { key: key.clone(), interval: Duration::ZERO }),
+        resume_free_bytes: 0,
+        durable_at_least: 0,
+    };
+    let (archive, thread, _) = Archive::open(settings(64 * 1024), Arc::new(NoObserver)).unwrap();
+    for i in 0..600 {
+        let record = NewRecord {
+            kind: Kind::Received,
+            verdict: Verdict::Accepted,
+            flags: 0,
+            time_ms: 1_767_225_600_000 + i,
+            peer: "127.0.0.1:1".into(),
+            data: FRAME_B.to_vec(),
+        };
+        archive.append(record).await.unwrap();
+    }
+    let published = archive.latest_checkpoint().borrow().clone().unwrap().head_text();
+    drop(archive);
+    thread.join();
+    let data_dir = dir.path().to_str().unwrap();
+    let public = public.to_str().unwrap();
+    let (code, stdout, stderr) =
+        run(&["verify", "--data-dir", data_dir, "--public-key", public, "--expect-head", &published]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("signed by a trusted key") && stdout.contains("written as the daemon stopped"), "{stdout}");
+    assert!(stdout.contains("unsigned tail: 0 records"), "{stdout}");
+    assert!(stdout.contains("expected head: record"), "{stdout}");
+
+    let stranger = dir.path().join("stranger.pub");
+    hj212_archive::checkpoint::load_or_create_key(&dir.path().join("stranger.key")).unwrap();
+    let (code, _, stderr) = run(&["verify", "--data-dir", data_dir, "--public-key", stranger.to_str().unwrap()]);
+    assert_eq!(code, Some(65));
+    assert!(stderr.contains("not signed by a trusted public key"), "{stderr}");
+
+    let segments = list_segments(&dir.path().join("archive")).unwrap();
+    assert!(segments.len() > 1);
+    std::fs::remove_file(&segments.last().unwrap().1).unwrap();
+    let (code, _, stderr) =
+        run(&["verify", "--data-dir", data_dir, "--public-key", public, "--expect-head", &published]);
+    assert_eq!(code, Some(65));
+    assert!(stderr.contains("records were removed or cut"), "{stderr}");
+    let (code, _, stderr) = run(&["verify", "--data-dir", data_dir, "--expect-head", "12"]);
+    assert_eq!(code, Some(64), "{stderr}");
+}
