@@ -27,7 +27,8 @@ pub fn check(config: &Config) -> Vec<Problem> {
         problems.push(Problem { key: key.to_owned(), message });
     };
     let server = &config.server;
-    if server.listen == server.http_listen {
+    // Port 0 (tests: any free port) gives each listener its own.
+    if server.listen == server.http_listen && server.listen.port() != 0 {
         problem("server.http_listen", format!("{} is also server.listen", server.http_listen));
     }
     if let Some(path) = sites_file_path(config).filter(|p| !p.is_file()) {
