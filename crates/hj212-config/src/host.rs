@@ -6,6 +6,7 @@
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Config;
 
@@ -74,7 +75,10 @@ fn nearest_existing(dir: &Path) -> Result<PathBuf, String> {
 
 /// Creates and removes a file in `dir`.
 fn probe_dir(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".hj212d-check-{}", std::process::id()));
+    // Unique per call: checks may run at once (a reload beside check-config, parallel tests).
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, Ordering::Relaxed);
+    let probe = dir.join(format!(".hj212d-check-{}-{n}", std::process::id()));
     std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
     std::fs::remove_file(&probe)
 }
