@@ -20,6 +20,13 @@ pub fn describe() {
     describe_gauge!(OUTBOX, "Alert and status messages waiting for the MQTT broker");
     describe_counter!(ERRORS, "Alert engine batches that failed (database errors) and were retried");
     describe_histogram!(DETECTION, "From a frame's arrival (archive time) to its alert being stored and queued");
+    // At zero from the start (docs/metrics.md): every kind and state, so rate() sees the first alert.
+    for kind in hj212_compliance::alert::AlertKind::ALL {
+        for state in hj212_compliance::alert::AlertState::ALL {
+            counter!(ALERTS, "kind" => kind.as_str(), "state" => state.as_str()).increment(0);
+        }
+    }
+    counter!(ERRORS).increment(0);
 }
 
 pub(crate) fn message(kind: &'static str, state: &'static str) {

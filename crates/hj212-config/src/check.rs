@@ -27,11 +27,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
         problems.push(Problem { key: key.to_owned(), message });
     };
     let server = &config.server;
-    if server.listen == server.http_listen {
+    // Port 0 (tests: any free port) gives each listener its own.
+    if server.listen == server.http_listen && server.listen.port() != 0 {
         problem("server.http_listen", format!("{} is also server.listen", server.http_listen));
-    }
-    if server.data_dir.is_file() {
-        problem("server.data_dir", format!("{} is a file, not a directory", server.data_dir.display()));
     }
     if let Some(path) = sites_file_path(config).filter(|p| !p.is_file()) {
         problem("server.sites_file", format!("{} does not exist", path.display()));
@@ -92,6 +90,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     }
     crate::check_alerts::check_alert_rules("alerts", &config.alerts, &mut problem);
     check_sites(config, &mut problem);
+    crate::host::check_host(config, &mut problem);
     problems
 }
 
@@ -148,8 +147,8 @@ fn check_influx(config: &Config, influx: &crate::Influx, problem: &mut impl FnMu
     if influx.token.is_some() && influx.token_file.is_some() {
         problem("influx.token", "set token or token_file, not both".to_owned());
     }
-    if let Some(path) = crate::influx_token_path(config).filter(|p| !p.is_file()) {
-        problem("influx.token_file", format!("{} does not exist", path.display()));
+    if let Some(message) = crate::influx_token_path(config).and_then(|p| crate::host::unreadable(&p)) {
+        problem("influx.token_file", message);
     }
     for (key, value) in
         [("influx.batch_points", influx.batch_points as u64), ("influx.timeout_secs", influx.timeout_secs)]
@@ -214,6 +213,12 @@ pub fn warnings(config: &Config) -> Vec<Problem> {
                 });
             }
         }
+    }
+    for (key, addr) in crate::host::ports_in_use(config) {
+        warnings.push(Problem {
+            key: key.to_owned(),
+            message: format!("{addr} is in use (by a running hj212d, or another program): the daemon cannot start"),
+        });
     }
     if config.sites.is_empty() {
         warnings.push(Problem {

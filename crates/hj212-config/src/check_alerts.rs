@@ -82,8 +82,9 @@ pub(crate) fn check_mqtt(config: &Config, mqtt: &Mqtt, problem: &mut impl FnMut(
         problem("mqtt.password_file", "a password needs a username".to_owned());
     }
     for (key, file) in [("mqtt.password_file", &mqtt.password_file), ("mqtt.ca_file", &mqtt.ca_file)] {
-        if let Some(path) = file.as_ref().map(|f| crate::resolve(config, f)).filter(|p| !p.is_file()) {
-            problem(key, format!("{} does not exist", path.display()));
+        // Read, not only found: check-config run as the service user then sees what it will.
+        if let Some(message) = file.as_ref().and_then(|f| crate::host::unreadable(&crate::resolve(config, f))) {
+            problem(key, message);
         }
     }
 }

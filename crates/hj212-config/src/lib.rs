@@ -6,12 +6,16 @@
 mod alerts;
 mod check;
 mod check_alerts;
+mod host;
+mod logging;
+mod parse;
 mod types;
 
 use std::path::{Path, PathBuf};
 
 pub use alerts::{AlertRules, FactorLimit, LimitBasis, Mqtt};
 pub use check::{Problem, check, warnings};
+pub use logging::{LogFormat, UtcOffset};
 pub use types::*;
 
 /// A config file that cannot be read or parsed.
@@ -20,11 +24,13 @@ pub use types::*;
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// Every TOML error found (syntax errors, or else each table's and each site's errors).
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
 }
 
 /// Reads a config file, and the site registry file it names (relative to the config's folder).
+/// Relative paths in it (`data_dir`, key and token files) are relative to the config's folder.
 ///
 /// # Errors
 /// [`ConfigError`] naming the file and, for TOML errors, the line and the offending key.
@@ -32,8 +38,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let mut config: Config = parse_file(path)?;
     config.source = Some(path.to_path_buf());
     config.sites.extend(load_sites_file(&config)?);
-    // Key files are relative to the config file, wherever their site was listed.
     let dir = path.parent().unwrap_or(Path::new("."));
+    // Like every other path in the file, so the daemon, check-config and hj212-audit find the
+    // same data whatever their working directory.
+    config.server.data_dir = dir.join(&config.server.data_dir);
+    // Key files are relative to the config file, wherever their site was listed.
     for site in &mut config.sites {
         for file in [&mut site.key_file, &mut site.previous_key_file].into_iter().flatten() {
             *file = dir.join(&*file);
@@ -47,7 +56,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// # Errors
 /// [`ConfigError::Parse`] with the TOML error.
 pub fn from_str(text: &str) -> Result<Config, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::from("<config>"), message: e.to_string() })
+    parse_text(text, Path::new("<config>"))
 }
 
 /// Re-reads the site registry (the config's `[[sites]]` and its `sites_file`), for SIGHUP.
@@ -153,7 +162,18 @@ fn load_sites_file(config: &Config) -> Result<Vec<Site>, ConfigError> {
 
 fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    parse_text(&text, path)
+}
+
+fn parse_text<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    parse::parse(text).map_err(|errors| {
+        let count = match errors.len() {
+            1 => String::new(),
+            n => format!("{n} errors\n"),
+        };
+        let each: Vec<String> = errors.iter().map(|e| e.to_string().trim_end().to_owned()).collect();
+        ConfigError::Parse { path: path.to_path_buf(), message: format!("{count}{}", each.join("\n")) }
+    })
 }
 
 /// The built-in defaults as TOML, for `hj212d print-default-config`.

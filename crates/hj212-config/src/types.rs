@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AlertRules, FactorLimit, Mqtt};
+use crate::{AlertRules, FactorLimit, LogFormat, Mqtt, UtcOffset};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -39,13 +39,17 @@ pub struct Server {
     pub listen: SocketAddr,
     /// Admin HTTP listener (metrics, health, API). Keep it on loopback or behind a proxy.
     pub http_listen: SocketAddr,
-    /// Archive segments and the embedded store live here.
+    /// Archive segments and the embedded store live here; relative to this file.
     pub data_dir: PathBuf,
     /// A separate site registry (`[[sites]]` only), for thousands of sites; relative to this file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sites_file: Option<PathBuf>,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or an `EnvFilter` directive).
     pub log_level: String,
+    /// One line per event, as text or JSON (on stderr; colour only on a terminal).
+    pub log_format: LogFormat,
+    /// The offset of log timestamps (RFC 3339); Beijing time by default.
+    pub log_utc_offset: UtcOffset,
     /// A file holding the bearer token for mutating admin endpoints (marks); relative to this
     /// file. Unset: those endpoints answer 403.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +69,8 @@ impl Default for Server {
             data_dir: PathBuf::from("./data"),
             sites_file: None,
             log_level: "info".to_owned(),
+            log_format: LogFormat::Text,
+            log_utc_offset: UtcOffset::BEIJING,
             admin_token_file: None,
             admin_read_token_file: None,
         }

@@ -135,7 +135,7 @@ fn influx_section_is_checked_and_its_token_never_printed() {
             "influx.url: \"127.0.0.1:8086\" is not an http:// or https:// URL",
             "influx.bucket: api = \"v2\" needs org and bucket",
             "influx.token: set token or token_file, not both",
-            "influx.token_file: ./influx.token does not exist",
+            "influx.token_file: cannot read ./influx.token: No such file or directory (os error 2)",
             "influx.batch_points: must be at least 1",
         ]
     );
@@ -188,7 +188,7 @@ fn alert_rules_limits_and_mqtt_are_checked() {
             "mqtt.url: \"tcp://127.0.0.1:1883\" is not an mqtt:// or mqtts:// URL",
             "mqtt.topic_prefix: \"hj212/#\" must be a topic without wildcards or leading/trailing /",
             "mqtt.password_file: a password needs a username",
-            "mqtt.password_file: /nonexistent/mqtt-password does not exist",
+            "mqtt.password_file: cannot read /nonexistent/mqtt-password: No such file or directory (os error 2)",
             "alerts.offline_intervals: must be at least 1",
             "alerts.hysteresis_percent: must be below 100",
             "sites[0].alerts.clock_drift_secs: must be at least 1",

@@ -12,7 +12,8 @@ macro_rules! notes {
         }
 
         impl Note {
-            const ALL: &'static [Note] = &[$(Note::$variant,)*];
+            /// Every note, in bit order.
+            pub const ALL: &'static [Note] = &[$(Note::$variant,)*];
 
             fn bit(self) -> u32 {
                 match self { $(Self::$variant => 1 << $bit,)* }

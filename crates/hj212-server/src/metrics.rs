@@ -119,6 +119,55 @@ pub fn describe() {
     );
     describe_gauge!(SITE_LAST_DATA_TIME, "Newest DataTime received from each configured site (Unix seconds)");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    zero_counters();
+}
+
+/// Every counter and its documented label values at zero (docs/metrics.md), so the first scrape
+/// lists them all. `hj212_site_decrypt_failures_total` is per configured site: the daemon zeroes it.
+fn zero_counters() {
+    let plain = [RECEIVED_BYTES, DUPLICATES, TIME_SETS, CONNECTIONS, ARCHIVE_RECORDS, ARCHIVE_BYTES, STORE_ROWS];
+    for name in plain.into_iter().chain([STORE_DUPLICATES]) {
+        counter!(name).increment(0);
+    }
+    let outcomes = [
+        Verdict::Accepted,
+        Verdict::Duplicate,
+        Verdict::UnknownMn,
+        Verdict::BadPassword,
+        Verdict::BadCrc,
+        Verdict::ParseError,
+        Verdict::BadTimestamp,
+        Verdict::DecryptOrCrc,
+        Verdict::NotEncrypted,
+    ];
+    for verdict in outcomes {
+        counter!(FRAMES, "outcome" => verdict.as_str()).increment(0);
+    }
+    let labelled: [(&'static str, &'static str, &[&'static str]); 7] = [
+        (AUTH_FAILURES, "reason", &["unknown_mn", "bad_password"]),
+        (ENCRYPTION, "cp", &["encrypted", "plaintext"]),
+        (
+            UNFRAMED,
+            "reason",
+            &["garbage", "length_not_numeric", "too_long", "no_crc_at_length", "missing_tail", "truncated"],
+        ),
+        (CRC_DIALECT, "dialect", &["hj212", "modbus", "modbus_swapped", "none"]),
+        (MARKS, "mark", &["future_time", "backfill", "resent"]),
+        (REPLIES, "cn", &["9013", "9014", "1012", "1014"]),
+        (
+            CONNECTIONS_CLOSED,
+            "reason",
+            &["eof", "idle", "auth_failures", "bad_frames", "io_error", "archive_error", "shutdown"],
+        ),
+    ];
+    for (name, label, values) in labelled {
+        for &value in values {
+            counter!(name, label => value).increment(0);
+        }
+    }
+    for note in Note::ALL {
+        counter!(NOTES, "note" => note.as_str()).increment(0);
+    }
 }
 
 /// Counter handles for the per-frame path, created once.

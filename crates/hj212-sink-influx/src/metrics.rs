@@ -22,6 +22,13 @@ pub fn describe() {
     describe_counter!(DEAD_LETTER, "Points parked in the dead-letter file after a 4xx");
     describe_gauge!(LAG_RECORDS, "Durable archive records the sink has not written yet");
     describe_gauge!(LAG_SECONDS, "Age of the oldest archive record the sink has not written yet");
+    // At zero from the start (docs/metrics.md), also without [influx]: rate() and absent() need them.
+    for name in [POINTS, BATCHES, RETRIES, DEAD_LETTER] {
+        counter!(name).increment(0);
+    }
+    for kind in ["connect", "timeout", "server_error", "throttled", "unauthorized", "misconfigured", "rejected"] {
+        counter!(FAILURES, "kind" => kind).increment(0);
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -21,6 +21,11 @@ pub fn describe() {
     );
     describe_gauge!(CONNECTED, "1 while the publisher has a broker connection (CONNACK received), else 0");
     describe_gauge!(DELIVERED_SEQ, "Outbox sequence number up to which every message is acknowledged by the broker");
+    // At zero from the start (docs/metrics.md), also without [mqtt].
+    counter!(PUBLISHED).increment(0);
+    for kind in ["connection", "rejected", "outbox"] {
+        counter!(PUBLISH_ERRORS, "kind" => kind).increment(0);
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -403,27 +403,34 @@ async fn event(archive: &Archive, text: String) -> anyhow::Result<()> {
 }
 
 impl Running {
-    /// Re-reads the site registry (SIGHUP); on error the old registry stays.
+    /// Re-reads the site registry (SIGHUP); on error the old registry stays. Counted in
+    /// `hj212_config_reloads_total{result}`.
     pub fn reload_sites(&self) {
-        match hj212_config::reload_sites(&self.config) {
-            Ok(sites) => {
-                let mut candidate = self.config.clone();
-                candidate.sites = sites;
-                let problems = hj212_config::check(&candidate);
-                if problems.is_empty() {
-                    self.shared.registry.replace(&candidate.sites);
-                    self.shared.keys.reload(&candidate.sites);
-                    self.alert_rules.send_replace(Arc::new(hj212_alerts::rules_map(&candidate)));
-                    metrics::gauge!(SITES_CONFIGURED).set(candidate.sites.len() as f64);
-                    tracing::info!(sites = candidate.sites.len(), "site registry reloaded");
-                } else {
-                    for problem in problems {
-                        tracing::error!(%problem, "site registry not reloaded");
-                    }
-                }
+        match self.reloaded_config() {
+            Ok(candidate) => {
+                self.shared.registry.replace(&candidate.sites);
+                self.shared.keys.reload(&candidate.sites);
+                self.alert_rules.send_replace(Arc::new(hj212_alerts::rules_map(&candidate)));
+                metrics::gauge!(SITES_CONFIGURED).set(candidate.sites.len() as f64);
+                crate::metrics::zero_site_counters(&candidate);
+                crate::metrics::reloaded(true);
+                tracing::info!(sites = candidate.sites.len(), "site registry reloaded");
             }
-            Err(error) => tracing::error!(%error, "site registry not reloaded"),
+            Err(problems) => {
+                for problem in problems {
+                    tracing::error!(%problem, "site registry not reloaded");
+                }
+                crate::metrics::reloaded(false);
+            }
         }
+    }
+
+    /// The running config with the site registry read again, or why it cannot be used.
+    fn reloaded_config(&self) -> Result<Config, Vec<String>> {
+        let sites = hj212_config::reload_sites(&self.config).map_err(|error| vec![error.to_string()])?;
+        let candidate = Config { sites, ..self.config.clone() };
+        let problems = crate::preflight::problems(&candidate);
+        if problems.is_empty() { Ok(candidate) } else { Err(problems.iter().map(ToString::to_string).collect()) }
     }
 
     /// A token that stops the daemon when cancelled.
@@ -479,26 +486,37 @@ pub fn run_from_file(path: &Path, log_override: Option<&str>) -> anyhow::Result<
             return Ok(ExitCode::from(EX_CONFIG));
         }
     };
-    let problems = hj212_config::check(&config);
+    let problems = crate::preflight::problems(&config);
     if !problems.is_empty() {
         for problem in problems {
             eprintln!("Error: {problem}");
         }
         return Ok(ExitCode::from(EX_CONFIG));
     }
-    observe::init_logging(log_override.unwrap_or(&config.server.log_level));
+    let server = &config.server;
+    crate::logging::init_logging(&crate::logging::LogSettings {
+        filter: log_override.unwrap_or(&server.log_level).to_owned(),
+        format: server.log_format,
+        offset: server.log_utc_offset,
+    });
     for warning in hj212_config::warnings(&config) {
         tracing::warn!(%warning, "config");
     }
+    observe::prometheus();
+    crate::process_metrics::refresh();
+    crate::metrics::loaded();
+    crate::metrics::zero_site_counters(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let running = match Daemon::start(config).await {
             Ok(running) => running,
             Err(error) => {
-                eprintln!("Error: {error:#}");
-                return Ok(ExitCode::from(start_failure_code(&error)));
+                let code = start_failure_code(&error);
+                tracing::error!(error = format!("{error:#}"), exit_code = code, "cannot start");
+                return Ok(ExitCode::from(code));
             }
         };
+        tokio::spawn(crate::process_metrics::run(running.shutdown_token()));
         wait_for_signals(&running).await?;
         tracing::info!("stopping: finishing frames in flight");
         running.stop().await?;
@@ -507,8 +525,10 @@ pub fn run_from_file(path: &Path, log_override: Option<&str>) -> anyhow::Result<
     })
 }
 
-/// The exit code for a failed start, so that a supervisor can tell "retry later" from
-/// "a person must look" (the systemd unit does not restart on 65 and 78).
+/// The exit code for a failed start, so that a supervisor can tell "retry later" from "a
+/// person must look" (the unit does not restart on 65, 75 and 78). A listen address in use or
+/// not on this host is a configuration problem (78), the error naming the key; anything else
+/// that stops the start is a file or directory that could not be created or opened (73).
 fn start_failure_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<LockError>().is_some_and(|e| matches!(e, LockError::Held { .. })) {
         return EX_TEMPFAIL;
@@ -519,7 +539,11 @@ fn start_failure_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<crate::fds::FdLimitError>().is_some() {
         return EX_CONFIG;
     }
-    EX_CANTCREAT
+    let bind_failed = error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|e| matches!(e.kind(), std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AddrNotAvailable));
+    if bind_failed { EX_CONFIG } else { EX_CANTCREAT }
 }
 
 #[cfg(unix)]

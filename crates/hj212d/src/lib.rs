@@ -6,7 +6,11 @@ mod fds;
 mod followers;
 mod gauges;
 mod lock;
+mod logging;
+mod metrics;
 mod observe;
+mod preflight;
+mod process_metrics;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +19,10 @@ use clap::{Parser, Subcommand};
 
 pub use daemon::{Daemon, Running};
 
-/// sysexits: configuration error.
+/// sysexits: configuration error, including a listen address in use or not on this host.
+/// The systemd unit does not restart on it.
 pub const EX_CONFIG: u8 = 78;
-/// sysexits: cannot create a needed file or bind a socket.
+/// sysexits: cannot create a needed file (data_dir, archive, store).
 pub const EX_CANTCREAT: u8 = 73;
 /// sysexits: the archive is damaged (a person must look; restarting does not help).
 pub const EX_DATAERR: u8 = 65;
@@ -41,7 +46,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print every problem in a config file; exit 78 if there is any.
+    /// Print every problem in a config file; exit 78 if there is any. Run it as the service
+    /// user (`sudo -u hj212d hj212d check-config FILE`): files and data_dir are checked as the
+    /// user running it.
     CheckConfig { file: PathBuf },
     /// Print the built-in defaults as TOML.
     PrintDefaultConfig,
@@ -79,14 +86,19 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     for warning in hj212_config::warnings(&config) {
         eprintln!("warning: {warning}");
     }
-    let problems = hj212_config::check(&config);
+    let problems = preflight::problems(&config);
     for problem in &problems {
         eprintln!("Error: {problem}");
     }
-    if problems.is_empty() {
-        println!("{}: ok ({} sites)", path.display(), config.sites.len());
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EX_CONFIG)
+    if !problems.is_empty() {
+        return ExitCode::from(EX_CONFIG);
     }
+    println!("{}: ok ({} sites, data_dir {})", path.display(), config.sites.len(), config.server.data_dir.display());
+    if preflight::running_as_root() {
+        eprintln!(
+            "note: checked as root, who can read and write what the service user may not: \
+             run it as that user too (sudo -u hj212d hj212d check-config FILE)"
+        );
+    }
+    ExitCode::SUCCESS
 }

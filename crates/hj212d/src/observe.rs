@@ -1,23 +1,12 @@
-//! Logging and the Prometheus recorder.
+//! The Prometheus recorder.
 
 use std::sync::OnceLock;
 
 use hj212_server::metrics::{ACK_LATENCY, ARCHIVE_FSYNC, LATENCY_BUCKETS, describe};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the log subscriber once per process (later calls keep the first).
-pub fn init_logging(filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|error| {
-        eprintln!("warning: log filter {filter:?} is invalid ({error}); using \"info\"");
-        EnvFilter::new("info")
-    });
-    let _ = tracing_subscriber::registry().with(tracing_subscriber::fmt::layer()).with(filter).try_init();
-}
-
-/// The process-wide Prometheus recorder (installed on first use).
+/// The process-wide Prometheus recorder (installed on first use). Every documented counter is
+/// registered at zero here, so the first scrape shows them all (rate() and absent() need it).
 pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -38,6 +27,8 @@ pub fn prometheus() -> PrometheusHandle {
             hj212_alerts::metrics::describe();
             hj212_sink_mqtt::metrics::describe();
             crate::followers::describe();
+            crate::metrics::describe();
+            crate::process_metrics::describe();
             handle
         })
         .clone()
