@@ -615,7 +615,7 @@ async fn a_range_reaching_into_the_future_is_evaluated_up_to_now() {
         let cli = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to]);
         let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
         let (_, body) = http_get(running.http_addr, &format!("/api/v1/rates?from={from}&to={to}"));
-        let summary = serde_json::from_str::<serde_json::Value>(&body).unwrap()[0].clone();
+        let summary = serde_json::from_str::<serde_json::Value>(&body).unwrap()["rates"][0].clone();
         let evaluated_to = cli["evaluated_to"].as_str().unwrap();
         if summary["evaluated_to"] != evaluated_to && attempt < 3 {
             continue; // an hour ended between the two calls

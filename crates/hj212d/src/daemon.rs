@@ -151,7 +151,8 @@ impl Daemon {
         let router = hj212_http::router(prometheus, shared.clone(), readiness, admin);
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone(), config.http.clone()));
         tracker.spawn(crate::gauges::run(shared.clone(), data_dir.join("store.sqlite"), shutdown.clone()));
-        tracker.spawn(crate::followers::report(watched, archive.durable(), feed_shutdown.clone()));
+        // Not on the tracker: it reports while connections drain and stops with the followers.
+        tokio::spawn(crate::followers::report(watched, archive.durable(), feed_shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");
         Ok(Running {
             hj212_addr,
