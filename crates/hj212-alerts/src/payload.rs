@@ -15,6 +15,29 @@ pub fn alert_topic(t: &Transition) -> String {
     format!("alerts/{}/{}", t.mn, t.kind.as_str())
 }
 
+/// The retained topic of the archive's newest signed checkpoint, below the prefix.
+pub const ARCHIVE_HEAD_TOPIC: &str = "archive/head";
+
+/// The archive's newest signed checkpoint, as published (MQTT, `GET /api/v1/archive/head`):
+/// enough for an auditor to check it (`record` is the signed text; `expect_head` goes to
+/// `hj212-audit verify --expect-head`).
+pub fn checkpoint(checkpoint: &hj212_archive::Checkpoint) -> Value {
+    use hj212_archive::hex;
+    json!({
+        "seq": checkpoint.seq,
+        "head": hex(&checkpoint.head),
+        "expect_head": checkpoint.head_text(),
+        "time": beijing(checkpoint.time_ms),
+        "time_ms": checkpoint.time_ms,
+        "key": hex(&checkpoint.key),
+        "key_fingerprint": checkpoint.key_fingerprint(),
+        "signature": hex(&checkpoint.signature),
+        "adopted": checkpoint.adopted.map(|(from, to)| [from, to]),
+        "last": checkpoint.last,
+        "record": checkpoint.encode(),
+    })
+}
+
 /// The topic of a site's status, below the prefix.
 pub fn status_topic(mn: &str) -> String {
     format!("status/{mn}")

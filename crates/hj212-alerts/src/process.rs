@@ -138,6 +138,15 @@ impl Processor {
                 stepped.newest_outbox = seq;
             }
         }
+        if self.mqtt
+            && let Some(newest) = records.iter().rev().find_map(signed_checkpoint)
+        {
+            // Published where the operator cannot silently take it back (a retained topic of
+            // the broker, which the regulator's or the owner's side can mirror).
+            let body = payload::checkpoint(&newest).to_string();
+            stepped.newest_outbox =
+                db::enqueue(&tx, payload::ARCHIVE_HEAD_TOPIC, body.as_bytes(), Some(ARCHIVE_HEAD_KEY))?;
+        }
         if let Some(last) = records.last() {
             db::set_applied_seq(&tx, last.seq)?;
         }
@@ -172,6 +181,17 @@ impl Processor {
     pub(crate) fn outbox_depth(&self) -> Result<u64, AlertsError> {
         db::outbox_depth(&self.conn)
     }
+}
+
+/// The retained checkpoint's key among the retained messages (a space: no MN has one).
+const ARCHIVE_HEAD_KEY: &str = "archive head";
+
+/// The checkpoint a record holds, if it is one.
+fn signed_checkpoint(record: &hj212_archive::Record) -> Option<hj212_archive::Checkpoint> {
+    if record.verdict != hj212_archive::Verdict::Checkpoint {
+        return None;
+    }
+    hj212_archive::Checkpoint::parse(&String::from_utf8_lossy(&record.data)).ok()
 }
 
 /// Queues the retained status of each site whose alerts changed or whose online state

@@ -4,6 +4,7 @@
 //! `server.admin_token_file`; reads require `server.admin_read_token_file`'s when it is set.
 
 mod alerts;
+mod archive;
 mod body;
 mod error;
 mod guard;
@@ -112,6 +113,7 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         .route("/api/v1/sites/{mn}/key", post(keys::rotate_key))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
+        .route("/api/v1/archive/head", get(archive::head))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard::guard));
     Router::new()
         .route("/metrics", get(prometheus_text))

@@ -1,6 +1,6 @@
 //! Admin HTTP metric names (`hj212_http_*`) and descriptions. Labels are bounded sets.
 
-use metrics::{describe_counter, describe_gauge};
+use metrics::{counter, describe_counter, describe_gauge};
 
 /// Error answers, by HTTP status (the fixed set the API answers with).
 pub(crate) const ERRORS: &str = "hj212_http_errors_total";
@@ -9,8 +9,17 @@ pub(crate) const CONNECTIONS_ACTIVE: &str = "hj212_http_connections_active";
 /// Connections the server closed on a client: `header_timeout` or `shutdown` (cut at the deadline).
 pub(crate) const CONNECTIONS_CUT: &str = "hj212_http_connections_cut_total";
 
-/// Registers the descriptions (idempotent).
+/// The statuses the API answers errors with (docs/metrics.md).
+const ERROR_STATUSES: [&str; 10] = ["400", "401", "403", "404", "405", "408", "409", "413", "500", "503"];
+
+/// Registers the descriptions and the counters at zero (idempotent).
 pub(crate) fn describe() {
+    for status in ERROR_STATUSES {
+        counter!(ERRORS, "status" => status).increment(0);
+    }
+    for reason in ["header_timeout", "shutdown"] {
+        counter!(CONNECTIONS_CUT, "reason" => reason).increment(0);
+    }
     describe_counter!(ERRORS, "Admin API error answers, by HTTP status");
     describe_gauge!(CONNECTIONS_ACTIVE, "Open admin HTTP connections");
     describe_counter!(

@@ -125,8 +125,23 @@ pub fn describe() {
 /// Every counter and its documented label values at zero (docs/metrics.md), so the first scrape
 /// lists them all. `hj212_site_decrypt_failures_total` is per configured site: the daemon zeroes it.
 fn zero_counters() {
-    let plain = [RECEIVED_BYTES, DUPLICATES, TIME_SETS, CONNECTIONS, ARCHIVE_RECORDS, ARCHIVE_BYTES, STORE_ROWS];
-    for name in plain.into_iter().chain([STORE_DUPLICATES]) {
+    let plain = [
+        RECEIVED_BYTES,
+        DUPLICATES,
+        TIME_SETS,
+        CONNECTIONS,
+        ARCHIVE_RECORDS,
+        ARCHIVE_BYTES,
+        ARCHIVE_FAILURES,
+        ARCHIVE_CHECKPOINTS,
+        STORE_ROWS,
+        STORE_DUPLICATES,
+        REFUSED_KEPT_BYTES,
+        REFUSED_SUMMARISED_BYTES,
+        REFUSED_UNTRACKED,
+        REFUSED_SUMMARIES,
+    ];
+    for name in plain {
         counter!(name).increment(0);
     }
     let outcomes = [
@@ -142,8 +157,12 @@ fn zero_counters() {
     ];
     for verdict in outcomes {
         counter!(FRAMES, "outcome" => verdict.as_str()).increment(0);
+        if verdict != Verdict::Accepted {
+            counter!(REFUSED_SUMMARISED, "outcome" => verdict.as_str()).increment(0);
+        }
     }
-    let labelled: [(&'static str, &'static str, &[&'static str]); 7] = [
+    counter!(REFUSED_SUMMARISED, "outcome" => Verdict::Unframed.as_str()).increment(0);
+    let labelled: [(&'static str, &'static str, &[&'static str]); 8] = [
         (AUTH_FAILURES, "reason", &["unknown_mn", "bad_password"]),
         (ENCRYPTION, "cp", &["encrypted", "plaintext"]),
         (
@@ -157,8 +176,19 @@ fn zero_counters() {
         (
             CONNECTIONS_CLOSED,
             "reason",
-            &["eof", "idle", "auth_failures", "bad_frames", "io_error", "archive_error", "shutdown"],
+            &[
+                "eof",
+                "idle",
+                "auth_failures",
+                "bad_frames",
+                "io_error",
+                "archive_error",
+                "shutdown",
+                "first_frame_timeout",
+                "evicted",
+            ],
         ),
+        (CONNECTIONS_REFUSED, "reason", &["per_peer", "max_connections"]),
     ];
     for (name, label, values) in labelled {
         for &value in values {

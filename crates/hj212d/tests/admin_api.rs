@@ -186,8 +186,15 @@ async fn marks_are_posted_as_the_readme_shows_and_shown_in_rfc3339() {
         let answer = post(addr, &path, ADMIN_TOKEN, content_type, rfc3339);
         assert_eq!(answer.status, 201, "{content_type:?}: {}", answer.body);
     }
-    let listed = get(addr, &path, None);
-    let listed = listed.json();
+    // Marks reach the list through the store, which follows the archive: wait for it.
+    let mut listed = get(addr, &path, None).json();
+    for _ in 0..100 {
+        if listed.as_array().unwrap().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listed = get(addr, &path, None).json();
+    }
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert_eq!(listed[2]["mark"]["to"], "2026-11-12T06:00:00.000+08:00");
     let rate = get(addr, &format!("/api/v1/sites/{MN}/rate?from=2026-11-01&to=2026-12-01"), None);

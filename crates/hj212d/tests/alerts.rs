@@ -293,3 +293,48 @@ async fn a_new_alerts_database_starts_at_the_archive_head_and_does_not_re_alert_
     restarted.stop().await;
     drop(dir);
 }
+
+/// The newest signed checkpoint is published where the operator cannot silently rewrite it:
+/// a retained MQTT topic and `GET /api/v1/archive/head`; what is published verifies against
+/// the archive with the daemon's public key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signed_head_is_published_on_mqtt_and_the_api() {
+    let broker = Mosquitto::start();
+    let url = broker.url();
+    let daemon = TestDaemon::start_with(move |config| {
+        config.mqtt = Some(Mqtt { url, max_backoff_secs: 1, ..Mqtt::default() });
+        config.archive.checkpoint_interval_secs = 1;
+    })
+    .await;
+    send_acked(&daemon, &[hourly(1, &hour(2), 10.0)]).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    send_acked(&daemon, &[hourly(2, &hour(1), 10.0)]).await;
+    // Once signed (nothing more arrives, so no newer checkpoint), a late subscriber gets it.
+    for _ in 0..50 {
+        let (_, body) = daemon.http("/api/v1/archive/head");
+        if !serde_json::from_str::<Value>(&body).unwrap()["checkpoint"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let retained = Subscriber::connect(broker.addr, "hj212/archive/head").wait_for(1, Duration::from_secs(10));
+    assert!(retained[0].retain, "the head is retained");
+    let published = json(&retained[0]);
+    let (code, body) = daemon.http("/api/v1/archive/head");
+    assert_eq!(code, 200, "{body}");
+    let head: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(head["checkpoint"], published, "the API shows the same checkpoint");
+    assert!(head["durable_seq"].as_u64().unwrap() > published["seq"].as_u64().unwrap());
+    let expect = published["expect_head"].as_str().unwrap().to_owned();
+    let data_dir = daemon.stop().await;
+    let checkpoint = hj212_archive::Checkpoint::parse(published["record"].as_str().unwrap()).unwrap();
+    let key = hj212_archive::checkpoint::load_public_key(&data_dir.path().join("archive-signing.pub")).unwrap();
+    assert!(checkpoint.signed_by(&key), "the published checkpoint is signed by the daemon's key");
+    let options = hj212_archive::VerifyOptions {
+        trusted_keys: vec![key],
+        expect_head: Some(hj212_archive::checkpoint::parse_head(&expect).unwrap()),
+    };
+    let report = hj212_archive::verify_with(&data_dir.path().join("archive"), &options).expect("the archive holds it");
+    assert!(report.last_checkpoint.unwrap().last, "the stop signed the rest");
+}
