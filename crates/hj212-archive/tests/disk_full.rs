@@ -71,3 +71,35 @@ async fn a_full_disk_refuses_appends_then_resumes_once_space_is_freed() {
     assert!(kinds[1].contains("1 appends refused"), "{kinds:?}");
     assert_eq!(records[2].data, frame(3).data, "only the frame after the outage was written, nothing refused");
 }
+
+/// A new segment that cannot be created (no descriptor left, no space for its header, here a
+/// folder in the way) costs no record: appends go on in the current segment, and the rotation
+/// is tried again later and succeeds once the cause is gone.
+#[tokio::test]
+async fn a_segment_that_cannot_be_created_is_retried_and_costs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.segment_max_bytes = 64 * 1024;
+    let (archive, thread, _) = Archive::open(settings, Arc::new(NoObserver)).unwrap();
+    // Each frame is ~2 KiB: the 32nd fills the first segment, whose successor starts at 33.
+    let blocker = dir.path().join(hj212_archive::segment_name(33));
+    std::fs::create_dir(&blocker).unwrap();
+    for i in 0..60 {
+        assert_eq!(archive.append(frame(i)).await.unwrap(), i as u64 + 1, "appends go on");
+    }
+    assert!(archive.is_healthy());
+    assert_eq!(
+        hj212_archive::list_segments(dir.path()).unwrap().len(),
+        2,
+        "the first segment and the folder in the way"
+    );
+    std::fs::remove_dir(&blocker).unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(archive.append(frame(60)).await.unwrap(), 61);
+    drop(archive);
+    thread.join();
+    let segments = hj212_archive::list_segments(dir.path()).unwrap();
+    assert_eq!(segments.len(), 2, "rotated once the way was clear");
+    assert!(segments[1].0 > 33);
+    assert_eq!(verify(dir.path()).unwrap().last_seq, 61);
+}
