@@ -19,14 +19,18 @@ pub fn alert_topic(t: &Transition) -> String {
 pub const ARCHIVE_HEAD_TOPIC: &str = "archive/head";
 
 /// The archive's newest signed checkpoint, as published (MQTT, `GET /api/v1/archive/head`):
-/// enough for an auditor to check it (`record` is the signed text; `expect_head` goes to
-/// `hj212-audit verify --expect-head`).
-pub fn checkpoint(checkpoint: &hj212_archive::Checkpoint) -> Value {
+/// enough for an auditor to check it. `record` is the signed text; `expect_head` names the
+/// checkpoint's own record, for `hj212-audit verify --expect-head` (so neither the records it
+/// signs nor the signature can later be cut or replaced unnoticed).
+pub fn checkpoint(head: &hj212_archive::SignedHead) -> Value {
     use hj212_archive::hex;
+    let checkpoint = &head.checkpoint;
     json!({
         "seq": checkpoint.seq,
         "head": hex(&checkpoint.head),
-        "expect_head": checkpoint.head_text(),
+        "record_seq": head.record_seq,
+        "record_hash": hex(&head.record_hash),
+        "expect_head": head.expect_head(),
         "time": beijing(checkpoint.time_ms),
         "time_ms": checkpoint.time_ms,
         "key": hex(&checkpoint.key),

@@ -186,12 +186,13 @@ impl Processor {
 /// The retained checkpoint's key among the retained messages (a space: no MN has one).
 const ARCHIVE_HEAD_KEY: &str = "archive head";
 
-/// The checkpoint a record holds, if it is one.
-fn signed_checkpoint(record: &hj212_archive::Record) -> Option<hj212_archive::Checkpoint> {
+/// The checkpoint a record holds, if it is one, with the record's place in the chain.
+fn signed_checkpoint(record: &hj212_archive::Record) -> Option<hj212_archive::SignedHead> {
     if record.verdict != hj212_archive::Verdict::Checkpoint {
         return None;
     }
-    hj212_archive::Checkpoint::parse(&String::from_utf8_lossy(&record.data)).ok()
+    let checkpoint = hj212_archive::Checkpoint::parse(&String::from_utf8_lossy(&record.data)).ok()?;
+    Some(hj212_archive::SignedHead { checkpoint, record_seq: record.seq, record_hash: record.hash })
 }
 
 /// Queues the retained status of each site whose alerts changed or whose online state

@@ -154,13 +154,6 @@ pub fn parse_head(text: &str) -> Result<(u64, Hash), String> {
     Ok((seq, hash))
 }
 
-impl Checkpoint {
-    /// `SEQ:HASH` of the record it covers, for `hj212-audit verify --expect-head`.
-    pub fn head_text(&self) -> String {
-        format!("{}:{}", self.seq, hex(&self.head))
-    }
-}
-
 /// The first 16 hex digits of the SHA-256 of a public key.
 pub fn fingerprint(public_key: &[u8; 32]) -> String {
     let digest: [u8; 32] = Sha256::digest(public_key).into();
@@ -227,20 +220,42 @@ fn write_new(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Replaces `dir/checkpoint.latest` atomically (write, fsync, rename, fsync the folder).
-pub(crate) fn write_latest(dir: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> {
+/// A checkpoint as it stands in the archive: what was signed, and the record that holds it
+/// (whose hash covers the signature, so naming that record pins the checkpoint itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHead {
+    pub checkpoint: Checkpoint,
+    pub record_seq: u64,
+    pub record_hash: Hash,
+}
+
+impl SignedHead {
+    /// `SEQ:HASH` of the checkpoint's own record, for `hj212-audit verify --expect-head`: the
+    /// archive must still hold that record, so neither the records it signs nor the signature
+    /// can have been cut or replaced.
+    pub fn expect_head(&self) -> String {
+        format!("{}:{}", self.record_seq, hex(&self.record_hash))
+    }
+}
+
+/// Replaces `dir/checkpoint.latest` atomically (write, fsync, rename, fsync the folder): the
+/// checkpoint's text, then `record SEQ:HASH` of the record holding it.
+pub(crate) fn write_latest(dir: &Path, head: &SignedHead) -> std::io::Result<()> {
     let path = dir.join(LATEST_FILE);
     let temp = dir.join(format!("{LATEST_FILE}.tmp"));
     let mut file = std::fs::File::create(&temp)?;
-    writeln!(file, "{}", checkpoint.encode())?;
+    writeln!(file, "{}\nrecord {}", head.checkpoint.encode(), head.expect_head())?;
     file.sync_all()?;
     std::fs::rename(&temp, &path)?;
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// The checkpoint in `dir/checkpoint.latest`, if there is a readable one.
-pub fn read_latest(dir: &Path) -> Option<Checkpoint> {
-    Checkpoint::parse(&std::fs::read_to_string(dir.join(LATEST_FILE)).ok()?).ok()
+/// The newest checkpoint as `dir/checkpoint.latest` names it, if there is a readable one.
+pub fn read_latest(dir: &Path) -> Option<SignedHead> {
+    let text = std::fs::read_to_string(dir.join(LATEST_FILE)).ok()?;
+    let (checkpoint, record) = text.split_once('\n')?;
+    let (record_seq, record_hash) = parse_head(record.trim().strip_prefix("record ")?).ok()?;
+    Some(SignedHead { checkpoint: Checkpoint::parse(checkpoint).ok()?, record_seq, record_hash })
 }
 
 #[cfg(test)]
@@ -273,8 +288,17 @@ mod tests {
         assert!(adopting.signed_by(&key.verifying_key()));
         assert!(forged.self_consistent() && !forged.signed_by(&key.verifying_key()));
         assert!(Checkpoint::parse("checkpoint seq=1").is_err());
-        assert_eq!(parse_head(&checkpoint.head_text()), Ok((117, [3; 32])));
+        assert_eq!(parse_head(&format!("117:{}", hex(&[3; 32]))), Ok((117, [3; 32])));
         assert!(parse_head("117").is_err() && parse_head("x:00").is_err());
+    }
+
+    #[test]
+    fn the_latest_file_names_the_checkpoint_and_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = Checkpoint::sign(&SigningKey::from_bytes(&[9; 32]), 7, [1; 32], 5, None, true);
+        let head = SignedHead { checkpoint, record_seq: 8, record_hash: [2; 32] };
+        write_latest(dir.path(), &head).unwrap();
+        assert_eq!(read_latest(dir.path()), Some(head));
     }
 
     #[test]

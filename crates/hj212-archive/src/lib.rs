@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, SignedHead};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use follow::{Follower, read_backwards};
 pub use format::{Hash, Kind, MAX_DATA, NewRecord, Record, RecordError, Verdict, flags};
@@ -95,7 +95,7 @@ pub trait Observer: Send + Sync {
     /// tried again, the latest-checkpoint file).
     fn warning(&self, _error: &ArchiveError) {}
     /// A checkpoint was signed and is durable.
-    fn checkpointed(&self, _checkpoint: &Checkpoint) {}
+    fn checkpointed(&self, _head: &SignedHead) {}
 }
 
 /// An observer that ignores everything (tools and tests).
@@ -118,7 +118,7 @@ pub struct Archive {
     durable: watch::Receiver<u64>,
     failed: Arc<AtomicBool>,
     floor: Arc<AtomicU64>,
-    checkpoint: watch::Receiver<Option<Checkpoint>>,
+    checkpoint: watch::Receiver<Option<SignedHead>>,
 }
 
 /// The writer thread; join it after dropping every [`Archive`] handle to flush and stop.
@@ -130,6 +130,24 @@ impl WriterThread {
     pub fn join(self) {
         let _ = self.0.join();
     }
+}
+
+/// Wakes the writer at half the checkpoint interval, so a tail that stopped growing is
+/// still signed on time; it ends once every [`Archive`] handle is gone.
+fn start_checkpoint_timer(writer: mpsc::WeakSender<writer::Request>, interval: Duration) -> Result<(), ArchiveError> {
+    let period = (interval / 2).max(Duration::from_millis(100));
+    std::thread::Builder::new()
+        .name("archive-checkpoint-timer".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(period);
+                let Some(writer) = writer.upgrade() else { return };
+                // A full queue means the writer is busy committing, and checkpoints then.
+                let _ = writer.try_send(writer::Request::Tick);
+            }
+        })
+        .map(drop)
+        .map_err(|e| ArchiveError::Io { message: format!("cannot start the checkpoint timer: {e}").into() })
 }
 
 /// A pending append: resolves to the record's sequence number once it is on disk.
@@ -169,8 +187,12 @@ impl Archive {
             checkpoint: checkpoint_tx,
             observer,
         };
+        let settings_checkpoints = settings.checkpoints.clone();
         let (writer, recovery) = writer::Writer::open(settings, outputs)?;
         let (tx, rx) = mpsc::channel(queue);
+        if let Some(checkpoints) = &settings_checkpoints {
+            start_checkpoint_timer(tx.downgrade(), checkpoints.interval)?;
+        }
         let thread = std::thread::Builder::new()
             .name("archive-writer".into())
             .spawn(move || writer.run(rx))
@@ -192,7 +214,7 @@ impl Archive {
         // A record larger than the whole budget still passes, alone.
         let cost = u32::try_from(record.data.len()).unwrap_or(u32::MAX).clamp(1, self.bytes_limit);
         let permit = self.bytes.clone().acquire_many_owned(cost).await.map_err(|_| ArchiveError::Closed)?;
-        let request = writer::Request { record, done, _permit: permit };
+        let request = writer::Request::Append(writer::Append { record, done, _permit: permit });
         self.tx.send(request).await.map_err(|_| ArchiveError::Closed)?;
         Ok(Pending(wait))
     }
@@ -211,7 +233,7 @@ impl Archive {
     }
 
     /// The newest signed checkpoint (from the previous run until this one signs its first).
-    pub fn latest_checkpoint(&self) -> watch::Receiver<Option<Checkpoint>> {
+    pub fn latest_checkpoint(&self) -> watch::Receiver<Option<SignedHead>> {
         self.checkpoint.clone()
     }
 

@@ -5,8 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::read_latest;
-use crate::format::{self, HEADER_LEN, Hash, RecordError, SegmentHeader, VERSION_1};
+use crate::checkpoint::{SignedHead, read_latest};
+use crate::format::{self, HEADER_LEN, Hash, RecordError, SegmentHeader, VERSION_1, Verdict};
 use crate::segment::{SegmentReader, create_segment, list_segments};
 use crate::writer::{io_error, now_ms};
 use crate::{ArchiveError, Settings};
@@ -34,6 +34,9 @@ pub(crate) struct Newest {
     /// The hash of the last record (the chain's head).
     pub last_hash: Hash,
     pub next_seq: u64,
+    /// The newest checkpoint record in the chain (0: none): records after it are adopted by
+    /// this run's first checkpoint.
+    pub signed_to: u64,
 }
 
 /// Opens the newest segment of the archive in `settings.dir`, creating the archive if empty.
@@ -55,21 +58,27 @@ pub(crate) fn open_newest(settings: &Settings) -> Result<(Newest, Recovery), Arc
             chain_prev: header.chain_seed(),
             last_hash: header.prev_hash,
             next_seq: 1,
+            signed_to: 0,
         };
         recovery.next_seq = 1;
         return Ok((newest, recovery));
     };
     let latest = read_latest(dir);
-    let durable_at_least = settings.durable_at_least.max(latest.as_ref().map_or(0, |c| c.seq));
-    let watched = latest.as_ref().map(|c| c.seq);
+    // The checkpoint record itself is durable (it is written before the file names it).
+    let durable_at_least = settings.durable_at_least.max(latest.as_ref().map_or(0, |c| c.record_seq));
+    let watched = latest.as_ref().map(|c| c.record_seq);
     let (walk, torn) = recover_segment(path, durable_at_least, watched)?;
     if torn.is_some() {
         recovery.truncated = torn;
     }
-    let Walked { reader, next_seq, watched_hash } = walk;
-    if let Some(checkpoint) = &latest {
-        check_against_checkpoint(path, next_seq, watched_hash, checkpoint)?;
+    let Walked { reader, next_seq, watched_hash, newest_checkpoint } = walk;
+    if let Some(latest) = &latest {
+        check_against_latest(path, next_seq, watched_hash, latest)?;
     }
+    let signed_to = match newest_checkpoint {
+        Some(seq) => seq,
+        None => signed_before(&segments)?,
+    };
     recovery.next_seq = next_seq;
     let header = reader.header;
     let (chain_prev, last_hash) = (reader.chain_prev(), reader.last_hash());
@@ -87,19 +96,43 @@ pub(crate) fn open_newest(settings: &Settings) -> Result<(Newest, Recovery), Arc
                 chain_prev: header.chain_seed(),
                 last_hash,
                 next_seq,
+                signed_to,
             };
             return Ok((newest, recovery));
         }
-        return rewrite_empty_v1(path, header, next_seq).map(|newest| (newest, recovery));
+        return rewrite_empty_v1(path, header, next_seq, signed_to).map(|newest| (newest, recovery));
     }
     let file = OpenOptions::new().append(true).open(path).map_err(|e| io_error("cannot open", path, &e))?;
     let len = file.metadata().map_err(|e| io_error("cannot stat", path, &e))?.len();
-    let newest = Newest { file, first_seq: header.first_seq, len, chain_prev, last_hash, next_seq };
+    let newest = Newest { file, first_seq: header.first_seq, len, chain_prev, last_hash, next_seq, signed_to };
     Ok((newest, recovery))
 }
 
+/// The newest checkpoint record in the segments before the newest, newest first (the newest
+/// had none: a rotation shortly before a crash). First-release segments hold none, so the walk
+/// stops there; with none at all, everything present is unsigned.
+fn signed_before(segments: &[(u64, PathBuf)]) -> Result<u64, ArchiveError> {
+    let older = &segments[..segments.len().saturating_sub(1)];
+    for (_, path) in older.iter().rev() {
+        let mut reader = SegmentReader::open(path).map_err(|e| io_error("cannot read", path, &e))?;
+        if reader.header.version == VERSION_1 {
+            break;
+        }
+        let mut newest = None;
+        while let Ok(Some(record)) = reader.next_record() {
+            if record.verdict == Verdict::Checkpoint {
+                newest = Some(record.seq);
+            }
+        }
+        if let Some(seq) = newest {
+            return Ok(seq);
+        }
+    }
+    Ok(segments.first().map_or(0, |(first_seq, _)| first_seq - 1))
+}
+
 /// An empty first-release segment gets a current header in place (it holds no record).
-fn rewrite_empty_v1(path: &Path, old: SegmentHeader, next_seq: u64) -> Result<Newest, ArchiveError> {
+fn rewrite_empty_v1(path: &Path, old: SegmentHeader, next_seq: u64, signed_to: u64) -> Result<Newest, ArchiveError> {
     let header = SegmentHeader::new(old.first_seq, old.prev_hash, now_ms());
     let mut file = OpenOptions::new().write(true).open(path).map_err(|e| io_error("cannot open", path, &e))?;
     file.set_len(0).map_err(|e| io_error("cannot truncate", path, &e))?;
@@ -114,31 +147,33 @@ fn rewrite_empty_v1(path: &Path, old: SegmentHeader, next_seq: u64) -> Result<Ne
         chain_prev: header.chain_seed(),
         last_hash: header.prev_hash,
         next_seq,
+        signed_to,
     })
 }
 
-/// The newest checkpoint covers records up to its seq: the archive must still hold them, and
-/// where the newest segment holds that record, its hash must be the one signed.
-fn check_against_checkpoint(
+/// `checkpoint.latest` names the newest checkpoint's record: the archive must still hold it
+/// (it is durable before the file names it), and where the newest segment holds it, with the
+/// same hash (else the checkpoint was replaced, say by a forged record).
+fn check_against_latest(
     path: &Path,
     next_seq: u64,
     watched_hash: Option<Hash>,
-    checkpoint: &crate::Checkpoint,
+    latest: &SignedHead,
 ) -> Result<(), ArchiveError> {
     let corrupt = |problem: String| ArchiveError::Corrupt { segment: path.display().to_string(), offset: 0, problem };
-    if checkpoint.seq >= next_seq {
+    if latest.record_seq >= next_seq {
         return Err(corrupt(format!(
-            "the archive ends at seq {} but a checkpoint signed records up to seq {} ({}): records were removed \
-             or cut",
+            "the archive ends at seq {} but {} names checkpoint record {}: records were removed or cut",
             next_seq - 1,
-            checkpoint.seq,
-            crate::checkpoint::LATEST_FILE
+            crate::checkpoint::LATEST_FILE,
+            latest.record_seq
         )));
     }
-    if watched_hash.is_some_and(|hash| hash != checkpoint.head) {
+    if watched_hash.is_some_and(|hash| hash != latest.record_hash) {
         return Err(corrupt(format!(
-            "record {} does not have the hash its checkpoint signed: the archive was rewritten",
-            checkpoint.seq
+            "record {} is not the checkpoint {} names: the archive was rewritten",
+            latest.record_seq,
+            crate::checkpoint::LATEST_FILE
         )));
     }
     Ok(())
@@ -152,14 +187,17 @@ struct Walked {
     next_seq: u64,
     /// The hash of the record asked for, if this segment holds it.
     watched_hash: Option<Hash>,
+    /// The newest checkpoint record in this segment.
+    newest_checkpoint: Option<u64>,
 }
 
 /// A crash while a new segment was being created can leave it without a complete header
-/// (and so without records). It is moved aside and the previous segment continues.
+/// (cut short, or its blocks allocated and still zero), and so without records. It is moved
+/// aside and the previous segment continues.
 fn set_aside_unfinished_segment(segments: &mut Vec<(u64, PathBuf)>) -> Result<TornTail, ArchiveError> {
     let Some((_, path)) = segments.last() else { return Ok(None) };
     let bytes = std::fs::read(path).map_err(|e| io_error("cannot read", path, &e))?;
-    if bytes.len() >= HEADER_LEN || SegmentHeader::decode(&bytes).is_some() {
+    if bytes.len() > HEADER_LEN || SegmentHeader::decode(&bytes).is_some() {
         return Ok(None);
     }
     let kept = path.with_extension("hjar.unfinished");
@@ -178,6 +216,7 @@ fn recover_segment(path: &Path, durable_at_least: u64, watch: Option<u64>) -> Re
     let mut reader = SegmentReader::open(path).map_err(|e| io_error("cannot read", path, &e))?;
     let mut next_seq = reader.header.first_seq;
     let mut watched_hash = None;
+    let mut newest_checkpoint = None;
     loop {
         let bad = match reader.next_record() {
             Ok(Some(record)) => {
@@ -185,9 +224,12 @@ fn recover_segment(path: &Path, durable_at_least: u64, watch: Option<u64>) -> Re
                 if Some(record.seq) == watch {
                     watched_hash = Some(record.hash);
                 }
+                if record.verdict == Verdict::Checkpoint {
+                    newest_checkpoint = Some(record.seq);
+                }
                 continue;
             }
-            Ok(None) => return Ok((Walked { reader, next_seq, watched_hash }, None)),
+            Ok(None) => return Ok((Walked { reader, next_seq, watched_hash, newest_checkpoint }, None)),
             Err(bad) => bad,
         };
         let bytes = reader.bytes();
@@ -220,6 +262,6 @@ fn recover_segment(path: &Path, durable_at_least: u64, watch: Option<u64>) -> Re
         file.set_len(cut_at).map_err(|e| io_error("cannot truncate", path, &e))?;
         file.sync_all().map_err(|e| io_error("cannot fsync", path, &e))?;
         let torn = Some((path.to_path_buf(), cut_at, cut_len, kept));
-        return Ok((Walked { reader, next_seq, watched_hash }, torn));
+        return Ok((Walked { reader, next_seq, watched_hash, newest_checkpoint }, torn));
     }
 }

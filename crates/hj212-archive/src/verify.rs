@@ -100,7 +100,7 @@ pub fn walk_with(
         problem: e.to_string(),
     };
     let segments = list_segments(dir).map_err(|e| io_break(dir, e))?;
-    let mut state = Walk::new(options);
+    let mut state = Walk::new(options, dir);
     for (i, (name_seq, path)) in segments.iter().enumerate() {
         let mut reader = SegmentReader::open(path).map_err(|e| io_break(path, e))?;
         let header = reader.header;
@@ -115,6 +115,7 @@ pub fn walk_with(
         if i == 0 {
             state.seq = header.first_seq - 1;
             state.head = header.prev_hash;
+            state.first_present = header.first_seq;
         } else if header.first_seq != state.seq + 1 || header.prev_hash != state.head {
             return Err(fail(
                 0,
@@ -137,7 +138,7 @@ pub fn walk_with(
     }
     state.check_start(&segments)?;
     let first_seq = segments.first().map_or(1, |(s, _)| *s);
-    state.check_expected_head(first_seq, dir)?;
+    state.check_pins(first_seq, dir)?;
     state.check_nothing_after_stop(&segments)?;
     Ok(state.report(&segments))
 }
@@ -156,12 +157,30 @@ struct Walk<'a> {
     /// The newest checkpoint and the sequence number of its own record.
     last_checkpoint: Option<(u64, Checkpoint)>,
     adopted: Vec<(u64, u64)>,
-    /// The expected head was found, with this hash.
-    expected_found: Option<Hash>,
+    /// Records that must be in the archive with a given hash, what names each, and the hash
+    /// found: the expected head, and the checkpoint record `checkpoint.latest` names.
+    pins: Vec<Pin>,
+    /// The first record present (segments before it were removed by retention).
+    first_present: u64,
+}
+
+struct Pin {
+    seq: u64,
+    hash: Hash,
+    named_by: &'static str,
+    found: Option<Hash>,
 }
 
 impl<'a> Walk<'a> {
-    fn new(options: &'a VerifyOptions) -> Self {
+    fn new(options: &'a VerifyOptions, dir: &Path) -> Self {
+        let mut pins = Vec::new();
+        if let Some((seq, hash)) = options.expect_head {
+            pins.push(Pin { seq, hash, named_by: "the expected head", found: None });
+        }
+        if let Some(latest) = crate::checkpoint::read_latest(dir) {
+            let named_by = "checkpoint.latest";
+            pins.push(Pin { seq: latest.record_seq, hash: latest.record_hash, named_by, found: None });
+        }
         Self {
             options,
             seq: 0,
@@ -172,7 +191,8 @@ impl<'a> Walk<'a> {
             checkpoints: 0,
             last_checkpoint: None,
             adopted: Vec::new(),
-            expected_found: None,
+            pins,
+            first_present: 1,
         }
     }
 
@@ -215,8 +235,8 @@ impl<'a> Walk<'a> {
                     if record.verdict == Verdict::Checkpoint {
                         self.check_checkpoint(&record).map_err(|problem| (reader.offset(), record.seq, problem))?;
                     }
-                    if self.options.expect_head.is_some_and(|(seq, _)| seq == record.seq) {
-                        self.expected_found = Some(record.hash);
+                    for pin in self.pins.iter_mut().filter(|p| p.seq == record.seq) {
+                        pin.found = Some(record.hash);
                     }
                     self.seq = record.seq;
                     self.head = record.hash;
@@ -279,16 +299,33 @@ impl<'a> Walk<'a> {
             ));
         }
         if let Some((from, to)) = checkpoint.adopted {
-            if self.last_checkpoint.as_ref().is_some_and(|(seq, previous)| previous.last && *seq < from) {
-                return Err(format!(
-                    "records {from}-{to} follow the checkpoint written when the daemon stopped and were adopted at the next start: hj212d did not write them"
-                ));
-            }
+            self.check_adoption(from, to, record.seq)?;
             self.adopted.push((from, to));
         }
 
         self.checkpoints += 1;
         self.last_checkpoint = Some((record.seq, checkpoint));
+        Ok(())
+    }
+
+    /// Adopted records start right after the previous checkpoint's record (or, with none in
+    /// sight, no later than the first record present) and end before the adopting checkpoint;
+    /// after the checkpoint written at a clean stop there is nothing to adopt.
+    fn check_adoption(&self, from: u64, to: u64, record_seq: u64) -> Result<(), String> {
+        let expected_from = self.last_checkpoint.as_ref().map(|(seq, _)| seq + 1);
+        if let Some((_, previous)) = self.last_checkpoint.as_ref().filter(|(_, c)| c.last) {
+            return Err(format!(
+                "records {from}-{to} follow the checkpoint written when the daemon stopped (covering seq {}) and were adopted at the next start: hj212d did not write them",
+                previous.seq
+            ));
+        }
+        let starts_right = expected_from.map_or(from <= self.first_present, |expected| from == expected);
+        if !starts_right || to < from || to >= record_seq {
+            return Err(format!(
+                "checkpoint record {record_seq} adopts records {from}-{to}, which do not follow the previous checkpoint{}",
+                expected_from.map(|e| format!(" (expected from {e})")).unwrap_or_default()
+            ));
+        }
         Ok(())
     }
 
@@ -349,24 +386,36 @@ impl<'a> Walk<'a> {
         })
     }
 
-    /// The head published elsewhere must be in the archive, unchanged.
-    fn check_expected_head(&self, first_seq: u64, dir: &Path) -> Result<(), Break> {
-        let Some((seq, hash)) = self.options.expect_head else { return Ok(()) };
-        let fail = |problem: String| Err(Break { segment: dir.to_path_buf(), offset: 0, seq, problem });
-        match self.expected_found {
-            Some(found) if found == hash => Ok(()),
-            Some(found) => fail(format!(
-                "record {seq} has hash {}, not the expected {}: the archive was rewritten",
-                hex(&found),
-                hex(&hash)
-            )),
-            None if seq < first_seq => fail(format!(
-                "record {seq} is no longer in the archive (it starts at seq {first_seq}); cannot check it"
-            )),
-            None => fail(format!(
-                "the archive ends at seq {}, before the expected record {seq}: records were removed or cut",
-                self.seq
-            )),
+    /// The head published elsewhere, and the checkpoint record `checkpoint.latest` names, must
+    /// be in the archive, unchanged.
+    fn check_pins(&self, first_seq: u64, dir: &Path) -> Result<(), Break> {
+        for pin in &self.pins {
+            let seq = pin.seq;
+            let fail = |problem: String| Err(Break { segment: dir.to_path_buf(), offset: 0, seq, problem });
+            match pin.found {
+                Some(found) if found == pin.hash => {}
+                Some(found) => {
+                    return fail(format!(
+                        "record {seq} has hash {}, not the {} that {} names: the archive was rewritten",
+                        hex(&found),
+                        hex(&pin.hash),
+                        pin.named_by
+                    ));
+                }
+                None if seq < first_seq => {
+                    return fail(format!(
+                        "record {seq}, which {} names, is no longer in the archive (it starts at seq {first_seq}); cannot check it",
+                        pin.named_by
+                    ));
+                }
+                None => {
+                    return fail(format!(
+                        "the archive ends at seq {}, before record {seq}, which {} names: records were removed or cut",
+                        self.seq, pin.named_by
+                    ));
+                }
+            }
         }
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::checkpoint::{Checkpoint, write_latest};
+use crate::checkpoint::{Checkpoint, SignedHead, write_latest};
 use crate::format::{self, HEADER_LEN, Hash, Kind, NewRecord, SegmentHeader, Verdict};
 use crate::recover::{Newest, Recovery, open_newest};
 use crate::segment::{SegmentReader, create_segment, list_segments, segment_name};
@@ -30,7 +30,14 @@ const OUTAGE_POLL: Duration = Duration::from_millis(50);
 /// A segment that could not be created (no descriptors, no space) is tried again after this.
 const ROTATE_RETRY: Duration = Duration::from_secs(5);
 
-pub(crate) struct Request {
+pub(crate) enum Request {
+    Append(Append),
+    /// Time to sign the head if the interval has passed (sent by a timer while no records
+    /// arrive, so the tail does not stay unsigned until the next one).
+    Tick,
+}
+
+pub(crate) struct Append {
     pub record: NewRecord,
     pub done: oneshot::Sender<Result<u64, ArchiveError>>,
     /// Returns the record's bytes to the queue budget when the request is done.
@@ -43,7 +50,7 @@ pub(crate) struct Outputs {
     pub failed: Arc<AtomicBool>,
     /// The lowest sequence number a follower still needs (retention keeps it).
     pub floor: Arc<AtomicU64>,
-    pub checkpoint: watch::Sender<Option<Checkpoint>>,
+    pub checkpoint: watch::Sender<Option<SignedHead>>,
     pub observer: Arc<dyn Observer>,
 }
 
@@ -79,7 +86,7 @@ pub(crate) struct Writer {
     rotate_retry_at: Option<Instant>,
     /// The last record a checkpoint covers (itself included), and when it was signed.
     checkpointed: (u64, Instant),
-    /// Records found after the last checkpoint at open, for this run's first checkpoint.
+    /// Records found after the chain's newest checkpoint at open, for this run's first checkpoint.
     adopted: Option<(u64, u64)>,
 }
 
@@ -111,9 +118,8 @@ impl Writer {
     /// Opens the archive in `settings.dir`, creating it, or recovering a torn tail.
     pub(crate) fn open(settings: Settings, out: Outputs) -> Result<(Self, Recovery), ArchiveError> {
         let (newest, recovery) = open_newest(&settings)?;
-        let Newest { file, first_seq, len, chain_prev, last_hash, next_seq, .. } = newest;
-        // The previous run's last checkpoint record follows the record it covers.
-        let signed_to = crate::checkpoint::read_latest(&settings.dir).map_or(0, |c| c.seq + 1);
+        let Newest { file, first_seq, len, chain_prev, last_hash, next_seq, signed_to } = newest;
+        // Records after the chain's newest checkpoint were not signed by the run that wrote them.
         let adopted = (next_seq - 1 > signed_to).then_some((signed_to + 1, next_seq - 1));
         out.durable.send_replace(next_seq - 1);
         let writer = Self {
@@ -136,12 +142,18 @@ impl Writer {
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let mut batch = Vec::with_capacity(MAX_BATCH_RECORDS);
         while let Some(first) = self.next_request(&mut rx) {
+            let Request::Append(first) = first else {
+                self.maybe_checkpoint(false);
+                continue;
+            };
             batch.push(first);
             let mut bytes = batch[0].record.data.len();
             while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
                 let Ok(next) = rx.try_recv() else { break };
-                bytes += next.record.data.len();
-                batch.push(next);
+                if let Request::Append(next) = next {
+                    bytes += next.record.data.len();
+                    batch.push(next);
+                }
             }
             self.out.observer.queue_depth(rx.len());
             self.commit(&mut batch);
@@ -168,7 +180,7 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: &mut Vec<Request>) {
+    fn commit(&mut self, batch: &mut Vec<Append>) {
         if let Some(outage) = &mut self.outage {
             // Not written, so not acknowledged: the loggers send these again later.
             outage.refused += batch.len() as u64;
@@ -334,11 +346,12 @@ impl Writer {
         self.out.durable.send_replace(self.next_seq - 1);
         self.checkpointed = (self.next_seq - 1, Instant::now());
         self.adopted = None;
-        if let Err(error) = write_latest(&self.settings.dir, &checkpoint) {
+        let head = SignedHead { checkpoint, record_seq: self.next_seq - 1, record_hash: self.last_hash };
+        if let Err(error) = write_latest(&self.settings.dir, &head) {
             self.out.observer.warning(&io_error("cannot write the latest checkpoint in", &self.settings.dir, &error));
         }
-        self.out.observer.checkpointed(&checkpoint);
-        self.out.checkpoint.send_replace(Some(checkpoint));
+        self.out.observer.checkpointed(&head);
+        self.out.checkpoint.send_replace(Some(head));
     }
 
     /// Deletes segments older than the retention period, first recording in the chain

@@ -201,6 +201,21 @@ async fn a_segment_cut_off_while_being_created_is_set_aside() {
 }
 
 #[tokio::test]
+async fn a_new_segment_whose_header_is_still_zeros_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    write(settings(dir.path()), 50).await;
+    // The blocks of the new file were allocated, its header never written.
+    std::fs::write(dir.path().join(hj212_archive::segment_name(51)), [0u8; 57]).unwrap();
+    let (archive, thread, recovery) = Archive::open(settings(dir.path()), Arc::new(NoObserver)).unwrap();
+    assert_eq!(recovery.next_seq, 51);
+    assert!(recovery.truncated.unwrap().3.to_string_lossy().ends_with(".hjar.unfinished"));
+    assert_eq!(archive.append(frame(50)).await.unwrap(), 51);
+    drop(archive);
+    thread.join();
+    assert_eq!(verify(dir.path()).unwrap().last_seq, 51);
+}
+
+#[tokio::test]
 async fn retention_keeps_what_a_follower_still_needs() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(dir.path());

@@ -213,7 +213,7 @@ async fn verify_checks_checkpoints_against_the_public_key_and_a_published_head()
         };
         archive.append(record).await.unwrap();
     }
-    let published = archive.latest_checkpoint().borrow().clone().unwrap().head_text();
+    let published = archive.latest_checkpoint().borrow().clone().unwrap().expect_head();
     drop(archive);
     thread.join();
     let data_dir = dir.path().to_str().unwrap();

@@ -419,9 +419,9 @@ impl Observer for ArchiveMetrics {
         tracing::warn!(%error, "archive: retrying later");
     }
 
-    fn checkpointed(&self, checkpoint: &hj212_archive::Checkpoint) {
+    fn checkpointed(&self, head: &hj212_archive::SignedHead) {
         self.checkpoints.increment(1);
         #[expect(clippy::cast_precision_loss, reason = "a sequence number is far below 2^52")]
-        self.checkpoint_seq.set(checkpoint.seq as f64);
+        self.checkpoint_seq.set(head.checkpoint.seq as f64);
     }
 }
