@@ -192,6 +192,8 @@ impl Session {
                 return Some(close);
             }
             if let Err(close) = self.submit(decision, read_at).await {
+                // What is already on its way is answered (or forgotten) as usual.
+                let _ = self.flush(writer).await;
                 return Some(close);
             }
             if self.in_flight.len() >= self.shared.limits.max_in_flight_per_connection
@@ -248,7 +250,16 @@ impl Session {
 
     async fn submit(&mut self, decision: Decision, read_at: Instant) -> Result<(), Close> {
         let pending = if self.archived_in_full(&decision) {
-            Some(self.shared.archive.submit(decision.record).await.map_err(|_| Close::Archive)?)
+            match self.shared.archive.submit(decision.record).await {
+                Ok(pending) => Some(pending),
+                Err(_) => {
+                    // Never archived: a resend of this frame is not a duplicate.
+                    if let Some(key) = decision.dedup_key {
+                        self.shared.dedup.remove(key);
+                    }
+                    return Err(Close::Archive);
+                }
+            }
         } else if decision.replies.is_empty() {
             return Ok(());
         } else {
@@ -278,11 +289,43 @@ impl Session {
     }
 
     /// Waits for each in-flight record to be durable, in order, then writes its replies.
+    /// Whatever the outcome, every claimed resend key ends up either marked durable (its frame
+    /// is on disk) or forgotten (it is not: the logger's resend is a new frame).
     async fn flush(&mut self, writer: &mut OwnedWriteHalf) -> Result<(), Close> {
         let write_timeout = Duration::from_secs(self.shared.limits.write_timeout_secs);
         let mut out = Vec::new();
         let mut latencies = Vec::new();
         let mut durable_keys = Vec::new();
+        let settled = self.settle(&mut out, &mut latencies, &mut durable_keys).await;
+        self.shared.dedup.durable(&durable_keys);
+        if let Err(close) = settled {
+            self.forget_claims(None);
+            return Err(close);
+        }
+        // Give back what a burst used; idle connections hold no queue.
+        self.in_flight.shrink_to(0);
+        if out.is_empty() {
+            return Ok(());
+        }
+        match tokio::time::timeout(write_timeout, writer.write_all(&out)).await {
+            Ok(Ok(())) => {
+                for read_at in latencies {
+                    self.shared.metrics.ack_latency.record(read_at.elapsed().as_secs_f64());
+                }
+                Ok(())
+            }
+            _ => Err(Close::Io),
+        }
+    }
+
+    /// Waits for the in-flight records in order and collects their replies; stops at the first
+    /// that is not durable (its key forgotten; the rest are left for the caller to forget).
+    async fn settle(
+        &mut self,
+        out: &mut Vec<u8>,
+        latencies: &mut Vec<Instant>,
+        durable_keys: &mut Vec<u64>,
+    ) -> Result<(), Close> {
         while let Some(InFlight { pending, replies, command, dedup_key, read_at, events }) = self.in_flight.pop_front()
         {
             match pending {
@@ -295,10 +338,7 @@ impl Session {
                     }
                 }
                 // A summarised resend is answered only while the archive works.
-                None if !self.shared.archive.is_healthy() => {
-                    self.forget_claims(None);
-                    return Err(Close::Archive);
-                }
+                None if !self.shared.archive.is_healthy() => return Err(Close::Archive),
                 None => {}
             }
             durable_keys.extend(dedup_key);
@@ -319,21 +359,7 @@ impl Session {
                 latencies.push(read_at);
             }
         }
-        self.shared.dedup.durable(&durable_keys);
-        // Give back what a burst used; idle connections hold no queue.
-        self.in_flight.shrink_to(0);
-        if out.is_empty() {
-            return Ok(());
-        }
-        match tokio::time::timeout(write_timeout, writer.write_all(&out)).await {
-            Ok(Ok(())) => {
-                for read_at in latencies {
-                    self.shared.metrics.ack_latency.record(read_at.elapsed().as_secs_f64());
-                }
-                Ok(())
-            }
-            _ => Err(Close::Io),
-        }
+        Ok(())
     }
 
     /// Bytes of an unfinished frame when the connection ends are archived too (everything
