@@ -250,16 +250,14 @@ impl Session {
 
     async fn submit(&mut self, decision: Decision, read_at: Instant) -> Result<(), Close> {
         let pending = if self.archived_in_full(&decision) {
-            match self.shared.archive.submit(decision.record).await {
-                Ok(pending) => Some(pending),
-                Err(_) => {
-                    // Never archived: a resend of this frame is not a duplicate.
-                    if let Some(key) = decision.dedup_key {
-                        self.shared.dedup.remove(key);
-                    }
-                    return Err(Close::Archive);
+            let Ok(pending) = self.shared.archive.submit(decision.record).await else {
+                // Never archived: a resend of this frame is not a duplicate.
+                if let Some(key) = decision.dedup_key {
+                    self.shared.dedup.remove(key);
                 }
-            }
+                return Err(Close::Archive);
+            };
+            Some(pending)
         } else if decision.replies.is_empty() {
             return Ok(());
         } else {
