@@ -183,6 +183,9 @@ pub fn load_or_create_key(path: &Path) -> Result<SigningKey, CheckpointError> {
             .map(|seed| SigningKey::from_bytes(&seed))
             .ok_or_else(|| key_error("is not 64 hex digits".into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(folder).map_err(|e| key_error(format!("cannot create its folder: {e}")))?;
+            }
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| key_error(format!("no randomness for a new key: {e}")))?;
             let key = SigningKey::from_bytes(&seed);

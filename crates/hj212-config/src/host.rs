@@ -18,6 +18,9 @@ pub(crate) fn check_host(config: &Config, problem: &mut impl FnMut(&str, String)
     if let Some(message) = data_dir_problem(&config.server.data_dir) {
         problem("server.data_dir", message);
     }
+    if let Some(message) = signing_key_problem(&crate::signing_key_path(config)) {
+        problem("archive.signing_key_file", message);
+    }
     for (key, addr) in [("server.listen", config.server.listen), ("server.http_listen", config.server.http_listen)] {
         if let Some(message) = address_problem(addr) {
             problem(key, message);
@@ -52,6 +55,28 @@ fn data_dir_problem(dir: &Path) -> Option<String> {
             Err(_) => return None,
         };
         writable.err().map(|e| format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+/// The checkpoint signing key: readable if it exists; else the daemon creates it (and its
+/// folder), so the nearest existing folder must take a new file.
+fn signing_key_problem(path: &Path) -> Option<String> {
+    if path.exists() {
+        return unreadable(path);
+    }
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let existing = match nearest_existing(folder) {
+        Ok(existing) => existing,
+        Err(message) => return Some(message),
+    };
+    probe_dir(&existing).err().map(|e| {
+        format!(
+            "{} does not exist and cannot be created in {} ({e}): make it with `hj212d generate-signing-key {}` \
+             and let the service user read it",
+            path.display(),
+            existing.display(),
+            path.display()
+        )
     })
 }
 

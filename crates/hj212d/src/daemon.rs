@@ -317,17 +317,7 @@ fn spawn_alerts(
 }
 
 fn mqtt_settings(config: &Config, mqtt: &hj212_config::Mqtt) -> anyhow::Result<hj212_sink_mqtt::MqttSettings> {
-    let settings = hj212_sink_mqtt::MqttSettings {
-        url: mqtt.url.clone(),
-        topic_prefix: mqtt.topic_prefix.clone(),
-        client_id: mqtt.client_id.clone(),
-        username: mqtt.username.clone(),
-        password: hj212_config::mqtt_password(config)?,
-        keep_alive_secs: mqtt.keep_alive_secs,
-        max_in_flight: mqtt.max_in_flight,
-        max_backoff_secs: mqtt.max_backoff_secs,
-        ca_file: mqtt.ca_file.as_deref().map(|f| hj212_config::resolve_path(config, f)),
-    };
+    let settings = crate::preflight::mqtt_settings(config, mqtt, hj212_config::mqtt_password(config)?);
     // Fail at start, not later in the background (e.g. mqtts:// without the tls feature).
     settings.validate().context("mqtt")?;
     Ok(settings)
@@ -537,7 +527,8 @@ fn start_failure_code(error: &anyhow::Error) -> u8 {
     if let Some(hj212_archive::ArchiveError::Corrupt { .. }) = error.downcast_ref::<hj212_archive::ArchiveError>() {
         return EX_DATAERR;
     }
-    if error.downcast_ref::<crate::fds::FdLimitError>().is_some() {
+    let key_unusable = error.downcast_ref::<hj212_archive::checkpoint::CheckpointError>().is_some();
+    if key_unusable || error.downcast_ref::<crate::fds::FdLimitError>().is_some() {
         return EX_CONFIG;
     }
     let bind_failed = error

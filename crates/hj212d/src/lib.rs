@@ -52,6 +52,9 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Print the built-in defaults as TOML.
     PrintDefaultConfig,
+    /// Create the archive's checkpoint signing key (mode 0600) and its public half (`.pub`,
+    /// for auditors) at FILE; refuses to replace an existing key.
+    GenerateSigningKey { file: PathBuf },
 }
 
 /// Runs what the command line asks for.
@@ -65,6 +68,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", hj212_config::default_toml()?);
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::GenerateSigningKey { file }) => Ok(generate_signing_key(&file)),
         None => {
             let Some(path) = cli.config else {
                 eprintln!("Error: no config given: run `hj212d --config FILE` (see `hj212d print-default-config`)");
@@ -101,4 +105,24 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `hj212d generate-signing-key FILE`: a new key, never over an existing one (the archive's
+/// checkpoints are checked against the public half an auditor already holds).
+fn generate_signing_key(path: &std::path::Path) -> ExitCode {
+    if path.exists() {
+        eprintln!("Error: {} exists; a signing key is never replaced in place", path.display());
+        return ExitCode::from(EX_CANTCREAT);
+    }
+    match hj212_archive::checkpoint::load_or_create_key(path) {
+        Ok(key) => {
+            let public = hj212_archive::hex(&key.verifying_key().to_bytes());
+            println!("{public}\n(public key, also in {}: give it to auditors)", path.with_extension("pub").display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("Error: {error}");
+            ExitCode::from(EX_CANTCREAT)
+        }
+    }
 }

@@ -7,6 +7,7 @@ use hj212_sink_mqtt::{MqttError, MqttSettings};
 /// Every problem that would stop the daemon at start, each naming its key.
 pub fn problems(config: &Config) -> Vec<Problem> {
     let mut problems = hj212_config::check(config);
+    problems.extend(signing_key_problems(config));
     if let Some(mqtt) = &config.mqtt {
         for problem in mqtt_problems(config, mqtt) {
             // One problem per key: the config check may have named it already.
@@ -29,24 +30,42 @@ fn mqtt_problems(config: &Config, mqtt: &hj212_config::Mqtt) -> Vec<Problem> {
         );
     }
     // The publisher's own validation, so that nothing it refuses at start passes the check.
-    let settings = MqttSettings {
-        url: mqtt.url.clone(),
-        topic_prefix: mqtt.topic_prefix.clone(),
-        client_id: mqtt.client_id.clone(),
-        username: mqtt.username.clone(),
-        // Only whether there is one matters here; the file itself is checked for readability.
-        password: mqtt.password_file.as_ref().map(|_| String::new()),
-        keep_alive_secs: mqtt.keep_alive_secs,
-        max_in_flight: mqtt.max_in_flight,
-        max_backoff_secs: mqtt.max_backoff_secs,
-        ca_file: mqtt.ca_file.as_deref().map(|f| hj212_config::resolve_path(config, f)),
-    };
+    // Only whether there is a password matters here; the file itself is checked for readability.
+    let settings = mqtt_settings(config, mqtt, mqtt.password_file.as_ref().map(|_| String::new()));
     match settings.validate() {
         Ok(_) => Vec::new(),
         Err(MqttError::InvalidSetting { field, reason }) => {
             problem(format!("mqtt.{}", field.replace('-', "_")), reason)
         }
         Err(error) => problem("mqtt.url".to_owned(), error.to_string()),
+    }
+}
+
+/// The MQTT publisher's settings from the config, with the password read by the caller.
+pub fn mqtt_settings(config: &Config, mqtt: &hj212_config::Mqtt, password: Option<String>) -> MqttSettings {
+    MqttSettings {
+        url: mqtt.url.clone(),
+        topic_prefix: mqtt.topic_prefix.clone(),
+        client_id: mqtt.client_id.clone(),
+        username: mqtt.username.clone(),
+        password,
+        keep_alive_secs: mqtt.keep_alive_secs,
+        max_in_flight: mqtt.max_in_flight,
+        max_backoff_secs: mqtt.max_backoff_secs,
+        ca_file: mqtt.ca_file.as_deref().map(|f| hj212_config::resolve_path(config, f)),
+    }
+}
+
+/// An existing checkpoint signing key must be a key (hj212-config checks that it can be read,
+/// or, missing, created).
+fn signing_key_problems(config: &Config) -> Vec<Problem> {
+    let path = hj212_config::signing_key_path(config);
+    if !path.is_file() || std::fs::read(&path).is_err() {
+        return Vec::new();
+    }
+    match hj212_archive::checkpoint::load_or_create_key(&path) {
+        Ok(_) => Vec::new(),
+        Err(error) => vec![Problem { key: "archive.signing_key_file".to_owned(), message: error.to_string() }],
     }
 }
 

@@ -315,3 +315,31 @@ fn max_connections_beyond_the_descriptor_limit_exits_78() {
     assert!(stderr.contains("limits.max_connections") && stderr.contains("RLIMIT_NOFILE"), "{stderr}");
     assert!(!dir.path().join("data").join("archive").exists(), "nothing was written");
 }
+
+/// The checkpoint signing key: a bad key file is a configuration error named by its key, in
+/// check-config and at start (exit 78, which the unit does not restart on); a missing one is
+/// made by `generate-signing-key`, which never replaces an existing key.
+#[test]
+fn a_bad_signing_key_is_a_config_error_and_generate_signing_key_makes_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("keys").join("archive-signing.key");
+    let (path, _, _) = write_config(dir.path(), &format!("[archive]\nsigning_key_file = \"{}\"", key.display()));
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    std::fs::write(&key, "not a key\n").unwrap();
+    let check = Command::new(BIN).arg("check-config").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("archive.signing_key_file") && stderr.contains("64 hex digits"), "{stderr}");
+    let run = Command::new(BIN).arg("--config").arg(&path).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(run.status.code(), Some(78), "{}", String::from_utf8_lossy(&run.stderr));
+
+    std::fs::remove_file(&key).unwrap();
+    let made = Command::new(BIN).arg("generate-signing-key").arg(&key).output().unwrap();
+    assert_eq!(made.status.code(), Some(0), "{}", String::from_utf8_lossy(&made.stderr));
+    let public = String::from_utf8(made.stdout).unwrap();
+    assert_eq!(std::fs::read_to_string(key.with_extension("pub")).unwrap().trim(), public.lines().next().unwrap());
+    let again = Command::new(BIN).arg("generate-signing-key").arg(&key).output().unwrap();
+    assert_ne!(again.status.code(), Some(0), "an existing key is never replaced");
+    let check = Command::new(BIN).arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stderr));
+}
