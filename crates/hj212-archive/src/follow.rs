@@ -95,7 +95,8 @@ impl Follower {
 
 /// Hands the records of each segment (oldest first within it) to `visit`, from the newest
 /// segment back, until `visit` returns false: for state rebuilt from the archive's tail at
-/// start (the resend window). A segment whose records do not verify stops the walk there.
+/// start (the resend window). In a segment whose records stop verifying, the records before
+/// the damage are handed over and the walk goes on with the older segments.
 ///
 /// # Errors
 /// I/O errors listing or reading the segments.

@@ -118,6 +118,7 @@ fn check_http(http: &crate::Http, problem: &mut impl FnMut(&str, String)) {
         ("http.request_timeout_secs", http.request_timeout_secs),
         ("http.shutdown_grace_secs", http.shutdown_grace_secs),
         ("http.query_wait_secs", http.query_wait_secs),
+        ("http.connection_max_secs", http.connection_max_secs),
     ] {
         if value == 0 {
             problem(key, "must be at least 1".to_owned());

@@ -176,6 +176,9 @@ pub struct Http {
     pub max_concurrent_queries: usize,
     /// How long a query waits for its turn before 503 with Retry-After.
     pub query_wait_secs: u64,
+    /// A connection is closed after this long, however it is used (a client that stops reading
+    /// an answer would otherwise hold its slot for good); clients reconnect.
+    pub connection_max_secs: u64,
 }
 
 impl Default for Http {
@@ -189,6 +192,7 @@ impl Default for Http {
             max_minute_range_days: 31,
             max_concurrent_queries: 2,
             query_wait_secs: 5,
+            connection_max_secs: 120,
         }
     }
 }

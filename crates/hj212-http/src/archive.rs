@@ -7,8 +7,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
+use crate::error::{ApiQuery, NoParams};
 
-pub(crate) async fn head(State(state): State<AppState>) -> Response {
+pub(crate) async fn head(State(state): State<AppState>, ApiQuery(NoParams {}): ApiQuery<NoParams>) -> Response {
     let durable = *state.shared.archive.durable().borrow();
     let checkpoint = state.shared.archive.latest_checkpoint().borrow().clone();
     Json(serde_json::json!({

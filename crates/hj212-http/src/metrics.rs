@@ -17,13 +17,13 @@ pub(crate) fn describe() {
     for status in ERROR_STATUSES {
         counter!(ERRORS, "status" => status).increment(0);
     }
-    for reason in ["header_timeout", "shutdown"] {
+    for reason in ["header_timeout", "shutdown", "lifetime"] {
         counter!(CONNECTIONS_CUT, "reason" => reason).increment(0);
     }
     describe_counter!(ERRORS, "Admin API error answers, by HTTP status");
     describe_gauge!(CONNECTIONS_ACTIVE, "Open admin HTTP connections");
     describe_counter!(
         CONNECTIONS_CUT,
-        "Admin HTTP connections closed by the server: header_timeout (headers not sent in time), shutdown (cut at the stop deadline)"
+        "Admin HTTP connections closed by the server: header_timeout (headers not sent in time), shutdown (cut at the stop deadline), lifetime (open longer than http.connection_max_secs)"
     );
 }

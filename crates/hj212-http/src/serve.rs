@@ -37,6 +37,7 @@ pub async fn serve(
     let connections = TaskTracker::new();
     let cut = CancellationToken::new();
     let header_timeout = Duration::from_secs(limits.header_read_timeout_secs);
+    let lifetime = Duration::from_secs(limits.connection_max_secs);
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.map_err(std::io::Error::other)?,
@@ -54,7 +55,7 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let stop = Stop { shutdown: shutdown.clone(), cut: cut.clone() };
-        connections.spawn(connection(stream, router.clone(), slot, stop, header_timeout));
+        connections.spawn(connection(stream, router.clone(), slot, stop, header_timeout, lifetime));
     }
     drop(listener);
     connections.close();
@@ -89,12 +90,16 @@ impl Drop for Open {
     }
 }
 
+/// After `connection_max_secs`, a request in progress gets this long to finish.
+const LIFETIME_GRACE: Duration = Duration::from_secs(1);
+
 async fn connection(
     stream: TcpStream,
     router: Router,
     _slot: OwnedSemaphorePermit,
     stop: Stop,
     header_timeout: Duration,
+    lifetime: Duration,
 ) {
     let _open = Open::new();
     let mut builder = http1::Builder::new();
@@ -102,6 +107,14 @@ async fn connection(
     let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router)));
     let result = tokio::select! {
         result = conn.as_mut() => result,
+        () = tokio::time::sleep(lifetime) => {
+            // However it is used, a connection does not hold its slot for good.
+            conn.as_mut().graceful_shutdown();
+            if tokio::time::timeout(LIFETIME_GRACE, conn.as_mut()).await.is_err() {
+                metrics::counter!(CONNECTIONS_CUT, "reason" => "lifetime").increment(1);
+            }
+            return;
+        }
         () = stop.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             tokio::select! {

@@ -102,7 +102,7 @@ pub(crate) async fn run(
         let first_frame = Duration::from_secs(shared.limits.first_frame_timeout_secs);
         let mut session = Session {
             peer: peer.to_string(),
-            ip: peer.ip().to_canonical(),
+            ip: crate::peer_key(peer.ip()),
             shared: shared.clone(),
             ticket,
             first_frame_deadline: Some(Instant::now() + first_frame),

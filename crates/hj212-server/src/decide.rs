@@ -119,12 +119,15 @@ pub(crate) fn decide(event: &FrameEvent, ctx: &Context<'_>) -> Decision {
         }
     };
     let Some(site) = sites.get(packet.mn) else {
-        tracing::warn!(mn = packet.mn, "unknown MN: frame refused");
+        // Debug only: a hostile peer would fill the journal; the counter and the archive's
+        // refused summaries keep the evidence.
+        tracing::debug!(mn = packet.mn, "unknown MN: frame refused");
         return refuse(Verdict::UnknownMn, Effect::AuthFailure, ctx, &frame.bytes);
     };
     if !site.password_matches(packet.pw) {
-        // Never log the password, right or wrong.
-        tracing::warn!(mn = packet.mn, "wrong password: frame refused");
+        // Never log the password, right or wrong. Debug only, as above: the auth_failure alert
+        // names the site, and hj212_ingest_auth_failures_total counts.
+        tracing::debug!(mn = packet.mn, "wrong password: frame refused");
         let mut decision = refuse(Verdict::BadPassword, Effect::AuthFailure, ctx, &frame.bytes);
         decision.claimed_mn = Some(packet.mn.to_owned());
         return decision;

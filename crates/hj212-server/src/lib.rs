@@ -99,7 +99,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancell
             },
             () = shutdown.cancelled() => return,
         };
-        match shared.admission.admit(peer.ip().to_canonical()) {
+        match shared.admission.admit(peer_key(peer.ip())) {
             Ok(ticket) => {
                 shared.metrics.connections.increment(1);
                 tracker.spawn(connection::run(stream, peer, shared.clone(), shutdown.clone(), ticket));
@@ -110,8 +110,35 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancell
     }
 }
 
+/// What per-peer limits and budgets count by: the IPv4 address, or an IPv6 /64 (one site's
+/// network, whose 2^64 addresses one attacker can use at will).
+pub(crate) fn peer_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            std::net::IpAddr::V6(prefix.into())
+        }
+        v4 @ std::net::IpAddr::V4(_) => v4,
+    }
+}
+
 /// Out of file descriptors or buffers: wait for connections to close, then go on.
 fn is_transient(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(23 | 24 | 105)) // ENFILE, EMFILE, ENOBUFS (Linux)
         || matches!(error.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_counted_by_ipv4_address_or_ipv6_64() {
+        let key = |text: &str| peer_key(text.parse().unwrap()).to_string();
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
 }

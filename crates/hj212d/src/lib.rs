@@ -9,8 +9,10 @@ mod lock;
 mod logging;
 mod metrics;
 mod observe;
+mod open;
 mod preflight;
 mod process_metrics;
+mod spawn;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -394,3 +394,26 @@ async fn connections_are_capped_and_silent_ones_closed_after_the_header_timeout(
     assert!(cut >= 2, "header timeouts counted: {cut}");
     daemon.stop().await;
 }
+
+/// A connection that holds its slot (here kept alive and silent, with a long header timeout)
+/// is closed at `http.connection_max_secs`, so the next client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_does_not_hold_its_slot_past_its_lifetime() {
+    let daemon = daemon_with_tokens(false, |config| {
+        config.http.max_connections = 1;
+        config.http.header_read_timeout_secs = 60;
+        config.http.connection_max_secs = 1;
+    })
+    .await;
+    let addr = daemon.running.http_addr;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    first.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut answer = [0u8; 256];
+    let n = first.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"), "kept alive after its answer");
+    let started = Instant::now();
+    let second = tokio::task::spawn_blocking(move || get(addr, "/healthz", None)).await.unwrap();
+    assert_eq!(second.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(5), "served after {:?}", started.elapsed());
+    daemon.stop().await;
+}

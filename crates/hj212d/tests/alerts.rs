@@ -321,6 +321,7 @@ async fn the_signed_head_is_published_on_mqtt_and_the_api() {
     let retained = Subscriber::connect(broker.addr, "hj212/archive/head").wait_for(1, Duration::from_secs(10));
     assert!(retained[0].retain, "the head is retained");
     let published = json(&retained[0]);
+    assert_eq!(daemon.http("/api/v1/archive/head?seq=1").0, 400, "unknown parameters are refused");
     let (code, body) = daemon.http("/api/v1/archive/head");
     assert_eq!(code, 200, "{body}");
     let head: Value = serde_json::from_str(&body).unwrap();

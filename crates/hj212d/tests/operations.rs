@@ -119,6 +119,8 @@ fn a_port_in_use_exits_78_naming_the_key_and_check_config_warns() {
         let run = run_until_exit(&path);
         assert_eq!(run.status.code(), Some(78), "{}", stderr(&run));
         assert!(stderr(&run).contains(&format!("({key})")), "{}", stderr(&run));
+        // The listeners are bound before the archive is opened: nothing was written.
+        assert!(!dir.path().join("data").join("archive").exists(), "an archive was started");
     }
 }
 
