@@ -9,7 +9,8 @@ use hj212_proto::time::BeijingTime;
 use hj212_store::Evidence;
 
 const DAY_MS: i64 = 86_400_000;
-const FORMULAS: &str = "transmission = received / due, validity = valid / received, effective = valid / due (docs/compliance-rules.md §1.2)";
+const FORMULAS: &str =
+    "transmission = received / due, validity = valid / received, effective = valid / due (docs/compliance.md §1.2)";
 
 fn esc(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")

@@ -1,4 +1,4 @@
-//! Abnormal values and flags of one factor (docs/compliance-rules.md §3; all platform rules
+//! Abnormal values and flags of one factor (docs/compliance.md §3; all platform rules
 //! with configurable defaults). Fed each value in order, a [`ValueWatch`] reports incidents
 //! as they open and close, once each.
 

@@ -8,7 +8,7 @@
 /// GB 13223-2011 and the other combustion standards: C_ref = C × (21 − O2_ref) / (21 − O2).
 ///
 /// # Errors
-/// [`ImplausibleO2`] when O2 >= 20 % (docs/compliance-rules.md §4.1 guard, a platform rule):
+/// [`ImplausibleO2`] when O2 >= 20 % (docs/compliance.md §4.1 guard, a platform rule):
 /// the factor explodes, so no conversion is made and the caller raises an implausible-O2 alert.
 pub fn converted(measured: f64, o2: f64, reference_o2: f64) -> Result<f64, ImplausibleO2> {
     if !(0.0..20.0).contains(&o2) {

@@ -1,7 +1,7 @@
 //! Compliance arithmetic, with no I/O: fed records, marks and rules, it returns counts and
 //! rates. Every rule states its source; numbers regulators disagree on are parameters.
 //!
-//! Rates (docs/compliance-rules.md §1.2, after the national 数据传输有效率 scheme):
+//! Rates (docs/compliance.md §1.2, after the national 数据传输有效率 scheme):
 //! 传输率 = received / due, 有效率 = valid / received, 有效传输率 = valid / due.
 
 pub mod abnormal;

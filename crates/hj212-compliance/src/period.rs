@@ -6,7 +6,7 @@ pub const BEIJING_OFFSET_MS: i64 = 8 * 3_600_000;
 /// Which records a rate is counted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Basis {
-    /// Hourly records (CN=2061); the default (docs/compliance-rules.md §1.2, national practice leans hourly).
+    /// Hourly records (CN=2061); the default (docs/compliance.md §1.2, national practice leans hourly).
     Hour,
     /// Daily records (CN=2031), Beijing midnight to midnight.
     Day,

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::period::{Basis, Range};
 
-/// How a site is assessed. Defaults follow docs/compliance-rules.md §1.2.
+/// How a site is assessed. Defaults follow docs/compliance.md §1.2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
     pub basis: Basis,
@@ -160,7 +160,7 @@ pub fn compute<'r>(
                 missing.push((factor.clone(), *start));
                 continue;
             };
-            // docs/compliance-rules.md §1.2: data received after the cutoff (period end + repair window) is kept but not counted as transmitted; the evidence shows it as late, not missing.
+            // docs/compliance.md §1.2: data received after the cutoff (period end + repair window) is kept but not counted as transmitted; the evidence shows it as late, not missing.
             if reading.received_ms >= start + step + rules.cutoff_ms {
                 late.push((factor.clone(), *start, reading.received_ms));
                 continue;
@@ -213,7 +213,7 @@ mod tests {
         }
     }
 
-    /// docs/compliance-rules.md §1.3: 3 factors, 720 h, a 48 h evidenced shutdown, 26 records
+    /// docs/compliance.md §1.3: 3 factors, 720 h, a 48 h evidenced shutdown, 26 records
     /// never arrived, 3 duplicates, 40 invalid hours.
     fn worked_example() -> (Vec<String>, Vec<Reading>, Mark) {
         let factors: Vec<String> = ["a21026", "a21002", "a34013"].map(String::from).to_vec();

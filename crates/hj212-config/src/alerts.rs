@@ -1,4 +1,4 @@
-//! Alert rules, limits and the MQTT publisher (docs/compliance-rules.md §3-4; every number
+//! Alert rules, limits and the MQTT publisher (docs/compliance.md §3-4; every number
 //! is a platform default, as no national text sets them).
 
 use std::path::PathBuf;

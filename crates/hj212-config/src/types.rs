@@ -350,7 +350,7 @@ impl<'de> Deserialize<'de> for Percent {
     }
 }
 
-/// Transmission-rate rules of one site (docs/compliance-rules.md §1-2).
+/// Transmission-rate rules of one site (docs/compliance.md §1-2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateRules {

@@ -236,7 +236,7 @@ impl Evidence {
                 "cutoff_days": self.rules.cutoff_ms / 86_400_000,
                 "target": percent(self.rules.target_bp),
                 "min_valid_minutes": self.rules.min_valid_minutes,
-                "formulas": "transmission = received / due; validity = valid / received; effective = valid / due (docs/compliance-rules.md §1.2)",
+                "formulas": "transmission = received / due; validity = valid / received; effective = valid / due (docs/compliance.md §1.2)",
                 "late": "a record received after period end + cutoff is kept and listed as late; it does not count as received",
                 "due_until": "only periods ended by evaluated_to are due; a range reaching past now stops at the last period ended (clamped)",
             },

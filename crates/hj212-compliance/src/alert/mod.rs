@@ -1,4 +1,4 @@
-//! The alert rule engine (docs/compliance-rules.md §3-5), with no I/O: fed what the archive
+//! The alert rule engine (docs/compliance.md §3-5), with no I/O: fed what the archive
 //! holds (data, authenticated frames, wrong passwords, conflicting resends) and the clock, it
 //! returns alert transitions, once per incident: raised, updated only when worse, cleared.
 //! Its state is per site and serialisable, so the daemon persists it with its progress.

@@ -1,5 +1,5 @@
 //! What the alert rules check, per site and factor. Built by the daemon from its config;
-//! every number is a platform default (docs/compliance-rules.md §3: no national thresholds)
+//! every number is a platform default (docs/compliance.md §3: no national thresholds)
 //! that operators can change per site.
 
 use std::collections::BTreeMap;

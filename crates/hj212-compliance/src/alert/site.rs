@@ -15,7 +15,7 @@ const DRIFT_AGREEMENT_MS: i64 = 5_000;
 /// Platform rule: a wrong-password incident clears after an hour without another (clearing on
 /// each good frame would let anyone who knows an MN raise an incident per frame).
 const AUTH_QUIET_MS: i64 = 3_600_000;
-/// docs/compliance-rules.md §4.1 guard [P]: no conversion at O2 >= 20 %.
+/// docs/compliance.md §4.1 guard [P]: no conversion at O2 >= 20 %.
 const O2_GUARD_PERCENT: f64 = 20.0;
 
 /// One factor of one data record: `value` is Rtd for real-time data and Avg otherwise.
@@ -289,7 +289,7 @@ impl SiteState {
         converted
     }
 
-    /// |receive time − DataTime| of real-time data (docs/compliance-rules.md §3: > 60 s).
+    /// |receive time − DataTime| of real-time data (docs/compliance.md §3: > 60 s).
     fn clock(&mut self, record: &DataRecord<'_>, rules: &SiteRules, out: &mut Vec<Transition>) {
         let offset = record.cause.at_ms - record.data_time_ms;
         let facts = Facts {
