@@ -81,7 +81,7 @@ fn main() {
             if records.is_empty() {
                 break;
             }
-            store.apply(&records).expect("apply");
+            store.apply(&hj212_follow::Interpreted::all(records)).expect("apply");
         }
         drop(store);
 

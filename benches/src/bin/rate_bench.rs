@@ -52,7 +52,7 @@ fn fill(store: &mut Store, sites: usize, hours: i64, seq: &mut u64) {
     for s in 0..sites {
         for h in 0..hours {
             *seq += 1;
-            batch.push(record(*seq, s, h));
+            batch.push(hj212_follow::Interpreted::new(record(*seq, s, h)));
             if batch.len() == 5000 {
                 store.apply(&batch).expect("apply");
                 batch.clear();

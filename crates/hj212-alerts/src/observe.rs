@@ -1,11 +1,9 @@
 //! From archive records to what the rule engine is told: authenticated frames, wrong
 //! passwords from configured sites, data uploads, and resends that change stored values.
 
-use hj212_archive::{Kind, Record, Verdict, flags};
 use hj212_compliance::alert::{Cause, DataRecord, Engine, Sample, Transition};
-use hj212_proto::framer::{self, FramerConfig, Scan};
+use hj212_follow::{Interpreted, Meaning, Upload};
 use hj212_proto::model::{FieldKind, factor_for_code};
-use hj212_proto::{Packet, SegmentText};
 use rusqlite::Transaction;
 
 use crate::db::Fingerprint;
@@ -16,74 +14,73 @@ use crate::{AlertsError, db};
 /// (Real-time data is not fingerprinted: it is most of the volume and counts for no rate.)
 const FINGERPRINTED: [u16; 3] = [2051, 2061, 2031];
 
-/// Feeds one archive record to the engine; returns the transitions it caused.
+/// Feeds one archived record to the engine; returns the transitions it caused.
 pub(crate) fn observe(
-    record: &Record,
+    archived: &Interpreted,
     engine: &mut Engine,
     rules: &RulesMap,
     tx: &Transaction<'_>,
 ) -> Result<Vec<Transition>, AlertsError> {
-    if record.kind != Kind::Received
-        || !matches!(record.verdict, Verdict::Accepted | Verdict::Duplicate | Verdict::BadPassword)
-    {
-        return Ok(Vec::new());
-    }
-    let Scan::Frame(layout) = framer::scan(&record.data, &FramerConfig::default(), true) else {
-        return Ok(Vec::new());
-    };
-    let text = SegmentText::new(layout.data(&record.data));
-    let Ok(packet) = Packet::parse_text(&text) else {
-        return Ok(Vec::new());
-    };
-    // Only configured sites: an unknown MN is nobody's alert (and never stored as data).
-    let Some(site_rules) = rules.get(packet.mn) else {
-        return Ok(Vec::new());
-    };
+    let record = &archived.record;
     let cause = Cause { at_ms: record.time_ms, seq: record.seq };
-    if record.verdict == Verdict::BadPassword {
-        return Ok(engine.auth_failure(packet.mn, cause));
+    // Only configured sites: an unknown MN is nobody's alert (and never stored as data).
+    let configured = |mn: &str| rules.get(mn).is_some();
+    match &archived.meaning {
+        Meaning::BadPassword { mn } if configured(mn) => Ok(engine.auth_failure(mn, cause)),
+        Meaning::Seen { mn, .. } if configured(mn) => Ok(engine.seen(mn, cause)),
+        Meaning::Data(upload) => match rules.get(upload.mn.as_str()) {
+            Some(site_rules) => {
+                let mut out = engine.seen(&upload.mn, cause);
+                out.extend(judge(upload, cause, engine, site_rules, tx)?);
+                Ok(out)
+            }
+            None => Ok(Vec::new()),
+        },
+        _ => Ok(Vec::new()),
     }
-    let mut out = engine.seen(packet.mn, cause);
-    if record.verdict != Verdict::Accepted || !packet.cn.is_data_upload() {
-        return Ok(out);
-    }
-    let Some(Ok(time)) = packet.data_time_parsed() else {
-        return Ok(out);
-    };
-    let cn = packet.cn.code();
-    let data_time_ms = time.unix_millis();
-    let factors = packet.factors();
-    let mut samples = Vec::with_capacity(factors.len());
+}
+
+/// An accepted upload's values, judged once: only a record's first copy is judged, as only
+/// the first copy is stored and counted; a later copy with other values is a conflict.
+fn judge(
+    upload: &Upload,
+    cause: Cause,
+    engine: &mut Engine,
+    site_rules: &hj212_compliance::alert::SiteRules,
+    tx: &Transaction<'_>,
+) -> Result<Vec<Transition>, AlertsError> {
+    let cn = upload.cn;
+    let mut samples = Vec::with_capacity(upload.factors.len());
     let mut conflict = None;
-    // Only a record's first copy is judged, as only the first copy is stored and counted.
     let mut first_copy = !FINGERPRINTED.contains(&cn);
-    for factor in &factors {
-        let number = |kind| factor.get(kind).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite());
+    for factor in &upload.factors {
         let (value, zs) = if cn == 2011 {
-            (number(FieldKind::Rtd), number(FieldKind::ZsRtd))
+            (factor.number(FieldKind::Rtd), factor.number(FieldKind::ZsRtd))
         } else {
-            (number(FieldKind::Avg), number(FieldKind::ZsAvg))
+            (factor.number(FieldKind::Avg), factor.number(FieldKind::ZsAvg))
         };
         // Temperatures and pressures may be below zero.
-        let signed = factor_for_code(factor.code, packet.medium()).is_some_and(|f| matches!(f.unit, "°C" | "kPa"));
-        samples.push(Sample { factor: factor.code, value, zs, flag: factor.get(FieldKind::Flag), signed });
+        let signed = factor_for_code(&factor.code, upload.medium).is_some_and(|f| matches!(f.unit, "°C" | "kPa"));
+        samples.push(Sample { factor: &factor.code, value, zs, flag: factor.get(FieldKind::Flag), signed });
         if FINGERPRINTED.contains(&cn) {
-            let key = (packet.mn, cn, data_time_ms, factor.code);
-            match db::fingerprint(tx, key, &fingerprint(factor.items().map(|i| (i.key, i.value))))? {
+            let key = (upload.mn.as_str(), cn, upload.data_time_ms, factor.code.as_str());
+            let items = factor.fields.iter().map(|f| (f.key.as_str(), f.value.as_str()));
+            match db::fingerprint(tx, key, &fingerprint(items))? {
                 Fingerprint::New => first_copy = true,
                 Fingerprint::Same => {}
                 Fingerprint::Different => {
-                    conflict.get_or_insert(factor.code);
+                    conflict.get_or_insert(factor.code.as_str());
                 }
             }
         }
     }
+    let mut out = Vec::new();
     if let Some(factor) = conflict {
-        out.extend(engine.conflict(packet.mn, factor, data_time_ms, cause));
+        out.extend(engine.conflict(&upload.mn, factor, upload.data_time_ms, cause));
     }
     if first_copy {
-        let resent = record.flags & (flags::RESENT | flags::BACKFILL) != 0;
-        let data = DataRecord { mn: packet.mn, cn, data_time_ms, cause, samples, resent };
+        let data =
+            DataRecord { mn: &upload.mn, cn, data_time_ms: upload.data_time_ms, cause, samples, resent: upload.resent };
         out.extend(engine.data(&data, site_rules));
     }
     Ok(out)

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use hj212_archive::Follower;
 use hj212_compliance::alert::{AlertKind, AlertState, Engine, Transition};
+use hj212_follow::{Interpreted, Meaning};
 use rusqlite::{Connection, Transaction};
 
 use crate::rules::RulesMap;
@@ -95,11 +96,11 @@ impl Processor {
         rules: &RulesMap,
         fingerprint_before_ms: Option<i64>,
     ) -> Result<Stepped, AlertsError> {
-        let records = self.follower.read(target, batch)?;
+        let records = Interpreted::all(self.follower.read(target, batch)?);
         let tx = self.conn.transaction()?;
         let mut transitions = Vec::new();
-        for record in &records {
-            transitions.extend(observe::observe(record, &mut self.engine, rules, &tx)?);
+        for archived in &records {
+            transitions.extend(observe::observe(archived, &mut self.engine, rules, &tx)?);
         }
         if let Some(now) = now_ms {
             for (mn, site_rules) in rules {
@@ -138,17 +139,21 @@ impl Processor {
                 stepped.newest_outbox = seq;
             }
         }
+        let newest_checkpoint = records.iter().rev().find_map(|archived| match &archived.meaning {
+            Meaning::Checkpoint(head) => Some(head),
+            _ => None,
+        });
         if self.mqtt
-            && let Some(newest) = records.iter().rev().find_map(signed_checkpoint)
+            && let Some(newest) = newest_checkpoint
         {
             // Published where the operator cannot silently take it back (a retained topic of
             // the broker, which the regulator's or the owner's side can mirror).
-            let body = payload::checkpoint(&newest).to_string();
+            let body = payload::checkpoint(newest).to_string();
             stepped.newest_outbox =
                 db::enqueue(&tx, payload::ARCHIVE_HEAD_TOPIC, body.as_bytes(), Some(ARCHIVE_HEAD_KEY))?;
         }
         if let Some(last) = records.last() {
-            db::set_applied_seq(&tx, last.seq)?;
+            db::set_applied_seq(&tx, last.record.seq)?;
         }
         tx.commit()?;
         stepped.applied_seq = self.applied_seq();
@@ -185,15 +190,6 @@ impl Processor {
 
 /// The retained checkpoint's key among the retained messages (a space: no MN has one).
 const ARCHIVE_HEAD_KEY: &str = "archive head";
-
-/// The checkpoint a record holds, if it is one, with the record's place in the chain.
-fn signed_checkpoint(record: &hj212_archive::Record) -> Option<hj212_archive::SignedHead> {
-    if record.verdict != hj212_archive::Verdict::Checkpoint {
-        return None;
-    }
-    let checkpoint = hj212_archive::Checkpoint::parse(&String::from_utf8_lossy(&record.data)).ok()?;
-    Some(hj212_archive::SignedHead { checkpoint, record_seq: record.seq, record_hash: record.hash })
-}
 
 /// Queues the retained status of each site whose alerts changed or whose online state
 /// differs from the one last published.

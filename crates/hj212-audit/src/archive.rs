@@ -5,10 +5,8 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use hj212_archive::checkpoint::{load_public_key, parse_head};
-use hj212_archive::{Kind, Record, VerifyOptions, flags, hex};
-use hj212_proto::framer::{self, FramerConfig, Scan};
+use hj212_archive::{Record, VerifyOptions, flags, hex};
 use hj212_proto::time::BeijingTime;
-use hj212_proto::{Packet, SegmentText};
 use serde_json::json;
 
 use crate::mask::mask_passwords;
@@ -149,7 +147,7 @@ fn export_line(record: &Record, filter: &Filter, show_passwords: bool) -> Option
     if filter.from_ms.is_some_and(|from| record.time_ms < from) || filter.to_ms.is_some_and(|to| record.time_ms >= to) {
         return None;
     }
-    let (mn, cn) = frame_identity(record);
+    let (mn, cn) = hj212_follow::identity(record).unzip();
     if filter.mn.as_ref().is_some_and(|want| mn.as_deref() != Some(want)) {
         return None;
     }
@@ -173,16 +171,4 @@ fn export_line(record: &Record, filter: &Filter, show_passwords: bool) -> Option
         "frame": frame,
         "hash": hex(&record.hash),
     }))
-}
-
-fn frame_identity(record: &Record) -> (Option<String>, Option<u16>) {
-    if record.kind == Kind::Event {
-        return (None, None);
-    }
-    let Scan::Frame(layout) = framer::scan(&record.data, &FramerConfig::default(), true) else { return (None, None) };
-    let text = SegmentText::new(layout.data(&record.data));
-    match Packet::parse_text(&text) {
-        Ok(packet) => (Some(packet.mn.to_owned()), Some(packet.cn.code())),
-        Err(_) => (None, None),
-    }
 }

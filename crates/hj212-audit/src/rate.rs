@@ -111,16 +111,16 @@ pub fn rebuild(data_dir: &std::path::Path, out: &std::path::Path) -> Result<Stri
     let (mut records, mut rows, mut last_seq) = (0, 0, 0);
     let mut batch = Vec::with_capacity(REBUILD_BATCH);
     let mut store_error = None;
-    let mut apply = |batch: &mut Vec<hj212_archive::Record>| -> Result<(), hj212_store::StoreError> {
+    let mut apply = |batch: &mut Vec<hj212_follow::Interpreted>| -> Result<(), hj212_store::StoreError> {
         let applied = store.apply(batch)?;
         records += applied.records;
         rows += applied.rows;
-        last_seq = batch.last().map_or(last_seq, |r| r.seq);
+        last_seq = batch.last().map_or(last_seq, |r| r.record.seq);
         batch.clear();
         Ok(())
     };
     let walked = hj212_archive::walk(&archive, |record| {
-        batch.push(record);
+        batch.push(hj212_follow::Interpreted::new(record));
         if batch.len() < REBUILD_BATCH {
             return ControlFlow::Continue(());
         }

@@ -15,10 +15,8 @@
 //! `fmt::Write` char by char, which was a quarter of the sink's CPU in
 //! `benches/src/bin/influx_replay.rs`. Escaping follows the line-protocol reference.
 
-use hj212_archive::{Kind, Record, Verdict};
-use hj212_proto::framer::{self, FramerConfig, Scan};
+use hj212_follow::{Factor, Interpreted, Meaning, Upload};
 use hj212_proto::model::{DataFlag, FieldKind, factor_for_code};
-use hj212_proto::{FactorFields, Packet, SegmentText};
 
 pub const MEASUREMENT: &str = "hj212";
 /// Later copies of readings with other values or flag (first copy wins in `hj212`).
@@ -51,57 +49,40 @@ fn push_tag_text(out: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// Appends the points of `record` to `out`; returns how many. Factors named in
+/// Appends the points of an archived data upload to `out`; returns how many. Factors named in
 /// `changed_copies` (the store holds other values for them from an earlier record) go to
 /// [`RESEND_MEASUREMENT`].
-pub fn append_points(record: &Record, changed_copies: &[&str], out: &mut Vec<u8>) -> usize {
-    if record.kind != Kind::Received || record.verdict != Verdict::Accepted {
-        return 0;
-    }
-    let Scan::Frame(layout) = framer::scan(&record.data, &FramerConfig::default(), true) else { return 0 };
-    let text = SegmentText::new(layout.data(&record.data));
-    let Ok(packet) = Packet::parse_text(&text) else { return 0 };
-    if !packet.cn.is_data_upload() {
-        return 0;
-    }
-    let Some(Ok(time)) = packet.data_time_parsed() else { return 0 };
-    let series =
-        Series { packet: &packet, cn: packet.cn.code().to_string(), timestamp: time.unix_millis().to_string() };
+pub fn append_points(archived: &Interpreted, changed_copies: &[&str], out: &mut Vec<u8>) -> usize {
+    let Meaning::Data(upload) = &archived.meaning else { return 0 };
+    let series = Series { upload, cn: upload.cn.to_string(), timestamp: upload.data_time_ms.to_string() };
     // An empty code (`-Rtd=1`) would be an empty tag value, which line protocol refuses.
-    packet
-        .factors()
+    upload
+        .factors
         .iter()
         .filter(|factor| {
-            let measurement = if changed_copies.contains(&factor.code) { RESEND_MEASUREMENT } else { MEASUREMENT };
+            let measurement =
+                if changed_copies.contains(&factor.code.as_str()) { RESEND_MEASUREMENT } else { MEASUREMENT };
             !factor.code.is_empty() && series.append(measurement, factor, out)
         })
         .count()
 }
 
-struct Series<'p, 'a> {
-    packet: &'p Packet<'a>,
+struct Series<'u> {
+    upload: &'u Upload,
     cn: String,
     timestamp: String,
 }
 
-impl Series<'_, '_> {
+impl Series<'_> {
     /// Appends one factor's point; false when it has no numeric field.
-    fn append(&self, measurement: &str, factor: &FactorFields<'_, '_>, out: &mut Vec<u8>) -> bool {
-        // The first value of each kind wins, as in the parser and the embedded store.
-        let mut values: [Option<&str>; FIELDS.len()] = [None; FIELDS.len()];
-        let mut flag = None;
-        for item in factor.items() {
-            if item.kind == Some(FieldKind::Flag) {
-                flag = flag.or(Some(item.value));
-            } else if let Some(slot) = FIELDS.iter().position(|(kind, _)| item.kind == Some(*kind)) {
-                values[slot] = values[slot].or(Some(item.value));
-            }
-        }
+    fn append(&self, measurement: &str, factor: &Factor, out: &mut Vec<u8>) -> bool {
         let start = out.len();
-        self.push_series(measurement, factor.code, flag, out);
+        self.push_series(measurement, &factor.code, factor.get(FieldKind::Flag), out);
         let mut separator = b' ';
-        for ((_, name), value) in FIELDS.iter().zip(values) {
-            if let Some(value) = value.map(str::trim).filter(|v| v.parse::<f64>().is_ok_and(f64::is_finite)) {
+        for (kind, name) in FIELDS {
+            // The first value of each kind wins (hj212-follow's meaning), as in the store.
+            if let Some(value) = factor.get(kind).map(str::trim).filter(|v| v.parse::<f64>().is_ok_and(f64::is_finite))
+            {
                 out.push(separator);
                 out.extend_from_slice(name.as_bytes());
                 out.push(b'=');
@@ -120,7 +101,7 @@ impl Series<'_, '_> {
     }
 
     fn push_series(&self, measurement: &str, code: &str, flag: Option<&str>, out: &mut Vec<u8>) {
-        let packet = self.packet;
+        let upload = self.upload;
         out.extend_from_slice(measurement.as_bytes());
         let mut tag = |key: &str, value: &str| {
             out.push(b',');
@@ -128,13 +109,13 @@ impl Series<'_, '_> {
             out.push(b'=');
             push_tag_text(out, value);
         };
-        tag("mn", packet.mn);
-        if let Some(st) = packet.st.filter(|st| !st.is_empty()) {
+        tag("mn", &upload.mn);
+        if let Some(st) = upload.st.as_deref().filter(|st| !st.is_empty()) {
             tag("st", st);
         }
         tag("cn", &self.cn);
         tag("factor", code);
-        if let Some(mapped) = factor_for_code(code, packet.medium()).map(|f| f.code).filter(|c| *c != code) {
+        if let Some(mapped) = factor_for_code(code, upload.medium).map(|f| f.code).filter(|c| *c != code) {
             tag("factor_2017", mapped);
         }
         if let Some(flag) = flag.map(str::trim).filter(|f| !f.is_empty()) {
@@ -185,12 +166,12 @@ pub fn site_points(sites: &[(String, String)], time_ms: i64) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use hj212_archive::{Kind, Verdict};
+    use hj212_archive::{Kind, Record, Verdict};
 
     use super::*;
 
-    fn record(frame: &[u8]) -> Record {
-        Record {
+    fn record(frame: &[u8]) -> Interpreted {
+        Interpreted::new(Record {
             seq: 7,
             kind: Kind::Received,
             verdict: Verdict::Accepted,
@@ -199,7 +180,7 @@ mod tests {
             peer: String::new(),
             data: frame.to_vec(),
             hash: [0; 32],
-        }
+        })
     }
 
     #[test]
@@ -239,8 +220,9 @@ mod tests {
     #[test]
     fn refused_frames_have_no_points() {
         let frame = b"##0136ST=32;CN=2011;PW=000000;MN=LD130133000015;CP=&&DataTime=20160824003817;011-Rtd=231.0,011-Flag=N;B01-Rtd=36.91;060-Rtd=1.803,060-Flag=N&&1dc0\r\n";
-        let mut refused = record(frame);
+        let mut refused = record(frame).record;
         refused.verdict = Verdict::BadPassword;
+        let refused = Interpreted::new(refused);
         let mut out = Vec::new();
         assert_eq!(append_points(&refused, &[], &mut out), 0);
         assert!(out.is_empty());

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hj212_archive::{Follower, FollowerStatus, Record};
+use hj212_archive::{Follower, FollowerStatus};
+use hj212_follow::Interpreted;
 use hj212_store::Store;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
@@ -150,10 +151,13 @@ pub async fn run(
             // Durable but not readable yet (should not happen): do not spin.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        for record in &chunk.records {
-            let changed: Vec<&str> =
-                chunk.changed.get(&record.seq).map(|f| f.iter().map(String::as_str).collect()).unwrap_or_default();
-            batch.add(record, &changed);
+        for archived in &chunk.records {
+            let changed: Vec<&str> = chunk
+                .changed
+                .get(&archived.record.seq)
+                .map(|f| f.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            batch.add(archived, &changed);
             if batch.points >= settings.batch_points {
                 pipeline.push(std::mem::take(&mut batch), &sender, &mut cursor).await?;
             }
@@ -226,7 +230,7 @@ struct Source {
 /// Records the store has applied, and which of their readings are changed copies.
 #[derive(Debug, Default)]
 struct Chunk {
-    records: Vec<Record>,
+    records: Vec<Interpreted>,
     /// Archive records that may be read now: the durable ones the store has applied.
     readable: u64,
     /// Per record: the factors whose values differ from the copy stored from an earlier record.
@@ -240,10 +244,11 @@ impl Source {
             None => self.store.insert(Store::open_read_only(&self.store_path).map_err(std::io::Error::other)?),
         };
         let readable = durable.min(store.applied_seq().map_err(std::io::Error::other)?);
-        let records = self.follower.read(readable, READ_CHUNK)?;
+        let records = Interpreted::all(self.follower.read(readable, READ_CHUNK)?);
         let mut changed: HashMap<u64, Vec<String>> = HashMap::new();
         if let (Some(first), Some(last)) = (records.first(), records.last()) {
-            for (seq, factor) in store.changed_copies(first.seq, last.seq).map_err(std::io::Error::other)? {
+            let (first, last) = (first.record.seq, last.record.seq);
+            for (seq, factor) in store.changed_copies(first, last).map_err(std::io::Error::other)? {
                 changed.entry(seq).or_default().push(factor);
             }
         }
@@ -280,8 +285,9 @@ struct Batch {
 }
 
 impl Batch {
-    fn add(&mut self, record: &Record, changed_copies: &[&str]) {
-        let added = append_points(record, changed_copies, &mut self.lines);
+    fn add(&mut self, archived: &Interpreted, changed_copies: &[&str]) {
+        let added = append_points(archived, changed_copies, &mut self.lines);
+        let record = &archived.record;
         self.points += added;
         self.last_seq = record.seq;
         if added > 0 && self.started.is_none() {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use hj212_archive::{Follower, FollowerStatus};
+use hj212_follow::Interpreted;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -101,7 +102,7 @@ struct Feeder {
 
 impl Feeder {
     fn apply_available(&mut self, target: u64) -> Result<Applied, StoreError> {
-        let records = self.follower.read(target, self.batch)?;
+        let records = Interpreted::all(self.follower.read(target, self.batch)?);
         self.store.apply(&records)
     }
 }

@@ -12,12 +12,13 @@ mod readings;
 
 use std::path::Path;
 
-use hj212_archive::Record;
+use hj212_follow::{Interpreted, Meaning};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use bound::parse_bound;
 pub use feed::{FeedSettings, run_feed};
-pub use rate::{CSV_HEADER, Evidence, MarkRecord, MarkRequest, config_hash, rules_for, summary_json};
+pub use hj212_follow::MarkRequest;
+pub use rate::{CSV_HEADER, Evidence, MarkRecord, config_hash, rules_for, summary_json};
 pub use readings::{Reading, readings_of};
 
 /// The store cannot be opened or written.
@@ -160,7 +161,7 @@ impl Store {
     ///
     /// # Errors
     /// SQL errors (nothing of the batch is applied then).
-    pub fn apply(&mut self, records: &[Record]) -> Result<Applied, StoreError> {
+    pub fn apply(&mut self, records: &[Interpreted]) -> Result<Applied, StoreError> {
         let Some(last) = records.last() else {
             return Ok(Applied::default());
         };
@@ -183,22 +184,21 @@ impl Store {
                 "INSERT OR IGNORE INTO marks (seq, mn, from_ms, to_ms, supersedes, created_ms, mark)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for record in records {
-                if record.verdict == hj212_archive::Verdict::Mark {
-                    if let Ok(mark) = serde_json::from_slice::<MarkRequest>(&record.data) {
-                        insert_mark.execute(params![
-                            i64::try_from(record.seq).unwrap_or(i64::MAX),
-                            mark.mn,
-                            mark.from_ms,
-                            mark.to_ms,
-                            mark.supersedes.and_then(|s| i64::try_from(s).ok()),
-                            record.time_ms,
-                            String::from_utf8_lossy(&record.data),
-                        ])?;
-                    }
+            for archived in records {
+                let record = &archived.record;
+                if let Meaning::Mark(mark) = &archived.meaning {
+                    insert_mark.execute(params![
+                        i64::try_from(record.seq).unwrap_or(i64::MAX),
+                        mark.mn,
+                        mark.from_ms,
+                        mark.to_ms,
+                        mark.supersedes.and_then(|s| i64::try_from(s).ok()),
+                        record.time_ms,
+                        String::from_utf8_lossy(&record.data),
+                    ])?;
                     continue;
                 }
-                for r in readings_of(record) {
+                for r in readings_of(archived) {
                     let inserted = insert.execute(params![
                         r.mn,
                         r.cn,
@@ -253,7 +253,7 @@ impl Store {
         tx.execute(
             "INSERT INTO store_state (key, value) VALUES ('applied_seq', ?1)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [i64::try_from(last.seq).unwrap_or(i64::MAX)],
+            [i64::try_from(last.record.seq).unwrap_or(i64::MAX)],
         )?;
         tx.commit()?;
         Ok(applied)

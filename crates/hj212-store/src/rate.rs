@@ -5,27 +5,8 @@
 use hj212_compliance::{Basis, Mark, Range, Reading, Report, Rules, compute};
 use hj212_config::{RateBasis, Site};
 use rusqlite::params;
-use serde::{Deserialize, Serialize};
 
-use crate::{Store, StoreError};
-
-/// A downtime mark as operators submit it (and as it is archived, as JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MarkRequest {
-    pub mn: String,
-    /// Start and end of the stop, Unix ms, half-open.
-    pub from_ms: i64,
-    pub to_ms: i64,
-    /// 停产 / 停排 / 停运 and why.
-    pub reason: String,
-    /// Where the evidence is (document number, file reference).
-    pub evidence: String,
-    pub author: String,
-    /// The archive sequence number of a mark this one replaces (a correction is a new mark).
-    #[serde(default)]
-    pub supersedes: Option<u64>,
-}
+use crate::{MarkRequest, Store, StoreError};
 
 /// A mark as stored: the request plus its place in the archive (shown as in `mark_view.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,10 +1,8 @@
-//! Turning an archived frame into reading rows.
+//! Turning an archived data upload into reading rows.
 
-use hj212_archive::{Kind, Record, Verdict};
-use hj212_proto::framer::{self, FramerConfig, Scan};
+use hj212_archive::Record;
+use hj212_follow::{Factor, Field, Interpreted, Meaning, Upload};
 use hj212_proto::model::FieldKind;
-use hj212_proto::time::BeijingTime;
-use hj212_proto::{Packet, SegmentText};
 
 /// One row: the fields one factor reported for one DataTime.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,8 +60,28 @@ impl Reading {
         })
     }
 
-    fn set(&mut self, kind: Option<FieldKind>, suffix: &str, value: &str) {
-        let slot = match kind {
+    /// The row of one factor of an upload: each kind's first value, the rest in `other`.
+    fn of(upload: &Upload, factor: &Factor, record: &Record) -> Self {
+        let mut reading = Self {
+            mn: upload.mn.clone(),
+            cn: upload.cn,
+            data_time: upload.data_time.clone(),
+            data_time_ms: upload.data_time_ms,
+            factor: factor.code.clone(),
+            marks: record.flags,
+            received_ms: record.time_ms,
+            archive_seq: record.seq,
+            st: upload.st.clone(),
+            ..Self::default()
+        };
+        for field in &factor.fields {
+            reading.set(field);
+        }
+        reading
+    }
+
+    fn set(&mut self, field: &Field) {
+        let slot = match field.kind {
             Some(FieldKind::Rtd) => &mut self.rtd,
             Some(FieldKind::Min) => &mut self.min,
             Some(FieldKind::Avg) => &mut self.avg,
@@ -81,68 +99,22 @@ impl Reading {
                 if !other.is_empty() {
                     other.push(';');
                 }
-                other.push_str(suffix);
+                other.push_str(field.suffix());
                 other.push('=');
-                other.push_str(value);
+                other.push_str(&field.value);
                 return;
             }
         };
-        // The first value of a kind wins, as in the parser.
+        // The first value of a kind wins (hj212-follow's meaning).
         if slot.is_none() {
-            *slot = Some(value.to_owned());
+            *slot = Some(field.value.clone());
         }
     }
 }
 
-/// The readings an archive record carries: only accepted data uploads with a valid
-/// DataTime and factor fields produce any. The frame was checked before it was archived;
-/// it is parsed again here because the archive keeps bytes, not interpretations.
-pub fn readings_of(record: &Record) -> Vec<Reading> {
-    if record.kind != Kind::Received || record.verdict != Verdict::Accepted {
-        return Vec::new();
-    }
-    let Scan::Frame(layout) = framer::scan(&record.data, &FramerConfig::default(), true) else {
-        return Vec::new();
-    };
-    let text = SegmentText::new(layout.data(&record.data));
-    let Ok(packet) = Packet::parse_text(&text) else {
-        return Vec::new();
-    };
-    if !packet.cn.is_data_upload() {
-        return Vec::new();
-    }
-    let Some(Ok(time)) = packet.data_time_parsed() else {
-        return Vec::new();
-    };
-    let Some(data_time) = packet.data_time() else {
-        return Vec::new();
-    };
-    let data_time = normalise(data_time, time);
-    packet
-        .factors()
-        .iter()
-        .map(|factor| {
-            let mut reading = Reading {
-                mn: packet.mn.to_owned(),
-                cn: packet.cn.code(),
-                data_time: data_time.clone(),
-                data_time_ms: time.unix_millis(),
-                factor: factor.code.to_owned(),
-                marks: record.flags,
-                received_ms: record.time_ms,
-                archive_seq: record.seq,
-                st: packet.st.map(str::to_owned),
-                ..Reading::default()
-            };
-            for item in factor.items() {
-                reading.set(item.kind, item.suffix().unwrap_or_default(), item.value);
-            }
-            reading
-        })
-        .collect()
-}
-
-/// DataTime as 14 digits (17-digit and space-padded forms are tolerated on the wire).
-fn normalise(raw: &str, time: BeijingTime) -> String {
-    if raw.len() == 14 { raw.to_owned() } else { time.to_seconds_string() }
+/// The readings an archived record carries: one per factor of an accepted data upload with
+/// a readable DataTime (see `hj212_follow::meaning`).
+pub fn readings_of(archived: &Interpreted) -> Vec<Reading> {
+    let Meaning::Data(upload) = &archived.meaning else { return Vec::new() };
+    upload.factors.iter().map(|factor| Reading::of(upload, factor, &archived.record)).collect()
 }

@@ -89,7 +89,7 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     let mut follower = hj212_archive::Follower::new(&settings.dir, store.applied_seq().unwrap() + 1);
     let records = follower.read(next, 100).unwrap();
     assert_eq!(records.len(), 1);
-    let result = store.apply(&records).unwrap();
+    let result = store.apply(&hj212_follow::Interpreted::all(records)).unwrap();
     assert_eq!((result.rows, result.duplicates), (0, 3));
 
     // A later copy with another value of one factor: listed (the time-series sink shows the first).
@@ -100,7 +100,7 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     .unwrap();
     let seq = archive.append(received(Verdict::Accepted, &changed, 0)).await.unwrap();
     let records = follower.read(seq, 100).unwrap();
-    assert_eq!(store.apply(&records).unwrap().duplicates, 2);
+    assert_eq!(store.apply(&hj212_follow::Interpreted::all(records)).unwrap().duplicates, 2);
     assert_eq!(store.changed_copies(next, seq).unwrap(), [(seq, "w00000".to_owned())]);
     assert_eq!(store.readings("010000A8900016F000169DC0").unwrap()[0].avg.as_deref(), Some("17.5"), "first copy kept");
     drop(archive);
@@ -143,11 +143,11 @@ fn read_only_opening_sees_commits_and_creates_nothing() {
 
     // The daemon running: its writes are seen by a reader opened before and after them.
     let mut writer = Store::open(&db).unwrap();
-    writer.apply(&[record(1, MINUTE)]).unwrap();
+    writer.apply(&[hj212_follow::Interpreted::new(record(1, MINUTE))]).unwrap();
     let open = listing(dir.path());
     let reader = Store::open_read_only(&db).unwrap();
     assert_eq!(reader.count().unwrap(), 2);
-    writer.apply(&[record(2, REALTIME_2005)]).unwrap();
+    writer.apply(&[hj212_follow::Interpreted::new(record(2, REALTIME_2005))]).unwrap();
     assert_eq!(reader.count().unwrap(), 5);
     assert_eq!(reader.applied_seq().unwrap(), 2);
     assert_eq!(listing(dir.path()), open);

@@ -41,6 +41,25 @@ fn wait_listening(addr: SocketAddr) {
     }
 }
 
+/// Until the admin API answers: the daemon has started (its listeners are bound, and accept
+/// into the backlog, before the archive is open).
+fn wait_ready(http: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answered = std::net::TcpStream::connect(http).ok().and_then(|mut stream| {
+            stream.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+            stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").ok()?;
+            let mut buf = [0u8; 16];
+            std::io::Read::read(&mut stream, &mut buf).ok().filter(|n| *n > 0)
+        });
+        if answered.is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "daemon did not start serving on {http}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn signal(child: &Child, name: &str) {
     let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
@@ -270,7 +289,7 @@ fn a_second_daemon_on_the_same_data_dir_exits_75_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (path, listen, http) = write_config(dir.path(), "");
     let mut first = spawn(&path);
-    wait_listening(listen);
+    wait_ready(http);
     let archive = dir.path().join("data").join("archive");
     let before = hj212_archive::verify(&archive).unwrap();
     let other_ports = dir.path().join("other-ports.toml");

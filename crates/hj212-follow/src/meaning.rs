@@ -1,0 +1,232 @@
+//! What an archived record means: decided here once, for every reader.
+//!
+//! The archive keeps bytes and the verdict given when they arrived, not interpretations. A
+//! record is read back as:
+//! - [`Meaning::Data`]: an accepted data upload (HJ 212-2017 Table 4's 20xx uploads) with a
+//!   readable DataTime: its readings, which the store keeps, the rates count, the alert rules
+//!   judge and the time-series sink writes;
+//! - [`Meaning::Seen`]: a frame of a site that carries nothing to store (an accepted command
+//!   or heartbeat, a data upload without a readable DataTime, or a resend archived as
+//!   `duplicate`): the site was there;
+//! - [`Meaning::BadPassword`]: a frame refused for its password (the alert engine counts them
+//!   per configured MN);
+//! - [`Meaning::Mark`], [`Meaning::Checkpoint`], [`Meaning::Sent`], [`Meaning::Event`]: what
+//!   operators and the daemon appended;
+//! - [`Meaning::Other`]: refused traffic, summaries, replies: nothing for a reader.
+//!
+//! Within a frame the first value of a field kind wins (`a21026-Rtd=1,a21026-Rtd=2` reads 1),
+//! as in the parser: [`Factor::get`].
+
+use hj212_archive::{Checkpoint, Kind, Record, SignedHead, Verdict, flags};
+use hj212_proto::framer::{self, FramerConfig, MAX_LENGTH_FIELD, Scan};
+use hj212_proto::model::{DataFlag, FieldKind, Medium};
+use hj212_proto::{Packet, SegmentText};
+use serde::{Deserialize, Serialize};
+
+/// A downtime mark as operators submit it, and as it is archived (JSON, verdict `mark`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRequest {
+    pub mn: String,
+    /// Start and end of the stop, Unix ms, half-open.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// 停产 / 停排 / 停运 and why.
+    pub reason: String,
+    /// Where the evidence is (document number, file reference).
+    pub evidence: String,
+    pub author: String,
+    /// The archive sequence number of a mark this one replaces (a correction is a new mark).
+    #[serde(default)]
+    pub supersedes: Option<u64>,
+}
+
+/// What an archived record means to a reader.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Meaning {
+    Data(Upload),
+    Seen {
+        mn: String,
+        cn: u16,
+        duplicate: bool,
+    },
+    BadPassword {
+        mn: String,
+    },
+    Mark(MarkRequest),
+    Checkpoint(SignedHead),
+    /// A command the daemon sent (1012, 1014), to this MN.
+    Sent {
+        mn: String,
+        cn: u16,
+    },
+    /// A daemon event (start, stop, recovery, retention, key rotation), as text.
+    Event(String),
+    Other,
+}
+
+/// An accepted data upload: where, when, and each factor's fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    pub mn: String,
+    /// The system code (ST), which names the factor table of HJ/T 212-2005 codes.
+    pub st: Option<String>,
+    pub cn: u16,
+    /// DataTime as 14 digits (17-digit and space-padded forms are tolerated on the wire).
+    pub data_time: String,
+    pub data_time_ms: i64,
+    pub medium: Option<Medium>,
+    /// The record was marked `resent` (RF=1) or `backfill` when it arrived.
+    pub resent: bool,
+    /// Factors in order of first appearance; a factor's fields may be spread over groups.
+    pub factors: Vec<Factor>,
+}
+
+/// One factor's fields, in the order they came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Factor {
+    pub code: String,
+    pub fields: Vec<Field>,
+}
+
+/// One `code-Suffix=value` field of a factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// The whole key as sent (`a21026-Rtd`).
+    pub key: String,
+    pub kind: Option<FieldKind>,
+    pub value: String,
+}
+
+impl Field {
+    /// The part of the key after the factor code (`Rtd`).
+    pub fn suffix(&self) -> &str {
+        self.key.split_once('-').map_or("", |(_, suffix)| suffix)
+    }
+}
+
+impl Factor {
+    /// The first value of this kind (the first value of a kind wins, as in the parser).
+    pub fn get(&self, kind: FieldKind) -> Option<&str> {
+        self.fields.iter().find(|f| f.kind == Some(kind)).map(|f| f.value.as_str())
+    }
+
+    /// The data flag (`-Flag`), if sent.
+    pub fn flag(&self) -> Option<DataFlag> {
+        self.get(FieldKind::Flag).map(DataFlag::from_wire)
+    }
+
+    /// A number of this kind, if it is one (finite; surrounding blanks ignored).
+    pub fn number(&self, kind: FieldKind) -> Option<f64> {
+        self.get(kind).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite())
+    }
+}
+
+/// A record with its meaning, decided once.
+#[derive(Debug, Clone)]
+pub struct Interpreted {
+    pub record: Record,
+    pub meaning: Meaning,
+}
+
+impl Interpreted {
+    pub fn new(record: Record) -> Self {
+        let meaning = Meaning::of(&record);
+        Self { record, meaning }
+    }
+
+    /// Each record with its meaning.
+    pub fn all(records: impl IntoIterator<Item = Record>) -> Vec<Self> {
+        records.into_iter().map(Self::new).collect()
+    }
+}
+
+impl Meaning {
+    /// What `record` means (see the module documentation).
+    pub fn of(record: &Record) -> Self {
+        match (record.kind, record.verdict) {
+            (Kind::Received, Verdict::Accepted | Verdict::Duplicate | Verdict::BadPassword) => received(record),
+            (Kind::Event, Verdict::Mark) => serde_json::from_slice(&record.data).map_or(Self::Other, Self::Mark),
+            (Kind::Event, Verdict::Checkpoint) => {
+                Checkpoint::parse(&String::from_utf8_lossy(&record.data)).map_or(Self::Other, |checkpoint| {
+                    Self::Checkpoint(SignedHead { checkpoint, record_seq: record.seq, record_hash: record.hash })
+                })
+            }
+            (Kind::Event, _) => Self::Event(String::from_utf8_lossy(&record.data).into_owned()),
+            (Kind::Sent, _) => with_packet(&record.data, |p| Self::Sent { mn: p.mn.to_owned(), cn: p.cn.code() })
+                .unwrap_or(Self::Other),
+            _ => Self::Other,
+        }
+    }
+
+    /// The MN of a site this record is about, if any.
+    pub fn mn(&self) -> Option<&str> {
+        match self {
+            Self::Data(upload) => Some(&upload.mn),
+            Self::Seen { mn, .. } | Self::BadPassword { mn } | Self::Sent { mn, .. } => Some(mn),
+            Self::Mark(mark) => Some(&mark.mn),
+            Self::Checkpoint(_) | Self::Event(_) | Self::Other => None,
+        }
+    }
+}
+
+fn received(record: &Record) -> Meaning {
+    with_packet(&record.data, |packet| {
+        let mn = packet.mn.to_owned();
+        match record.verdict {
+            Verdict::BadPassword => Meaning::BadPassword { mn },
+            Verdict::Accepted if packet.cn.is_data_upload() => upload(packet, record)
+                .map_or(Meaning::Seen { mn, cn: packet.cn.code(), duplicate: false }, Meaning::Data),
+            verdict => Meaning::Seen { mn, cn: packet.cn.code(), duplicate: verdict == Verdict::Duplicate },
+        }
+    })
+    .unwrap_or(Meaning::Other)
+}
+
+/// An accepted data upload's readings; `None` without a readable DataTime.
+fn upload(packet: &Packet<'_>, record: &Record) -> Option<Upload> {
+    let Some(Ok(time)) = packet.data_time_parsed() else { return None };
+    let raw = packet.data_time()?;
+    let data_time = if raw.len() == 14 { raw.to_owned() } else { time.to_seconds_string() };
+    let factors = packet
+        .factors()
+        .iter()
+        .map(|factor| Factor {
+            code: factor.code.to_owned(),
+            fields: factor
+                .items()
+                .map(|item| Field { key: item.key.to_owned(), kind: item.kind, value: item.value.to_owned() })
+                .collect(),
+        })
+        .collect();
+    Some(Upload {
+        mn: packet.mn.to_owned(),
+        st: packet.st.map(str::to_owned),
+        cn: packet.cn.code(),
+        data_time,
+        data_time_ms: time.unix_millis(),
+        medium: packet.medium(),
+        resent: record.flags & (flags::RESENT | flags::BACKFILL) != 0,
+        factors,
+    })
+}
+
+/// Frames and parses archived bytes (checked when they arrived; the archive keeps bytes, not
+/// interpretations) and hands the packet to `then`.
+fn with_packet<T>(data: &[u8], then: impl FnOnce(&Packet<'_>) -> T) -> Option<T> {
+    let config = FramerConfig { max_data_len: MAX_LENGTH_FIELD, crc_gate: false };
+    let Scan::Frame(layout) = framer::scan(data, &config, true) else { return None };
+    let text = SegmentText::new(layout.data(data));
+    Packet::parse_text(&text).ok().map(|packet| then(&packet))
+}
+
+/// The MN and CN of any archived frame, whatever its verdict (for exports and filters).
+pub fn identity(record: &Record) -> Option<(String, u16)> {
+    if record.kind == Kind::Event {
+        return None;
+    }
+    with_packet(&record.data, |p| (p.mn.to_owned(), p.cn.code()))
+}
+
+#[cfg(test)]
+mod tests;
