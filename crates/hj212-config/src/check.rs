@@ -58,6 +58,8 @@ pub fn check(config: &Config) -> Vec<Problem> {
         ("limits.max_in_flight_per_connection", limits.max_in_flight_per_connection),
         ("limits.archive_queue", limits.archive_queue),
         ("limits.archive_queue_bytes", limits.archive_queue_bytes),
+        ("followers.batch_records", config.followers.batch_records),
+        ("followers.tick_ms", usize::try_from(config.followers.tick_ms).unwrap_or(usize::MAX)),
     ] {
         if value == 0 {
             problem(key, "must be at least 1".to_owned());
@@ -70,6 +72,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
         ("limits.refused_interval_secs", limits.refused_interval_secs),
         ("archive.segment_max_age_secs", config.archive.segment_max_age_secs),
         ("archive.checkpoint_interval_secs", config.archive.checkpoint_interval_secs),
+        ("followers.max_backoff_secs", config.followers.max_backoff_secs),
     ] {
         if value == 0 {
             problem(key, "must be at least 1 second".to_owned());

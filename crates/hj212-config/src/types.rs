@@ -17,6 +17,7 @@ pub struct Config {
     pub http: Http,
     pub time_sync: TimeSync,
     pub archive: Archive,
+    pub followers: Followers,
     /// The InfluxDB / VictoriaMetrics sink; absent = off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub influx: Option<Influx>,
@@ -194,6 +195,26 @@ impl Default for Http {
             query_wait_secs: 5,
             connection_max_secs: 120,
         }
+    }
+}
+
+/// The archive's followers (the store, the alert engine, the sinks), which read what is
+/// durable in batches and retry what fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Followers {
+    /// Records per batch (one transaction of the store or the alert engine).
+    pub batch_records: usize,
+    /// How often each follower's clock work runs (the alert engine's offline and missing-record
+    /// rules; a sink's partial batch).
+    pub tick_ms: u64,
+    /// A failing follower retries after 0.5 s, doubling up to this.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for Followers {
+    fn default() -> Self {
+        Self { batch_records: 1000, tick_ms: 1000, max_backoff_secs: 30 }
     }
 }
 

@@ -1,7 +1,15 @@
 //! Every reader of the archive (the store, the alert engine, the time-series sink, the
 //! auditor's CLI) sees an archived record through [`meaning`]: one place decides which
 //! records carry data, which only show a site was there, and what a mark or a checkpoint is.
+//! Every follower (a reader that keeps up with the archive: store, alert engine, sinks) runs
+//! on the one runtime of [`spawn`]: one retry rule, one status, one lag gauge.
 
 pub mod meaning;
+mod report;
+mod runner;
+mod source;
 
 pub use meaning::{Factor, Field, Interpreted, MarkRequest, Meaning, Upload, identity};
+pub use report::{FOLLOWER_FAILING, FOLLOWER_LAG, describe, report};
+pub use runner::{FollowError, Follower, RunnerSettings, spawn};
+pub use source::Source;

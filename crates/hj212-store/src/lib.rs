@@ -16,7 +16,7 @@ use hj212_follow::{Interpreted, Meaning};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use bound::parse_bound;
-pub use feed::{FeedSettings, run_feed};
+pub use feed::StoreFollower;
 pub use hj212_follow::MarkRequest;
 pub use rate::{CSV_HEADER, Evidence, MarkRecord, config_hash, rules_for, summary_json};
 pub use readings::{Reading, readings_of};

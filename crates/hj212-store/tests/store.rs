@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hj212_archive::{Archive, Kind, NewRecord, NoObserver, Settings, Verdict, flags};
-use hj212_store::{FeedSettings, Store, run_feed};
+use hj212_follow::RunnerSettings;
+use hj212_store::{Store, StoreFollower};
 use tokio_util::sync::CancellationToken;
 
 const MINUTE: &[u8] = b"##0264QN=20160801085857534;ST=32;CN=2061;PW=123456;MN=010000A8900016F000169DC0;Flag=7;PNUM=2;PNO=1;CP=&&DataTime=20160801080000;w00000-Cou=63.0,w00000-Min=16.4,w00000-Avg=17.5,w00000-Max=20.1,w00000-Flag=N;w01001-Min=7.1,w01001-Avg=7.5,w01001-Max=7.8,w01001-Flag=N;\xe2\x80\xa6&&0440\r\n";
@@ -44,24 +45,27 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
     let last = archive.append(received(Verdict::Accepted, MINUTE, 0)).await.unwrap();
 
     let db = dir.path().join("store.sqlite");
-    let applied = Arc::new(AtomicU64::new(0));
-    let seen = applied.clone();
     let shutdown = CancellationToken::new();
     let status = Arc::new(hj212_archive::FollowerStatus::default());
-    let feed = tokio::spawn(run_feed(
-        Store::open(&db).unwrap(),
-        FeedSettings { archive_dir: settings.dir.clone(), batch: 2 },
-        archive.durable(),
-        shutdown.clone(),
-        status.clone(),
-        move |seq, _, _| seen.store(seq, Ordering::SeqCst),
-    ));
-    while applied.load(Ordering::SeqCst) < last {
+    let rows = Arc::new(AtomicU64::new(0));
+    let counted = rows.clone();
+    let follower = StoreFollower::new(Store::open(&db).unwrap(), move |applied| {
+        counted.fetch_add(applied.rows as u64, Ordering::SeqCst);
+    });
+    let runner = RunnerSettings {
+        archive_dir: settings.dir.clone(),
+        batch: 2,
+        tick: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(1),
+    };
+    let feed =
+        hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();
+    while status.position() < last {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(status.position(), last, "the status follows the feed");
     shutdown.cancel();
-    feed.await.unwrap().unwrap();
+    feed.join().unwrap().unwrap();
+    assert_eq!(rows.load(Ordering::SeqCst), 5, "two minute readings and three 2005 ones, each once");
 
     let store = Store::open(&db).unwrap();
     assert_eq!(store.applied_seq().unwrap(), last);

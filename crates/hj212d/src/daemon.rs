@@ -45,7 +45,7 @@ pub struct Running {
     feed_shutdown: CancellationToken,
     tracker: TaskTracker,
     http: JoinHandle<std::io::Result<()>>,
-    feed: JoinHandle<Result<(), hj212_store::StoreError>>,
+    feed: spawn::FollowerThread,
     influx: Option<JoinHandle<std::io::Result<()>>>,
     alerts: JoinHandle<Result<(), hj212_alerts::AlertsError>>,
     /// The MQTT publisher and its stop token (cancelled once the alert engine has drained).
@@ -91,7 +91,8 @@ impl Daemon {
             spawn::spawn_influx(&config, &archive, &settings, positions.influx, &feed_shutdown, &mut readiness)?;
         let alerting =
             spawn::spawn_alerts(&config, alert_settings, &archive, positions.alerts, &feed_shutdown, &mut readiness)?;
-        let feed = spawn::spawn_store(store, positions.store, &settings, &archive, &feed_shutdown, &mut readiness);
+        let feed =
+            spawn::spawn_store(&config, store, positions.store, &settings, &archive, &feed_shutdown, &mut readiness)?;
         let watched = spawn::watched(&readiness);
         let readiness = Arc::new(readiness);
 
@@ -110,7 +111,7 @@ impl Daemon {
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone(), config.http.clone()));
         tracker.spawn(crate::gauges::run(shared.clone(), data_dir.join("store.sqlite"), shutdown.clone()));
         // Not on the tracker: it reports while connections drain and stops with the followers.
-        tokio::spawn(crate::followers::report(watched, archive.durable(), feed_shutdown.clone()));
+        tokio::spawn(hj212_follow::report(watched, archive.clone(), feed_shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");
         Ok(Running {
             hj212_addr,
@@ -205,7 +206,9 @@ impl Running {
             tracing::error!(%error, "the stop could not be recorded in the archive");
         }
         self.feed_shutdown.cancel();
-        let feed = self.feed.await.context("store feed task")?;
+        let feed = self.feed;
+        let feed = tokio::task::spawn_blocking(move || feed.join()).await.context("store follower")?;
+        let feed = feed.map_err(|_| anyhow::anyhow!("the store follower's thread panicked"))?;
         if let Some(influx) = self.influx {
             let _ = influx.await.context("influx sink task")?;
         }
@@ -222,7 +225,7 @@ impl Running {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         drop(self.lock);
         recorded?;
-        feed.map_err(Into::into)
+        feed.map_err(|error| anyhow::anyhow!(error))
     }
 }
 

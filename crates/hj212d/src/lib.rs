@@ -3,7 +3,6 @@
 
 mod daemon;
 mod fds;
-mod followers;
 mod gauges;
 mod lock;
 mod logging;

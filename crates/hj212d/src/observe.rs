@@ -26,7 +26,7 @@ pub fn prometheus() -> PrometheusHandle {
             hj212_sink_influx::metrics::describe();
             hj212_alerts::metrics::describe();
             hj212_sink_mqtt::metrics::describe();
-            crate::followers::describe();
+            hj212_follow::describe();
             crate::metrics::describe();
             crate::process_metrics::describe();
             handle

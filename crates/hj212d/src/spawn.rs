@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hj212_archive::{Archive, FollowerStatus, Settings, now_ms};
 use hj212_config::Config;
+use hj212_follow::RunnerSettings;
 use hj212_http::{Readiness, Watched};
-use hj212_server::metrics::{STORE_DUPLICATES, STORE_LAG, STORE_ROWS};
-use hj212_store::{FeedSettings, Store};
+use hj212_server::metrics::{STORE_DUPLICATES, STORE_ROWS};
+use hj212_store::{Store, StoreFollower};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -66,15 +67,29 @@ pub(crate) fn spawn_influx(
     })))
 }
 
-/// Starts the store feed from the store's own position.
+/// A follower's thread (see `hj212_follow::spawn`).
+pub(crate) type FollowerThread = std::thread::JoinHandle<Result<(), hj212_follow::FollowError>>;
+
+/// How followers run, from `[followers]`.
+pub(crate) fn runner_settings(config: &Config, settings: &Settings) -> RunnerSettings {
+    RunnerSettings {
+        archive_dir: settings.dir.clone(),
+        batch: config.followers.batch_records,
+        tick: Duration::from_millis(config.followers.tick_ms),
+        max_backoff: Duration::from_secs(config.followers.max_backoff_secs),
+    }
+}
+
+/// Starts the store as a follower from its own position.
 pub(crate) fn spawn_store(
+    config: &Config,
     store: Store,
     position: u64,
     settings: &Settings,
     archive: &Archive,
     feed_shutdown: &CancellationToken,
     readiness: &mut Readiness,
-) -> JoinHandle<Result<(), hj212_store::StoreError>> {
+) -> anyhow::Result<FollowerThread> {
     let status = Arc::new(FollowerStatus::at(position));
     readiness.followers.push(Watched {
         name: "store",
@@ -82,8 +97,13 @@ pub(crate) fn spawn_store(
         required: true,
         degraded_lag: STORE_DEGRADED_LAG,
     });
-    let watched = watched(readiness);
-    spawn_feed(store, status, settings, archive, feed_shutdown, watched)
+    let (rows, duplicates) = (metrics::counter!(STORE_ROWS), metrics::counter!(STORE_DUPLICATES));
+    let follower = StoreFollower::new(store, move |applied| {
+        rows.increment(applied.rows as u64);
+        duplicates.increment(applied.duplicates as u64);
+    });
+    let runner = runner_settings(config, settings);
+    Ok(hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status, feed_shutdown.clone())?)
 }
 
 /// The followers' names and statuses (for the gauges and the retention floor).
@@ -191,43 +211,4 @@ fn mqtt_settings(config: &Config, mqtt: &hj212_config::Mqtt) -> anyhow::Result<h
     // Fail at start, not later in the background (e.g. mqtts:// without the tls feature).
     settings.validate().context("mqtt")?;
     Ok(settings)
-}
-
-/// Runs the store feed; its progress also moves the retention floor, the lowest position of
-/// every follower (retention keeps what the slowest one has not applied).
-fn spawn_feed(
-    store: Store,
-    status: Arc<FollowerStatus>,
-    settings: &Settings,
-    archive: &Archive,
-    shutdown: &CancellationToken,
-    followers: Vec<(&'static str, Arc<FollowerStatus>)>,
-) -> JoinHandle<Result<(), hj212_store::StoreError>> {
-    let floor = archive.clone();
-    let (lag, rows, duplicates) =
-        (metrics::gauge!(STORE_LAG), metrics::counter!(STORE_ROWS), metrics::counter!(STORE_DUPLICATES));
-    let feed_settings = FeedSettings { archive_dir: settings.dir.clone(), batch: 1000 };
-    let feed = hj212_store::run_feed(
-        store,
-        feed_settings,
-        archive.durable(),
-        shutdown.clone(),
-        status.clone(),
-        move |_, behind, applied| {
-            let slowest = followers.iter().map(|(_, s)| s.position()).min().unwrap_or(0);
-            floor.set_retention_floor(slowest.saturating_add(1));
-            lag.set(behind as f64);
-            rows.increment(applied.rows as u64);
-            duplicates.increment(applied.duplicates as u64);
-        },
-    );
-    tokio::spawn(async move {
-        let result = feed.await;
-        if let Err(error) = &result {
-            // Stays failing (not ready) until a restart.
-            status.failed(error, now_ms());
-            tracing::error!(%error, "embedded store feed stopped; readings will catch up after a restart");
-        }
-        result
-    })
 }

@@ -1,12 +1,12 @@
-//! The archive's readers as operators see them: per follower, how many durable records it
-//! has not applied yet and for how long every attempt has failed. Published by this task,
-//! not by the followers, so the figures keep moving while a follower is stuck.
+//! The followers as operators see them: per follower, how many durable records it has not
+//! applied yet and for how long every attempt has failed. Published by this task, not by the
+//! followers, so the figures keep moving while a follower is stuck. It also moves the
+//! archive's retention floor: retention keeps what the slowest follower has not applied.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hj212_archive::{FollowerStatus, now_ms};
-use tokio::sync::watch;
+use hj212_archive::{Archive, FollowerStatus, now_ms};
 use tokio_util::sync::CancellationToken;
 
 pub const FOLLOWER_LAG: &str = "hj212_follower_lag_records";
@@ -26,12 +26,13 @@ pub fn describe() {
     );
 }
 
-/// Refreshes the gauges of `followers` until `shutdown`.
+/// Refreshes the gauges of `followers` and the retention floor until `shutdown`.
 pub async fn report(
     followers: Vec<(&'static str, Arc<FollowerStatus>)>,
-    durable: watch::Receiver<u64>,
+    archive: Archive,
     shutdown: CancellationToken,
 ) {
+    let durable = archive.durable();
     let gauges: Vec<_> = followers
         .into_iter()
         .map(|(name, status)| {
@@ -44,6 +45,8 @@ pub async fn report(
         .collect();
     loop {
         let head = *durable.borrow();
+        let slowest = gauges.iter().map(|(status, _, _)| status.position()).min().unwrap_or(head);
+        archive.set_retention_floor(slowest.saturating_add(1));
         for (status, lag, failing) in &gauges {
             lag.set(head.saturating_sub(status.position()) as f64);
             let since = status.failing().map_or(0.0, |f| (now_ms() - f.since_ms).max(0) as f64 / 1000.0);

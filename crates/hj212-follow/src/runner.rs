@@ -1,0 +1,214 @@
+//! The one runtime of the archive's readers: a [`Follower`] says where it stands and applies
+//! batches of durable records; [`spawn`] runs it on its own thread, feeding it from the archive
+//! in order, retrying failures with one backoff rule, and reporting its position and failures
+//! in a [`FollowerStatus`] (which the lag gauges, `/readyz` and retention read).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hj212_archive::{FollowerStatus, now_ms};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::Interpreted;
+use crate::source::Source;
+
+/// Whatever a follower's storage or sink reports; the runner logs it, shows it in the status
+/// and retries.
+pub type FollowError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A reader of the archive that the runner keeps caught up. Positions are archive sequence
+/// numbers: the last record whose results are persisted.
+pub trait Follower: Send + 'static {
+    /// A stable name: the `follower` label of the metrics, `/readyz`, logs.
+    fn name(&self) -> &'static str;
+
+    /// Where a restart resumes: the last record whose results are persisted.
+    ///
+    /// # Errors
+    /// The storage cannot be read.
+    fn position(&mut self) -> Result<u64, FollowError>;
+
+    /// Applies durable records that follow the ones applied before, persisting the results and
+    /// the position together where it can. Returns the position now persisted, which may stay
+    /// behind the records fed while writes are in flight (a sink).
+    ///
+    /// # Errors
+    /// Nothing of the batch counts then: the runner backs off and calls [`Follower::recover`].
+    fn apply(&mut self, records: &[Interpreted]) -> Result<u64, FollowError>;
+
+    /// Called about every tick with the wall clock and how many durable records are not fed
+    /// yet (rules that run on the clock, writes in flight). Returns the position persisted.
+    ///
+    /// # Errors
+    /// As [`Follower::apply`].
+    fn tick(&mut self, _now_ms: i64, _behind: u64) -> Result<u64, FollowError> {
+        self.position()
+    }
+
+    /// After a failed apply or tick: forgets what is not persisted; returns where to resume.
+    ///
+    /// # Errors
+    /// The storage cannot be read (retried).
+    fn recover(&mut self) -> Result<u64, FollowError> {
+        self.position()
+    }
+
+    /// At a stop, once every durable record was fed: finishes what is in flight.
+    ///
+    /// # Errors
+    /// What could not be finished (it is done after the next start).
+    fn finish(&mut self) -> Result<u64, FollowError> {
+        self.position()
+    }
+}
+
+/// How the runner feeds a follower.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub archive_dir: std::path::PathBuf,
+    /// Records per batch.
+    pub batch: usize,
+    /// How often [`Follower::tick`] runs.
+    pub tick: Duration,
+    /// Failures are retried after 0.5 s, doubling up to this.
+    pub max_backoff: Duration,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Runs `follower` on its own thread until `shutdown`, then feeds it what is durable and
+/// calls [`Follower::finish`]. The thread ends with the error that stopped it, if any.
+///
+/// # Errors
+/// The thread cannot be started.
+pub fn spawn(
+    follower: Box<dyn Follower>,
+    settings: RunnerSettings,
+    durable: watch::Receiver<u64>,
+    status: Arc<FollowerStatus>,
+    shutdown: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<Result<(), FollowError>>> {
+    let name = follower.name();
+    std::thread::Builder::new().name(format!("follow-{name}")).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+        let status_at_end = status.clone();
+        let mut runner = Runner { follower, settings, durable, status, shutdown, runtime, backoff: FIRST_BACKOFF };
+        let result = runner.run();
+        if let Err(error) = &result {
+            // Stays failing (not ready) until a restart.
+            status_at_end.failed(error, now_ms());
+            tracing::error!(follower = name, %error, "follower stopped; it catches up after a restart");
+        }
+        result
+    })
+}
+
+struct Runner {
+    follower: Box<dyn Follower>,
+    settings: RunnerSettings,
+    durable: watch::Receiver<u64>,
+    status: Arc<FollowerStatus>,
+    shutdown: CancellationToken,
+    /// Only for waiting (on the durable position, the tick, the stop).
+    runtime: tokio::runtime::Runtime,
+    backoff: Duration,
+}
+
+impl Runner {
+    fn run(&mut self) -> Result<(), FollowError> {
+        let mut source = self.start()?;
+        let mut next_tick = Instant::now();
+        loop {
+            let target = *self.durable.borrow_and_update();
+            let fed = source.next_seq() - 1;
+            let stepped = if Instant::now() >= next_tick {
+                next_tick = Instant::now() + self.settings.tick;
+                self.follower.tick(now_ms(), target.saturating_sub(fed))
+            } else if fed < target {
+                source.read(target, self.settings.batch).map_err(Into::into).and_then(|records| {
+                    if records.is_empty() { self.follower.position() } else { self.follower.apply(&records) }
+                })
+            } else if self.shutdown.is_cancelled() || self.wait(next_tick) {
+                return self.finish();
+            } else {
+                continue;
+            };
+            match stepped {
+                Ok(position) => {
+                    self.status.applied(position);
+                    self.backoff = FIRST_BACKOFF;
+                }
+                Err(error) => match self.retry(&*error) {
+                    Some(resume) => source = Source::new(&self.settings.archive_dir, resume + 1),
+                    None => return Err(error),
+                },
+            }
+        }
+    }
+
+    /// The follower's persisted position, retried until it can be read (or the stop).
+    fn start(&mut self) -> Result<Source, FollowError> {
+        loop {
+            match self.follower.position() {
+                Ok(position) => {
+                    self.status.applied(position);
+                    return Ok(Source::new(&self.settings.archive_dir, position + 1));
+                }
+                Err(error) => {
+                    if self.retry_pause(&*error) {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a failure: pause (the status shows it), then recover; `None` when stopping.
+    fn retry(&mut self, error: &(dyn std::error::Error + Send + Sync)) -> Option<u64> {
+        loop {
+            if self.retry_pause(error) {
+                return None;
+            }
+            match self.follower.recover() {
+                Ok(position) => return Some(position),
+                Err(again) => tracing::error!(follower = self.follower.name(), error = %again, "cannot recover"),
+            }
+        }
+    }
+
+    /// Records the failure and waits out the backoff; true if the stop came meanwhile.
+    fn retry_pause(&mut self, error: &(dyn std::error::Error + Send + Sync)) -> bool {
+        let name = self.follower.name();
+        self.status.failed(&error, now_ms());
+        tracing::error!(follower = name, %error, retry_in = ?self.backoff, "follower failed; retrying");
+        let pause = self.backoff;
+        self.backoff = (self.backoff * 2).min(self.settings.max_backoff);
+        let shutdown = self.shutdown.clone();
+        self.runtime.block_on(async {
+            tokio::select! {
+                () = tokio::time::sleep(pause) => false,
+                () = shutdown.cancelled() => true,
+            }
+        })
+    }
+
+    /// Until more is durable, the next tick, or the stop; true once the archive has closed
+    /// (nothing more will become durable).
+    fn wait(&mut self, next_tick: Instant) -> bool {
+        let (durable, shutdown) = (&mut self.durable, self.shutdown.clone());
+        self.runtime.block_on(async {
+            tokio::select! {
+                changed = durable.changed() => changed.is_err(),
+                () = shutdown.cancelled() => false,
+                () = tokio::time::sleep_until(next_tick.into()) => false,
+            }
+        })
+    }
+
+    fn finish(&mut self) -> Result<(), FollowError> {
+        let position = self.follower.finish()?;
+        self.status.applied(position);
+        Ok(())
+    }
+}
