@@ -5,12 +5,14 @@
 use std::path::Path;
 
 use hj212_compliance::alert::{AlertState, SiteState, Transition};
+use hj212_store::schema::Schema;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::AlertsError;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS alerts (
+/// The tables at the newest version.
+const TABLES: &str = "
+CREATE TABLE alerts (
     alert_id TEXT PRIMARY KEY,
     mn TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -28,24 +30,24 @@ CREATE TABLE IF NOT EXISTS alerts (
     acked_by TEXT,
     ack_note TEXT
 );
-CREATE INDEX IF NOT EXISTS alerts_by_site ON alerts (mn, opened_ms);
-CREATE INDEX IF NOT EXISTS alerts_active ON alerts (active, opened_ms);
-CREATE TABLE IF NOT EXISTS alert_messages (
+CREATE INDEX alerts_by_site ON alerts (mn, opened_ms);
+CREATE INDEX alerts_active ON alerts (active, opened_ms);
+CREATE TABLE alert_messages (
     message_id TEXT PRIMARY KEY,
     alert_id TEXT NOT NULL,
     state TEXT NOT NULL,
     detected_ms INTEGER NOT NULL,
     payload TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS outbox (
+CREATE TABLE outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     retain INTEGER NOT NULL,
     status_of TEXT                    -- the MN of a retained status message (superseded by the next)
 );
-CREATE TABLE IF NOT EXISTS alert_sites (mn TEXT PRIMARY KEY, state TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS fingerprints (
+CREATE TABLE alert_sites (mn TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE fingerprints (
     mn TEXT NOT NULL,
     cn INTEGER NOT NULL,
     data_time_ms INTEGER NOT NULL,
@@ -53,23 +55,30 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     fingerprint TEXT NOT NULL,
     PRIMARY KEY (mn, cn, data_time_ms, factor)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS fingerprints_by_time ON fingerprints (data_time_ms);
-CREATE TABLE IF NOT EXISTS alert_progress (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE INDEX fingerprints_by_time ON fingerprints (data_time_ms);
+CREATE TABLE alert_progress (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
-/// Opens the database with WAL and a busy timeout (the admin API writes acks concurrently).
+/// The alerts database: version 1 is the first release's (which recorded no `user_version`)
+/// and still the newest.
+pub const SCHEMA: Schema =
+    Schema { file: "alerts database", marker_table: "alerts", create: &[TABLES], migrations: &[] };
+
+/// Opens the database with WAL and a busy timeout (the admin API writes acks concurrently),
+/// migrating it to the newest schema version.
 ///
 /// # Errors
-/// [`AlertsError::Open`] naming the file.
+/// [`AlertsError::Open`] naming the file; [`AlertsError::Schema`] when it was written by a
+/// later release (nothing is changed then), is not an alerts database, or cannot be migrated.
 pub fn open(path: &Path) -> Result<Connection, AlertsError> {
     let open_error = |source| AlertsError::Open { path: path.display().to_string(), source };
-    let conn = Connection::open(path).map_err(open_error)?;
+    let mut conn = Connection::open(path).map_err(open_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_error)?;
+    SCHEMA.prepare(&mut conn, path)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
     // FULL: an outbox message may be published as soon as its transaction commits, so the
     // commit must survive a power cut (a replay would give clock-rule alerts new ids).
     conn.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_error)?;
-    conn.execute_batch(SCHEMA).map_err(open_error)?;
     Ok(conn)
 }
 

@@ -12,6 +12,7 @@ pub mod query;
 mod rules;
 mod run;
 
+pub use db::SCHEMA;
 pub use outbox::SqliteOutbox;
 pub use process::Stepped;
 pub use rules::{RulesMap, rules_map, site_rules};
@@ -31,4 +32,17 @@ pub enum AlertsError {
     State { mn: String, message: String },
     #[error("alert engine task: {0}")]
     Task(String),
+    #[error(transparent)]
+    Schema(#[from] hj212_store::SchemaError),
+}
+
+impl AlertsError {
+    /// The schema problem, when the file's version is not one this build can use.
+    #[must_use]
+    pub fn schema(&self) -> Option<&hj212_store::SchemaError> {
+        match self {
+            Self::Schema(e) => Some(e),
+            _ => None,
+        }
+    }
 }

@@ -21,12 +21,26 @@ pub struct Filter {
     pub limit: usize,
 }
 
-/// Opens the alerts database for reading or acknowledging.
+/// Opens the alerts database for reading or acknowledging (the daemon's admin API).
 ///
 /// # Errors
-/// [`AlertsError::Open`] naming the file.
+/// [`AlertsError::Open`] naming the file; [`AlertsError::Schema`] when its schema version is
+/// not one this build can use.
 pub fn open(path: &Path) -> Result<Connection, AlertsError> {
     crate::db::open(path)
+}
+
+/// Opens the alerts database for reading only, as the auditor's CLI must
+/// ([`hj212_store::read_only_connection`]): nothing is created, written or migrated.
+///
+/// # Errors
+/// [`AlertsError::Open`] naming the file; [`AlertsError::Schema`] when its schema version is
+/// not this build's (the message says what to do).
+pub fn open_read_only(path: &Path) -> Result<Connection, AlertsError> {
+    let conn = hj212_store::read_only_connection(path)
+        .map_err(|source| AlertsError::Open { path: path.display().to_string(), source })?;
+    crate::db::SCHEMA.check(&conn, path)?;
+    Ok(conn)
 }
 
 const COLUMNS: &str = "alert_id, mn, kind, factor, severity, active, opened_ms, updated_ms, cleared_ms, value,

@@ -38,6 +38,12 @@ impl FollowerStatus {
         self.failing_since_ms.store(0, Ordering::Relaxed);
     }
 
+    /// The position moved, but whether the follower works is not settled by it (a clock tick
+    /// that succeeded while applying records keeps failing).
+    pub fn moved(&self, position: u64) {
+        self.position.store(position, Ordering::Relaxed);
+    }
+
     /// An attempt failed at `now_ms`; the first failure of a run is remembered.
     pub fn failed(&self, error: &dyn std::fmt::Display, now_ms: i64) {
         let _ = self.failing_since_ms.compare_exchange(0, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed);

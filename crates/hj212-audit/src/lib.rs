@@ -304,8 +304,8 @@ fn alerts(
     let filter =
         hj212_alerts::query::Filter { active_only, mn, from_ms: bound(from, "from")?, to_ms: bound(to, "to")?, limit };
     let path = data_dir.join("alerts.sqlite");
-    let conn = hj212_store::read_only_connection(&path)
-        .map_err(|e| Failure { message: format!("alerts database {}: {e}", path.display()), exit_code: EX_NOINPUT })?;
+    let conn = hj212_alerts::query::open_read_only(&path)
+        .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
     let alerts = hj212_alerts::query::list(&conn, &filter)
         .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
     let mut out = BufWriter::new(io::stdout().lock());

@@ -122,8 +122,11 @@ impl Runner {
         loop {
             let target = *self.durable.borrow_and_update();
             let fed = source.next_seq() - 1;
+            // A tick settles the follower's health only when nothing waits to be applied.
+            let mut settles = true;
             let stepped = if Instant::now() >= next_tick {
                 next_tick = Instant::now() + self.settings.tick;
+                settles = fed >= target;
                 self.follower.tick(now_ms(), target.saturating_sub(fed))
             } else if fed < target {
                 source.read(target, self.settings.batch).map_err(Into::into).and_then(|records| {
@@ -135,10 +138,11 @@ impl Runner {
                 continue;
             };
             match stepped {
-                Ok(position) => {
+                Ok(position) if settles => {
                     self.status.applied(position);
                     self.backoff = FIRST_BACKOFF;
                 }
+                Ok(position) => self.status.moved(position),
                 Err(error) => match self.retry(&*error) {
                     Some(resume) => source = Source::new(&self.settings.archive_dir, resume + 1),
                     None => return Err(error),

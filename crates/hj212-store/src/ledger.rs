@@ -8,13 +8,14 @@ use rusqlite::{CachedStatement, Transaction, params};
 
 use crate::{Reading, Store, StoreError};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS ledger_periods (
+/// The ledger's tables at the newest version (part of [`crate::SCHEMA`]).
+pub(crate) const TABLES: &str = "
+CREATE TABLE ledger_periods (
     mn TEXT NOT NULL, cn INTEGER NOT NULL, factor TEXT NOT NULL, period_ms INTEGER NOT NULL,
     flag TEXT, received_ms INTEGER NOT NULL,
     PRIMARY KEY (mn, cn, factor, period_ms)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ledger_days (
+CREATE TABLE ledger_days (
     mn TEXT NOT NULL, cn INTEGER NOT NULL, factor TEXT NOT NULL, day_ms INTEGER NOT NULL,
     late_days INTEGER NOT NULL,     -- whole days between period end and receipt (-1 = before the end), capped
     received INTEGER NOT NULL, valid INTEGER NOT NULL,

@@ -9,6 +9,7 @@ mod ledger;
 mod mark_view;
 mod rate;
 mod readings;
+pub mod schema;
 
 use std::path::Path;
 
@@ -20,6 +21,7 @@ pub use feed::StoreFollower;
 pub use hj212_follow::MarkRequest;
 pub use rate::{CSV_HEADER, Evidence, MarkRecord, config_hash, rules_for, summary_json};
 pub use readings::{Reading, readings_of};
+pub use schema::SchemaError;
 
 /// The store cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,19 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("reading the archive: {0}")]
     Archive(#[from] std::io::Error),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+}
+
+impl StoreError {
+    /// The schema problem, when the file's version is not one this build can use.
+    #[must_use]
+    pub fn schema(&self) -> Option<&SchemaError> {
+        match self {
+            Self::Schema(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// What one batch did.
@@ -44,8 +59,9 @@ pub struct Applied {
     pub duplicates: usize,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS readings (
+/// The store's tables at the newest version (with the ledger's, [`ledger::TABLES`]).
+const TABLES: &str = "
+CREATE TABLE readings (
     mn TEXT NOT NULL,
     cn INTEGER NOT NULL,
     data_time TEXT NOT NULL,        -- as sent: YYYYMMDDhhmmss, Beijing time
@@ -61,8 +77,8 @@ CREATE TABLE IF NOT EXISTS readings (
     st TEXT,                        -- the frame's system code
     PRIMARY KEY (mn, cn, data_time, factor)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS readings_by_time ON readings (mn, cn, data_time_ms);
-CREATE TABLE IF NOT EXISTS marks (
+CREATE INDEX readings_by_time ON readings (mn, cn, data_time_ms);
+CREATE TABLE marks (
     seq INTEGER PRIMARY KEY,        -- the archive record of the mark
     mn TEXT NOT NULL,
     from_ms INTEGER NOT NULL,
@@ -71,17 +87,39 @@ CREATE TABLE IF NOT EXISTS marks (
     created_ms INTEGER NOT NULL,
     mark TEXT NOT NULL              -- the mark as submitted (JSON)
 );
-CREATE TABLE IF NOT EXISTS store_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE store_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 -- Changed copies: a factor of an accepted record whose (mn, cn, data_time, factor) was already
 -- stored from an earlier record, with other values or flag. The evidence keeps the first copy;
 -- readers that show values (the time-series sink) ask here so they show the same one.
-CREATE TABLE IF NOT EXISTS changed_copies (
+CREATE TABLE changed_copies (
     archive_seq INTEGER NOT NULL,   -- the record of the later copy
     factor TEXT NOT NULL,
     first_seq INTEGER NOT NULL,     -- the record whose copy is stored
     PRIMARY KEY (archive_seq, factor)
 ) WITHOUT ROWID;
 ";
+
+/// The store database: version 1 is the first release's (no `user_version`), version 2
+/// adds `changed_copies`.
+pub const SCHEMA: schema::Schema = schema::Schema {
+    file: "store database",
+    marker_table: "readings",
+    create: &[TABLES, ledger::TABLES],
+    migrations: &[schema::Migration {
+        // 1 -> 2: the changed-copies table (first copy wins in the time-series sink). Records
+        // applied before the upgrade are not listed in it: the earlier release wrote every
+        // copy to the time-series database, and the few the sink had not written yet when it
+        // stopped are written the same way. IF NOT EXISTS: a data dir of a development build
+        // between that release and schema versions already has the table.
+        change: "changed_copies table added",
+        sql: "CREATE TABLE IF NOT EXISTS changed_copies (
+            archive_seq INTEGER NOT NULL,
+            factor TEXT NOT NULL,
+            first_seq INTEGER NOT NULL,
+            PRIMARY KEY (archive_seq, factor)
+        ) WITHOUT ROWID;",
+    }],
+};
 
 /// Opens one of the daemon's SQLite files (WAL mode) for reading only, as the auditor's CLI
 /// and other readers outside the daemon must: nothing is created or written in its directory.
@@ -117,19 +155,21 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates) the database at `path`, migrating it to the newest schema version
+    /// (see [`schema`]).
     ///
     /// # Errors
-    /// [`StoreError::Open`] naming the file.
+    /// [`StoreError::Open`] naming the file; [`StoreError::Schema`] when it was written by a
+    /// later release (nothing is changed then), is not a store, or cannot be migrated.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let open_error = |source| StoreError::Open { path: path.display().to_string(), source };
-        let conn = Connection::open(path).map_err(open_error)?;
+        // rusqlite's busy timeout (5 s): a second opener waits for a migration in progress.
+        let mut conn = Connection::open(path).map_err(open_error)?;
+        SCHEMA.prepare(&mut conn, path)?;
         // WAL and synchronous=NORMAL: the archive is the durable copy; a store that loses
         // its last transactions in a power cut replays them from the archive.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_error)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_error)?;
-        conn.execute_batch(SCHEMA).map_err(open_error)?;
-        conn.execute_batch(ledger::SCHEMA).map_err(open_error)?;
         Ok(Self { conn })
     }
 
@@ -137,10 +177,13 @@ impl Store {
     /// directory, whether or not the daemon has it open (see [`read_only_connection`]).
     ///
     /// # Errors
-    /// [`StoreError::Open`] naming the file, e.g. when it does not exist.
+    /// [`StoreError::Open`] naming the file, e.g. when it does not exist;
+    /// [`StoreError::Schema`] when its schema version is not this build's (it is not migrated
+    /// here: the message says what to do).
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         let conn = read_only_connection(path)
             .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        SCHEMA.check(&conn, path)?;
         Ok(Self { conn })
     }
 

@@ -13,7 +13,7 @@ use hj212_config::Config;
 use hj212_http::Readiness;
 use hj212_server::Shared;
 use hj212_server::metrics::SITES_CONFIGURED;
-use hj212_store::Store;
+use hj212_store::{SchemaError, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -282,14 +282,22 @@ pub fn run_from_file(path: &Path, log_override: Option<&str>) -> anyhow::Result<
 
 /// The exit code for a failed start, so that a supervisor can tell "retry later" from "a
 /// person must look" (the unit does not restart on 65, 75 and 78). A listen address in use or
-/// not on this host is a configuration problem (78), the error naming the key; anything else
-/// that stops the start is a file or directory that could not be created or opened (73).
+/// not on this host is a configuration problem (78), the error naming the key, and so is a
+/// database written by a later release or not by hj212d (78); anything else that stops the
+/// start is a file or directory that could not be created or opened (73).
 fn start_failure_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<LockError>().is_some_and(|e| matches!(e, LockError::Held { .. })) {
         return EX_TEMPFAIL;
     }
     if let Some(hj212_archive::ArchiveError::Corrupt { .. }) = error.downcast_ref::<hj212_archive::ArchiveError>() {
         return EX_DATAERR;
+    }
+    // A database of a later release, or not hj212d's: restarting cannot help.
+    let store = error.downcast_ref::<hj212_store::StoreError>().and_then(hj212_store::StoreError::schema);
+    let schema =
+        store.or_else(|| error.downcast_ref::<hj212_alerts::AlertsError>().and_then(hj212_alerts::AlertsError::schema));
+    if schema.is_some_and(|e| matches!(e, SchemaError::TooNew { .. } | SchemaError::Foreign { .. })) {
+        return EX_CONFIG;
     }
     let key_unusable = error.downcast_ref::<hj212_archive::checkpoint::CheckpointError>().is_some();
     if key_unusable || error.downcast_ref::<crate::fds::FdLimitError>().is_some() {

@@ -1,0 +1,218 @@
+//! Schema versions: an alerts database written by the first release (kept in
+//! `fixtures/sqlite/`) gets its version recorded at open, keeps its alerts and outbox, and the
+//! engine goes on writing to it; a newer version than this build knows is refused.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hj212_alerts::query::{self, Filter};
+use hj212_alerts::{AlertSettings, SqliteOutbox};
+use hj212_archive::{Archive, FollowerStatus, Kind, NewRecord, NoObserver, Settings, Verdict};
+use hj212_sink_mqtt::Outbox as _;
+use hj212_store::SchemaError;
+use tokio_util::sync::CancellationToken;
+
+const MN: &str = "010000A8900016F000169DC0";
+/// The site the fixture was made with (fixtures/sqlite/make-alerts-v1.rs).
+const CONFIG: &str = r#"
+[[sites]]
+mn = "010000A8900016F000169DC0"
+password = "123456"
+name = "Plant 1 outlet"
+factors = ["a21026", "a21002"]
+
+[[sites.limits]]
+factor = "a21026"
+max = 35.0
+basis = "hour"
+"#;
+
+fn first_release_alerts() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("alerts.sqlite");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sqlite/alerts-v1.sqlite");
+    std::fs::copy(fixture, &db).unwrap();
+    (dir, db)
+}
+
+fn user_version(db: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap()
+}
+
+fn all() -> Filter {
+    Filter { limit: 100, ..Filter::default() }
+}
+
+/// Log lines written while `f` runs.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    (out, text)
+}
+
+fn hourly(qn: &str, pw: &str, data_time: &str, so2: &str) -> Vec<u8> {
+    let text = format!(
+        "QN={qn};ST=31;CN=2061;PW={pw};MN={MN};Flag=5;CP=&&DataTime={data_time};a21026-Avg={so2},a21026-Flag=N;a21002-Avg=40.1,a21002-Flag=N&&"
+    );
+    hj212_proto::encode::frame(text.as_bytes()).unwrap()
+}
+
+fn received(verdict: Verdict, data: Vec<u8>, time_ms: i64) -> NewRecord {
+    NewRecord { kind: Kind::Received, verdict, flags: 0, time_ms, peer: "127.0.0.1:40000".into(), data }
+}
+
+#[test]
+fn alerts_of_the_first_release_get_a_version_and_keep_alerts_acks_and_outbox() {
+    let (dir, db) = first_release_alerts();
+    assert_eq!(user_version(&db), 0, "the first release recorded no version");
+    let (conn, log) = logged(|| query::open(&db).unwrap());
+    assert!(log.contains("schema migrated") && log.contains(&db.display().to_string()), "{log}");
+    assert!(log.contains("from_version=0 to_version=1"), "{log}");
+    assert_eq!(user_version(&db), 1);
+    assert_eq!(hj212_alerts::SCHEMA.version(), 1);
+
+    let alerts = query::list(&conn, &all()).unwrap();
+    assert_eq!(alerts.len(), 4, "{alerts:?}");
+    let exceedance = alerts.iter().find(|a| a["kind"] == "exceedance").unwrap();
+    assert_eq!((exceedance["acked_by"].as_str(), exceedance["value"].as_f64()), (Some("ops"), Some(50.0)));
+    let tamper = alerts.iter().find(|a| a["kind"] == "tamper").unwrap()["alert_id"].as_str().unwrap().to_owned();
+    assert!(query::ack(&conn, &tamper, "auditor", "resend explained", 1_795_750_000_000).unwrap().is_some());
+    drop(conn);
+
+    let mut outbox = SqliteOutbox::open(&db).unwrap();
+    let pending = outbox.pending(0, 100).unwrap();
+    assert_eq!(pending.len(), 5, "the messages the first release queued are still to send");
+    outbox.delivered(pending[1].seq).unwrap();
+    assert_eq!(outbox.pending(0, 100).unwrap().len(), 3);
+    drop(outbox);
+
+    let fresh = dir.path().join("fresh.sqlite");
+    drop(query::open(&fresh).unwrap());
+    let describe = |path: &Path| hj212_store::schema::describe(&rusqlite::Connection::open(path).unwrap()).unwrap();
+    assert_eq!(describe(&db), describe(&fresh), "a recorded file has the layout of a new one");
+    let (_, log) = logged(|| query::open(&db).unwrap());
+    assert!(log.is_empty(), "nothing to do the second time: {log}");
+}
+
+/// The engine goes on from where the first release stopped, in the same file.
+#[tokio::test]
+async fn the_engine_goes_on_writing_to_a_first_release_database() {
+    let (dir, db) = first_release_alerts();
+    let settings = Settings {
+        dir: dir.path().join("archive"),
+        segment_max_bytes: 1 << 20,
+        segment_max_age: Duration::from_secs(3600),
+        retention: None,
+        queue: 64,
+        queue_bytes: 64 << 20,
+        checkpoints: None,
+        resume_free_bytes: 0,
+        durable_at_least: 0,
+    };
+    let (archive, thread, _) = Archive::open(settings.clone(), Arc::new(NoObserver)).unwrap();
+    // The records the fixture was made from (seq 1 to 3, applied), then SO2 back under its limit.
+    let t0 = 1_795_741_500_000_i64;
+    let records = [
+        received(Verdict::Accepted, hourly("20261127090500001", "123456", "20261127080000", "50.0"), t0),
+        received(Verdict::Accepted, hourly("20261127091000001", "123456", "20261127080000", "20.0"), t0 + 300_000),
+        received(Verdict::BadPassword, hourly("20261127100500001", "999999", "20261127090000", "20.0"), t0 + 3_600_000),
+        received(Verdict::Accepted, hourly("20261127110500001", "123456", "20261127100000", "20.0"), t0 + 7_200_000),
+    ];
+    for record in records {
+        archive.append(record).await.unwrap();
+    }
+    let config = hj212_config::from_str(CONFIG).unwrap();
+    let (_rules_tx, rules) = tokio::sync::watch::channel(Arc::new(hj212_alerts::rules_map(&config)));
+    let (newest, _newest_rx) = tokio::sync::watch::channel(0);
+    let alert_settings = AlertSettings {
+        db_path: db.clone(),
+        archive_dir: settings.dir.clone(),
+        batch: 100,
+        tick: Duration::from_secs(3600),
+        mqtt: true,
+        fingerprint_days: 15,
+    };
+    assert_eq!(hj212_alerts::applied_seq(&alert_settings).unwrap(), 3, "the first release's position");
+    let status = Arc::new(FollowerStatus::at(3));
+    let shutdown = CancellationToken::new();
+    let engine = tokio::spawn(hj212_alerts::run(
+        alert_settings,
+        rules,
+        archive.durable(),
+        newest,
+        status.clone(),
+        shutdown.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status.position() < 4 {
+        assert!(Instant::now() < deadline, "the engine did not apply record 4");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    engine.await.unwrap().unwrap();
+
+    let conn = query::open(&db).unwrap();
+    let alerts = query::list(&conn, &all()).unwrap();
+    let exceedance = alerts.iter().find(|a| a["kind"] == "exceedance").unwrap();
+    assert_eq!(exceedance["state"], "cleared", "{exceedance}");
+    assert_eq!(exceedance["acked_by"], "ops", "the first release's ack is kept");
+    let mut outbox = SqliteOutbox::open(&db).unwrap();
+    assert!(outbox.pending(0, 100).unwrap().len() > 5, "the clearance is queued after the old messages");
+    drop(archive);
+    thread.join();
+}
+
+#[test]
+fn alerts_of_a_later_release_are_refused_by_every_opener() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("alerts.sqlite");
+    drop(query::open(&db).unwrap());
+    rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 999).unwrap();
+    let before = std::fs::read(&db).unwrap();
+
+    let error = query::open(&db).unwrap_err();
+    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 1, .. })), "{error:?}");
+    let message = error.to_string();
+    for part in ["alerts database", db.display().to_string().as_str(), "schema version 999", "supports (1)"] {
+        assert!(message.contains(part), "{part:?} in: {message}");
+    }
+    assert!(SqliteOutbox::open(&db).unwrap_err().schema().is_some());
+    assert!(query::open_read_only(&db).unwrap_err().schema().is_some());
+    let settings = AlertSettings {
+        db_path: db.clone(),
+        archive_dir: dir.path().join("archive"),
+        batch: 1,
+        tick: Duration::from_secs(1),
+        mqtt: false,
+        fingerprint_days: 1,
+    };
+    assert!(hj212_alerts::applied_seq(&settings).unwrap_err().schema().is_some());
+    assert_eq!(std::fs::read(&db).unwrap(), before, "nothing written");
+}
+
+#[test]
+fn a_reader_reads_a_first_release_database_without_writing() {
+    let (_dir, db) = first_release_alerts();
+    let before = std::fs::read(&db).unwrap();
+    let conn = query::open_read_only(&db).unwrap();
+    assert_eq!(query::list(&conn, &all()).unwrap().len(), 4);
+    drop(conn);
+    assert_eq!(std::fs::read(&db).unwrap(), before, "a reader changes nothing");
+}
