@@ -16,7 +16,7 @@ pub use db::SCHEMA;
 pub use outbox::SqliteOutbox;
 pub use process::Stepped;
 pub use rules::{RulesMap, rules_map, site_rules};
-pub use run::{AlertSettings, applied_seq, run};
+pub use run::{AlertSettings, AlertsFollower, applied_seq};
 
 /// The alerts database cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +30,6 @@ pub enum AlertsError {
     Archive(#[from] std::io::Error),
     #[error("alert state of site {mn} in the database is unreadable: {message}")]
     State { mn: String, message: String },
-    #[error("alert engine task: {0}")]
-    Task(String),
     #[error(transparent)]
     Schema(#[from] hj212_store::SchemaError),
 }

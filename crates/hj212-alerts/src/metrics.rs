@@ -4,7 +4,6 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 
 pub const ALERTS: &str = "hj212_alerts_total";
 pub const ACTIVE: &str = "hj212_alerts_active";
-pub const LAG_RECORDS: &str = "hj212_alerts_lag_records";
 pub const OUTBOX: &str = "hj212_alerts_outbox_messages";
 pub const ERRORS: &str = "hj212_alerts_errors_total";
 pub const DETECTION: &str = "hj212_alerts_detection_seconds";
@@ -16,7 +15,6 @@ pub const DETECTION_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 pub fn describe() {
     describe_counter!(ALERTS, "Alert messages, by kind and state (raised, updated, cleared)");
     describe_gauge!(ACTIVE, "Alerts active now, by kind");
-    describe_gauge!(LAG_RECORDS, "Durable archive records the alert engine has not looked at yet");
     describe_gauge!(OUTBOX, "Alert and status messages waiting for the MQTT broker");
     describe_counter!(ERRORS, "Alert engine batches that failed (database errors) and were retried");
     describe_histogram!(DETECTION, "From a frame's arrival (archive time) to its alert being stored and queued");
@@ -39,10 +37,6 @@ pub(crate) fn active(kind: &'static str, count: f64) {
 
 pub(crate) fn detection(seconds: f64) {
     histogram!(DETECTION).record(seconds);
-}
-
-pub(crate) fn lag(records: u64) {
-    gauge!(LAG_RECORDS).set(records as f64);
 }
 
 pub(crate) fn outbox(depth: u64) {

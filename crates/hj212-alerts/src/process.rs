@@ -4,7 +4,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use hj212_archive::Follower;
 use hj212_compliance::alert::{AlertKind, AlertState, Engine, Transition};
 use hj212_follow::{Interpreted, Meaning};
 use rusqlite::{Connection, Transaction};
@@ -30,8 +29,8 @@ pub struct Stepped {
 pub(crate) struct Processor {
     conn: Connection,
     engine: Engine,
-    follower: Follower,
-    archive_dir: std::path::PathBuf,
+    /// The last archive record whose effects are committed.
+    applied_seq: u64,
     /// Write the MQTT outbox (only when a broker is configured).
     mqtt: bool,
     /// Active alerts by kind, for the gauge.
@@ -43,7 +42,7 @@ pub(crate) struct Processor {
 impl Processor {
     /// Opens the engine. A new database starts at `head`, the last durable archive record:
     /// history from before the alert engine existed (an upgrade) is not alerted again.
-    pub(crate) fn open(db_path: &Path, archive_dir: &Path, mqtt: bool, head: u64) -> Result<Self, AlertsError> {
+    pub(crate) fn open(db_path: &Path, mqtt: bool, head: u64) -> Result<Self, AlertsError> {
         let mut conn = db::open(db_path)?;
         if !db::has_progress(&conn)? {
             let tx = conn.transaction()?;
@@ -53,8 +52,7 @@ impl Processor {
         }
         let mut processor = Self {
             engine: Engine::default(),
-            follower: Follower::new(archive_dir, 1),
-            archive_dir: archive_dir.to_path_buf(),
+            applied_seq: 0,
             conn,
             mqtt,
             active: HashMap::new(),
@@ -71,7 +69,7 @@ impl Processor {
         for (mn, state) in db::site_states(&self.conn)? {
             self.engine.restore(mn, state);
         }
-        self.follower = Follower::new(&self.archive_dir, db::applied_seq(&self.conn)? + 1);
+        self.applied_seq = db::applied_seq(&self.conn)?;
         self.active = db::active_counts(&self.conn)?
             .into_iter()
             .filter_map(|(kind, n)| Some((AlertKind::parse(&kind)?, i64::try_from(n).unwrap_or(i64::MAX))))
@@ -84,22 +82,21 @@ impl Processor {
     }
 
     pub(crate) fn applied_seq(&self) -> u64 {
-        self.follower.next_seq() - 1
+        self.applied_seq
     }
 
-    /// Consumes up to `batch` durable records (to `target`) and, with `now_ms`, runs the clock rules.
+    /// Consumes `records` (which follow the ones consumed before) and, with `now_ms`, runs the
+    /// clock rules; commits everything with the new position in one transaction.
     pub(crate) fn step(
         &mut self,
-        target: u64,
-        batch: usize,
+        records: &[Interpreted],
         now_ms: Option<i64>,
         rules: &RulesMap,
         fingerprint_before_ms: Option<i64>,
     ) -> Result<Stepped, AlertsError> {
-        let records = Interpreted::all(self.follower.read(target, batch)?);
         let tx = self.conn.transaction()?;
         let mut transitions = Vec::new();
-        for archived in &records {
+        for archived in records {
             transitions.extend(observe::observe(archived, &mut self.engine, rules, &tx)?);
         }
         if let Some(now) = now_ms {
@@ -156,7 +153,10 @@ impl Processor {
             db::set_applied_seq(&tx, last.record.seq)?;
         }
         tx.commit()?;
-        stepped.applied_seq = self.applied_seq();
+        if let Some(last) = records.last() {
+            self.applied_seq = last.record.seq;
+        }
+        stepped.applied_seq = self.applied_seq;
         stepped.messages = recorded.len();
         self.count(&recorded, now);
         Ok(stepped)

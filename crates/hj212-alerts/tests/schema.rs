@@ -141,32 +141,26 @@ async fn the_engine_goes_on_writing_to_a_first_release_database() {
     let config = hj212_config::from_str(CONFIG).unwrap();
     let (_rules_tx, rules) = tokio::sync::watch::channel(Arc::new(hj212_alerts::rules_map(&config)));
     let (newest, _newest_rx) = tokio::sync::watch::channel(0);
-    let alert_settings = AlertSettings {
-        db_path: db.clone(),
-        archive_dir: settings.dir.clone(),
-        batch: 100,
-        tick: Duration::from_secs(3600),
-        mqtt: true,
-        fingerprint_days: 15,
-    };
+    let alert_settings = AlertSettings { db_path: db.clone(), mqtt: true, fingerprint_days: 15 };
     assert_eq!(hj212_alerts::applied_seq(&alert_settings).unwrap(), 3, "the first release's position");
     let status = Arc::new(FollowerStatus::at(3));
     let shutdown = CancellationToken::new();
-    let engine = tokio::spawn(hj212_alerts::run(
-        alert_settings,
-        rules,
-        archive.durable(),
-        newest,
-        status.clone(),
-        shutdown.clone(),
-    ));
+    let follower = hj212_alerts::AlertsFollower::open(&alert_settings, 3, rules, newest).unwrap();
+    let runner = hj212_follow::RunnerSettings {
+        archive_dir: settings.dir.clone(),
+        batch: 100,
+        tick: Duration::from_secs(3600),
+        max_backoff: Duration::from_secs(1),
+    };
+    let engine =
+        hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while status.position() < 4 {
         assert!(Instant::now() < deadline, "the engine did not apply record 4");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shutdown.cancel();
-    engine.await.unwrap().unwrap();
+    engine.join().unwrap().unwrap();
 
     let conn = query::open(&db).unwrap();
     let alerts = query::list(&conn, &all()).unwrap();
@@ -195,14 +189,7 @@ fn alerts_of_a_later_release_are_refused_by_every_opener() {
     }
     assert!(SqliteOutbox::open(&db).unwrap_err().schema().is_some());
     assert!(query::open_read_only(&db).unwrap_err().schema().is_some());
-    let settings = AlertSettings {
-        db_path: db.clone(),
-        archive_dir: dir.path().join("archive"),
-        batch: 1,
-        tick: Duration::from_secs(1),
-        mqtt: false,
-        fingerprint_days: 1,
-    };
+    let settings = AlertSettings { db_path: db.clone(), mqtt: false, fingerprint_days: 1 };
     assert!(hj212_alerts::applied_seq(&settings).unwrap_err().schema().is_some());
     assert_eq!(std::fs::read(&db).unwrap(), before, "nothing written");
 }

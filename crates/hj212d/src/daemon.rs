@@ -47,7 +47,7 @@ pub struct Running {
     http: JoinHandle<std::io::Result<()>>,
     feed: spawn::FollowerThread,
     influx: Option<JoinHandle<std::io::Result<()>>>,
-    alerts: JoinHandle<Result<(), hj212_alerts::AlertsError>>,
+    alerts: spawn::FollowerThread,
     /// The MQTT publisher and its stop token (cancelled once the alert engine has drained).
     mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
     /// Each site's alert rules; replaced on SIGHUP.
@@ -89,8 +89,15 @@ impl Daemon {
         let (shutdown, feed_shutdown) = (CancellationToken::new(), CancellationToken::new());
         let influx =
             spawn::spawn_influx(&config, &archive, &settings, positions.influx, &feed_shutdown, &mut readiness)?;
-        let alerting =
-            spawn::spawn_alerts(&config, alert_settings, &archive, positions.alerts, &feed_shutdown, &mut readiness)?;
+        let alerting = spawn::spawn_alerts(
+            &config,
+            &alert_settings,
+            &archive,
+            &settings,
+            positions.alerts,
+            &feed_shutdown,
+            &mut readiness,
+        )?;
         let feed =
             spawn::spawn_store(&config, store, positions.store, &settings, &archive, &feed_shutdown, &mut readiness)?;
         let watched = spawn::watched(&readiness);
@@ -212,7 +219,8 @@ impl Running {
         if let Some(influx) = self.influx {
             let _ = influx.await.context("influx sink task")?;
         }
-        let _ = self.alerts.await.context("alert engine task")?;
+        let alerts = self.alerts;
+        let _ = tokio::task::spawn_blocking(move || alerts.join()).await.context("alert engine")?;
         // The engine has queued everything: the publisher gets a moment for the in-flight messages.
         if let Some((publisher, stop)) = self.mqtt {
             stop.cancel();

@@ -28,9 +28,6 @@ pub(crate) fn alert_settings(config: &Config) -> hj212_alerts::AlertSettings {
     let data_dir = &config.server.data_dir;
     hj212_alerts::AlertSettings {
         db_path: data_dir.join("alerts.sqlite"),
-        archive_dir: data_dir.join("archive"),
-        batch: 1000,
-        tick: Duration::from_secs(1),
         mqtt: config.mqtt.is_some(),
         fingerprint_days: FINGERPRINT_DAYS,
     }
@@ -144,15 +141,16 @@ fn influx_settings(
 
 /// The alert engine and, with a broker configured, the MQTT publisher.
 pub(crate) struct Alerting {
-    pub task: JoinHandle<Result<(), hj212_alerts::AlertsError>>,
+    pub task: FollowerThread,
     pub mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
     pub rules: watch::Sender<Arc<hj212_alerts::RulesMap>>,
 }
 
 pub(crate) fn spawn_alerts(
     config: &Config,
-    alert_settings: hj212_alerts::AlertSettings,
+    alert_settings: &hj212_alerts::AlertSettings,
     archive: &Archive,
+    settings: &Settings,
     position: u64,
     feed_shutdown: &CancellationToken,
     readiness: &mut Readiness,
@@ -176,34 +174,18 @@ pub(crate) fn spawn_alerts(
         None => None,
     };
     let (alert_rules, rules_rx) = watch::channel(Arc::new(hj212_alerts::rules_map(config)));
-    let alerts_status = Arc::new(FollowerStatus::at(position));
+    let status = Arc::new(FollowerStatus::at(position));
     readiness.followers.push(Watched {
         name: "alerts",
-        status: alerts_status.clone(),
+        status: status.clone(),
         required: true,
         degraded_lag: ALERTS_DEGRADED_LAG,
     });
-    let status = alerts_status.clone();
-    let alerts = tokio::spawn({
-        let run = hj212_alerts::run(
-            alert_settings,
-            rules_rx,
-            archive.durable(),
-            outbox_newest,
-            alerts_status.clone(),
-            feed_shutdown.clone(),
-        );
-        async move {
-            let result = run.await;
-            if let Err(error) = &result {
-                // Stays failing (not ready) until a restart.
-                status.failed(error, now_ms());
-                tracing::error!(%error, "alert engine stopped; alerts will be raised after a restart");
-            }
-            result
-        }
-    });
-    Ok(Alerting { task: alerts, mqtt, rules: alert_rules })
+    let head = *archive.durable().borrow();
+    let follower = hj212_alerts::AlertsFollower::open(alert_settings, head, rules_rx, outbox_newest)?;
+    let runner = runner_settings(config, settings);
+    let task = hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status, feed_shutdown.clone())?;
+    Ok(Alerting { task, mqtt, rules: alert_rules })
 }
 
 fn mqtt_settings(config: &Config, mqtt: &hj212_config::Mqtt) -> anyhow::Result<hj212_sink_mqtt::MqttSettings> {
