@@ -99,7 +99,7 @@ fn main() {
                         peaks
                             .connections
                             .fetch_max(metric(&text, "hj212_connections_active") as u64, Ordering::Relaxed);
-                        peaks.sink_lag.fetch_max(metric(&text, "hj212_influx_lag_records") as u64, Ordering::Relaxed);
+                        peaks.sink_lag.fetch_max(metric(&text, r#"hj212_follower_lag_records{follower="influx"}"#) as u64, Ordering::Relaxed);
                     }
                     peaks.rss.fetch_max(rss_of(pid), Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(200));
@@ -113,7 +113,7 @@ fn main() {
         sampler.await.expect("sampler");
         // The sink's catch-up after the last frame.
         let drain_started = Instant::now();
-        while metric(&metrics(&daemon), "hj212_influx_lag_records") > 0.0
+        while metric(&metrics(&daemon), r#"hj212_follower_lag_records{follower="influx"}"#) > 0.0
             && drain_started.elapsed() < Duration::from_secs(300)
         {
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -6,13 +6,14 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use hj212_archive::FollowerStatus;
 use hj212_archive::{Archive, Kind, NewRecord, NoObserver, Settings, Verdict};
+use hj212_follow::RunnerSettings;
 use hj212_proto::encode;
 use hj212_proto::time::BeijingTime;
-use hj212_sink_influx::{Api, Endpoint, Status};
+use hj212_sink_influx::{Api, Endpoint, InfluxFollower};
 use test_support::VictoriaMetrics;
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +87,6 @@ fn main() {
         drop(store);
 
         let vm = VictoriaMetrics::start();
-        let status = Arc::new(Status::default());
         let sink = hj212_sink_influx::Settings {
             endpoint: Endpoint {
                 base_url: vm.url(),
@@ -95,25 +95,32 @@ fn main() {
                 gzip,
                 timeout: Duration::from_secs(30),
             },
-            archive_dir: settings.dir.clone(),
             store_path,
             cursor_path: dir.path().join("influx.cursor"),
             dead_letter_path: dir.path().join("dead-letter.lp"),
             batch_points: 5000,
             batch_interval: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(5),
             sites: Vec::new(),
         };
         let shutdown = CancellationToken::new();
-        status.lag_records.store(u64::MAX, Ordering::Relaxed);
+        let status = Arc::new(FollowerStatus::default());
         let started = Instant::now();
-        let task = tokio::spawn(hj212_sink_influx::run(sink, archive.durable(), shutdown.clone(), status.clone()));
-        while status.lag_records.load(Ordering::Relaxed) > 0 {
+        let follower = InfluxFollower::open(sink, tokio::runtime::Handle::current()).expect("sink");
+        let runner = RunnerSettings {
+            archive_dir: settings.dir.clone(),
+            batch: 10_000,
+            tick: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            after: None,
+        };
+        let thread = hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status.clone(), shutdown.clone())
+            .expect("runner");
+        while status.position() < last {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let elapsed = started.elapsed();
         shutdown.cancel();
-        task.await.expect("sink task").expect("sink");
+        tokio::task::spawn_blocking(move || thread.join()).await.expect("join").expect("thread").expect("sink");
         vm.flush();
         let stored: usize = vm
             .export(r#"{__name__="hj212_rtd"}"#)

@@ -10,6 +10,6 @@ mod runner;
 mod source;
 
 pub use meaning::{Factor, Field, Interpreted, MarkRequest, Meaning, Upload, identity};
-pub use report::{FOLLOWER_FAILING, FOLLOWER_LAG, describe, report};
+pub use report::{FOLLOWER_FAILING, FOLLOWER_LAG, FOLLOWER_LAG_SECONDS, describe, report};
 pub use runner::{FollowError, Follower, RunnerSettings, spawn};
 pub use source::Source;

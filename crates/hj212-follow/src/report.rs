@@ -1,8 +1,10 @@
 //! The followers as operators see them: per follower, how many durable records it has not
-//! applied yet and for how long every attempt has failed. Published by this task, not by the
-//! followers, so the figures keep moving while a follower is stuck. It also moves the
-//! archive's retention floor: retention keeps what the slowest follower has not applied.
+//! applied yet, for how long it has been behind, and for how long every attempt has failed.
+//! Published by this task, not by the followers, so the figures keep moving while a follower
+//! is stuck. It also moves the archive's retention floor: retention keeps what the slowest
+//! follower has not applied.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,10 +12,13 @@ use hj212_archive::{Archive, FollowerStatus, now_ms};
 use tokio_util::sync::CancellationToken;
 
 pub const FOLLOWER_LAG: &str = "hj212_follower_lag_records";
+pub const FOLLOWER_LAG_SECONDS: &str = "hj212_follower_lag_seconds";
 pub const FOLLOWER_FAILING: &str = "hj212_follower_failing_seconds";
 
 /// How often the gauges are refreshed.
 const INTERVAL: Duration = Duration::from_millis(500);
+/// How far back the durable head is remembered: a lag in seconds beyond it reads as this.
+const HISTORY: Duration = Duration::from_secs(3600);
 
 pub fn describe() {
     metrics::describe_gauge!(
@@ -21,9 +26,40 @@ pub fn describe() {
         "Durable archive records a follower (store, alerts, influx) has not applied yet"
     );
     metrics::describe_gauge!(
+        FOLLOWER_LAG_SECONDS,
+        "Since when the oldest record a follower has not applied is durable (0 when caught up; at most an hour)"
+    );
+    metrics::describe_gauge!(
         FOLLOWER_FAILING,
         "Seconds since a follower's attempts started failing (0 while it works); it retries with backoff meanwhile"
     );
+}
+
+/// When the durable head reached which record, sampled at each refresh.
+#[derive(Debug, Default)]
+struct HeadHistory {
+    samples: VecDeque<(u64, i64)>,
+}
+
+impl HeadHistory {
+    fn record(&mut self, head: u64, now_ms: i64) {
+        if self.samples.back().is_none_or(|(last, _)| *last < head) {
+            self.samples.push_back((head, now_ms));
+        }
+        let oldest = now_ms - i64::try_from(HISTORY.as_millis()).unwrap_or(i64::MAX);
+        while self.samples.len() > 1 && self.samples.front().is_some_and(|(_, at)| *at < oldest) {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Seconds since record `position + 1` became durable (as sampled), 0 if it is not yet.
+    fn lag_seconds(&self, position: u64, now_ms: i64) -> f64 {
+        let since = match self.samples.iter().find(|(head, _)| *head > position) {
+            Some((_, at)) => *at,
+            None => return 0.0,
+        };
+        (now_ms - since).max(0) as f64 / 1000.0
+    }
 }
 
 /// Refreshes the gauges of `followers` and the retention floor until `shutdown`.
@@ -36,25 +72,46 @@ pub async fn report(
     let gauges: Vec<_> = followers
         .into_iter()
         .map(|(name, status)| {
-            (
-                status,
-                metrics::gauge!(FOLLOWER_LAG, "follower" => name),
-                metrics::gauge!(FOLLOWER_FAILING, "follower" => name),
-            )
+            let gauge = |metric: &'static str| metrics::gauge!(metric, "follower" => name);
+            (status, gauge(FOLLOWER_LAG), gauge(FOLLOWER_LAG_SECONDS), gauge(FOLLOWER_FAILING))
         })
         .collect();
+    let mut history = HeadHistory::default();
     loop {
-        let head = *durable.borrow();
-        let slowest = gauges.iter().map(|(status, _, _)| status.position()).min().unwrap_or(head);
+        let (head, now) = (*durable.borrow(), now_ms());
+        history.record(head, now);
+        let slowest = gauges.iter().map(|(status, ..)| status.position()).min().unwrap_or(head);
         archive.set_retention_floor(slowest.saturating_add(1));
-        for (status, lag, failing) in &gauges {
-            lag.set(head.saturating_sub(status.position()) as f64);
-            let since = status.failing().map_or(0.0, |f| (now_ms() - f.since_ms).max(0) as f64 / 1000.0);
-            failing.set(since);
+        for (status, lag, lag_seconds, failing) in &gauges {
+            let position = status.position();
+            lag.set(head.saturating_sub(position) as f64);
+            lag_seconds.set(history.lag_seconds(position, now));
+            failing.set(status.failing().map_or(0.0, |f| (now - f.since_ms).max(0) as f64 / 1000.0));
         }
         tokio::select! {
             () = tokio::time::sleep(INTERVAL) => {},
             () = shutdown.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[expect(clippy::float_cmp, reason = "whole seconds from whole milliseconds are exact")]
+    fn the_lag_in_seconds_is_how_long_the_oldest_unapplied_record_has_been_durable() {
+        let mut history = HeadHistory::default();
+        history.record(10, 1_000);
+        history.record(10, 1_500);
+        history.record(25, 2_000);
+        history.record(40, 3_000);
+        assert_eq!(history.lag_seconds(40, 3_000), 0.0, "caught up");
+        assert_eq!(history.lag_seconds(30, 3_000), 0.0, "record 31 was first seen durable at 3.0 s");
+        assert_eq!(history.lag_seconds(12, 3_000), 1.0, "record 13 was durable from 2.0 s");
+        assert_eq!(history.lag_seconds(5, 3_000), 2.0, "record 6 was durable from the first sample");
+        history.record(41, 3_600_000 + 2_500);
+        assert_eq!(history.samples.len(), 2, "samples older than an hour are dropped");
     }
 }

@@ -73,6 +73,9 @@ pub struct RunnerSettings {
     pub tick: Duration,
     /// Failures are retried after 0.5 s, doubling up to this.
     pub max_backoff: Duration,
+    /// Feed only records this other follower has applied (a sink that shows what the store
+    /// keeps); `None`: everything durable.
+    pub after: Option<Arc<FollowerStatus>>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -120,7 +123,8 @@ impl Runner {
         let mut source = self.start()?;
         let mut next_tick = Instant::now();
         loop {
-            let target = *self.durable.borrow_and_update();
+            let durable = *self.durable.borrow_and_update();
+            let target = self.settings.after.as_ref().map_or(durable, |after| durable.min(after.position()));
             let fed = source.next_seq() - 1;
             // A tick settles the follower's health only when nothing waits to be applied.
             let mut settles = true;

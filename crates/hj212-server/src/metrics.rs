@@ -43,7 +43,6 @@ pub const ARCHIVE_FAILED: &str = "hj212_archive_failed";
 pub const ARCHIVE_FAILURES: &str = "hj212_archive_write_failures_total";
 pub const ARCHIVE_CHECKPOINTS: &str = "hj212_archive_checkpoints_total";
 pub const ARCHIVE_CHECKPOINT_SEQ: &str = "hj212_archive_checkpoint_seq";
-pub const STORE_LAG: &str = "hj212_store_lag_records";
 pub const STORE_ROWS: &str = "hj212_store_rows_total";
 pub const STORE_DUPLICATES: &str = "hj212_store_duplicate_rows_total";
 pub const SITES_CONFIGURED: &str = "hj212_sites_configured";
@@ -108,7 +107,6 @@ pub fn describe() {
     );
     describe_counter!(ARCHIVE_CHECKPOINTS, "Signed checkpoints of the archive's head");
     describe_gauge!(ARCHIVE_CHECKPOINT_SEQ, "The sequence number the newest signed checkpoint covers");
-    describe_gauge!(STORE_LAG, "Durable archive records not yet applied to the embedded store");
     describe_counter!(STORE_ROWS, "Reading rows written to the embedded store");
     describe_counter!(STORE_DUPLICATES, "Reading rows already present in the embedded store");
     describe_gauge!(SITES_CONFIGURED, "Sites in the registry");

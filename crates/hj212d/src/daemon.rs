@@ -46,7 +46,7 @@ pub struct Running {
     tracker: TaskTracker,
     http: JoinHandle<std::io::Result<()>>,
     feed: spawn::FollowerThread,
-    influx: Option<JoinHandle<std::io::Result<()>>>,
+    influx: Option<spawn::FollowerThread>,
     alerts: spawn::FollowerThread,
     /// The MQTT publisher and its stop token (cancelled once the alert engine has drained).
     mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
@@ -85,23 +85,19 @@ impl Daemon {
         tracing::info!(frames = primed, "resend window rebuilt from the archive's tail");
         metrics::gauge!(SITES_CONFIGURED).set(config.sites.len() as f64);
 
-        let mut readiness = Readiness::default();
         let (shutdown, feed_shutdown) = (CancellationToken::new(), CancellationToken::new());
-        let influx =
-            spawn::spawn_influx(&config, &archive, &settings, positions.influx, &feed_shutdown, &mut readiness)?;
-        let alerting = spawn::spawn_alerts(
-            &config,
-            &alert_settings,
-            &archive,
-            &settings,
-            positions.alerts,
-            &feed_shutdown,
-            &mut readiness,
-        )?;
-        let feed =
-            spawn::spawn_store(&config, store, positions.store, &settings, &archive, &feed_shutdown, &mut readiness)?;
-        let watched = spawn::watched(&readiness);
-        let readiness = Arc::new(readiness);
+        let mut followers = spawn::Followers {
+            config: &config,
+            archive: &archive,
+            settings: &settings,
+            shutdown: &feed_shutdown,
+            readiness: Readiness::default(),
+        };
+        let (feed, store_status) = followers.store(store, positions.store)?;
+        let influx = followers.influx(positions.influx, store_status)?;
+        let alerting = followers.alerts(&alert_settings, positions.alerts)?;
+        let watched = followers.watched();
+        let readiness = Arc::new(followers.readiness);
 
         let (hj212_addr, http_addr) = (listener.local_addr()?, http_listener.local_addr()?);
         let tracker = TaskTracker::new();
@@ -213,14 +209,15 @@ impl Running {
             tracing::error!(%error, "the stop could not be recorded in the archive");
         }
         self.feed_shutdown.cancel();
-        let feed = self.feed;
-        let feed = tokio::task::spawn_blocking(move || feed.join()).await.context("store follower")?;
-        let feed = feed.map_err(|_| anyhow::anyhow!("the store follower's thread panicked"))?;
-        if let Some(influx) = self.influx {
-            let _ = influx.await.context("influx sink task")?;
+        let feed = join(self.feed).await;
+        if let Some(influx) = self.influx
+            && let Err(error) = join(influx).await
+        {
+            tracing::error!(%error, "influx sink stopped with an error; its points are written after a restart");
         }
-        let alerts = self.alerts;
-        let _ = tokio::task::spawn_blocking(move || alerts.join()).await.context("alert engine")?;
+        if let Err(error) = join(self.alerts).await {
+            tracing::error!(%error, "alert engine stopped with an error; it catches up after a restart");
+        }
         // The engine has queued everything: the publisher gets a moment for the in-flight messages.
         if let Some((publisher, stop)) = self.mqtt {
             stop.cancel();
@@ -233,7 +230,7 @@ impl Running {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         drop(self.lock);
         recorded?;
-        feed.map_err(|error| anyhow::anyhow!(error))
+        feed
     }
 }
 
@@ -286,6 +283,15 @@ pub fn run_from_file(path: &Path, log_override: Option<&str>) -> anyhow::Result<
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Waits for a follower's thread off the async workers.
+async fn join(thread: spawn::FollowerThread) -> anyhow::Result<()> {
+    match tokio::task::spawn_blocking(move || thread.join()).await {
+        Ok(Ok(result)) => result.map_err(|error| anyhow::anyhow!(error)),
+        Ok(Err(_)) => Err(anyhow::anyhow!("a follower's thread panicked")),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The exit code for a failed start, so that a supervisor can tell "retry later" from "a

@@ -1,14 +1,14 @@
-//! Starting the archive's followers (store feed, alert engine and MQTT publisher, Influx
-//! sink) and what `/readyz` watches of them. A follower task that ends with an error stays
-//! failing in its status until a restart.
+//! Starting the archive's followers (the store, the Influx sink, the alert engine with its
+//! MQTT publisher) on hj212-follow's runtime, and what `/readyz` watches of them. A follower
+//! that stops with an error stays failing in its status until a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hj212_archive::{Archive, FollowerStatus, Settings, now_ms};
+use hj212_archive::{Archive, FollowerStatus, Settings};
 use hj212_config::Config;
-use hj212_follow::RunnerSettings;
+use hj212_follow::{Follower, RunnerSettings};
 use hj212_http::{Readiness, Watched};
 use hj212_server::metrics::{STORE_DUPLICATES, STORE_ROWS};
 use hj212_store::{Store, StoreFollower};
@@ -23,96 +23,152 @@ const ALERTS_DEGRADED_LAG: u64 = 10_000;
 /// Tamper fingerprints are kept this long (national repair window of 10 days, with margin).
 const FINGERPRINT_DAYS: u32 = 40;
 
+/// A follower's thread (see `hj212_follow::spawn`).
+pub(crate) type FollowerThread = std::thread::JoinHandle<Result<(), hj212_follow::FollowError>>;
+
 /// The alert engine's settings for this data directory.
 pub(crate) fn alert_settings(config: &Config) -> hj212_alerts::AlertSettings {
-    let data_dir = &config.server.data_dir;
     hj212_alerts::AlertSettings {
-        db_path: data_dir.join("alerts.sqlite"),
+        db_path: config.server.data_dir.join("alerts.sqlite"),
         mqtt: config.mqtt.is_some(),
         fingerprint_days: FINGERPRINT_DAYS,
     }
 }
 
-/// Starts the Influx sink (when configured) from its cursor at `position`.
-pub(crate) fn spawn_influx(
-    config: &Config,
-    archive: &Archive,
-    settings: &Settings,
-    position: u64,
-    feed_shutdown: &CancellationToken,
-    readiness: &mut Readiness,
-) -> anyhow::Result<Option<JoinHandle<std::io::Result<()>>>> {
-    let Some(influx_config) = &config.influx else { return Ok(None) };
-    let status = Arc::new(hj212_sink_influx::Status::default());
-    status.follower.applied(position);
-    readiness.followers.push(Watched {
-        name: "influx",
-        status: status.follower.clone(),
-        required: false,
-        degraded_lag: influx_config.degraded_lag_records,
-    });
-    let sink = influx_settings(config, influx_config, settings)?;
-    let follower = status.follower.clone();
-    let run = hj212_sink_influx::run(sink, archive.durable(), feed_shutdown.clone(), status);
-    Ok(Some(tokio::spawn(async move {
-        let result = run.await;
-        if let Err(error) = &result {
-            follower.failed(error, now_ms());
-            tracing::error!(%error, "influx sink stopped; points will be written after a restart");
-        }
-        result
-    })))
+/// What every follower is started with.
+pub(crate) struct Followers<'a> {
+    pub config: &'a Config,
+    pub archive: &'a Archive,
+    pub settings: &'a Settings,
+    /// Cancelled once the last record is archived: followers feed what is durable, then stop.
+    pub shutdown: &'a CancellationToken,
+    pub readiness: Readiness,
 }
 
-/// A follower's thread (see `hj212_follow::spawn`).
-pub(crate) type FollowerThread = std::thread::JoinHandle<Result<(), hj212_follow::FollowError>>;
+/// How one follower shows in `/readyz` and where it starts.
+struct Start {
+    name: &'static str,
+    position: u64,
+    /// Failing makes the daemon not ready (else degraded).
+    required: bool,
+    degraded_lag: u64,
+    max_backoff: Duration,
+    after: Option<Arc<FollowerStatus>>,
+}
 
-/// How followers run, from `[followers]`.
-pub(crate) fn runner_settings(config: &Config, settings: &Settings) -> RunnerSettings {
-    RunnerSettings {
-        archive_dir: settings.dir.clone(),
-        batch: config.followers.batch_records,
-        tick: Duration::from_millis(config.followers.tick_ms),
-        max_backoff: Duration::from_secs(config.followers.max_backoff_secs),
+impl Followers<'_> {
+    /// Runs `follower` on the runtime; its status is watched by `/readyz` and the gauges.
+    fn run(
+        &mut self,
+        follower: Box<dyn Follower>,
+        start: Start,
+    ) -> anyhow::Result<(FollowerThread, Arc<FollowerStatus>)> {
+        let status = Arc::new(FollowerStatus::at(start.position));
+        self.readiness.followers.push(Watched {
+            name: start.name,
+            status: status.clone(),
+            required: start.required,
+            degraded_lag: start.degraded_lag,
+        });
+        let followers = &self.config.followers;
+        let runner = RunnerSettings {
+            archive_dir: self.settings.dir.clone(),
+            batch: followers.batch_records,
+            tick: Duration::from_millis(followers.tick_ms),
+            max_backoff: start.max_backoff,
+            after: start.after,
+        };
+        let thread =
+            hj212_follow::spawn(follower, runner, self.archive.durable(), status.clone(), self.shutdown.clone())?;
+        Ok((thread, status))
+    }
+
+    fn max_backoff(&self) -> Duration {
+        Duration::from_secs(self.config.followers.max_backoff_secs)
+    }
+
+    /// The store, from its own position; its status gates the sink.
+    pub(crate) fn store(
+        &mut self,
+        store: Store,
+        position: u64,
+    ) -> anyhow::Result<(FollowerThread, Arc<FollowerStatus>)> {
+        let (rows, duplicates) = (metrics::counter!(STORE_ROWS), metrics::counter!(STORE_DUPLICATES));
+        let follower = StoreFollower::new(store, move |applied| {
+            rows.increment(applied.rows as u64);
+            duplicates.increment(applied.duplicates as u64);
+        });
+        let start = Start {
+            name: "store",
+            position,
+            required: true,
+            degraded_lag: STORE_DEGRADED_LAG,
+            max_backoff: self.max_backoff(),
+            after: None,
+        };
+        self.run(Box::new(follower), start)
+    }
+
+    /// The Influx sink (when configured), from its cursor; it writes what the store has applied.
+    pub(crate) fn influx(
+        &mut self,
+        position: u64,
+        store: Arc<FollowerStatus>,
+    ) -> anyhow::Result<Option<FollowerThread>> {
+        let Some(influx) = &self.config.influx else { return Ok(None) };
+        let sink = influx_settings(self.config, influx)?;
+        let follower = hj212_sink_influx::InfluxFollower::open(sink, tokio::runtime::Handle::current())
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("influx")?;
+        let start = Start {
+            name: "influx",
+            position,
+            required: false,
+            degraded_lag: influx.degraded_lag_records,
+            max_backoff: Duration::from_secs(influx.max_backoff_secs.max(1)),
+            after: Some(store),
+        };
+        Ok(Some(self.run(Box::new(follower), start)?.0))
+    }
+
+    /// The alert engine, from its own position, and with a broker configured the MQTT
+    /// publisher draining its outbox.
+    pub(crate) fn alerts(&mut self, settings: &hj212_alerts::AlertSettings, position: u64) -> anyhow::Result<Alerting> {
+        let (outbox_newest, outbox_wake) = watch::channel(0);
+        let mqtt = match &self.config.mqtt {
+            Some(mqtt_config) => {
+                let (status_tx, status_rx) = watch::channel(hj212_sink_mqtt::PublisherStatus::default());
+                self.readiness.mqtt = Some(status_rx);
+                let outbox = hj212_alerts::SqliteOutbox::open(&settings.db_path)?;
+                let stop = CancellationToken::new();
+                let mqtt = mqtt_settings(self.config, mqtt_config)?;
+                let run = hj212_sink_mqtt::run_publisher(mqtt, outbox, outbox_wake, status_tx, stop.clone());
+                Some((tokio::spawn(run), stop))
+            }
+            None => None,
+        };
+        let (rules, rules_rx) = watch::channel(Arc::new(hj212_alerts::rules_map(self.config)));
+        let head = *self.archive.durable().borrow();
+        let follower = hj212_alerts::AlertsFollower::open(settings, head, rules_rx, outbox_newest)?;
+        let start = Start {
+            name: "alerts",
+            position,
+            required: true,
+            degraded_lag: ALERTS_DEGRADED_LAG,
+            max_backoff: self.max_backoff(),
+            after: None,
+        };
+        let (task, _) = self.run(Box::new(follower), start)?;
+        Ok(Alerting { task, mqtt, rules })
+    }
+
+    /// The followers' names and statuses (for the gauges and the retention floor).
+    pub(crate) fn watched(&self) -> Vec<(&'static str, Arc<FollowerStatus>)> {
+        self.readiness.followers.iter().map(|w| (w.name, w.status.clone())).collect()
     }
 }
 
-/// Starts the store as a follower from its own position.
-pub(crate) fn spawn_store(
-    config: &Config,
-    store: Store,
-    position: u64,
-    settings: &Settings,
-    archive: &Archive,
-    feed_shutdown: &CancellationToken,
-    readiness: &mut Readiness,
-) -> anyhow::Result<FollowerThread> {
-    let status = Arc::new(FollowerStatus::at(position));
-    readiness.followers.push(Watched {
-        name: "store",
-        status: status.clone(),
-        required: true,
-        degraded_lag: STORE_DEGRADED_LAG,
-    });
-    let (rows, duplicates) = (metrics::counter!(STORE_ROWS), metrics::counter!(STORE_DUPLICATES));
-    let follower = StoreFollower::new(store, move |applied| {
-        rows.increment(applied.rows as u64);
-        duplicates.increment(applied.duplicates as u64);
-    });
-    let runner = runner_settings(config, settings);
-    Ok(hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status, feed_shutdown.clone())?)
-}
-
-/// The followers' names and statuses (for the gauges and the retention floor).
-pub(crate) fn watched(readiness: &Readiness) -> Vec<(&'static str, Arc<FollowerStatus>)> {
-    readiness.followers.iter().map(|w| (w.name, w.status.clone())).collect()
-}
-
-fn influx_settings(
-    config: &Config,
-    influx: &hj212_config::Influx,
-    archive: &Settings,
-) -> anyhow::Result<hj212_sink_influx::Settings> {
+fn influx_settings(config: &Config, influx: &hj212_config::Influx) -> anyhow::Result<hj212_sink_influx::Settings> {
     use hj212_sink_influx::{Api, Endpoint};
     let token = hj212_config::influx_token(config)?;
     let api = match influx.api {
@@ -128,13 +184,11 @@ fn influx_settings(
             gzip: influx.gzip,
             timeout: Duration::from_secs(influx.timeout_secs),
         },
-        archive_dir: archive.dir.clone(),
         store_path: data_dir.join("store.sqlite"),
         cursor_path: data_dir.join("influx.cursor"),
         dead_letter_path: data_dir.join("influx-dead-letter.lp"),
         batch_points: influx.batch_points,
         batch_interval: Duration::from_millis(influx.batch_interval_ms),
-        max_backoff: Duration::from_secs(influx.max_backoff_secs.max(1)),
         sites: config.sites.iter().map(|s| (s.mn.clone(), s.name.clone())).collect(),
     })
 }
@@ -144,48 +198,6 @@ pub(crate) struct Alerting {
     pub task: FollowerThread,
     pub mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
     pub rules: watch::Sender<Arc<hj212_alerts::RulesMap>>,
-}
-
-pub(crate) fn spawn_alerts(
-    config: &Config,
-    alert_settings: &hj212_alerts::AlertSettings,
-    archive: &Archive,
-    settings: &Settings,
-    position: u64,
-    feed_shutdown: &CancellationToken,
-    readiness: &mut Readiness,
-) -> anyhow::Result<Alerting> {
-    let (outbox_newest, outbox_wake) = watch::channel(0);
-    let mqtt = match &config.mqtt {
-        Some(mqtt_config) => {
-            let (status_tx, status_rx) = watch::channel(hj212_sink_mqtt::PublisherStatus::default());
-            readiness.mqtt = Some(status_rx);
-            let outbox = hj212_alerts::SqliteOutbox::open(&alert_settings.db_path)?;
-            let stop = CancellationToken::new();
-            let run = hj212_sink_mqtt::run_publisher(
-                mqtt_settings(config, mqtt_config)?,
-                outbox,
-                outbox_wake,
-                status_tx,
-                stop.clone(),
-            );
-            Some((tokio::spawn(run), stop))
-        }
-        None => None,
-    };
-    let (alert_rules, rules_rx) = watch::channel(Arc::new(hj212_alerts::rules_map(config)));
-    let status = Arc::new(FollowerStatus::at(position));
-    readiness.followers.push(Watched {
-        name: "alerts",
-        status: status.clone(),
-        required: true,
-        degraded_lag: ALERTS_DEGRADED_LAG,
-    });
-    let head = *archive.durable().borrow();
-    let follower = hj212_alerts::AlertsFollower::open(alert_settings, head, rules_rx, outbox_newest)?;
-    let runner = runner_settings(config, settings);
-    let task = hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status, feed_shutdown.clone())?;
-    Ok(Alerting { task, mqtt, rules: alert_rules })
 }
 
 fn mqtt_settings(config: &Config, mqtt: &hj212_config::Mqtt) -> anyhow::Result<hj212_sink_mqtt::MqttSettings> {

@@ -119,7 +119,7 @@ async fn an_outage_delays_but_loses_nothing() {
     assert!(ready.starts_with("ready\ndegraded: influx is "), "{ready}");
     let behind: u64 = ready.split("influx is ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
     assert!(behind >= 300, "all 300 frames are behind: {ready}");
-    assert!(daemon.metric("hj212_influx_lag_records") >= 300);
+    assert!(daemon.metric(r#"hj212_follower_lag_records{follower="influx"}"#) >= 300);
     let retries = daemon.metric("hj212_influx_retries_total");
     assert!(retries > 0, "the sink retried");
     vm.restart();
