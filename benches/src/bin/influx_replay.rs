@@ -42,15 +42,10 @@ fn main() {
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
         let settings = Settings {
-            dir: dir.path().join("archive"),
             segment_max_bytes: 64 << 20,
             segment_max_age: Duration::from_secs(86_400),
-            retention: None,
             queue: 65_536,
-            queue_bytes: 64 << 20,
-            checkpoints: None,
-            resume_free_bytes: 0,
-            durable_at_least: 0,
+            ..Settings::in_dir(dir.path().join("archive"))
         };
         let (archive, writer, _) = Archive::open(settings.clone(), Arc::new(NoObserver)).expect("archive");
         let mut last = 0;

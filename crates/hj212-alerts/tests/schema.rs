@@ -115,17 +115,7 @@ fn alerts_of_the_first_release_get_a_version_and_keep_alerts_acks_and_outbox() {
 #[tokio::test]
 async fn the_engine_goes_on_writing_to_a_first_release_database() {
     let (dir, db) = first_release_alerts();
-    let settings = Settings {
-        dir: dir.path().join("archive"),
-        segment_max_bytes: 1 << 20,
-        segment_max_age: Duration::from_secs(3600),
-        retention: None,
-        queue: 64,
-        queue_bytes: 64 << 20,
-        checkpoints: None,
-        resume_free_bytes: 0,
-        durable_at_least: 0,
-    };
+    let settings = Settings { segment_max_bytes: 1 << 20, ..Settings::in_dir(dir.path().join("archive")) };
     let (archive, thread, _) = Archive::open(settings.clone(), Arc::new(NoObserver)).unwrap();
     // The records the fixture was made from (seq 1 to 3, applied), then SO2 back under its limit.
     let t0 = 1_795_741_500_000_i64;

@@ -52,6 +52,24 @@ pub struct Settings {
     pub durable_at_least: u64,
 }
 
+impl Settings {
+    /// An archive in `dir` with small segments and no checkpoints or retention: for tools and
+    /// tests, which set what they need on top.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            segment_max_bytes: 64 * 1024,
+            segment_max_age: Duration::from_secs(3600),
+            retention: None,
+            queue: 1024,
+            queue_bytes: 64 << 20,
+            checkpoints: None,
+            resume_free_bytes: 0,
+            durable_at_least: 0,
+        }
+    }
+}
+
 /// How often, and with which key, the head is signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointSettings {

@@ -8,17 +8,7 @@ use std::time::Duration;
 use hj212_archive::{Archive, Follower, Kind, NewRecord, NoObserver, Settings, Verdict, list_segments, verify};
 
 fn settings(dir: &Path) -> Settings {
-    Settings {
-        dir: dir.to_path_buf(),
-        segment_max_bytes: 64 * 1024,
-        segment_max_age: Duration::from_secs(3600),
-        retention: None,
-        queue: 1024,
-        queue_bytes: 64 << 20,
-        checkpoints: None,
-        resume_free_bytes: 0,
-        durable_at_least: 0,
-    }
+    Settings::in_dir(dir)
 }
 
 fn frame(i: usize) -> NewRecord {

@@ -18,17 +18,7 @@ fn key() -> SigningKey {
 }
 
 fn settings(dir: &Path, interval: Duration) -> Settings {
-    Settings {
-        dir: dir.to_path_buf(),
-        segment_max_bytes: 64 * 1024,
-        segment_max_age: Duration::from_secs(3600),
-        retention: None,
-        queue: 1024,
-        queue_bytes: 64 << 20,
-        checkpoints: Some(CheckpointSettings { key: key(), interval }),
-        resume_free_bytes: 0,
-        durable_at_least: 0,
-    }
+    Settings { checkpoints: Some(CheckpointSettings { key: key(), interval }), ..Settings::in_dir(dir) }
 }
 
 fn frame(i: usize) -> NewRecord {

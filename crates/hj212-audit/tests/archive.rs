@@ -17,17 +17,7 @@ async fn write_archive(data_dir: &Path) {
 }
 
 async fn write_records(data_dir: &Path, records: &[(i64, Vec<u8>)]) {
-    let settings = Settings {
-        dir: data_dir.join("archive"),
-        segment_max_bytes: 1 << 20,
-        segment_max_age: Duration::from_secs(3600),
-        retention: None,
-        queue: 16,
-        queue_bytes: 64 << 20,
-        checkpoints: None,
-        resume_free_bytes: 0,
-        durable_at_least: 0,
-    };
+    let settings = Settings { segment_max_bytes: 1 << 20, ..Settings::in_dir(data_dir.join("archive")) };
     let (archive, thread, _) = Archive::open(settings, Arc::new(NoObserver)).unwrap();
     for (time_ms, data) in records {
         let record = NewRecord {

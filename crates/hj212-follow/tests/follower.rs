@@ -38,17 +38,7 @@ impl Follower for Ledger {
 }
 
 fn settings(dir: &Path) -> Settings {
-    Settings {
-        dir: dir.join("archive"),
-        segment_max_bytes: 64 * 1024,
-        segment_max_age: Duration::from_secs(3600),
-        retention: None,
-        queue: 1024,
-        queue_bytes: 64 << 20,
-        checkpoints: None,
-        resume_free_bytes: 0,
-        durable_at_least: 0,
-    }
+    Settings::in_dir(dir.join("archive"))
 }
 
 fn frame(i: u64) -> NewRecord {

@@ -26,17 +26,7 @@ fn received(verdict: Verdict, data: &[u8], marks: u8) -> NewRecord {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feed_applies_accepted_frames_once_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        dir: dir.path().join("archive"),
-        segment_max_bytes: 1 << 20,
-        segment_max_age: Duration::from_secs(3600),
-        retention: None,
-        queue: 64,
-        queue_bytes: 64 << 20,
-        checkpoints: None,
-        resume_free_bytes: 0,
-        durable_at_least: 0,
-    };
+    let settings = Settings { segment_max_bytes: 1 << 20, ..Settings::in_dir(dir.path().join("archive")) };
     let (archive, thread, _) = Archive::open(settings.clone(), Arc::new(NoObserver)).unwrap();
     archive.append(received(Verdict::Accepted, MINUTE, flags::BACKFILL)).await.unwrap();
     archive.append(received(Verdict::UnknownMn, REALTIME_2005, 0)).await.unwrap();
