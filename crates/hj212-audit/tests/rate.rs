@@ -141,7 +141,7 @@ async fn api_and_cli_agree_on_exact_counts() {
     let today = today_midnight();
     let start = today - 48 * HOUR;
     // Per-site gauges exist for configured sites (computed at start, then every minute).
-    let series = format!("hj212_site_effective_rate_percent{{mn=\"{MN}\",period=\"month\"}}");
+    let series = format!("hj212_site_effective_rate_ratio{{mn=\"{MN}\",period=\"month\"}}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !http_get(running.http_addr, "/metrics").1.contains(&series) {
         assert!(Instant::now() < deadline, "{series} missing from /metrics");

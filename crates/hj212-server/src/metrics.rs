@@ -47,7 +47,7 @@ pub const STORE_ROWS: &str = "hj212_store_rows_total";
 pub const STORE_DUPLICATES: &str = "hj212_store_duplicate_rows_total";
 pub const SITES_CONFIGURED: &str = "hj212_sites_configured";
 pub const BUILD_INFO: &str = "hj212_build_info";
-pub const SITE_EFFECTIVE_RATE: &str = "hj212_site_effective_rate_percent";
+pub const SITE_EFFECTIVE_RATE: &str = "hj212_site_effective_rate_ratio";
 pub const SITE_LAST_DATA_TIME: &str = "hj212_site_last_data_time_seconds";
 
 /// Histogram buckets for the archive fsync and the frame-to-ack latency (seconds).

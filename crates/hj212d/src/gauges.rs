@@ -78,7 +78,7 @@ fn compute(path: &std::path::Path, sites: &[hj212_config::Site]) -> Result<(), h
         for (period, (valid, due)) in [("today", (today_report.valid, today_report.due)), ("month", month)] {
             let rate = hj212_compliance::Rate { numerator: valid, denominator: due };
             // Nothing due yet (the first hour of a day or month): no value, not the last period's.
-            let value = rate.basis_points().map_or(f64::NAN, |bp| bp as f64 / 100.0);
+            let value = rate.basis_points().map_or(f64::NAN, |bp| bp as f64 / 10_000.0);
             metrics::gauge!(SITE_EFFECTIVE_RATE, "mn" => site.mn.clone(), "period" => period).set(value);
         }
     }
