@@ -68,7 +68,8 @@ pub enum Verdict {
     /// Refused or resent traffic of one peer over one interval beyond its budget, counted
     /// instead of kept (JSON: counts per verdict, bytes, the first bytes of the first chunk).
     RefusedSummary,
-    Reply,
+    /// Bytes the daemon sent that a logger must act on (1012 set-time, 1014 new key). Replies
+    /// (9013, 9014) are not archived: they follow from the frame they answer.
     Command,
     Info,
     /// A downtime mark or its correction (JSON), appended by an operator; never edited.
@@ -109,7 +110,7 @@ codes!(Verdict {
     DecryptOrCrc = 9 => "decrypt_or_crc",
     NotEncrypted = 10 => "not_encrypted",
     RefusedSummary = 11 => "refused_summary",
-    Reply = 20 => "reply",
+    // 20 was `reply`, never written: a code is never reused.
     Command = 21 => "command",
     Info = 30 => "info",
     Mark = 31 => "mark",

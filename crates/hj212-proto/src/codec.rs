@@ -5,7 +5,7 @@
 //! I/O errors. The read buffer never holds more than one maximum frame plus one read.
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 use crate::framer::{self, FrameError, FrameLayout, FramerConfig, Scan};
 
@@ -69,16 +69,6 @@ impl Decoder for Hj212Codec {
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<FrameEvent>, Self::Error> {
         Ok(self.next(buf, true))
-    }
-}
-
-impl Encoder<&[u8]> for Hj212Codec {
-    type Error = std::io::Error;
-
-    /// Writes an already framed reply or command (see [`crate::encode`]).
-    fn encode(&mut self, frame: &[u8], dst: &mut BytesMut) -> Result<(), Self::Error> {
-        dst.extend_from_slice(frame);
-        Ok(())
     }
 }
 

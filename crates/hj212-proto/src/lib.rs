@@ -18,7 +18,6 @@ pub mod framer;
 pub mod model;
 pub mod notes;
 pub mod packet;
-pub mod split;
 pub mod time;
 
 pub use notes::{Note, Notes};
