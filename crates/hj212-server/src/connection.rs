@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use crate::Shared;
 use crate::admission::Ticket;
-use crate::decide::{Context, Decision, Effect, decide};
+use crate::decide::{Decision, Effect};
 use crate::metrics::IngestMetrics;
 use crate::refused::Rule;
 
@@ -185,7 +185,7 @@ impl Session {
             let event = if eof { self.codec.decode_eof(buf) } else { self.codec.decode(buf) };
             let Ok(Some(event)) = event else { break };
             let decision = self.decide(&event);
-            if let Some(close) = self.count(decision.effect) {
+            if let Some(close) = self.count(decision.effect()) {
                 // Archive the frame that tipped it, then close.
                 let _ = self.submit(decision, read_at).await;
                 let _ = self.flush(writer).await;
@@ -206,9 +206,7 @@ impl Session {
     }
 
     fn decide(&mut self, event: &FrameEvent) -> Decision {
-        let now_ms = now_ms();
-        let ctx = Context { shared: &self.shared, peer: &self.peer, now_ms };
-        let decision = decide(event, &ctx);
+        let decision = crate::apply::decide(&self.shared, event, &self.peer, now_ms());
         if let Some(mn) = &decision.mn
             && !self.mns.contains(mn)
         {
@@ -280,7 +278,7 @@ impl Session {
             {
                 Rule::Keep
             }
-            Verdict::BadPassword => decision.claimed_mn.as_deref().map_or(Rule::Budget, Rule::WrongPassword),
+            Verdict::BadPassword => decision.claimed_mn().map_or(Rule::Budget, Rule::WrongPassword),
             _ => Rule::Budget,
         };
         self.shared.refused.admit(self.ip, record.verdict, &record.data, rule, record.time_ms)

@@ -3,6 +3,7 @@
 //! of InfluxDB, MQTT or SQL; readings reach the stores through the archive.
 
 mod admission;
+mod apply;
 mod connection;
 mod decide;
 mod decrypt;
