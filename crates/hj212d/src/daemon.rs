@@ -338,15 +338,25 @@ fn influx_cursor(path: &Path) -> u64 {
     std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
 }
 
+/// A follower has applied records the archive no longer has: the archive is damaged (exit 65).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the {follower} has applied archive record {position} but the archive ends at {archive_last}: \
+     the archive was replaced or cut; restore it, or remove the follower's state to rebuild it"
+)]
+struct ArchiveBehindFollower {
+    follower: String,
+    position: u64,
+    archive_last: u64,
+}
+
 /// A store, engine or sink that has applied records the archive does not have would silently
 /// skip the archive's next records: the archive was replaced or cut. Refuse to start.
 fn check_followers(archive_last: u64, followers: &[(&str, u64)]) -> anyhow::Result<()> {
     for &(name, position) in followers {
-        anyhow::ensure!(
-            position <= archive_last,
-            "the {name} has applied archive record {position} but the archive ends at {archive_last}: \
-             the archive was replaced or cut; restore it, or remove the follower's state to rebuild it"
-        );
+        if position > archive_last {
+            return Err(ArchiveBehindFollower { follower: name.to_owned(), position, archive_last }.into());
+        }
     }
     Ok(())
 }
@@ -527,14 +537,16 @@ pub fn run_from_file(path: &Path, log_override: Option<&str>) -> anyhow::Result<
 }
 
 /// The exit code for a failed start, so that a supervisor can tell "retry later" from "a
-/// person must look" (the unit does not restart on 65, 75 and 78). A listen address in use or
-/// not on this host is a configuration problem (78), the error naming the key; anything else
-/// that stops the start is a file or directory that could not be created or opened (73).
+/// person must look" (the unit does not restart on 65, 75 and 78). A damaged archive, or one
+/// cut behind what a follower applied, is 65. A listen address in use or not on this host is a
+/// configuration problem (78), the error naming the key; anything else that stops the start is
+/// a file or directory that could not be created or opened (73).
 fn start_failure_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<LockError>().is_some_and(|e| matches!(e, LockError::Held { .. })) {
         return EX_TEMPFAIL;
     }
-    if let Some(hj212_archive::ArchiveError::Corrupt { .. }) = error.downcast_ref::<hj212_archive::ArchiveError>() {
+    let corrupt = matches!(error.downcast_ref(), Some(hj212_archive::ArchiveError::Corrupt { .. }));
+    if corrupt || error.downcast_ref::<ArchiveBehindFollower>().is_some() {
         return EX_DATAERR;
     }
     if error.downcast_ref::<crate::fds::FdLimitError>().is_some() {
@@ -566,4 +578,17 @@ async fn wait_for_signals(running: &Running) -> anyhow::Result<()> {
 async fn wait_for_signals(_: &Running) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the tamper trial (benches/src/reliability): a cut archive whose store is ahead
+    /// exited 73, which the unit restarts, instead of 65 (damaged archive, not restarted).
+    #[test]
+    fn a_follower_ahead_of_the_archive_is_a_damaged_archive() {
+        let error = check_followers(10, &[("embedded store", 12)]).expect_err("the store is ahead");
+        assert_eq!(start_failure_code(&error), EX_DATAERR, "{error:#}");
+    }
 }
