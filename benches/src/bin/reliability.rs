@@ -126,7 +126,7 @@ fn main() -> ExitCode {
 }
 
 async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
-    use reliability::kill_loop;
+    use reliability::{kill_loop, tamper};
     match trial {
         "kill-loop" => {
             let options = kill_loop::Options {
@@ -138,6 +138,7 @@ async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
             };
             timed("kill-loop", kill_loop::run(ctx, &options)).await
         }
+        "tamper" => timed("tamper", tamper::run(ctx, args.edits)).await,
         _ => Report::aborted("unknown", &anyhow::anyhow!("trial {trial} is not built yet")),
     }
 }

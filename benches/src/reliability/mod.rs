@@ -4,9 +4,12 @@
 
 pub mod archive_scan;
 pub mod daemon;
+pub mod forge;
 pub mod http;
 pub mod kill_loop;
 pub mod logger;
+pub mod tamper;
+mod tamper_attacks;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
