@@ -126,7 +126,7 @@ fn main() -> ExitCode {
 }
 
 async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
-    use reliability::{kill_loop, tamper};
+    use reliability::{full_disk, hostile, kill_loop, tamper};
     match trial {
         "kill-loop" => {
             let options = kill_loop::Options {
@@ -139,6 +139,12 @@ async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
             timed("kill-loop", kill_loop::run(ctx, &options)).await
         }
         "tamper" => timed("tamper", tamper::run(ctx, args.edits)).await,
+        "hostile" => {
+            let options =
+                hostile::Options { flood_secs: args.flood_secs, slowloris: args.slowloris, silent: args.silent };
+            timed("hostile", hostile::run(ctx, &options)).await
+        }
+        "full-disk" => timed("full-disk", full_disk::run(ctx)).await,
         _ => Report::aborted("unknown", &anyhow::anyhow!("trial {trial} is not built yet")),
     }
 }

@@ -5,6 +5,8 @@
 pub mod archive_scan;
 pub mod daemon;
 pub mod forge;
+pub mod full_disk;
+pub mod hostile;
 pub mod http;
 pub mod kill_loop;
 pub mod logger;
