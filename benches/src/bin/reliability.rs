@@ -126,7 +126,7 @@ fn main() -> ExitCode {
 }
 
 async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
-    use reliability::{full_disk, hostile, kill_loop, tamper};
+    use reliability::{admin, full_disk, hostile, kill_loop, tamper};
     match trial {
         "kill-loop" => {
             let options = kill_loop::Options {
@@ -145,6 +145,11 @@ async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
             timed("hostile", hostile::run(ctx, &options)).await
         }
         "full-disk" => timed("full-disk", full_disk::run(ctx)).await,
+        "admin" => {
+            let options =
+                admin::Options { queries: args.queries, connections: args.connections, secs: args.admin_secs };
+            timed("admin", admin::run(ctx, &options)).await
+        }
         _ => Report::aborted("unknown", &anyhow::anyhow!("trial {trial} is not built yet")),
     }
 }

@@ -2,6 +2,7 @@
 //! attackers would, each trial reporting what it tried, what it counted, and whether each
 //! promise held. `scripts/reliability` runs them; docs/reliability.md reports a run.
 
+pub mod admin;
 pub mod archive_scan;
 pub mod daemon;
 pub mod forge;
@@ -166,4 +167,29 @@ pub fn ms(duration: std::time::Duration) -> String {
 pub fn percentile_ms(sorted_us: &[u32], percent: usize) -> f64 {
     let Some(last) = sorted_us.len().checked_sub(1) else { return 0.0 };
     f64::from(sorted_us[last * percent / 100]) / 1000.0
+}
+
+/// The upper bound of the histogram bucket holding quantile `q` of what `name` counted between
+/// two scrapes (Prometheus text), in ms; `None` when nothing was counted.
+pub fn histogram_quantile_ms(before: &str, after: &str, name: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets = |text: &str| -> Vec<(f64, f64)> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                let (le, count) = rest.split_once("\"} ")?;
+                Some((le.parse().unwrap_or(f64::INFINITY), count.trim().parse().ok()?))
+            })
+            .collect()
+    };
+    let (old, new) = (buckets(before), buckets(after));
+    let delta: Vec<(f64, f64)> = new
+        .iter()
+        .map(|&(le, count)| (le, count - old.iter().find(|(l, _)| *l == le).map_or(0.0, |(_, c)| *c)))
+        .collect();
+    let total = delta.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    delta.iter().find(|(_, count)| *count >= q * total).map(|(le, _)| le * 1000.0)
 }
