@@ -94,7 +94,9 @@ fn main() -> ExitCode {
             }
         },
     };
-    let ctx = Ctx { hj212d: args.daemon.clone(), audit: args.audit.clone(), work, seed: args.seed };
+    // Absolute: some trials run the binaries from other working directories.
+    let absolute = |path: &PathBuf| std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+    let ctx = Ctx { hj212d: absolute(&args.daemon), audit: absolute(&args.audit), work, seed: args.seed };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -126,7 +128,7 @@ fn main() -> ExitCode {
 }
 
 async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
-    use reliability::{admin, full_disk, hostile, kill_loop, tamper};
+    use reliability::{admin, configs, full_disk, hostile, kill_loop, tamper};
     match trial {
         "kill-loop" => {
             let options = kill_loop::Options {
@@ -150,6 +152,7 @@ async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
                 admin::Options { queries: args.queries, connections: args.connections, secs: args.admin_secs };
             timed("admin", admin::run(ctx, &options)).await
         }
+        "configs" => timed("configs", async { configs::run(ctx) }).await,
         _ => Report::aborted("unknown", &anyhow::anyhow!("trial {trial} is not built yet")),
     }
 }

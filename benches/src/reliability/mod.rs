@@ -4,6 +4,8 @@
 
 pub mod admin;
 pub mod archive_scan;
+pub mod configs;
+mod configs_corpus;
 pub mod daemon;
 pub mod forge;
 pub mod full_disk;
