@@ -128,7 +128,7 @@ fn main() -> ExitCode {
 }
 
 async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
-    use reliability::{admin, configs, full_disk, hostile, kill_loop, tamper};
+    use reliability::{admin, configs, full_disk, hostile, kill_loop, tamper, week};
     match trial {
         "kill-loop" => {
             let options = kill_loop::Options {
@@ -153,6 +153,9 @@ async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
             timed("admin", admin::run(ctx, &options)).await
         }
         "configs" => timed("configs", async { configs::run(ctx) }).await,
-        _ => Report::aborted("unknown", &anyhow::anyhow!("trial {trial} is not built yet")),
+        _ => {
+            let options = week::Options { stations: args.stations, days: args.days, accel: args.accel };
+            timed("week", week::run(ctx, &options)).await
+        }
     }
 }

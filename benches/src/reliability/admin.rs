@@ -30,7 +30,7 @@ pub struct Options {
 
 /// A Beijing date `days` days before today's (as `YYYY-MM-DD`).
 fn date(days_back: i64) -> String {
-    let now = i64::try_from(hj212_archive::now_ms()).unwrap_or(0);
+    let now = hj212_archive::now_ms();
     let text = BeijingTime::from_unix_millis(now - days_back * DAY_MS).to_seconds_string();
     format!("{}-{}-{}", &text[..4], &text[4..6], &text[6..8])
 }

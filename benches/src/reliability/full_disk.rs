@@ -83,10 +83,10 @@ pub async fn run(ctx: &Ctx) -> Result<Report> {
     };
     let task = tokio::spawn(logger::run(spec.clone(), control.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let filler = mount.0.join("filler");
+    let filler_path = mount.0.join("filler");
     let filled_at = Instant::now();
-    let filled = tokio::task::spawn_blocking(move || fill(&filler)).await.unwrap_or(0);
-    report.figure("filler written", format!("{} MiB", filled >> 20));
+    let filler_bytes = tokio::task::spawn_blocking(move || fill(&filler_path)).await.unwrap_or(0);
+    report.figure("filler written", format!("{} MiB", filler_bytes >> 20));
     // Acknowledgements stop once the archive cannot write; 3 s without one is taken as stopped.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let http_addr = config.http;
@@ -160,7 +160,7 @@ fn judge_data(ctx: &Ctx, report: &mut Report, data: &Path, spec: &Spec, tally: &
         qns.iter().filter(|qn| archive.by_key.get(&(site.clone(), (*qn).clone())).is_none_or(|c| c.0 == 0)).count();
     let stored = stored_times(data, std::slice::from_ref(&site))?;
     let rows = stored.get(&site).cloned().unwrap_or_default();
-    let unstored = times.iter().filter(|t| rows.get(t).copied().unwrap_or(0) < logger::FACTORS.len() as u32).count();
+    let unstored = times.iter().filter(|t| rows.get(t).copied().unwrap_or(0) < logger::FACTORS_PER_FRAME).count();
     report.check(
         "every acknowledged frame is in the archive and the store",
         lost == 0 && unstored == 0,

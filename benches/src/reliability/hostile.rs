@@ -162,14 +162,14 @@ async fn flood(daemon: &Daemon, secs: u64, base: i64, report: &mut Report) {
     let archived = delta("hj212_archive_written_bytes_total");
     let kept = delta("hj212_ingest_refused_kept_bytes_total");
     let bound = f64::from(FLOOD_ADDRESSES) * PER_PEER_BUDGET;
-    let read = delta("hj212_ingest_received_bytes_total");
+    let taken = delta("hj212_ingest_received_bytes_total");
     report.figure(
         "flood: random bytes written by the flooders (taken by the kernel) / read by the daemon / connections made",
-        format!("{sent} B / {read:.0} B / {connects}"),
+        format!("{sent} B / {taken:.0} B / {connects}"),
     );
     report.figure(
         "flood: archive bytes written during it (all records) / refused bytes kept in full",
-        format!("{archived:.0} B / {kept:.0} B ({:.3} % of what the daemon read)", archived * 100.0 / read.max(1.0)),
+        format!("{archived:.0} B / {kept:.0} B ({:.3} % of what the daemon read)", archived * 100.0 / taken.max(1.0)),
     );
     report.figure(
         "flood: refused bytes only counted (summarised)",

@@ -254,10 +254,10 @@ fn judge_store(report: &mut Report, data: &std::path::Path, acked: &[(String, St
     let missing = acked
         .iter()
         .filter(|(m, _, t)| {
-            stored.get(m).and_then(|rows| rows.get(t)).copied().unwrap_or(0) < logger::FACTORS.len() as u32
+            stored.get(m).and_then(|rows| rows.get(t)).copied().unwrap_or(0) < logger::FACTORS_PER_FRAME
         })
         .count();
-    let doubled = stored.values().flat_map(|m| m.values()).filter(|&&n| n > logger::FACTORS.len() as u32).count();
+    let doubled = stored.values().flat_map(|m| m.values()).filter(|&&n| n > logger::FACTORS_PER_FRAME).count();
     report.figure("store rows", rows);
     report.check(
         "every acknowledged frame is in the store, once",

@@ -17,11 +17,13 @@ use crate::load::{PASSWORD, SITES, mn};
 
 /// The factors of each frame: a frame adds this many rows to the store.
 pub const FACTORS: [&str; 4] = ["a21026", "a21002", "a34013", "a19001"];
+/// [`FACTORS`]' length, as the store's row counts are kept.
+pub const FACTORS_PER_FRAME: u32 = 4;
 
 /// Frames of every logger start here (Unix ms): 60 days before the run, on a whole second, so
 /// no DataTime is in the daemon's future.
 pub fn base_ms() -> i64 {
-    let now = i64::try_from(hj212_archive::now_ms()).unwrap_or(i64::MAX);
+    let now = hj212_archive::now_ms();
     (now - 60 * 86_400_000) / 1000 * 1000
 }
 

@@ -15,6 +15,7 @@ pub mod kill_loop;
 pub mod logger;
 pub mod tamper;
 mod tamper_attacks;
+pub mod week;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -187,7 +188,7 @@ pub fn histogram_quantile_ms(before: &str, after: &str, name: &str, q: f64) -> O
     let (old, new) = (buckets(before), buckets(after));
     let delta: Vec<(f64, f64)> = new
         .iter()
-        .map(|&(le, count)| (le, count - old.iter().find(|(l, _)| *l == le).map_or(0.0, |(_, c)| *c)))
+        .map(|&(le, count)| (le, count - old.iter().find(|(l, _)| l.total_cmp(&le).is_eq()).map_or(0.0, |(_, c)| *c)))
         .collect();
     let total = delta.last()?.1;
     if total <= 0.0 {

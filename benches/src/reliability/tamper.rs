@@ -243,7 +243,7 @@ fn pick(rng: &mut Rng, below: usize) -> usize {
 async fn named_attacks(ctx: &Ctx, dir: &Path, original: &Original, report: &mut Report) -> Result<()> {
     let mut outcomes = Vec::new();
     for (name, attack) in super::tamper_attacks::ATTACKS {
-        let outcome = attempt(ctx, dir, original, name, true, |data| attack(data)).await?;
+        let outcome = attempt(ctx, dir, original, name, true, attack).await?;
         report.figure(format!("attack: {name}"), outcome.describe());
         outcomes.push((*name, outcome));
     }
