@@ -55,6 +55,32 @@ fn fill(path: &Path) -> u64 {
 
 const DISK: u64 = 256 << 20;
 
+/// When the disk was filled and freed, and what `/readyz` said.
+struct Outage {
+    filler_bytes: u64,
+    filled_at: Instant,
+    hold_from: Instant,
+    freed_at: Instant,
+    readyz_full: Result<http::Answer>,
+    readyz_after: Result<http::Answer>,
+    ready_in: Option<Duration>,
+}
+
+/// Fills the disk, waits until acknowledgements stop (3 s), holds it full 5 s, frees it.
+async fn fill_and_free(disk: &Path, http_addr: std::net::SocketAddr) -> Result<Outage> {
+    let filler_path = disk.join("filler");
+    let filled_at = Instant::now();
+    let filler_bytes = tokio::task::spawn_blocking(move || fill(&filler_path)).await.unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let readyz_full = tokio::task::spawn_blocking(move || http::get(http_addr, "/readyz")).await?;
+    let hold_from = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let freed_at = Instant::now();
+    std::fs::remove_file(disk.join("filler"))?;
+    let (readyz_after, ready_in) = wait_ready(http_addr, Duration::from_secs(120)).await;
+    Ok(Outage { filler_bytes, filled_at, hold_from, freed_at, readyz_full, readyz_after, ready_in })
+}
+
 /// Runs the trial.
 ///
 /// # Errors
@@ -83,63 +109,14 @@ pub async fn run(ctx: &Ctx) -> Result<Report> {
     };
     let task = tokio::spawn(logger::run(spec.clone(), control.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let filler_path = mount.0.join("filler");
-    let filled_at = Instant::now();
-    let filler_bytes = tokio::task::spawn_blocking(move || fill(&filler_path)).await.unwrap_or(0);
-    report.figure("filler written", format!("{} MiB", filler_bytes >> 20));
-    // Acknowledgements stop once the archive cannot write; 3 s without one is taken as stopped.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let http_addr = config.http;
-    let readyz_full = tokio::task::spawn_blocking(move || http::get(http_addr, "/readyz")).await?;
-    let hold_from = Instant::now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let freed_at = Instant::now();
-    std::fs::remove_file(mount.0.join("filler"))?;
-    let (readyz_after, ready_in) = wait_ready(http_addr, Duration::from_secs(120)).await;
+    let outage = fill_and_free(&mount.0, config.http).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     control.stop_new.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(5)).await;
     control.give_up.store(true, Ordering::Relaxed);
     let tally = task.await.unwrap_or_default();
     let stop = daemon.terminate(Duration::from_secs(60)).map(describe_exit);
-
-    let acked_in = |from: Instant, to: Instant| tally.ack_times.iter().filter(|t| **t >= from && **t < to).count();
-    let after_fill = acked_in(filled_at, hold_from);
-    let during_hold = acked_in(hold_from, freed_at);
-    let resumed = tally.ack_times.iter().find(|t| **t >= freed_at).map(|t| t.duration_since(freed_at));
-    report.figure("frames sent / acknowledged", format!("{} / {}", tally.sent, tally.acked.len()));
-    report.figure("acknowledged from the start of the fill to 3 s after it (while space was left) / in the 5 s held full after that", format!("{after_fill} / {during_hold}"));
-    report.figure("resends (2 s without a 9014)", tally.resent.len());
-    let status = |a: &Result<http::Answer>| {
-        a.as_ref().map_or_else(|e| format!("{e:#}"), |a| format!("{} {}", a.status, a.body.trim()))
-    };
-    report.figure("/readyz while full", status(&readyz_full));
-    report.figure(
-        "/readyz after freeing",
-        format!(
-            "{} ({})",
-            status(&readyz_after),
-            ready_in.map_or("not 200 within 120 s".into(), |d| format!("200 after {:.1} s", d.as_secs_f64()))
-        ),
-    );
-    report.check(
-        "no frame is acknowledged while the disk is full",
-        during_hold == 0,
-        format!("{during_hold} acknowledged in the 5 s held full"),
-    );
-    report.check(
-        "/readyz says 503 naming the archive while full, 200 again once the store and alert engine caught up",
-        readyz_full.as_ref().is_ok_and(|a| a.status == 503 && a.body.contains("archive"))
-            && readyz_after.as_ref().is_ok_and(|a| a.status == 200),
-        format!("{} / {}", status(&readyz_full), status(&readyz_after)),
-    );
-    report.check(
-        "acknowledgements resume by themselves once space is freed",
-        resumed.is_some(),
-        resumed.map_or("no acknowledgement after freeing".into(), |d| {
-            format!("first 9014 {} after the filler was removed", super::ms(d))
-        }),
-    );
+    judge_outage(&mut report, &outage, &tally);
     judge_data(ctx, &mut report, &data, &spec, &tally)?;
     report.check(
         "the daemon never exits; SIGTERM exits 0",
@@ -148,6 +125,46 @@ pub async fn run(ctx: &Ctx) -> Result<Report> {
     );
     drop(mount);
     Ok(report)
+}
+
+fn judge_outage(report: &mut Report, outage: &Outage, tally: &logger::Tally) {
+    let acked_in = |from: Instant, to: Instant| tally.ack_times.iter().filter(|t| **t >= from && **t < to).count();
+    let after_fill = acked_in(outage.filled_at, outage.hold_from);
+    let during_hold = acked_in(outage.hold_from, outage.freed_at);
+    let freed_at = outage.freed_at;
+    let resumed = tally.ack_times.iter().find(|t| **t >= freed_at).map(|t| t.duration_since(freed_at));
+    report.figure("filler written", format!("{} MiB", outage.filler_bytes >> 20));
+    report.figure("frames sent / acknowledged", format!("{} / {}", tally.sent, tally.acked.len()));
+    report.figure(
+        "acknowledged from the start of the fill to 3 s after it (while space was left) / in the 5 s held full after that",
+        format!("{after_fill} / {during_hold}"),
+    );
+    report.figure("resends (2 s without a 9014)", tally.resent.len());
+    let status = |a: &Result<http::Answer>| {
+        a.as_ref().map_or_else(|e| format!("{e:#}"), |a| format!("{} {}", a.status, a.body.trim()))
+    };
+    let ready_in =
+        outage.ready_in.map_or("not 200 within 120 s".into(), |d| format!("200 after {:.1} s", d.as_secs_f64()));
+    report.figure("/readyz while full", status(&outage.readyz_full));
+    report.figure("/readyz after freeing", format!("{} ({ready_in})", status(&outage.readyz_after)));
+    report.check(
+        "no frame is acknowledged while the disk is full",
+        during_hold == 0,
+        format!("{during_hold} acknowledged in the 5 s held full"),
+    );
+    report.check(
+        "/readyz says 503 naming the archive while full, 200 again once the store and alert engine caught up",
+        outage.readyz_full.as_ref().is_ok_and(|a| a.status == 503 && a.body.contains("archive"))
+            && outage.readyz_after.as_ref().is_ok_and(|a| a.status == 200),
+        format!("{} / {}", status(&outage.readyz_full), status(&outage.readyz_after)),
+    );
+    report.check(
+        "acknowledgements resume by themselves once space is freed",
+        resumed.is_some(),
+        resumed.map_or("no acknowledgement after freeing".into(), |d| {
+            format!("first 9014 {} after the filler was removed", super::ms(d))
+        }),
+    );
 }
 
 fn judge_data(ctx: &Ctx, report: &mut Report, data: &Path, spec: &Spec, tally: &logger::Tally) -> Result<()> {

@@ -157,8 +157,12 @@ async fn flood(daemon: &Daemon, secs: u64, base: i64, report: &mut Report) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     control.give_up.store(true, std::sync::atomic::Ordering::Relaxed);
     let tally = real.await.unwrap_or_default();
-    let after = metrics(daemon);
-    let delta = |series: &str| metric(&after, series) - metric(&before, series);
+    report_flood(report, &before, &metrics(daemon), (sent, connects), &tally);
+}
+
+/// The flood's figures from the daemon's counters before and after it.
+fn report_flood(report: &mut Report, before: &str, after: &str, (sent, connects): (u64, u64), tally: &logger::Tally) {
+    let delta = |series: &str| metric(after, series) - metric(before, series);
     let archived = delta("hj212_archive_written_bytes_total");
     let kept = delta("hj212_ingest_refused_kept_bytes_total");
     let bound = f64::from(FLOOD_ADDRESSES) * PER_PEER_BUDGET;

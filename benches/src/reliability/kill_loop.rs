@@ -176,9 +176,6 @@ fn judge(
     stop: Result<String>,
 ) -> Result<()> {
     let acked = acknowledged(base, tallies);
-    let sent: u64 = tallies.iter().map(|t| t.sent).sum();
-    let resent: usize = tallies.iter().map(|t| t.resent.len()).sum();
-    let unacked: usize = tallies.iter().map(|t| t.unacked.len()).sum();
     let mut startups = cycles.startups_ms.clone();
     startups.sort_unstable();
     report.figure("kills (during start)", format!("{} ({})", cycles.kills, cycles.early));
@@ -190,19 +187,44 @@ fn judge(
             startups.last().copied().unwrap_or(0)
         ),
     );
-    report.figure("frames sent (first sendings)", sent);
+    report.figure("frames sent (first sendings)", tallies.iter().map(|t| t.sent).sum::<u64>());
     report.figure("frames acknowledged (9014 received)", acked.len());
-    report.figure("resends after reconnecting (frames whose 9014 had not arrived)", resent);
-    report.figure("unacknowledged at the end", unacked);
+    report.figure("unacknowledged at the end", tallies.iter().map(|t| t.unacked.len()).sum::<usize>());
+    judge_archive(report, data, base, tallies, &acked)?;
+    judge_store(report, data, &acked)?;
+    judge_chain(ctx, report, data, cycles)?;
+    let clean = stop.as_ref().is_ok_and(|s| s == "exit 0");
+    report.check(
+        "every restart starts (no exit 65/75/other) and the final SIGTERM exits 0",
+        cycles.failures.is_empty() && clean,
+        format!(
+            "{} start failures or unasked exits{}; final stop: {}",
+            cycles.failures.len(),
+            cycles.failures.first().map(|f| format!(" (first: {f})")).unwrap_or_default(),
+            stop.unwrap_or_else(|e| format!("{e:#}"))
+        ),
+    );
+    Ok(())
+}
+
+fn judge_archive(
+    report: &mut Report,
+    data: &std::path::Path,
+    base: i64,
+    tallies: &[Tally],
+    acked: &[(String, String, i64)],
+) -> Result<()> {
     let archive = copies(data)?;
     let lost: Vec<_> =
         acked.iter().filter(|(m, q, _)| archive.by_key.get(&(m.clone(), q.clone())).is_none_or(|c| c.0 == 0)).collect();
     let twice = archive.by_key.values().filter(|c| c.0 > 1).count();
+    let accepted: u64 = archive.by_key.values().map(|c| u64::from(c.0)).sum();
     let duplicates: u64 = archive.by_key.values().map(|c| u64::from(c.1)).sum();
-    let resent_keys: HashSet<(usize, u64)> =
+    let resends: usize = tallies.iter().map(|t| t.resent.len()).sum();
+    let resent_frames: HashSet<(usize, u64)> =
         tallies.iter().enumerate().flat_map(|(c, t)| t.resent.iter().map(move |&n| (c, n))).collect();
     let (mut recognised, mut first_copy) = (0, 0);
-    for &(c, n) in &resent_keys {
+    for &(c, n) in &resent_frames {
         let qn = BeijingTime::from_unix_millis(logger::data_time_ms(base, c, n)).to_qn_string();
         match archive.by_key.get(&(mn(c % SITES), qn)) {
             Some((1, d)) if *d > 0 => recognised += 1,
@@ -210,8 +232,12 @@ fn judge(
             _ => {}
         }
     }
+    report.figure(
+        "resends after reconnecting (frames whose 9014 had not arrived) / distinct frames resent",
+        format!("{resends} / {}", resent_frames.len()),
+    );
     report.figure("archive records", archive.records);
-    report.figure("archived `accepted` / `duplicate` frames", format!("{} / {duplicates}", archive.by_key.len()));
+    report.figure("archived `accepted` / `duplicate` frames", format!("{accepted} / {duplicates}"));
     report.figure(
         "resent frames: archived once `accepted` plus `duplicate` / original lost in the kill, resend `accepted`",
         format!("{recognised} / {first_copy}"),
@@ -226,19 +252,6 @@ fn judge(
         "a resend after a restart is archived as `duplicate`, not a second `accepted`",
         twice == 0,
         format!("{twice} frames archived `accepted` more than once; {duplicates} `duplicate` records"),
-    );
-    judge_store(report, data, &acked)?;
-    judge_chain(ctx, report, data, cycles)?;
-    let clean = stop.as_ref().is_ok_and(|s| s == "exit 0");
-    report.check(
-        "every restart starts (no exit 65/75/other) and the final SIGTERM exits 0",
-        cycles.failures.is_empty() && clean,
-        format!(
-            "{} start failures or unasked exits{}; final stop: {}",
-            cycles.failures.len(),
-            cycles.failures.first().map(|f| format!(" (first: {f})")).unwrap_or_default(),
-            stop.unwrap_or_else(|e| format!("{e:#}"))
-        ),
     );
     Ok(())
 }
