@@ -61,6 +61,9 @@ struct Args {
     /// admin: concurrent maximum-range rate queries.
     #[arg(long, default_value_t = 16)]
     queries: usize,
+    /// admin: http.max_concurrent_queries for the daemon (default: the daemon's default).
+    #[arg(long)]
+    query_slots: Option<usize>,
     /// admin: seconds of each ingest measurement.
     #[arg(long, default_value_t = 10)]
     admin_secs: u64,
@@ -148,8 +151,12 @@ async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
         }
         "full-disk" => timed("full-disk", full_disk::run(ctx)).await,
         "admin" => {
-            let options =
-                admin::Options { queries: args.queries, connections: args.connections, secs: args.admin_secs };
+            let options = admin::Options {
+                queries: args.queries,
+                query_slots: args.query_slots,
+                connections: args.connections,
+                secs: args.admin_secs,
+            };
             timed("admin", admin::run(ctx, &options)).await
         }
         "configs" => timed("configs", async { configs::run(ctx) }).await,

@@ -24,6 +24,8 @@ const MAX_BODY: usize = 1_048_297;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub queries: usize,
+    /// `http.max_concurrent_queries` for the daemon (`None`: its default).
+    pub query_slots: Option<usize>,
     pub connections: usize,
     pub secs: u64,
 }
@@ -84,14 +86,18 @@ pub async fn run(ctx: &Ctx, o: &Options) -> Result<Report> {
     std::fs::write(dir.join("admin.token"), TOKEN)?;
     let mut config = Config::new(&dir.join("data"))?;
     config.server.push("admin_token_file = \"admin.token\"".into());
+    if let Some(slots) = o.query_slots {
+        config.http_table.push(format!("max_concurrent_queries = {slots}"));
+    }
     let mut daemon = Daemon::start(&ctx.hj212d, &dir, &config).await?;
     let mut report = Report::new(
         "admin",
         format!(
-            "the admin API with the default [http] bounds and 100 sites of 3 assessed factors: {} requests beyond or \
+            "the admin API with the {} [http] bounds and 100 sites of 3 assessed factors: {} requests beyond or \
              at its bounds; 100 half-sent requests (more than http.max_connections) while /healthz is asked; {} clients \
              asking maximum-range (366-day) rate queries without pause while {} loggers send 2000 frames/s, against the \
              same load without queries ({} s each); a stop with half-sent requests open",
+            o.query_slots.map_or("default".to_owned(), |n| format!("default (but max_concurrent_queries = {n})")),
             bounds().len(),
             o.queries,
             o.connections,
