@@ -1,6 +1,7 @@
 //! Realistic frames shared by the benches, and the end-to-end load generator.
 
 pub mod load;
+pub mod reliability;
 
 use hj212_proto::encode;
 

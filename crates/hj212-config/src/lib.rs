@@ -24,6 +24,9 @@ pub use types::*;
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// The site registry named by `server.sites_file` cannot be read.
+    #[error("server.sites_file: cannot read {path}: {source}")]
+    SitesFile { path: PathBuf, source: std::io::Error },
     /// Every TOML error found (syntax errors, or else each table's and each site's errors).
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -155,7 +158,11 @@ pub fn sites_file_path(config: &Config) -> Option<PathBuf> {
 
 fn load_sites_file(config: &Config) -> Result<Vec<Site>, ConfigError> {
     match sites_file_path(config) {
-        Some(path) => Ok(parse_file::<SitesFile>(&path)?.sites),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| ConfigError::SitesFile { path: path.clone(), source })?;
+            Ok(parse_text::<SitesFile>(&text, &path)?.sites)
+        }
         None => Ok(Vec::new()),
     }
 }

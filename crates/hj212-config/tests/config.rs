@@ -111,8 +111,9 @@ fn sites_file_is_read_relative_to_the_config() {
     assert_eq!(mns, ["M1", "M2"]);
     assert_eq!(check(&config), []);
     std::fs::remove_file(dir.path().join("sites.toml")).unwrap();
+    // The error names the key as well as the file (the configs trial of scripts/reliability).
     let err = load(&config_path).unwrap_err().to_string();
-    assert!(err.starts_with("cannot read ") && err.contains("sites.toml"), "{err}");
+    assert!(err.starts_with("server.sites_file: cannot read ") && err.contains("sites.toml"), "{err}");
 }
 
 #[test]

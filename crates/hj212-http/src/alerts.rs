@@ -48,8 +48,13 @@ pub(crate) async fn list(
 ) -> Result<Response, ApiError> {
     let filter = filter_of(q)?;
     let path = state.alerts_path.clone();
-    let alerts = state.queries.run(move || query::list(&query::open(&path)?, &filter)).await?;
-    Ok(Json(serde_json::json!({ "count": alerts.len(), "alerts": alerts })).into_response())
+    state
+        .queries
+        .run_json(move || {
+            let alerts = query::list(&query::open(&path)?, &filter)?;
+            Ok::<_, hj212_alerts::AlertsError>(serde_json::json!({ "count": alerts.len(), "alerts": alerts }))
+        })
+        .await
 }
 
 #[derive(Debug, Default, Deserialize)]

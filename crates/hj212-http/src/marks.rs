@@ -23,12 +23,17 @@ pub(crate) async fn list_marks(
         return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
     }
     let path = state.store_path.clone();
-    let marks = state.queries.run(move || Store::open(&path)?.marks_of(&mn)).await?;
-    let list: Vec<_> = marks
-        .into_iter()
-        .map(|(mark, superseded_by)| serde_json::json!({ "mark": mark, "superseded_by": superseded_by }))
-        .collect();
-    Ok(Json(list).into_response())
+    state
+        .queries
+        .run_json(move || {
+            let marks = Store::open(&path)?.marks_of(&mn)?;
+            let list: Vec<_> = marks
+                .into_iter()
+                .map(|(mark, superseded_by)| serde_json::json!({ "mark": mark, "superseded_by": superseded_by }))
+                .collect();
+            Ok::<_, hj212_store::StoreError>(list)
+        })
+        .await
 }
 
 /// A mark as posted: bounds as `YYYY-MM-DD` or `YYYYMMDDhhmmss` (Beijing time) or RFC 3339.

@@ -8,10 +8,9 @@
 
 use std::borrow::Cow;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use hj212_compliance::{Basis, Range};
 use hj212_proto::time::BeijingTime;
 use hj212_store::{Store, parse_bound, rules_for};
@@ -117,17 +116,16 @@ pub(crate) async fn site_rate(
     let rules = rules_with_basis(&entry.config, query.basis.as_deref())?;
     check_span(&state, range, rules.basis, &mn)?;
     let path = state.store_path.clone();
-    let json = state
+    state
         .queries
-        .run(move || {
+        .run_json(move || {
             let store = Store::open(&path)?;
             let mut evidence = store.site_rate(&entry.config, &rules, range, hj212_archive::now_ms())?;
             let archive = path.parent().map(|dir| dir.join("archive")).unwrap_or_default();
             evidence.attach_archive_hashes(&archive)?;
             Ok::<_, hj212_store::StoreError>(evidence.to_json(&entry.mn))
         })
-        .await?;
-    Ok(Json(json).into_response())
+        .await
 }
 
 /// The page of sites asked for: `(offset, limit)`.
@@ -158,19 +156,23 @@ pub(crate) async fn all_rates(
         plan.push((entry, rules));
     }
     let path = state.store_path.clone();
-    let rates = state.queries.run(move || page_rates(&path, &plan, range, details)).await?;
-    let end = offset.saturating_add(rates.len());
-    let time = |ms: i64| BeijingTime::from_unix_millis(ms).to_rfc3339();
-    Ok(Json(serde_json::json!({
-        "from": time(range.from_ms),
-        "to": time(range.to_ms),
-        "total": total,
-        "offset": offset,
-        "count": rates.len(),
-        "next_offset": (end < total).then_some(end),
-        "rates": rates,
-    }))
-    .into_response())
+    state
+        .queries
+        .run_json(move || {
+            let rates = page_rates(&path, &plan, range, details)?;
+            let end = offset.saturating_add(rates.len());
+            let time = |ms: i64| BeijingTime::from_unix_millis(ms).to_rfc3339();
+            Ok::<_, hj212_store::StoreError>(serde_json::json!({
+                "from": time(range.from_ms),
+                "to": time(range.to_ms),
+                "total": total,
+                "offset": offset,
+                "count": rates.len(),
+                "next_offset": (end < total).then_some(end),
+                "rates": rates,
+            }))
+        })
+        .await
 }
 
 type Plan = [(hj212_server::SiteEntry, hj212_compliance::Rules)];

@@ -295,7 +295,8 @@ async fn join(thread: spawn::FollowerThread) -> anyhow::Result<()> {
 }
 
 /// The exit code for a failed start, so that a supervisor can tell "retry later" from "a
-/// person must look" (the unit does not restart on 65, 75 and 78). A listen address in use or
+/// person must look" (the unit does not restart on 65, 75 and 78). A damaged archive, or one
+/// cut behind what a follower applied, is 65. A listen address in use or
 /// not on this host is a configuration problem (78), the error naming the key, and so is a
 /// database written by a later release or not by hj212d (78); anything else that stops the
 /// start is a file or directory that could not be created or opened (73).
@@ -303,7 +304,8 @@ fn start_failure_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<LockError>().is_some_and(|e| matches!(e, LockError::Held { .. })) {
         return EX_TEMPFAIL;
     }
-    if let Some(hj212_archive::ArchiveError::Corrupt { .. }) = error.downcast_ref::<hj212_archive::ArchiveError>() {
+    let corrupt = matches!(error.downcast_ref(), Some(hj212_archive::ArchiveError::Corrupt { .. }));
+    if corrupt || error.downcast_ref::<crate::open::ArchiveBehindFollower>().is_some() {
         return EX_DATAERR;
     }
     // A database of a later release, or not hj212d's: restarting cannot help.
@@ -366,5 +368,18 @@ impl Signals {
 
     async fn wait(&mut self, _: &Running) {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the tamper trial (benches/src/reliability): a cut archive whose store is ahead
+    /// exited 73, which the unit restarts, instead of 65 (damaged archive, not restarted).
+    #[test]
+    fn a_follower_ahead_of_the_archive_is_a_damaged_archive() {
+        let error = crate::open::check_followers(10, &[("embedded store", 12)]).expect_err("the store is ahead");
+        assert_eq!(start_failure_code(&error), EX_DATAERR, "{error:#}");
     }
 }

@@ -76,15 +76,25 @@ pub(crate) fn influx_cursor(path: &Path) -> u64 {
 
 /// A store, engine or sink that has applied records the archive does not have would silently
 /// skip the archive's next records: the archive was replaced or cut. Refuse to start.
-fn check_followers(archive_last: u64, followers: &[(&str, u64)]) -> anyhow::Result<()> {
+pub(crate) fn check_followers(archive_last: u64, followers: &[(&str, u64)]) -> anyhow::Result<()> {
     for &(name, position) in followers {
-        anyhow::ensure!(
-            position <= archive_last,
-            "the {name} has applied archive record {position} but the archive ends at {archive_last}: \
-             the archive was replaced or cut; restore it, or remove the follower's state to rebuild it"
-        );
+        if position > archive_last {
+            return Err(ArchiveBehindFollower { follower: name.to_owned(), position, archive_last }.into());
+        }
     }
     Ok(())
+}
+
+/// A follower has applied records the archive no longer has: the archive is damaged (exit 65).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the {follower} has applied archive record {position} but the archive ends at {archive_last}: \
+     the archive was replaced or cut; restore it, or remove the follower's state to rebuild it"
+)]
+pub(crate) struct ArchiveBehindFollower {
+    follower: String,
+    position: u64,
+    archive_last: u64,
 }
 
 pub(crate) async fn event(archive: &Archive, text: String) -> anyhow::Result<()> {

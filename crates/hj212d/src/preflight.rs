@@ -7,6 +7,12 @@ use hj212_sink_mqtt::{MqttError, MqttSettings};
 /// Every problem that would stop the daemon at start, each naming its key.
 pub fn problems(config: &Config) -> Vec<Problem> {
     let mut problems = hj212_config::check(config);
+    if let Err(error) = tracing_subscriber::EnvFilter::try_new(&config.server.log_level) {
+        problems.push(Problem {
+            key: "server.log_level".to_owned(),
+            message: format!("{:?} is not a log filter: {error}", config.server.log_level),
+        });
+    }
     problems.extend(signing_key_problems(config));
     if let Some(mqtt) = &config.mqtt {
         for problem in mqtt_problems(config, mqtt) {
