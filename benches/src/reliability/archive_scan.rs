@@ -2,6 +2,7 @@
 //! archive crate's follower, as the daemon's own readers read it), the store's rows, and
 //! `hj212-audit verify`.
 
+use hj212_config::DataDir;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Command;
@@ -14,7 +15,7 @@ use hj212_archive::{Follower, Kind, Record};
 /// # Errors
 /// If a segment cannot be read.
 pub fn each_record(data_dir: &Path, mut visit: impl FnMut(&Record)) -> Result<u64> {
-    let mut follower = Follower::new(&data_dir.join("archive"), 1);
+    let mut follower = Follower::new(&DataDir::new(data_dir).archive(), 1);
     let mut count = 0;
     loop {
         let records = follower.read(u64::MAX, 2000).context("read the archive")?;
@@ -81,7 +82,7 @@ pub fn copies(data_dir: &Path) -> Result<Copies> {
 /// # Errors
 /// If the store cannot be opened or read.
 pub fn stored_times(data_dir: &Path, mns: &[String]) -> Result<HashMap<String, HashMap<i64, u32>>> {
-    let store = hj212_store::Store::open_read_only(&data_dir.join("store.sqlite")).context("open the store")?;
+    let store = hj212_store::Store::open_read_only(&DataDir::new(data_dir).store()).context("open the store")?;
     let mut out = HashMap::new();
     for mn in mns {
         let mut rows: HashMap<i64, u32> = HashMap::new();

@@ -2,6 +2,7 @@
 //! `hj212-audit verify --public-key ... --expect-head ...` or by the daemon's start (exit 65):
 //! random one-byte edits anywhere in any segment (headers included) and named attacks.
 
+use hj212_config::DataDir;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,7 +96,7 @@ async fn make_archive(ctx: &Ctx, dir: &Path) -> Result<Original> {
     if stopped.code() != Some(0) {
         bail!("the daemon making the archive stopped with {}", describe_exit(stopped));
     }
-    let archive = data.join("archive");
+    let archive = DataDir::new(&data).archive();
     let head = hj212_archive::checkpoint::read_latest(&archive).context("no checkpoint.latest after the stop")?;
     let segments = forge::read_all(&archive)?;
     if !forge::chain_holds(&segments) {
@@ -183,7 +184,7 @@ fn locate(segment: &Segment, offset: usize) -> &'static str {
 }
 
 async fn random_edits(ctx: &Ctx, dir: &Path, original: &Original, edits: usize, report: &mut Report) -> Result<()> {
-    let segments = forge::read_all(&original.data.join("archive"))?;
+    let segments = forge::read_all(&DataDir::new(&original.data).archive())?;
     let sizes: Vec<usize> = segments.iter().map(|s| s.encode().len()).collect();
     let total: usize = sizes.iter().sum();
     let mut rng = Rng::new(ctx.seed ^ 0x7A3);
@@ -207,7 +208,7 @@ async fn random_edits(ctx: &Ctx, dir: &Path, original: &Original, edits: usize, 
         let place = locate(segment, offset);
         let path = segment.path.file_name().map(PathBuf::from).unwrap_or_default();
         let outcome = attempt(ctx, dir, original, &format!("edit {i}"), false, |data| {
-            let file = data.join("archive").join(&path);
+            let file = DataDir::new(data).archive().join(&path);
             let mut bytes = std::fs::read(&file)?;
             bytes[offset] ^= xor;
             Ok(std::fs::write(&file, bytes)?)

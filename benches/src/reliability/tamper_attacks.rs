@@ -2,6 +2,7 @@
 //! attack removes the newest checkpoint, the forger also puts the newest remaining one in
 //! `checkpoint.latest`, as someone covering their tracks would.
 
+use hj212_config::DataDir;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
@@ -27,7 +28,7 @@ pub const ATTACKS: &[(&str, Attack)] = &[
 ];
 
 fn archive(data: &Path) -> PathBuf {
-    data.join("archive")
+    DataDir::new(data).archive()
 }
 
 fn newest(data: &Path) -> Result<Segment> {
@@ -137,7 +138,7 @@ fn rewrite_and_rehash(data: &Path) -> Result<()> {
 }
 
 fn rewrite_and_resign(data: &Path) -> Result<()> {
-    let key = hj212_archive::checkpoint::load_or_create_key(&data.join("archive-signing.key"))?;
+    let key = hj212_archive::checkpoint::load_or_create_key(&DataDir::new(data).default_signing_key())?;
     let mut segments = forge::read_all(&archive(data))?;
     rewrite_first_value(&mut segments)?;
     forge::rehash(&mut segments, Some(&key)).context("no checkpoint to re-sign")?;

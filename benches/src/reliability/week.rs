@@ -2,6 +2,7 @@
 //! release daemon; the simulator's counts must be what the daemon archived and stored, and the
 //! fleet's rates from the API must be the auditor's (`hj212-audit rate`).
 
+use hj212_config::DataDir;
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -148,7 +149,7 @@ fn judge_counts(report: &mut Report, data: &std::path::Path, summary: &Summary) 
     let count = |mn: &str, verdict: &str, cns: &[u16]| -> u64 {
         cns.iter().map(|cn| archive.get(&(mn.to_owned(), verdict.to_owned(), *cn)).copied().unwrap_or(0)).sum()
     };
-    let store = hj212_store::Store::open_read_only(&data.join("store.sqlite")).context("open the store")?;
+    let store = hj212_store::Store::open_read_only(&DataDir::new(data).store()).context("open the store")?;
     let (mut mismatches, mut rows_total) = (Vec::new(), 0u64);
     for site in &summary.sites {
         let (mn, c) = (site.mn.as_str(), &site.counters);

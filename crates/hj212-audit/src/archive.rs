@@ -2,10 +2,10 @@
 
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::path::Path;
 
 use hj212_archive::checkpoint::{load_public_key, parse_head};
 use hj212_archive::{Record, VerifyOptions, flags, hex};
+use hj212_config::DataDir;
 use hj212_proto::time::BeijingTime;
 use serde_json::json;
 
@@ -18,8 +18,8 @@ pub struct VerifyArgs {
     pub expect_head: Option<String>,
 }
 
-pub fn verify(data_dir: &Path, args: &VerifyArgs) -> Result<(), Failure> {
-    let dir = data_dir.join("archive");
+pub fn verify(data_dir: &DataDir, args: &VerifyArgs) -> Result<(), Failure> {
+    let dir = data_dir.archive();
     if !dir.is_dir() {
         return Err(Failure { message: format!("no archive at {}", dir.display()), exit_code: EX_NOINPUT });
     }
@@ -108,8 +108,13 @@ pub enum ExportError {
 
 /// Prints the records matching `filter`, in archive order, each checked against the chain:
 /// at a break, everything before it has been printed and the break is the error.
-pub fn export(data_dir: &Path, filter: &Filter, show_passwords: bool, out: &mut impl Write) -> Result<(), ExportError> {
-    let dir = data_dir.join("archive");
+pub fn export(
+    data_dir: &DataDir,
+    filter: &Filter,
+    show_passwords: bool,
+    out: &mut impl Write,
+) -> Result<(), ExportError> {
+    let dir = data_dir.archive();
     if !dir.is_dir() {
         return Err(ExportError::Broken(format!("no archive at {}", dir.display())));
     }

@@ -12,6 +12,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use hj212_config::DataDir;
 
 /// sysexits: cannot open the input.
 const EX_NOINPUT: u8 = 66;
@@ -229,10 +230,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             finish("decode", decode::decode_stream(input, &mut out, &options).and_then(|()| out.flush()))
         }
         Command::Verify { data_dir, public_key, expect_head } => {
-            archive::verify(&data_dir, &archive::VerifyArgs { public_keys: public_key, expect_head })
+            archive::verify(&DataDir::new(data_dir), &archive::VerifyArgs { public_keys: public_key, expect_head })
         }
         Command::RebuildLedger { data_dir, out } => {
-            let out = out.unwrap_or_else(|| data_dir.join("store.rebuilt.sqlite"));
+            let data_dir = DataDir::new(data_dir);
+            let out = out.unwrap_or_else(|| data_dir.rebuilt_store());
             println!("{}", rate::rebuild(&data_dir, &out)?);
             Ok(())
         }
@@ -261,12 +263,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", rate::rotate_key(&url, &token_file, &mn)?);
             Ok(())
         }
-        Command::Alerts { data_dir, state, mn, from, to, limit } => alerts(&data_dir, &state, mn, from, to, limit),
+        Command::Alerts { data_dir, state, mn, from, to, limit } => {
+            alerts(&DataDir::new(data_dir), &state, mn, from, to, limit)
+        }
         Command::Export { data_dir, mn, from, to, show_passwords } => {
             let filter = archive::Filter::new(mn, from.as_deref(), to.as_deref())
                 .map_err(|message| Failure { message, exit_code: EX_USAGE })?;
             let mut out = BufWriter::new(io::stdout().lock());
-            match archive::export(&data_dir, &filter, show_passwords, &mut out) {
+            match archive::export(&DataDir::new(data_dir), &filter, show_passwords, &mut out) {
                 Err(archive::ExportError::Write(e)) => finish("export", Err(e)),
                 Err(archive::ExportError::Broken(message)) => {
                     finish("export", out.flush())?;
@@ -280,7 +284,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 
 /// `hj212-audit alerts`: the alerts database opened read-only, as JSON lines.
 fn alerts(
-    data_dir: &std::path::Path,
+    data_dir: &DataDir,
     state: &str,
     mn: Option<String>,
     from: Option<String>,
@@ -303,7 +307,7 @@ fn alerts(
     };
     let filter =
         hj212_alerts::query::Filter { active_only, mn, from_ms: bound(from, "from")?, to_ms: bound(to, "to")?, limit };
-    let path = data_dir.join("alerts.sqlite");
+    let path = data_dir.alerts();
     let conn = hj212_alerts::query::open_read_only(&path)
         .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
     let alerts = hj212_alerts::query::list(&conn, &filter)

@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use hj212_compliance::{Basis, Range};
+use hj212_config::DataDir;
 use hj212_store::{CSV_HEADER, Store, parse_bound, rules_for};
 
 use crate::{EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_USAGE, Failure};
@@ -46,8 +47,8 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     if sites.is_empty() {
         return Err(usage(format!("no configured site with MN {}", args.mn.as_deref().unwrap_or("?"))));
     }
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
-    let db = args.store.clone().unwrap_or_else(|| data_dir.join("store.sqlite"));
+    let data_dir = args.data_dir.clone().map_or_else(|| config.data_dir(), DataDir::new);
+    let db = args.store.clone().unwrap_or_else(|| data_dir.store());
     if !db.is_file() {
         return Err(Failure { message: format!("no embedded store at {}", db.display()), exit_code: EX_NOINPUT });
     }
@@ -74,7 +75,7 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
             .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
         if args.mn.is_some() {
             evidence
-                .attach_archive_hashes(&data_dir.join("archive"))
+                .attach_archive_hashes(&data_dir.archive())
                 .map_err(|e| Failure { message: format!("reading the archive: {e}"), exit_code: EX_NOINPUT })?;
         }
         csv.push(evidence.to_csv_row(&site.mn));
@@ -98,12 +99,12 @@ const REBUILD_BATCH: usize = 5000;
 /// Applies every archive record to a new store: the ledger rebuilt from the raw evidence.
 /// Each record is checked against the chain first; at a break, the records before it are
 /// applied (the store is kept, saying so) and the break is the error (exit 65).
-pub fn rebuild(data_dir: &std::path::Path, out: &std::path::Path) -> Result<String, Failure> {
+pub fn rebuild(data_dir: &DataDir, out: &std::path::Path) -> Result<String, Failure> {
     let fail = |message: String| Failure { message, exit_code: EX_NOINPUT };
     if out.exists() {
         return Err(usage(format!("{} exists; choose a new --out", out.display())));
     }
-    let archive = data_dir.join("archive");
+    let archive = data_dir.archive();
     if !archive.is_dir() {
         return Err(fail(format!("no archive at {}", archive.display())));
     }

@@ -611,6 +611,16 @@ async fn a_range_reaching_into_the_future_is_evaluated_up_to_now() {
     send_and_wait_acks(running.hj212_addr, &frames);
     let bound = |ms: i64| BeijingTime::from_unix_millis(ms).to_seconds_string();
     let (from, to) = (bound(today), bound(today + 48 * HOUR));
+    // Acks follow the archive; the store follower applies the frames a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = http_get(running.http_addr, &format!("/api/v1/sites/{MN}/rate?from={from}&to={to}")).1;
+        let applied = serde_json::from_str::<serde_json::Value>(&body).unwrap()["received"].as_i64();
+        if applied == Some(2 * ended) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for attempt in 0.. {
         let cli = rate_cli(&config_path, &["--mn", MN, "--from", &from, "--to", &to]);
         let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();

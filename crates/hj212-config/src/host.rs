@@ -10,10 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Config;
 
-/// The files in `data_dir` the daemon writes, checked when they already exist (a daemon once
-/// run as root leaves them unwritable for the service user).
-const DATA_ENTRIES: &[&str] = &["archive", "keys", "store.sqlite", "alerts.sqlite", "influx.cursor"];
-
 pub(crate) fn check_host(config: &Config, problem: &mut impl FnMut(&str, String)) {
     if let Some(message) = data_dir_problem(&config.server.data_dir) {
         problem("server.data_dir", message);
@@ -48,7 +44,9 @@ fn data_dir_problem(dir: &Path) -> Option<String> {
     if existing != dir {
         return None;
     }
-    DATA_ENTRIES.iter().map(|name| dir.join(name)).find_map(|path| {
+    // The files the daemon writes, checked when they already exist (a daemon once run as root
+    // leaves them unwritable for the service user).
+    crate::DataDir::new(dir).written().into_iter().find_map(|path| {
         let writable = match std::fs::metadata(&path) {
             Ok(meta) if meta.is_dir() => probe_dir(&path),
             Ok(_) => std::fs::OpenOptions::new().append(true).open(&path).map(drop),

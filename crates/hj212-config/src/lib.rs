@@ -6,6 +6,7 @@
 mod alerts;
 mod check;
 mod check_alerts;
+mod data_dir;
 mod host;
 mod logging;
 mod parse;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use alerts::{AlertRules, FactorLimit, LimitBasis, Mqtt};
 pub use check::{Problem, check, warnings};
+pub use data_dir::DataDir;
 pub use logging::{LogFormat, UtcOffset};
 pub use types::*;
 
@@ -146,7 +148,7 @@ pub fn resolve_path(config: &Config, file: &Path) -> PathBuf {
 pub fn signing_key_path(config: &Config) -> PathBuf {
     match &config.archive.signing_key_file {
         Some(file) => resolve(config, file),
-        None => config.server.data_dir.join("archive-signing.key"),
+        None => config.data_dir().default_signing_key(),
     }
 }
 

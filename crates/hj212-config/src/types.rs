@@ -32,6 +32,13 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
+impl Config {
+    /// The data directory and the files in it.
+    pub fn data_dir(&self) -> crate::DataDir {
+        crate::DataDir::new(&self.server.data_dir)
+    }
+}
+
 /// Listeners, data directory and logging.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

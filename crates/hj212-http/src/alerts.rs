@@ -47,7 +47,7 @@ pub(crate) async fn list(
     ApiQuery(q): ApiQuery<AlertQuery>,
 ) -> Result<Response, ApiError> {
     let filter = filter_of(q)?;
-    let path = state.alerts_path.clone();
+    let path = state.data_dir.alerts();
     state
         .queries
         .run_json(move || {
@@ -73,7 +73,7 @@ pub(crate) async fn ack(
     JsonBody(body): JsonBody<Option<AckBody>>,
 ) -> Result<Response, ApiError> {
     let body = body.unwrap_or_default();
-    let path = state.alerts_path.clone();
+    let path = state.data_dir.alerts();
     let alert_id = id.clone();
     let now = hj212_archive::now_ms();
     let acked = state

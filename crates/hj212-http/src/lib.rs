@@ -66,8 +66,7 @@ struct AppState {
     prometheus: PrometheusHandle,
     shared: Arc<Shared>,
     readiness: Arc<Readiness>,
-    store_path: std::path::PathBuf,
-    alerts_path: std::path::PathBuf,
+    data_dir: hj212_config::DataDir,
     admin_token: Option<String>,
     read_token: Option<String>,
     limits: hj212_config::Http,
@@ -77,10 +76,8 @@ struct AppState {
 /// What the admin API needs besides the server's shared state.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    /// The embedded store (`data_dir/store.sqlite`), read for rate evidence.
-    pub store_path: std::path::PathBuf,
-    /// The alerts database (`data_dir/alerts.sqlite`).
-    pub alerts_path: std::path::PathBuf,
+    /// The data directory: its store, alerts database and archive answer the queries.
+    pub data_dir: hj212_config::DataDir,
     /// Bearer token for mutating endpoints; `None` turns them off.
     pub admin_token: Option<String>,
     /// Bearer token `GET /api/v1/*` require (the admin token also works); `None` leaves them open.
@@ -98,8 +95,7 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         prometheus,
         shared,
         readiness,
-        store_path: admin.store_path,
-        alerts_path: admin.alerts_path,
+        data_dir: admin.data_dir,
         admin_token: admin.admin_token,
         read_token: admin.read_token,
         queries: QueryPool::new(limits.max_concurrent_queries, Duration::from_secs(limits.query_wait_secs)),

@@ -22,7 +22,7 @@ pub(crate) async fn list_marks(
     if !state.shared.registry.snapshot().contains_key(&mn) {
         return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
     }
-    let path = state.store_path.clone();
+    let path = state.data_dir.store();
     state
         .queries
         .run_json(move || {
@@ -73,7 +73,7 @@ pub(crate) async fn add_mark(
     }
     if let Some(old) = body.supersedes {
         // A correction replaces a mark of the same site, never another site's.
-        let (path, site) = (state.store_path.clone(), mn.clone());
+        let (path, site) = (state.data_dir.store(), mn.clone());
         let marks = state.queries.run(move || Store::open(&path)?.marks_of(&site)).await?;
         if !marks.iter().any(|(m, _)| m.seq == old) {
             return Err(error(

@@ -115,14 +115,13 @@ pub(crate) async fn site_rate(
     let range = query_range(&query.from, &query.to)?;
     let rules = rules_with_basis(&entry.config, query.basis.as_deref())?;
     check_span(&state, range, rules.basis, &mn)?;
-    let path = state.store_path.clone();
+    let data_dir = state.data_dir.clone();
     state
         .queries
         .run_json(move || {
-            let store = Store::open(&path)?;
+            let store = Store::open(&data_dir.store())?;
             let mut evidence = store.site_rate(&entry.config, &rules, range, hj212_archive::now_ms())?;
-            let archive = path.parent().map(|dir| dir.join("archive")).unwrap_or_default();
-            evidence.attach_archive_hashes(&archive)?;
+            evidence.attach_archive_hashes(&data_dir.archive())?;
             Ok::<_, hj212_store::StoreError>(evidence.to_json(&entry.mn))
         })
         .await
@@ -155,11 +154,11 @@ pub(crate) async fn all_rates(
         check_span(&state, range, rules.basis, &entry.mn)?;
         plan.push((entry, rules));
     }
-    let path = state.store_path.clone();
+    let data_dir = state.data_dir.clone();
     state
         .queries
         .run_json(move || {
-            let rates = page_rates(&path, &plan, range, details)?;
+            let rates = page_rates(&data_dir, &plan, range, details)?;
             let end = offset.saturating_add(rates.len());
             let time = |ms: i64| BeijingTime::from_unix_millis(ms).to_rfc3339();
             Ok::<_, hj212_store::StoreError>(serde_json::json!({
@@ -178,18 +177,17 @@ pub(crate) async fn all_rates(
 type Plan = [(hj212_server::SiteEntry, hj212_compliance::Rules)];
 
 fn page_rates(
-    path: &std::path::Path,
+    data_dir: &hj212_config::DataDir,
     plan: &Plan,
     range: Range,
     details: bool,
 ) -> Result<Vec<serde_json::Value>, hj212_store::StoreError> {
-    let store = Store::open(path)?;
+    let store = Store::open(&data_dir.store())?;
     plan.iter()
         .map(|(entry, rules)| {
             if details {
                 let mut evidence = store.site_rate(&entry.config, rules, range, hj212_archive::now_ms())?;
-                let archive = path.parent().map(|dir| dir.join("archive")).unwrap_or_default();
-                evidence.attach_archive_hashes(&archive)?;
+                evidence.attach_archive_hashes(&data_dir.archive())?;
                 return Ok(evidence.to_json(&entry.mn));
             }
             // The ledger answers whole-day hourly and daily ranges; the details the rest.

@@ -52,7 +52,7 @@ impl Shared {
             limits: config.limits.clone(),
             time_sync: config.time_sync.clone(),
             registry: Registry::new(&config.sites),
-            keys: keys::KeyStore::load(config.server.data_dir.join("keys"), &config.sites),
+            keys: keys::KeyStore::load(config.data_dir().sm4_keys(), &config.sites),
             states: States::default(),
             archive,
             dedup: Dedup::new(config.limits.dedup_window),

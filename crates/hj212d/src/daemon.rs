@@ -64,19 +64,19 @@ impl Daemon {
     /// # Errors
     /// Anything that prevents serving (data dir, archive, store, sockets), with context.
     pub async fn start(config: Config) -> anyhow::Result<Running> {
-        let data_dir = config.server.data_dir.clone();
+        let data_dir = config.data_dir();
         let fd_limit = crate::fds::raise_and_check(config.limits.max_connections)?;
         // Before anything is written: a second instance must leave the first one's files alone.
         let lock = DataDirLock::acquire(&data_dir)?;
         // Bound before the archive is touched: a port in use fails the start with nothing written.
         let (listener, http_listener) = bind(&config).await?;
         let prometheus = observe::prometheus();
-        let store = Store::open(&data_dir.join("store.sqlite"))?;
+        let store = Store::open(&data_dir.store())?;
         let alert_settings = spawn::alert_settings(&config);
         let positions = Positions {
             store: store.applied_seq()?,
             alerts: hj212_alerts::applied_seq(&alert_settings)?,
-            influx: open::influx_cursor(&data_dir.join("influx.cursor")),
+            influx: open::influx_cursor(&data_dir.influx_cursor()),
         };
         let (archive, writer, settings) = open::open_archive(&config, positions).await?;
         tracing::info!(dir = %settings.dir.display(), fd_limit, "archive open");
@@ -104,15 +104,14 @@ impl Daemon {
         tracker.spawn(hj212_server::serve(listener, shared.clone(), shutdown.clone(), tracker.clone()));
         readiness.listening.store(true, Ordering::Relaxed);
         let admin = hj212_http::Admin {
-            store_path: data_dir.join("store.sqlite"),
-            alerts_path: data_dir.join("alerts.sqlite"),
+            data_dir: data_dir.clone(),
             admin_token: hj212_config::admin_token(&config)?,
             read_token: hj212_config::admin_read_token(&config)?,
             limits: config.http.clone(),
         };
         let router = hj212_http::router(prometheus, shared.clone(), readiness, admin);
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone(), config.http.clone()));
-        tracker.spawn(crate::gauges::run(shared.clone(), data_dir.join("store.sqlite"), shutdown.clone()));
+        tracker.spawn(crate::gauges::run(shared.clone(), data_dir.store(), shutdown.clone()));
         // Not on the tracker: it reports while connections drain and stops with the followers.
         tokio::spawn(hj212_follow::report(watched, archive.clone(), feed_shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");

@@ -4,10 +4,9 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The lock file inside `data_dir`; it holds the PID of the daemon that holds the lock.
-pub const LOCK_FILE: &str = "hj212d.lock";
+use hj212_config::DataDir;
 
 /// Another process holds the data directory, or the lock cannot be taken.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +32,8 @@ impl DataDirLock {
     ///
     /// # Errors
     /// [`LockError::Held`] naming the PID of the holder; [`LockError::Io`] otherwise.
-    pub fn acquire(dir: &Path) -> Result<Self, LockError> {
-        let lock = dir.join(LOCK_FILE);
+    pub fn acquire(data_dir: &DataDir) -> Result<Self, LockError> {
+        let (dir, lock) = (data_dir.path(), data_dir.lock());
         let io = |source| LockError::Io { dir: dir.to_path_buf(), lock: lock.clone(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
         // No truncation on open: the holder's PID stays readable for the message below.
@@ -63,13 +62,14 @@ mod tests {
 
     #[test]
     fn a_second_lock_names_the_holder_and_the_first_release_frees_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = DataDirLock::acquire(dir.path()).unwrap();
-        let error = DataDirLock::acquire(dir.path()).unwrap_err();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(temp.path());
+        let first = DataDirLock::acquire(&dir).unwrap();
+        let error = DataDirLock::acquire(&dir).unwrap_err();
         let LockError::Held { pid, .. } = &error else { panic!("{error}") };
         assert_eq!(*pid, std::process::id().to_string());
         assert!(error.to_string().contains("in use by another hj212d"), "{error}");
         drop(first);
-        DataDirLock::acquire(dir.path()).unwrap();
+        DataDirLock::acquire(&dir).unwrap();
     }
 }

@@ -53,7 +53,7 @@ fn archive_settings(config: &Config, followers: &[(&str, u64)]) -> anyhow::Resul
     let key_path = hj212_config::signing_key_path(config);
     let key = hj212_archive::checkpoint::load_or_create_key(&key_path).context("archive.signing_key_file")?;
     Ok(Settings {
-        dir: config.server.data_dir.join("archive"),
+        dir: config.data_dir().archive(),
         segment_max_bytes: config.archive.segment_max_bytes,
         segment_max_age: Duration::from_secs(config.archive.segment_max_age_secs),
         retention: (config.archive.retention_days > 0)

@@ -29,7 +29,7 @@ pub(crate) type FollowerThread = std::thread::JoinHandle<Result<(), hj212_follow
 /// The alert engine's settings for this data directory.
 pub(crate) fn alert_settings(config: &Config) -> hj212_alerts::AlertSettings {
     hj212_alerts::AlertSettings {
-        db_path: config.server.data_dir.join("alerts.sqlite"),
+        db_path: config.data_dir().alerts(),
         mqtt: config.mqtt.is_some(),
         fingerprint_days: FINGERPRINT_DAYS,
     }
@@ -175,7 +175,7 @@ fn influx_settings(config: &Config, influx: &hj212_config::Influx) -> anyhow::Re
         hj212_config::InfluxApi::V2 => Api::V2 { org: influx.org.clone(), bucket: influx.bucket.clone() },
         hj212_config::InfluxApi::V1 => Api::V1 { db: influx.db.clone() },
     };
-    let data_dir = &config.server.data_dir;
+    let data_dir = config.data_dir();
     Ok(hj212_sink_influx::Settings {
         endpoint: Endpoint {
             base_url: influx.url.clone(),
@@ -184,9 +184,9 @@ fn influx_settings(config: &Config, influx: &hj212_config::Influx) -> anyhow::Re
             gzip: influx.gzip,
             timeout: Duration::from_secs(influx.timeout_secs),
         },
-        store_path: data_dir.join("store.sqlite"),
-        cursor_path: data_dir.join("influx.cursor"),
-        dead_letter_path: data_dir.join("influx-dead-letter.lp"),
+        store_path: data_dir.store(),
+        cursor_path: data_dir.influx_cursor(),
+        dead_letter_path: data_dir.influx_dead_letter(),
         batch_points: influx.batch_points,
         batch_interval: Duration::from_millis(influx.batch_interval_ms),
         sites: config.sites.iter().map(|s| (s.mn.clone(), s.name.clone())).collect(),

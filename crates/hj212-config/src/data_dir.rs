@@ -1,0 +1,68 @@
+//! The data directory's layout, named once: every file and folder the daemon writes there,
+//! and that hj212-audit reads.
+
+use std::path::{Path, PathBuf};
+
+/// A data directory (`server.data_dir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir(PathBuf);
+
+impl DataDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self(path.into())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The hash-chained archive's segments and `checkpoint.latest`.
+    pub fn archive(&self) -> PathBuf {
+        self.0.join("archive")
+    }
+
+    /// The embedded store: readings, the rate ledger, marks.
+    pub fn store(&self) -> PathBuf {
+        self.0.join("store.sqlite")
+    }
+
+    /// What `hj212-audit rebuild-ledger` writes unless told otherwise.
+    pub fn rebuilt_store(&self) -> PathBuf {
+        self.0.join("store.rebuilt.sqlite")
+    }
+
+    /// The alert engine's database and MQTT outbox.
+    pub fn alerts(&self) -> PathBuf {
+        self.0.join("alerts.sqlite")
+    }
+
+    /// The Influx sink's position in the archive.
+    pub fn influx_cursor(&self) -> PathBuf {
+        self.0.join("influx.cursor")
+    }
+
+    /// Batches the time-series database refused (4xx).
+    pub fn influx_dead_letter(&self) -> PathBuf {
+        self.0.join("influx-dead-letter.lp")
+    }
+
+    /// HJ 212-2025 SM4 keys, one file per site once rotated.
+    pub fn sm4_keys(&self) -> PathBuf {
+        self.0.join("keys")
+    }
+
+    /// The checkpoint signing key when `archive.signing_key_file` is not set.
+    pub fn default_signing_key(&self) -> PathBuf {
+        self.0.join("archive-signing.key")
+    }
+
+    /// The lock one daemon holds on the directory, with its PID.
+    pub fn lock(&self) -> PathBuf {
+        self.0.join("hj212d.lock")
+    }
+
+    /// The files in the directory the daemon writes, which must stay writable for it.
+    pub fn written(&self) -> [PathBuf; 5] {
+        [self.archive(), self.sm4_keys(), self.store(), self.alerts(), self.influx_cursor()]
+    }
+}
