@@ -13,7 +13,7 @@ mod rules;
 mod run;
 
 pub use db::SCHEMA;
-pub use outbox::SqliteOutbox;
+pub use outbox::{Queued, SqliteOutbox};
 pub use process::Stepped;
 pub use rules::{RulesMap, rules_map, site_rules};
 pub use run::{AlertSettings, AlertsFollower, applied_seq};

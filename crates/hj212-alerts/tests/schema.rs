@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use hj212_alerts::query::{self, Filter};
 use hj212_alerts::{AlertSettings, SqliteOutbox};
 use hj212_archive::{Archive, FollowerStatus, Kind, NewRecord, NoObserver, Settings, Verdict};
-use hj212_sink_mqtt::Outbox as _;
 use hj212_store::SchemaError;
 use tokio_util::sync::CancellationToken;
 

@@ -60,26 +60,37 @@ pub(crate) fn check_limits(site: usize, limits: &[FactorLimit], problem: &mut im
 }
 
 pub(crate) fn check_mqtt(config: &Config, mqtt: &Mqtt, problem: &mut impl FnMut(&str, String)) {
-    let rest = mqtt.url.strip_prefix("mqtt://").or_else(|| mqtt.url.strip_prefix("mqtts://"));
-    match rest {
-        None => problem("mqtt.url", format!("{:?} is not an mqtt:// or mqtts:// URL", mqtt.url)),
-        Some(rest) if rest.is_empty() || rest.starts_with(':') || rest.contains('@') => {
-            problem("mqtt.url", format!("{:?} needs a host (credentials go in username and password_file)", mqtt.url));
+    match crate::BrokerUrl::parse(&mqtt.url) {
+        Err(error) => problem("mqtt.url", format!("{:?}: {}", error.url, error.reason)),
+        Ok(broker) if !broker.tls && mqtt.ca_file.is_some() => {
+            problem("mqtt.ca_file", "only used with an mqtts:// url".to_owned());
         }
-        Some(_) => {}
+        Ok(_) => {}
     }
     let prefix = &mqtt.topic_prefix;
-    if prefix.is_empty() || prefix.contains(['+', '#', '\0']) || prefix.starts_with('/') || prefix.ends_with('/') {
-        problem("mqtt.topic_prefix", format!("{prefix:?} must be a topic without wildcards or leading/trailing /"));
+    // '$' topics are the broker's own ($SYS); + and # are wildcards, not allowed in a published topic.
+    if prefix.is_empty() || prefix.contains(['+', '#', '\0']) || prefix.starts_with(['/', '$']) || prefix.ends_with('/')
+    {
+        problem(
+            "mqtt.topic_prefix",
+            format!("{prefix:?} must be a topic without wildcards, NUL, a leading $ or a leading/trailing /"),
+        );
     }
-    if mqtt.client_id.is_empty() || mqtt.client_id.len() > 23 {
-        problem("mqtt.client_id", "must be 1-23 characters (MQTT 3.1.1)".to_owned());
+    // MQTT 3.1.1 §3.1.3.1: every broker must accept client ids of 1-23 characters.
+    if mqtt.client_id.is_empty() || mqtt.client_id.len() > 23 || mqtt.client_id.starts_with(' ') {
+        problem("mqtt.client_id", "must be 1-23 characters, not starting with a space (MQTT 3.1.1)".to_owned());
+    }
+    if !(1..=u64::from(u16::MAX)).contains(&mqtt.keep_alive_secs) {
+        problem("mqtt.keep_alive_secs", format!("{} is not in 1-65535", mqtt.keep_alive_secs));
     }
     if mqtt.max_in_flight == 0 {
         problem("mqtt.max_in_flight", "must be at least 1".to_owned());
     }
+    if mqtt.max_backoff_secs == 0 {
+        problem("mqtt.max_backoff_secs", "must be at least 1".to_owned());
+    }
     if mqtt.password_file.is_some() && mqtt.username.is_none() {
-        problem("mqtt.password_file", "a password needs a username".to_owned());
+        problem("mqtt.password_file", "a password needs a username (MQTT 3.1.1)".to_owned());
     }
     for (key, file) in [("mqtt.password_file", &mqtt.password_file), ("mqtt.ca_file", &mqtt.ca_file)] {
         // Read, not only found: check-config run as the service user then sees what it will.

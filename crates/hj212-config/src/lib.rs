@@ -4,6 +4,7 @@
 //! Precedence: command-line flags > config file > built-in defaults.
 
 mod alerts;
+mod broker_url;
 mod check;
 mod check_alerts;
 mod data_dir;
@@ -15,6 +16,7 @@ mod types;
 use std::path::{Path, PathBuf};
 
 pub use alerts::{AlertRules, FactorLimit, LimitBasis, Mqtt};
+pub use broker_url::{BrokerUrl, BrokerUrlError};
 pub use check::{Problem, check, warnings};
 pub use data_dir::DataDir;
 pub use logging::{LogFormat, UtcOffset};

@@ -186,9 +186,9 @@ fn alert_rules_limits_and_mqtt_are_checked() {
     assert_eq!(
         problems,
         [
-            "mqtt.url: \"tcp://127.0.0.1:1883\" is not an mqtt:// or mqtts:// URL",
-            "mqtt.topic_prefix: \"hj212/#\" must be a topic without wildcards or leading/trailing /",
-            "mqtt.password_file: a password needs a username",
+            "mqtt.url: \"tcp://127.0.0.1:1883\": unknown scheme \"tcp\" (expected mqtt:// or mqtts://)",
+            "mqtt.topic_prefix: \"hj212/#\" must be a topic without wildcards, NUL, a leading $ or a leading/trailing /",
+            "mqtt.password_file: a password needs a username (MQTT 3.1.1)",
             "mqtt.password_file: cannot read /nonexistent/mqtt-password: No such file or directory (os error 2)",
             "alerts.offline_intervals: must be at least 1",
             "alerts.hysteresis_percent: must be below 100",
@@ -256,4 +256,39 @@ fn admin_http_bounds_and_the_read_token_are_checked() {
     assert_eq!((http.max_connections, http.header_read_timeout_secs, http.request_timeout_secs), (64, 10, 30));
     assert_eq!((http.max_range_days, http.max_minute_range_days, http.max_concurrent_queries), (366, 31, 2));
     assert_eq!((http.shutdown_grace_secs, http.query_wait_secs), (5, 5));
+}
+
+#[test]
+fn every_mqtt_value_is_checked_here_once() {
+    let config = from_str(
+        r#"
+        [mqtt]
+        url = "mqtt://127.0.0.1"
+        topic_prefix = "$SYS"
+        client_id = " hj212d"
+        ca_file = "/etc/ssl/certs/ca-certificates.crt"
+        keep_alive_secs = 70000
+        max_in_flight = 0
+        max_backoff_secs = 0
+        "#,
+    )
+    .unwrap();
+    let keys: Vec<String> = check(&config).into_iter().map(|p| p.key).collect();
+    assert_eq!(
+        keys,
+        [
+            "mqtt.ca_file",
+            "mqtt.topic_prefix",
+            "mqtt.client_id",
+            "mqtt.keep_alive_secs",
+            "mqtt.max_in_flight",
+            "mqtt.max_backoff_secs"
+        ]
+    );
+    let mut good = config.clone();
+    good.mqtt = Some(hj212_config::Mqtt { url: "mqtts://[::1]:8884".into(), ..config.mqtt.clone().unwrap() });
+    let mqtt = good.mqtt.as_mut().unwrap();
+    (mqtt.topic_prefix, mqtt.client_id, mqtt.keep_alive_secs) = ("plant/a".into(), "hj212d".into(), 30);
+    (mqtt.max_in_flight, mqtt.max_backoff_secs) = (64, 30);
+    assert!(check(&good).is_empty(), "{:?}", check(&good));
 }

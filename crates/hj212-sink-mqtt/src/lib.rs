@@ -17,7 +17,4 @@ mod window;
 
 pub use outbox::{Outbox, OutboxError, OutboxMessage};
 pub use publisher::{PublisherStatus, run_publisher};
-pub use settings::{
-    BrokerUrl, DEFAULT_KEEP_ALIVE_SECS, DEFAULT_MAX_BACKOFF_SECS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PORT,
-    DEFAULT_TLS_PORT, MAX_PACKET_BYTES, MqttError, MqttSettings,
-};
+pub use settings::{MAX_PACKET_BYTES, MqttError, MqttSettings};

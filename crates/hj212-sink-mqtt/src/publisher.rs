@@ -30,6 +30,7 @@
 
 use std::time::Duration;
 
+use hj212_config::BrokerUrl;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -37,7 +38,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::PublisherMetrics;
-use crate::settings::{BrokerUrl, MAX_PACKET_BYTES};
+use crate::settings::MAX_PACKET_BYTES;
 use crate::window::Window;
 use crate::{MqttError, MqttSettings, Outbox, OutboxError, OutboxMessage};
 
@@ -78,7 +79,7 @@ pub async fn run_publisher(
     status: watch::Sender<PublisherStatus>,
     shutdown: CancellationToken,
 ) -> Result<(), MqttError> {
-    let broker = settings.validate()?;
+    let broker = settings.broker()?;
     let options = settings.options(&broker)?;
     let metrics = PublisherMetrics::default();
     metrics.connected.set(0.0);
@@ -170,7 +171,7 @@ struct Publisher<O> {
 
 impl<O: Outbox> Publisher<O> {
     async fn run(&mut self) -> Result<(), MqttError> {
-        let max_backoff = Duration::from_secs(self.settings.max_backoff_secs);
+        let max_backoff = Duration::from_secs(self.settings.mqtt.max_backoff_secs);
         let mut backoff = INITIAL_BACKOFF;
         loop {
             let (error, was_connected) = match self.connection().await? {
@@ -209,7 +210,7 @@ impl<O: Outbox> Publisher<O> {
     /// One connection, from connecting to its loss or shutdown.
     async fn connection(&mut self) -> Result<Ended, MqttError> {
         self.window.reset(self.window.acked());
-        let capacity = usize::from(self.settings.max_in_flight) + 1;
+        let capacity = usize::from(self.settings.mqtt.max_in_flight) + 1;
         let (client, eventloop) = AsyncClient::new(self.options.clone(), capacity);
         let (events_tx, mut events) = mpsc::channel(2 * capacity + 8);
         let _driver = AbortOnDrop(tokio::spawn(drive(eventloop, events_tx)));
@@ -218,7 +219,7 @@ impl<O: Outbox> Publisher<O> {
         let mut more = true;
         let mut outbox_retry: Option<Instant> = None;
         let mut flush_at: Option<Instant> = None;
-        let low_water = usize::from(self.settings.max_in_flight) / 2;
+        let low_water = usize::from(self.settings.mqtt.max_in_flight) / 2;
         loop {
             if connected && more && outbox_retry.is_none() && self.window.len() <= low_water {
                 match self.fill(&client).await? {
@@ -290,7 +291,7 @@ impl<O: Outbox> Publisher<O> {
 
     /// Reads the next page of the outbox and hands it to rumqttc.
     async fn fill(&mut self, client: &AsyncClient) -> Result<Fill, MqttError> {
-        let limit = usize::from(self.settings.max_in_flight) - self.window.len();
+        let limit = usize::from(self.settings.mqtt.max_in_flight) - self.window.len();
         let after = self.window.read_position();
         let mut page = match self.with_outbox(move |o| o.pending(after, limit)).await? {
             Ok(page) => {

@@ -72,14 +72,15 @@ impl Outbox for MemOutbox {
 const MAX_IN_FLIGHT: u16 = 16;
 
 fn settings(url: String) -> MqttSettings {
-    MqttSettings {
+    let mqtt = hj212_config::Mqtt {
         url,
         client_id: format!("hj212d-test-{}", std::process::id()),
         keep_alive_secs: 5,
         max_in_flight: MAX_IN_FLIGHT,
         max_backoff_secs: 1,
-        ..MqttSettings::default()
-    }
+        ..hj212_config::Mqtt::default()
+    };
+    MqttSettings { mqtt, password: None, ca_file: None }
 }
 
 /// A publisher running in a task, with the handles a test needs.
@@ -261,7 +262,9 @@ async fn broker_crash_mid_stream_resends_from_the_first_unacknowledged() {
     let mut broker = Mosquitto::start();
     let subscriber = Subscriber::connect(broker.addr, "hj212/#");
     let outbox = MemOutbox::default();
-    let running = start(MqttSettings { max_in_flight: 8, ..settings(broker.url()) }, &outbox);
+    let mut narrow = settings(broker.url());
+    narrow.mqtt.max_in_flight = 8;
+    let running = start(narrow, &outbox);
     running.wait_connected(true).await;
     let connects = count_connects(&running);
     let last = running.add(5000);

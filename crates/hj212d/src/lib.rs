@@ -9,6 +9,7 @@ mod logging;
 mod metrics;
 mod observe;
 mod open;
+mod outbox;
 mod preflight;
 mod process_metrics;
 mod spawn;

@@ -139,7 +139,7 @@ impl Followers<'_> {
             Some(mqtt_config) => {
                 let (status_tx, status_rx) = watch::channel(hj212_sink_mqtt::PublisherStatus::default());
                 self.readiness.mqtt = Some(status_rx);
-                let outbox = hj212_alerts::SqliteOutbox::open(&settings.db_path)?;
+                let outbox = crate::outbox::AlertOutbox(hj212_alerts::SqliteOutbox::open(&settings.db_path)?);
                 let stop = CancellationToken::new();
                 let mqtt = mqtt_settings(self.config, mqtt_config)?;
                 let run = hj212_sink_mqtt::run_publisher(mqtt, outbox, outbox_wake, status_tx, stop.clone());
@@ -201,8 +201,8 @@ pub(crate) struct Alerting {
 }
 
 fn mqtt_settings(config: &Config, mqtt: &hj212_config::Mqtt) -> anyhow::Result<hj212_sink_mqtt::MqttSettings> {
-    let settings = crate::preflight::mqtt_settings(config, mqtt, hj212_config::mqtt_password(config)?);
+    let settings = hj212_sink_mqtt::MqttSettings::from_config(config, mqtt).context("mqtt")?;
     // Fail at start, not later in the background (e.g. mqtts:// without the tls feature).
-    settings.validate().context("mqtt")?;
+    settings.broker().context("mqtt")?;
     Ok(settings)
 }
