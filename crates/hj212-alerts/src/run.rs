@@ -13,9 +13,6 @@ use crate::process::Processor;
 use crate::rules::RulesMap;
 use crate::{AlertsError, metrics};
 
-/// Archive records behind, at most, for the clock rules to run.
-const CATCH_UP_MARGIN: u64 = 10_000;
-
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct AlertSettings {
@@ -25,6 +22,20 @@ pub struct AlertSettings {
     pub mqtt: bool,
     /// Tamper fingerprints are kept for data this recent (national repair window 10 days, with margin).
     pub fingerprint_days: u32,
+    /// The clock rules wait while the engine is further behind the archive than this.
+    pub clock_max_lag: u64,
+}
+
+impl AlertSettings {
+    /// The engine's settings from the config: `[followers]`, and `[mqtt]` present or not.
+    pub fn from_config(config: &hj212_config::Config) -> Self {
+        Self {
+            db_path: config.data_dir().alerts(),
+            mqtt: config.mqtt.is_some(),
+            fingerprint_days: config.followers.alerts_fingerprint_days,
+            clock_max_lag: config.followers.alerts_clock_max_lag_records,
+        }
+    }
 }
 
 /// Opens the alerts database (checked at start, before serving).
@@ -43,6 +54,7 @@ pub struct AlertsFollower {
     /// Told the newest outbox sequence number (wakes the MQTT publisher).
     newest: watch::Sender<u64>,
     fingerprint_days: u32,
+    clock_max_lag: u64,
 }
 
 impl AlertsFollower {
@@ -58,7 +70,8 @@ impl AlertsFollower {
         newest: watch::Sender<u64>,
     ) -> Result<Self, AlertsError> {
         let processor = Processor::open(&settings.db_path, settings.mqtt, head)?;
-        Ok(Self { processor, rules, newest, fingerprint_days: settings.fingerprint_days })
+        let (fingerprint_days, clock_max_lag) = (settings.fingerprint_days, settings.clock_max_lag);
+        Ok(Self { processor, rules, newest, fingerprint_days, clock_max_lag })
     }
 
     fn published(&self, newest_outbox: u64) {
@@ -85,7 +98,7 @@ impl Follower for AlertsFollower {
     }
 
     fn tick(&mut self, now_ms: i64, behind: u64) -> Result<u64, FollowError> {
-        if behind > CATCH_UP_MARGIN {
+        if behind > self.clock_max_lag {
             return self.position();
         }
         let rules = self.rules.borrow().clone();

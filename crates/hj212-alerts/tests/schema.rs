@@ -130,7 +130,7 @@ async fn the_engine_goes_on_writing_to_a_first_release_database() {
     let config = hj212_config::from_str(CONFIG).unwrap();
     let (_rules_tx, rules) = tokio::sync::watch::channel(Arc::new(hj212_alerts::rules_map(&config)));
     let (newest, _newest_rx) = tokio::sync::watch::channel(0);
-    let alert_settings = AlertSettings { db_path: db.clone(), mqtt: true, fingerprint_days: 15 };
+    let alert_settings = AlertSettings { db_path: db.clone(), mqtt: true, fingerprint_days: 15, clock_max_lag: 10_000 };
     assert_eq!(hj212_alerts::applied_seq(&alert_settings).unwrap(), 3, "the first release's position");
     let status = Arc::new(FollowerStatus::at(3));
     let shutdown = CancellationToken::new();
@@ -179,7 +179,7 @@ fn alerts_of_a_later_release_are_refused_by_every_opener() {
     }
     assert!(SqliteOutbox::open(&db).unwrap_err().schema().is_some());
     assert!(query::open_read_only(&db).unwrap_err().schema().is_some());
-    let settings = AlertSettings { db_path: db.clone(), mqtt: false, fingerprint_days: 1 };
+    let settings = AlertSettings { db_path: db.clone(), mqtt: false, fingerprint_days: 1, clock_max_lag: 10_000 };
     assert!(hj212_alerts::applied_seq(&settings).unwrap_err().schema().is_some());
     assert_eq!(std::fs::read(&db).unwrap(), before, "nothing written");
 }

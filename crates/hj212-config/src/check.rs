@@ -60,6 +60,18 @@ pub fn check(config: &Config) -> Vec<Problem> {
         ("limits.archive_queue_bytes", limits.archive_queue_bytes),
         ("followers.batch_records", config.followers.batch_records),
         ("followers.tick_ms", usize::try_from(config.followers.tick_ms).unwrap_or(usize::MAX)),
+        (
+            "followers.store_degraded_lag_records",
+            usize::try_from(config.followers.store_degraded_lag_records).unwrap_or(usize::MAX),
+        ),
+        (
+            "followers.alerts_degraded_lag_records",
+            usize::try_from(config.followers.alerts_degraded_lag_records).unwrap_or(usize::MAX),
+        ),
+        (
+            "followers.alerts_clock_max_lag_records",
+            usize::try_from(config.followers.alerts_clock_max_lag_records).unwrap_or(usize::MAX),
+        ),
     ] {
         if value == 0 {
             problem(key, "must be at least 1".to_owned());
@@ -73,10 +85,14 @@ pub fn check(config: &Config) -> Vec<Problem> {
         ("archive.segment_max_age_secs", config.archive.segment_max_age_secs),
         ("archive.checkpoint_interval_secs", config.archive.checkpoint_interval_secs),
         ("followers.max_backoff_secs", config.followers.max_backoff_secs),
+        ("followers.failing_grace_secs", config.followers.failing_grace_secs),
     ] {
         if value == 0 {
             problem(key, "must be at least 1 second".to_owned());
         }
+    }
+    if config.followers.alerts_fingerprint_days == 0 {
+        problem("followers.alerts_fingerprint_days", "must be at least 1 day".to_owned());
     }
     if config.archive.segment_max_bytes < 64 * 1024 {
         problem(

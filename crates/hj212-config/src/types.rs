@@ -217,11 +217,33 @@ pub struct Followers {
     pub tick_ms: u64,
     /// A failing follower retries after 0.5 s, doubling up to this.
     pub max_backoff_secs: u64,
+    /// A follower failing this long makes `/readyz` 503 (the store, the alert engine) or
+    /// degraded (a sink).
+    pub failing_grace_secs: u64,
+    /// `/readyz` says degraded while the store is this many archive records behind.
+    pub store_degraded_lag_records: u64,
+    /// `/readyz` says degraded while the alert engine is this many archive records behind.
+    pub alerts_degraded_lag_records: u64,
+    /// The alert engine's clock rules (offline, record missing) wait while it is further behind
+    /// than this: a site is not offline because its frames are still queued in the archive.
+    pub alerts_clock_max_lag_records: u64,
+    /// A resent record is compared with the first copy (tamper alert) for data this recent;
+    /// loggers resend up to the national repair window of 10 days.
+    pub alerts_fingerprint_days: u32,
 }
 
 impl Default for Followers {
     fn default() -> Self {
-        Self { batch_records: 1000, tick_ms: 1000, max_backoff_secs: 30 }
+        Self {
+            batch_records: 1000,
+            tick_ms: 1000,
+            max_backoff_secs: 30,
+            failing_grace_secs: 10,
+            store_degraded_lag_records: 100_000,
+            alerts_degraded_lag_records: 10_000,
+            alerts_clock_max_lag_records: 10_000,
+            alerts_fingerprint_days: 40,
+        }
     }
 }
 

@@ -36,9 +36,6 @@ pub use serve::serve;
 use crate::error::{ApiQuery, NoParams};
 use crate::pool::QueryPool;
 
-/// A follower failing for this long makes the daemon not ready (a required one) or degraded.
-const FAILING_GRACE_MS: i64 = 10_000;
-
 /// What `/readyz` checks besides the archive.
 #[derive(Debug, Default)]
 pub struct Readiness {
@@ -48,6 +45,8 @@ pub struct Readiness {
     pub followers: Vec<Watched>,
     /// The MQTT publisher's status, when a broker is configured.
     pub mqtt: Option<tokio::sync::watch::Receiver<hj212_sink_mqtt::PublisherStatus>>,
+    /// A follower failing this long makes the daemon not ready (a required one) or degraded.
+    pub failing_grace: std::time::Duration,
 }
 
 /// A follower as `/readyz` sees it.
@@ -138,7 +137,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let now = hj212_archive::now_ms();
     for follower in &state.readiness.followers {
         let lag = durable.saturating_sub(follower.status.position());
-        match follower.status.failing().filter(|f| now - f.since_ms >= FAILING_GRACE_MS) {
+        let grace_ms = i64::try_from(state.readiness.failing_grace.as_millis()).unwrap_or(i64::MAX);
+        match follower.status.failing().filter(|f| now - f.since_ms >= grace_ms) {
             Some(failing) => {
                 let secs = (now - failing.since_ms) / 1000;
                 let line =

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::cursor::Cursor;
 use crate::metrics::SinkMetrics;
 use crate::points::append_points;
-use crate::writer::{Client, Endpoint, WriteError};
+use crate::writer::{Api, Client, Endpoint, WriteError};
 
 /// Requests in flight at once: encoding the next batch overlaps the database's work on
 /// the previous ones. The cursor still moves strictly in order.
@@ -46,6 +46,38 @@ pub struct Settings {
     pub batch_interval: Duration,
     /// (MN, name) of the configured sites, written once at start as `hj212_site` points.
     pub sites: Vec<(String, String)>,
+}
+
+impl Settings {
+    /// The one conversion from the config: `[influx]`, the token read, the data dir's files.
+    ///
+    /// # Errors
+    /// [`hj212_config::ConfigError::Io`] when the token file cannot be read.
+    pub fn from_config(
+        config: &hj212_config::Config,
+        influx: &hj212_config::Influx,
+    ) -> Result<Self, hj212_config::ConfigError> {
+        let api = match influx.api {
+            hj212_config::InfluxApi::V2 => Api::V2 { org: influx.org.clone(), bucket: influx.bucket.clone() },
+            hj212_config::InfluxApi::V1 => Api::V1 { db: influx.db.clone() },
+        };
+        let data_dir = config.data_dir();
+        Ok(Self {
+            endpoint: Endpoint {
+                base_url: influx.url.clone(),
+                api,
+                token: hj212_config::influx_token(config)?,
+                gzip: influx.gzip,
+                timeout: Duration::from_secs(influx.timeout_secs),
+            },
+            store_path: data_dir.store(),
+            cursor_path: data_dir.influx_cursor(),
+            dead_letter_path: data_dir.influx_dead_letter(),
+            batch_points: influx.batch_points,
+            batch_interval: Duration::from_millis(influx.batch_interval_ms),
+            sites: config.sites.iter().map(|s| (s.mn.clone(), s.name.clone())).collect(),
+        })
+    }
 }
 
 /// The time-series sink, fed by the follower runtime; its writes run on `runtime`.

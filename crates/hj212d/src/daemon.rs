@@ -72,7 +72,7 @@ impl Daemon {
         let (listener, http_listener) = bind(&config).await?;
         let prometheus = observe::prometheus();
         let store = Store::open(&data_dir.store())?;
-        let alert_settings = spawn::alert_settings(&config);
+        let alert_settings = hj212_alerts::AlertSettings::from_config(&config);
         let positions = Positions {
             store: store.applied_seq()?,
             alerts: hj212_alerts::applied_seq(&alert_settings)?,
@@ -91,7 +91,10 @@ impl Daemon {
             archive: &archive,
             settings: &settings,
             shutdown: &feed_shutdown,
-            readiness: Readiness::default(),
+            readiness: Readiness {
+                failing_grace: Duration::from_secs(config.followers.failing_grace_secs),
+                ..Readiness::default()
+            },
         };
         let (feed, store_status) = followers.store(store, positions.store)?;
         let influx = followers.influx(positions.influx, store_status)?;

@@ -16,24 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// The store is reported degraded from this many archive records behind.
-const STORE_DEGRADED_LAG: u64 = 100_000;
-/// The alert engine is reported degraded from this many archive records behind.
-const ALERTS_DEGRADED_LAG: u64 = 10_000;
-/// Tamper fingerprints are kept this long (national repair window of 10 days, with margin).
-const FINGERPRINT_DAYS: u32 = 40;
-
 /// A follower's thread (see `hj212_follow::spawn`).
 pub(crate) type FollowerThread = std::thread::JoinHandle<Result<(), hj212_follow::FollowError>>;
-
-/// The alert engine's settings for this data directory.
-pub(crate) fn alert_settings(config: &Config) -> hj212_alerts::AlertSettings {
-    hj212_alerts::AlertSettings {
-        db_path: config.data_dir().alerts(),
-        mqtt: config.mqtt.is_some(),
-        fingerprint_days: FINGERPRINT_DAYS,
-    }
-}
 
 /// What every follower is started with.
 pub(crate) struct Followers<'a> {
@@ -102,7 +86,7 @@ impl Followers<'_> {
             name: "store",
             position,
             required: true,
-            degraded_lag: STORE_DEGRADED_LAG,
+            degraded_lag: self.config.followers.store_degraded_lag_records,
             max_backoff: self.max_backoff(),
             after: None,
         };
@@ -116,7 +100,7 @@ impl Followers<'_> {
         store: Arc<FollowerStatus>,
     ) -> anyhow::Result<Option<FollowerThread>> {
         let Some(influx) = &self.config.influx else { return Ok(None) };
-        let sink = influx_settings(self.config, influx)?;
+        let sink = hj212_sink_influx::Settings::from_config(self.config, influx)?;
         let follower = hj212_sink_influx::InfluxFollower::open(sink, tokio::runtime::Handle::current())
             .map_err(|e| anyhow::anyhow!(e))
             .context("influx")?;
@@ -154,7 +138,7 @@ impl Followers<'_> {
             name: "alerts",
             position,
             required: true,
-            degraded_lag: ALERTS_DEGRADED_LAG,
+            degraded_lag: self.config.followers.alerts_degraded_lag_records,
             max_backoff: self.max_backoff(),
             after: None,
         };
@@ -166,31 +150,6 @@ impl Followers<'_> {
     pub(crate) fn watched(&self) -> Vec<(&'static str, Arc<FollowerStatus>)> {
         self.readiness.followers.iter().map(|w| (w.name, w.status.clone())).collect()
     }
-}
-
-fn influx_settings(config: &Config, influx: &hj212_config::Influx) -> anyhow::Result<hj212_sink_influx::Settings> {
-    use hj212_sink_influx::{Api, Endpoint};
-    let token = hj212_config::influx_token(config)?;
-    let api = match influx.api {
-        hj212_config::InfluxApi::V2 => Api::V2 { org: influx.org.clone(), bucket: influx.bucket.clone() },
-        hj212_config::InfluxApi::V1 => Api::V1 { db: influx.db.clone() },
-    };
-    let data_dir = config.data_dir();
-    Ok(hj212_sink_influx::Settings {
-        endpoint: Endpoint {
-            base_url: influx.url.clone(),
-            api,
-            token,
-            gzip: influx.gzip,
-            timeout: Duration::from_secs(influx.timeout_secs),
-        },
-        store_path: data_dir.store(),
-        cursor_path: data_dir.influx_cursor(),
-        dead_letter_path: data_dir.influx_dead_letter(),
-        batch_points: influx.batch_points,
-        batch_interval: Duration::from_millis(influx.batch_interval_ms),
-        sites: config.sites.iter().map(|s| (s.mn.clone(), s.name.clone())).collect(),
-    })
 }
 
 /// The alert engine and, with a broker configured, the MQTT publisher.
