@@ -14,7 +14,19 @@ pub(crate) fn check_host(config: &Config, problem: &mut impl FnMut(&str, String)
     if let Some(message) = data_dir_problem(&config.server.data_dir) {
         problem("server.data_dir", message);
     }
-    if let Some(message) = signing_key_problem(&crate::signing_key_path(config)) {
+    let signing_key = crate::signing_key_path(config);
+    if config.archive.signing_key_file.is_some() && !signing_key.exists() {
+        // Never invent a key where the operator pointed: a mistyped path would sign with a key
+        // no auditor holds. Only the default in data_dir is created.
+        problem(
+            "archive.signing_key_file",
+            format!(
+                "{} does not exist: make it with `hj212d generate-signing-key {}` and give the .pub file to auditors",
+                signing_key.display(),
+                signing_key.display()
+            ),
+        );
+    } else if let Some(message) = signing_key_problem(&signing_key) {
         problem("archive.signing_key_file", message);
     }
     for (key, addr) in [("server.listen", config.server.listen), ("server.http_listen", config.server.http_listen)] {
@@ -56,8 +68,8 @@ fn data_dir_problem(dir: &Path) -> Option<String> {
     })
 }
 
-/// The checkpoint signing key: readable if it exists; else the daemon creates it (and its
-/// folder), so the nearest existing folder must take a new file.
+/// The checkpoint signing key: readable if it exists; else the daemon creates the default one
+/// (and its folder), so the nearest existing folder must take a new file.
 fn signing_key_problem(path: &Path) -> Option<String> {
     if path.exists() {
         return unreadable(path);

@@ -4,8 +4,12 @@ use std::path::PathBuf;
 
 use hj212_config::{Config, CrcSetting, check, default_toml, from_str, load};
 
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn sample_configs() -> Vec<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root();
     let mut files = Vec::new();
     for dir in ["config", "deploy"] {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
@@ -28,7 +32,14 @@ fn every_sample_config_loads_and_checks_clean() {
     assert!(!files.is_empty(), "config/ has sample configs");
     for path in files {
         let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(check(&config), [], "{}", path.display());
+        let mut problems = check(&config);
+        // deploy/hj212d.toml names the key the package's postinst makes; on a host without it
+        // that is the one problem expected.
+        let installed_key = std::path::Path::new("/etc/hj212d/archive-signing.key");
+        if path.starts_with(root().join("deploy")) && !installed_key.exists() {
+            problems.retain(|p| !(p.key == "archive.signing_key_file" && p.message.contains("does not exist")));
+        }
+        assert_eq!(problems, [], "{}", path.display());
     }
 }
 

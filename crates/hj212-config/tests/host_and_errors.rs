@@ -130,3 +130,26 @@ fn secret_files_must_be_readable_not_only_present() {
     assert!(problems.iter().any(|p| p.starts_with(&format!("mqtt.password_file: {is_dir}"))), "{problems:?}");
     assert!(problems.iter().any(|p| p.starts_with("mqtt.ca_file: cannot read ")), "{problems:?}");
 }
+
+#[test]
+fn a_configured_signing_key_must_exist_and_only_the_default_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let text = |table: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{table}",
+            data_dir.display()
+        )
+    };
+    let mut config = from_str(&text("")).unwrap();
+    config.source = Some(dir.path().join("hj212d.toml"));
+    assert!(messages(&config).is_empty(), "the default key is created at start: {:?}", messages(&config));
+
+    let mut config = from_str(&text("[archive]\nsigning_key_file = \"no/such/folder/signing.key\"\n")).unwrap();
+    config.source = Some(dir.path().join("hj212d.toml"));
+    let problems = messages(&config);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("archive.signing_key_file: "), "{problems:?}");
+    assert!(problems[0].contains("does not exist: make it with `hj212d generate-signing-key"), "{problems:?}");
+    assert!(!dir.path().join("no").exists(), "the check creates nothing");
+}
