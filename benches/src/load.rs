@@ -120,6 +120,9 @@ pub struct Run {
     pub duration: Duration,
     /// Total offered frames per second, or `None` for as fast as acknowledgements allow.
     pub rate: Option<u64>,
+    /// Seconds of DataTime the runs before this one used per connection: a later run starts
+    /// below them, so that its frames are not duplicates of theirs.
+    pub first_second: u64,
 }
 
 /// What a run measured.
@@ -156,20 +159,33 @@ impl Outcome {
     }
 }
 
-/// Frame `n` of connection `c`: a unique QN and DataTime (so nothing is a duplicate).
-fn frame(c: usize, n: u64) -> Vec<u8> {
+/// Days between the DataTimes of two connections that speak for the same site.
+const ROUND_DAYS: i64 = 30;
+
+/// Frame `n` of connection `c`: six readings at a DataTime of its own, one second before the
+/// previous frame's, going back from `newest_ms` (nothing is a duplicate, nothing is dated in
+/// the future, and every frame adds rows to the store).
+fn frame(c: usize, n: u64, newest_ms: i64) -> Vec<u8> {
     let site = mn(c % SITES);
-    let (c, n) = (i64::try_from(c).unwrap_or(0), i64::try_from(n).unwrap_or(0));
-    let time = BeijingTime::from_unix_millis(1_767_225_600_000 + c * 100_000_000_000 + n * 1000);
+    let round = i64::try_from(c / SITES).unwrap_or(0);
+    let n = i64::try_from(n).unwrap_or(0);
+    let time = BeijingTime::from_unix_millis(newest_ms - round * ROUND_DAYS * 86_400_000 - n * 1000);
     let segment = format!(
         "QN={};ST=31;CN=2011;PW={PASSWORD};MN={};Flag=5;CP=&&DataTime={};a21026-Rtd={}.25,a21026-Flag=N;\
-         a21002-Rtd=48.1,a21002-Flag=N;a34013-Rtd=10.5,a34013-Flag=N;a19001-Rtd=9.8,a19001-Flag=N&&",
+         a21002-Rtd=48.1,a21002-Flag=N;a34013-Rtd=10.5,a34013-Flag=N;a19001-Rtd=9.8,a19001-Flag=N;\
+         a01012-Rtd=135.2,a01012-Flag=N;a01011-Rtd=12.4,a01011-Flag=N&&",
         time.to_qn_string(),
         site,
         time.to_seconds_string(),
         n % 100
     );
     encode::frame(segment.as_bytes()).expect("fits")
+}
+
+/// The newest DataTime a run sends: a minute ago, on a whole second.
+fn newest_data_time() -> i64 {
+    let now = i64::try_from(std::time::SystemTime::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_millis())).unwrap_or(0);
+    (now - 60_000) / 1000 * 1000
 }
 
 /// Drives `run.connections` loggers against `addr` and measures acknowledgements.
@@ -181,7 +197,9 @@ pub async fn drive(addr: SocketAddr, run: &Run) -> Outcome {
     let stop = started + run.duration;
     // Each logger offers rate / connections frames per second.
     let pacing = run.rate.map(|rate| (rate, run.connections as u64));
-    let tasks: Vec<_> = (0..run.connections).map(|c| tokio::spawn(logger(addr, c, run.window, stop, pacing))).collect();
+    let newest = newest_data_time() - i64::try_from(run.first_second).unwrap_or(0) * 1000;
+    let tasks: Vec<_> =
+        (0..run.connections).map(|c| tokio::spawn(logger(addr, c, run.window, stop, pacing, newest))).collect();
     let mut outcome = Outcome::default();
     for task in tasks {
         let (acked, latencies) = task.await.expect("logger task");
@@ -200,6 +218,7 @@ async fn logger(
     window: usize,
     stop: Instant,
     pacing: Option<(u64, u64)>,
+    newest_ms: i64,
 ) -> (u64, Vec<u32>) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).expect("nodelay");
@@ -216,7 +235,7 @@ async fn logger(
         let due =
             pacing.map_or(u64::MAX, |(rate, loggers)| elapsed_us.saturating_mul(rate) / (loggers * 1_000_000) + 1);
         while now < stop && in_flight.len() < window && sent < due {
-            out.extend_from_slice(&frame(c, sent));
+            out.extend_from_slice(&frame(c, sent, newest_ms));
             in_flight.push_back(Instant::now());
             sent += 1;
         }
@@ -258,7 +277,7 @@ pub async fn hold_idle(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
             eprintln!("stopped at {c} idle connections (open-file limit?)");
             break;
         };
-        stream.write_all(&frame(1_000 + c, 0)).await.expect("write");
+        stream.write_all(&frame(1_000 + c, 0, newest_data_time())).await.expect("write");
         let mut buf = [0u8; 256];
         let _ = stream.read(&mut buf).await;
         streams.push(stream);

@@ -41,10 +41,7 @@ struct Peaks {
 }
 
 fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    hj212_benches::followers::metric(text, series).unwrap_or(0.0)
 }
 
 fn metrics(daemon: &Daemon) -> String {

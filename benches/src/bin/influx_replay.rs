@@ -107,6 +107,7 @@ fn main() {
             tick: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
             after: None,
+            shared: None,
         };
         let thread = hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status.clone(), shutdown.clone())
             .expect("runner");

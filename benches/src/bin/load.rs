@@ -1,14 +1,20 @@
-//! End-to-end load benchmark: starts `hj212d` (release build, fsync on, embedded store) on
-//! loopback and drives it with data-logger connections that wait for every 9014.
+//! End-to-end load benchmark: starts `hj212d` (release build, fsync on, embedded store, the
+//! alert engine with limits on every site, optionally the Influx sink to a VictoriaMetrics on
+//! loopback) and drives it with data-logger connections that wait for every 9014.
 //!
-//! Run: `scripts/bench-load` (builds, raises the open-file limit, runs all three parts), or
-//! `target/release/load --daemon target/release/hj212d [--connections N] [--seconds S] [--rate R] [--idle N]`.
+//! It reports **sustained** throughput: frames acknowledged divided by the time until every
+//! follower (store, alert engine, sink) had applied them all, with each follower's peak lag,
+//! its lag when the load stopped, the catch-up time and the daemon's peak memory.
+//!
+//! Run: `scripts/bench-load` (builds, raises the open-file limit, runs every part), or
+//! `target/release/load --daemon target/release/hj212d [--connections N] [--seconds S] [--influx] ...`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use hj212_benches::followers::{Sampler, catch_up};
 use hj212_benches::load::{Daemon, Run, drive, hold_idle};
 
 #[derive(Debug, Parser)]
@@ -22,38 +28,56 @@ struct Args {
     /// Frames each connection keeps in flight (sent, not yet acknowledged).
     #[arg(long, default_value_t = 16)]
     window: usize,
-    /// Duration of each timed run (0 skips the throughput and latency runs).
-    #[arg(long, default_value_t = 10)]
+    /// Duration of the sustained run, as fast as acknowledgements allow (0 skips it).
+    #[arg(long, default_value_t = 60)]
     seconds: u64,
-    /// Offered rate (frames/s) for the latency run; 0 skips it, default half the measured maximum.
+    /// How long the followers may take to catch up after it before the run counts as not sustained.
+    #[arg(long, default_value_t = 300)]
+    catch_up_limit: u64,
+    /// Duration of the paced latency run (0 skips it).
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
+    /// Offered rate (frames/s) of the latency run; default half the sustained rate.
     #[arg(long)]
     rate: Option<u64>,
     /// Idle connections for the memory run; 0 skips it.
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
+    /// Also run the Influx sink, writing to a VictoriaMetrics started on loopback.
+    #[arg(long)]
+    influx: bool,
 }
+
+/// Limits on every site, far above the values sent: the alert engine checks each reading.
+const SITE_LIMITS: &str = "[[sites.limits]]\nfactor = \"a21026\"\nmax = 1000.0\n\
+                           [[sites.limits]]\nfactor = \"a21002\"\nmax = 1000.0\n";
 
 fn main() {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let vm = args.influx.then(test_support::VictoriaMetrics::start);
+    let extra = vm.as_ref().map_or_else(String::new, |vm| {
+        format!("[influx]\nurl = \"{}\"\norg = \"bench\"\nbucket = \"hj212\"\ngzip = false\n", vm.url())
+    });
     runtime.block_on(async {
-        let daemon = Daemon::start(&args.daemon, args.connections.max(args.idle) + 64).await;
-        println!("hj212d {} (pid {}), data on {}", daemon.addr, daemon.pid(), daemon.data_dir().display());
-        let duration = Duration::from_secs(args.seconds);
+        let max_connections = args.connections.max(args.idle) + 64;
+        let daemon = Daemon::start_with(&args.daemon, max_connections, &extra, SITE_LIMITS).await;
+        let followers = if args.influx { "store, alert engine, Influx sink" } else { "store, alert engine" };
+        println!("hj212d {} (pid {}), followers: {followers}", daemon.addr, daemon.pid());
         let mut rate = args.rate.unwrap_or(0);
         if args.seconds > 0 {
-            let max =
-                drive(daemon.addr, &Run { connections: args.connections, window: args.window, duration, rate: None })
-                    .await;
-            println!("max throughput: {}", max.summary());
-            rate = args.rate.unwrap_or(max.per_second() / 2);
+            let sustained = sustained(&daemon, &args).await;
+            rate = args.rate.unwrap_or(sustained / 2);
         }
-        if rate > 0 && args.seconds > 0 {
-            let paced = drive(
-                daemon.addr,
-                &Run { connections: args.connections, window: args.window, duration, rate: Some(rate) },
-            )
-            .await;
+        if rate > 0 && args.latency_seconds > 0 {
+            let run = Run {
+                connections: args.connections,
+                window: args.window,
+                duration: Duration::from_secs(args.latency_seconds),
+                rate: Some(rate),
+                first_second: 10_000_000,
+            };
+            let paced = drive(daemon.addr, &run).await;
             println!("at {rate} frames/s offered: {}", paced.summary());
         }
         if args.idle > 0 {
@@ -61,6 +85,40 @@ fn main() {
         }
         daemon.stop();
     });
+}
+
+/// The sustained run; returns its sustained rate (0 when the followers did not catch up).
+async fn sustained(daemon: &Daemon, args: &Args) -> u64 {
+    let sampler = Sampler::start(daemon.http, daemon.pid());
+    let run = Run {
+        connections: args.connections,
+        window: args.window,
+        duration: Duration::from_secs(args.seconds),
+        rate: None,
+        first_second: 0,
+    };
+    let acked = drive(daemon.addr, &run).await;
+    let caught = catch_up(daemon.http, Duration::from_secs(args.catch_up_limit)).await;
+    let peaks = sampler.finish().await;
+    println!("acknowledged: {}", acked.summary());
+    println!(
+        "followers (lag in records, peak/at the end of the load): {}; caught up {} after the load",
+        caught.describe(&peaks),
+        if caught.complete { format!("{:.1} s", caught.took.as_secs_f64()) } else { "NOT within the limit".into() },
+    );
+    let whole = acked.elapsed + caught.took;
+    let rate = if caught.complete {
+        u64::try_from(u128::from(acked.acked) * 1000 / whole.as_millis().max(1)).unwrap_or(u64::MAX)
+    } else {
+        0
+    };
+    println!(
+        "sustained: {} frames applied by every follower in {:.1} s = {rate} frames/s; daemon peak RSS {} MiB",
+        acked.acked,
+        whole.as_secs_f64(),
+        peaks.rss >> 20
+    );
+    rate
 }
 
 async fn idle_memory(daemon: &Daemon, addr: SocketAddr, count: usize) {

@@ -141,6 +141,7 @@ async fn the_engine_goes_on_writing_to_a_first_release_database() {
         tick: Duration::from_secs(3600),
         max_backoff: Duration::from_secs(1),
         after: None,
+        shared: None,
     };
     let engine =
         hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();

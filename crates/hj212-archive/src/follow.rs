@@ -7,6 +7,21 @@ use std::path::{Path, PathBuf};
 use crate::format::{HEADER_LEN, Hash, Record};
 use crate::segment::{self, SegmentReader, list_segments};
 
+/// Where a cursor stands: another cursor resumed from it reads on from the same byte, with
+/// the same chain hash, without searching its segment again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bookmark {
+    next_seq: u64,
+    position: Option<(PathBuf, u64, Hash)>,
+}
+
+impl Bookmark {
+    /// The sequence number a cursor resumed here reads next.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+}
+
 /// A cursor over the archive.
 #[derive(Debug)]
 pub struct Follower {
@@ -20,6 +35,16 @@ impl Follower {
     /// A cursor that will return records from `next_seq` on.
     pub fn new(dir: &Path, next_seq: u64) -> Self {
         Self { dir: dir.to_path_buf(), next_seq, position: None }
+    }
+
+    /// A cursor that reads on where `bookmark` (taken in the same archive) stands.
+    pub fn resume(dir: &Path, bookmark: Bookmark) -> Self {
+        Self { dir: dir.to_path_buf(), next_seq: bookmark.next_seq, position: bookmark.position }
+    }
+
+    /// Where this cursor stands.
+    pub fn bookmark(&self) -> Bookmark {
+        Bookmark { next_seq: self.next_seq, position: self.position.clone() }
     }
 
     /// The archive directory being followed.

@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 pub use checkpoint::{Checkpoint, SignedHead};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use follow::{Follower, read_backwards};
+pub use follow::{Bookmark, Follower, read_backwards};
 pub use format::{Hash, Kind, MAX_DATA, NewRecord, Record, RecordError, Verdict, flags};
 pub use recover::Recovery;
 pub use segment::{list_segments, segment_name};

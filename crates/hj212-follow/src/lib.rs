@@ -7,9 +7,10 @@
 pub mod meaning;
 mod report;
 mod runner;
+mod shared;
 mod source;
 
 pub use meaning::{Factor, Field, Interpreted, MarkRequest, Meaning, Upload, identity};
 pub use report::{FOLLOWER_FAILING, FOLLOWER_LAG, FOLLOWER_LAG_SECONDS, describe, report};
 pub use runner::{FollowError, Follower, RunnerSettings, spawn};
-pub use source::Source;
+pub use shared::{Batch, SharedTail};

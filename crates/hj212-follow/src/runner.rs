@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Interpreted;
+use crate::shared::SharedTail;
 use crate::source::Source;
 
 /// Whatever a follower's storage or sink reports; the runner logs it, shows it in the status
@@ -76,6 +77,8 @@ pub struct RunnerSettings {
     /// Feed only records this other follower has applied (a sink that shows what the store
     /// keeps); `None`: everything durable.
     pub after: Option<Arc<FollowerStatus>>,
+    /// Batches the daemon's followers share, so that a record is read and parsed once.
+    pub shared: Option<Arc<SharedTail>>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -148,7 +151,7 @@ impl Runner {
                 }
                 Ok(position) => self.status.moved(position),
                 Err(error) => match self.retry(&*error) {
-                    Some(resume) => source = Source::new(&self.settings.archive_dir, resume + 1),
+                    Some(resume) => source = self.source(resume + 1),
                     None => return Err(error),
                 },
             }
@@ -161,7 +164,7 @@ impl Runner {
             match self.follower.position() {
                 Ok(position) => {
                     self.status.applied(position);
-                    return Ok(Source::new(&self.settings.archive_dir, position + 1));
+                    return Ok(self.source(position + 1));
                 }
                 Err(error) => {
                     if self.retry_pause(&*error) {
@@ -170,6 +173,10 @@ impl Runner {
                 }
             }
         }
+    }
+
+    fn source(&self, next_seq: u64) -> Source {
+        Source::sharing(&self.settings.archive_dir, next_seq, self.settings.shared.clone())
     }
 
     /// After a failure: pause (the status shows it), then recover; `None` when stopping.

@@ -1,25 +1,31 @@
-//! Where followers read durable records from, with their meaning.
+//! Where followers read durable records from, with their meaning: the batches another follower
+//! already read (see [`SharedTail`]), else the archive.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hj212_archive::Follower as Reader;
 
 use crate::Interpreted;
+use crate::shared::{Batch, SharedTail};
 
 /// Durable records in order from a sequence number, each with its meaning.
 #[derive(Debug)]
-pub struct Source {
+pub(crate) struct Source {
+    dir: PathBuf,
     reader: Reader,
+    shared: Option<Arc<SharedTail>>,
 }
 
 impl Source {
-    /// Records from `next_seq` on.
-    pub fn new(archive_dir: &Path, next_seq: u64) -> Self {
-        Self { reader: Reader::new(archive_dir, next_seq) }
+    /// Records from `next_seq` on, taken from `shared` where another follower read them
+    /// (`None`: from the archive only).
+    pub(crate) fn sharing(archive_dir: &Path, next_seq: u64, shared: Option<Arc<SharedTail>>) -> Self {
+        Self { dir: archive_dir.to_path_buf(), reader: Reader::new(archive_dir, next_seq), shared }
     }
 
     /// The sequence number the next record will have.
-    pub fn next_seq(&self) -> u64 {
+    pub(crate) fn next_seq(&self) -> u64 {
         self.reader.next_seq()
     }
 
@@ -27,7 +33,17 @@ impl Source {
     ///
     /// # Errors
     /// I/O errors, or a record that does not verify.
-    pub fn read(&mut self, durable: u64, limit: usize) -> std::io::Result<Vec<Interpreted>> {
-        Ok(Interpreted::all(self.reader.read(durable, limit)?))
+    pub(crate) fn read(&mut self, durable: u64, limit: usize) -> std::io::Result<Batch> {
+        let next_seq = self.reader.next_seq();
+        if let Some(batch) = self.shared.as_ref().and_then(|shared| shared.take(next_seq, durable, limit)) {
+            self.reader = Reader::resume(&self.dir, batch.end().clone());
+            return Ok(batch);
+        }
+        let records = Interpreted::all(self.reader.read(durable, limit)?);
+        let batch = Batch::whole(records, self.reader.bookmark());
+        if let Some(shared) = &self.shared {
+            shared.keep(&batch);
+        }
+        Ok(batch)
     }
 }

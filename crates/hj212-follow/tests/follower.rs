@@ -66,6 +66,7 @@ async fn run(dir: &Path, range: std::ops::Range<u64>) {
         tick: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
         after: None,
+        shared: None,
     };
     let ledger = Box::new(Ledger { path: dir.join("ledger") });
     let thread = hj212_follow::spawn(ledger, runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();
@@ -90,4 +91,75 @@ async fn a_new_follower_sees_every_durable_record_once_across_a_restart() {
     let seen: Vec<u64> =
         std::fs::read_to_string(dir.path().join("ledger")).unwrap().lines().map(|l| l.parse().unwrap()).collect();
     assert_eq!(seen, (1..=250).collect::<Vec<u64>>());
+}
+
+/// Records where each batch's first record lay in memory, by sequence number.
+type Seen = Arc<std::sync::Mutex<Vec<(u64, usize)>>>;
+
+/// A follower that notes where each batch it is fed lies in memory.
+struct Noting {
+    name: &'static str,
+    seen: Seen,
+    position: u64,
+}
+
+impl Follower for Noting {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn position(&mut self) -> Result<u64, FollowError> {
+        Ok(self.position)
+    }
+
+    fn apply(&mut self, records: &[Interpreted]) -> Result<u64, FollowError> {
+        for archived in records {
+            assert_eq!(archived.record.seq, self.position + 1, "in order, each once");
+            self.position = archived.record.seq;
+        }
+        self.seen.lock().unwrap().push((records[0].record.seq, std::ptr::from_ref(&records[0]) as usize));
+        Ok(self.position)
+    }
+}
+
+#[tokio::test]
+async fn followers_at_the_same_position_share_one_read_of_each_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, writer, _) = Archive::open(settings(dir.path()), Arc::new(NoObserver)).unwrap();
+    let shared = Arc::new(hj212_follow::SharedTail::new(64));
+    let shutdown = CancellationToken::new();
+    let mut running = Vec::new();
+    for name in ["first", "second"] {
+        let runner = RunnerSettings {
+            archive_dir: dir.path().join("archive"),
+            batch: 16,
+            tick: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(1),
+            after: None,
+            shared: Some(shared.clone()),
+        };
+        let (seen, status) = (Seen::default(), Arc::new(FollowerStatus::default()));
+        let follower = Box::new(Noting { name, seen: seen.clone(), position: 0 });
+        let thread =
+            hj212_follow::spawn(follower, runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();
+        running.push((thread, status, seen));
+    }
+    let mut last = 0;
+    for i in 0..400 {
+        last = archive.append(frame(i)).await.unwrap();
+    }
+    while running.iter().any(|(_, status, _)| status.position() < last) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    let mut batches = Vec::new();
+    for (thread, status, seen) in running {
+        thread.join().unwrap().unwrap();
+        assert_eq!(status.position(), last, "every record applied");
+        batches.push(std::mem::take(&mut *seen.lock().unwrap()));
+    }
+    let shared_batches = batches[0].iter().filter(|batch| batches[1].contains(batch)).count();
+    assert!(shared_batches > 0, "none of {} batches was read once for both followers", batches[0].len());
+    drop(archive);
+    writer.join();
 }

@@ -25,6 +25,8 @@ use crate::open::{self, Positions, event};
 use crate::{EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_TEMPFAIL};
 use crate::{observe, spawn};
 
+/// Batches of `[followers] batch_records` kept for the followers to share.
+const SHARED_BATCHES: usize = 4;
 /// How long connections get to finish their frames after a stop signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -95,6 +97,7 @@ impl Daemon {
                 failing_grace: Duration::from_secs(config.followers.failing_grace_secs),
                 ..Readiness::default()
             },
+            shared: Arc::new(hj212_follow::SharedTail::new(config.followers.batch_records * SHARED_BATCHES)),
         };
         let (feed, store_status) = followers.store(store, positions.store)?;
         let influx = followers.influx(positions.influx, store_status)?;

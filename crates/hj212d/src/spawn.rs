@@ -27,6 +27,8 @@ pub(crate) struct Followers<'a> {
     /// Cancelled once the last record is archived: followers feed what is durable, then stop.
     pub shutdown: &'a CancellationToken,
     pub readiness: Readiness,
+    /// Batches read once and fed to every follower at the same position.
+    pub shared: Arc<hj212_follow::SharedTail>,
 }
 
 /// How one follower shows in `/readyz` and where it starts.
@@ -61,6 +63,7 @@ impl Followers<'_> {
             tick: Duration::from_millis(followers.tick_ms),
             max_backoff: start.max_backoff,
             after: start.after,
+            shared: Some(self.shared.clone()),
         };
         let thread =
             hj212_follow::spawn(follower, runner, self.archive.durable(), status.clone(), self.shutdown.clone())?;
