@@ -2,16 +2,16 @@
 //! VictoriaMetrics on loopback) fed by `hj212-sim` stations on the same machine.
 //!
 //! Reports acknowledged frames/s, the daemon's ack latency (p50/p99 from its histogram),
-//! connections held, RSS growth per connection, archive bytes per frame and the sink's lag.
+//! connections held, RSS growth per connection, archive bytes per frame, every follower's lag
+//! and catch-up, and the sustained rate (frames applied by every follower ÷ time until then).
 //! Run: `scripts/bench-e2e [--stations N] [--hours H] [--window W]` (writes benches/results/e2e.md).
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hj212_benches::load::{Daemon, rss_of};
+use hj212_benches::followers::{Sampler, catch_up};
+use hj212_benches::load::Daemon;
 use hj212_sim::{Options, Simulation};
 
 #[derive(Debug, Parser)]
@@ -32,20 +32,12 @@ struct Args {
     out: Option<PathBuf>,
 }
 
-/// Peaks seen while the stations send.
-#[derive(Debug, Default)]
-struct Peaks {
-    rss: AtomicU64,
-    connections: AtomicU64,
-    sink_lag: AtomicU64,
-}
-
 fn metric(text: &str, series: &str) -> f64 {
     hj212_benches::followers::metric(text, series).unwrap_or(0.0)
 }
 
 fn metrics(daemon: &Daemon) -> String {
-    test_support::http(daemon.http, "GET", "/metrics").1
+    hj212_benches::followers::scrape(daemon.http)
 }
 
 /// The upper bound of the histogram bucket holding quantile `q` (Prometheus text format).
@@ -85,43 +77,19 @@ fn main() {
         let daemon = Daemon::start_config(&args.daemon, args.stations + 64, &extra, &sites).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss_before = daemon.rss_bytes();
-        let (peaks, done) = (Arc::new(Peaks::default()), Arc::new(AtomicBool::new(false)));
-        let sampler = {
-            let (peaks, done, http, pid) = (peaks.clone(), done.clone(), daemon.http, daemon.pid());
-            tokio::task::spawn_blocking(move || {
-                while !done.load(Ordering::Relaxed) {
-                    let text = test_support::http(http, "GET", "/metrics").1;
-                    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "gauges of counts")]
-                    {
-                        peaks
-                            .connections
-                            .fetch_max(metric(&text, "hj212_connections_active") as u64, Ordering::Relaxed);
-                        peaks.sink_lag.fetch_max(metric(&text, r#"hj212_follower_lag_records{follower="influx"}"#) as u64, Ordering::Relaxed);
-                    }
-                    peaks.rss.fetch_max(rss_of(pid), Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            })
-        };
+        let sampler = Sampler::start(daemon.http, daemon.pid());
         let started = Instant::now();
         let summary = hj212_sim::run(&sim, daemon.addr).await;
         let elapsed = started.elapsed();
-        done.store(true, Ordering::Relaxed);
-        sampler.await.expect("sampler");
-        // The sink's catch-up after the last frame.
-        let drain_started = Instant::now();
-        while metric(&metrics(&daemon), r#"hj212_follower_lag_records{follower="influx"}"#) > 0.0
-            && drain_started.elapsed() < Duration::from_secs(300)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let drained = drain_started.elapsed();
+        let caught = catch_up(daemon.http, Duration::from_secs(300)).await;
+        let peaks = sampler.finish().await;
         let text = metrics(&daemon);
         let acked = summary.totals.acked;
         let accepted = metric(&text, r#"hj212_ingest_frames_total{outcome="accepted"}"#);
         let archive_bytes = metric(&text, "hj212_archive_written_bytes_total");
-        let peak_rss = peaks.rss.load(Ordering::Relaxed);
-        let connections = peaks.connections.load(Ordering::Relaxed);
+        let (peak_rss, connections) = (peaks.rss, peaks.connections);
+        let whole = elapsed + caught.took;
+        let sustained = if caught.complete { format!("{:.0} frames/s", acked as f64 / whole.as_secs_f64()) } else { "not reached".into() };
         let ms = |q| {
             quantile(&text, "hj212_ingest_ack_latency_seconds", q)
                 .map_or("n/a".to_owned(), |s| format!("≤ {} ms", s * 1000.0))
@@ -134,7 +102,9 @@ fn main() {
              | connections held at once | {connections} |\n\
              | daemon RSS growth under load ÷ connections (queues and caches included) | {:.1} KB ({} → {} MB) |\n\
              | archive bytes per accepted frame (frame, verdict, hash chain, replies) | {:.0} B |\n\
-             | Influx sink lag (peak) / caught up after the last frame | {} records / {:.1} s |\n",
+             | followers' lag in records (peak/at the last frame) | {} |\n\
+             | every follower caught up after the last frame | {} |\n\
+             | sustained: frames applied by every follower ÷ time until the last was applied | **{sustained}** |\n",
             args.stations,
             args.hours,
             args.window,
@@ -148,8 +118,8 @@ fn main() {
             rss_before / 1_000_000,
             peak_rss / 1_000_000,
             archive_bytes / accepted.max(1.0),
-            peaks.sink_lag.load(Ordering::Relaxed),
-            drained.as_secs_f64(),
+            caught.describe(&peaks),
+            if caught.complete { format!("{:.1} s", caught.took.as_secs_f64()) } else { "NOT within 300 s".into() },
         );
         print!("{table}");
         if let Some(out) = &args.out {

@@ -108,6 +108,7 @@ fn main() {
             max_backoff: Duration::from_secs(5),
             after: None,
             shared: None,
+            nice: 0,
         };
         let thread = hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status.clone(), shutdown.clone())
             .expect("runner");

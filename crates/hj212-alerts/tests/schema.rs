@@ -142,6 +142,7 @@ async fn the_engine_goes_on_writing_to_a_first_release_database() {
         max_backoff: Duration::from_secs(1),
         after: None,
         shared: None,
+        nice: 0,
     };
     let engine =
         hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();

@@ -91,6 +91,12 @@ pub fn check(config: &Config) -> Vec<Problem> {
             problem(key, "must be at least 1 second".to_owned());
         }
     }
+    if !(0..=19).contains(&config.followers.nice) {
+        problem(
+            "followers.nice",
+            format!("{} is not in 0-19 (a follower never runs before ingest)", config.followers.nice),
+        );
+    }
     if config.followers.alerts_fingerprint_days == 0 {
         problem("followers.alerts_fingerprint_days", "must be at least 1 day".to_owned());
     }

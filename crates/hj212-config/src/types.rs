@@ -230,6 +230,9 @@ pub struct Followers {
     /// A resent record is compared with the first copy (tamper alert) for data this recent;
     /// loggers resend up to the national repair window of 10 days.
     pub alerts_fingerprint_days: u32,
+    /// The follower threads' nice value (0-19; 0: the daemon's own): acknowledging frames
+    /// comes first, the followers take the CPU left.
+    pub nice: i32,
 }
 
 impl Default for Followers {
@@ -243,6 +246,7 @@ impl Default for Followers {
             alerts_degraded_lag_records: 10_000,
             alerts_clock_max_lag_records: 10_000,
             alerts_fingerprint_days: 40,
+            nice: 10,
         }
     }
 }

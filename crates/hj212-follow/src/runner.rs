@@ -79,6 +79,9 @@ pub struct RunnerSettings {
     pub after: Option<Arc<FollowerStatus>>,
     /// Batches the daemon's followers share, so that a record is read and parsed once.
     pub shared: Option<Arc<SharedTail>>,
+    /// The thread's nice value (0: the daemon's): above 0, acknowledging frames takes the
+    /// CPU first and the follower the rest, its lag showing what it could not keep up with.
+    pub nice: i32,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -97,6 +100,7 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<Result<(), FollowError>>> {
     let name = follower.name();
     std::thread::Builder::new().name(format!("follow-{name}")).spawn(move || {
+        lower_priority(name, settings.nice);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         let status_at_end = status.clone();
         let mut runner = Runner { follower, settings, durable, status, shutdown, runtime, backoff: FIRST_BACKOFF };
@@ -108,6 +112,18 @@ pub fn spawn(
         }
         result
     })
+}
+
+/// Sets this thread's nice value; the follower runs as it is if that is refused.
+fn lower_priority(name: &str, nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // Linux keeps the nice value per thread: this one only.
+    let thread = Some(rustix::thread::gettid());
+    if let Err(error) = rustix::process::setpriority_process(thread, nice) {
+        tracing::warn!(follower = name, nice, %error, "cannot set the follower thread's nice value");
+    }
 }
 
 struct Runner {

@@ -67,6 +67,7 @@ async fn run(dir: &Path, range: std::ops::Range<u64>) {
         max_backoff: Duration::from_secs(1),
         after: None,
         shared: None,
+        nice: 0,
     };
     let ledger = Box::new(Ledger { path: dir.join("ledger") });
     let thread = hj212_follow::spawn(ledger, runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();
@@ -137,6 +138,7 @@ async fn followers_at_the_same_position_share_one_read_of_each_batch() {
             max_backoff: Duration::from_secs(1),
             after: None,
             shared: Some(shared.clone()),
+            nice: 0,
         };
         let (seen, status) = (Seen::default(), Arc::new(FollowerStatus::default()));
         let follower = Box::new(Noting { name, seen: seen.clone(), position: 0 });

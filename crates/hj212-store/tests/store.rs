@@ -49,6 +49,7 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
         max_backoff: Duration::from_secs(1),
         after: None,
         shared: None,
+        nice: 0,
     };
     let feed =
         hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();

@@ -64,6 +64,7 @@ impl Followers<'_> {
             max_backoff: start.max_backoff,
             after: start.after,
             shared: Some(self.shared.clone()),
+            nice: followers.nice,
         };
         let thread =
             hj212_follow::spawn(follower, runner, self.archive.durable(), status.clone(), self.shutdown.clone())?;
