@@ -94,6 +94,7 @@ fn main() {
             cursor_path: dir.path().join("influx.cursor"),
             dead_letter_path: dir.path().join("dead-letter.lp"),
             batch_points: 5000,
+            max_in_flight: hj212_config::Influx::default().max_in_flight,
             batch_interval: Duration::from_secs(1),
             sites: Vec::new(),
         };

@@ -80,6 +80,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     for (key, value) in [
         ("limits.idle_timeout_secs", limits.idle_timeout_secs),
         ("limits.write_timeout_secs", limits.write_timeout_secs),
+        ("limits.stop_drain_secs", limits.stop_drain_secs),
         ("limits.first_frame_timeout_secs", limits.first_frame_timeout_secs),
         ("limits.refused_interval_secs", limits.refused_interval_secs),
         ("archive.segment_max_age_secs", config.archive.segment_max_age_secs),
@@ -132,6 +133,8 @@ fn check_token_file(config: &Config, key: &str, file: &std::path::Path, problem:
 
 /// Longest range days accepted: beyond ten years one query holds gigabytes.
 const MAX_RANGE_DAYS: u32 = 3660;
+/// Write requests the Influx sink may have out at once: each holds up to `batch_points` in memory.
+const MAX_INFLUX_IN_FLIGHT: usize = 64;
 /// On the minute basis, a year (up to 525,600 periods per factor).
 const MAX_MINUTE_RANGE_DAYS: u32 = 366;
 
@@ -182,6 +185,9 @@ fn check_influx(config: &Config, influx: &crate::Influx, problem: &mut impl FnMu
         if value == 0 {
             problem(key, "must be at least 1".to_owned());
         }
+    }
+    if !(1..=MAX_INFLUX_IN_FLIGHT).contains(&influx.max_in_flight) {
+        problem("influx.max_in_flight", format!("must be 1 to {MAX_INFLUX_IN_FLIGHT}"));
     }
 }
 

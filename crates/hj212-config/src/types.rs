@@ -120,6 +120,8 @@ pub struct Limits {
     pub max_in_flight_per_connection: usize,
     /// A reply that cannot be written within this time closes the connection.
     pub write_timeout_secs: u64,
+    /// At a stop, connections get this long to finish the frames they have sent.
+    pub stop_drain_secs: u64,
     /// Appends waiting for the archive writer; when full, connections wait (backpressure).
     pub archive_queue: usize,
     /// Bytes of frames waiting for the archive writer, at most (bounds memory whatever the frame sizes).
@@ -153,6 +155,7 @@ impl Default for Limits {
             dedup_window: 100_000,
             max_in_flight_per_connection: 256,
             write_timeout_secs: 10,
+            stop_drain_secs: 10,
             archive_queue: 65_536,
             archive_queue_bytes: 64 * 1024 * 1024,
             refused_interval_secs: 600,
@@ -502,6 +505,8 @@ pub struct Influx {
     pub token_file: Option<PathBuf>,
     /// Points per write request at most.
     pub batch_points: usize,
+    /// Write requests out at once (each up to `batch_points`).
+    pub max_in_flight: usize,
     /// A partial batch is sent after this long.
     pub batch_interval_ms: u64,
     /// Compress request bodies with gzip.
@@ -525,6 +530,7 @@ impl Default for Influx {
             token: None,
             token_file: None,
             batch_points: 5000,
+            max_in_flight: 4,
             batch_interval_ms: 1000,
             gzip: true,
             timeout_secs: 10,
@@ -545,6 +551,7 @@ impl std::fmt::Debug for Influx {
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("token_file", &self.token_file)
             .field("batch_points", &self.batch_points)
+            .field("max_in_flight", &self.max_in_flight)
             .field("batch_interval_ms", &self.batch_interval_ms)
             .field("gzip", &self.gzip)
             .field("timeout_secs", &self.timeout_secs)

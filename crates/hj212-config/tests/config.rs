@@ -81,6 +81,7 @@ fn check_reports_every_problem_with_its_key() {
         [limits]
         max_frame_len = 10000
         max_connections = 0
+        stop_drain_secs = 0
         [[sites]]
         mn = "A;B"
         password = "secret;1"
@@ -100,6 +101,7 @@ fn check_reports_every_problem_with_its_key() {
             "server.http_listen: 127.0.0.1:9000 is also server.listen",
             "limits.max_frame_len: 10000 is outside 1..=9999",
             "limits.max_connections: must be at least 1",
+            "limits.stop_drain_secs: must be at least 1 second",
             "sites[0].mn: \"A;B\" is not 1-24 characters without separators",
             "sites[0].password: must be non-empty and contain no ; , = & CR LF",
             "sites[0].factors[0]: \"a21026-Rtd\" is not a factor code",
@@ -137,6 +139,7 @@ fn influx_section_is_checked_and_its_token_never_printed() {
         token = "s3cr3t-token"
         token_file = "influx.token"
         batch_points = 0
+        max_in_flight = 65
         "#,
     )
     .unwrap();
@@ -149,6 +152,7 @@ fn influx_section_is_checked_and_its_token_never_printed() {
             "influx.token: set token or token_file, not both",
             "influx.token_file: cannot read ./influx.token: No such file or directory (os error 2)",
             "influx.batch_points: must be at least 1",
+            "influx.max_in_flight: must be 1 to 64",
         ]
     );
     let debug = format!("{config:?}");

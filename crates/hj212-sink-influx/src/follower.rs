@@ -1,5 +1,5 @@
 //! The sink as a follower of the archive (hj212-follow runs it): durable records are turned
-//! into points, batched, and written with up to [`MAX_IN_FLIGHT`] requests at once on the
+//! into points, batched, and written with up to `[influx] max_in_flight` requests at once on the
 //! daemon's runtime; the cursor moves strictly in order, past records whose points the server
 //! accepted (or that were parked in the dead-letter file after a 4xx).
 //!
@@ -27,10 +27,6 @@ use crate::metrics::SinkMetrics;
 use crate::points::append_points;
 use crate::writer::{Api, Client, Endpoint, WriteError};
 
-/// Requests in flight at once: encoding the next batch overlaps the database's work on
-/// the previous ones. The cursor still moves strictly in order.
-const MAX_IN_FLIGHT: usize = 4;
-
 /// How the sink writes.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -43,6 +39,9 @@ pub struct Settings {
     /// Where refused batches go (`data_dir/influx-dead-letter.lp`).
     pub dead_letter_path: PathBuf,
     pub batch_points: usize,
+    /// Requests in flight at once: encoding the next batch overlaps the database's work on
+    /// the previous ones. The cursor still moves strictly in order.
+    pub max_in_flight: usize,
     pub batch_interval: Duration,
     /// (MN, name) of the configured sites, written once at start as `hj212_site` points.
     pub sites: Vec<(String, String)>,
@@ -74,6 +73,7 @@ impl Settings {
             cursor_path: data_dir.influx_cursor(),
             dead_letter_path: data_dir.influx_dead_letter(),
             batch_points: influx.batch_points,
+            max_in_flight: influx.max_in_flight,
             batch_interval: Duration::from_millis(influx.batch_interval_ms),
             sites: config.sites.iter().map(|s| (s.mn.clone(), s.name.clone())).collect(),
         })
@@ -153,7 +153,7 @@ impl InfluxFollower {
     }
 
     /// Sends the batch being filled (or queues its position when it has no points), then
-    /// waits for the oldest while more than [`MAX_IN_FLIGHT`] are out.
+    /// waits for the oldest while more than `max_in_flight` are out.
     fn send(&mut self) -> Result<(), FollowError> {
         let batch = std::mem::take(&mut self.batch);
         let task = (batch.points > 0).then(|| {
@@ -162,7 +162,7 @@ impl InfluxFollower {
             self.runtime.spawn(write(client, batch.lines, batch.points, path, metrics))
         });
         self.in_flight.push_back(InFlight { task, last_seq: batch.last_seq });
-        while self.in_flight.len() > MAX_IN_FLIGHT {
+        while self.in_flight.len() > self.settings.max_in_flight {
             self.confirm_oldest()?;
         }
         self.confirm_finished()

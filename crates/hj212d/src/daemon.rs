@@ -27,8 +27,6 @@ use crate::{observe, spawn};
 
 /// Batches of `[followers] batch_records` kept for the followers to share.
 const SHARED_BATCHES: usize = 4;
-/// How long connections get to finish their frames after a stop signal.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The daemon's parts, before they run.
 #[derive(Debug)]
@@ -204,8 +202,9 @@ impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.tracker.close();
-        if tokio::time::timeout(DRAIN_DEADLINE, self.tracker.wait()).await.is_err() {
-            tracing::warn!("connections did not finish within {DRAIN_DEADLINE:?}; stopping anyway");
+        let drain = Duration::from_secs(self.config.limits.stop_drain_secs);
+        if tokio::time::timeout(drain, self.tracker.wait()).await.is_err() {
+            tracing::warn!("connections did not finish within {drain:?} (limits.stop_drain_secs); stopping anyway");
         }
         let _ = self.http.await;
         // Still drain and stop the rest when the stop cannot be recorded (a full disk).
