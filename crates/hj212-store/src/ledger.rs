@@ -6,7 +6,8 @@
 use hj212_compliance::{Basis, Range, Report, Rules};
 use rusqlite::{CachedStatement, Transaction, params};
 
-use crate::{Reading, Store, StoreError};
+use crate::readings::NewRow;
+use crate::{Store, StoreError};
 
 /// The ledger's tables at the newest version (part of [`crate::SCHEMA`]).
 pub(crate) const TABLES: &str = "
@@ -55,13 +56,13 @@ impl<'t> LedgerWriter<'t> {
     }
 
     /// Counts a reading if it is the first copy of its (factor, period).
-    pub(crate) fn add(&mut self, r: &Reading) -> Result<(), StoreError> {
+    pub(crate) fn add(&mut self, r: &NewRow<'_>) -> Result<(), StoreError> {
         let Some(basis) = basis_of(r.cn) else { return Ok(()) };
         let period = basis.period_start(r.data_time_ms);
         let first = self.period.execute(params![r.mn, r.cn, r.factor, period, r.flag, r.received_ms])? == 1;
         if first {
             let late = (r.received_ms - (period + basis.period_ms())).div_euclid(DAY_MS).clamp(-1, MAX_LATE_DAYS);
-            let valid = i64::from(r.flag.as_deref().unwrap_or("N") == "N");
+            let valid = i64::from(r.flag.unwrap_or("N") == "N");
             self.day.execute(params![r.mn, r.cn, r.factor, Basis::Day.period_start(period), late, valid])?;
         }
         Ok(())

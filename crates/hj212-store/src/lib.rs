@@ -20,7 +20,7 @@ pub use bound::parse_bound;
 pub use feed::StoreFollower;
 pub use hj212_follow::MarkRequest;
 pub use rate::{CSV_HEADER, Evidence, MarkRecord, config_hash, rules_for, summary_json};
-pub use readings::{Reading, readings_of};
+pub use readings::Reading;
 pub use schema::SchemaError;
 
 /// The store cannot be opened or written.
@@ -269,7 +269,7 @@ impl Store {
                     ])?;
                     continue;
                 }
-                for r in readings_of(archived) {
+                for r in readings::rows_of(archived) {
                     let seq = i64::try_from(r.archive_seq).unwrap_or(i64::MAX);
                     let row = params![
                         r.mn,

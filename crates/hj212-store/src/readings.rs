@@ -59,28 +59,57 @@ impl Reading {
             st: row.get(21)?,
         })
     }
+}
 
+/// One row as it is inserted: borrowed from the interpreted record (no copy of its text).
+#[derive(Debug, Default)]
+pub(crate) struct NewRow<'a> {
+    pub mn: &'a str,
+    pub cn: u16,
+    pub data_time: &'a str,
+    pub data_time_ms: i64,
+    pub factor: &'a str,
+    pub rtd: Option<&'a str>,
+    pub min: Option<&'a str>,
+    pub avg: Option<&'a str>,
+    pub max: Option<&'a str>,
+    pub cou: Option<&'a str>,
+    pub zs_rtd: Option<&'a str>,
+    pub zs_min: Option<&'a str>,
+    pub zs_avg: Option<&'a str>,
+    pub zs_max: Option<&'a str>,
+    pub flag: Option<&'a str>,
+    pub eflag: Option<&'a str>,
+    pub sample_time: Option<&'a str>,
+    pub other: Option<String>,
+    pub marks: u8,
+    pub received_ms: i64,
+    pub archive_seq: u64,
+    pub st: Option<&'a str>,
+}
+
+impl<'a> NewRow<'a> {
     /// The row of one factor of an upload: each kind's first value, the rest in `other`.
-    fn of(upload: &Upload, factor: &Factor, record: &Record) -> Self {
-        let mut reading = Self {
-            mn: upload.mn.clone(),
+    fn of(upload: &'a Upload, factor: &'a Factor, record: &Record) -> Self {
+        let mut row = Self {
+            mn: &upload.mn,
             cn: upload.cn,
-            data_time: upload.data_time.clone(),
+            data_time: &upload.data_time,
             data_time_ms: upload.data_time_ms,
-            factor: factor.code.clone(),
+            factor: &factor.code,
             marks: record.flags,
             received_ms: record.time_ms,
             archive_seq: record.seq,
-            st: upload.st.clone(),
+            st: upload.st.as_deref(),
             ..Self::default()
         };
         for field in &factor.fields {
-            reading.set(field);
+            row.set(field);
         }
-        reading
+        row
     }
 
-    fn set(&mut self, field: &Field) {
+    fn set(&mut self, field: &'a Field) {
         let slot = match field.kind {
             Some(FieldKind::Rtd) => &mut self.rtd,
             Some(FieldKind::Min) => &mut self.min,
@@ -107,14 +136,19 @@ impl Reading {
         };
         // The first value of a kind wins (hj212-follow's meaning).
         if slot.is_none() {
-            *slot = Some(field.value.clone());
+            *slot = Some(&field.value);
         }
     }
 }
 
-/// The readings an archived record carries: one per factor of an accepted data upload with
-/// a readable DataTime (see `hj212_follow::meaning`).
-pub fn readings_of(archived: &Interpreted) -> Vec<Reading> {
-    let Meaning::Data(upload) = &archived.meaning else { return Vec::new() };
-    upload.factors.iter().map(|factor| Reading::of(upload, factor, &archived.record)).collect()
+/// The rows an archived record carries: one per factor of an accepted data upload with a
+/// readable DataTime (see `hj212_follow::meaning`).
+pub(crate) fn rows_of(archived: &Interpreted) -> impl Iterator<Item = NewRow<'_>> {
+    let upload = match &archived.meaning {
+        Meaning::Data(upload) => Some(upload),
+        _ => None,
+    };
+    upload
+        .into_iter()
+        .flat_map(move |upload| upload.factors.iter().map(move |factor| NewRow::of(upload, factor, &archived.record)))
 }
