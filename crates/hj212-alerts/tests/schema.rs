@@ -2,15 +2,15 @@
 //! `fixtures/sqlite/`) gets its version recorded at open, keeps its alerts and outbox, and the
 //! engine goes on writing to it; a newer version than this build knows is refused.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hj212_alerts::query::{self, Filter};
 use hj212_alerts::{AlertSettings, SqliteOutbox};
 use hj212_archive::{Archive, FollowerStatus, Kind, NewRecord, NoObserver, Settings, Verdict};
 use hj212_store::SchemaError;
+use test_support::logged;
 use tokio_util::sync::CancellationToken;
 
 const MN: &str = "010000A8900016F000169DC0";
@@ -43,27 +43,6 @@ fn user_version(db: &Path) -> i64 {
 
 fn all() -> Filter {
     Filter { limit: 100, ..Filter::default() }
-}
-
-/// Log lines written while `f` runs.
-fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-    let out = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    (out, text)
 }
 
 fn hourly(qn: &str, pw: &str, data_time: &str, so2: &str) -> Vec<u8> {

@@ -1,12 +1,11 @@
 //! Schema versions: a store written by the first release (kept in `fixtures/sqlite/`) is
 //! migrated at open and takes new rows; a newer version than this build knows is refused.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use hj212_archive::{Kind, Record, Verdict};
 use hj212_store::{SCHEMA, SchemaError, Store, StoreError};
+use test_support::logged;
 
 const MN: &str = "010000A8900016F000169DC0";
 
@@ -29,27 +28,6 @@ fn user_version(db: &Path) -> i64 {
 
 fn describe(db: &Path) -> Vec<String> {
     hj212_store::schema::describe(&rusqlite::Connection::open(db).unwrap()).unwrap()
-}
-
-/// Log lines written while `f` runs.
-fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-    let out = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    (out, text)
 }
 
 fn hourly(seq: u64, qn: &str, data_time: &str, so2: &str, nox: &str) -> Record {

@@ -1,11 +1,13 @@
 //! Helpers that start real services on free loopback ports, with their data in a temp dir,
 //! and stop them on drop. A missing service binary is a test failure with the fix in the
-//! message, never a skip: `scripts/install-test-deps` installs them.
+//! message, never a skip: `scripts/install-test-deps` installs them. Also: captured log lines.
 
+mod logs;
 pub mod mosquitto;
 pub mod prometheus;
 mod tmpfs;
 
+pub use logs::logged;
 pub use tmpfs::Tmpfs;
 
 use std::io::{Read, Write};
