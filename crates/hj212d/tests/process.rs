@@ -65,17 +65,6 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut Child) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        assert!(Instant::now() < deadline, "daemon did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn check_config_and_print_default_config() {
     let dir = tempfile::tempdir().unwrap();

@@ -35,17 +35,6 @@ fn spawn(dir: &Path, config: &Path) -> Child {
     Command::new(BIN).arg("--config").arg(config).stdin(Stdio::null()).stderr(log).spawn().unwrap()
 }
 
-fn wait_exit(child: &mut Child) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        assert!(Instant::now() < deadline, "daemon did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn user_version(db: &Path) -> i64 {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap()

@@ -230,3 +230,15 @@ pub fn records(data_dir: &std::path::Path) -> Vec<hj212_archive::Record> {
         out.extend(records);
     }
 }
+
+/// The exit code of a daemon process, waiting up to 20 s for it to exit.
+pub fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "daemon did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
