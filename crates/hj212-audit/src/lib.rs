@@ -1,7 +1,9 @@
 //! The auditor CLI: reads what devices sent and what the daemon wrote, with the daemon's
 //! own parser, so an auditor's figure is the daemon's figure.
 
+mod admin;
 mod archive;
+mod command;
 mod decode;
 mod html;
 mod mask;
@@ -18,8 +20,16 @@ use hj212_config::DataDir;
 const EX_NOINPUT: u8 = 66;
 /// sysexits: I/O error while reading or writing.
 const EX_IOERR: u8 = 74;
-/// sysexits: the data is bad (the archive chain is broken).
+/// sysexits: the data is bad (the archive chain is broken, or the daemon refused a request: 4xx).
 const EX_DATAERR: u8 = 65;
+/// sysexits: the daemon cannot be reached (connection refused, no route, timed out).
+const EX_UNAVAILABLE: u8 = 69;
+/// sysexits: the daemon failed (a 5xx answer), or this program could not start its HTTP client.
+const EX_SOFTWARE: u8 = 70;
+/// sysexits: the daemon answered something other than its API's JSON.
+const EX_PROTOCOL: u8 = 76;
+/// `command send --wait`: the command ended other than completed, or was still running.
+const EXIT_NOT_COMPLETED: u8 = 1;
 /// sysexits: bad command-line arguments.
 const EX_USAGE: u8 = 64;
 /// sysexits: configuration error.
@@ -102,6 +112,14 @@ enum Command {
     Mark {
         #[command(subcommand)]
         action: MarkAction,
+    },
+    /// Commands to a site's data logger (e.g. CN 2061, send the hourly data of a period), queued
+    /// and followed through the running daemon.
+    // Named `command` on the command line; the plural keeps the variant from repeating its enum's name.
+    #[command(name = "command")]
+    Commands {
+        #[command(subcommand)]
+        action: command::CommandAction,
     },
     /// HJ 212-2025 SM4 keys, managed through the running daemon.
     Key {
@@ -259,6 +277,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", rate::add_mark(&args)?);
             Ok(())
         }
+        Command::Commands { action } => command::run(action),
         Command::Key { action: KeyAction::Rotate { url, token_file, mn } } => {
             println!("{}", rate::rotate_key(&url, &token_file, &mn)?);
             Ok(())

@@ -36,6 +36,11 @@ impl DataDir {
         self.0.join("alerts.sqlite")
     }
 
+    /// Host commands to loggers and their states (the queue survives a restart).
+    pub fn commands(&self) -> PathBuf {
+        self.0.join("commands.sqlite")
+    }
+
     /// The Influx sink's position in the archive.
     pub fn influx_cursor(&self) -> PathBuf {
         self.0.join("influx.cursor")
@@ -62,7 +67,7 @@ impl DataDir {
     }
 
     /// The files in the directory the daemon writes, which must stay writable for it.
-    pub fn written(&self) -> [PathBuf; 5] {
-        [self.archive(), self.sm4_keys(), self.store(), self.alerts(), self.influx_cursor()]
+    pub fn written(&self) -> [PathBuf; 6] {
+        [self.archive(), self.sm4_keys(), self.store(), self.alerts(), self.commands(), self.influx_cursor()]
     }
 }

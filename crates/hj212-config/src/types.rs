@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AlertRules, FactorLimit, LogFormat, Mqtt, UtcOffset};
+use crate::{AlertRules, Commands, FactorLimit, LogFormat, Mqtt, Recovery, UtcOffset};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -26,6 +26,10 @@ pub struct Config {
     pub mqtt: Option<Mqtt>,
     /// Alert rule defaults for every site (a site's own `[sites.alerts]` replaces them).
     pub alerts: AlertRules,
+    /// Host commands to connected loggers.
+    pub commands: Commands,
+    /// Automatic gap recovery (history requests for missing records).
+    pub recovery: Recovery,
     pub sites: Vec<Site>,
     /// The file this config was loaded from (not a config key).
     #[serde(skip)]
@@ -357,6 +361,12 @@ pub struct Site {
     /// Emission limits and value rules per factor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limits: Vec<FactorLimit>,
+    /// This site's gap recovery, replacing the top-level `[recovery]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+    /// Commands with a CN the daemon does not know may be sent to this site (raw CP passed through).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_raw_commands: bool,
 }
 
 /// Whether a site's data commands arrive SM4-encrypted (HJ 212-2025 §6.4: required on the
@@ -451,6 +461,8 @@ impl Site {
             ciphertext_as_text: false,
             alerts: None,
             limits: Vec::new(),
+            recovery: None,
+            allow_raw_commands: false,
         }
     }
 }
@@ -470,6 +482,8 @@ impl std::fmt::Debug for Site {
             .field("ciphertext_as_text", &self.ciphertext_as_text)
             .field("alerts", &self.alerts)
             .field("limits", &self.limits)
+            .field("recovery", &self.recovery)
+            .field("allow_raw_commands", &self.allow_raw_commands)
             .finish()
     }
 }

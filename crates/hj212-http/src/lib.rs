@@ -6,6 +6,7 @@
 mod alerts;
 mod archive;
 mod body;
+mod commands;
 mod error;
 mod guard;
 mod keys;
@@ -106,6 +107,8 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         .route("/api/v1/sites/{mn}/marks", get(marks::list_marks).post(marks::add_mark))
         .route("/api/v1/rates", get(rates::all_rates))
         .route("/api/v1/sites/{mn}/key", post(keys::rotate_key))
+        .route("/api/v1/sites/{mn}/commands", get(commands::list).post(commands::submit))
+        .route("/api/v1/commands/{id}", get(commands::show).delete(commands::cancel))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
         .route("/api/v1/archive/head", get(archive::head))
@@ -180,6 +183,8 @@ struct SiteView {
     last_time_set: Option<String>,
     /// HJ 212-2025 CN 1001: DataLoggerId, CPUID and MACs as the logger sent them.
     hardware: Option<String>,
+    /// Gap recovery: requests, refusals, records recovered, periods missing (absent before the first sweep).
+    recovery: Option<hj212_commands::recovery::SiteRecovery>,
 }
 
 fn beijing(ms: Option<i64>) -> Option<String> {
@@ -204,6 +209,7 @@ async fn sites(State(state): State<AppState>, ApiQuery(NoParams {}): ApiQuery<No
                 clock_offset_ms: live.clock_offset_ms,
                 last_time_set: beijing(live.last_time_set_ms),
                 hardware: live.hardware,
+                recovery: state.shared.recovery.view(&site.mn),
             }
         })
         .collect();

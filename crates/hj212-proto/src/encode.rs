@@ -213,20 +213,28 @@ impl HostCommand {
     /// # Errors
     /// [`EncodeError`] when a value is outside what the standard allows or cannot be carried.
     pub fn encode(&self, header: &CommandHeader<'_>) -> Result<Vec<u8>, EncodeError> {
-        for (field, value) in [("ST", header.st), ("PW", header.pw), ("MN", header.mn)] {
-            check_encodable(field, value)?;
-        }
-        let cp = self.cp()?;
-        let mut data = String::with_capacity(96 + cp.len());
-        push_field(&mut data, "QN", &header.qn.to_qn_string());
-        push_field(&mut data, "ST", header.st);
-        push_field(&mut data, "CN", &format!("{:04}", self.cn().code()));
-        push_field(&mut data, "PW", header.pw);
-        push_field(&mut data, "MN", header.mn);
-        push_field(&mut data, "Flag", &Flag::for_version(header.version).with_ack(true).0.to_string());
-        push_cp(&mut data, &cp);
-        frame(data.as_bytes())
+        command(header, self.cn().code(), &self.cp()?)
     }
+}
+
+/// A host command of any CN with a CP the caller has checked (`Key=Value;...`); Flag asks for
+/// an answer (A=1) in the site's protocol version.
+///
+/// # Errors
+/// [`EncodeError`] when a header field cannot be carried or the frame is too long.
+pub fn command(header: &CommandHeader<'_>, cn: u16, cp: &str) -> Result<Vec<u8>, EncodeError> {
+    for (field, value) in [("ST", header.st), ("PW", header.pw), ("MN", header.mn)] {
+        check_encodable(field, value)?;
+    }
+    let mut data = String::with_capacity(96 + cp.len());
+    push_field(&mut data, "QN", &header.qn.to_qn_string());
+    push_field(&mut data, "ST", header.st);
+    push_field(&mut data, "CN", &format!("{cn:04}"));
+    push_field(&mut data, "PW", header.pw);
+    push_field(&mut data, "MN", header.mn);
+    push_field(&mut data, "Flag", &Flag::for_version(header.version).with_ack(true).0.to_string());
+    push_cp(&mut data, cp);
+    frame(data.as_bytes())
 }
 
 fn pol_id_cp(pol_id: Option<&str>) -> Result<String, EncodeError> {

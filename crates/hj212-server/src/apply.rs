@@ -71,6 +71,8 @@ fn keys(shared: &Shared, authentic: &Authentic<'_>, decision: &mut Decision, now
         },
         Some(KeyStep::Reply { qn, cn, success }) => {
             if let Some(event) = keys.reply(mn, qn, cn, success) {
+                // It answers the 1014 the key store sent, not a command of the command channel.
+                decision.answer = None;
                 key_event(&mut decision.events, &event);
             }
         }

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -17,18 +18,22 @@ use hj212_proto::framer::FramerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Shared;
 use crate::admission::Ticket;
-use crate::decide::{Decision, Effect};
+use crate::decide::{Answer, Decision, Effect};
 use crate::metrics::IngestMetrics;
 use crate::refused::Rule;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4096;
+
+/// Numbers connections for the command channel (which connection carries a site).
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 /// What is left of a decision while its record is being made durable.
 struct InFlight {
@@ -40,6 +45,8 @@ struct InFlight {
     read_at: Instant,
     /// Daemon events to archive after the frame (key rotation steps).
     events: Vec<String>,
+    /// For the command channel, with the frame's MN.
+    answer: Option<(String, Answer)>,
 }
 
 struct Session {
@@ -55,6 +62,10 @@ struct Session {
     bad_frames: u32,
     mns: Vec<String>,
     in_flight: VecDeque<InFlight>,
+    /// This connection's number for the command channel.
+    number: u64,
+    /// Host commands for the sites it carries (made at its first authenticated frame).
+    downlink: Option<(mpsc::Sender<hj212_commands::Outgoing>, mpsc::Receiver<hj212_commands::Outgoing>)>,
 }
 
 /// Why a connection ended (a metric label).
@@ -111,6 +122,8 @@ pub(crate) async fn run(
             bad_frames: 0,
             mns: Vec::new(),
             in_flight: VecDeque::new(),
+            number: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+            downlink: None,
         };
         let reason = session.serve(stream, &shutdown).await;
         tracing::debug!(reason = reason.as_str(), "connection closed");
@@ -137,6 +150,12 @@ impl Session {
                 ready = tokio::time::timeout(wait, reader.readable()) => ready,
                 () = shutdown.cancelled() => return self.keep_partial(&buf, Close::Shutdown).await,
                 () = evicted.cancelled() => return self.keep_partial(&buf, Close::Evicted).await,
+                Some(outgoing) = next_command(&mut self.downlink) => {
+                    if let Err(close) = self.send_command(outgoing, &mut writer).await {
+                        return self.keep_partial(&buf, close).await;
+                    }
+                    continue;
+                }
             };
             match ready {
                 Err(_) => {
@@ -215,6 +234,8 @@ impl Session {
             }
             self.shared.states.update(mn, |s| s.connections += 1);
             self.mns.push(mn.clone());
+            let tx = self.downlink.get_or_insert_with(|| mpsc::channel(hj212_commands::CARRIER_CHANNEL)).0.clone();
+            self.shared.commands.attach(mn, hj212_commands::Carrier { conn: self.number, tx });
         }
         decision
     }
@@ -261,8 +282,13 @@ impl Session {
         } else {
             None
         };
-        let Decision { replies, command, dedup_key, events, .. } = decision;
-        self.in_flight.push_back(InFlight { pending, replies, command, dedup_key, read_at, events });
+        let Decision { replies, command, dedup_key, events, answer, mn, .. } = decision;
+        // Uploads only matter while a command is in flight.
+        let answer = answer
+            .filter(|a| matches!(a, Answer::Reply { .. }) || self.shared.commands.expects_answers())
+            .zip(mn)
+            .map(|(answer, mn)| (mn, answer));
+        self.in_flight.push_back(InFlight { pending, replies, command, dedup_key, read_at, events, answer });
         Ok(())
     }
 
@@ -322,7 +348,8 @@ impl Session {
         latencies: &mut Vec<Instant>,
         durable_keys: &mut Vec<u64>,
     ) -> Result<(), Close> {
-        while let Some(InFlight { pending, replies, command, dedup_key, read_at, events }) = self.in_flight.pop_front()
+        while let Some(InFlight { pending, replies, command, dedup_key, read_at, events, answer }) =
+            self.in_flight.pop_front()
         {
             match pending {
                 Some(pending) => {
@@ -338,6 +365,9 @@ impl Session {
                 None => {}
             }
             durable_keys.extend(dedup_key);
+            if let Some((mn, answer)) = answer {
+                self.tell_commands(&mn, answer);
+            }
             for text in events {
                 self.archive_own(Kind::Event, Verdict::Info, text.into_bytes()).await?;
             }
@@ -356,6 +386,28 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Archives a host command, then writes it (commands are evidence before they go out).
+    async fn send_command(&self, outgoing: hj212_commands::Outgoing, writer: &mut OwnedWriteHalf) -> Result<(), Close> {
+        let bytes = match crate::downlink::frame_of(&self.shared, &outgoing) {
+            Ok(bytes) => bytes,
+            Err(reason) => {
+                tracing::warn!(mn = outgoing.mn, cn = outgoing.cn, reason, "host command cannot be sent");
+                self.shared.commands.undeliverable(&outgoing.mn, outgoing.id, reason, now_ms());
+                return Ok(());
+            }
+        };
+        self.archive_own(Kind::Sent, Verdict::Command, bytes.clone()).await?;
+        let write_timeout = Duration::from_secs(self.shared.limits.write_timeout_secs);
+        match tokio::time::timeout(write_timeout, writer.write_all(&bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Close::Io),
+        }
+    }
+
+    fn tell_commands(&self, mn: &str, answer: Answer) {
+        crate::downlink::tell(&self.shared, mn, answer);
     }
 
     /// Bytes of an unfinished frame when the connection ends are archived too (everything
@@ -397,7 +449,18 @@ impl Session {
     fn leave(&self) {
         for mn in &self.mns {
             self.shared.states.update(mn, |s| s.connections = s.connections.saturating_sub(1));
+            self.shared.commands.detach(mn, self.number);
         }
+    }
+}
+
+/// The next host command for this connection; never ready before its first authenticated frame.
+async fn next_command(
+    downlink: &mut Option<(mpsc::Sender<hj212_commands::Outgoing>, mpsc::Receiver<hj212_commands::Outgoing>)>,
+) -> Option<hj212_commands::Outgoing> {
+    match downlink {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

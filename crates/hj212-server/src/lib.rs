@@ -8,6 +8,7 @@ mod connection;
 mod decide;
 mod decrypt;
 mod dedup;
+mod downlink;
 pub mod keys;
 pub mod metrics;
 mod refused;
@@ -40,6 +41,10 @@ pub struct Shared {
     pub keys: keys::KeyStore,
     pub states: States,
     pub archive: Archive,
+    /// Host commands to connected loggers (the command channel).
+    pub commands: Arc<hj212_commands::Hub>,
+    /// What the gap-recovery sweep knows of each site (for the API).
+    pub recovery: Arc<hj212_commands::recovery::Board>,
     dedup: Dedup,
     metrics: IngestMetrics,
     admission: Arc<Admission>,
@@ -47,7 +52,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: &Config, archive: Archive) -> Self {
+    pub fn new(config: &Config, archive: Archive, commands: Arc<hj212_commands::Hub>) -> Self {
         Self {
             limits: config.limits.clone(),
             time_sync: config.time_sync.clone(),
@@ -55,6 +60,8 @@ impl Shared {
             keys: keys::KeyStore::load(config.data_dir().sm4_keys(), &config.sites),
             states: States::default(),
             archive,
+            commands,
+            recovery: Arc::default(),
             dedup: Dedup::new(config.limits.dedup_window),
             metrics: IngestMetrics::default(),
             admission: Arc::new(Admission::new(&config.limits)),

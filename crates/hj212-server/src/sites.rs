@@ -103,6 +103,9 @@ pub struct SiteState {
     /// The newest real-time DataTime seen (clock supervision ignores older and repeated ones).
     #[serde(skip)]
     pub last_rtd_ms: Option<i64>,
+    /// The system code (ST) and protocol version of its last accepted frame: host commands use them.
+    #[serde(skip)]
+    pub speaks: Option<(String, hj212_proto::model::Version)>,
 }
 
 /// Live state of every site that has been seen.

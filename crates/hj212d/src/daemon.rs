@@ -80,7 +80,8 @@ impl Daemon {
         };
         let (archive, writer, settings) = open::open_archive(&config, positions).await?;
         tracing::info!(dir = %settings.dir.display(), fd_limit, "archive open");
-        let shared = Arc::new(Shared::new(&config, archive.clone()));
+        let commands = hj212_commands::Hub::open(&data_dir.commands(), config.commands.clone())?;
+        let shared = Arc::new(Shared::new(&config, archive.clone(), commands));
         let primed = shared.prime_dedup(&settings.dir).context("cannot rebuild the resend window from the archive")?;
         tracing::info!(frames = primed, "resend window rebuilt from the archive's tail");
         metrics::gauge!(SITES_CONFIGURED).set(config.sites.len() as f64);
@@ -116,6 +117,7 @@ impl Daemon {
         let router = hj212_http::router(prometheus, shared.clone(), readiness, admin);
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone(), config.http.clone()));
         tracker.spawn(crate::gauges::run(shared.clone(), data_dir.store(), shutdown.clone()));
+        spawn_downlink(&config, &shared, &shutdown, &tracker);
         // Not on the tracker: it reports while connections drain and stops with the followers.
         tokio::spawn(hj212_follow::report(watched, archive.clone(), feed_shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");
@@ -137,6 +139,21 @@ impl Daemon {
             lock,
         })
     }
+}
+
+/// The command channel's timers, and the gap-recovery sweep over the sites as reloaded.
+fn spawn_downlink(config: &Config, shared: &Arc<Shared>, shutdown: &CancellationToken, tracker: &TaskTracker) {
+    tracker.spawn(shared.commands.clone().run(shutdown.clone()));
+    let registry = shared.clone();
+    let sites = Arc::new(move || registry.registry.snapshot().values().map(|site| site.config.clone()).collect());
+    tracker.spawn(hj212_commands::recovery::run(
+        shared.commands.clone(),
+        shared.recovery.clone(),
+        config.data_dir().store(),
+        config.recovery.clone(),
+        sites,
+        shutdown.clone(),
+    ));
 }
 
 /// Both listeners, each error naming its key.

@@ -132,6 +132,15 @@ pub(crate) struct Counts {
     pub notes: Notes,
 }
 
+/// What an authenticated frame tells the command channel, once it is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// A 9011 (QnRtn), 9012 (ExeRtn) or 9013 echoing the QN of a command we sent.
+    Reply { qn: String, cn: u16, code: Option<u16> },
+    /// A new upload, which may answer a history request or a query (1011, 1061, 1063).
+    Upload { cn: u16, qn: Option<String>, data_time_ms: Option<i64> },
+}
+
 /// A reply or command to send, with its CN for metrics.
 pub(crate) type Message = (&'static str, Vec<u8>);
 
@@ -156,6 +165,8 @@ pub(crate) struct Decision {
     pub events: Vec<String>,
     /// A resend whose original record is already on disk (so the copy may be summarised).
     pub copy_of_durable: bool,
+    /// For the command channel (answers to our commands).
+    pub answer: Option<Answer>,
 }
 
 impl Decision {
@@ -221,6 +232,7 @@ fn refused(refusal: Refusal, counts: Counts, data: &[u8], inputs: &Inputs<'_>) -
         counts,
         events: Vec::new(),
         copy_of_durable: false,
+        answer: None,
     }
 }
 
@@ -346,6 +358,10 @@ impl Authentic<'_> {
             state.peer = Some(inputs.peer.to_owned());
         }
         state.last_frame_ms = Some(inputs.now_ms);
+        let (st, version) = (self.own_st(), self.packet.version());
+        if state.speaks.as_ref().is_none_or(|(s, v)| s != st || *v != version) {
+            state.speaks = Some((st.to_owned(), version));
+        }
         // The newest DataTime, not the last one: hourly records and backfill carry older
         // times, and a future (clock-wrong) time must not hide a silent logger.
         let newest = self
@@ -391,6 +407,31 @@ impl Authentic<'_> {
             counts: self.counts,
             events: Vec::new(),
             copy_of_durable: seen == Some(Seen::Durable),
+            answer: if duplicate { None } else { self.command_answer() },
+        }
+    }
+
+    /// What the frame tells the command channel: an answer to one of our commands, or an
+    /// upload that may answer one.
+    fn command_answer(&self) -> Option<Answer> {
+        let packet = &self.packet;
+        let code = |field| packet.get(field).and_then(|v| v.parse().ok());
+        let cn = packet.cn.code();
+        match packet.cn {
+            Cn::RequestResponse | Cn::ExecutionResult | Cn::NotificationResponse => {
+                let code = match packet.cn {
+                    Cn::RequestResponse => code("QnRtn"),
+                    Cn::ExecutionResult => code("ExeRtn"),
+                    _ => None,
+                };
+                Some(Answer::Reply { qn: packet.qn?.to_owned(), cn, code })
+            }
+            _ if packet.cn.is_data_upload() || matches!(cn, 1011 | 1061 | 1063) => Some(Answer::Upload {
+                cn,
+                qn: packet.qn.map(str::to_owned),
+                data_time_ms: self.data_time.map(|t| t.unix_millis()),
+            }),
+            _ => None,
         }
     }
 
@@ -433,11 +474,16 @@ impl Authentic<'_> {
     fn command_header(&self, qn: BeijingTime) -> CommandHeader<'_> {
         CommandHeader {
             qn,
-            st: self.packet.st.filter(|st| *st != "91").unwrap_or("32"),
+            st: self.own_st(),
             pw: self.site.password(),
             mn: self.packet.mn,
             version: self.packet.version(),
         }
+    }
+
+    /// The logger's own system code, for commands to it (not the reply ST 91; 32 when absent).
+    fn own_st(&self) -> &str {
+        self.packet.st.filter(|st| *st != "91").unwrap_or("32")
     }
 
     /// What the frame asks of its site's SM4 keys.

@@ -1,0 +1,316 @@
+//! Automatic gap recovery (主动补传): every `interval_secs` the sweep reads each connected
+//! site's missing periods from the rate ledger (the store), merges neighbours into ranges and
+//! queues one history request (2061 / 2031 / 2051, HJ 212-2017 Table 9) per site at a time,
+//! oldest first, within the site's hourly budget. A site that refuses (QnRtn != 1) or does not
+//! answer is left alone for `backoff_secs`; a period is asked for at most
+//! [`ATTEMPTS_PER_PERIOD`] times, and never again once the logger answered ExeRtn=100 (no data).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hj212_compliance::{Basis, Range, Rules};
+use hj212_config::{Recovery, RecoveryBasis, Site};
+use hj212_proto::time::BeijingTime;
+use hj212_store::{Store, rules_for};
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::command::{Command, Origin, State};
+use crate::hub::{Hub, now_ms};
+use crate::spec::{CommandSpec, Exchange};
+
+/// Times one period is asked for before it is left as missing (the logger may not hold it).
+pub const ATTEMPTS_PER_PERIOD: u32 = 3;
+/// Periods already received that a request may span to join two gaps: each costs one re-sent
+/// record, a separate request costs three frames (request, 9011, 9012).
+const JOIN_ACROSS_HELD: i64 = 3;
+
+/// What the API shows of a site's recovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SiteRecovery {
+    /// History requests queued by the sweep.
+    pub requests: u64,
+    /// Of those, refused (QnRtn != 1) or never answered.
+    pub refusals: u64,
+    /// Records received in answer.
+    pub records: u64,
+    /// Periods the last sweep found missing (within the lookback).
+    pub missing_periods: u64,
+    /// Periods left missing after every attempt, or that the logger does not hold (ExeRtn=100).
+    pub given_up_periods: u64,
+    /// Until when (Unix ms) the site is left alone after a refusal or no answer.
+    pub backoff_until_ms: Option<i64>,
+    /// How the last request ended (`completed`, `rejected: QnRtn=2 ...`, `failed: ...`).
+    pub last_outcome: Option<String>,
+}
+
+/// The sweep's memory of one site.
+#[derive(Debug, Default)]
+struct Memory {
+    view: SiteRecovery,
+    /// When requests were queued (the last hour's, for the budget).
+    recent: VecDeque<i64>,
+    /// Attempts per (CN, period start).
+    attempts: HashMap<(u16, i64), u32>,
+    /// The last request and the missing periods it asked for.
+    last: Option<(u64, u16, Vec<i64>)>,
+}
+
+/// Every site's recovery state, shared with the API.
+#[derive(Debug, Default)]
+pub struct Board {
+    sites: Mutex<HashMap<String, Memory>>,
+}
+
+impl Board {
+    pub fn view(&self, mn: &str) -> Option<SiteRecovery> {
+        self.sites.lock().unwrap_or_else(PoisonError::into_inner).get(mn).map(|m| m.view.clone())
+    }
+}
+
+/// Runs the sweep every `defaults.interval_secs` until `shutdown`; `sites` gives the current
+/// site list (reloaded on SIGHUP), whose `[sites.recovery]` replace `defaults`.
+pub async fn run(
+    hub: Arc<Hub>,
+    board: Arc<Board>,
+    store: PathBuf,
+    defaults: Recovery,
+    sites: Arc<dyn Fn() -> Vec<Site> + Send + Sync>,
+    shutdown: CancellationToken,
+) {
+    describe();
+    let interval = Duration::from_secs(defaults.interval_secs.max(1));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let (hub, board, store, defaults, sites) =
+            (hub.clone(), board.clone(), store.clone(), defaults.clone(), sites());
+        let swept = tokio::task::spawn_blocking(move || sweep(&hub, &board, &store, &defaults, &sites, now_ms())).await;
+        if let Ok(Err(error)) = swept {
+            tracing::warn!(%error, "gap recovery: cannot read the rate ledger; trying again next sweep");
+        }
+    }
+}
+
+/// One sweep over every site at `now_ms`.
+///
+/// # Errors
+/// The store cannot be read.
+pub fn sweep(
+    hub: &Hub,
+    board: &Board,
+    store: &std::path::Path,
+    defaults: &Recovery,
+    sites: &[Site],
+    now_ms: i64,
+) -> Result<(), hj212_store::StoreError> {
+    if !store.exists() {
+        return Ok(());
+    }
+    let store = Store::open_read_only(store)?;
+    let mut memory = board.sites.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut missing_total = 0;
+    for site in sites {
+        let settings = site.recovery.as_ref().unwrap_or(defaults);
+        if !settings.enabled || site.factors.is_empty() {
+            continue;
+        }
+        let memory = memory.entry(site.mn.clone()).or_default();
+        learn(hub, memory, settings, now_ms);
+        let wanted = wanted(&store, site, settings, memory, now_ms)?;
+        missing_total += memory.view.missing_periods;
+        if !hub.is_connected(&site.mn)
+            || hub.has_pending(&site.mn, Origin::Recovery)
+            || memory.view.backoff_until_ms.is_some_and(|until| until > now_ms)
+        {
+            continue;
+        }
+        memory.recent.retain(|at| now_ms - at < 3_600_000);
+        if memory.recent.len() >= settings.max_requests_per_site_hour as usize {
+            continue;
+        }
+        let Some((cn, periods, range)) = wanted else { continue };
+        let spec = history_spec(cn, range);
+        match hub.submit(&site.mn, spec, Origin::Recovery, None, now_ms) {
+            Ok(command) => {
+                for period in &periods {
+                    *memory.attempts.entry((cn, *period)).or_default() += 1;
+                }
+                memory.recent.push_back(now_ms);
+                memory.view.requests += 1;
+                memory.last = Some((command.id, cn, periods));
+                counter!("hj212_recovery_requests_total", "outcome" => "queued").increment(1);
+            }
+            Err(error) => tracing::debug!(mn = %site.mn, %error, "gap recovery: request not queued"),
+        }
+    }
+    gauge!("hj212_recovery_missing_periods").set(missing_total as f64);
+    Ok(())
+}
+
+/// Takes in how the site's last request ended.
+fn learn(hub: &Hub, memory: &mut Memory, settings: &Recovery, now_ms: i64) {
+    let Some((id, cn, periods)) = memory.last.take() else { return };
+    let command = match hub.get(id) {
+        Ok(Some(command)) if command.state.is_final() => command,
+        Ok(Some(_)) => {
+            memory.last = Some((id, cn, periods));
+            return;
+        }
+        _ => return,
+    };
+    memory.view.records += command.records;
+    counter!("hj212_recovery_records_total").increment(command.records);
+    let outcome = outcome(&command);
+    counter!("hj212_recovery_requests_total", "outcome" => outcome).increment(1);
+    memory.view.last_outcome =
+        Some(command.reason.as_ref().map_or_else(|| outcome.to_owned(), |r| format!("{outcome}: {r}")));
+    let answered = command.qn_rtn == Some(1) || command.exe_rtn.is_some();
+    if !answered || command.state == State::Rejected {
+        memory.view.refusals += 1;
+        memory.view.backoff_until_ms = Some(now_ms + i64::try_from(settings.backoff_secs * 1000).unwrap_or(i64::MAX));
+    }
+    if command.exe_rtn == Some(100) {
+        // The logger does not hold them: asking again cannot help.
+        for period in periods {
+            memory.attempts.insert((cn, period), ATTEMPTS_PER_PERIOD);
+        }
+    }
+}
+
+fn outcome(command: &Command) -> &'static str {
+    match (command.state, command.exe_rtn) {
+        (State::Completed, _) => "completed",
+        (State::Failed, Some(100)) => "no_data",
+        (State::Rejected, _) => "refused",
+        (State::Failed, None) => "no_answer",
+        (State::Failed, Some(_)) => "failed",
+        _ => "expired",
+    }
+}
+
+/// A history request to make: its CN, the missing periods it covers, and its range (inclusive period starts).
+type Wanted = (u16, Vec<i64>, (i64, i64));
+
+/// The oldest range of missing periods worth asking for.
+fn wanted(
+    store: &Store,
+    site: &Site,
+    settings: &Recovery,
+    memory: &mut Memory,
+    now_ms: i64,
+) -> Result<Option<Wanted>, hj212_store::StoreError> {
+    let mut first = None;
+    memory.view.missing_periods = 0;
+    memory.view.given_up_periods = 0;
+    for basis in &settings.bases {
+        let (cn, rules) = rules_of(site, *basis);
+        let cutoff_from = now_ms - rules.cutoff_ms;
+        let lookback_from = now_ms - i64::from(settings.lookback_hours) * 3_600_000;
+        // HJ 212: a period's record comes after the period ends; asking before the grace is over would be early.
+        let until = now_ms - i64::from(settings.grace_minutes) * 60_000;
+        let range = Range { from_ms: cutoff_from.max(lookback_from), to_ms: until };
+        if range.to_ms <= range.from_ms {
+            continue;
+        }
+        let evidence = store.site_rate(site, &rules, range, until)?;
+        let periods: BTreeSet<i64> = evidence.report.missing.iter().map(|(_, period)| *period).collect();
+        memory.view.missing_periods += periods.len() as u64;
+        let open: Vec<i64> = periods
+            .into_iter()
+            .filter(|p| memory.attempts.get(&(cn, *p)).copied().unwrap_or(0) < ATTEMPTS_PER_PERIOD)
+            .collect();
+        memory.view.given_up_periods += memory.view.missing_periods.saturating_sub(open.len() as u64);
+        if first.is_none()
+            && let Some(periods) = first_range(&open, rules.basis.period_ms(), settings.max_periods_per_request)
+        {
+            let range = (periods[0], *periods.last().expect("not empty"));
+            first = Some((cn, periods, range));
+        }
+    }
+    Ok(first)
+}
+
+/// The oldest run of `missing` (sorted period starts) joined across at most
+/// [`JOIN_ACROSS_HELD`] received periods and spanning at most `max_periods`.
+fn first_range(missing: &[i64], step: i64, max_periods: u32) -> Option<Vec<i64>> {
+    let (&start, rest) = missing.split_first()?;
+    let mut taken = vec![start];
+    for &period in rest {
+        let last = *taken.last().expect("not empty");
+        let held_between = (period - last) / step - 1;
+        let span = (period - start) / step + 1;
+        if held_between > JOIN_ACROSS_HELD || span > i64::from(max_periods) {
+            break;
+        }
+        taken.push(period);
+    }
+    Some(taken)
+}
+
+fn rules_of(site: &Site, basis: RecoveryBasis) -> (u16, Rules) {
+    let mut rules = rules_for(site);
+    let (cn, basis) = match basis {
+        RecoveryBasis::Hour => (2061, Basis::Hour),
+        RecoveryBasis::Day => (2031, Basis::Day),
+        RecoveryBasis::Minute => (2051, Basis::Minute { interval: site.rate.minute_interval }),
+    };
+    rules.basis = basis;
+    // Whether a recovered record is valid is the ledger's business; here only presence counts.
+    rules.min_valid_minutes = None;
+    (cn, rules)
+}
+
+fn history_spec(cn: u16, (begin, end): (i64, i64)) -> CommandSpec {
+    let time = |ms| BeijingTime::from_unix_millis(ms).to_seconds_string();
+    let cp = vec![("BeginTime".to_owned(), time(begin)), ("EndTime".to_owned(), time(end))];
+    let step = match cn {
+        2031 => 86_400_000,
+        2051 => 60_000,
+        _ => 3_600_000,
+    };
+    let records_asked = u64::try_from((end - begin) / step + 1).unwrap_or(1);
+    CommandSpec { cn, cp, exchange: Exchange::Request, records_asked }
+}
+
+fn describe() {
+    describe_counter!(
+        "hj212_recovery_requests_total",
+        "Gap-recovery history requests: queued, then by outcome (completed, refused, no_answer, no_data, failed, expired)"
+    );
+    describe_counter!("hj212_recovery_records_total", "Records received in answer to gap-recovery requests");
+    describe_gauge!(
+        "hj212_recovery_missing_periods",
+        "Missing periods within the recovery lookback, all sites, at the last sweep"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn neighbours_join_across_few_held_periods() {
+        assert_eq!(first_range(&[0, H, 2 * H], H, 24), Some(vec![0, H, 2 * H]));
+        // Three held periods between: joined (3 re-sent records cost what a second request costs).
+        assert_eq!(first_range(&[0, 4 * H], H, 24), Some(vec![0, 4 * H]));
+        assert_eq!(first_range(&[0, 5 * H, 6 * H], H, 24), Some(vec![0]));
+        assert_eq!(first_range(&[0, H, 2 * H, 3 * H], H, 2), Some(vec![0, H]));
+        assert_eq!(first_range(&[], H, 24), None);
+    }
+
+    #[test]
+    fn history_request_names_inclusive_period_starts() {
+        let begin = BeijingTime::parse("20261101030000").unwrap().unix_millis();
+        let spec = history_spec(2061, (begin, begin + 2 * H));
+        assert_eq!(spec.cp_text(), "BeginTime=20261101030000;EndTime=20261101050000");
+        assert_eq!(spec.records_asked, 3);
+    }
+}
