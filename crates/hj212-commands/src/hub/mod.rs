@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hj212_config::Commands as Settings;
+use hj212_proto::time::BeijingTime;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -447,7 +448,7 @@ impl Hub {
             && let Some(mut command) = site.queue.pop_front()
         {
             inner.last_qn_ms = now_ms.max(inner.last_qn_ms + 1);
-            command.qn = Some(hj212_proto::time::BeijingTime::from_unix_millis(inner.last_qn_ms).to_qn_string());
+            command.qn = Some(BeijingTime::from_unix_millis(inner.last_qn_ms).to_qn_string());
             command.state = State::Sent;
             command.sent_ms = Some(now_ms);
             command.sends = 1;
@@ -504,11 +505,7 @@ impl Hub {
 }
 
 fn deliver(carrier: &Carrier, command: &Command) -> bool {
-    let qn_ms = command
-        .qn
-        .as_deref()
-        .and_then(|qn| hj212_proto::time::BeijingTime::parse(qn).ok())
-        .map_or(0, |time| time.unix_millis());
+    let qn_ms = command.qn.as_deref().and_then(|qn| BeijingTime::parse(qn).ok()).map_or(0, |time| time.unix_millis());
     deliver_as(carrier, command, qn_ms)
 }
 
@@ -537,3 +534,6 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests;
