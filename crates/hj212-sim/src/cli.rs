@@ -148,6 +148,33 @@ pub struct Cli {
     /// useful with --window above 1.
     #[arg(long)]
     sticky: bool,
+    /// Simulated hours of 2051, 2061 and 2031 records each station keeps to answer history
+    /// requests (2031/2051/2061 with BeginTime and EndTime) from the daemon; 0 = none.
+    #[arg(long, default_value_t = 168, value_name = "H")]
+    history_hours: u32,
+    /// After its last upload each station stays connected SECS seconds more, answering host
+    /// commands (so that a gap-recovery sweep can fetch what was dropped), then closes.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    linger: u64,
+    /// Percent of the 2061 and 2031 uploads lost on the wire: never written, never resent by the
+    /// station (as a Flag=4 logger would not), but kept in its history (dropped_uploads).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    drop_percent: f64,
+    /// Percent of the stations that refuse every history request with 9011 QnRtn=2
+    /// (history_refused; per site host_answers = "refuses-history").
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    refuse_history_percent: f64,
+    /// Percent of the stations that never answer a host command (history_ignored,
+    /// commands_ignored; host_answers = "silent").
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    silent_history_percent: f64,
+    /// Percent of the stations that wait --slow-history-ms before the 9011 of a history answer
+    /// (host_answers = "slow-history").
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    slow_history_percent: f64,
+    /// How long the slow stations wait.
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    slow_history_ms: u64,
     /// Print only the totals, not each station.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -175,6 +202,8 @@ impl Cli {
             retries: self.retries,
             window: self.window,
             connections_limit: self.connections_limit,
+            history_hours: self.history_hours,
+            linger: Duration::from_secs(self.linger),
             faults: Faults {
                 gap_percent: self.gap_percent,
                 outages: self.outages.clone(),
@@ -192,6 +221,11 @@ impl Cli {
                 clock_drift_sites: self.clock_drift_sites,
                 reconnect_storm: self.reconnect_storm,
                 sticky: self.sticky,
+                drop_percent: self.drop_percent,
+                refuse_history_percent: self.refuse_history_percent,
+                silent_history_percent: self.silent_history_percent,
+                slow_history_percent: self.slow_history_percent,
+                slow_history: Duration::from_millis(self.slow_history_ms),
             },
         }
     }

@@ -54,10 +54,10 @@ pub struct Header<'a> {
     pub packet: Option<(u16, u16)>,
 }
 
-/// `QN=..;ST=..;CN=..;PW=..;MN=..;Flag=..;[PNUM=..;PNO=..;]CP=&&DataTime=..;code-Rtd=..,code-Flag=N;..&&`.
-pub fn upload_segment(header: &Header<'_>, data_time: &str, readings: &[Reading], codes_2005: bool) -> String {
+/// `QN=..;ST=..;CN=..;PW=..;MN=..;Flag=..;[PNUM=..;PNO=..;]CP=&&<cp>&&`.
+pub fn upload_segment(header: &Header<'_>, cp: &str) -> String {
     use std::fmt::Write as _;
-    let mut s = String::with_capacity(96 + readings.len() * 80);
+    let mut s = String::with_capacity(96 + cp.len());
     if let Some(qn) = header.qn {
         let _ = write!(s, "QN={qn};");
     }
@@ -68,7 +68,15 @@ pub fn upload_segment(header: &Header<'_>, data_time: &str, readings: &[Reading]
     if let Some((pnum, pno)) = header.packet {
         let _ = write!(s, "PNUM={pnum};PNO={pno};");
     }
-    let _ = write!(s, "CP=&&DataTime={data_time}");
+    let _ = write!(s, "CP=&&{cp}&&");
+    s
+}
+
+/// The CP content of a data upload: `DataTime=..;code-Rtd=..,code-Flag=N;..`.
+pub fn data_cp(data_time: &str, readings: &[Reading], codes_2005: bool) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(24 + readings.len() * 80);
+    let _ = write!(s, "DataTime={data_time}");
     for reading in readings {
         let code = if codes_2005 { reading.spec.code_2005 } else { reading.spec.code };
         s.push(';');
@@ -77,7 +85,6 @@ pub fn upload_segment(header: &Header<'_>, data_time: &str, readings: &[Reading]
         }
         let _ = write!(s, "{code}-Flag={}", reading.flag);
     }
-    s.push_str("&&");
     s
 }
 

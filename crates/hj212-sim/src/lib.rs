@@ -3,8 +3,10 @@
 //! The sans-IO part decides what a station sends and when: [`schedule`] (which records are due
 //! in simulated time), [`plan`] (gaps, outages with backfill, reconnect storms), [`profile`]
 //! (plausible flue-gas and wastewater values), [`frame`] and [`station`] (frames with QN, Flag,
-//! split packets, CRC dialects, HJ/T 212-2005 style, wrong CRCs, clock drift). The async
-//! [`runner`] drives one TCP connection per station, waits for each 9014 and resends on timeout.
+//! split packets, CRC dialects, HJ/T 212-2005 style, wrong CRCs, clock drift, answers to host
+//! commands) and [`history`] (the records a logger keeps for history requests). The async
+//! [`runner`] drives one TCP connection per station, waits for each 9014, resends on timeout and
+//! answers the host's commands on the same connection.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), hj212_sim::OptionsError> {
@@ -18,6 +20,7 @@
 
 mod cli;
 pub mod frame;
+pub mod history;
 mod link;
 pub mod options;
 pub mod plan;

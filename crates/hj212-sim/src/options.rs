@@ -60,6 +60,16 @@ pub struct Faults {
     pub clock_drift_sites: Option<usize>,
     pub reconnect_storm: bool,
     pub sticky: bool,
+    /// Share of the 2061 and 2031 uploads the link loses: never written, never resent by the
+    /// station (as a Flag=4 logger would not), but kept in its history.
+    pub drop_percent: f64,
+    /// Share of the stations that refuse every history request (QnRtn=2).
+    pub refuse_history_percent: f64,
+    /// Share of the stations that never answer a host command.
+    pub silent_history_percent: f64,
+    /// Share of the stations that wait `slow_history` before answering a history request.
+    pub slow_history_percent: f64,
+    pub slow_history: Duration,
 }
 
 impl Default for Faults {
@@ -78,6 +88,11 @@ impl Default for Faults {
             clock_drift_sites: None,
             reconnect_storm: false,
             sticky: false,
+            drop_percent: 0.0,
+            refuse_history_percent: 0.0,
+            silent_history_percent: 0.0,
+            slow_history_percent: 0.0,
+            slow_history: Duration::from_secs(3),
         }
     }
 }
@@ -106,6 +121,10 @@ pub struct Options {
     pub window: usize,
     /// At most this many stations connected at once; the others wait for a free slot.
     pub connections_limit: Option<usize>,
+    /// Simulated hours of 2051/2061/2031 records each station keeps for history requests; 0 = none.
+    pub history_hours: u32,
+    /// How long each station stays connected, answering host commands, after its last upload.
+    pub linger: Duration,
     pub faults: Faults,
 }
 
@@ -126,6 +145,8 @@ impl Default for Options {
             retries: 3,
             window: 1,
             connections_limit: None,
+            history_hours: 168,
+            linger: Duration::ZERO,
             faults: Faults::default(),
         }
     }
@@ -155,6 +176,8 @@ pub enum OptionsError {
     Window,
     #[error("connections limit must be at least 1")]
     ConnectionsLimit,
+    #[error("the stations refusing, ignoring and slowly answering history requests add up to {0} %, over 100")]
+    HistoryShares(f64),
     #[error("outage for station {site}, but there are only {stations} stations (indexes start at 0)")]
     OutageSite { site: usize, stations: usize },
 }
@@ -212,11 +235,20 @@ impl Options {
             ("split percent", f.split_percent),
             ("flag percent", f.flag_percent),
             ("exceed percent", f.exceed_percent),
+            ("drop percent", f.drop_percent),
+            ("refuse-history percent", f.refuse_history_percent),
+            ("silent-history percent", f.silent_history_percent),
+            ("slow-history percent", f.slow_history_percent),
         ];
-        match all.into_iter().find(|(_, v)| !(0.0..=100.0).contains(v)) {
-            Some((name, value)) => Err(OptionsError::Percent { name, value }),
-            None => Ok(()),
+        if let Some((name, value)) = all.into_iter().find(|(_, v)| !(0.0..=100.0).contains(v)) {
+            return Err(OptionsError::Percent { name, value });
         }
+        // Each station has one way of answering, so the shares cannot overlap.
+        let shares = f.refuse_history_percent + f.silent_history_percent + f.slow_history_percent;
+        if shares > 100.0 {
+            return Err(OptionsError::HistoryShares(shares));
+        }
+        Ok(())
     }
 }
 
@@ -319,5 +351,7 @@ mod tests {
         let faults = Faults { outages: vec![outage], ..Faults::default() };
         assert!(matches!(Options { faults, ..Options::default() }.check(), Err(OptionsError::OutageSite { .. })));
         assert_eq!(Options { min_interval_mins: 7, ..Options::default() }.check(), Err(OptionsError::MinInterval(7)));
+        let faults = Faults { refuse_history_percent: 60.0, silent_history_percent: 50.0, ..Faults::default() };
+        assert_eq!(Options { faults, ..Options::default() }.check(), Err(OptionsError::HistoryShares(110.0)));
     }
 }

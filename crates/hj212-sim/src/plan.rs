@@ -1,5 +1,5 @@
 //! A station's whole run as a sequence of steps (sans-IO): the schedule's records, minus the
-//! gaps, with outages (the link is down, then the missed 2051/2061/2031 records are backfilled)
+//! gaps, some hourly and daily uploads lost on the wire, with outages (the link is down, then the missed 2051/2061/2031 records are backfilled)
 //! and reconnect storms. Times are simulated "true" Unix milliseconds.
 
 use std::collections::VecDeque;
@@ -22,8 +22,9 @@ pub enum SkipReason {
 /// What a station does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// Send a record at `at_ms`; `backfill` when it was held back by an outage.
-    Send { at_ms: i64, due: Due, backfill: bool },
+    /// Send a record at `at_ms`; `backfill` when it was held back by an outage; `dropped` when
+    /// the link loses the upload (the station makes and keeps the record but nothing arrives).
+    Send { at_ms: i64, due: Due, backfill: bool, dropped: bool },
     /// Close the connection at `at_ms`; the next send reconnects.
     Disconnect { at_ms: i64, storm: bool },
     /// A record that is never sent.
@@ -34,6 +35,8 @@ pub enum Step {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlanFaults {
     pub gap_percent: f64,
+    /// Chance (percent) that a 2061 or 2031 upload is lost on the wire.
+    pub drop_percent: f64,
     /// `(from, to)` simulated times during which this station's link is down.
     pub outages: Vec<(i64, i64)>,
     /// Disconnect and reconnect at every full (simulated) hour.
@@ -51,6 +54,7 @@ pub struct Planner {
     next_storm: Option<i64>,
     end_ms: i64,
     gap_percent: f64,
+    drop_percent: f64,
     rng: Rng,
     queue: VecDeque<Step>,
 }
@@ -79,6 +83,7 @@ impl Planner {
             next_storm: (faults.reconnect_storm && first_storm < end_ms).then_some(first_storm),
             end_ms,
             gap_percent: faults.gap_percent,
+            drop_percent: faults.drop_percent,
             rng,
             queue: VecDeque::new(),
         }
@@ -90,17 +95,24 @@ impl Planner {
         }
     }
 
+    /// Whether the link loses this upload. Only hourly and daily records: the ones a host's
+    /// gap recovery fetches again, and few enough that a scenario can count them.
+    fn drops(&mut self, due: &Due) -> bool {
+        matches!(due.kind, RecordKind::Hour | RecordKind::Day) && self.rng.chance(self.drop_percent)
+    }
+
     /// The outage is over: its history records go out at `until`, or never if that is past the end.
     fn end_outage(&mut self, until: i64) {
         self.outage_end = None;
         self.advance_storm(until);
         let beyond = until > self.end_ms;
-        for due in self.backfill.drain(..) {
-            self.queue.push_back(if beyond {
+        while let Some(due) = self.backfill.pop_front() {
+            let step = if beyond {
                 Step::Skip { due, reason: SkipReason::OutageUnsent }
             } else {
-                Step::Send { at_ms: until, due, backfill: true }
-            });
+                Step::Send { at_ms: until, due, backfill: true, dropped: self.drops(&due) }
+            };
+            self.queue.push_back(step);
         }
     }
 
@@ -110,7 +122,7 @@ impl Planner {
             return Some(Step::Skip { due, reason: SkipReason::Gap });
         }
         if self.outage_end.is_none() {
-            return Some(Step::Send { at_ms: due.send_ms, due, backfill: false });
+            return Some(Step::Send { at_ms: due.send_ms, due, backfill: false, dropped: self.drops(&due) });
         }
         if due.kind == RecordKind::RealTime {
             return Some(Step::Skip { due, reason: SkipReason::Outage });
@@ -211,7 +223,7 @@ mod tests {
         let backfill: Vec<(u16, i64)> = steps
             .iter()
             .filter_map(|s| match s {
-                Step::Send { backfill: true, at_ms, due } => Some((due.kind.cn(), *at_ms)),
+                Step::Send { backfill: true, at_ms, due, .. } => Some((due.kind.cn(), *at_ms)),
                 _ => None,
             })
             .collect();
@@ -232,6 +244,29 @@ mod tests {
         let steps =
             plan(PlanFaults { outages: vec![(START + DAY_MS - HOUR_MS, START + 2 * DAY_MS)], ..PlanFaults::default() });
         assert_eq!(count(&steps, |s| matches!(s, Step::Skip { reason: SkipReason::OutageUnsent, .. })), 7 + 2 + 1);
+    }
+
+    #[test]
+    fn drops_only_hourly_and_daily_uploads() {
+        let steps = plan(PlanFaults { drop_percent: 50.0, ..PlanFaults::default() });
+        let dropped: Vec<RecordKind> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Send { dropped: true, due, .. } => Some(due.kind),
+                _ => None,
+            })
+            .collect();
+        assert!(dropped.iter().all(|k| matches!(k, RecordKind::Hour | RecordKind::Day)));
+        assert!((5..=20).contains(&dropped.len()), "{}", dropped.len());
+        assert_eq!(steps.len(), 1609, "a dropped upload is still a step");
+        assert_eq!(plan(PlanFaults::default()), steps.iter().map(|s| undropped(*s)).collect::<Vec<_>>());
+    }
+
+    fn undropped(step: Step) -> Step {
+        match step {
+            Step::Send { at_ms, due, backfill, .. } => Step::Send { at_ms, due, backfill, dropped: false },
+            other => other,
+        }
     }
 
     #[test]

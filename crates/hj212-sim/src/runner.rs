@@ -1,11 +1,14 @@
 //! Drives the stations over TCP (tokio): one task and one connection per station, paced by
-//! simulated time, waiting for each 9014 and resending (same QN) on timeout as loggers do.
+//! simulated time, waiting for each 9014 and resending (same QN) on timeout as loggers do, and
+//! answering the host's commands on the same connection, during the run and for `--linger` after.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hj212_proto::codec::Frame;
+use hj212_proto::model::Cn;
 use hj212_proto::time::BeijingTime;
 use hj212_proto::{Packet, SegmentText};
 use tokio::sync::Semaphore;
@@ -16,7 +19,7 @@ use crate::link::Link;
 use crate::plan::{Planner, Step};
 use crate::schedule::Due;
 use crate::sim::Simulation;
-use crate::station::{Incoming, OutFrame, Station};
+use crate::station::{AnswerFrame, Incoming, OutFrame, Station};
 use crate::summary::{Counters, SiteSummary, Summary};
 
 /// Maps simulated time to real time.
@@ -34,6 +37,14 @@ impl Pacer {
         let offset_ms = (at_ms - self.start_ms).max(0) as f64;
         (self.accel > 0.0).then(|| self.real_start + Duration::from_secs_f64(offset_ms / 1000.0 / self.accel))
     }
+
+    /// The simulated time at `now`; `None` at `accel` 0, where it is wherever the station got to.
+    fn simulated_ms(&self, now: Instant) -> Option<i64> {
+        let elapsed_ms = now.saturating_duration_since(self.real_start).as_secs_f64() * 1000.0;
+        #[expect(clippy::cast_possible_truncation, reason = "a simulated offset in ms fits i64 (saturating cast)")]
+        let offset_ms = (elapsed_ms * self.accel) as i64;
+        (self.accel > 0.0).then(|| self.start_ms.saturating_add(offset_ms))
+    }
 }
 
 /// What every station task shares.
@@ -44,6 +55,7 @@ struct Shared {
     retries: u32,
     window: usize,
     sticky: bool,
+    linger: Duration,
     pacer: Pacer,
     limiter: Option<Arc<Semaphore>>,
 }
@@ -60,6 +72,14 @@ struct InFlight {
     factors: u64,
 }
 
+/// A frame of an answer to a host command, waiting for its turn.
+#[derive(Debug)]
+struct Pending {
+    frame: AnswerFrame,
+    /// Not before this instant (`--slow-history-percent`).
+    not_before: Option<Instant>,
+}
+
 /// Runs every station of `sim` against `target` and sums up.
 pub async fn run(sim: &Simulation, target: SocketAddr) -> Summary {
     let started = Instant::now();
@@ -70,6 +90,7 @@ pub async fn run(sim: &Simulation, target: SocketAddr) -> Summary {
         retries: options.retries,
         window: options.window,
         sticky: options.faults.sticky,
+        linger: options.linger,
         pacer: Pacer { accel: options.accel, start_ms: sim.start_ms, real_start: started },
         limiter: options.connections_limit.map(|n| Arc::new(Semaphore::new(n))),
     });
@@ -125,12 +146,17 @@ struct Session {
     outbox_frames: u32,
     /// (CN, factors) of queued frames that expect no answer: counted once written.
     outbox_unacked: Vec<(u16, u64)>,
+    /// Answers to host commands, in sending order.
+    answers: VecDeque<Pending>,
+    /// Simulated time of the latest step.
+    clock_ms: i64,
     summary: SiteSummary,
 }
 
 impl Session {
     fn new(station: Station, shared: Arc<Shared>) -> Self {
         let summary = SiteSummary::new(&station.spec);
+        let clock_ms = shared.pacer.start_ms;
         Self {
             station,
             shared,
@@ -140,6 +166,8 @@ impl Session {
             outbox: Vec::new(),
             outbox_frames: 0,
             outbox_unacked: Vec::new(),
+            answers: VecDeque::new(),
+            clock_ms,
             summary,
         }
     }
@@ -157,21 +185,44 @@ impl Session {
                 }
                 Step::Disconnect { at_ms, storm } => {
                     self.wait_until(at_ms).await;
+                    self.clock_ms = at_ms;
                     self.drain().await;
                     self.close().await;
                     self.stats().storm_reconnects += u64::from(storm);
                 }
-                Step::Send { at_ms, due, backfill } => {
+                Step::Send { at_ms, due, backfill, dropped } => {
                     Counters::bump(&mut self.stats().records, due.kind.cn(), 1);
                     self.stats().backfilled += u64::from(backfill);
                     self.wait_until(at_ms).await;
-                    self.send_record(&due, at_ms).await;
+                    self.clock_ms = at_ms;
+                    self.send_record(&due, at_ms, dropped).await;
                 }
             }
         }
         self.drain().await;
+        self.linger().await;
         self.close().await;
         self.summary
+    }
+
+    /// Stays connected for `--linger`, answering host commands, so that the host can fetch what
+    /// it missed. A station whose link is down at the end (an outage past the end) stays down.
+    async fn linger(&mut self) {
+        if self.shared.linger.is_zero() || self.link.is_none() {
+            return;
+        }
+        let until = Instant::now() + self.shared.linger;
+        // A logger reconnects when the host closes an idle connection.
+        while Instant::now() < until && self.ensure_link().await {
+            self.service(Some(until)).await;
+        }
+        self.drain().await;
+    }
+
+    /// The station's simulated time now.
+    fn simulated_now(&self) -> i64 {
+        let paced = self.shared.pacer.simulated_ms(Instant::now());
+        paced.map_or(self.clock_ms, |ms| ms.max(self.clock_ms))
     }
 
     /// Waits (answering the host meanwhile) until simulated time `at_ms` has come.
@@ -183,12 +234,19 @@ impl Session {
         }
     }
 
-    async fn send_record(&mut self, due: &Due, at_ms: i64) {
+    async fn send_record(&mut self, due: &Due, at_ms: i64, dropped: bool) {
         let built = self.station.build(due, at_ms);
         let stats = self.stats();
         stats.exceedances += u64::from(built.exceeded);
         stats.flagged_values += u64::from(built.flagged);
         stats.split_records += u64::from(built.frames.len() > 1);
+        if dropped {
+            // Lost on the wire: nothing is written, and the station, which never learns of it,
+            // expects no 9014 and never resends it. Only a history request brings it back.
+            stats.dropped_uploads += 1;
+            self.station.mark_dropped(due);
+            return;
+        }
         for frame in built.frames {
             self.send_frame(frame).await;
         }
@@ -203,6 +261,14 @@ impl Session {
             self.stats().unsent += 1;
             return;
         }
+        self.track(frame);
+        if !self.shared.sticky {
+            self.flush().await;
+        }
+    }
+
+    /// Queues `frame` and remembers what it expects: a 9014 (in flight) or nothing (counted once written).
+    fn track(&mut self, frame: OutFrame) {
         let bad = frame.corrupted.is_some();
         self.queue(frame.corrupted.as_deref().unwrap_or(&frame.bytes));
         let stats = self.stats();
@@ -216,8 +282,24 @@ impl Session {
             _ if bad => stats.bad_crc_lost += 1,
             _ => self.outbox_unacked.push((frame.cn, frame.factors)),
         }
-        if !self.shared.sticky {
-            self.flush().await;
+    }
+
+    /// Queues the answer frames whose time has come, in order, as far as the window allows: a
+    /// history answer's records wait for room like the station's own uploads.
+    fn pump_answers(&mut self) {
+        let now = Instant::now();
+        while let Some(next) = self.answers.front() {
+            let early = next.not_before.is_some_and(|at| at > now);
+            let window_full = matches!(&next.frame, AnswerFrame::Upload(f) if f.wants_ack)
+                && self.in_flight.len() >= self.shared.window;
+            if early || window_full {
+                return;
+            }
+            match self.answers.pop_front().map(|p| p.frame) {
+                Some(AnswerFrame::Reply(bytes)) => self.queue(&bytes),
+                Some(AnswerFrame::Upload(upload)) => self.track(upload),
+                None => return,
+            }
         }
     }
 
@@ -226,8 +308,10 @@ impl Session {
         self.outbox_frames += 1;
     }
 
-    /// Writes what is queued: one write, however many frames (`--sticky` lets them gather).
+    /// Writes what is queued, answers whose turn has come included: one write, however many
+    /// frames (`--sticky` lets them gather).
     async fn flush(&mut self) {
+        self.pump_answers();
         if self.outbox.is_empty() {
             return;
         }
@@ -275,6 +359,8 @@ impl Session {
 
     fn lost(&mut self) {
         self.link = None;
+        // The host asked on that connection; it asks again on the next one if it still wants to know.
+        self.answers.clear();
         self.stats().connections_lost += 1;
     }
 
@@ -292,10 +378,8 @@ impl Session {
             return;
         }
         let deadline = self.in_flight.iter().map(|f| f.deadline).min();
-        let wake = match (deadline, until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let answer_due = self.answers.front().and_then(|p| p.not_before);
+        let wake = [deadline, until, answer_due].into_iter().flatten().min();
         let event = if let Some(link) = self.link.as_mut() {
             tokio::select! {
                 read = link.read_frame() => match read {
@@ -309,7 +393,7 @@ impl Session {
             Event::Timer
         };
         match event {
-            Event::Frame(frame) => self.on_frame(&frame),
+            Event::Frame(frame) => self.on_frame(&frame, false),
             Event::Lost => self.lost(),
             Event::Timer => {
                 let now = Instant::now();
@@ -350,16 +434,22 @@ impl Session {
         self.stats().failed += n;
     }
 
-    fn on_frame(&mut self, frame: &Frame) {
+    /// Handles a frame from the host; while `closing`, only acknowledgements (no answer can go out).
+    fn on_frame(&mut self, frame: &Frame, closing: bool) {
         let text = SegmentText::new(frame.data());
         let Ok(packet) = Packet::parse_text(&text) else {
             self.stats().other_host_frames += 1;
             return;
         };
-        match self.station.receive(&packet) {
+        if closing && packet.cn != Cn::DataResponse {
+            self.stats().other_host_frames += 1;
+            return;
+        }
+        match self.station.receive(&packet, self.simulated_now()) {
+            // The records of a history answer share the request's QN: the oldest is answered first.
             Incoming::Ack(qn) => match self.in_flight.iter().position(|f| f.qn == qn) {
                 Some(at) => {
-                    let done = self.in_flight.swap_remove(at);
+                    let done = self.in_flight.remove(at);
                     let stats = self.stats();
                     stats.acked += 1;
                     stats.readings += done.factors;
@@ -367,19 +457,23 @@ impl Session {
                 }
                 None => self.stats().late_acks += 1,
             },
-            Incoming::ClockSet(replies) => {
-                self.stats().clock_corrections += 1;
-                for reply in &replies {
-                    self.queue(reply);
+            Incoming::Command(answer) => {
+                self.stats().command(answer.outcome);
+                let mut not_before = answer.delay.map(|delay| Instant::now() + delay);
+                for frame in answer.frames {
+                    // The first frame waits; the others queue behind it.
+                    self.answers.push_back(Pending { frame, not_before: not_before.take() });
                 }
             }
             Incoming::Other => self.stats().other_host_frames += 1,
         }
     }
 
-    /// Waits until every frame in flight is answered or given up.
+    /// Waits until every answer is sent and every frame in flight is answered or given up.
     async fn drain(&mut self) {
-        while !self.in_flight.is_empty() {
+        // Answers only exist while connected (losing the link drops them); the guard keeps that
+        // from ever becoming a wait for nothing.
+        while !self.in_flight.is_empty() || (!self.answers.is_empty() && self.link.is_some()) {
             self.service(None).await;
         }
         self.flush().await;
@@ -390,10 +484,11 @@ impl Session {
         self.flush().await;
         if let Some(link) = self.link.take() {
             for frame in link.close().await {
-                self.on_frame(&frame);
+                self.on_frame(&frame, true);
             }
         }
-        // Answers to commands that came while closing cannot be sent any more.
+        // Answers not yet written cannot be sent any more.
+        self.answers.clear();
         self.outbox.clear();
         self.outbox_frames = 0;
         self.stats().unsent += self.outbox_unacked.len() as u64;

@@ -10,12 +10,13 @@ use crate::plan::{PlanFaults, Planner};
 use crate::profile::{Profile, ValueFaults};
 use crate::rng::Rng;
 use crate::schedule::Schedule;
-use crate::station::{FrameFaults, Station, StationSpec};
+use crate::station::{FrameFaults, HostAnswers, Station, StationSetup, StationSpec};
 
 /// Seeds a generator per purpose, so that e.g. the gaps do not change when values do.
 const PURPOSE_PLAN: u64 = 1;
 const PURPOSE_FRAMES: u64 = 2;
 const PURPOSE_PASSWORD: u64 = 3;
+const PURPOSE_ANSWERS: u64 = 4;
 
 /// A simulation ready to run.
 #[derive(Debug, Clone)]
@@ -60,7 +61,8 @@ impl Simulation {
         options.check()?;
         let start_ms = options.start_ms.unwrap_or_else(|| default_start(now_ms, options.duration_ms, options.accel));
         let end_ms = start_ms + options.duration_ms;
-        let stations = (0..options.stations).map(|i| spec(&options, i)).collect();
+        let answers = host_answers(&options);
+        let stations = answers.into_iter().enumerate().map(|(i, answers)| spec(&options, i, answers)).collect();
         Ok(Self { options, start_ms, end_ms, stations })
     }
 
@@ -83,15 +85,21 @@ impl Simulation {
         let options = &self.options;
         let faults = &options.faults;
         let spec = self.stations[index].clone();
-        let frame_faults = FrameFaults {
-            bad_crc_percent: faults.bad_crc_percent,
-            split_percent: faults.split_percent,
-            values: ValueFaults { flag_percent: faults.flag_percent, exceed_percent: faults.exceed_percent },
+        let setup = StationSetup {
+            faults: FrameFaults {
+                bad_crc_percent: faults.bad_crc_percent,
+                split_percent: faults.split_percent,
+                values: ValueFaults { flag_percent: faults.flag_percent, exceed_percent: faults.exceed_percent },
+            },
+            rtd_interval_secs: options.rtd_interval_secs,
+            min_interval_mins: options.min_interval_mins,
+            history_hours: options.history_hours,
         };
-        let station = Station::new(spec, frame_faults, Rng::derive(options.seed, index, PURPOSE_FRAMES));
+        let station = Station::new(spec, setup, Rng::derive(options.seed, index, PURPOSE_FRAMES));
         let outages = faults.outages.iter().filter(|o| o.site == index);
         let plan_faults = PlanFaults {
             gap_percent: faults.gap_percent,
+            drop_percent: faults.drop_percent,
             outages: outages.map(|o| (o.from.resolve(self.start_ms), o.to.resolve(self.start_ms))).collect(),
             reconnect_storm: faults.reconnect_storm,
         };
@@ -101,7 +109,35 @@ impl Simulation {
     }
 }
 
-fn spec(options: &Options, index: usize) -> StationSpec {
+/// How each station answers host commands: the shares of `--silent-history-percent`,
+/// `--refuse-history-percent` and `--slow-history-percent`, exact to rounding and never
+/// overlapping, taken from the stations in an order the seed decides (not always the first ones,
+/// which already have the CRC dialect).
+fn host_answers(options: &Options) -> Vec<HostAnswers> {
+    let f = &options.faults;
+    let n = options.stations;
+    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0 <= n × percent / 100 <= n")]
+    let count = |percent: f64| ((n as f64 * percent / 100.0).round() as usize).min(n);
+    // Cumulative shares, so that rounding never makes the three groups more than their sum.
+    let silent = count(f.silent_history_percent);
+    let refusing = count(f.silent_history_percent + f.refuse_history_percent);
+    let slow = count(f.silent_history_percent + f.refuse_history_percent + f.slow_history_percent);
+    let delay_ms = u64::try_from(f.slow_history.as_millis()).unwrap_or(u64::MAX);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| Rng::derive(options.seed, i, PURPOSE_ANSWERS).next_u64());
+    let mut answers = vec![HostAnswers::Normal; n];
+    for (rank, index) in order.into_iter().enumerate() {
+        answers[index] = match rank {
+            r if r < silent => HostAnswers::Silent,
+            r if r < refusing => HostAnswers::RefusesHistory,
+            r if r < slow => HostAnswers::SlowHistory { delay_ms },
+            _ => HostAnswers::Normal,
+        };
+    }
+    answers
+}
+
+fn spec(options: &Options, index: usize, answers: HostAnswers) -> StationSpec {
     let faults = &options.faults;
     let width = 24 - options.mn_prefix.len();
     let password = options.password.clone().unwrap_or_else(|| {
@@ -123,6 +159,7 @@ fn spec(options: &Options, index: usize) -> StationSpec {
         version: if v2005 { Version::Hj212_2005 } else { Version::Hj212_2017 },
         dialect: if index < faults.crc_dialect_sites { faults.crc_dialect } else { CrcDialect::Hj212 },
         drift_secs: if drifts { faults.clock_drift_secs } else { 0 },
+        answers,
     }
 }
 
@@ -152,6 +189,29 @@ mod tests {
         let parsed: SitesFile = toml::from_str(&text).unwrap();
         assert_eq!(parsed.sites, sites);
         assert!(text.contains("crc = \"modbus\""), "{text}");
+    }
+
+    #[test]
+    fn host_answer_shares_are_exact_and_disjoint() {
+        let faults = Faults {
+            silent_history_percent: 10.0,
+            refuse_history_percent: 20.0,
+            slow_history_percent: 25.0,
+            ..Faults::default()
+        };
+        let options = Options { stations: 20, faults, ..Options::default() };
+        let sim = Simulation::at(options.clone(), 1_772_294_400_000).unwrap();
+        let count = |kind: &str| sim.stations.iter().filter(|s| s.answers.as_str() == kind).count();
+        assert_eq!([count("silent"), count("refuses-history"), count("slow-history"), count("normal")], [2, 4, 5, 9]);
+        let again = Simulation::at(options.clone(), 1_772_294_400_000).unwrap();
+        assert_eq!(sim.stations, again.stations, "the same seed picks the same stations");
+        let other = Simulation::at(Options { seed: 2, ..options }, 1_772_294_400_000).unwrap();
+        let picked = |sim: &Simulation| sim.stations.iter().map(|s| s.answers).collect::<Vec<_>>();
+        assert_ne!(picked(&sim), picked(&other), "another seed picks other stations");
+        let all = Faults { refuse_history_percent: 100.0, ..Faults::default() };
+        let sim = Simulation::at(Options { stations: 3, faults: all, ..Options::default() }, 0).unwrap();
+        assert!(sim.stations.iter().all(|s| s.answers == HostAnswers::RefusesHistory));
+        assert!(Simulation::at(Options::default(), 0).unwrap().stations[0].answers == HostAnswers::Normal);
     }
 
     #[test]

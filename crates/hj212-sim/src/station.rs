@@ -1,17 +1,44 @@
 //! One simulated data logger (sans-IO): its identity, its site entry for the daemon, the frames
-//! it builds for each due record, and its answers to host commands.
+//! it builds for each due record and the history it keeps. Its answers to host commands are in
+//! [`commands`].
+
+mod commands;
 
 use hj212_config::{CrcSetting, RateRules, Site};
-use hj212_proto::Packet;
 use hj212_proto::crc::CrcDialect;
-use hj212_proto::encode::{self, ReplyTo};
-use hj212_proto::model::{Cn, Version};
+use hj212_proto::model::Version;
 use hj212_proto::time::BeijingTime;
 
+pub use self::commands::{Answer, AnswerFrame, Incoming, Outcome};
 use crate::frame::{self, Header};
+use crate::history::{HeldRecord, History};
 use crate::profile::{self, Profile, Reading, ValueFaults};
 use crate::rng::Rng;
 use crate::schedule::{Due, RecordKind};
+
+/// How a station answers host commands (`--refuse-history-percent` and the like).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostAnswers {
+    /// As the standard says: 9011, data, 9012 (or 9013 for notifications).
+    Normal,
+    /// Every history request gets 9011 QnRtn=2 and nothing more; other commands as usual.
+    RefusesHistory,
+    /// No host command is ever answered.
+    Silent,
+    /// History requests are answered after `delay_ms`; other commands at once.
+    SlowHistory { delay_ms: u64 },
+}
+
+impl HostAnswers {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::RefusesHistory => "refuses-history",
+            Self::Silent => "silent",
+            Self::SlowHistory { .. } => "slow-history",
+        }
+    }
+}
 
 /// Who a station is and how it speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +53,7 @@ pub struct StationSpec {
     pub dialect: CrcDialect,
     /// How far the logger's clock is off (seconds, positive = ahead).
     pub drift_secs: i64,
+    pub answers: HostAnswers,
 }
 
 impl StationSpec {
@@ -107,31 +135,37 @@ pub struct Built {
     pub flagged: u32,
 }
 
-/// What a station does with a frame from the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
-    /// A 9014 for this QN.
-    Ack(String),
-    /// A 1012 set-time: the clock is corrected; these replies (9011, 9012) go back.
-    ClockSet(Vec<Vec<u8>>),
-    /// Anything else (counted, not answered).
-    Other,
+/// How a station is set up beyond its identity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StationSetup {
+    pub faults: FrameFaults,
+    /// What it reports to 1061 and 1063 queries (its schedule is fixed by the simulation).
+    pub rtd_interval_secs: u32,
+    pub min_interval_mins: u32,
+    /// Simulated hours of 2051/2061/2031 records it keeps for history requests.
+    pub history_hours: u32,
 }
 
 /// A station's state while it runs.
 #[derive(Debug)]
 pub struct Station {
     pub spec: StationSpec,
-    faults: FrameFaults,
+    setup: StationSetup,
     rng: Rng,
     drift_ms: i64,
     last_qn_ms: i64,
+    history: History,
 }
 
 impl Station {
-    pub fn new(spec: StationSpec, faults: FrameFaults, rng: Rng) -> Self {
+    pub fn new(spec: StationSpec, setup: StationSetup, rng: Rng) -> Self {
         let drift_ms = spec.drift_secs * 1000;
-        Self { spec, faults, rng, drift_ms, last_qn_ms: i64::MIN }
+        Self { spec, setup, rng, drift_ms, last_qn_ms: i64::MIN, history: History::new(setup.history_hours) }
+    }
+
+    /// Notes that the upload of `due` was lost on the wire (it stays in the history).
+    pub fn mark_dropped(&mut self, due: &Due) {
+        self.history.mark_dropped(due.kind.cn(), due.data_time_ms);
     }
 
     /// The logger's clock reading at simulated time `at_ms`, unique per frame (QN).
@@ -141,16 +175,17 @@ impl Station {
         BeijingTime::from_unix_millis(ms).to_qn_string()
     }
 
-    /// The frames for `due`, sent at simulated time `at_ms`.
+    /// The frames for `due`, sent at simulated time `at_ms`; an aggregate is also kept in the history.
     ///
     /// Real-time DataTime is the logger's clock (so a drifting clock shows in it); the
     /// aggregates keep their period starts, which the logger computes on its own clock.
     pub fn build(&mut self, due: &Due, at_ms: i64) -> Built {
-        let values = profile::sample(self.spec.profile, due.period_secs(), &self.faults.values, &mut self.rng);
+        let faults = self.setup.faults;
+        let values = profile::sample(self.spec.profile, due.period_secs(), &faults.values, &mut self.rng);
         let drift = if due.kind == RecordKind::RealTime { self.drift_ms } else { 0 };
         let data_time = BeijingTime::from_unix_millis(due.data_time_ms + drift).to_seconds_string();
         let v2017 = !self.spec.is_2005();
-        let split = v2017 && due.kind == RecordKind::RealTime && self.rng.chance(self.faults.split_percent);
+        let split = v2017 && due.kind == RecordKind::RealTime && self.rng.chance(faults.split_percent);
         let readings = &values.readings;
         let parts: Vec<&[Reading]> =
             if split { vec![&readings[..readings.len() / 2], &readings[readings.len() / 2..]] } else { vec![readings] };
@@ -167,10 +202,22 @@ impl Station {
                 flag: v2017.then_some(if split { 7 } else { 5 }),
                 packet: split.then_some((pnum, pno)),
             };
-            let segment = frame::upload_segment(&header, &data_time, part, !v2017);
+            let cp = frame::data_cp(&data_time, part, !v2017);
+            let segment = frame::upload_segment(&header, &cp);
             // A data segment of six factors is far below the 9999-byte limit.
             let bytes = frame::framed(segment.as_bytes(), self.spec.dialect).unwrap_or_default();
-            let corrupted = self.rng.chance(self.faults.bad_crc_percent).then(|| frame::corrupted(&bytes));
+            let corrupted = self.rng.chance(faults.bad_crc_percent).then(|| frame::corrupted(&bytes));
+            if due.kind != RecordKind::RealTime {
+                let factors = part.len() as u64;
+                let held = HeldRecord {
+                    data_time_ms: due.data_time_ms,
+                    made_ms: due.send_ms,
+                    cp: cp.into(),
+                    factors,
+                    dropped: false,
+                };
+                self.history.keep(due.kind.cn(), held);
+            }
             frames.push(OutFrame {
                 cn: due.kind.cn(),
                 qn,
@@ -182,45 +229,30 @@ impl Station {
         }
         Built { frames, exceeded: values.exceeded, flagged: values.flagged }
     }
-
-    /// Handles a frame from the host.
-    pub fn receive(&mut self, packet: &Packet<'_>) -> Incoming {
-        match packet.cn {
-            Cn::DataResponse => packet.qn.map_or(Incoming::Other, |qn| Incoming::Ack(qn.to_owned())),
-            Cn::SetFieldTime => {
-                // The logger takes the host's time: its drift is gone.
-                self.drift_ms = 0;
-                let to = ReplyTo { pw: Some(&self.spec.password), ..ReplyTo::from(packet) };
-                let replies = [encode::request_response(&to, 1), encode::execution_result(&to, 1)];
-                let replies = replies.into_iter().filter_map(Result::ok);
-                let dialect = self.spec.dialect;
-                Incoming::ClockSet(replies.filter_map(|r| frame::framed(frame::segment_of(&r), dialect).ok()).collect())
-            }
-            _ => Incoming::Other,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::schedule::Schedule;
-    use hj212_proto::crc;
     use hj212_proto::model::FieldKind;
+    use hj212_proto::{Packet, crc};
 
-    const START: i64 = 1_772_294_400_000; // 2026-03-01 00:00 Beijing
+    pub(super) const START: i64 = 1_772_294_400_000; // 2026-03-01 00:00 Beijing
 
-    fn spec(profile: Profile, version: Version, dialect: CrcDialect) -> StationSpec {
+    pub(super) fn spec(profile: Profile, version: Version, dialect: CrcDialect) -> StationSpec {
         let mn = "SIM000000000000000000007".to_owned();
-        StationSpec { index: 7, mn, password: "654321".into(), profile, version, dialect, drift_secs: 0 }
+        let password = "654321".into();
+        StationSpec { index: 7, mn, password, profile, version, dialect, drift_secs: 0, answers: HostAnswers::Normal }
     }
 
-    fn faults(bad_crc_percent: f64, split_percent: f64) -> FrameFaults {
+    pub(super) fn setup(bad_crc_percent: f64, split_percent: f64) -> StationSetup {
         let values = ValueFaults { flag_percent: 0.0, exceed_percent: 0.0 };
-        FrameFaults { bad_crc_percent, split_percent, values }
+        let faults = FrameFaults { bad_crc_percent, split_percent, values };
+        StationSetup { faults, rtd_interval_secs: 60, min_interval_mins: 10, history_hours: 168 }
     }
 
-    fn parse(frame: &[u8]) -> (Packet<'_>, u16) {
+    pub(super) fn parse(frame: &[u8]) -> (Packet<'_>, u16) {
         let segment = frame::segment_of(frame);
         let at = frame.len() - 6;
         let declared = crc::parse_field(frame[at..at + 4].try_into().unwrap()).unwrap();
@@ -234,7 +266,7 @@ mod tests {
     #[test]
     fn frames_parse_back() {
         let mut station =
-            Station::new(spec(Profile::Gas, Version::Hj212_2017, CrcDialect::Hj212), faults(0.0, 0.0), Rng::new(1));
+            Station::new(spec(Profile::Gas, Version::Hj212_2017, CrcDialect::Hj212), setup(0.0, 0.0), Rng::new(1));
         let mut qns = std::collections::HashSet::new();
         for due in dues() {
             let built = station.build(&due, due.send_ms);
@@ -266,11 +298,8 @@ mod tests {
 
     #[test]
     fn modbus_2005_station() {
-        let mut station = Station::new(
-            spec(Profile::Water, Version::Hj212_2005, CrcDialect::Modbus),
-            faults(0.0, 100.0),
-            Rng::new(1),
-        );
+        let mut station =
+            Station::new(spec(Profile::Water, Version::Hj212_2005, CrcDialect::Modbus), setup(0.0, 100.0), Rng::new(1));
         let due = dues()[0];
         let built = station.build(&due, due.send_ms);
         assert_eq!(built.frames.len(), 1, "2005 stations do not split");
@@ -288,7 +317,7 @@ mod tests {
     fn split_bad_crc_and_drift() {
         let mut spec = spec(Profile::Gas, Version::Hj212_2017, CrcDialect::Hj212);
         spec.drift_secs = 45;
-        let mut station = Station::new(spec, faults(100.0, 100.0), Rng::new(1));
+        let mut station = Station::new(spec, setup(100.0, 100.0), Rng::new(1));
         let due = dues()[0];
         let built = station.build(&due, due.send_ms);
         assert_eq!(built.frames.len(), 2);
@@ -303,19 +332,5 @@ mod tests {
             assert_eq!(crc::identify(frame::segment_of(bad), declared), None);
         }
         assert_ne!(built.frames[0].qn, built.frames[1].qn);
-    }
-
-    #[test]
-    fn answers_a_set_time_command() {
-        let mut spec = spec(Profile::Gas, Version::Hj212_2017, CrcDialect::Hj212);
-        spec.drift_secs = 90;
-        let mut station = Station::new(spec, faults(0.0, 0.0), Rng::new(1));
-        let command = "QN=20260301000000000;ST=31;CN=1012;PW=654321;MN=SIM000000000000000000007;Flag=5;CP=&&SystemTime=20260301000000&&";
-        let Incoming::ClockSet(replies) = station.receive(&Packet::parse(command).unwrap()) else { panic!() };
-        let cns: Vec<u16> = replies.iter().map(|r| parse(r).0.cn.code()).collect();
-        assert_eq!(cns, [9011, 9012]);
-        assert_eq!(station.drift_ms, 0);
-        let ack = "QN=1;ST=91;CN=9014;PW=654321;MN=SIM000000000000000000007;Flag=4;CP=&&&&";
-        assert_eq!(station.receive(&Packet::parse(ack).unwrap()), Incoming::Ack("1".into()));
     }
 }
