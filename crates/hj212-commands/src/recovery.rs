@@ -1,7 +1,10 @@
 //! Automatic gap recovery (主动补传): every `interval_secs` the sweep reads each connected
 //! site's missing periods from the rate ledger (the store), merges neighbours into ranges and
 //! queues one history request (2061 / 2031 / 2051, HJ 212-2017 Table 9) per site at a time,
-//! oldest first, within the site's hourly budget. A site that refuses (QnRtn != 1) or does not
+//! oldest first, within the site's hourly budget. Only periods the logger has moved past are
+//! asked for: ones before the newest record the store holds of the site (any of 2011, 2051,
+//! 2061, 2031) by the grace at least; a logger still catching up (sending its own backlog) or
+//! silent is left to its own backfill and the offline alert. A site that refuses (QnRtn != 1) or does not
 //! answer is left alone for `backoff_secs`; a period is asked for at most
 //! [`ATTEMPTS_PER_PERIOD`] times, and never again once the logger answered ExeRtn=100 (no data).
 
@@ -24,9 +27,9 @@ use crate::spec::{CommandSpec, Exchange};
 
 /// Times one period is asked for before it is left as missing (the logger may not hold it).
 pub const ATTEMPTS_PER_PERIOD: u32 = 3;
-/// Periods already received that a request may span to join two gaps: each costs one re-sent
-/// record, a separate request costs three frames (request, 9011, 9012).
-const JOIN_ACROSS_HELD: i64 = 3;
+/// Periods already received that a request may span to join two gaps: each costs a re-sent
+/// record and its 9014, a separate request three frames (request, 9011, 9012).
+const JOIN_ACROSS_HELD: i64 = 1;
 
 /// What the API shows of a site's recovery.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -208,12 +211,15 @@ fn wanted(
     let mut first = None;
     memory.view.missing_periods = 0;
     memory.view.given_up_periods = 0;
+    let Some(newest) = store.newest_data_time(&site.mn)? else { return Ok(None) };
+    let grace_ms = i64::from(settings.grace_minutes) * 60_000;
     for basis in &settings.bases {
         let (cn, rules) = rules_of(site, *basis);
         let cutoff_from = now_ms - rules.cutoff_ms;
         let lookback_from = now_ms - i64::from(settings.lookback_hours) * 3_600_000;
-        // HJ 212: a period's record comes after the period ends; asking before the grace is over would be early.
-        let until = now_ms - i64::from(settings.grace_minutes) * 60_000;
+        // HJ 212: a period's record comes after the period ends; asking before the grace is over
+        // would be early, and so would asking for periods the logger has not reached itself.
+        let until = (now_ms - grace_ms).min(newest - grace_ms);
         let range = Range { from_ms: cutoff_from.max(lookback_from), to_ms: until };
         if range.to_ms <= range.from_ms {
             continue;
@@ -299,9 +305,9 @@ mod tests {
     #[test]
     fn neighbours_join_across_few_held_periods() {
         assert_eq!(first_range(&[0, H, 2 * H], H, 24), Some(vec![0, H, 2 * H]));
-        // Three held periods between: joined (3 re-sent records cost what a second request costs).
-        assert_eq!(first_range(&[0, 4 * H], H, 24), Some(vec![0, 4 * H]));
-        assert_eq!(first_range(&[0, 5 * H, 6 * H], H, 24), Some(vec![0]));
+        // One held period between: joined (its record and 9014 cost less than a second request).
+        assert_eq!(first_range(&[0, 2 * H], H, 24), Some(vec![0, 2 * H]));
+        assert_eq!(first_range(&[0, 3 * H, 4 * H], H, 24), Some(vec![0]));
         assert_eq!(first_range(&[0, H, 2 * H, 3 * H], H, 2), Some(vec![0, H]));
         assert_eq!(first_range(&[], H, 24), None);
     }

@@ -346,6 +346,23 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The newest DataTime stored for `mn` among its real-time, minute, hourly and daily
+    /// records: how far the logger has come (one index seek per CN).
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn newest_data_time(&self, mn: &str) -> Result<Option<i64>, StoreError> {
+        let mut query = self.conn.prepare_cached(
+            "SELECT data_time_ms FROM readings WHERE mn = ?1 AND cn = ?2 ORDER BY data_time_ms DESC LIMIT 1",
+        )?;
+        let mut newest = None;
+        for cn in [2011, 2051, 2061, 2031] {
+            let time: Option<i64> = query.query_row(params![mn, cn], |row| row.get(0)).optional()?;
+            newest = newest.max(time);
+        }
+        Ok(newest)
+    }
+
     /// Rows in the readings table.
     ///
     /// # Errors

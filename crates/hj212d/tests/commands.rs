@@ -180,3 +180,24 @@ async fn bad_commands_get_clear_statuses_and_queued_ones_survive_a_restart() {
     wait_state(&daemon, id, "sent").await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logger_that_reconnects_mid_command_gets_the_resend_and_a_9012_alone_ends_it() {
+    let daemon = daemon(|config| config.commands.request_timeout_secs = 1).await;
+    let mut first = logger(&daemon).await;
+    let (_, queued) = call(&daemon, "POST", &format!("/api/v1/sites/{MN}/commands"), Some(r#"{"cn": "3012"}"#));
+    let id = queued["id"].as_str().unwrap().to_owned();
+    let sent = first.reply().await;
+    drop(first);
+    // The site's next connection carries the resend (same QN).
+    let mut second = logger(&daemon).await;
+    let resent = second.reply_within(Duration::from_secs(5)).await.expect("the resend on the new connection");
+    assert_eq!((resent.cn, &resent.qn), (3012, &sent.qn));
+    // Some loggers skip the 9011: the 9012 still ends the exchange.
+    second.send(&answer(resent.qn.as_deref().unwrap(), 9012, "ExeRtn=1")).await;
+    let done = wait_state(&daemon, &id, "completed").await;
+    assert_eq!((done["sends"].as_u64(), done["qn_rtn"].as_u64()), (Some(2), None));
+    let metrics = daemon.http("/metrics").1;
+    assert_eq!(common::metric(&metrics, r#"hj212_command_replies_total{cn="9012",outcome="before_9011"}"#), 1);
+    daemon.stop().await;
+}

@@ -101,3 +101,51 @@ async fn a_missing_hour_is_fetched_from_the_logger_and_a_refusing_logger_is_back
     let recovered_rows = stored.iter().filter(|r| r.cn == 2061 && r.data_time_ms == missing).count();
     assert_eq!(recovered_rows, 1, "the recovered hour is stored once");
 }
+
+/// The scenario at test size: simulated stations whose links silently lose 5 % of their
+/// hourly records, two of them refusing history requests. With recovery every gap of the
+/// others is filled, each record counted once; what is left is explained by the refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_lossy_links_are_recovered_except_from_refusing_loggers() {
+    use hj212_sim::{Faults, Options, Simulation};
+    let options = Options {
+        stations: 20,
+        seed: 14,
+        rtd_interval_secs: 3600,
+        min_interval_mins: 30,
+        duration_ms: 48 * H,
+        accel: 0.0,
+        linger: Duration::from_secs(6),
+        faults: Faults { drop_percent: 5.0, refuse_history_percent: 10.0, ..Faults::default() },
+        ..Options::default()
+    };
+    let sim = Simulation::new(options).unwrap();
+    let sites = sim.sites();
+    let daemon = TestDaemon::start_with(|config| {
+        config.sites = sites.clone();
+        config.recovery.interval_secs = 1;
+        config.recovery.lookback_hours = 72;
+        config.recovery.max_requests_per_site_hour = 1000;
+    })
+    .await;
+    let summary = hj212_sim::run(&sim, daemon.running.hj212_addr).await;
+    let dir = daemon.stop().await;
+    assert!(summary.totals.dropped_uploads > 10, "the links lost records: {}", summary.totals.dropped_uploads);
+
+    let store = hj212_store::Store::open_read_only(&dir.path().join("store.sqlite")).unwrap();
+    let now = hj212_archive::now_ms();
+    // Whole hours of the simulated period, leaving out its first and last hour.
+    let range = hj212_compliance::Range { from_ms: hour_start(now) - 46 * H, to_ms: hour_start(now) - H };
+    for (site, station) in sites.iter().zip(&summary.sites) {
+        let rules = hj212_store::rules_for(site);
+        let report = store.site_rate(site, &rules, range, now).unwrap().report;
+        assert!(report.received <= report.due, "{}: nothing counted twice", site.mn);
+        let missing_hours = report.missing.len() / site.factors.len();
+        if station.host_answers == "refuses-history" {
+            let dropped = station.counters.dropped_uploads;
+            assert!(missing_hours as u64 <= dropped, "{}: {missing_hours} hours missing, {dropped} dropped", site.mn);
+        } else {
+            assert_eq!(report.missing, vec![], "{}: every lost hour recovered", site.mn);
+        }
+    }
+}
