@@ -297,3 +297,48 @@ fn post_rotation(addr: std::net::SocketAddr, token: &str) -> (u16, String) {
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (response[9..12].parse().unwrap(), body)
 }
+
+/// HJ 212-2025 §6.4: a history request to an encrypting site goes out with its CP under the
+/// site's key (the CRC of the plaintext).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_to_an_encrypting_site_are_encrypted_with_its_key() {
+    use hj212_proto::codec::{FrameEvent, Hj212Codec};
+    use tokio::io::AsyncReadExt;
+    use tokio_util::codec::Decoder;
+
+    const KEY: &str = "0000000000000000";
+    let daemon = start_daemon(Encryption::Required, KEY, None, false).await;
+    let mut client = daemon.client().await;
+    send_chunked(&mut client, &wire(REALTIME, &hex(REALTIME_CIPHER), "g=N")).await;
+    assert_eq!(client.reply().await.cn, 9014);
+    let hub = &daemon.running.shared.commands;
+    let cp = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let range: std::collections::BTreeMap<String, String> =
+        cp(&[("BeginTime", "20260101110000"), ("EndTime", "20260101110000")]);
+    let spec = hj212_commands::check("2061", &range, false).unwrap();
+    hub.submit(MN, spec, hj212_commands::Origin::Api, None, hj212_commands::now_ms()).unwrap();
+
+    let mut codec = Hj212Codec::default();
+    let mut buf = bytes::BytesMut::new();
+    let request = loop {
+        match codec.decode(&mut buf).unwrap() {
+            Some(FrameEvent::Frame(frame)) => break frame,
+            Some(FrameEvent::Rejected { .. }) => panic!("the command is one frame"),
+            None => {
+                let read = tokio::time::timeout(Duration::from_secs(5), client.stream.read_buf(&mut buf)).await;
+                assert!(matches!(read, Ok(Ok(n)) if n > 0), "the command within 5 s");
+            }
+        }
+    };
+    assert!(!request.data().windows(9).any(|w| w == b"BeginTime"), "the CP is not in clear text");
+    let key = hj212_proto::encryption::Sm4Key::parse(KEY).unwrap();
+    let mut plain = request.data().to_vec();
+    assert!(hj212_proto::encryption::decrypt_cp(&mut plain, &key));
+    let plain = String::from_utf8_lossy(&plain);
+    assert!(
+        plain.contains("CN=2061;") && plain.contains("CP=&&BeginTime=20260101110000;EndTime=20260101110000"),
+        "{plain}"
+    );
+    assert_eq!(crc::hj212(plain.as_bytes()), request.layout.declared_crc, "the CRC is the plaintext's");
+    daemon.stop().await;
+}
