@@ -1,5 +1,6 @@
 //! Realistic frames shared by the benches, and the end-to-end load generator.
 
+pub mod commands;
 pub mod followers;
 pub mod load;
 pub mod reliability;

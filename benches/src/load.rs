@@ -64,11 +64,20 @@ impl Daemon {
     /// # Panics
     /// As [`Daemon::start`].
     pub async fn start_config(binary: &Path, max_connections: usize, extra: &str, sites: &str) -> Self {
+        Self::start_full(binary, max_connections, "", extra, sites).await
+    }
+
+    /// As [`Daemon::start_config`], with `server` appended to the `[server]` table (TOML
+    /// cannot reopen it from `extra`).
+    ///
+    /// # Panics
+    /// As [`Daemon::start`].
+    pub async fn start_full(binary: &Path, max_connections: usize, server: &str, extra: &str, sites: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let (addr, http) = (free_port(), free_port());
         // Every simulated logger connects from 127.0.0.1: one address may hold all the connections.
         let mut config = format!(
-            "[server]\nlisten = \"{addr}\"\nhttp_listen = \"{http}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\
+            "[server]\nlisten = \"{addr}\"\nhttp_listen = \"{http}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n{server}\
              [limits]\nmax_connections = {max_connections}\nidle_timeout_secs = 3600\n\
              max_connections_per_peer = {max_connections}\nmax_unauthenticated = {max_connections}\n\
              [time_sync]\nenabled = false\n",

@@ -6,7 +6,7 @@
 mod book;
 mod command;
 mod hub;
-mod metrics;
+pub mod metrics;
 pub mod recovery;
 mod spec;
 

@@ -4,6 +4,11 @@ use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, describ
 
 use crate::command::{Command, State};
 
+/// From queued to completed, per completed command.
+pub const ROUND_TRIP: &str = "hj212_command_round_trip_seconds";
+/// Its buckets: loopback answers take milliseconds, history over a mobile link up to minutes.
+pub const ROUND_TRIP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 600.0];
+
 /// Handles for the per-event counters and gauges.
 #[derive(Debug)]
 pub(crate) struct CommandMetrics {
@@ -34,7 +39,7 @@ impl CommandMetrics {
             .increment(1);
         if command.state == State::Completed {
             let seconds = (command.finished_ms.unwrap_or(command.created_ms) - command.created_ms) as f64 / 1000.0;
-            histogram!("hj212_command_round_trip_seconds").record(seconds.max(0.0));
+            histogram!(ROUND_TRIP).record(seconds.max(0.0));
         }
     }
 
@@ -62,5 +67,5 @@ fn describe() {
     describe_counter!("hj212_command_records_total", "Records received in answer to history requests");
     describe_counter!("hj212_commands_refused_total", "Commands refused at submission, by reason (queue full)");
     describe_counter!("hj212_command_book_errors_total", "Failures to save a command's state to commands.sqlite");
-    describe_histogram!("hj212_command_round_trip_seconds", "From queued to completed, per completed command");
+    describe_histogram!(ROUND_TRIP, "From queued to completed, per completed command");
 }

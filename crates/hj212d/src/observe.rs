@@ -15,6 +15,10 @@ pub fn prometheus() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Full(ACK_LATENCY.into()), LATENCY_BUCKETS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(ARCHIVE_FSYNC.into()), LATENCY_BUCKETS))
                 .and_then(|b| {
+                    let round_trip = Matcher::Full(hj212_commands::metrics::ROUND_TRIP.into());
+                    b.set_buckets_for_metric(round_trip, hj212_commands::metrics::ROUND_TRIP_BUCKETS)
+                })
+                .and_then(|b| {
                     let detection = Matcher::Full(hj212_alerts::metrics::DETECTION.into());
                     b.set_buckets_for_metric(detection, hj212_alerts::metrics::DETECTION_BUCKETS)
                 })
