@@ -50,27 +50,40 @@ pub struct SiteRecovery {
     pub last_outcome: Option<String>,
 }
 
+/// How often, and when last, a period was asked for.
+#[derive(Debug, Default, Clone, Copy)]
+struct Attempts {
+    count: u32,
+    last_ms: i64,
+}
+
 /// The sweep's memory of one site.
 #[derive(Debug, Default)]
 struct Memory {
     view: SiteRecovery,
     /// When requests were queued (the last hour's, for the budget).
     recent: VecDeque<i64>,
-    /// Attempts per (CN, period start).
-    attempts: HashMap<(u16, i64), u32>,
+    /// Attempts per (CN, period start), and when the last one was made.
+    attempts: HashMap<(u16, i64), Attempts>,
     /// The last request and the missing periods it asked for.
     last: Option<(u64, u16, Vec<i64>)>,
 }
 
-/// Every site's recovery state, shared with the API.
+/// Every site's recovery state: the sweep's memory (held by the sweep while it runs) and the
+/// views the API reads (each updated as its site is swept, so a read never waits for a sweep).
 #[derive(Debug, Default)]
 pub struct Board {
-    sites: Mutex<HashMap<String, Memory>>,
+    memory: Mutex<HashMap<String, Memory>>,
+    views: Mutex<HashMap<String, SiteRecovery>>,
 }
 
 impl Board {
     pub fn view(&self, mn: &str) -> Option<SiteRecovery> {
-        self.sites.lock().unwrap_or_else(PoisonError::into_inner).get(mn).map(|m| m.view.clone())
+        self.views.lock().unwrap_or_else(PoisonError::into_inner).get(mn).cloned()
+    }
+
+    fn publish(&self, mn: &str, view: &SiteRecovery) {
+        self.views.lock().unwrap_or_else(PoisonError::into_inner).insert(mn.to_owned(), view.clone());
     }
 }
 
@@ -116,7 +129,7 @@ pub fn sweep(
         return Ok(());
     }
     let store = Store::open_read_only(store)?;
-    let mut memory = board.sites.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut memory = board.memory.lock().unwrap_or_else(PoisonError::into_inner);
     let mut missing_total = 0;
     for site in sites {
         let settings = site.recovery.as_ref().unwrap_or(defaults);
@@ -127,33 +140,41 @@ pub fn sweep(
         learn(hub, memory, settings, now_ms);
         let wanted = wanted(&store, site, settings, memory, now_ms)?;
         missing_total += memory.view.missing_periods;
-        if !hub.is_connected(&site.mn)
-            || hub.has_pending(&site.mn, Origin::Recovery)
-            || memory.view.backoff_until_ms.is_some_and(|until| until > now_ms)
-        {
-            continue;
-        }
-        memory.recent.retain(|at| now_ms - at < 3_600_000);
-        if memory.recent.len() >= settings.max_requests_per_site_hour as usize {
-            continue;
-        }
-        let Some((cn, periods, range)) = wanted else { continue };
-        let spec = history_spec(cn, range);
-        match hub.submit(&site.mn, spec, Origin::Recovery, None, now_ms) {
-            Ok(command) => {
-                for period in &periods {
-                    *memory.attempts.entry((cn, *period)).or_default() += 1;
-                }
-                memory.recent.push_back(now_ms);
-                memory.view.requests += 1;
-                memory.last = Some((command.id, cn, periods));
-                counter!("hj212_recovery_requests_total", "outcome" => "queued").increment(1);
-            }
-            Err(error) => tracing::debug!(mn = %site.mn, %error, "gap recovery: request not queued"),
-        }
+        request(hub, site, settings, memory, wanted, now_ms);
+        board.publish(&site.mn, &memory.view);
     }
     gauge!("hj212_recovery_missing_periods").set(missing_total as f64);
     Ok(())
+}
+
+/// Queues the history request `wanted` for `site`, if the site is connected, free, not backed
+/// off and within its hourly budget.
+fn request(hub: &Hub, site: &Site, settings: &Recovery, memory: &mut Memory, wanted: Option<Wanted>, now_ms: i64) {
+    let Some((cn, periods, range)) = wanted else { return };
+    if !hub.is_connected(&site.mn)
+        || hub.has_pending(&site.mn, Origin::Recovery)
+        || memory.view.backoff_until_ms.is_some_and(|until| until > now_ms)
+    {
+        return;
+    }
+    memory.recent.retain(|at| now_ms - at < 3_600_000);
+    if memory.recent.len() >= settings.max_requests_per_site_hour as usize {
+        return;
+    }
+    match hub.submit(&site.mn, history_spec(cn, range), Origin::Recovery, None, now_ms) {
+        Ok(command) => {
+            for period in &periods {
+                let attempts = memory.attempts.entry((cn, *period)).or_default();
+                attempts.count += 1;
+                attempts.last_ms = now_ms;
+            }
+            memory.recent.push_back(now_ms);
+            memory.view.requests += 1;
+            memory.last = Some((command.id, cn, periods));
+            counter!("hj212_recovery_requests_total", "outcome" => "queued").increment(1);
+        }
+        Err(error) => tracing::debug!(mn = %site.mn, %error, "gap recovery: request not queued"),
+    }
 }
 
 /// Takes in how the site's last request ended.
@@ -181,7 +202,7 @@ fn learn(hub: &Hub, memory: &mut Memory, settings: &Recovery, now_ms: i64) {
     if command.exe_rtn == Some(100) {
         // The logger does not hold them: asking again cannot help.
         for period in periods {
-            memory.attempts.insert((cn, period), ATTEMPTS_PER_PERIOD);
+            memory.attempts.insert((cn, period), Attempts { count: ATTEMPTS_PER_PERIOD, last_ms: now_ms });
         }
     }
 }
@@ -213,6 +234,7 @@ fn wanted(
     memory.view.given_up_periods = 0;
     let Some(newest) = store.newest_data_time(&site.mn)? else { return Ok(None) };
     let grace_ms = i64::from(settings.grace_minutes) * 60_000;
+    let retry_after_ms = i64::try_from(settings.interval_secs.saturating_mul(2000)).unwrap_or(i64::MAX);
     for basis in &settings.bases {
         let (cn, rules) = rules_of(site, *basis);
         let cutoff_from = now_ms - rules.cutoff_ms;
@@ -227,11 +249,16 @@ fn wanted(
         let evidence = store.site_rate(site, &rules, range, until)?;
         let periods: BTreeSet<i64> = evidence.report.missing.iter().map(|(_, period)| *period).collect();
         memory.view.missing_periods += periods.len() as u64;
-        let open: Vec<i64> = periods
-            .into_iter()
-            .filter(|p| memory.attempts.get(&(cn, *p)).copied().unwrap_or(0) < ATTEMPTS_PER_PERIOD)
-            .collect();
-        memory.view.given_up_periods += memory.view.missing_periods.saturating_sub(open.len() as u64);
+        let mut open = Vec::new();
+        for period in periods {
+            let tried = memory.attempts.get(&(cn, period)).copied().unwrap_or_default();
+            if tried.count >= ATTEMPTS_PER_PERIOD {
+                memory.view.given_up_periods += 1;
+            } else if now_ms - tried.last_ms >= retry_after_ms {
+                // Not sooner: the answer to the last request may still be on its way to the store.
+                open.push(period);
+            }
+        }
         if first.is_none()
             && let Some(periods) = first_range(&open, rules.basis.period_ms(), settings.max_periods_per_request)
         {

@@ -81,6 +81,8 @@ pub enum Matched {
 struct SiteCommands {
     queue: VecDeque<Command>,
     active: Option<Active>,
+    /// Places taken by submissions being written to the book.
+    reserved: usize,
 }
 
 #[derive(Debug)]
@@ -155,7 +157,10 @@ impl Hub {
         self.book.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a command for `mn` (checked by the caller against the site's config).
+    /// Queues a command for `mn` (checked by the caller against the site's config). An
+    /// operator's command is on disk (fsynced) before this returns; the sweep's are written
+    /// without waiting (it asks again after a crash). The book is written outside the hub's
+    /// lock, so connections answering commands never wait for that fsync.
     ///
     /// # Errors
     /// [`SubmitError`] when the site's or the daemon's queue is full, or the book cannot be written.
@@ -167,19 +172,10 @@ impl Hub {
         ttl_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<Command, SubmitError> {
-        let mut inner = self.inner();
-        let queued = inner.sites.get(mn).map_or(0, |s| s.queue.len());
-        if queued >= self.settings.queue_per_site {
-            CommandMetrics::refused("site_queue_full");
-            return Err(SubmitError::SiteFull { mn: mn.to_owned(), queued });
-        }
-        if inner.queued_total >= self.settings.queue_total {
-            CommandMetrics::refused("queue_full");
-            return Err(SubmitError::TotalFull { queued: inner.queued_total });
-        }
+        let id = self.reserve(mn)?;
         let ttl_ms = ttl_ms.unwrap_or_else(|| secs_ms(self.settings.ttl_secs));
         let command = Command {
-            id: inner.next_id,
+            id,
             mn: mn.to_owned(),
             spec,
             origin,
@@ -196,14 +192,41 @@ impl Hub {
             finished_ms: None,
             expires_ms: now_ms.saturating_add(ttl_ms),
         };
-        self.book().insert(&command)?;
-        inner.next_id += 1;
-        inner.queued_total += 1;
-        inner.sites.entry(mn.to_owned()).or_default().queue.push_back(command.clone());
+        let saved = match origin {
+            Origin::Api => self.book().insert(&command),
+            Origin::Recovery => self.book().save(&command),
+        };
+        let mut inner = self.inner();
+        let site = inner.sites.entry(mn.to_owned()).or_default();
+        site.reserved -= 1;
+        if let Err(error) = saved {
+            inner.queued_total -= 1;
+            return Err(error.into());
+        }
+        site.queue.push_back(command.clone());
         self.metrics.queued.set(inner.queued_total as f64);
         drop(inner);
         self.wake.notify_one();
         Ok(command)
+    }
+
+    /// A place in `mn`'s queue and a new id, or why there is none.
+    fn reserve(&self, mn: &str) -> Result<u64, SubmitError> {
+        let mut inner = self.inner();
+        let queued = inner.sites.get(mn).map_or(0, |s| s.queue.len() + s.reserved);
+        if queued >= self.settings.queue_per_site {
+            CommandMetrics::refused("site_queue_full");
+            return Err(SubmitError::SiteFull { mn: mn.to_owned(), queued });
+        }
+        if inner.queued_total >= self.settings.queue_total {
+            CommandMetrics::refused("queue_full");
+            return Err(SubmitError::TotalFull { queued: inner.queued_total });
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        inner.queued_total += 1;
+        inner.sites.entry(mn.to_owned()).or_default().reserved += 1;
+        Ok(id)
     }
 
     /// One command (from the book, so finished ones too).
@@ -401,7 +424,7 @@ impl Hub {
         for mn in mns {
             self.tick_site(&mut inner, &mn, now_ms);
         }
-        inner.sites.retain(|_, site| site.active.is_some() || !site.queue.is_empty());
+        inner.sites.retain(|_, site| site.active.is_some() || !site.queue.is_empty() || site.reserved > 0);
         self.metrics.queued.set(inner.queued_total as f64);
         self.metrics.in_flight.set(self.in_flight.load(Ordering::Relaxed) as f64);
     }
