@@ -50,23 +50,18 @@ pub struct SiteRecovery {
     pub last_outcome: Option<String>,
 }
 
-/// How often, and when last, a period was asked for.
-#[derive(Debug, Default, Clone, Copy)]
-struct Attempts {
-    count: u32,
-    last_ms: i64,
-}
-
 /// The sweep's memory of one site.
 #[derive(Debug, Default)]
 struct Memory {
     view: SiteRecovery,
     /// When requests were queued (the last hour's, for the budget).
     recent: VecDeque<i64>,
-    /// Attempts per (CN, period start), and when the last one was made.
-    attempts: HashMap<(u16, i64), Attempts>,
+    /// Attempts per (CN, period start).
+    attempts: HashMap<(u16, i64), u32>,
     /// The last request and the missing periods it asked for.
     last: Option<(u64, u16, Vec<i64>)>,
+    /// No new request until the store has applied the archive up to here (the last answer).
+    settle_seq: u64,
 }
 
 /// Every site's recovery state: the sweep's memory (held by the sweep while it runs) and the
@@ -87,48 +82,60 @@ impl Board {
     }
 }
 
-/// Runs the sweep every `defaults.interval_secs` until `shutdown`; `sites` gives the current
-/// site list (reloaded on SIGHUP), whose `[sites.recovery]` replace `defaults`.
-pub async fn run(
-    hub: Arc<Hub>,
-    board: Arc<Board>,
-    store: PathBuf,
-    defaults: Recovery,
-    sites: Arc<dyn Fn() -> Vec<Site> + Send + Sync>,
-    shutdown: CancellationToken,
-) {
-    describe();
-    let interval = Duration::from_secs(defaults.interval_secs.max(1));
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = shutdown.cancelled() => return,
-        }
-        let (hub, board, store, defaults, sites) =
-            (hub.clone(), board.clone(), store.clone(), defaults.clone(), sites());
-        let swept = tokio::task::spawn_blocking(move || sweep(&hub, &board, &store, &defaults, &sites, now_ms())).await;
-        if let Ok(Err(error)) = swept {
-            tracing::warn!(%error, "gap recovery: cannot read the rate ledger; trying again next sweep");
-        }
+/// Where the sweep reads what it needs, all shared with the daemon.
+pub struct Sweep {
+    pub hub: Arc<Hub>,
+    pub board: Arc<Board>,
+    /// The store (`store.sqlite`), read-only.
+    pub store: PathBuf,
+    /// `[recovery]`; a site's `[sites.recovery]` replaces it.
+    pub defaults: Recovery,
+    /// The current site list (reloaded on SIGHUP).
+    pub sites: Box<dyn Fn() -> Vec<Site> + Send + Sync>,
+    /// The archive's durable sequence number now.
+    pub durable_seq: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl std::fmt::Debug for Sweep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sweep").field("store", &self.store).field("defaults", &self.defaults).finish_non_exhaustive()
     }
 }
 
-/// One sweep over every site at `now_ms`.
-///
-/// # Errors
-/// The store cannot be read.
-pub fn sweep(
-    hub: &Hub,
-    board: &Board,
-    store: &std::path::Path,
-    defaults: &Recovery,
-    sites: &[Site],
-    now_ms: i64,
-) -> Result<(), hj212_store::StoreError> {
+impl Sweep {
+    /// Sweeps every `defaults.interval_secs` until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        describe();
+        let interval = Duration::from_secs(self.defaults.interval_secs.max(1));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let sweep = self.clone();
+            if let Ok(Err(error)) = tokio::task::spawn_blocking(move || sweep.once(now_ms())).await {
+                tracing::warn!(%error, "gap recovery: cannot read the rate ledger; trying again next sweep");
+            }
+        }
+    }
+
+    /// One sweep over every site at `now_ms`.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn once(&self, now_ms: i64) -> Result<(), hj212_store::StoreError> {
+        let sites = (self.sites)();
+        sweep(self, &sites, now_ms)
+    }
+}
+
+fn sweep(sweep: &Sweep, sites: &[Site], now_ms: i64) -> Result<(), hj212_store::StoreError> {
+    let (hub, board, defaults, store) = (&sweep.hub, &sweep.board, &sweep.defaults, &sweep.store);
     if !store.exists() {
         return Ok(());
     }
     let store = Store::open_read_only(store)?;
+    let applied = store.applied_seq()?;
     let mut memory = board.memory.lock().unwrap_or_else(PoisonError::into_inner);
     let mut missing_total = 0;
     for site in sites {
@@ -137,10 +144,16 @@ pub fn sweep(
             continue;
         }
         let memory = memory.entry(site.mn.clone()).or_default();
-        learn(hub, memory, settings, now_ms);
+        if learn(hub, memory, settings, now_ms) {
+            // Its answer is in the archive up to here at most; until the store has it, the
+            // ledger still shows the periods missing.
+            memory.settle_seq = (sweep.durable_seq)();
+        }
         let wanted = wanted(&store, site, settings, memory, now_ms)?;
         missing_total += memory.view.missing_periods;
-        request(hub, site, settings, memory, wanted, now_ms);
+        if applied >= memory.settle_seq {
+            request(hub, site, settings, memory, wanted, now_ms);
+        }
         board.publish(&site.mn, &memory.view);
     }
     gauge!("hj212_recovery_missing_periods").set(missing_total as f64);
@@ -164,9 +177,7 @@ fn request(hub: &Hub, site: &Site, settings: &Recovery, memory: &mut Memory, wan
     match hub.submit(&site.mn, history_spec(cn, range), Origin::Recovery, None, now_ms) {
         Ok(command) => {
             for period in &periods {
-                let attempts = memory.attempts.entry((cn, *period)).or_default();
-                attempts.count += 1;
-                attempts.last_ms = now_ms;
+                *memory.attempts.entry((cn, *period)).or_default() += 1;
             }
             memory.recent.push_back(now_ms);
             memory.view.requests += 1;
@@ -177,16 +188,16 @@ fn request(hub: &Hub, site: &Site, settings: &Recovery, memory: &mut Memory, wan
     }
 }
 
-/// Takes in how the site's last request ended.
-fn learn(hub: &Hub, memory: &mut Memory, settings: &Recovery, now_ms: i64) {
-    let Some((id, cn, periods)) = memory.last.take() else { return };
+/// Takes in how the site's last request ended; true when it just has.
+fn learn(hub: &Hub, memory: &mut Memory, settings: &Recovery, now_ms: i64) -> bool {
+    let Some((id, cn, periods)) = memory.last.take() else { return false };
     let command = match hub.get(id) {
         Ok(Some(command)) if command.state.is_final() => command,
         Ok(Some(_)) => {
             memory.last = Some((id, cn, periods));
-            return;
+            return false;
         }
-        _ => return,
+        _ => return false,
     };
     memory.view.records += command.records;
     counter!("hj212_recovery_records_total").increment(command.records);
@@ -202,9 +213,10 @@ fn learn(hub: &Hub, memory: &mut Memory, settings: &Recovery, now_ms: i64) {
     if command.exe_rtn == Some(100) {
         // The logger does not hold them: asking again cannot help.
         for period in periods {
-            memory.attempts.insert((cn, period), Attempts { count: ATTEMPTS_PER_PERIOD, last_ms: now_ms });
+            memory.attempts.insert((cn, period), ATTEMPTS_PER_PERIOD);
         }
     }
+    true
 }
 
 fn outcome(command: &Command) -> &'static str {
@@ -234,7 +246,6 @@ fn wanted(
     memory.view.given_up_periods = 0;
     let Some(newest) = store.newest_data_time(&site.mn)? else { return Ok(None) };
     let grace_ms = i64::from(settings.grace_minutes) * 60_000;
-    let retry_after_ms = i64::try_from(settings.interval_secs.saturating_mul(2000)).unwrap_or(i64::MAX);
     for basis in &settings.bases {
         let (cn, rules) = rules_of(site, *basis);
         let cutoff_from = now_ms - rules.cutoff_ms;
@@ -251,11 +262,9 @@ fn wanted(
         memory.view.missing_periods += periods.len() as u64;
         let mut open = Vec::new();
         for period in periods {
-            let tried = memory.attempts.get(&(cn, period)).copied().unwrap_or_default();
-            if tried.count >= ATTEMPTS_PER_PERIOD {
+            if memory.attempts.get(&(cn, period)).copied().unwrap_or(0) >= ATTEMPTS_PER_PERIOD {
                 memory.view.given_up_periods += 1;
-            } else if now_ms - tried.last_ms >= retry_after_ms {
-                // Not sooner: the answer to the last request may still be on its way to the store.
+            } else {
                 open.push(period);
             }
         }

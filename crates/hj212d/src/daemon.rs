@@ -144,16 +144,16 @@ impl Daemon {
 /// The command channel's timers, and the gap-recovery sweep over the sites as reloaded.
 fn spawn_downlink(config: &Config, shared: &Arc<Shared>, shutdown: &CancellationToken, tracker: &TaskTracker) {
     tracker.spawn(shared.commands.clone().run(shutdown.clone()));
-    let registry = shared.clone();
-    let sites = Arc::new(move || registry.registry.snapshot().values().map(|site| site.config.clone()).collect());
-    tracker.spawn(hj212_commands::recovery::run(
-        shared.commands.clone(),
-        shared.recovery.clone(),
-        config.data_dir().store(),
-        config.recovery.clone(),
-        sites,
-        shutdown.clone(),
-    ));
+    let (registry, archive) = (shared.clone(), shared.archive.clone());
+    let sweep = hj212_commands::recovery::Sweep {
+        hub: shared.commands.clone(),
+        board: shared.recovery.clone(),
+        store: config.data_dir().store(),
+        defaults: config.recovery.clone(),
+        sites: Box::new(move || registry.registry.snapshot().values().map(|site| site.config.clone()).collect()),
+        durable_seq: Box::new(move || *archive.durable().borrow()),
+    };
+    tracker.spawn(Arc::new(sweep).run(shutdown.clone()));
 }
 
 /// Both listeners, each error naming its key.
