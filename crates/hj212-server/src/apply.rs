@@ -18,7 +18,14 @@ use crate::metrics::IngestMetrics;
 /// state; returns it for the connection to archive and answer.
 pub(crate) fn decide(shared: &Shared, event: &FrameEvent, peer: &str, now_ms: i64) -> Decision {
     let sites = shared.registry.snapshot();
-    let inputs = Inputs { sites: &sites, limits: &shared.limits, time_sync: &shared.time_sync, peer, now_ms };
+    let inputs = Inputs {
+        sites: &sites,
+        limits: &shared.limits,
+        time_sync: &shared.time_sync,
+        peer,
+        now_ms,
+        commands_in_flight: shared.commands.expects_answers(),
+    };
     let decision = match event {
         FrameEvent::Rejected { error, bytes } => logged(decide::unframed(error, bytes, &inputs)),
         FrameEvent::Frame(frame) => decide_frame(shared, frame, &inputs),

@@ -283,11 +283,7 @@ impl Session {
             None
         };
         let Decision { replies, command, dedup_key, events, answer, mn, .. } = decision;
-        // Uploads only matter while a command is in flight.
-        let answer = answer
-            .filter(|a| matches!(a, Answer::Reply { .. }) || self.shared.commands.expects_answers())
-            .zip(mn)
-            .map(|(answer, mn)| (mn, answer));
+        let answer = answer.zip(mn).map(|(answer, mn)| (mn, answer));
         self.in_flight.push_back(InFlight { pending, replies, command, dedup_key, read_at, events, answer });
         Ok(())
     }

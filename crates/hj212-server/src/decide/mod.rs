@@ -197,6 +197,8 @@ pub(crate) struct Inputs<'a> {
     pub time_sync: &'a TimeSync,
     pub peer: &'a str,
     pub now_ms: i64,
+    /// A host command is in flight somewhere: uploads may answer it (see [`Answer::Upload`]).
+    pub commands_in_flight: bool,
 }
 
 /// A well-framed frame as the caller opened it (`decrypt::open_frame`).
@@ -407,13 +409,13 @@ impl Authentic<'_> {
             counts: self.counts,
             events: Vec::new(),
             copy_of_durable: seen == Some(Seen::Durable),
-            answer: if duplicate { None } else { self.command_answer() },
+            answer: if duplicate { None } else { self.command_answer(inputs.commands_in_flight) },
         }
     }
 
-    /// What the frame tells the command channel: an answer to one of our commands, or an
-    /// upload that may answer one.
-    fn command_answer(&self) -> Option<Answer> {
+    /// What the frame tells the command channel: an answer to one of our commands, or (while
+    /// a command is in flight) an upload that may answer one.
+    fn command_answer(&self, in_flight: bool) -> Option<Answer> {
         let packet = &self.packet;
         let code = |field| packet.get(field).and_then(|v| v.parse().ok());
         let cn = packet.cn.code();
@@ -426,11 +428,13 @@ impl Authentic<'_> {
                 };
                 Some(Answer::Reply { qn: packet.qn?.to_owned(), cn, code })
             }
-            _ if packet.cn.is_data_upload() || matches!(cn, 1011 | 1061 | 1063) => Some(Answer::Upload {
-                cn,
-                qn: packet.qn.map(str::to_owned),
-                data_time_ms: self.data_time.map(|t| t.unix_millis()),
-            }),
+            _ if in_flight && (packet.cn.is_data_upload() || matches!(cn, 1011 | 1061 | 1063)) => {
+                Some(Answer::Upload {
+                    cn,
+                    qn: packet.qn.map(str::to_owned),
+                    data_time_ms: self.data_time.map(|t| t.unix_millis()),
+                })
+            }
             _ => None,
         }
     }

@@ -49,6 +49,8 @@ struct Caller {
     claims: HashMap<u64, bool>,
     states: HashMap<String, SiteState>,
     now_ms: i64,
+    /// Whether the command channel has a command in flight.
+    commands_in_flight: bool,
     /// Where key files and the key store's saved keys go.
     dir: tempfile::TempDir,
 }
@@ -64,6 +66,7 @@ impl Caller {
             claims: HashMap::new(),
             states: HashMap::new(),
             now_ms: 0,
+            commands_in_flight: false,
             dir,
         }
     }
@@ -93,6 +96,7 @@ impl Caller {
             time_sync: &self.time_sync,
             peer: PEER,
             now_ms: self.now_ms,
+            commands_in_flight: self.commands_in_flight,
         };
         let frame = match &event {
             FrameEvent::Rejected { error, bytes } => return unframed(error, bytes, &inputs),
@@ -426,7 +430,8 @@ fn a_frame_no_key_of_its_site_opens_is_decrypt_or_crc() {
 fn authenticated<R>(segment: &str, now_ms: i64, f: impl FnOnce(&Authentic<'_>) -> R) -> R {
     let sites = Registry::new(&[site(MN, CrcSetting::Hj212)]).snapshot();
     let (limits, time_sync) = (Limits::default(), TimeSync::default());
-    let inputs = Inputs { sites: &sites, limits: &limits, time_sync: &time_sync, peer: PEER, now_ms };
+    let inputs =
+        Inputs { sites: &sites, limits: &limits, time_sync: &time_sync, peer: PEER, now_ms, commands_in_flight: false };
     let mut codec = Hj212Codec::new(FramerConfig::default());
     let Some(FrameEvent::Frame(frame)) = codec.decode_eof(&mut BytesMut::from(&frame(segment)[..])).unwrap() else {
         panic!("a frame: {segment}")
@@ -481,4 +486,23 @@ fn a_1014_carries_the_new_key_encrypted_under_the_current_one() {
 fn fixture_segment(file: &str, line: usize) -> String {
     let wire = fixture(file, line);
     String::from_utf8(wire[6..wire.len() - 6].to_vec()).unwrap()
+}
+
+#[test]
+fn answers_to_commands_and_uploads_that_may_answer_one() {
+    let mut caller = Caller::new(&[site(MN, CrcSetting::Hj212)]).at("20261130101500", 0);
+    let reply = frame(&format!("QN=20261130101500123;ST=91;CN=9011;PW=123456;MN={MN};Flag=4;CP=&&QnRtn=2&&"));
+    let decision = caller.decide(&reply);
+    assert_eq!(decision.answer, Some(Answer::Reply { qn: "20261130101500123".into(), cn: 9011, code: Some(2) }));
+    assert!(decision.replies.is_empty(), "an answer to us is not answered");
+    let upload = |qn: &str| {
+        frame(&format!(
+            "QN={qn};ST=31;CN=2061;PW=123456;MN={MN};Flag=5;CP=&&DataTime=20261130090000;a21026-Avg=1,a21026-Flag=N&&"
+        ))
+    };
+    assert_eq!(caller.decide(&upload("20261130101500200")).answer, None, "nothing in flight: no work per upload");
+    caller.commands_in_flight = true;
+    let expected =
+        Answer::Upload { cn: 2061, qn: Some("20261130101500201".into()), data_time_ms: Some(millis("20261130090000")) };
+    assert_eq!(caller.decide(&upload("20261130101500201")).answer, Some(expected));
 }
