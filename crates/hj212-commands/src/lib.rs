@@ -12,5 +12,5 @@ mod spec;
 
 pub use book::{Book, BookError, SCHEMA};
 pub use command::{Command, Origin, State, exe_rtn_meaning, parse_id, qn_rtn_meaning};
-pub use hub::{CARRIER_CHANNEL, CancelError, Carrier, Hub, Matched, Outgoing, SubmitError, now_ms};
+pub use hub::{CancelError, Carrier, Hub, MAILBOX_SIZE, Mailbox, Matched, Outgoing, SubmitError, now_ms};
 pub use spec::{CommandSpec, Exchange, SpecError, check};

@@ -18,7 +18,6 @@ use hj212_proto::framer::FramerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -65,7 +64,7 @@ struct Session {
     /// This connection's number for the command channel.
     number: u64,
     /// Host commands for the sites it carries (made at its first authenticated frame).
-    downlink: Option<(mpsc::Sender<hj212_commands::Outgoing>, mpsc::Receiver<hj212_commands::Outgoing>)>,
+    downlink: Option<Arc<hj212_commands::Mailbox>>,
 }
 
 /// Why a connection ended (a metric label).
@@ -150,9 +149,11 @@ impl Session {
                 ready = tokio::time::timeout(wait, reader.readable()) => ready,
                 () = shutdown.cancelled() => return self.keep_partial(&buf, Close::Shutdown).await,
                 () = evicted.cancelled() => return self.keep_partial(&buf, Close::Evicted).await,
-                Some(outgoing) = next_command(&mut self.downlink) => {
-                    if let Err(close) = self.send_command(outgoing, &mut writer).await {
-                        return self.keep_partial(&buf, close).await;
+                commands = next_commands(self.downlink.as_deref()) => {
+                    for outgoing in commands {
+                        if let Err(close) = self.send_command(outgoing, &mut writer).await {
+                            return self.keep_partial(&buf, close).await;
+                        }
                     }
                     continue;
                 }
@@ -234,8 +235,8 @@ impl Session {
             }
             self.shared.states.update(mn, |s| s.connections += 1);
             self.mns.push(mn.clone());
-            let tx = self.downlink.get_or_insert_with(|| mpsc::channel(hj212_commands::CARRIER_CHANNEL)).0.clone();
-            self.shared.commands.attach(mn, hj212_commands::Carrier { conn: self.number, tx });
+            let mailbox = self.downlink.get_or_insert_with(Arc::default).clone();
+            self.shared.commands.attach(mn, hj212_commands::Carrier { conn: self.number, mailbox });
         }
         decision
     }
@@ -450,12 +451,10 @@ impl Session {
     }
 }
 
-/// The next host command for this connection; never ready before its first authenticated frame.
-async fn next_command(
-    downlink: &mut Option<(mpsc::Sender<hj212_commands::Outgoing>, mpsc::Receiver<hj212_commands::Outgoing>)>,
-) -> Option<hj212_commands::Outgoing> {
-    match downlink {
-        Some((_, rx)) => rx.recv().await,
+/// The next host commands for this connection; never ready before its first authenticated frame.
+async fn next_commands(mailbox: Option<&hj212_commands::Mailbox>) -> Vec<hj212_commands::Outgoing> {
+    match mailbox {
+        Some(mailbox) => mailbox.next().await,
         None => std::future::pending().await,
     }
 }

@@ -2,8 +2,8 @@
 //! the connection that last carried the site's MN, followed through 9011 and 9012 with the
 //! standard's timeouts (HJ 212-2017 §6.2: resend after OverTime, at most ReCount times).
 //!
-//! Connections attach themselves as a site's carrier and receive [`Outgoing`] commands on a
-//! channel; they build the frame (password, ST, version and SM4 keys are theirs), archive it,
+//! Connections attach themselves as a site's carrier and receive [`Outgoing`] commands in a
+//! small [`Mailbox`]; they build the frame (password, ST, version and SM4 keys are theirs), archive it,
 //! write it, and report the answers they receive ([`Hub::reply`], [`Hub::upload`]). The timers
 //! run in [`Hub::run`].
 
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hj212_config::Commands as Settings;
 use hj212_proto::time::BeijingTime;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::book::{Book, BookError};
@@ -36,14 +36,61 @@ pub struct Outgoing {
 }
 
 /// Commands a connection may hold unwritten; beyond it the hub retries on its next tick.
-pub const CARRIER_CHANNEL: usize = 4;
+pub const MAILBOX_SIZE: usize = 4;
+
+/// Where a connection receives its commands. One small allocation, made at the connection's
+/// first authenticated frame (a channel would cost an idle connection kilobytes), and one
+/// uncontended lock each time the connection waits (a `Notify` would add and remove a waiter
+/// for every read).
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    inner: Mutex<Posted>,
+}
+
+#[derive(Debug, Default)]
+struct Posted {
+    commands: Vec<Outgoing>,
+    waker: Option<std::task::Waker>,
+}
+
+impl Mailbox {
+    /// The commands posted since the last call; waits for one.
+    pub async fn next(&self) -> Vec<Outgoing> {
+        std::future::poll_fn(|cx| {
+            let mut posted = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            if !posted.commands.is_empty() {
+                return std::task::Poll::Ready(std::mem::take(&mut posted.commands));
+            }
+            if posted.waker.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+                posted.waker = Some(cx.waker().clone());
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// Posts a command; false when the connection has not taken the ones before.
+    fn post(&self, outgoing: Outgoing) -> bool {
+        let mut posted = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if posted.commands.len() >= MAILBOX_SIZE {
+            return false;
+        }
+        posted.commands.push(outgoing);
+        let waker = posted.waker.take();
+        drop(posted);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+}
 
 /// A connection that carries a site's MN.
 #[derive(Debug, Clone)]
 pub struct Carrier {
     /// The connection's number (unique for the daemon's life).
     pub conn: u64,
-    pub tx: mpsc::Sender<Outgoing>,
+    pub mailbox: Arc<Mailbox>,
 }
 
 /// Why a command cannot be queued.
@@ -255,7 +302,7 @@ impl Hub {
 
     /// Whether a connection carries `mn` now.
     pub fn is_connected(&self, mn: &str) -> bool {
-        self.inner().carriers.get(mn).is_some_and(|c| !c.tx.is_closed())
+        self.inner().carriers.contains_key(mn)
     }
 
     /// Cancels a queued command.
@@ -430,7 +477,7 @@ impl Hub {
     }
 
     fn tick_site(&self, inner: &mut Inner, mn: &str, now_ms: i64) {
-        let carrier = inner.carriers.get(mn).filter(|c| !c.tx.is_closed()).cloned();
+        let carrier = inner.carriers.get(mn).cloned();
         let Some(site) = inner.sites.get_mut(mn) else { return };
         let mut ended = Vec::new();
         // Queued past their time to live.
@@ -535,7 +582,7 @@ fn deliver(carrier: &Carrier, command: &Command) -> bool {
 fn deliver_as(carrier: &Carrier, command: &Command, qn_ms: i64) -> bool {
     let outgoing =
         Outgoing { id: command.id, mn: command.mn.clone(), cn: command.spec.cn, cp: command.spec.cp_text(), qn_ms };
-    carrier.tx.try_send(outgoing).is_ok()
+    carrier.mailbox.post(outgoing)
 }
 
 fn cn_label(cn: u16) -> &'static str {

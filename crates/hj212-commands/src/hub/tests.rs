@@ -15,9 +15,16 @@ fn history() -> CommandSpec {
     crate::check("2061", &cp, false).unwrap()
 }
 
-fn carrier() -> (Carrier, mpsc::Receiver<Outgoing>) {
-    let (tx, rx) = mpsc::channel(CARRIER_CHANNEL);
-    (Carrier { conn: 1, tx }, rx)
+fn carrier() -> (Carrier, Arc<Mailbox>) {
+    let mailbox = Arc::new(Mailbox::default());
+    (Carrier { conn: 1, mailbox: mailbox.clone() }, mailbox)
+}
+
+/// The one command posted to `mailbox`.
+fn posted(mailbox: &Mailbox) -> Outgoing {
+    let mut taken = std::mem::take(&mut mailbox.inner.lock().unwrap().commands);
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    taken.remove(0)
 }
 
 #[test]
@@ -35,11 +42,11 @@ fn a_queued_command_expires_when_no_connection_comes() {
 fn records_in_the_range_are_counted_and_the_9012_completes() {
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(dir.path());
-    let (carrier, mut rx) = carrier();
+    let (carrier, rx) = carrier();
     hub.attach(MN, carrier);
     let command = hub.submit(MN, history(), Origin::Recovery, None, 0).unwrap();
     hub.tick(5);
-    let sent = rx.try_recv().unwrap();
+    let sent = posted(&rx);
     let qn = BeijingTime::from_unix_millis(sent.qn_ms).to_qn_string();
     assert_eq!(hub.reply(MN, &qn, 9011, Some(1), 10), Matched::Command);
     let in_range = BeijingTime::parse("20261101040000").unwrap().unix_millis();
@@ -57,18 +64,18 @@ fn records_in_the_range_are_counted_and_the_9012_completes() {
 fn no_data_and_execution_timeouts_fail_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(dir.path());
-    let (carrier, mut rx) = carrier();
+    let (carrier, rx) = carrier();
     hub.attach(MN, carrier);
     let first = hub.submit(MN, history(), Origin::Api, None, 0).unwrap();
     let second = hub.submit(MN, history(), Origin::Api, None, 0).unwrap();
     hub.tick(0);
-    let qn = BeijingTime::from_unix_millis(rx.try_recv().unwrap().qn_ms).to_qn_string();
+    let qn = BeijingTime::from_unix_millis(posted(&rx).qn_ms).to_qn_string();
     hub.reply(MN, &qn, 9012, Some(100), 1);
     let first = hub.get(first.id).unwrap().unwrap();
     assert_eq!((first.state, first.reason.as_deref()), (State::Failed, Some("ExeRtn=100: no data")));
 
     hub.tick(2);
-    let qn = BeijingTime::from_unix_millis(rx.try_recv().unwrap().qn_ms).to_qn_string();
+    let qn = BeijingTime::from_unix_millis(posted(&rx).qn_ms).to_qn_string();
     hub.reply(MN, &qn, 9011, Some(1), 3);
     // 60 s plus 500 ms for each of the 2 records asked.
     hub.tick(3 + 60_999);
