@@ -53,6 +53,16 @@ pub enum BookError {
     Sql(#[from] rusqlite::Error),
 }
 
+impl BookError {
+    /// The schema problem, when the file is of a later release or not hj212d's.
+    pub fn schema(&self) -> Option<&hj212_store::SchemaError> {
+        match self {
+            Self::Schema(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
 /// The open database.
 #[derive(Debug)]
 pub struct Book {

@@ -72,6 +72,7 @@ impl Daemon {
         let (listener, http_listener) = bind(&config).await?;
         let prometheus = observe::prometheus();
         let store = Store::open(&data_dir.store())?;
+        let commands = hj212_commands::Hub::open(&data_dir.commands(), config.commands.clone())?;
         let alert_settings = hj212_alerts::AlertSettings::from_config(&config);
         let positions = Positions {
             store: store.applied_seq()?,
@@ -80,7 +81,6 @@ impl Daemon {
         };
         let (archive, writer, settings) = open::open_archive(&config, positions).await?;
         tracing::info!(dir = %settings.dir.display(), fd_limit, "archive open");
-        let commands = hj212_commands::Hub::open(&data_dir.commands(), config.commands.clone())?;
         let shared = Arc::new(Shared::new(&config, archive.clone(), commands));
         let primed = shared.prime_dedup(&settings.dir).context("cannot rebuild the resend window from the archive")?;
         tracing::info!(frames = primed, "resend window rebuilt from the archive's tail");
@@ -331,8 +331,9 @@ fn start_failure_code(error: &anyhow::Error) -> u8 {
     }
     // A database of a later release, or not hj212d's: restarting cannot help.
     let store = error.downcast_ref::<hj212_store::StoreError>().and_then(hj212_store::StoreError::schema);
-    let schema =
-        store.or_else(|| error.downcast_ref::<hj212_alerts::AlertsError>().and_then(hj212_alerts::AlertsError::schema));
+    let schema = store
+        .or_else(|| error.downcast_ref::<hj212_alerts::AlertsError>().and_then(hj212_alerts::AlertsError::schema))
+        .or_else(|| error.downcast_ref::<hj212_commands::BookError>().and_then(hj212_commands::BookError::schema));
     if schema.is_some_and(|e| matches!(e, SchemaError::TooNew { .. } | SchemaError::Foreign { .. })) {
         return EX_CONFIG;
     }

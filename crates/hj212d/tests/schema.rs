@@ -80,6 +80,24 @@ fn alerts_of_a_later_release_stop_the_start_with_exit_78() {
     }
 }
 
+#[test]
+fn commands_of_a_later_release_stop_the_start_with_exit_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = write_config(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let commands = data.join("commands.sqlite");
+    rusqlite::Connection::open(&commands).unwrap().pragma_update(None, "user_version", 5).unwrap();
+
+    let mut child = spawn(dir.path(), &config);
+    assert_eq!(wait_exit(&mut child), Some(78));
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    for part in ["commands database", commands.display().to_string().as_str(), "schema version 5", "supports (1)"] {
+        assert!(log.contains(part), "{part:?} in: {log}");
+    }
+    assert!(!data.join("archive").exists(), "nothing else written");
+}
+
 /// The failure the upgrade used to hit: a data dir of the first release, then new frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_dir_of_the_first_release_is_migrated_at_start_and_takes_new_frames() {
