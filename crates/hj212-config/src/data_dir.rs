@@ -46,6 +46,11 @@ impl DataDir {
         self.0.join("influx.cursor")
     }
 
+    /// A forwarding target's position in the archive (the last frame the upstream acknowledged).
+    pub fn forward_cursor(&self, target: &str) -> PathBuf {
+        self.0.join(format!("forward-{target}.cursor"))
+    }
+
     /// Batches the time-series database refused (4xx).
     pub fn influx_dead_letter(&self) -> PathBuf {
         self.0.join("influx-dead-letter.lp")

@@ -9,6 +9,7 @@ mod check;
 mod check_alerts;
 mod commands;
 mod data_dir;
+mod forward;
 mod host;
 mod logging;
 mod parse;
@@ -21,6 +22,7 @@ pub use broker_url::{BrokerUrl, BrokerUrlError};
 pub use check::{Problem, check, warnings};
 pub use commands::{Commands, Recovery, RecoveryBasis};
 pub use data_dir::DataDir;
+pub use forward::Forward;
 pub use logging::{LogFormat, UtcOffset};
 pub use types::*;
 

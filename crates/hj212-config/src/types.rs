@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AlertRules, Commands, FactorLimit, LogFormat, Mqtt, Recovery, UtcOffset};
+use crate::{AlertRules, Commands, FactorLimit, Forward, LogFormat, Mqtt, Recovery, UtcOffset};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -30,6 +30,9 @@ pub struct Config {
     pub commands: Commands,
     /// Automatic gap recovery (history requests for missing records).
     pub recovery: Recovery,
+    /// Upstream platforms accepted frames are relayed to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forward: Vec<Forward>,
     pub sites: Vec<Site>,
     /// The file this config was loaded from (not a config key).
     #[serde(skip)]

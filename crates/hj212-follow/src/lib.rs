@@ -4,12 +4,14 @@
 //! Every follower (a reader that keeps up with the archive: store, alert engine, sinks) runs
 //! on the one runtime of [`spawn`]: one retry rule, one status, one lag gauge.
 
+mod cursor;
 pub mod meaning;
 mod report;
 mod runner;
 mod shared;
 mod source;
 
+pub use cursor::Cursor;
 pub use meaning::{Factor, Field, Interpreted, MarkRequest, Meaning, Upload, identity};
 pub use report::{FOLLOWER_FAILING, FOLLOWER_LAG, FOLLOWER_LAG_SECONDS, describe, report};
 pub use runner::{FollowError, Follower, RunnerSettings, spawn};

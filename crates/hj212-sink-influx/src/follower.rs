@@ -22,10 +22,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::cursor::Cursor;
 use crate::metrics::SinkMetrics;
 use crate::points::append_points;
 use crate::writer::{Api, Client, Endpoint, WriteError};
+use hj212_follow::Cursor;
 
 /// How the sink writes.
 #[derive(Debug, Clone)]

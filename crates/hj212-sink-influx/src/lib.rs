@@ -5,7 +5,6 @@
 //! cursor only moves past records whose points the server accepted (or that were parked
 //! in the dead-letter file after a 4xx).
 
-mod cursor;
 mod follower;
 pub mod metrics;
 mod points;

@@ -47,6 +47,7 @@ pub struct Running {
     http: JoinHandle<std::io::Result<()>>,
     feed: spawn::FollowerThread,
     influx: Option<spawn::FollowerThread>,
+    forwarders: Vec<spawn::FollowerThread>,
     alerts: spawn::FollowerThread,
     /// The MQTT publisher and its stop token (cancelled once the alert engine has drained).
     mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
@@ -101,6 +102,7 @@ impl Daemon {
         let (feed, store_status) = followers.store(store, positions.store)?;
         let influx = followers.influx(positions.influx, store_status)?;
         let alerting = followers.alerts(&alert_settings, positions.alerts)?;
+        let forwarders = followers.forwarders()?;
         let watched = followers.watched();
         let readiness = Arc::new(followers.readiness);
 
@@ -131,6 +133,7 @@ impl Daemon {
             http,
             feed,
             influx,
+            forwarders,
             alerts: alerting.task,
             mqtt: alerting.mqtt,
             alert_rules: alerting.rules,
@@ -235,6 +238,11 @@ impl Running {
             && let Err(error) = join(influx).await
         {
             tracing::error!(%error, "influx sink stopped with an error; its points are written after a restart");
+        }
+        for forwarder in self.forwarders {
+            if let Err(error) = join(forwarder).await {
+                tracing::error!(%error, "a forwarder stopped with an error; it resends from its cursor after a restart");
+            }
         }
         if let Err(error) = join(self.alerts).await {
             tracing::error!(%error, "alert engine stopped with an error; it catches up after a restart");

@@ -119,6 +119,26 @@ impl Followers<'_> {
         Ok(Some(self.run(Box::new(follower), start)?.0))
     }
 
+    /// A forwarder per `[[forward]]` target, each from its own cursor.
+    pub(crate) fn forwarders(&mut self) -> anyhow::Result<Vec<FollowerThread>> {
+        let mut threads = Vec::new();
+        for target in &self.config.forward {
+            let cursor = self.config.data_dir().forward_cursor(&target.name);
+            let follower = hj212_forward::Forwarder::open(target.clone(), &cursor)
+                .with_context(|| format!("forward {}: cannot read {}", target.name, cursor.display()))?;
+            let start = Start {
+                name: follower.name(),
+                position: hj212_follow::Cursor::load(&cursor)?.seq,
+                required: false,
+                degraded_lag: target.degraded_lag_records,
+                max_backoff: Duration::from_secs(target.max_backoff_secs),
+                after: None,
+            };
+            threads.push(self.run(Box::new(follower), start)?.0);
+        }
+        Ok(threads)
+    }
+
     /// The alert engine, from its own position, and with a broker configured the MQTT
     /// publisher draining its outbox.
     pub(crate) fn alerts(&mut self, settings: &hj212_alerts::AlertSettings, position: u64) -> anyhow::Result<Alerting> {

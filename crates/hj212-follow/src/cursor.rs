@@ -1,16 +1,21 @@
-//! The sink's position in the archive: the last sequence number whose points are written.
+//! A sink's position in the archive, kept in a small file: the last sequence number whose
+//! results are out (the Influx sink's points written, a forwarding target's frames acknowledged).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
-pub(crate) struct Cursor {
+pub struct Cursor {
     path: PathBuf,
     pub seq: u64,
 }
 
 impl Cursor {
-    pub(crate) fn load(path: &Path) -> io::Result<Self> {
+    /// The position saved at `path`; 0 when there is none yet.
+    ///
+    /// # Errors
+    /// The file cannot be read or does not hold a number.
+    pub fn load(path: &Path) -> io::Result<Self> {
         let seq = match std::fs::read_to_string(path) {
             // Empty after a power cut between create and write: start from the beginning
             // (a replay is idempotent).
@@ -29,7 +34,10 @@ impl Cursor {
 
     /// Moves the cursor and saves it (write to a temp file, then rename: never half-written).
     /// Losing the last save in a crash only means a replay, which is idempotent.
-    pub(crate) fn advance(&mut self, seq: u64) -> io::Result<()> {
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn advance(&mut self, seq: u64) -> io::Result<()> {
         if seq <= self.seq {
             return Ok(());
         }

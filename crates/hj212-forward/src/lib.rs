@@ -1,0 +1,28 @@
+//! Forwarding (数据转发): one follower per `[[forward]]` target relays the accepted frames of
+//! its sites and CNs to an upstream HJ 212 platform, byte for byte and per site in archive
+//! order, and advances its position (`forward-NAME.cursor`) only past frames the upstream
+//! acknowledged (or that were written, when no 9014 is asked). A broken link or a missing 9014
+//! resends from that position: duplicates upstream stay within the window, with their
+//! original QN, so the upstream's dedup recognises them.
+
+mod link;
+mod target;
+
+pub use target::Forwarder;
+
+/// Metric names (docs/metrics.md).
+pub mod metrics {
+    pub const FRAMES: &str = "hj212_forward_frames_total";
+    pub const CONNECTED: &str = "hj212_forward_connected";
+    pub const ACK_SECONDS: &str = "hj212_forward_ack_seconds";
+
+    /// Registers their descriptions.
+    pub fn describe() {
+        metrics::describe_counter!(
+            FRAMES,
+            "Frames relayed to a forwarding target, by target and outcome (sent, acked, resent, upstream_other)"
+        );
+        metrics::describe_gauge!(CONNECTED, "1 while the forwarding target's connection is up");
+        metrics::describe_histogram!(ACK_SECONDS, "From a frame written to the upstream to its 9014");
+    }
+}

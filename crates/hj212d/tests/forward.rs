@@ -1,0 +1,86 @@
+//! Forwarding to an upstream platform (issue 15): the upstream is a second hj212d with the same
+//! site. Every frame the relay accepted reaches it once, in order, also when it was down for a
+//! while; the relay's position advances only past what the upstream acknowledged.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDaemon, archived, realtime};
+use hj212_config::Forward;
+
+fn forward_to(address: std::net::SocketAddr) -> Forward {
+    Forward {
+        name: "upstream".into(),
+        address: address.to_string(),
+        sites: Vec::new(),
+        cns: vec!["2011".into(), "2061".into()],
+        wait_ack: true,
+        window: 16,
+        ack_timeout_secs: 2,
+        connect_timeout_secs: 2,
+        max_backoff_secs: 1,
+        degraded_lag_records: 100_000,
+    }
+}
+
+/// The QNs of the accepted real-time frames in `dir`'s archive, in archive order.
+fn accepted_qns(dir: &std::path::Path) -> Vec<String> {
+    archived(dir)
+        .into_iter()
+        .filter(|(verdict, _, text)| verdict == "accepted" && text.contains("CN=2011"))
+        .filter_map(|(_, _, text)| text.find("QN=").map(|at| text[at + 3..at + 20].to_owned()))
+        .collect()
+}
+
+async fn send_frames(relay: &TestDaemon, first: u64, count: u64) -> Vec<String> {
+    let mut logger = relay.client().await;
+    let mut qns = Vec::new();
+    for i in first..first + count {
+        let qn = format!("20261130{i:09}");
+        logger.send(&realtime(&qn, &common::beijing_in(-(i as i64)), 5)).await;
+        assert_eq!(logger.reply().await.cn, 9014);
+        qns.push(qn);
+    }
+    qns
+}
+
+async fn wait_for(dir: &std::path::Path, count: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let qns = accepted_qns(dir);
+        if qns.len() >= count {
+            return qns;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    accepted_qns(dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_frame_reaches_the_upstream_once_in_order() {
+    let upstream = TestDaemon::start().await;
+    let target = forward_to(upstream.running.hj212_addr);
+    let relay = TestDaemon::start_with(|config| config.forward = vec![target]).await;
+    let sent = send_frames(&relay, 0, 300).await;
+    let received = wait_for(upstream.dir.path(), sent.len()).await;
+    assert_eq!(received, sent, "each frame once, in the order the relay accepted them");
+    let relay_dir = relay.stop().await;
+    let cursor = std::fs::read_to_string(relay_dir.path().join("forward-upstream.cursor")).unwrap();
+    assert!(cursor.trim().parse::<u64>().unwrap() >= 300, "the position passed every acknowledged frame: {cursor}");
+    upstream.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_outage_loses_nothing() {
+    // A port nothing listens on yet: the upstream starts there later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let relay = TestDaemon::start_with(|config| config.forward = vec![forward_to(port)]).await;
+    let mut sent = send_frames(&relay, 0, 50).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let upstream = TestDaemon::start_with(|config| config.server.listen = port).await;
+    sent.extend(send_frames(&relay, 50, 50).await);
+    let received = wait_for(upstream.dir.path(), sent.len()).await;
+    assert_eq!(received, sent, "what was acknowledged during the outage is forwarded once it ends");
+    relay.stop().await;
+    upstream.stop().await;
+}
