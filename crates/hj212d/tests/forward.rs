@@ -33,12 +33,12 @@ fn accepted_qns(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-async fn send_frames(relay: &TestDaemon, first: u64, count: u64) -> Vec<String> {
+async fn send_frames(relay: &TestDaemon, first: i64, count: i64) -> Vec<String> {
     let mut logger = relay.client().await;
     let mut qns = Vec::new();
     for i in first..first + count {
         let qn = format!("20261130{i:09}");
-        logger.send(&realtime(&qn, &common::beijing_in(-(i as i64)), 5)).await;
+        logger.send(&realtime(&qn, &common::beijing_in(-i), 5)).await;
         assert_eq!(logger.reply().await.cn, 9014);
         qns.push(qn);
     }
