@@ -22,6 +22,7 @@ pub(crate) struct CommandMetrics {
 impl Default for CommandMetrics {
     fn default() -> Self {
         describe();
+        zero();
         Self {
             queued: gauge!("hj212_commands_queued"),
             in_flight: gauge!("hj212_commands_in_flight"),
@@ -68,4 +69,24 @@ fn describe() {
     describe_counter!("hj212_commands_refused_total", "Commands refused at submission, by reason (queue full)");
     describe_counter!("hj212_command_book_errors_total", "Failures to save a command's state to commands.sqlite");
     describe_histogram!(ROUND_TRIP, "From queued to completed, per completed command");
+}
+
+/// The counters at zero, so the first scrape lists them (rate() and absent() need a series).
+fn zero() {
+    for origin in ["api", "recovery"] {
+        for state in ["rejected", "completed", "failed", "expired", "cancelled"] {
+            counter!("hj212_commands_total", "cn" => "2061", "state" => state, "origin" => origin).increment(0);
+        }
+    }
+    for (cn, outcome) in [("9011", "matched"), ("9011", "unknown_qn"), ("9012", "before_9011"), ("9013", "unexpected")]
+    {
+        counter!("hj212_command_replies_total", "cn" => cn, "outcome" => outcome).increment(0);
+    }
+    for reason in ["site_queue_full", "queue_full"] {
+        counter!("hj212_commands_refused_total", "reason" => reason).increment(0);
+    }
+    for name in ["hj212_command_resends_total", "hj212_command_records_total", "hj212_command_book_errors_total"] {
+        counter!(name).increment(0);
+    }
+    crate::recovery::zero();
 }

@@ -320,10 +320,18 @@ fn history_spec(cn: u16, (begin, end): (i64, i64)) -> CommandSpec {
     CommandSpec { cn, cp, exchange: Exchange::Request, records_asked }
 }
 
+/// The sweep's counters at zero (called when the hub opens, before the first scrape).
+pub(crate) fn zero() {
+    for outcome in ["queued", "completed", "refused", "no_answer", "no_data", "failed", "expired"] {
+        counter!("hj212_recovery_requests_total", "outcome" => outcome).increment(0);
+    }
+    counter!("hj212_recovery_records_total").increment(0);
+}
+
 fn describe() {
     describe_counter!(
         "hj212_recovery_requests_total",
-        "Gap-recovery history requests: queued, then by outcome (completed, refused, no_answer, no_data, failed, expired)"
+        "Gap-recovery history requests: queued, and how each ended (completed, refused, no_answer, no_data, failed, expired)"
     );
     describe_counter!("hj212_recovery_records_total", "Records received in answer to gap-recovery requests");
     describe_gauge!(

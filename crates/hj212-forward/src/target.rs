@@ -64,6 +64,10 @@ impl Forwarder {
             connected: gauge!(CONNECTED, "target" => label.clone()),
             ack_seconds: histogram!(ACK_SECONDS, "target" => label),
         };
+        for counter in [&meters.sent, &meters.acked, &meters.resent, &meters.other] {
+            // Listed from the first scrape.
+            counter.increment(0);
+        }
         let cursor = Cursor::load(cursor)?;
         Ok(Self {
             name,

@@ -115,7 +115,7 @@ async fn simulated_lossy_links_are_recovered_except_from_refusing_loggers() {
         min_interval_mins: 30,
         duration_ms: 48 * H,
         accel: 0.0,
-        linger: Duration::from_secs(15),
+        linger: Duration::from_secs(30),
         faults: Faults { drop_percent: 5.0, refuse_history_percent: 10.0, ..Faults::default() },
         ..Options::default()
     };
