@@ -8,6 +8,7 @@ mod archive;
 mod body;
 mod commands;
 mod error;
+mod forward;
 mod guard;
 mod keys;
 mod marks;
@@ -71,6 +72,8 @@ struct AppState {
     read_token: Option<String>,
     limits: hj212_config::Http,
     queries: QueryPool,
+    /// Forwarding targets: name and address.
+    forward: Arc<Vec<(String, String)>>,
 }
 
 /// What the admin API needs besides the server's shared state.
@@ -84,6 +87,8 @@ pub struct Admin {
     pub read_token: Option<String>,
     /// The `[http]` bounds.
     pub limits: hj212_config::Http,
+    /// Forwarding targets (`[[forward]]`): name and address.
+    pub forward: Vec<(String, String)>,
 }
 
 /// The admin routes. `/metrics`, `/healthz` and `/readyz` are always open (Prometheus and
@@ -100,6 +105,7 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         read_token: admin.read_token,
         queries: QueryPool::new(limits.max_concurrent_queries, Duration::from_secs(limits.query_wait_secs)),
         limits,
+        forward: Arc::new(admin.forward),
     };
     let api = Router::new()
         .route("/api/v1/sites", get(sites))
@@ -112,6 +118,7 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
         .route("/api/v1/archive/head", get(archive::head))
+        .route("/api/v1/forward", get(forward::targets))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard::guard));
     Router::new()
         .route("/metrics", get(prometheus_text))
@@ -188,7 +195,12 @@ struct SiteView {
 }
 
 fn beijing(ms: Option<i64>) -> Option<String> {
-    ms.map(|ms| BeijingTime::from_unix_millis(ms).to_rfc3339())
+    ms.map(beijing_time)
+}
+
+/// A time as the API shows it: RFC 3339, Beijing time.
+fn beijing_time(ms: i64) -> String {
+    BeijingTime::from_unix_millis(ms).to_rfc3339()
 }
 
 async fn sites(State(state): State<AppState>, ApiQuery(NoParams {}): ApiQuery<NoParams>) -> Json<Vec<SiteView>> {

@@ -33,6 +33,12 @@ fn accepted_qns(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+fn forward_state(relay: &TestDaemon) -> serde_json::Value {
+    let (status, body) = relay.http("/api/v1/forward");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 async fn send_frames(relay: &TestDaemon, first: i64, count: i64) -> Vec<String> {
     let mut logger = relay.client().await;
     let mut qns = Vec::new();
@@ -77,10 +83,23 @@ async fn an_upstream_outage_loses_nothing() {
     let relay = TestDaemon::start_with(|config| config.forward = vec![forward_to(port)]).await;
     let mut sent = send_frames(&relay, 0, 50).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let target = &forward_state(&relay)[0];
+    assert!(target["lag_records"].as_u64().unwrap() >= 50, "{target}");
+    assert!(target["last_error"].as_str().unwrap().contains("cannot connect"), "{target}");
     let upstream = TestDaemon::start_with(|config| config.server.listen = port).await;
     sent.extend(send_frames(&relay, 50, 50).await);
     let received = wait_for(upstream.dir.path(), sent.len()).await;
     assert_eq!(received, sent, "what was acknowledged during the outage is forwarded once it ends");
+    let mut caught_up = false;
+    for _ in 0..50 {
+        let target = &forward_state(&relay)[0];
+        if target["lag_records"] == 0 && target["last_error"].is_null() {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(caught_up, "GET /api/v1/forward shows the target caught up: {:?}", forward_state(&relay));
     relay.stop().await;
     upstream.stop().await;
 }
