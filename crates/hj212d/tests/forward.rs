@@ -103,3 +103,52 @@ async fn an_upstream_outage_loses_nothing() {
     relay.stop().await;
     upstream.stop().await;
 }
+
+/// QNs of the frames an upstream that never answers receives, per connection, for `for_how_long`.
+fn silent_upstream(listener: std::net::TcpListener, for_how_long: Duration) -> Vec<Vec<String>> {
+    use std::io::Read;
+    listener.set_nonblocking(false).unwrap();
+    let deadline = std::time::Instant::now() + for_how_long;
+    let mut connections = Vec::new();
+    while std::time::Instant::now() < deadline {
+        listener.set_nonblocking(true).unwrap();
+        let Ok((mut stream, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while std::time::Instant::now() < deadline {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        connections.push(text.match_indices("QN=").map(|(at, _)| text[at + 3..at + 20].to_owned()).collect());
+    }
+    connections
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_acknowledges_gets_resends_within_the_window_and_loses_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap();
+    let relay = TestDaemon::start_with(|config| config.forward = vec![forward_to(port)]).await;
+    let silent = std::thread::spawn(move || silent_upstream(listener, Duration::from_secs(6)));
+    let sent = send_frames(&relay, 0, 40).await;
+    let connections = tokio::task::spawn_blocking(move || silent.join().unwrap()).await.unwrap();
+    assert!(connections.len() >= 2, "no 9014 within 2 s: reconnected and resent: {connections:?}");
+    for qns in &connections {
+        assert!(!qns.is_empty() && qns.len() <= 16, "at most the window in flight: {qns:?}");
+        assert_eq!(qns[0], sent[0], "resent from the last acknowledged frame, with its original QN");
+    }
+    let upstream = TestDaemon::start_with(|config| config.server.listen = port).await;
+    let received = wait_for(upstream.dir.path(), sent.len()).await;
+    assert_eq!(received, sent, "every frame once at the upstream that answers");
+    relay.stop().await;
+    upstream.stop().await;
+}
