@@ -105,9 +105,8 @@ async fn an_upstream_outage_loses_nothing() {
 }
 
 /// QNs of the frames an upstream that never answers receives, per connection, for `for_how_long`.
-fn silent_upstream(listener: std::net::TcpListener, for_how_long: Duration) -> Vec<Vec<String>> {
+fn silent_upstream(listener: &std::net::TcpListener, for_how_long: Duration) -> Vec<Vec<String>> {
     use std::io::Read;
-    listener.set_nonblocking(false).unwrap();
     let deadline = std::time::Instant::now() + for_how_long;
     let mut connections = Vec::new();
     while std::time::Instant::now() < deadline {
@@ -138,7 +137,7 @@ async fn an_upstream_that_never_acknowledges_gets_resends_within_the_window_and_
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap();
     let relay = TestDaemon::start_with(|config| config.forward = vec![forward_to(port)]).await;
-    let silent = std::thread::spawn(move || silent_upstream(listener, Duration::from_secs(6)));
+    let silent = std::thread::spawn(move || silent_upstream(&listener, Duration::from_secs(6)));
     let sent = send_frames(&relay, 0, 40).await;
     let connections = tokio::task::spawn_blocking(move || silent.join().unwrap()).await.unwrap();
     assert!(connections.len() >= 2, "no 9014 within 2 s: reconnected and resent: {connections:?}");
