@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use hj212_proto::codec::{FrameEvent, Hj212Codec};
+use hj212_proto::encode::{self, ReplyTo};
+use hj212_proto::time::BeijingTime;
 use hj212_proto::{Packet, SegmentText};
 use tokio_util::codec::Decoder;
 
@@ -15,8 +17,54 @@ use tokio_util::codec::Decoder;
 pub(crate) enum Heard {
     /// A 9014 echoing this QN.
     Ack(String),
-    /// Anything else (a command, a reply we did not ask for, garbage).
+    /// A history request (2031, 2041, 2051, 2061) to answer from the archive.
+    History(HistoryRequest),
+    /// Another request: refused (9011 QnRtn=2), these bytes.
+    Refused(Vec<u8>),
+    /// Anything else (a reply we did not ask for, garbage).
     Other,
+}
+
+/// A history request from the upstream, with the answers that frame it (HJ 212-2017 §6.1:
+/// 9011, the records, 9012).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HistoryRequest {
+    pub mn: String,
+    pub cn: u16,
+    /// BeginTime and EndTime, inclusive period starts.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// 9011 QnRtn=1.
+    pub accepted: Vec<u8>,
+    /// 9012 ExeRtn=1, and ExeRtn=100 (no data).
+    pub done: Vec<u8>,
+    pub no_data: Vec<u8>,
+}
+
+/// What a frame from the upstream asks.
+fn heard(packet: &Packet<'_>) -> Heard {
+    let cn = packet.cn.code();
+    if cn == 9014 {
+        return packet.qn.map_or(Heard::Other, |qn| Heard::Ack(qn.to_owned()));
+    }
+    // Answers and notifications are not requests; neither is anything without the A bit.
+    if (9000..10000).contains(&cn) || !packet.wants_ack() {
+        return Heard::Other;
+    }
+    let to = ReplyTo::from(packet);
+    let time = |key| packet.get(key).and_then(|t| BeijingTime::parse(t).ok()).map(|t| t.unix_millis());
+    let history = matches!(cn, 2031 | 2041 | 2051 | 2061).then(|| time("BeginTime").zip(time("EndTime"))).flatten();
+    let Some((from_ms, to_ms)) = history else {
+        return encode::request_response(&to, 2).map_or(Heard::Other, Heard::Refused);
+    };
+    let answers =
+        (encode::request_response(&to, 1), encode::execution_result(&to, 1), encode::execution_result(&to, 100));
+    match answers {
+        (Ok(accepted), Ok(done), Ok(no_data)) => {
+            Heard::History(HistoryRequest { mn: packet.mn.to_owned(), cn, from_ms, to_ms, accepted, done, no_data })
+        }
+        _ => Heard::Other,
+    }
 }
 
 #[derive(Debug)]
@@ -65,25 +113,20 @@ impl Link {
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
             Err(e) => return Err(e),
         }
-        let mut heard = Vec::new();
+        let mut frames = Vec::new();
         while let Ok(Some(event)) = self.codec.decode(&mut self.buf) {
-            heard.push(match event {
+            frames.push(match event {
                 FrameEvent::Frame(frame) => {
                     let text = SegmentText::new(frame.data());
-                    match Packet::parse_text(&text) {
-                        Ok(packet) if packet.cn.code() == 9014 => {
-                            packet.qn.map_or(Heard::Other, |qn| Heard::Ack(qn.to_owned()))
-                        }
-                        _ => Heard::Other,
-                    }
+                    Packet::parse_text(&text).map_or(Heard::Other, |packet| heard(&packet))
                 }
                 FrameEvent::Rejected { .. } => Heard::Other,
             });
         }
         if self.buf.len() > MAX_BUFFER {
             self.buf.clear();
-            heard.push(Heard::Other);
+            frames.push(Heard::Other);
         }
-        Ok(heard)
+        Ok(frames)
     }
 }

@@ -1,7 +1,7 @@
 //! One forwarding target as a follower of the archive.
 
 use std::collections::{HashSet, VecDeque};
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hj212_archive::{Kind, Verdict};
@@ -10,7 +10,7 @@ use hj212_follow::{Cursor, FollowError, Follower, Interpreted, Meaning};
 use hj212_proto::{Packet, SegmentText};
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
-use crate::link::{Heard, Link};
+use crate::link::{Heard, HistoryRequest, Link};
 use crate::metrics::{ACK_SECONDS, CONNECTED, FRAMES};
 
 /// A frame written to the upstream, waiting for its 9014.
@@ -34,8 +34,13 @@ pub struct Forwarder {
     in_flight: VecDeque<Pending>,
     /// The last record fed (relayed or not).
     fed: u64,
+    /// Where history requests from the upstream are answered from.
+    data_dir: hj212_config::DataDir,
     meters: Meters,
 }
+
+/// Records one history answer sends, at most (a larger range is answered in part, oldest first).
+const MAX_HISTORY_RECORDS: usize = 1000;
 
 #[derive(Debug)]
 struct Meters {
@@ -43,6 +48,8 @@ struct Meters {
     acked: Counter,
     resent: Counter,
     other: Counter,
+    history: Counter,
+    refused: Counter,
     connected: Gauge,
     ack_seconds: Histogram,
 }
@@ -52,7 +59,7 @@ impl Forwarder {
     ///
     /// # Errors
     /// The cursor file cannot be read.
-    pub fn open(target: Forward, cursor: &Path) -> std::io::Result<Self> {
+    pub fn open(target: Forward, data_dir: &hj212_config::DataDir) -> std::io::Result<Self> {
         // The runtime's follower name is static; one per configured target, made once at start.
         let name: &'static str = Box::leak(format!("forward:{}", target.name).into_boxed_str());
         let label = target.name.clone();
@@ -61,14 +68,16 @@ impl Forwarder {
             acked: counter!(FRAMES, "target" => label.clone(), "outcome" => "acked"),
             resent: counter!(FRAMES, "target" => label.clone(), "outcome" => "resent"),
             other: counter!(FRAMES, "target" => label.clone(), "outcome" => "upstream_other"),
+            history: counter!(FRAMES, "target" => label.clone(), "outcome" => "history_answered"),
+            refused: counter!(FRAMES, "target" => label.clone(), "outcome" => "upstream_refused"),
             connected: gauge!(CONNECTED, "target" => label.clone()),
             ack_seconds: histogram!(ACK_SECONDS, "target" => label),
         };
-        for counter in [&meters.sent, &meters.acked, &meters.resent, &meters.other] {
+        for counter in [&meters.sent, &meters.acked, &meters.resent, &meters.other, &meters.history, &meters.refused] {
             // Listed from the first scrape.
             counter.increment(0);
         }
-        let cursor = Cursor::load(cursor)?;
+        let cursor = Cursor::load(&data_dir.forward_cursor(&target.name))?;
         Ok(Self {
             name,
             sites: target.sites.iter().cloned().collect(),
@@ -78,6 +87,7 @@ impl Forwarder {
             target,
             link: None,
             in_flight: VecDeque::new(),
+            data_dir: data_dir.clone(),
             meters,
         })
     }
@@ -127,7 +137,12 @@ impl Forwarder {
                         self.meters.ack_seconds.record(pending.sent.elapsed().as_secs_f64());
                     }
                 }
-                // Commands from the upstream (history requests, 1012) are not answered yet.
+                Heard::History(request) => self.answer_history(&request)?,
+                // Other commands (1012, settings) are not relayed to the loggers.
+                Heard::Refused(answer) => {
+                    self.link()?.send(&answer)?;
+                    self.meters.refused.increment(1);
+                }
                 Heard::Other => self.meters.other.increment(1),
             }
         }
@@ -135,6 +150,51 @@ impl Forwarder {
             self.in_flight.pop_front();
         }
         Ok(())
+    }
+
+    /// Answers a history request from the archive (HJ 212-2017 §6.1: 9011, the records as the
+    /// logger sent them, 9012), so the upstream heals its own gaps without reaching the logger.
+    fn answer_history(&mut self, request: &HistoryRequest) -> Result<(), FollowError> {
+        let records = self.archived(request)?;
+        tracing::info!(
+            target = self.target.name,
+            mn = request.mn,
+            cn = request.cn,
+            records = records.len(),
+            "forwarding: history request from the upstream answered from the archive"
+        );
+        let link = self.link()?;
+        link.send(&request.accepted)?;
+        for record in &records {
+            link.send(record)?;
+        }
+        link.send(if records.is_empty() { &request.no_data } else { &request.done })?;
+        self.meters.history.increment(1);
+        Ok(())
+    }
+
+    /// The frames of `request`'s site and CN in its range, as archived (first copy of each DataTime).
+    fn archived(&self, request: &HistoryRequest) -> Result<Vec<Vec<u8>>, FollowError> {
+        let store = self.data_dir.store();
+        if !store.exists() {
+            return Ok(Vec::new());
+        }
+        let seqs = hj212_store::Store::open_read_only(&store)?.records_in(
+            &request.mn,
+            request.cn,
+            request.from_ms,
+            request.to_ms,
+            MAX_HISTORY_RECORDS,
+        )?;
+        let archive: PathBuf = self.data_dir.archive();
+        let mut frames = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let mut reader = hj212_archive::Follower::new(&archive, seq);
+            if let Some(record) = reader.read(seq, 1)?.into_iter().next() {
+                frames.push(record.data);
+            }
+        }
+        Ok(frames)
     }
 
     /// Waits for the oldest frame's 9014; a missing one breaks the link (resent from the cursor).

@@ -363,6 +363,29 @@ impl Store {
         Ok(newest)
     }
 
+    /// The archive records holding `mn`'s `cn` records with DataTime in `from_ms..=to_ms` (the
+    /// first copy of each), oldest DataTime first, at most `limit`: what answers a history
+    /// request from the archive.
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn records_in(
+        &self,
+        mn: &str,
+        cn: u16,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut query = self.conn.prepare_cached(
+            "SELECT MIN(archive_seq) FROM readings WHERE mn = ?1 AND cn = ?2 AND data_time_ms >= ?3 AND data_time_ms <= ?4
+             GROUP BY data_time_ms ORDER BY data_time_ms LIMIT ?5",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = query.query_map(params![mn, cn, from_ms, to_ms, limit], |row| row.get::<_, i64>(0))?;
+        Ok(rows.map(|seq| seq.map(|s| u64::try_from(s).unwrap_or(0))).collect::<Result<_, _>>()?)
+    }
+
     /// Rows in the readings table.
     ///
     /// # Errors

@@ -123,8 +123,9 @@ impl Followers<'_> {
     pub(crate) fn forwarders(&mut self) -> anyhow::Result<Vec<FollowerThread>> {
         let mut threads = Vec::new();
         for target in &self.config.forward {
-            let cursor = self.config.data_dir().forward_cursor(&target.name);
-            let follower = hj212_forward::Forwarder::open(target.clone(), &cursor)
+            let data_dir = self.config.data_dir();
+            let cursor = data_dir.forward_cursor(&target.name);
+            let follower = hj212_forward::Forwarder::open(target.clone(), &data_dir)
                 .with_context(|| format!("forward {}: cannot read {}", target.name, cursor.display()))?;
             let start = Start {
                 name: follower.name(),

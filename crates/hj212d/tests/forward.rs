@@ -151,3 +151,56 @@ async fn an_upstream_that_never_acknowledges_gets_resends_within_the_window_and_
     relay.stop().await;
     upstream.stop().await;
 }
+
+/// HJ 212-2017 §6.1 over the forwarding link: the upstream's recovery sweep asks the relay for
+/// the hourly records it misses (the relay forwards only real-time data here), and the relay
+/// answers from its own archive: 9011, the records as the logger sent them, 9012.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstreams_history_request_is_answered_from_the_archive_and_its_gap_closes() {
+    const H: i64 = 3_600_000;
+    let upstream = TestDaemon::start_with(|config| {
+        config.sites[0].factors = vec!["a21026".into()];
+        config.recovery.interval_secs = 1;
+        config.recovery.lookback_hours = 4;
+        config.recovery.grace_minutes = 0;
+    })
+    .await;
+    let mut target = forward_to(upstream.running.hj212_addr);
+    target.cns = vec!["2011".into()];
+    let relay = TestDaemon::start_with(|config| {
+        config.forward = vec![target];
+        config.recovery.enabled = false;
+    })
+    .await;
+    let now = hj212_archive::now_ms();
+    let hour = hj212_compliance::Basis::Hour.period_start(now);
+    let mut logger = relay.client().await;
+    for (i, start) in [hour - 3 * H, hour - 2 * H, hour - H].into_iter().enumerate() {
+        let time = hj212_proto::time::BeijingTime::from_unix_millis(start).to_seconds_string();
+        logger
+            .send(&common::frame(&format!(
+                "QN=2026113000000000{i};ST=31;CN=2061;PW={};MN={};Flag=5;CP=&&DataTime={time};a21026-Avg=35.2,a21026-Flag=N&&",
+                common::PW,
+                common::MN
+            )))
+            .await;
+        assert_eq!(logger.reply().await.cn, 9014);
+    }
+    send_frames(&relay, 0, 1).await;
+
+    let mut recovery = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, body) = upstream.http("/api/v1/sites");
+        let sites: serde_json::Value = serde_json::from_str(&body).unwrap();
+        recovery = sites[0]["recovery"].clone();
+        if recovery["records"] == 3 && recovery["missing_periods"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!((recovery["records"].as_u64(), recovery["missing_periods"].as_u64()), (Some(3), Some(0)), "{recovery}");
+    relay.stop().await;
+    let dir = upstream.stop().await;
+    let hourly = common::stored(dir.path(), common::MN).into_iter().filter(|r| r.cn == 2061).count();
+    assert_eq!(hourly, 3, "the upstream's gap is closed by the relay's archive");
+}
