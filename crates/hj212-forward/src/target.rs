@@ -232,18 +232,19 @@ impl Follower for Forwarder {
     }
 
     fn apply(&mut self, records: &[Interpreted]) -> Result<u64, FollowError> {
+        // One write per window, not one per frame: the forwarder's thread shares the CPU with
+        // ingest and every other follower.
+        let mut out = Vec::new();
         for record in records {
             if let Some((qn, wants_ack)) = self.relayed(record) {
-                self.link()?.send(&record.record.data)?;
+                out.extend_from_slice(&record.record.data);
                 self.meters.sent.increment(1);
                 if let Some(qn) = qn.filter(|_| wants_ack && self.target.wait_ack) {
-                    self.in_flight.push_back(Pending {
-                        seq: record.record.seq,
-                        qn,
-                        sent: Instant::now(),
-                        acked: false,
-                    });
-                    while self.in_flight.len() >= self.target.window {
+                    let seq = record.record.seq;
+                    self.in_flight.push_back(Pending { seq, qn, sent: Instant::now(), acked: false });
+                    if self.in_flight.len() >= self.target.window {
+                        self.link()?.send(&out)?;
+                        out.clear();
                         self.hear(Some(Duration::from_millis(100)))?;
                         if self.in_flight.len() >= self.target.window {
                             self.wait_for_oldest()?;
@@ -252,6 +253,9 @@ impl Follower for Forwarder {
                 }
             }
             self.fed = record.record.seq;
+        }
+        if !out.is_empty() {
+            self.link()?.send(&out)?;
         }
         self.hear(None)?;
         self.save()
