@@ -28,8 +28,12 @@ use crate::decide::{Answer, Decision, Effect};
 use crate::metrics::IngestMetrics;
 use crate::refused::Rule;
 
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read ...
 const READ_CHUNK: usize = 4096;
+/// ... doubling up to this while each read fills what was asked: a peer that pipelines (a
+/// relay forwarding thousands of frames) gets more frames per fsync, a logger sending one
+/// frame at a time never grows its buffer.
+const MAX_READ_CHUNK: usize = 64 * 1024;
 
 /// Numbers connections for the command channel (which connection carries a site).
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
@@ -139,6 +143,7 @@ impl Session {
         let evicted = self.ticket.evicted().clone();
         let (reader, mut writer) = stream.into_split();
         let mut buf = BytesMut::new();
+        let mut chunk = READ_CHUNK;
         loop {
             release_spare(&mut buf);
             let wait = match self.wait_limit() {
@@ -166,11 +171,13 @@ impl Session {
                 Ok(Err(_)) => return self.keep_partial(&buf, Close::Io).await,
                 Ok(Ok(())) => {}
             }
-            buf.reserve(READ_CHUNK);
+            buf.reserve(chunk);
+            let room = buf.capacity() - buf.len();
             let eof = match reader.try_read_buf(&mut buf) {
                 Ok(0) => true,
                 Ok(n) => {
                     self.shared.metrics.received_bytes.increment(n as u64);
+                    chunk = if n == room { (chunk * 2).min(MAX_READ_CHUNK) } else { READ_CHUNK };
                     false
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
