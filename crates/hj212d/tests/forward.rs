@@ -204,3 +204,93 @@ async fn the_upstreams_history_request_is_answered_from_the_archive_and_its_gap_
     let hourly = common::stored(dir.path(), common::MN).into_iter().filter(|r| r.cn == 2061).count();
     assert_eq!(hourly, 3, "the upstream's gap is closed by the relay's archive");
 }
+
+/// A relay that has its own process, started with a config file in `dir`.
+fn spawn_relay(dir: &std::path::Path, upstream: std::net::SocketAddr) -> (std::process::Child, std::net::SocketAddr) {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = dir.join("relay.toml");
+    if !config.exists() {
+        let (listen, http) = (free(), free());
+        let text = format!(
+            "[server]\nlisten = \"{listen}\"\nhttp_listen = \"{http}\"\ndata_dir = \"data\"\nlog_level = \"warn\"\n\
+             [time_sync]\nenabled = false\n[recovery]\nenabled = false\n\
+             [[forward]]\nname = \"upstream\"\naddress = \"{upstream}\"\ncns = [\"2011\"]\nack_timeout_secs = 2\nmax_backoff_secs = 1\n\
+             [[sites]]\nmn = \"{}\"\npassword = \"{}\"\n",
+            common::MN,
+            common::PW
+        );
+        std::fs::write(&config, text).unwrap();
+    }
+    let listen = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \"")?.strip_suffix('"')?.parse().ok())
+        .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hj212d"))
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, listen)
+}
+
+/// Sends frames `range` to a relay at `addr`, each acknowledged, until the range ends or the
+/// connection breaks; returns the QNs acknowledged.
+async fn send_until_broken(addr: std::net::SocketAddr, range: std::ops::Range<i64>) -> Vec<String> {
+    let mut acked = Vec::new();
+    let mut logger = common::Client::connect(addr).await;
+    for i in range {
+        let qn = format!("20261130{i:09}");
+        if !logger.try_send(&realtime(&qn, &common::beijing_in(-i), 5)).await {
+            break;
+        }
+        match logger.reply_within(Duration::from_secs(5)).await {
+            Some(reply) if reply.cn == 9014 => acked.push(qn),
+            _ => break,
+        }
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_mid_stream_loses_nothing_and_resends_at_most_its_window() {
+    let upstream = TestDaemon::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut relay, addr) = spawn_relay(dir.path(), upstream.running.hj212_addr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the relay did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killer = {
+        let pid = relay.id();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
+        })
+    };
+    let mut sent = send_until_broken(addr, 0..100_000).await;
+    killer.await.unwrap();
+    let _ = relay.wait();
+    assert!(sent.len() > 10 && sent.len() < 100_000, "killed mid-stream after {} frames", sent.len());
+
+    (relay, _) = spawn_relay(dir.path(), upstream.running.hj212_addr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the relay did not restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let next = i64::try_from(sent.len()).unwrap() + 1;
+    sent.extend(send_until_broken(addr, next..next + 50).await);
+    let received = wait_for(upstream.dir.path(), sent.len()).await;
+    let unique: std::collections::BTreeSet<&String> = received.iter().collect();
+    assert_eq!(unique.len(), received.len(), "accepted once each upstream");
+    // The frame in flight when the relay died may be archived (and so forwarded) without its 9014.
+    assert!(sent.iter().all(|qn| unique.contains(qn)), "every frame the relay acknowledged reached the upstream");
+    let duplicates = common::metric(&upstream.http("/metrics").1, "hj212_ingest_duplicates_total");
+    assert!(duplicates <= 16, "resent after the crash: at most the window, {duplicates}");
+    std::process::Command::new("kill").arg("-TERM").arg(relay.id().to_string()).status().unwrap();
+    let _ = relay.wait();
+    upstream.stop().await;
+}

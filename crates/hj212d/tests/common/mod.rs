@@ -103,6 +103,11 @@ impl Client {
         self.stream.write_all(bytes).await.unwrap();
     }
 
+    /// As [`Client::send`], false when the connection is gone (a daemon that was killed).
+    pub async fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).await.is_ok()
+    }
+
     /// The next reply, or `None` if nothing arrives within `wait`.
     pub async fn reply_within(&mut self, wait: Duration) -> Option<Reply> {
         let deadline = tokio::time::Instant::now() + wait;
