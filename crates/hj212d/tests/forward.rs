@@ -104,9 +104,10 @@ async fn an_upstream_outage_loses_nothing() {
     upstream.stop().await;
 }
 
-/// QNs of the frames an upstream that never answers receives, per connection, for `for_how_long`.
-fn silent_upstream(listener: &std::net::TcpListener, for_how_long: Duration) -> Vec<Vec<String>> {
-    use std::io::Read;
+/// QNs of the frames an upstream that never acknowledges receives, per connection, for
+/// `for_how_long`; it answers every read with `answer` (nothing, or garbage).
+fn silent_upstream(listener: &std::net::TcpListener, for_how_long: Duration, answer: &[u8]) -> Vec<Vec<String>> {
+    use std::io::{Read, Write};
     let deadline = std::time::Instant::now() + for_how_long;
     let mut connections = Vec::new();
     while std::time::Instant::now() < deadline {
@@ -122,7 +123,10 @@ fn silent_upstream(listener: &std::net::TcpListener, for_how_long: Duration) -> 
         while std::time::Instant::now() < deadline {
             match stream.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Ok(n) => {
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    let _ = stream.write_all(answer);
+                }
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
                 Err(_) => break,
             }
@@ -137,7 +141,7 @@ async fn an_upstream_that_never_acknowledges_gets_resends_within_the_window_and_
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap();
     let relay = TestDaemon::start_with(|config| config.forward = vec![forward_to(port)]).await;
-    let silent = std::thread::spawn(move || silent_upstream(&listener, Duration::from_secs(6)));
+    let silent = std::thread::spawn(move || silent_upstream(&listener, Duration::from_secs(6), b""));
     let sent = send_frames(&relay, 0, 40).await;
     let connections = tokio::task::spawn_blocking(move || silent.join().unwrap()).await.unwrap();
     assert!(connections.len() >= 2, "no 9014 within 2 s: reconnected and resent: {connections:?}");
@@ -292,5 +296,28 @@ async fn a_relay_killed_mid_stream_loses_nothing_and_resends_at_most_its_window(
     assert!(duplicates <= 16, "resent after the crash: at most the window, {duplicates}");
     std::process::Command::new("kill").arg("-TERM").arg(relay.id().to_string()).status().unwrap();
     let _ = relay.wait();
+    upstream.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answering_garbage_is_treated_as_silent() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap();
+    let relay = TestDaemon::start_with(|config| config.forward = vec![forward_to(port)]).await;
+    // Noise, a frame with a bad CRC, a 9014 for a QN never sent, and a command without the A bit.
+    let mut garbage = b"\x00\xffnoise##0010garbage0000\r\n".to_vec();
+    garbage.extend(common::frame(&format!("QN=20000101000000000;ST=91;CN=9014;PW=1;MN={};Flag=4;CP=&&&&", common::MN)));
+    garbage.extend(common::frame(&format!(
+        "QN=20000101000000001;ST=32;CN=1062;PW=1;MN={};Flag=4;CP=&&RtdInterval=30&&",
+        common::MN
+    )));
+    let noisy = std::thread::spawn(move || silent_upstream(&listener, Duration::from_secs(5), &garbage));
+    let sent = send_frames(&relay, 0, 20).await;
+    let connections = tokio::task::spawn_blocking(move || noisy.join().unwrap()).await.unwrap();
+    assert!(connections.len() >= 2, "no 9014 for its frames: reconnected and resent: {connections:?}");
+    let upstream = TestDaemon::start_with(|config| config.server.listen = port).await;
+    let received = wait_for(upstream.dir.path(), sent.len()).await;
+    assert_eq!(received, sent, "every frame once at the upstream that answers");
+    relay.stop().await;
     upstream.stop().await;
 }
