@@ -370,7 +370,7 @@ impl Session {
             }
             durable_keys.extend(dedup_key);
             if let Some((mn, answer)) = answer {
-                self.tell_commands(&mn, answer);
+                crate::downlink::tell(&self.shared, &mn, answer);
             }
             for text in events {
                 self.archive_own(Kind::Event, Verdict::Info, text.into_bytes()).await?;
@@ -408,10 +408,6 @@ impl Session {
             Ok(Ok(())) => Ok(()),
             _ => Err(Close::Io),
         }
-    }
-
-    fn tell_commands(&self, mn: &str, answer: Answer) {
-        crate::downlink::tell(&self.shared, mn, answer);
     }
 
     /// Bytes of an unfinished frame when the connection ends are archived too (everything
