@@ -107,15 +107,17 @@ pub(crate) fn check_encryption(i: usize, site: &crate::Site, problem: &mut impl 
         problem(&key("key_file"), format!("encryption = {:?} needs a key_file", site.encryption).to_lowercase());
     }
     for (field, file) in [("key_file", &site.key_file), ("previous_key_file", &site.previous_key_file)] {
-        let Some(path) = file else { continue };
-        match std::fs::read_to_string(path) {
-            // Never echo the key: the error names the length only.
-            Ok(text) => {
-                if let Err(e) = hj212_proto::encryption::Sm4Key::parse(&text) {
-                    problem(&key(field), format!("{}: {e}", path.display()));
-                }
-            }
-            Err(e) => problem(&key(field), format!("cannot read {}: {e}", path.display())),
+        if let Some(reason) = file.as_deref().and_then(key_file_problem) {
+            problem(&key(field), reason);
         }
+    }
+}
+
+/// Why `path` does not hold an SM4 key, if it does not (the error names the length only,
+/// never the key).
+pub(crate) fn key_file_problem(path: &std::path::Path) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => hj212_proto::encryption::Sm4Key::parse(&text).err().map(|e| format!("{}: {e}", path.display())),
+        Err(e) => Some(format!("cannot read {}: {e}", path.display())),
     }
 }

@@ -22,7 +22,7 @@ pub use broker_url::{BrokerUrl, BrokerUrlError};
 pub use check::{Problem, check, warnings};
 pub use commands::{Commands, Recovery, RecoveryBasis};
 pub use data_dir::DataDir;
-pub use forward::Forward;
+pub use forward::{Forward, Rewrite};
 pub use logging::{LogFormat, UtcOffset};
 pub use types::*;
 
@@ -58,6 +58,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         for file in [&mut site.key_file, &mut site.previous_key_file].into_iter().flatten() {
             *file = dir.join(&*file);
         }
+    }
+    for file in config.forward.iter_mut().flat_map(|t| &mut t.rewrite).filter_map(|r| r.key_file.as_mut()) {
+        *file = dir.join(&*file);
     }
     Ok(config)
 }

@@ -5,10 +5,14 @@
 //! resends from that position: duplicates upstream stay within the window, with their
 //! original QN, so the upstream's dedup recognises them.
 
+mod history;
+mod lane;
 mod link;
+mod pace;
+mod rewrite;
 mod target;
 
-pub use target::Forwarder;
+pub use target::{Forwarder, Notebook};
 
 /// Metric names (docs/metrics.md).
 pub mod metrics {
@@ -20,9 +24,10 @@ pub mod metrics {
     pub fn describe() {
         metrics::describe_counter!(
             FRAMES,
-            "Frames relayed to a forwarding target, by target and outcome (sent, acked, resent, upstream_other)"
+            "Frames relayed to a forwarding target and what the upstream sent back, by target and outcome \
+             (sent, acked, resent, given_up, history_answered, upstream_refused, upstream_other)"
         );
-        metrics::describe_gauge!(CONNECTED, "1 while the forwarding target's connection is up");
+        metrics::describe_gauge!(CONNECTED, "Connections to the forwarding target that are up");
         metrics::describe_histogram!(ACK_SECONDS, "From a frame written to the upstream to its 9014");
     }
 }

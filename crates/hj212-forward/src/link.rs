@@ -15,14 +15,26 @@ use tokio_util::codec::Decoder;
 /// What the upstream sent back, as far as forwarding cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Heard {
-    /// A 9014 echoing this QN.
-    Ack(String),
+    /// A 9014 echoing this QN, for this MN.
+    Ack { qn: String, mn: String },
     /// A history request (2031, 2041, 2051, 2061) to answer from the archive.
     History(HistoryRequest),
-    /// Another request: refused (9011 QnRtn=2), these bytes.
-    Refused(Vec<u8>),
+    /// Another request (1012 time set, settings, queries): for the logger, if relayed at all.
+    Command(UpstreamCommand),
     /// Anything else (a reply we did not ask for, garbage).
     Other,
+}
+
+/// A request from the upstream that only the logger could answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UpstreamCommand {
+    pub mn: String,
+    pub cn: u16,
+    pub qn: String,
+    /// The data segment as the upstream sent it (archived; its CP relayed).
+    pub data: Vec<u8>,
+    /// 9011 QnRtn=2 (refused), when it is not relayed.
+    pub refused: Vec<u8>,
 }
 
 /// A history request from the upstream, with the answers that frame it (HJ 212-2017 §6.1:
@@ -41,11 +53,11 @@ pub(crate) struct HistoryRequest {
     pub no_data: Vec<u8>,
 }
 
-/// What a frame from the upstream asks.
-fn heard(packet: &Packet<'_>) -> Heard {
+/// What a frame from the upstream (its data segment `data`) asks.
+fn heard(packet: &Packet<'_>, data: &[u8]) -> Heard {
     let cn = packet.cn.code();
     if cn == 9014 {
-        return packet.qn.map_or(Heard::Other, |qn| Heard::Ack(qn.to_owned()));
+        return packet.qn.map_or(Heard::Other, |qn| Heard::Ack { qn: qn.to_owned(), mn: packet.mn.to_owned() });
     }
     // Answers and notifications are not requests; neither is anything without the A bit.
     if (9000..10000).contains(&cn) || !packet.wants_ack() {
@@ -55,7 +67,9 @@ fn heard(packet: &Packet<'_>) -> Heard {
     let time = |key| packet.get(key).and_then(|t| BeijingTime::parse(t).ok()).map(|t| t.unix_millis());
     let history = matches!(cn, 2031 | 2041 | 2051 | 2061).then(|| time("BeginTime").zip(time("EndTime"))).flatten();
     let Some((from_ms, to_ms)) = history else {
-        return encode::request_response(&to, 2).map_or(Heard::Other, Heard::Refused);
+        let (Ok(refused), Some(qn)) = (encode::request_response(&to, 2), packet.qn) else { return Heard::Other };
+        let command = UpstreamCommand { mn: packet.mn.to_owned(), cn, qn: qn.to_owned(), data: data.to_vec(), refused };
+        return Heard::Command(command);
     };
     let answers =
         (encode::request_response(&to, 1), encode::execution_result(&to, 1), encode::execution_result(&to, 100));
@@ -118,7 +132,7 @@ impl Link {
             frames.push(match event {
                 FrameEvent::Frame(frame) => {
                     let text = SegmentText::new(frame.data());
-                    Packet::parse_text(&text).map_or(Heard::Other, |packet| heard(&packet))
+                    Packet::parse_text(&text).map_or(Heard::Other, |packet| heard(&packet, frame.data()))
                 }
                 FrameEvent::Rejected { .. } => Heard::Other,
             });

@@ -1,99 +1,121 @@
 //! One forwarding target as a follower of the archive.
 
-use std::collections::{HashSet, VecDeque};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::time::Duration;
 
-use hj212_archive::{Kind, Verdict};
-use hj212_config::Forward;
+use hj212_archive::{Kind, NewRecord, Verdict};
+use hj212_config::{DataDir, Forward};
 use hj212_follow::{Cursor, FollowError, Follower, Interpreted, Meaning};
 use hj212_proto::{Packet, SegmentText};
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
-use crate::link::{Heard, HistoryRequest, Link};
+use crate::lane::{Lane, Overdue, Pending};
+use crate::link::{Heard, HistoryRequest, UpstreamCommand};
 use crate::metrics::{ACK_SECONDS, CONNECTED, FRAMES};
+use crate::pace::Pace;
+use crate::rewrite::Rewrites;
 
-/// A frame written to the upstream, waiting for its 9014.
-#[derive(Debug)]
-struct Pending {
-    seq: u64,
-    qn: String,
-    sent: Instant,
-    acked: bool,
-}
+/// Appends a record to the daemon's archive (what the upstream asked, as evidence); the
+/// forwarder does not wait for it.
+pub type Notebook = Box<dyn Fn(NewRecord) + Send>;
 
 /// Relays one target's frames (see the crate's documentation).
-#[derive(Debug)]
 pub struct Forwarder {
     name: &'static str,
     target: Forward,
     sites: HashSet<String>,
     cns: HashSet<u16>,
     cursor: Cursor,
-    link: Option<Link>,
-    in_flight: VecDeque<Pending>,
+    lanes: Vec<Lane>,
     /// The last record fed (relayed or not).
     fed: u64,
     /// Where history requests from the upstream are answered from.
-    data_dir: hj212_config::DataDir,
+    data_dir: DataDir,
+    rewrites: Rewrites,
+    pace: Pace,
+    notebook: Notebook,
     meters: Meters,
 }
 
-/// Records one history answer sends, at most (a larger range is answered in part, oldest first).
-const MAX_HISTORY_RECORDS: usize = 1000;
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder").field("name", &self.name).field("fed", &self.fed).finish_non_exhaustive()
+    }
+}
 
 #[derive(Debug)]
-struct Meters {
-    sent: Counter,
-    acked: Counter,
-    resent: Counter,
-    other: Counter,
-    history: Counter,
-    refused: Counter,
-    connected: Gauge,
-    ack_seconds: Histogram,
+pub(crate) struct Meters {
+    pub sent: Counter,
+    pub acked: Counter,
+    pub resent: Counter,
+    pub given_up: Counter,
+    pub other: Counter,
+    pub history: Counter,
+    pub refused: Counter,
+    pub connected: Gauge,
+    pub ack_seconds: Histogram,
+}
+
+impl Meters {
+    fn new(target: &str) -> Self {
+        let frames = |outcome: &'static str| counter!(FRAMES, "target" => target.to_owned(), "outcome" => outcome);
+        let meters = Self {
+            sent: frames("sent"),
+            acked: frames("acked"),
+            resent: frames("resent"),
+            given_up: frames("given_up"),
+            other: frames("upstream_other"),
+            history: frames("history_answered"),
+            refused: frames("upstream_refused"),
+            connected: gauge!(CONNECTED, "target" => target.to_owned()),
+            ack_seconds: histogram!(ACK_SECONDS, "target" => target.to_owned()),
+        };
+        let counters = [&meters.sent, &meters.acked, &meters.resent, &meters.given_up, &meters.other];
+        for counter in counters.into_iter().chain([&meters.history, &meters.refused]) {
+            // Listed from the first scrape.
+            counter.increment(0);
+        }
+        meters.connected.set(0.0);
+        meters
+    }
+}
+
+/// A frame this target relays: its site, CN, and the QN a 9014 would echo.
+struct Relayed<'a> {
+    mn: &'a str,
+    cn: u16,
+    qn: Option<String>,
+    wants_ack: bool,
 }
 
 impl Forwarder {
     /// The target's follower, resuming from its cursor file.
     ///
     /// # Errors
-    /// The cursor file cannot be read.
-    pub fn open(target: Forward, data_dir: &hj212_config::DataDir) -> std::io::Result<Self> {
+    /// The cursor file or a rewrite's key file cannot be read.
+    pub fn open(target: Forward, data_dir: &DataDir, notebook: Notebook) -> std::io::Result<Self> {
         // The runtime's follower name is static; one per configured target, made once at start.
         let name: &'static str = Box::leak(format!("forward:{}", target.name).into_boxed_str());
-        let label = target.name.clone();
-        let meters = Meters {
-            sent: counter!(FRAMES, "target" => label.clone(), "outcome" => "sent"),
-            acked: counter!(FRAMES, "target" => label.clone(), "outcome" => "acked"),
-            resent: counter!(FRAMES, "target" => label.clone(), "outcome" => "resent"),
-            other: counter!(FRAMES, "target" => label.clone(), "outcome" => "upstream_other"),
-            history: counter!(FRAMES, "target" => label.clone(), "outcome" => "history_answered"),
-            refused: counter!(FRAMES, "target" => label.clone(), "outcome" => "upstream_refused"),
-            connected: gauge!(CONNECTED, "target" => label.clone()),
-            ack_seconds: histogram!(ACK_SECONDS, "target" => label),
-        };
-        for counter in [&meters.sent, &meters.acked, &meters.resent, &meters.other, &meters.history, &meters.refused] {
-            // Listed from the first scrape.
-            counter.increment(0);
-        }
         let cursor = Cursor::load(&data_dir.forward_cursor(&target.name))?;
+        let rewrites = Rewrites::load(&target).map_err(std::io::Error::other)?;
         Ok(Self {
             name,
+            meters: Meters::new(&target.name),
             sites: target.sites.iter().cloned().collect(),
             cns: target.cns.iter().filter_map(|cn| cn.parse().ok()).collect(),
             fed: cursor.seq,
             cursor,
+            lanes: (0..target.connections).map(|_| Lane::default()).collect(),
+            pace: Pace::new(target.catch_up_rate),
             target,
-            link: None,
-            in_flight: VecDeque::new(),
             data_dir: data_dir.clone(),
-            meters,
+            rewrites,
+            notebook,
         })
     }
 
-    /// The QN and whether the upstream is asked for a 9014, for a frame this target relays.
-    fn relayed(&self, record: &Interpreted) -> Option<(Option<String>, bool)> {
+    /// The site, CN and QN of a frame this target relays.
+    fn relayed<'a>(&self, record: &'a Interpreted) -> Option<Relayed<'a>> {
         if record.record.kind != Kind::Received || record.record.verdict != Verdict::Accepted {
             return None;
         }
@@ -110,113 +132,183 @@ impl Forwarder {
         let segment = bytes.get(6..bytes.len().checked_sub(6)?)?;
         let text = SegmentText::new(segment);
         let packet = Packet::parse_text(&text).ok()?;
-        Some((packet.qn.map(str::to_owned), packet.wants_ack()))
+        Some(Relayed { mn, cn, qn: packet.qn.map(str::to_owned), wants_ack: packet.wants_ack() })
     }
 
-    fn link(&mut self) -> Result<&mut Link, FollowError> {
-        if self.link.is_none() {
-            let timeout = Duration::from_secs(self.target.connect_timeout_secs);
-            let link = Link::connect(&self.target.address, timeout)
-                .map_err(|e| format!("forward {}: cannot connect to {}: {e}", self.target.name, self.target.address))?;
-            tracing::info!(target = self.target.name, address = self.target.address, "forwarding: connected");
-            self.meters.connected.set(1.0);
-            self.link = Some(link);
-        }
-        Ok(self.link.as_mut().expect("connected above"))
+    /// The lane a site keeps to (FNV-1a of its MN: stable across restarts).
+    fn lane_of(&self, mn: &str) -> usize {
+        let hash = mn.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        usize::try_from(hash % self.lanes.len() as u64).unwrap_or(0)
     }
 
-    /// Takes in what the upstream has sent (waiting up to `wait`).
-    fn hear(&mut self, wait: Option<Duration>) -> Result<(), FollowError> {
-        let Some(link) = self.link.as_mut() else { return Ok(()) };
-        for heard in link.hear(wait)? {
-            match heard {
-                Heard::Ack(qn) => {
-                    if let Some(pending) = self.in_flight.iter_mut().find(|p| !p.acked && p.qn == qn) {
-                        pending.acked = true;
-                        self.meters.acked.increment(1);
-                        self.meters.ack_seconds.record(pending.sent.elapsed().as_secs_f64());
-                    }
-                }
-                Heard::History(request) => self.answer_history(&request)?,
-                // Other commands (1012, settings) are not relayed to the loggers.
-                Heard::Refused(answer) => {
-                    self.link()?.send(&answer)?;
-                    self.meters.refused.increment(1);
-                }
-                Heard::Other => self.meters.other.increment(1),
-            }
-        }
-        while self.in_flight.front().is_some_and(|p| p.acked) {
-            self.in_flight.pop_front();
+    /// Queues one archived frame on its site's lane; waits while that lane's window is full.
+    fn queue(&mut self, record: &Interpreted, relayed: &Relayed<'_>) -> Result<(), FollowError> {
+        let seq = record.record.seq;
+        let Some(bytes) = self.rewrites.apply(relayed.mn, relayed.cn, &record.record.data) else {
+            tracing::warn!(target = self.target.name, seq, mn = relayed.mn, "forwarding: frame cannot be rewritten; skipped");
+            self.meters.given_up.increment(1);
+            return Ok(());
+        };
+        let pending = relayed.qn.clone().filter(|_| relayed.wants_ack && self.target.wait_ack).map(|qn| Pending {
+            seq,
+            qn,
+            mn: self.rewrites.upstream_mn(relayed.mn).to_owned(),
+            bytes: bytes.to_vec(),
+            sent: std::time::Instant::now(),
+            sends: 1,
+            done: false,
+        });
+        let lane = self.lane_of(relayed.mn);
+        self.lanes[lane].queue(&bytes, pending);
+        self.meters.sent.increment(1);
+        if self.lanes[lane].in_flight.len() >= self.target.window {
+            self.flush_all()?;
+            self.hear_all()?;
+            self.drain(lane, self.target.window - 1)?;
         }
         Ok(())
     }
 
-    /// Answers a history request from the archive (HJ 212-2017 §6.1: 9011, the records as the
-    /// logger sent them, 9012), so the upstream heals its own gaps without reaching the logger.
-    fn answer_history(&mut self, request: &HistoryRequest) -> Result<(), FollowError> {
-        let records = self.archived(request)?;
+    /// Waits for the catch-up rate limit's next token, taking in acknowledgements meanwhile.
+    fn paced(&mut self) -> Result<(), FollowError> {
+        while let Err(wait) = self.pace.take() {
+            self.flush_all()?;
+            self.hear_all()?;
+            self.overdue_all()?;
+            std::thread::sleep(wait.min(Duration::from_millis(20)));
+        }
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<(), FollowError> {
+        for lane in &mut self.lanes {
+            lane.flush(&self.target, &self.meters)?;
+        }
+        Ok(())
+    }
+
+    /// Takes in what every lane's upstream connection has sent.
+    fn hear_all(&mut self) -> Result<(), FollowError> {
+        for lane in 0..self.lanes.len() {
+            for heard in self.lanes[lane].hear(None, &self.meters)? {
+                self.handle(lane, heard)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until `lane` has at most `keep` frames in flight.
+    fn drain(&mut self, lane: usize, keep: usize) -> Result<(), FollowError> {
+        let timeout = Duration::from_secs(self.target.ack_timeout_secs);
+        while self.lanes[lane].in_flight.len() > keep {
+            if let Overdue::GivenUp { qn, sends } = self.lanes[lane].overdue(&self.target, &self.meters)? {
+                self.gave_up(&qn, sends);
+                continue;
+            }
+            let waited = self.lanes[lane].oldest_waited().unwrap_or_default();
+            for heard in self.lanes[lane].hear(Some(timeout.saturating_sub(waited)), &self.meters)? {
+                self.handle(lane, heard)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resends or gives up the overdue oldest frame of every lane.
+    fn overdue_all(&mut self) -> Result<(), FollowError> {
+        for lane in 0..self.lanes.len() {
+            while let Overdue::GivenUp { qn, sends } = self.lanes[lane].overdue(&self.target, &self.meters)? {
+                self.gave_up(&qn, sends);
+            }
+        }
+        Ok(())
+    }
+
+    fn gave_up(&self, qn: &str, sends: u32) {
+        tracing::warn!(
+            target = self.target.name,
+            qn,
+            sends,
+            "forwarding: the upstream acknowledged later frames but not this one on every send; given up \
+             (it stays in the archive, answerable to the upstream's history request)"
+        );
+    }
+
+    /// What the upstream sent on `lane`, other than a 9014.
+    fn handle(&mut self, lane: usize, heard: Heard) -> Result<(), FollowError> {
+        match heard {
+            Heard::History(request) => self.answer_history(lane, &request),
+            Heard::Command(command) => self.command(lane, &command),
+            Heard::Ack { .. } | Heard::Other => {
+                self.meters.other.increment(1);
+                Ok(())
+            }
+        }
+    }
+
+    fn answer_history(&mut self, lane: usize, request: &HistoryRequest) -> Result<(), FollowError> {
+        let mn = self.rewrites.site_mn(&request.mn).to_owned();
+        // Any CN the upstream asks for, but only of the sites this target is given.
+        let records = if self.target.forwards(&mn) { crate::history::archived(&self.data_dir, &mn, request)? } else { Vec::new() };
         tracing::info!(
             target = self.target.name,
-            mn = request.mn,
+            mn,
             cn = request.cn,
             records = records.len(),
             "forwarding: history request from the upstream answered from the archive"
         );
-        let link = self.link()?;
-        link.send(&request.accepted)?;
+        let lane = &mut self.lanes[lane];
+        lane.send(&request.accepted, &self.target, &self.meters)?;
         for record in &records {
-            link.send(record)?;
+            let bytes = self.rewrites.apply(&mn, request.cn, record).unwrap_or_default();
+            lane.send(&bytes, &self.target, &self.meters)?;
         }
-        link.send(if records.is_empty() { &request.no_data } else { &request.done })?;
+        let end = if records.is_empty() { &request.no_data } else { &request.done };
+        lane.send(end, &self.target, &self.meters)?;
         self.meters.history.increment(1);
         Ok(())
     }
 
-    /// The frames of `request`'s site and CN in its range, as archived (first copy of each DataTime).
-    fn archived(&self, request: &HistoryRequest) -> Result<Vec<Vec<u8>>, FollowError> {
-        let store = self.data_dir.store();
-        if !store.exists() {
-            return Ok(Vec::new());
-        }
-        let seqs = hj212_store::Store::open_read_only(&store)?.records_in(
-            &request.mn,
-            request.cn,
-            request.from_ms,
-            request.to_ms,
-            MAX_HISTORY_RECORDS,
-        )?;
-        let archive: PathBuf = self.data_dir.archive();
-        let mut frames = Vec::with_capacity(seqs.len());
-        for seq in seqs {
-            let mut reader = hj212_archive::Follower::new(&archive, seq);
-            if let Some(record) = reader.read(seq, 1)?.into_iter().next() {
-                frames.push(record.data);
-            }
-        }
-        Ok(frames)
+    /// A command from the upstream for a logger: archived as evidence and refused (9011
+    /// QnRtn=2); a 1012 time set never reaches the loggers this way.
+    fn command(&mut self, lane: usize, command: &UpstreamCommand) -> Result<(), FollowError> {
+        let mn = self.rewrites.site_mn(&command.mn).to_owned();
+        tracing::warn!(
+            target = self.target.name,
+            mn,
+            cn = command.cn,
+            qn = command.qn,
+            "forwarding: command from the upstream not relayed to the logger; refused (QnRtn=2)"
+        );
+        self.note(&mn, command, "refused");
+        self.lanes[lane].send(&command.refused, &self.target, &self.meters)?;
+        self.meters.refused.increment(1);
+        Ok(())
     }
 
-    /// Waits for the oldest frame's 9014; a missing one breaks the link (resent from the cursor).
-    fn wait_for_oldest(&mut self) -> Result<(), FollowError> {
-        let timeout = Duration::from_secs(self.target.ack_timeout_secs);
-        while let Some(oldest) = self.in_flight.front() {
-            let waited = oldest.sent.elapsed();
-            if waited >= timeout {
-                return Err(format!(
-                    "forward {}: no 9014 for QN {} within {} s; reconnecting and resending from the last acknowledged frame",
-                    self.target.name, oldest.qn, self.target.ack_timeout_secs
-                )
-                .into());
-            }
-            self.hear(Some(timeout.saturating_sub(waited)))?;
-        }
-        Ok(())
+    /// Archives what the upstream asked of a logger and what became of it.
+    fn note(&self, mn: &str, command: &UpstreamCommand, outcome: &str) {
+        let text = serde_json::json!({
+            "event": "upstream_command",
+            "target": self.target.name,
+            "mn": mn,
+            "cn": command.cn,
+            "qn": command.qn,
+            "outcome": outcome,
+            "frame": String::from_utf8_lossy(&command.data),
+        });
+        (self.notebook)(NewRecord {
+            kind: Kind::Event,
+            verdict: Verdict::Info,
+            flags: 0,
+            time_ms: hj212_archive::now_ms(),
+            peer: self.target.address.clone(),
+            data: text.to_string().into_bytes(),
+        });
     }
 
     /// Saves and returns the position: before the oldest unacknowledged frame, else the last fed.
     fn save(&mut self) -> Result<u64, FollowError> {
-        let position = self.in_flight.front().map_or(self.fed, |p| p.seq - 1);
+        let position = self.lanes.iter().filter_map(Lane::holds_back).min().unwrap_or(self.fed);
         self.cursor.advance(position)?;
         Ok(self.cursor.seq)
     }
@@ -232,56 +324,38 @@ impl Follower for Forwarder {
     }
 
     fn apply(&mut self, records: &[Interpreted]) -> Result<u64, FollowError> {
-        // One write per window, not one per frame: the forwarder's thread shares the CPU with
-        // ingest and every other follower.
-        let mut out = Vec::new();
         for record in records {
-            if let Some((qn, wants_ack)) = self.relayed(record) {
-                out.extend_from_slice(&record.record.data);
-                self.meters.sent.increment(1);
-                if let Some(qn) = qn.filter(|_| wants_ack && self.target.wait_ack) {
-                    let seq = record.record.seq;
-                    self.in_flight.push_back(Pending { seq, qn, sent: Instant::now(), acked: false });
-                    if self.in_flight.len() >= self.target.window {
-                        self.link()?.send(&out)?;
-                        out.clear();
-                        self.hear(Some(Duration::from_millis(100)))?;
-                        if self.in_flight.len() >= self.target.window {
-                            self.wait_for_oldest()?;
-                        }
-                    }
-                }
+            if let Some(relayed) = self.relayed(record) {
+                self.paced()?;
+                self.queue(record, &relayed)?;
             }
             self.fed = record.record.seq;
         }
-        if !out.is_empty() {
-            self.link()?.send(&out)?;
-        }
-        self.hear(None)?;
+        self.flush_all()?;
+        self.hear_all()?;
+        self.overdue_all()?;
         self.save()
     }
 
     fn tick(&mut self, _now_ms: i64, _behind: u64) -> Result<u64, FollowError> {
-        self.hear(None)?;
-        let timeout = Duration::from_secs(self.target.ack_timeout_secs);
-        if self.in_flight.front().is_some_and(|p| p.sent.elapsed() >= timeout) {
-            self.wait_for_oldest()?;
-        }
+        self.hear_all()?;
+        self.overdue_all()?;
         self.save()
     }
 
     fn recover(&mut self) -> Result<u64, FollowError> {
-        if self.link.take().is_some() {
-            self.meters.connected.set(0.0);
+        for lane in &mut self.lanes {
+            lane.reset(&self.meters);
         }
-        self.meters.resent.increment(self.in_flight.len() as u64);
-        self.in_flight.clear();
         self.fed = self.cursor.seq;
         Ok(self.cursor.seq)
     }
 
     fn finish(&mut self) -> Result<u64, FollowError> {
-        self.wait_for_oldest()?;
+        self.flush_all()?;
+        for lane in 0..self.lanes.len() {
+            self.drain(lane, 0)?;
+        }
         self.save()
     }
 }

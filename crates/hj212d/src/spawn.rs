@@ -125,8 +125,8 @@ impl Followers<'_> {
         for target in &self.config.forward {
             let data_dir = self.config.data_dir();
             let cursor = data_dir.forward_cursor(&target.name);
-            let follower = hj212_forward::Forwarder::open(target.clone(), &data_dir)
-                .with_context(|| format!("forward {}: cannot read {}", target.name, cursor.display()))?;
+            let follower = hj212_forward::Forwarder::open(target.clone(), &data_dir, self.notebook())
+                .with_context(|| format!("forward {}: cannot read {} or its key files", target.name, cursor.display()))?;
             let start = Start {
                 name: follower.name(),
                 position: hj212_follow::Cursor::load(&cursor)?.seq,
@@ -138,6 +138,20 @@ impl Followers<'_> {
             threads.push(self.run(Box::new(follower), start)?.0);
         }
         Ok(threads)
+    }
+
+    /// Appends a follower's evidence to the archive without making it wait.
+    fn notebook(&self) -> hj212_forward::Notebook {
+        let archive = self.archive.clone();
+        let runtime = tokio::runtime::Handle::current();
+        Box::new(move |record| {
+            let archive = archive.clone();
+            runtime.spawn(async move {
+                if let Err(error) = archive.append(record).await {
+                    tracing::error!(%error, "a forwarder's record of an upstream command was not archived");
+                }
+            });
+        })
     }
 
     /// The alert engine, from its own position, and with a broker configured the MQTT
