@@ -67,6 +67,8 @@ pub enum Origin {
     Api,
     /// The gap-recovery sweep.
     Recovery,
+    /// An upstream platform, relayed by a forwarder (`relay_commands`).
+    Upstream,
 }
 
 impl Origin {
@@ -74,11 +76,16 @@ impl Origin {
         match self {
             Self::Api => "api",
             Self::Recovery => "recovery",
+            Self::Upstream => "upstream",
         }
     }
 
     pub fn parse(text: &str) -> Self {
-        if text == "recovery" { Self::Recovery } else { Self::Api }
+        match text {
+            "recovery" => Self::Recovery,
+            "upstream" => Self::Upstream,
+            _ => Self::Api,
+        }
     }
 }
 

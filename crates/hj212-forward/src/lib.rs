@@ -9,9 +9,11 @@ mod history;
 mod lane;
 mod link;
 mod pace;
+mod relay;
 mod rewrite;
 mod target;
 
+pub use relay::{Progress, Relay};
 pub use target::{Forwarder, Notebook};
 
 /// Metric names (docs/metrics.md).
@@ -25,7 +27,7 @@ pub mod metrics {
         metrics::describe_counter!(
             FRAMES,
             "Frames relayed to a forwarding target and what the upstream sent back, by target and outcome \
-             (sent, acked, resent, given_up, history_answered, upstream_refused, upstream_other)"
+             (sent, acked, resent, given_up, history_answered, upstream_relayed, upstream_refused, upstream_other)"
         );
         metrics::describe_gauge!(CONNECTED, "Connections to the forwarding target that are up");
         metrics::describe_histogram!(ACK_SECONDS, "From a frame written to the upstream to its 9014");

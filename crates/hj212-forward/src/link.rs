@@ -31,7 +31,9 @@ pub(crate) struct UpstreamCommand {
     pub mn: String,
     pub cn: u16,
     pub qn: String,
-    /// The data segment as the upstream sent it (archived; its CP relayed).
+    /// Its CP (`Key=Value;...`), relayed when commands are.
+    pub cp: String,
+    /// The data segment as the upstream sent it (archived; answers are built from it).
     pub data: Vec<u8>,
     /// 9011 QnRtn=2 (refused), when it is not relayed.
     pub refused: Vec<u8>,
@@ -68,7 +70,14 @@ fn heard(packet: &Packet<'_>, data: &[u8]) -> Heard {
     let history = matches!(cn, 2031 | 2041 | 2051 | 2061).then(|| time("BeginTime").zip(time("EndTime"))).flatten();
     let Some((from_ms, to_ms)) = history else {
         let (Ok(refused), Some(qn)) = (encode::request_response(&to, 2), packet.qn) else { return Heard::Other };
-        let command = UpstreamCommand { mn: packet.mn.to_owned(), cn, qn: qn.to_owned(), data: data.to_vec(), refused };
+        let command = UpstreamCommand {
+            mn: packet.mn.to_owned(),
+            cn,
+            qn: qn.to_owned(),
+            cp: packet.cp.to_owned(),
+            data: data.to_vec(),
+            refused,
+        };
         return Heard::Command(command);
     };
     let answers =

@@ -34,7 +34,8 @@ impl Rewrites {
         for rewrite in &target.rewrite {
             let key = match &rewrite.key_file {
                 Some(path) => {
-                    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    let text =
+                        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                     Some(Sm4Key::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?)
                 }
                 None => None,
@@ -42,7 +43,8 @@ impl Rewrites {
             if let Some(upstream_mn) = &rewrite.upstream_mn {
                 rewrites.site_of.insert(upstream_mn.clone(), rewrite.mn.clone());
             }
-            let site = SiteRewrite { mn: rewrite.upstream_mn.clone(), password: rewrite.upstream_password.clone(), key };
+            let site =
+                SiteRewrite { mn: rewrite.upstream_mn.clone(), password: rewrite.upstream_password.clone(), key };
             rewrites.by_site.insert(rewrite.mn.clone(), site);
         }
         Ok(rewrites)
@@ -128,7 +130,8 @@ mod tests {
         let rewrites = Rewrites::load(&target(rewrite(Some("UP0001"), Some("secret")))).unwrap();
         let frame = encode::frame(DATA.as_bytes()).unwrap();
         let out = rewrites.apply("88888880000001", 2011, &frame).unwrap();
-        let expected = encode::frame(DATA.replace("PW=123456", "PW=secret").replace("MN=88888880000001", "MN=UP0001").as_bytes());
+        let expected =
+            encode::frame(DATA.replace("PW=123456", "PW=secret").replace("MN=88888880000001", "MN=UP0001").as_bytes());
         assert_eq!(out.into_owned(), expected.unwrap(), "new length and CRC, CP untouched");
         assert_eq!(rewrites.site_mn("UP0001"), "88888880000001");
         assert_eq!(rewrites.upstream_mn("88888880000001"), "UP0001");

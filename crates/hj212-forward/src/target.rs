@@ -13,6 +13,7 @@ use crate::lane::{Lane, Overdue, Pending};
 use crate::link::{Heard, HistoryRequest, UpstreamCommand};
 use crate::metrics::{ACK_SECONDS, CONNECTED, FRAMES};
 use crate::pace::Pace;
+use crate::relay::{MAX_RELAYED, Relay, Relayed};
 use crate::rewrite::Rewrites;
 
 /// Appends a record to the daemon's archive (what the upstream asked, as evidence); the
@@ -34,6 +35,9 @@ pub struct Forwarder {
     rewrites: Rewrites,
     pace: Pace,
     notebook: Notebook,
+    /// The command channel, when `relay_commands` is on.
+    relay: Option<Box<dyn Relay>>,
+    relayed: Vec<Relayed>,
     meters: Meters,
 }
 
@@ -51,6 +55,7 @@ pub(crate) struct Meters {
     pub given_up: Counter,
     pub other: Counter,
     pub history: Counter,
+    pub relayed: Counter,
     pub refused: Counter,
     pub connected: Gauge,
     pub ack_seconds: Histogram,
@@ -66,12 +71,13 @@ impl Meters {
             given_up: frames("given_up"),
             other: frames("upstream_other"),
             history: frames("history_answered"),
+            relayed: frames("upstream_relayed"),
             refused: frames("upstream_refused"),
             connected: gauge!(CONNECTED, "target" => target.to_owned()),
             ack_seconds: histogram!(ACK_SECONDS, "target" => target.to_owned()),
         };
         let counters = [&meters.sent, &meters.acked, &meters.resent, &meters.given_up, &meters.other];
-        for counter in counters.into_iter().chain([&meters.history, &meters.refused]) {
+        for counter in counters.into_iter().chain([&meters.history, &meters.relayed, &meters.refused]) {
             // Listed from the first scrape.
             counter.increment(0);
         }
@@ -81,7 +87,7 @@ impl Meters {
 }
 
 /// A frame this target relays: its site, CN, and the QN a 9014 would echo.
-struct Relayed<'a> {
+struct Outgoing<'a> {
     mn: &'a str,
     cn: u16,
     qn: Option<String>,
@@ -89,15 +95,22 @@ struct Relayed<'a> {
 }
 
 impl Forwarder {
-    /// The target's follower, resuming from its cursor file.
+    /// The target's follower, resuming from its cursor file. `relay` is used when the target
+    /// has `relay_commands` on.
     ///
     /// # Errors
     /// The cursor file or a rewrite's key file cannot be read.
-    pub fn open(target: Forward, data_dir: &DataDir, notebook: Notebook) -> std::io::Result<Self> {
+    pub fn open(
+        target: Forward,
+        data_dir: &DataDir,
+        notebook: Notebook,
+        relay: Option<Box<dyn Relay>>,
+    ) -> std::io::Result<Self> {
         // The runtime's follower name is static; one per configured target, made once at start.
         let name: &'static str = Box::leak(format!("forward:{}", target.name).into_boxed_str());
         let cursor = Cursor::load(&data_dir.forward_cursor(&target.name))?;
         let rewrites = Rewrites::load(&target).map_err(std::io::Error::other)?;
+        let target_relays = target.relay_commands;
         Ok(Self {
             name,
             meters: Meters::new(&target.name),
@@ -111,11 +124,13 @@ impl Forwarder {
             data_dir: data_dir.clone(),
             rewrites,
             notebook,
+            relay: relay.filter(|_| target_relays),
+            relayed: Vec::new(),
         })
     }
 
     /// The site, CN and QN of a frame this target relays.
-    fn relayed<'a>(&self, record: &'a Interpreted) -> Option<Relayed<'a>> {
+    fn relayed<'a>(&self, record: &'a Interpreted) -> Option<Outgoing<'a>> {
         if record.record.kind != Kind::Received || record.record.verdict != Verdict::Accepted {
             return None;
         }
@@ -132,7 +147,7 @@ impl Forwarder {
         let segment = bytes.get(6..bytes.len().checked_sub(6)?)?;
         let text = SegmentText::new(segment);
         let packet = Packet::parse_text(&text).ok()?;
-        Some(Relayed { mn, cn, qn: packet.qn.map(str::to_owned), wants_ack: packet.wants_ack() })
+        Some(Outgoing { mn, cn, qn: packet.qn.map(str::to_owned), wants_ack: packet.wants_ack() })
     }
 
     /// The lane a site keeps to (FNV-1a of its MN: stable across restarts).
@@ -142,10 +157,15 @@ impl Forwarder {
     }
 
     /// Queues one archived frame on its site's lane; waits while that lane's window is full.
-    fn queue(&mut self, record: &Interpreted, relayed: &Relayed<'_>) -> Result<(), FollowError> {
+    fn queue(&mut self, record: &Interpreted, relayed: &Outgoing<'_>) -> Result<(), FollowError> {
         let seq = record.record.seq;
         let Some(bytes) = self.rewrites.apply(relayed.mn, relayed.cn, &record.record.data) else {
-            tracing::warn!(target = self.target.name, seq, mn = relayed.mn, "forwarding: frame cannot be rewritten; skipped");
+            tracing::warn!(
+                target = self.target.name,
+                seq,
+                mn = relayed.mn,
+                "forwarding: frame cannot be rewritten; skipped"
+            );
             self.meters.given_up.increment(1);
             return Ok(());
         };
@@ -175,7 +195,8 @@ impl Forwarder {
             self.flush_all()?;
             self.hear_all()?;
             self.overdue_all()?;
-            std::thread::sleep(wait.min(Duration::from_millis(20)));
+            // Short enough to take in acknowledgements and notice overdue ones in time.
+            std::thread::sleep(wait.min(Duration::from_millis(100)));
         }
         Ok(())
     }
@@ -248,7 +269,11 @@ impl Forwarder {
     fn answer_history(&mut self, lane: usize, request: &HistoryRequest) -> Result<(), FollowError> {
         let mn = self.rewrites.site_mn(&request.mn).to_owned();
         // Any CN the upstream asks for, but only of the sites this target is given.
-        let records = if self.target.forwards(&mn) { crate::history::archived(&self.data_dir, &mn, request)? } else { Vec::new() };
+        let records = if self.target.forwards(&mn) {
+            crate::history::archived(&self.data_dir, &mn, request)?
+        } else {
+            Vec::new()
+        };
         tracing::info!(
             target = self.target.name,
             mn,
@@ -268,20 +293,65 @@ impl Forwarder {
         Ok(())
     }
 
-    /// A command from the upstream for a logger: archived as evidence and refused (9011
-    /// QnRtn=2); a 1012 time set never reaches the loggers this way.
+    /// A command from the upstream for a logger: archived as evidence, then relayed through
+    /// the command channel (`relay_commands`) or refused (9011 QnRtn=2). A 1012 time set
+    /// reaches the loggers only when relayed.
     fn command(&mut self, lane: usize, command: &UpstreamCommand) -> Result<(), FollowError> {
         let mn = self.rewrites.site_mn(&command.mn).to_owned();
-        tracing::warn!(
-            target = self.target.name,
-            mn,
-            cn = command.cn,
-            qn = command.qn,
-            "forwarding: command from the upstream not relayed to the logger; refused (QnRtn=2)"
-        );
-        self.note(&mn, command, "refused");
-        self.lanes[lane].send(&command.refused, &self.target, &self.meters)?;
-        self.meters.refused.increment(1);
+        let outcome = match self.relay.as_ref() {
+            _ if !self.target.forwards(&mn) => Err(format!("{mn} is not a site of this target")),
+            None => Err("relay_commands is off".to_owned()),
+            Some(_) if self.relayed.len() >= MAX_RELAYED => Err(format!("{MAX_RELAYED} relayed commands unfinished")),
+            Some(relay) => relay.submit(&mn, command.cn, &command.cp),
+        };
+        match outcome {
+            Ok(id) => {
+                tracing::info!(
+                    target = self.target.name,
+                    mn,
+                    cn = command.cn,
+                    qn = command.qn,
+                    id,
+                    "forwarding: command from the upstream relayed to the logger"
+                );
+                self.note(&mn, command, &format!("relayed as command {id}"));
+                self.relayed.push(Relayed::new(id, lane, command));
+                self.meters.relayed.increment(1);
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    target = self.target.name,
+                    mn,
+                    cn = command.cn,
+                    qn = command.qn,
+                    reason,
+                    "forwarding: command from the upstream refused (QnRtn=2)"
+                );
+                self.note(&mn, command, &format!("refused: {reason}"));
+                self.lanes[lane].send(&command.refused, &self.target, &self.meters)?;
+                self.meters.refused.increment(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes the loggers' answers to relayed commands back to the upstream.
+    fn pass_answers(&mut self) -> Result<(), FollowError> {
+        let Some(relay) = self.relay.as_ref() else { return Ok(()) };
+        let mut i = 0;
+        while i < self.relayed.len() {
+            let progress =
+                relay.progress(self.relayed[i].id).unwrap_or(crate::Progress { finished: true, ..Default::default() });
+            let lane = self.relayed[i].lane;
+            for answer in self.relayed[i].answers(progress) {
+                self.lanes[lane].send(&answer, &self.target, &self.meters)?;
+            }
+            if progress.finished {
+                self.relayed.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
         Ok(())
     }
 
@@ -339,6 +409,7 @@ impl Follower for Forwarder {
 
     fn tick(&mut self, _now_ms: i64, _behind: u64) -> Result<u64, FollowError> {
         self.hear_all()?;
+        self.pass_answers()?;
         self.overdue_all()?;
         self.save()
     }

@@ -102,7 +102,7 @@ impl Daemon {
         let (feed, store_status) = followers.store(store, positions.store)?;
         let influx = followers.influx(positions.influx, store_status)?;
         let alerting = followers.alerts(&alert_settings, positions.alerts)?;
-        let forwarders = followers.forwarders()?;
+        let forwarders = followers.forwarders(&shared)?;
         let watched = followers.watched();
         let readiness = Arc::new(followers.readiness);
 

@@ -12,6 +12,7 @@ mod open;
 mod outbox;
 mod preflight;
 mod process_metrics;
+mod relay;
 mod spawn;
 
 use std::path::PathBuf;

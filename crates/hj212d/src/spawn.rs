@@ -120,13 +120,16 @@ impl Followers<'_> {
     }
 
     /// A forwarder per `[[forward]]` target, each from its own cursor.
-    pub(crate) fn forwarders(&mut self) -> anyhow::Result<Vec<FollowerThread>> {
+    pub(crate) fn forwarders(&mut self, shared: &Arc<hj212_server::Shared>) -> anyhow::Result<Vec<FollowerThread>> {
         let mut threads = Vec::new();
         for target in &self.config.forward {
             let data_dir = self.config.data_dir();
             let cursor = data_dir.forward_cursor(&target.name);
-            let follower = hj212_forward::Forwarder::open(target.clone(), &data_dir, self.notebook())
-                .with_context(|| format!("forward {}: cannot read {} or its key files", target.name, cursor.display()))?;
+            let relay = Box::new(crate::relay::HubRelay(shared.clone()));
+            let follower = hj212_forward::Forwarder::open(target.clone(), &data_dir, self.notebook(), Some(relay))
+                .with_context(|| {
+                    format!("forward {}: cannot read {} or its key files", target.name, cursor.display())
+                })?;
             let start = Start {
                 name: follower.name(),
                 position: hj212_follow::Cursor::load(&cursor)?.seq,

@@ -174,7 +174,7 @@ impl Hub {
             expires_ms: now_ms.saturating_add(ttl_ms),
         };
         let saved = match origin {
-            Origin::Api => self.book().insert(&command),
+            Origin::Api | Origin::Upstream => self.book().insert(&command),
             Origin::Recovery => self.book().save(&command),
         };
         let mut inner = self.inner();
