@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod followers;
+pub mod forward;
 pub mod load;
 pub mod reliability;
 

@@ -37,6 +37,34 @@ fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port")
 }
 
+/// A free loopback port below the ephemeral range, for a daemon started later on it (see
+/// [`Daemon::start_full_at`]): until then connections to it are refused. An ephemeral port
+/// could meanwhile be given to a client socket, or a connection to it could meet itself (TCP
+/// simultaneous open); this one cannot.
+pub fn reserved_port() -> SocketAddr {
+    const FIRST: u32 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(FIRST);
+    let seed = std::process::id().wrapping_add(std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.subsec_nanos()));
+    (0..span)
+        .filter_map(|i| u16::try_from(FIRST + seed.wrapping_add(i) % span).ok())
+        .find_map(|port| TcpListener::bind(("127.0.0.1", port)).and_then(|l| l.local_addr()).ok())
+        .unwrap_or_else(free_port)
+}
+
+/// `count` generated sites (MN [`mn`], password [`PASSWORD`]) as `[[sites]]` tables, with
+/// `per_site` appended to each.
+pub fn sites_config(count: usize, per_site: &str) -> String {
+    let mut sites = String::new();
+    for site in 0..count {
+        let _ = write!(sites, "[[sites]]\nmn = \"{}\"\npassword = \"{PASSWORD}\"\n{per_site}", mn(site));
+    }
+    sites
+}
+
 impl Daemon {
     /// Starts the daemon and waits until it accepts connections.
     ///
@@ -52,11 +80,7 @@ impl Daemon {
     /// # Panics
     /// As [`Daemon::start`].
     pub async fn start_with(binary: &Path, max_connections: usize, extra: &str, per_site: &str) -> Self {
-        let mut sites = String::new();
-        for site in 0..SITES {
-            let _ = write!(sites, "[[sites]]\nmn = \"{}\"\npassword = \"{PASSWORD}\"\n{per_site}", mn(site));
-        }
-        Self::start_config(binary, max_connections, extra, &sites).await
+        Self::start_config(binary, max_connections, extra, &sites_config(SITES, per_site)).await
     }
 
     /// A daemon with `extra` top-level tables and the `sites` given as TOML (`[[sites]]` tables).
@@ -73,8 +97,23 @@ impl Daemon {
     /// # Panics
     /// As [`Daemon::start`].
     pub async fn start_full(binary: &Path, max_connections: usize, server: &str, extra: &str, sites: &str) -> Self {
+        Self::start_full_at(binary, max_connections, free_port(), server, extra, sites).await
+    }
+
+    /// As [`Daemon::start_full`], listening for loggers on `addr` (e.g. a [`reserved_port`]).
+    ///
+    /// # Panics
+    /// As [`Daemon::start`].
+    pub async fn start_full_at(
+        binary: &Path,
+        max_connections: usize,
+        addr: SocketAddr,
+        server: &str,
+        extra: &str,
+        sites: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (addr, http) = (free_port(), free_port());
+        let http = free_port();
         // Every simulated logger connects from 127.0.0.1: one address may hold all the connections.
         let mut config = format!(
             "[server]\nlisten = \"{addr}\"\nhttp_listen = \"{http}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n{server}\

@@ -132,7 +132,7 @@ fn yes() -> bool {
     true
 }
 fn default_window() -> usize {
-    16
+    64
 }
 fn default_ack_timeout() -> u64 {
     10

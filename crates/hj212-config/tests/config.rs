@@ -307,3 +307,38 @@ fn every_mqtt_value_is_checked_here_once() {
     (mqtt.max_in_flight, mqtt.max_backoff_secs) = (64, 30);
     assert!(check(&good).is_empty(), "{:?}", check(&good));
 }
+
+#[test]
+fn forward_rewrites_and_encrypting_sites_are_checked_and_never_echo_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("site.key");
+    std::fs::write(&key, "0123456789ABCDEF").unwrap();
+    let text = format!(
+        "[[sites]]\nmn = \"A\"\npassword = \"1\"\nencryption = \"required\"\nkey_file = \"{key}\"\n\
+         [[sites]]\nmn = \"B\"\npassword = \"1\"\n\
+         [[forward]]\nname = \"up\"\naddress = \"127.0.0.1:1\"\nconnections = 0\nresends = 0\n\
+         [[forward.rewrite]]\nmn = \"B\"\nupstream_mn = \"has;semicolon\"\nupstream_password = \"p w-secret\"\n\
+         [[forward.rewrite]]\nmn = \"B\"\n\
+         [[forward.rewrite]]\nmn = \"Z\"\nkey_file = \"/nonexistent.key\"\n",
+        key = key.display()
+    );
+    let problems: Vec<String> = check(&from_str(&text).unwrap()).iter().map(ToString::to_string).collect();
+    let expected = [
+        "forward[0].connections: 0 is outside 1..=64",
+        "forward[0].resends: must be at least 1",
+        "forward[0].rewrite[0].upstream_mn: \"has;semicolon\" must be 1-24 characters",
+        "forward[0].rewrite[0].upstream_password: must be 1 or more characters",
+        "forward[0].rewrite[1].mn: \"B\" is rewritten twice",
+        "forward[0].rewrite[2].mn: \"Z\" is not a site this target forwards",
+        "forward[0].rewrite[2].key_file: cannot read /nonexistent.key",
+        "forward[0].rewrite: site A sends HJ 212-2025 encrypted frames: give it a key_file",
+    ];
+    for wanted in expected {
+        assert!(problems.iter().any(|p| p.starts_with(wanted)), "{wanted:?} not in {problems:?}");
+    }
+    assert_eq!(problems.len(), expected.len(), "{problems:?}");
+    assert!(problems.iter().all(|p| !p.contains("secret")), "the upstream password is never echoed");
+    let plain = text.replace("resends = 0\n", "resends = 1\nsend_plain = true\n");
+    let problems: Vec<String> = check(&from_str(&plain).unwrap()).iter().map(ToString::to_string).collect();
+    assert!(!problems.iter().any(|p| p.contains("site A sends")), "send_plain = true is a choice: {problems:?}");
+}

@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 pub const FOLLOWER_LAG: &str = "hj212_follower_lag_records";
 pub const FOLLOWER_LAG_SECONDS: &str = "hj212_follower_lag_seconds";
 pub const FOLLOWER_FAILING: &str = "hj212_follower_failing_seconds";
+/// A forwarding target's lag under the name its dashboards use (the same figure as
+/// `hj212_follower_lag_records{follower="forward:NAME"}`).
+pub const FORWARD_LAG: &str = "hj212_forward_lag_records";
 
 /// How often the gauges are refreshed.
 const INTERVAL: Duration = Duration::from_millis(500);
@@ -29,6 +32,7 @@ pub fn describe() {
         FOLLOWER_LAG_SECONDS,
         "Since when the oldest record a follower has not applied is durable (0 when caught up; at most an hour)"
     );
+    metrics::describe_gauge!(FORWARD_LAG, "Durable archive records a forwarding target has not acknowledged yet");
     metrics::describe_gauge!(
         FOLLOWER_FAILING,
         "Seconds since a follower's attempts started failing (0 while it works); it retries with backoff meanwhile"
@@ -73,7 +77,9 @@ pub async fn report(
         .into_iter()
         .map(|(name, status)| {
             let gauge = |metric: &'static str| metrics::gauge!(metric, "follower" => name);
-            (status, gauge(FOLLOWER_LAG), gauge(FOLLOWER_LAG_SECONDS), gauge(FOLLOWER_FAILING))
+            let target_lag =
+                name.strip_prefix("forward:").map(|target| metrics::gauge!(FORWARD_LAG, "target" => target));
+            (status, gauge(FOLLOWER_LAG), gauge(FOLLOWER_LAG_SECONDS), gauge(FOLLOWER_FAILING), target_lag)
         })
         .collect();
     let mut history = HeadHistory::default();
@@ -82,9 +88,12 @@ pub async fn report(
         history.record(head, now);
         let slowest = gauges.iter().map(|(status, ..)| status.position()).min().unwrap_or(head);
         archive.set_retention_floor(slowest.saturating_add(1));
-        for (status, lag, lag_seconds, failing) in &gauges {
+        for (status, lag, lag_seconds, failing, target_lag) in &gauges {
             let position = status.position();
             lag.set(head.saturating_sub(position) as f64);
+            if let Some(target_lag) = target_lag {
+                target_lag.set(head.saturating_sub(position) as f64);
+            }
             lag_seconds.set(history.lag_seconds(position, now));
             failing.set(status.failing().map_or(0.0, |f| (now - f.since_ms).max(0) as f64 / 1000.0));
         }

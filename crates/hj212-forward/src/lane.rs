@@ -31,6 +31,8 @@ pub(crate) struct Lane {
     pub in_flight: VecDeque<Pending>,
     /// Frames not yet written (one write per batch, not per frame).
     out: Vec<u8>,
+    /// The archive record of the first of them.
+    unsent: Option<u64>,
 }
 
 /// What the oldest frame's missing 9014 means.
@@ -44,8 +46,9 @@ pub(crate) enum Overdue {
 }
 
 impl Lane {
-    /// Queues `bytes` for the next write; `pending` when a 9014 is awaited.
-    pub(crate) fn queue(&mut self, bytes: &[u8], pending: Option<Pending>) {
+    /// Queues record `seq`'s `bytes` for the next write; `pending` when a 9014 is awaited.
+    pub(crate) fn queue(&mut self, seq: u64, bytes: &[u8], pending: Option<Pending>) {
+        self.unsent.get_or_insert(seq);
         self.out.extend_from_slice(bytes);
         self.in_flight.extend(pending);
     }
@@ -71,6 +74,7 @@ impl Lane {
             // The buffer's capacity is kept for the next batch.
             self.out = out;
             self.out.clear();
+            self.unsent = None;
         }
         Ok(())
     }
@@ -97,9 +101,13 @@ impl Lane {
         Ok(rest)
     }
 
-    /// Where this lane holds the position back: before its oldest unacknowledged frame.
+    /// Where this lane holds the position back: before its oldest unacknowledged or unwritten frame.
     pub(crate) fn holds_back(&self) -> Option<u64> {
-        self.in_flight.front().map(|p| p.seq - 1)
+        let oldest = match (self.in_flight.front().map(|p| p.seq), self.unsent) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        oldest.map(|seq| seq - 1)
     }
 
     /// How long the oldest frame has waited for its 9014.
@@ -154,5 +162,6 @@ impl Lane {
         meters.resent.increment(self.in_flight.len() as u64);
         self.in_flight.clear();
         self.out.clear();
+        self.unsent = None;
     }
 }

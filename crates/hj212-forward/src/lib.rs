@@ -21,6 +21,8 @@ pub mod metrics {
     pub const FRAMES: &str = "hj212_forward_frames_total";
     pub const CONNECTED: &str = "hj212_forward_connected";
     pub const ACK_SECONDS: &str = "hj212_forward_ack_seconds";
+    /// From loopback (milliseconds) to a provincial platform over a slow link (seconds), up to the ack timeout.
+    pub const ACK_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
     /// Registers their descriptions.
     pub fn describe() {

@@ -38,8 +38,13 @@ pub struct Forwarder {
     /// The command channel, when `relay_commands` is on.
     relay: Option<Box<dyn Relay>>,
     relayed: Vec<Relayed>,
+    /// When the position was last saved (within a batch, every `SAVE_EVERY`).
+    saved: std::time::Instant,
     meters: Meters,
 }
+
+/// A crash resends what was acknowledged since the last save: at most this much of it, plus the window.
+const SAVE_EVERY: Duration = Duration::from_millis(50);
 
 impl std::fmt::Debug for Forwarder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,6 +131,7 @@ impl Forwarder {
             notebook,
             relay: relay.filter(|_| target_relays),
             relayed: Vec::new(),
+            saved: std::time::Instant::now(),
         })
     }
 
@@ -179,12 +185,15 @@ impl Forwarder {
             done: false,
         });
         let lane = self.lane_of(relayed.mn);
-        self.lanes[lane].queue(&bytes, pending);
+        self.lanes[lane].queue(seq, &bytes, pending);
         self.meters.sent.increment(1);
         if self.lanes[lane].in_flight.len() >= self.target.window {
             self.flush_all()?;
             self.hear_all()?;
             self.drain(lane, self.target.window - 1)?;
+            if self.saved.elapsed() >= SAVE_EVERY {
+                self.save()?;
+            }
         }
         Ok(())
     }
@@ -376,10 +385,16 @@ impl Forwarder {
         });
     }
 
-    /// Saves and returns the position: before the oldest unacknowledged frame, else the last fed.
+    /// Before the oldest frame not yet acknowledged (or written, when no 9014 is asked), else
+    /// the last fed.
+    fn position_now(&self) -> u64 {
+        self.lanes.iter().filter_map(Lane::holds_back).min().unwrap_or(self.fed)
+    }
+
+    /// Saves and returns the position.
     fn save(&mut self) -> Result<u64, FollowError> {
-        let position = self.lanes.iter().filter_map(Lane::holds_back).min().unwrap_or(self.fed);
-        self.cursor.advance(position)?;
+        self.cursor.advance(self.position_now())?;
+        self.saved = std::time::Instant::now();
         Ok(self.cursor.seq)
     }
 }
@@ -415,9 +430,13 @@ impl Follower for Forwarder {
     }
 
     fn recover(&mut self) -> Result<u64, FollowError> {
+        // A broken link resends from what the upstream has not acknowledged, not from the last
+        // save: duplicates stay within the window however large the batch was.
+        let position = self.position_now();
         for lane in &mut self.lanes {
             lane.reset(&self.meters);
         }
+        self.cursor.advance(position)?;
         self.fed = self.cursor.seq;
         Ok(self.cursor.seq)
     }

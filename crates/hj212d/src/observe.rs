@@ -19,6 +19,10 @@ pub fn prometheus() -> PrometheusHandle {
                     b.set_buckets_for_metric(round_trip, hj212_commands::metrics::ROUND_TRIP_BUCKETS)
                 })
                 .and_then(|b| {
+                    let ack = Matcher::Full(hj212_forward::metrics::ACK_SECONDS.into());
+                    b.set_buckets_for_metric(ack, hj212_forward::metrics::ACK_BUCKETS)
+                })
+                .and_then(|b| {
                     let detection = Matcher::Full(hj212_alerts::metrics::DETECTION.into());
                     b.set_buckets_for_metric(detection, hj212_alerts::metrics::DETECTION_BUCKETS)
                 })

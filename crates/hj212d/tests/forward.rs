@@ -11,16 +11,12 @@ use hj212_config::Forward;
 
 fn forward_to(address: std::net::SocketAddr) -> Forward {
     Forward {
-        name: "upstream".into(),
-        address: address.to_string(),
-        sites: Vec::new(),
         cns: vec!["2011".into(), "2061".into()],
-        wait_ack: true,
         window: 16,
         ack_timeout_secs: 2,
         connect_timeout_secs: 2,
         max_backoff_secs: 1,
-        degraded_lag_records: 100_000,
+        ..Forward::new("upstream", address.to_string())
     }
 }
 
@@ -320,4 +316,228 @@ async fn an_upstream_answering_garbage_is_treated_as_silent() {
     assert_eq!(received, sent, "every frame once at the upstream that answers");
     relay.stop().await;
     upstream.stop().await;
+}
+
+/// The index `i` of a QN `send_frames` made (`20261130` and `i` in 9 digits) in a frame's text.
+fn qn_index(text: &str) -> Option<i64> {
+    let at = text.find("QN=")?;
+    text.get(at + 3..at + 20)?.strip_prefix("20261130")?.parse().ok()
+}
+
+/// What [`CuttingProxy`] saw.
+#[derive(Debug, Default)]
+struct ProxySeen {
+    /// Indexes of the frames passed to the upstream, per connection in accept order.
+    passed: Vec<Vec<i64>>,
+    /// Indexes the upstream acknowledged (9014) through the proxy.
+    upstream_acked: std::collections::BTreeSet<i64>,
+    /// Indexes whose 9014 the proxy kept from the relay.
+    withheld: Vec<i64>,
+    /// Which connection was cut, once it was.
+    cut: Option<usize>,
+}
+
+/// A TCP proxy on 127.0.0.1 between a relay and its upstream that cuts one connection mid-window:
+/// it passes the relay's frames and the upstream's answers, but keeps from the relay the 9014s
+/// of frames from `hold_from` on; once it has passed frame `cut_after` and the upstream has
+/// acknowledged (so archived) every frame passed, it shuts both sides, dropping what the relay
+/// sent after that frame. Later connections are proxied as they are.
+struct CuttingProxy {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<ProxySeen>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepting: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CuttingProxy {
+    fn start(upstream: std::net::SocketAddr, hold_from: i64, cut_after: i64) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(ProxySeen::default()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let accepting = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((relay, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    relay.set_nonblocking(false).unwrap();
+                    let Ok(upstream) = std::net::TcpStream::connect(upstream) else { continue };
+                    let connection = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.passed.push(Vec::new());
+                        seen.passed.len() - 1
+                    };
+                    let (to_relay, from_upstream) = (relay.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    let answers = seen.clone();
+                    std::thread::spawn(move || Self::answers(&from_upstream, to_relay, &answers, hold_from));
+                    let frames = seen.clone();
+                    std::thread::spawn(move || Self::frames(&relay, upstream, &frames, connection, cut_after));
+                }
+            })
+        };
+        Self { addr, seen, stop, accepting: Some(accepting) }
+    }
+
+    /// Splits what `from` sends into CR LF terminated frames, handing each to `each` (false: stop).
+    fn each_frame(mut from: &std::net::TcpStream, mut each: impl FnMut(&[u8]) -> bool) {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            match from.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            while let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+                let frame: Vec<u8> = buf.drain(..end + 2).collect();
+                if !each(&frame) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Relay → upstream, cutting after `cut_after` (once).
+    fn frames(
+        relay: &std::net::TcpStream,
+        mut upstream: std::net::TcpStream,
+        seen: &std::sync::Mutex<ProxySeen>,
+        connection: usize,
+        cut_after: i64,
+    ) {
+        use std::io::Write;
+        Self::each_frame(relay, |frame| {
+            let index = qn_index(&String::from_utf8_lossy(frame));
+            if upstream.write_all(frame).is_err() {
+                return false;
+            }
+            let mut state = seen.lock().unwrap();
+            state.passed[connection].extend(index);
+            if state.cut.is_some() || index != Some(cut_after) {
+                return true;
+            }
+            // Mid-window: wait until the upstream has archived (acknowledged) what passed.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !state.passed[connection].iter().all(|i| state.upstream_acked.contains(i)) {
+                assert!(std::time::Instant::now() < deadline, "the upstream did not acknowledge: {state:?}");
+                drop(state);
+                std::thread::sleep(Duration::from_millis(5));
+                state = seen.lock().unwrap();
+            }
+            state.cut = Some(connection);
+            let _ = relay.shutdown(std::net::Shutdown::Both);
+            let _ = upstream.shutdown(std::net::Shutdown::Both);
+            false
+        });
+        let _ = upstream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Upstream → relay, keeping the 9014s from `hold_from` on until the cut.
+    fn answers(
+        upstream: &std::net::TcpStream,
+        mut relay: std::net::TcpStream,
+        seen: &std::sync::Mutex<ProxySeen>,
+        hold_from: i64,
+    ) {
+        use std::io::Write;
+        Self::each_frame(upstream, |frame| {
+            let text = String::from_utf8_lossy(frame);
+            if let Some(index) = qn_index(&text).filter(|_| text.contains("CN=9014")) {
+                let mut state = seen.lock().unwrap();
+                state.upstream_acked.insert(index);
+                if state.cut.is_none() && index >= hold_from {
+                    state.withheld.push(index);
+                    return true;
+                }
+            }
+            relay.write_all(frame).is_ok()
+        });
+        let _ = relay.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn stop(mut self) -> ProxySeen {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.accepting.take().unwrap().join().unwrap();
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+/// For each real-time QN index in `dir`'s archive: how often it was archived accepted, and as duplicate.
+fn verdicts(dir: &std::path::Path) -> std::collections::BTreeMap<i64, (usize, usize)> {
+    let mut counts = std::collections::BTreeMap::<i64, (usize, usize)>::new();
+    for (verdict, _, text) in archived(dir) {
+        let Some(index) = qn_index(&text).filter(|_| text.contains("CN=2011")) else { continue };
+        let entry = counts.entry(index).or_default();
+        match verdict.as_str() {
+            "accepted" => entry.0 += 1,
+            "duplicate" => entry.1 += 1,
+            other => panic!("QN index {index} archived as {other}"),
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_dropping_the_connection_mid_window_loses_nothing_and_duplicates_only_within_the_window() {
+    // The relay gets the 9014s of frames 0..=29; frames 30..=39 reach the upstream and are
+    // archived there, but the connection is cut before their 9014s come back.
+    const HOLD_FROM: i64 = 30;
+    const CUT_AFTER: i64 = 39;
+    let upstream = TestDaemon::start().await;
+    let proxy = CuttingProxy::start(upstream.running.hj212_addr, HOLD_FROM, CUT_AFTER);
+    let target = forward_to(proxy.addr);
+    let window = target.window;
+    let relay = TestDaemon::start_with(|config| config.forward = vec![target]).await;
+    let sent = send_frames(&relay, 0, 300).await;
+    let received = wait_for(upstream.dir.path(), sent.len()).await;
+    relay.stop().await;
+    let seen = proxy.stop();
+    let dir = upstream.stop().await;
+
+    let cut = seen.cut.unwrap_or_else(|| panic!("the proxy cut the connection carrying frame 39: {seen:?}"));
+    let verdicts = verdicts(dir.path());
+    let lost: Vec<i64> = (0..300).filter(|i| verdicts.get(i).is_none_or(|v| v.0 == 0)).collect();
+    let accepted_twice: Vec<i64> = verdicts.iter().filter(|(_, v)| v.0 > 1).map(|(i, _)| *i).collect();
+    let unknown: Vec<i64> = verdicts.keys().filter(|i| !(0..300).contains(*i)).copied().collect();
+    let duplicates: Vec<i64> = verdicts.iter().flat_map(|(i, v)| std::iter::repeat_n(*i, v.1)).collect();
+    // Frames the proxy carried to the upstream more than once.
+    let mut carried = std::collections::BTreeMap::<i64, usize>::new();
+    for index in seen.passed.iter().flatten() {
+        *carried.entry(*index).or_default() += 1;
+    }
+    let carried_again: Vec<i64> =
+        carried.iter().flat_map(|(i, n)| std::iter::repeat_n(*i, n.saturating_sub(1))).collect();
+    // Connections that carried frames up to the cut (one site keeps to one).
+    let connections = seen.passed[..=cut].iter().filter(|p| !p.is_empty()).count();
+    println!(
+        "sent {}, accepted upstream {}, lost {}, accepted twice {}, duplicates upstream {} {:?}, \
+         carried again by the proxy {}, 9014s withheld {:?}, frames on the cut connection {}, \
+         proxied connections {}, window {window} x connections {connections}",
+        sent.len(),
+        received.len(),
+        lost.len(),
+        accepted_twice.len(),
+        duplicates.len(),
+        duplicates,
+        carried_again.len(),
+        seen.withheld,
+        seen.passed[cut].len(),
+        seen.passed.len(),
+    );
+    assert!(lost.is_empty() && unknown.is_empty(), "0 lost: {lost:?}, none unknown: {unknown:?}");
+    assert!(accepted_twice.is_empty(), "each accepted exactly once: {accepted_twice:?}");
+    assert!(seen.passed.len() >= 2, "the relay reconnected after the cut: {seen:?}");
+    assert!(!duplicates.is_empty(), "the cut came mid-window: the unacknowledged frames were resent");
+    assert!(
+        (HOLD_FROM..=CUT_AFTER).all(|i| duplicates.contains(&i)),
+        "every frame archived upstream whose 9014 the relay never got was resent: {duplicates:?}"
+    );
+    assert!(duplicates.len() <= window * connections, "duplicates within the window: {duplicates:?}");
+    assert_eq!(duplicates, carried_again, "what the upstream saw twice is what the proxy carried twice");
+    assert_eq!(received, sent, "accepted upstream in the order the relay accepted them");
 }

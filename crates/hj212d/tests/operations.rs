@@ -307,7 +307,7 @@ fn the_first_scrape_lists_every_documented_counter_and_the_process_metrics() {
     let encrypting =
         "\n[[sites]]\nmn = \"ENC1\"\npassword = \"1\"\nencryption = \"optional\"\nkey_file = \"site.key\"\n";
     // A forwarding target (its upstream never answers: port 9 on loopback) lists its counters too.
-    let forward = "\n[[forward]]\nname = \"up\"\naddress = \"127.0.0.1:9\"\n";
+    let forward = "\n[[forward]]\nname = \"up\"\naddress = \"127.0.0.1:9\"\nsend_plain = true\n";
     std::fs::write(&path, std::fs::read_to_string(&path).unwrap() + encrypting + forward).unwrap();
     let child = spawn_logging_to(&path, &dir.path().join("stderr.log"));
     wait_http(http);
