@@ -7,14 +7,16 @@ use hj212_archive::{Kind, NewRecord, Verdict};
 use hj212_config::{DataDir, Forward};
 use hj212_follow::{Cursor, FollowError, Follower, Interpreted, Meaning};
 use hj212_proto::{Packet, SegmentText};
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use crate::lane::{Lane, Overdue, Pending};
-use crate::link::{Heard, HistoryRequest, UpstreamCommand};
-use crate::metrics::{ACK_SECONDS, CONNECTED, FRAMES};
 use crate::pace::Pace;
-use crate::relay::{MAX_RELAYED, Relay, Relayed};
+use crate::relay::{Relay, Relayed};
 use crate::rewrite::Rewrites;
+
+mod meters;
+mod upstream;
+
+pub(crate) use meters::Meters;
 
 /// Appends a record to the daemon's archive (what the upstream asked, as evidence); the
 /// forwarder does not wait for it.
@@ -49,45 +51,6 @@ const SAVE_EVERY: Duration = Duration::from_millis(50);
 impl std::fmt::Debug for Forwarder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Forwarder").field("name", &self.name).field("fed", &self.fed).finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct Meters {
-    pub sent: Counter,
-    pub acked: Counter,
-    pub resent: Counter,
-    pub given_up: Counter,
-    pub other: Counter,
-    pub history: Counter,
-    pub relayed: Counter,
-    pub refused: Counter,
-    pub connected: Gauge,
-    pub ack_seconds: Histogram,
-}
-
-impl Meters {
-    fn new(target: &str) -> Self {
-        let frames = |outcome: &'static str| counter!(FRAMES, "target" => target.to_owned(), "outcome" => outcome);
-        let meters = Self {
-            sent: frames("sent"),
-            acked: frames("acked"),
-            resent: frames("resent"),
-            given_up: frames("given_up"),
-            other: frames("upstream_other"),
-            history: frames("history_answered"),
-            relayed: frames("upstream_relayed"),
-            refused: frames("upstream_refused"),
-            connected: gauge!(CONNECTED, "target" => target.to_owned()),
-            ack_seconds: histogram!(ACK_SECONDS, "target" => target.to_owned()),
-        };
-        let counters = [&meters.sent, &meters.acked, &meters.resent, &meters.given_up, &meters.other];
-        for counter in counters.into_iter().chain([&meters.history, &meters.relayed, &meters.refused]) {
-            // Listed from the first scrape.
-            counter.increment(0);
-        }
-        meters.connected.set(0.0);
-        meters
     }
 }
 
@@ -261,128 +224,6 @@ impl Forwarder {
             "forwarding: the upstream acknowledged later frames but not this one on every send; given up \
              (it stays in the archive, answerable to the upstream's history request)"
         );
-    }
-
-    /// What the upstream sent on `lane`, other than a 9014.
-    fn handle(&mut self, lane: usize, heard: Heard) -> Result<(), FollowError> {
-        match heard {
-            Heard::History(request) => self.answer_history(lane, &request),
-            Heard::Command(command) => self.command(lane, &command),
-            Heard::Ack { .. } | Heard::Other => {
-                self.meters.other.increment(1);
-                Ok(())
-            }
-        }
-    }
-
-    fn answer_history(&mut self, lane: usize, request: &HistoryRequest) -> Result<(), FollowError> {
-        let mn = self.rewrites.site_mn(&request.mn).to_owned();
-        // Any CN the upstream asks for, but only of the sites this target is given.
-        let records = if self.target.forwards(&mn) {
-            crate::history::archived(&self.data_dir, &mn, request)?
-        } else {
-            Vec::new()
-        };
-        tracing::info!(
-            target = self.target.name,
-            mn,
-            cn = request.cn,
-            records = records.len(),
-            "forwarding: history request from the upstream answered from the archive"
-        );
-        let lane = &mut self.lanes[lane];
-        lane.send(&request.accepted, &self.target, &self.meters)?;
-        for record in &records {
-            let bytes = self.rewrites.apply(&mn, request.cn, record).unwrap_or_default();
-            lane.send(&bytes, &self.target, &self.meters)?;
-        }
-        let end = if records.is_empty() { &request.no_data } else { &request.done };
-        lane.send(end, &self.target, &self.meters)?;
-        self.meters.history.increment(1);
-        Ok(())
-    }
-
-    /// A command from the upstream for a logger: archived as evidence, then relayed through
-    /// the command channel (`relay_commands`) or refused (9011 QnRtn=2). A 1012 time set
-    /// reaches the loggers only when relayed.
-    fn command(&mut self, lane: usize, command: &UpstreamCommand) -> Result<(), FollowError> {
-        let mn = self.rewrites.site_mn(&command.mn).to_owned();
-        let outcome = match self.relay.as_ref() {
-            _ if !self.target.forwards(&mn) => Err(format!("{mn} is not a site of this target")),
-            None => Err("relay_commands is off".to_owned()),
-            Some(_) if self.relayed.len() >= MAX_RELAYED => Err(format!("{MAX_RELAYED} relayed commands unfinished")),
-            Some(relay) => relay.submit(&mn, command.cn, &command.cp),
-        };
-        match outcome {
-            Ok(id) => {
-                tracing::info!(
-                    target = self.target.name,
-                    mn,
-                    cn = command.cn,
-                    qn = command.qn,
-                    id,
-                    "forwarding: command from the upstream relayed to the logger"
-                );
-                self.note(&mn, command, &format!("relayed as command {id}"));
-                self.relayed.push(Relayed::new(id, lane, command));
-                self.meters.relayed.increment(1);
-            }
-            Err(reason) => {
-                tracing::warn!(
-                    target = self.target.name,
-                    mn,
-                    cn = command.cn,
-                    qn = command.qn,
-                    reason,
-                    "forwarding: command from the upstream refused (QnRtn=2)"
-                );
-                self.note(&mn, command, &format!("refused: {reason}"));
-                self.lanes[lane].send(&command.refused, &self.target, &self.meters)?;
-                self.meters.refused.increment(1);
-            }
-        }
-        Ok(())
-    }
-
-    /// Passes the loggers' answers to relayed commands back to the upstream.
-    fn pass_answers(&mut self) -> Result<(), FollowError> {
-        let Some(relay) = self.relay.as_ref() else { return Ok(()) };
-        let mut i = 0;
-        while i < self.relayed.len() {
-            let progress =
-                relay.progress(self.relayed[i].id).unwrap_or(crate::Progress { finished: true, ..Default::default() });
-            let lane = self.relayed[i].lane;
-            for answer in self.relayed[i].answers(progress) {
-                self.lanes[lane].send(&answer, &self.target, &self.meters)?;
-            }
-            if progress.finished {
-                self.relayed.swap_remove(i);
-            } else {
-                i += 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// Archives what the upstream asked of a logger and what became of it.
-    fn note(&self, mn: &str, command: &UpstreamCommand, outcome: &str) {
-        let text = serde_json::json!({
-            "event": "upstream_command",
-            "target": self.target.name,
-            "mn": mn,
-            "cn": command.cn,
-            "qn": command.qn,
-            "outcome": outcome,
-            "frame": String::from_utf8_lossy(&command.data),
-        });
-        (self.notebook)(NewRecord {
-            kind: Kind::Event,
-            verdict: Verdict::Info,
-            flags: 0,
-            time_ms: hj212_archive::now_ms(),
-            peer: self.target.address.clone(),
-            data: text.to_string().into_bytes(),
-        });
     }
 
     /// Before the oldest frame not yet acknowledged (or written, when no 9014 is asked), else
