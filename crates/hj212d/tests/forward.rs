@@ -205,8 +205,13 @@ async fn the_upstreams_history_request_is_answered_from_the_archive_and_its_gap_
     assert_eq!(hourly, 3, "the upstream's gap is closed by the relay's archive");
 }
 
-/// A relay that has its own process, started with a config file in `dir`.
-fn spawn_relay(dir: &std::path::Path, upstream: std::net::SocketAddr) -> (std::process::Child, std::net::SocketAddr) {
+/// A relay that has its own process, started with a config file in `dir`; `forward` is added
+/// to its `[[forward]]` table.
+fn spawn_relay(
+    dir: &std::path::Path,
+    upstream: std::net::SocketAddr,
+    forward: &str,
+) -> (std::process::Child, std::net::SocketAddr) {
     let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let config = dir.join("relay.toml");
     if !config.exists() {
@@ -214,7 +219,7 @@ fn spawn_relay(dir: &std::path::Path, upstream: std::net::SocketAddr) -> (std::p
         let text = format!(
             "[server]\nlisten = \"{listen}\"\nhttp_listen = \"{http}\"\ndata_dir = \"data\"\nlog_level = \"warn\"\n\
              [time_sync]\nenabled = false\n[recovery]\nenabled = false\n\
-             [[forward]]\nname = \"upstream\"\naddress = \"{upstream}\"\ncns = [\"2011\"]\nack_timeout_secs = 2\nmax_backoff_secs = 1\n\
+             [[forward]]\nname = \"upstream\"\naddress = \"{upstream}\"\ncns = [\"2011\"]\nack_timeout_secs = 2\nmax_backoff_secs = 1\n{forward}\
              [[sites]]\nmn = \"{}\"\npassword = \"{}\"\n",
             common::MN,
             common::PW
@@ -254,15 +259,11 @@ async fn send_until_broken(addr: std::net::SocketAddr, range: std::ops::Range<i6
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_killed_mid_stream_loses_nothing_and_resends_at_most_its_window() {
+async fn a_relay_killed_mid_stream_loses_nothing_and_resends_at_most_twice_its_window() {
     let upstream = TestDaemon::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut relay, addr) = spawn_relay(dir.path(), upstream.running.hj212_addr);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the relay did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut relay, addr) = spawn_relay(dir.path(), upstream.running.hj212_addr, "window = 16\n");
+    wait_listening(addr);
     let killer = {
         let pid = relay.id();
         tokio::spawn(async move {
@@ -275,12 +276,8 @@ async fn a_relay_killed_mid_stream_loses_nothing_and_resends_at_most_its_window(
     let _ = relay.wait();
     assert!(sent.len() > 10 && sent.len() < 100_000, "killed mid-stream after {} frames", sent.len());
 
-    (relay, _) = spawn_relay(dir.path(), upstream.running.hj212_addr);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the relay did not restart");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    (relay, _) = spawn_relay(dir.path(), upstream.running.hj212_addr, "");
+    wait_listening(addr);
     let next = i64::try_from(sent.len()).unwrap() + 1;
     sent.extend(send_until_broken(addr, next..next + 50).await);
     let received = wait_for(upstream.dir.path(), sent.len()).await;
@@ -289,7 +286,51 @@ async fn a_relay_killed_mid_stream_loses_nothing_and_resends_at_most_its_window(
     // The frame in flight when the relay died may be archived (and so forwarded) without its 9014.
     assert!(sent.iter().all(|qn| unique.contains(qn)), "every frame the relay acknowledged reached the upstream");
     let duplicates = common::metric(&upstream.http("/metrics").1, "hj212_ingest_duplicates_total");
-    assert!(duplicates <= 16, "resent after the crash: at most the window, {duplicates}");
+    // In flight, and acknowledged since the position was last saved (a window at most).
+    assert!(duplicates <= 2 * 16, "resent after the crash: at most twice the window, {duplicates}");
+    std::process::Command::new("kill").arg("-TERM").arg(relay.id().to_string()).status().unwrap();
+    let _ = relay.wait();
+    upstream.stop().await;
+}
+
+fn wait_listening(addr: std::net::SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the relay did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The catch-up after an outage feeds the forwarder large batches: a relay killed in the middle
+/// of one resends only what was in flight and what was acknowledged since its last save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_while_catching_up_resends_at_most_twice_its_window() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pacing = "window = 16\ncatch_up_rate = 1000\n";
+    let (mut relay, addr) = spawn_relay(dir.path(), port, pacing);
+    wait_listening(addr);
+    let sent = send_until_broken(addr, 0..3000).await;
+    assert_eq!(sent.len(), 3000);
+    let upstream = TestDaemon::start_with(|config| config.server.listen = port).await;
+    let mut forwarded = 0;
+    for _ in 0..100 {
+        forwarded = accepted_qns(upstream.dir.path()).len();
+        if forwarded >= 800 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::process::Command::new("kill").arg("-KILL").arg(relay.id().to_string()).status().unwrap();
+    let _ = relay.wait();
+    assert!((800..3000).contains(&forwarded), "killed mid catch-up: {forwarded} forwarded");
+
+    (relay, _) = spawn_relay(dir.path(), port, pacing);
+    let received = wait_for(upstream.dir.path(), sent.len()).await;
+    assert_eq!(received, sent, "every frame once, in order");
+    let duplicates = common::metric(&upstream.http("/metrics").1, "hj212_ingest_duplicates_total");
+    println!("killed after {forwarded} of 3000 forwarded; {duplicates} resent");
+    assert!(duplicates <= 2 * 16, "in flight, and acknowledged since the last save: {duplicates}");
     std::process::Command::new("kill").arg("-TERM").arg(relay.id().to_string()).status().unwrap();
     let _ = relay.wait();
     upstream.stop().await;

@@ -40,13 +40,14 @@ pub struct Forwarder {
     /// The command channel, when `relay_commands` is on.
     relay: Option<Box<dyn Relay>>,
     relayed: Vec<Relayed>,
-    /// When the position was last saved (within a batch, every `SAVE_EVERY`).
-    saved: std::time::Instant,
+    /// When the saved position was last fsynced.
+    synced: std::time::Instant,
     meters: Meters,
 }
 
-/// A crash resends what was acknowledged since the last save: at most this much of it, plus the window.
-const SAVE_EVERY: Duration = Duration::from_millis(50);
+/// A power cut resends what was acknowledged since the last fsync of the position: at most this
+/// much (a killed process, only what was in flight: every save reaches the kernel).
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Forwarder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,7 +95,7 @@ impl Forwarder {
             notebook,
             relay: relay.filter(|_| target_relays),
             relayed: Vec::new(),
-            saved: std::time::Instant::now(),
+            synced: std::time::Instant::now(),
         })
     }
 
@@ -154,9 +155,7 @@ impl Forwarder {
             self.flush_all()?;
             self.hear_all()?;
             self.drain(lane, self.target.window - 1)?;
-            if self.saved.elapsed() >= SAVE_EVERY {
-                self.save()?;
-            }
+            self.save()?;
         }
         Ok(())
     }
@@ -232,10 +231,16 @@ impl Forwarder {
         self.lanes.iter().filter_map(Lane::holds_back).min().unwrap_or(self.fed)
     }
 
-    /// Saves and returns the position.
+    /// Saves and returns the position: every time, for a killed process; fsynced every
+    /// `SYNC_EVERY`, for a power cut.
     fn save(&mut self) -> Result<u64, FollowError> {
-        self.cursor.advance(self.position_now())?;
-        self.saved = std::time::Instant::now();
+        let position = self.position_now();
+        if self.synced.elapsed() >= SYNC_EVERY {
+            self.cursor.advance(position)?;
+            self.synced = std::time::Instant::now();
+        } else {
+            self.cursor.advance_unsynced(position)?;
+        }
         Ok(self.cursor.seq)
     }
 }
@@ -287,6 +292,7 @@ impl Follower for Forwarder {
         for lane in 0..self.lanes.len() {
             self.drain(lane, 0)?;
         }
-        self.save()
+        self.cursor.advance(self.position_now())?;
+        Ok(self.cursor.seq)
     }
 }
