@@ -6,7 +6,7 @@ use std::time::Duration;
 use hj212_archive::{Kind, NewRecord, Verdict};
 use hj212_config::{DataDir, Forward};
 use hj212_follow::{Cursor, FollowError, Follower, Interpreted, Meaning};
-use hj212_proto::{Packet, SegmentText};
+use hj212_proto::model::Flag;
 
 use crate::lane::{Lane, Overdue, Pending};
 use crate::pace::Pace;
@@ -17,6 +17,23 @@ mod meters;
 mod upstream;
 
 pub(crate) use meters::Meters;
+
+/// The QN and the Flag's A bit of an archived frame, read from its header (before `CP=&&`)
+/// without parsing the CP again: the archive's reader has parsed and checked it already.
+fn qn_and_ack(frame: &[u8]) -> (Option<String>, bool) {
+    let header = frame.windows(5).position(|w| w == b"CP=&&").map_or(frame, |at| &frame[..at]);
+    // "##" + 4-digit length before the first field.
+    let fields = header.get(6..).unwrap_or_default().split(|b| *b == b';');
+    let (mut qn, mut ack) = (None, false);
+    for field in fields {
+        if let Some(value) = field.strip_prefix(b"QN=") {
+            qn = std::str::from_utf8(value).ok().map(str::to_owned);
+        } else if let Some(value) = field.strip_prefix(b"Flag=") {
+            ack = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()).is_some_and(|bits| Flag(bits).ack());
+        }
+    }
+    (qn, ack)
+}
 
 /// Appends a record to the daemon's archive (what the upstream asked, as evidence); the
 /// forwarder does not wait for it.
@@ -112,12 +129,8 @@ impl Forwarder {
         if !self.cns.contains(&cn) || !(self.sites.is_empty() || self.sites.contains(mn)) {
             return None;
         }
-        // "##" + 4-digit length, the data segment, 4 CRC digits and CR LF.
-        let bytes = &record.record.data;
-        let segment = bytes.get(6..bytes.len().checked_sub(6)?)?;
-        let text = SegmentText::new(segment);
-        let packet = Packet::parse_text(&text).ok()?;
-        Some(Outgoing { mn, cn, qn: packet.qn.map(str::to_owned), wants_ack: packet.wants_ack() })
+        let (qn, wants_ack) = qn_and_ack(&record.record.data);
+        Some(Outgoing { mn, cn, qn, wants_ack })
     }
 
     /// The lane a site keeps to (FNV-1a of its MN: stable across restarts).
@@ -294,5 +307,22 @@ impl Follower for Forwarder {
         }
         self.cursor.advance(self.position_now())?;
         Ok(self.cursor.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::qn_and_ack;
+
+    #[test]
+    fn the_qn_and_the_a_bit_come_from_the_header_in_any_order() {
+        let frame =
+            hj212_proto::encode::frame(b"ST=22;QN=20261130120000001;CN=2011;PW=1;MN=A;Flag=5;CP=&&QN=x;Flag=4&&")
+                .unwrap();
+        assert_eq!(qn_and_ack(&frame), (Some("20261130120000001".into()), true));
+        let no_ack = hj212_proto::encode::frame(b"QN=20261130120000002;CN=2011;PW=1;MN=A;Flag=4;CP=&&&&").unwrap();
+        assert_eq!(qn_and_ack(&no_ack), (Some("20261130120000002".into()), false));
+        let hjt_2005 = hj212_proto::encode::frame(b"ST=32;CN=2011;PW=1;MN=A;CP=&&DataTime=20261130120000&&").unwrap();
+        assert_eq!(qn_and_ack(&hjt_2005), (None, false), "no QN, no Flag: nothing to wait for");
     }
 }
