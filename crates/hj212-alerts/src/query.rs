@@ -95,6 +95,33 @@ pub fn ack(conn: &Connection, alert_id: &str, by: &str, note: &str, now_ms: i64)
         "UPDATE alerts SET acked_ms = ?2, acked_by = ?3, ack_note = ?4 WHERE alert_id = ?1 AND acked_ms IS NULL",
         params![alert_id, now_ms, by, note],
     )?;
+    get(conn, alert_id)
+}
+
+/// When an alert of a site opened and was acknowledged, for service times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertTimes {
+    pub mn: String,
+    pub opened_ms: i64,
+    pub acked_ms: Option<i64>,
+}
+
+/// The times of one alert. `None` when there is no such alert.
+///
+/// # Errors
+/// SQL errors.
+pub fn times(conn: &Connection, alert_id: &str) -> Result<Option<AlertTimes>, AlertsError> {
+    let mut query = conn.prepare_cached("SELECT mn, opened_ms, acked_ms FROM alerts WHERE alert_id = ?1")?;
+    let row = query
+        .query_row([alert_id], |row| Ok(AlertTimes { mn: row.get(0)?, opened_ms: row.get(1)?, acked_ms: row.get(2)? }));
+    Ok(row.optional()?)
+}
+
+/// One alert, as listed. `None` when there is no such alert.
+///
+/// # Errors
+/// SQL errors.
+pub fn get(conn: &Connection, alert_id: &str) -> Result<Option<Value>, AlertsError> {
     let sql = format!("SELECT {COLUMNS} FROM alerts WHERE alert_id = ?1");
     Ok(conn.query_row(&sql, [alert_id], row_json).optional()?)
 }

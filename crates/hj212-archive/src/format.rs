@@ -76,6 +76,8 @@ pub enum Verdict {
     Mark,
     /// A signed checkpoint of the chain's head (see `checkpoint`).
     Checkpoint,
+    /// A service visit to a site or its correction (JSON), appended by an operator; never edited.
+    Visit,
 }
 
 macro_rules! codes {
@@ -115,6 +117,7 @@ codes!(Verdict {
     Info = 30 => "info",
     Mark = 31 => "mark",
     Checkpoint = 32 => "checkpoint",
+    Visit = 33 => "visit",
 });
 
 /// Marks on an accepted data frame.

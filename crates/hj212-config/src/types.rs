@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AlertRules, Commands, FactorLimit, Forward, LogFormat, Mqtt, Recovery, UtcOffset};
+use crate::{AlertRules, Commands, FactorLimit, Forward, LogFormat, Mqtt, Recovery, Service, ServiceArea, UtcOffset};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -33,6 +33,8 @@ pub struct Config {
     /// Upstream platforms accepted frames are relayed to.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forward: Vec<Forward>,
+    /// Service targets (response and on-site times).
+    pub service: Service,
     pub sites: Vec<Site>,
     /// The file this config was loaded from (not a config key).
     #[serde(skip)]
@@ -370,6 +372,9 @@ pub struct Site {
     /// Commands with a CN the daemon does not know may be sent to this site (raw CP passed through).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_raw_commands: bool,
+    /// Urban or suburban, for the on-site time target (`[service]`).
+    #[serde(default)]
+    pub service_area: ServiceArea,
 }
 
 /// Whether a site's data commands arrive SM4-encrypted (HJ 212-2025 §6.4: required on the
@@ -466,6 +471,7 @@ impl Site {
             limits: Vec::new(),
             recovery: None,
             allow_raw_commands: false,
+            service_area: ServiceArea::default(),
         }
     }
 }
@@ -487,6 +493,7 @@ impl std::fmt::Debug for Site {
             .field("limits", &self.limits)
             .field("recovery", &self.recovery)
             .field("allow_raw_commands", &self.allow_raw_commands)
+            .field("service_area", &self.service_area)
             .finish()
     }
 }

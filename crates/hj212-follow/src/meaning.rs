@@ -10,8 +10,8 @@
 //!   `duplicate`): the site was there;
 //! - [`Meaning::BadPassword`]: a frame refused for its password (the alert engine counts them
 //!   per configured MN);
-//! - [`Meaning::Mark`], [`Meaning::Checkpoint`], [`Meaning::Sent`], [`Meaning::Event`]: what
-//!   operators and the daemon appended;
+//! - [`Meaning::Mark`], [`Meaning::Visit`], [`Meaning::Checkpoint`], [`Meaning::Sent`],
+//!   [`Meaning::Event`]: what operators and the daemon appended;
 //! - [`Meaning::Other`]: refused traffic, summaries, replies: nothing for a reader.
 //!
 //! Within a frame the first value of a field kind wins (`a21026-Rtd=1,a21026-Rtd=2` reads 1),
@@ -41,6 +41,28 @@ pub struct MarkRequest {
     pub supersedes: Option<u64>,
 }
 
+/// A service visit (HJ 75-2017 operation records; certification spec 4.3.3.2: every service
+/// request and visit recorded) as operators submit it, and as it is archived (JSON, verdict `visit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisitRequest {
+    pub mn: String,
+    /// The alert the visit answered, if any.
+    #[serde(default)]
+    pub alert_id: Option<String>,
+    /// Arrival on site and departure, Unix ms.
+    pub arrived_ms: i64,
+    pub left_ms: i64,
+    /// Who went.
+    pub by: String,
+    /// What was done, and what came of it.
+    pub work: String,
+    pub result: String,
+    /// The archive sequence number of a visit record this one replaces (a correction is a new record).
+    #[serde(default)]
+    pub supersedes: Option<u64>,
+}
+
 /// What an archived record means to a reader.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Meaning {
@@ -54,6 +76,7 @@ pub enum Meaning {
         mn: String,
     },
     Mark(MarkRequest),
+    Visit(VisitRequest),
     Checkpoint(SignedHead),
     /// A command the daemon sent (1012, 1014), to this MN.
     Sent {
@@ -147,6 +170,7 @@ impl Meaning {
         match (record.kind, record.verdict) {
             (Kind::Received, Verdict::Accepted | Verdict::Duplicate | Verdict::BadPassword) => received(record),
             (Kind::Event, Verdict::Mark) => serde_json::from_slice(&record.data).map_or(Self::Other, Self::Mark),
+            (Kind::Event, Verdict::Visit) => serde_json::from_slice(&record.data).map_or(Self::Other, Self::Visit),
             (Kind::Event, Verdict::Checkpoint) => {
                 Checkpoint::parse(&String::from_utf8_lossy(&record.data)).map_or(Self::Other, |checkpoint| {
                     Self::Checkpoint(SignedHead { checkpoint, record_seq: record.seq, record_hash: record.hash })
@@ -165,6 +189,7 @@ impl Meaning {
             Self::Data(upload) => Some(&upload.mn),
             Self::Seen { mn, .. } | Self::BadPassword { mn } | Self::Sent { mn, .. } => Some(mn),
             Self::Mark(mark) => Some(&mark.mn),
+            Self::Visit(visit) => Some(&visit.mn),
             Self::Checkpoint(_) | Self::Event(_) | Self::Other => None,
         }
     }

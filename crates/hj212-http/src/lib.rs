@@ -16,6 +16,7 @@ mod metrics;
 mod pool;
 mod rates;
 mod serve;
+mod visits;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -74,6 +75,8 @@ struct AppState {
     queries: QueryPool,
     /// Forwarding targets: name and address.
     forward: Arc<Vec<(String, String)>>,
+    /// Service targets, for visits.
+    service: hj212_config::Service,
 }
 
 /// What the admin API needs besides the server's shared state.
@@ -89,6 +92,8 @@ pub struct Admin {
     pub limits: hj212_config::Http,
     /// Forwarding targets (`[[forward]]`): name and address.
     pub forward: Vec<(String, String)>,
+    /// Service targets (`[service]`).
+    pub service: hj212_config::Service,
 }
 
 /// The admin routes. `/metrics`, `/healthz` and `/readyz` are always open (Prometheus and
@@ -106,11 +111,13 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         queries: QueryPool::new(limits.max_concurrent_queries, Duration::from_secs(limits.query_wait_secs)),
         limits,
         forward: Arc::new(admin.forward),
+        service: admin.service,
     };
     let api = Router::new()
         .route("/api/v1/sites", get(sites))
         .route("/api/v1/sites/{mn}/rate", get(rates::site_rate))
         .route("/api/v1/sites/{mn}/marks", get(marks::list_marks).post(marks::add_mark))
+        .route("/api/v1/sites/{mn}/visits", get(visits::list).post(visits::add))
         .route("/api/v1/rates", get(rates::all_rates))
         .route("/api/v1/sites/{mn}/key", post(keys::rotate_key))
         .route("/api/v1/sites/{mn}/commands", get(commands::list).post(commands::submit))

@@ -10,6 +10,7 @@ mod mark_view;
 mod rate;
 mod readings;
 pub mod schema;
+mod visits;
 
 use std::path::Path;
 
@@ -19,9 +20,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use bound::parse_bound;
 pub use feed::StoreFollower;
 pub use hj212_follow::MarkRequest;
+pub use hj212_follow::VisitRequest;
 pub use rate::{CSV_HEADER, Evidence, MarkRecord, config_hash, rules_for, summary_json};
 pub use readings::Reading;
 pub use schema::SchemaError;
+pub use visits::VisitRecord;
 
 /// The store cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,16 @@ CREATE TABLE marks (
     mark TEXT NOT NULL              -- the mark as submitted (JSON)
 );
 CREATE TABLE store_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE visits (
+    seq INTEGER PRIMARY KEY,        -- the archive record of the visit
+    mn TEXT NOT NULL,
+    arrived_ms INTEGER NOT NULL,
+    alert_id TEXT,
+    supersedes INTEGER,
+    created_ms INTEGER NOT NULL,
+    visit TEXT NOT NULL             -- the visit as submitted (JSON)
+);
+CREATE INDEX visits_by_site ON visits (mn, arrived_ms);
 -- Changed copies: a factor of an accepted record whose (mn, cn, data_time, factor) was already
 -- stored from an earlier record, with other values or flag. The evidence keeps the first copy;
 -- readers that show values (the time-series sink) ask here so they show the same one.
@@ -101,7 +114,7 @@ CREATE TABLE changed_copies (
 ";
 
 /// The store database: version 1 is the first release's (no `user_version`), version 2
-/// adds `changed_copies`, version 3 keys readings by their instant.
+/// adds `changed_copies`, version 3 keys readings by their instant, version 4 adds `visits`.
 pub const SCHEMA: schema::Schema = schema::Schema {
     file: "store database",
     marker_table: "readings",
@@ -139,6 +152,15 @@ pub const SCHEMA: schema::Schema = schema::Schema {
             FROM readings ORDER BY mn, cn, data_time_ms, factor, archive_seq;
         DROP TABLE readings;
         ALTER TABLE readings_v3 RENAME TO readings;",
+        },
+        schema::Migration {
+            // 3 -> 4: service visits (an earlier release archived none).
+            change: "visits table added",
+            sql: "CREATE TABLE visits (
+            seq INTEGER PRIMARY KEY, mn TEXT NOT NULL, arrived_ms INTEGER NOT NULL, alert_id TEXT,
+            supersedes INTEGER, created_ms INTEGER NOT NULL, visit TEXT NOT NULL
+        );
+        CREATE INDEX visits_by_site ON visits (mn, arrived_ms);",
         },
     ],
 };
@@ -255,8 +277,24 @@ impl Store {
                 "INSERT OR IGNORE INTO marks (seq, mn, from_ms, to_ms, supersedes, created_ms, mark)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
+            let mut insert_visit = tx.prepare_cached(
+                "INSERT OR IGNORE INTO visits (seq, mn, arrived_ms, alert_id, supersedes, created_ms, visit)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
             for archived in records {
                 let record = &archived.record;
+                if let Meaning::Visit(visit) = &archived.meaning {
+                    insert_visit.execute(params![
+                        i64::try_from(record.seq).unwrap_or(i64::MAX),
+                        visit.mn,
+                        visit.arrived_ms,
+                        visit.alert_id,
+                        visit.supersedes.and_then(|s| i64::try_from(s).ok()),
+                        record.time_ms,
+                        String::from_utf8_lossy(&record.data),
+                    ])?;
+                    continue;
+                }
                 if let Meaning::Mark(mark) = &archived.meaning {
                     insert_mark.execute(params![
                         i64::try_from(record.seq).unwrap_or(i64::MAX),

@@ -116,6 +116,7 @@ impl Daemon {
             read_token: hj212_config::admin_read_token(&config)?,
             limits: config.http.clone(),
             forward: config.forward.iter().map(|t| (t.name.clone(), t.address.clone())).collect(),
+            service: config.service.clone(),
         };
         let router = hj212_http::router(prometheus, shared.clone(), readiness, admin);
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone(), config.http.clone()));
