@@ -78,6 +78,10 @@ pub enum Verdict {
     Checkpoint,
     /// A service visit to a site or its correction (JSON), appended by an operator; never edited.
     Visit,
+    /// The rules in force from here on (JSON: each site's assessed factors, rate rules, limits,
+    /// alert thresholds, service area; no passwords or keys), appended at start and at a
+    /// reload when they changed.
+    Config,
 }
 
 macro_rules! codes {
@@ -118,6 +122,7 @@ codes!(Verdict {
     Mark = 31 => "mark",
     Checkpoint = 32 => "checkpoint",
     Visit = 33 => "visit",
+    Config = 34 => "config",
 });
 
 /// Marks on an accepted data frame.

@@ -75,10 +75,12 @@ enum Command {
     },
     /// Transmission rate (传输率 / 有效率 / 有效传输率) of a site, or of every site, from the data dir.
     Rate {
-        /// The daemon's config (sites, factors, rate rules, data_dir).
-        #[arg(long)]
-        config: PathBuf,
-        /// Overrides the config's data_dir.
+        /// A config whose sites and rules replace the archived ones (and whose data_dir is
+        /// read unless --data-dir is given). Without it, the rules in force in each stretch of
+        /// the range come from the data dir's archived config history.
+        #[arg(long, required_unless_present = "data_dir")]
+        config: Option<PathBuf>,
+        /// The data dir (needed without --config; overrides the config's data_dir).
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Read this store instead of DATA_DIR/store.sqlite (e.g. one made by rebuild-ledger).

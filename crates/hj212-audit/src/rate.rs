@@ -23,7 +23,7 @@ pub enum Format {
 }
 
 pub struct RateArgs {
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub store: Option<PathBuf>,
     pub mn: Option<String>,
@@ -34,8 +34,12 @@ pub struct RateArgs {
 }
 
 pub fn rate(args: &RateArgs) -> Result<String, Failure> {
-    let config =
-        hj212_config::load(&args.config).map_err(|e| Failure { message: e.to_string(), exit_code: EX_CONFIG })?;
+    let config = match &args.config {
+        Some(path) => {
+            Some(hj212_config::load(path).map_err(|e| Failure { message: e.to_string(), exit_code: EX_CONFIG })?)
+        }
+        None => None,
+    };
     let range = Range {
         from_ms: parse_bound(&args.from).map_err(|e| usage(format!("--from: {e}")))?,
         to_ms: parse_bound(&args.to).map_err(|e| usage(format!("--to: {e}")))?,
@@ -43,16 +47,27 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     if range.to_ms <= range.from_ms {
         return Err(usage("--to must be after --from".into()));
     }
-    let sites: Vec<_> = config.sites.iter().filter(|s| args.mn.as_ref().is_none_or(|mn| &s.mn == mn)).collect();
-    if sites.is_empty() {
-        return Err(usage(format!("no configured site with MN {}", args.mn.as_deref().unwrap_or("?"))));
-    }
-    let data_dir = args.data_dir.clone().map_or_else(|| config.data_dir(), DataDir::new);
+    let data_dir = match (&args.data_dir, &config) {
+        (Some(dir), _) => DataDir::new(dir.clone()),
+        (None, Some(config)) => config.data_dir(),
+        (None, None) => return Err(usage("give --data-dir (or --config)".into())),
+    };
     let db = args.store.clone().unwrap_or_else(|| data_dir.store());
     if !db.is_file() {
         return Err(Failure { message: format!("no embedded store at {}", db.display()), exit_code: EX_NOINPUT });
     }
     let store = Store::open_read_only(&db).map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+    let read = |e: hj212_store::StoreError| Failure { message: e.to_string(), exit_code: EX_NOINPUT };
+    // The sites: the given config's, or every site the archived history names.
+    let known = match &config {
+        Some(config) => config.sites.clone(),
+        None => store.latest_config_sites().map_err(read)?,
+    };
+    let sites: Vec<_> = known.iter().filter(|s| args.mn.as_ref().is_none_or(|mn| &s.mn == mn)).collect();
+    if sites.is_empty() {
+        let whence = if config.is_some() { "configured" } else { "in the data dir's config history" };
+        return Err(usage(format!("no site {whence} with MN {}", args.mn.as_deref().unwrap_or("?"))));
+    }
     if args.format == Format::Html && args.mn.is_none() {
         return Err(usage("--format html reports one site: give --mn".into()));
     }
@@ -62,17 +77,17 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     let mut csv = vec![CSV_HEADER.to_owned()];
     let mut html = String::new();
     for site in sites {
-        let mut rules = rules_for(site);
-        rules.basis = match args.basis.as_deref() {
-            None => rules.basis,
-            Some("hour") => Basis::Hour,
-            Some("day") => Basis::Day,
-            Some("minute") => Basis::Minute { interval: site.rate.minute_interval },
-            Some(other) => return Err(usage(format!("--basis {other:?} is not hour, day or minute"))),
+        let archived = if config.is_none() && args.basis.is_none() {
+            store.site_rate_as_configured(&site.mn, range, now_ms).map_err(read)?
+        } else {
+            None
         };
-        let mut evidence = store
-            .site_rate(site, &rules, range, now_ms)
-            .map_err(|e| Failure { message: e.to_string(), exit_code: EX_NOINPUT })?;
+        let mut evidence = match archived {
+            Some(evidence) => evidence,
+            None => {
+                store.site_rate(site, &rules_with_basis(site, args.basis.as_deref())?, range, now_ms).map_err(read)?
+            }
+        };
         if args.mn.is_some() {
             evidence
                 .attach_archive_hashes(&data_dir.archive())
@@ -91,6 +106,19 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     } else {
         serde_json::Value::Array(json).to_string()
     })
+}
+
+/// The site's rules, with `--basis` if given.
+fn rules_with_basis(site: &hj212_config::Site, basis: Option<&str>) -> Result<hj212_compliance::Rules, Failure> {
+    let mut rules = rules_for(site);
+    rules.basis = match basis {
+        None => rules.basis,
+        Some("hour") => Basis::Hour,
+        Some("day") => Basis::Day,
+        Some("minute") => Basis::Minute { interval: site.rate.minute_interval },
+        Some(other) => return Err(usage(format!("--basis {other:?} is not hour, day or minute"))),
+    };
+    Ok(rules)
 }
 
 /// Records applied to the rebuilt store per transaction.

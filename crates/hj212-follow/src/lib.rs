@@ -12,7 +12,7 @@ mod shared;
 mod source;
 
 pub use cursor::Cursor;
-pub use meaning::{Factor, Field, Interpreted, MarkRequest, Meaning, Upload, VisitRequest, identity};
+pub use meaning::{ConfigRecord, Factor, Field, Interpreted, MarkRequest, Meaning, Upload, VisitRequest, identity};
 pub use report::{FOLLOWER_FAILING, FOLLOWER_LAG, FOLLOWER_LAG_SECONDS, describe, report};
 pub use runner::{FollowError, Follower, RunnerSettings, spawn};
 pub use shared::{Batch, SharedTail};

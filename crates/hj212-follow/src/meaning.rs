@@ -10,8 +10,8 @@
 //!   `duplicate`): the site was there;
 //! - [`Meaning::BadPassword`]: a frame refused for its password (the alert engine counts them
 //!   per configured MN);
-//! - [`Meaning::Mark`], [`Meaning::Visit`], [`Meaning::Checkpoint`], [`Meaning::Sent`],
-//!   [`Meaning::Event`]: what operators and the daemon appended;
+//! - [`Meaning::Mark`], [`Meaning::Visit`], [`Meaning::Config`], [`Meaning::Checkpoint`],
+//!   [`Meaning::Sent`], [`Meaning::Event`]: what operators and the daemon appended;
 //! - [`Meaning::Other`]: refused traffic, summaries, replies: nothing for a reader.
 //!
 //! Within a frame the first value of a field kind wins (`a21026-Rtd=1,a21026-Rtd=2` reads 1),
@@ -63,6 +63,17 @@ pub struct VisitRequest {
     pub supersedes: Option<u64>,
 }
 
+/// A site's rules in force from a config record on (verdict `config`): the site's config
+/// without its password and keys, with the alert rules that apply to it, the service targets,
+/// and their hash. One record per site, written when that site's rules changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigRecord {
+    pub mn: String,
+    pub hash: String,
+    pub site: serde_json::Value,
+    pub service: serde_json::Value,
+}
+
 /// What an archived record means to a reader.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Meaning {
@@ -77,6 +88,7 @@ pub enum Meaning {
     },
     Mark(MarkRequest),
     Visit(VisitRequest),
+    Config(ConfigRecord),
     Checkpoint(SignedHead),
     /// A command the daemon sent (1012, 1014), to this MN.
     Sent {
@@ -171,6 +183,7 @@ impl Meaning {
             (Kind::Received, Verdict::Accepted | Verdict::Duplicate | Verdict::BadPassword) => received(record),
             (Kind::Event, Verdict::Mark) => serde_json::from_slice(&record.data).map_or(Self::Other, Self::Mark),
             (Kind::Event, Verdict::Visit) => serde_json::from_slice(&record.data).map_or(Self::Other, Self::Visit),
+            (Kind::Event, Verdict::Config) => serde_json::from_slice(&record.data).map_or(Self::Other, Self::Config),
             (Kind::Event, Verdict::Checkpoint) => {
                 Checkpoint::parse(&String::from_utf8_lossy(&record.data)).map_or(Self::Other, |checkpoint| {
                     Self::Checkpoint(SignedHead { checkpoint, record_seq: record.seq, record_hash: record.hash })
@@ -190,6 +203,7 @@ impl Meaning {
             Self::Seen { mn, .. } | Self::BadPassword { mn } | Self::Sent { mn, .. } => Some(mn),
             Self::Mark(mark) => Some(&mark.mn),
             Self::Visit(visit) => Some(&visit.mn),
+            Self::Config(config) => Some(&config.mn),
             Self::Checkpoint(_) | Self::Event(_) | Self::Other => None,
         }
     }

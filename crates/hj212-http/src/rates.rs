@@ -115,12 +115,20 @@ pub(crate) async fn site_rate(
     let range = query_range(&query.from, &query.to)?;
     let rules = rules_with_basis(&entry.config, query.basis.as_deref())?;
     check_span(&state, range, rules.basis, &mn)?;
+    let as_configured = query.basis.is_none();
     let data_dir = state.data_dir.clone();
     state
         .queries
         .run_json(move || {
             let store = Store::open(&data_dir.store())?;
-            let mut evidence = store.site_rate(&entry.config, &rules, range, hj212_archive::now_ms())?;
+            let now = hj212_archive::now_ms();
+            // The rules in force in each stretch of the range (the archived history), unless a
+            // basis is asked for: then the current rules with that basis.
+            let archived = if as_configured { store.site_rate_as_configured(&entry.mn, range, now)? } else { None };
+            let mut evidence = match archived {
+                Some(evidence) => evidence,
+                None => store.site_rate(&entry.config, &rules, range, now)?,
+            };
             evidence.attach_archive_hashes(&data_dir.archive())?;
             Ok::<_, hj212_store::StoreError>(evidence.to_json(&entry.mn))
         })

@@ -3,8 +3,10 @@
 //! remembers the last archive sequence number it applied and catches up from there, so it
 //! may lag (and be rebuilt) but never loses an acknowledged reading.
 
+mod appended;
 mod bound;
 mod feed;
+mod history;
 mod ledger;
 mod mark_view;
 mod rate;
@@ -14,11 +16,12 @@ mod visits;
 
 use std::path::Path;
 
-use hj212_follow::{Interpreted, Meaning};
+use hj212_follow::Interpreted;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use bound::parse_bound;
 pub use feed::StoreFollower;
+pub use history::{Stretch, config_records};
 pub use hj212_follow::MarkRequest;
 pub use hj212_follow::VisitRequest;
 pub use rate::{CSV_HEADER, Evidence, MarkRecord, config_hash, rules_for, summary_json};
@@ -102,6 +105,14 @@ CREATE TABLE visits (
     visit TEXT NOT NULL             -- the visit as submitted (JSON)
 );
 CREATE INDEX visits_by_site ON visits (mn, arrived_ms);
+CREATE TABLE config_history (
+    seq INTEGER PRIMARY KEY,        -- the archive record of a site's rules
+    mn TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    record TEXT NOT NULL            -- the rules as archived (JSON)
+);
+CREATE INDEX config_history_by_site ON config_history (mn, seq);
 -- Changed copies: a factor of an accepted record whose (mn, cn, data_time, factor) was already
 -- stored from an earlier record, with other values or flag. The evidence keeps the first copy;
 -- readers that show values (the time-series sink) ask here so they show the same one.
@@ -114,7 +125,8 @@ CREATE TABLE changed_copies (
 ";
 
 /// The store database: version 1 is the first release's (no `user_version`), version 2
-/// adds `changed_copies`, version 3 keys readings by their instant, version 4 adds `visits`.
+/// adds `changed_copies`, version 3 keys readings by their instant, version 4 adds `visits` and
+/// `config_history`.
 pub const SCHEMA: schema::Schema = schema::Schema {
     file: "store database",
     marker_table: "readings",
@@ -154,13 +166,17 @@ pub const SCHEMA: schema::Schema = schema::Schema {
         ALTER TABLE readings_v3 RENAME TO readings;",
         },
         schema::Migration {
-            // 3 -> 4: service visits (an earlier release archived none).
-            change: "visits table added",
+            // 3 -> 4: service visits and the config history (an earlier release archived neither).
+            change: "visits and config_history tables added",
             sql: "CREATE TABLE visits (
             seq INTEGER PRIMARY KEY, mn TEXT NOT NULL, arrived_ms INTEGER NOT NULL, alert_id TEXT,
             supersedes INTEGER, created_ms INTEGER NOT NULL, visit TEXT NOT NULL
         );
-        CREATE INDEX visits_by_site ON visits (mn, arrived_ms);",
+        CREATE INDEX visits_by_site ON visits (mn, arrived_ms);
+        CREATE TABLE config_history (
+            seq INTEGER PRIMARY KEY, mn TEXT NOT NULL, time_ms INTEGER NOT NULL, hash TEXT NOT NULL, record TEXT NOT NULL
+        );
+        CREATE INDEX config_history_by_site ON config_history (mn, seq);",
         },
     ],
 };
@@ -273,38 +289,9 @@ impl Store {
                  AND NOT (rtd IS ?6 AND min IS ?7 AND avg IS ?8 AND max IS ?9 AND cou IS ?10 AND zs_rtd IS ?11
                           AND zs_min IS ?12 AND zs_avg IS ?13 AND zs_max IS ?14 AND flag IS ?15)",
             )?;
-            let mut insert_mark = tx.prepare_cached(
-                "INSERT OR IGNORE INTO marks (seq, mn, from_ms, to_ms, supersedes, created_ms, mark)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut insert_visit = tx.prepare_cached(
-                "INSERT OR IGNORE INTO visits (seq, mn, arrived_ms, alert_id, supersedes, created_ms, visit)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
+            let mut operator_records = appended::Appended::new(&tx)?;
             for archived in records {
-                let record = &archived.record;
-                if let Meaning::Visit(visit) = &archived.meaning {
-                    insert_visit.execute(params![
-                        i64::try_from(record.seq).unwrap_or(i64::MAX),
-                        visit.mn,
-                        visit.arrived_ms,
-                        visit.alert_id,
-                        visit.supersedes.and_then(|s| i64::try_from(s).ok()),
-                        record.time_ms,
-                        String::from_utf8_lossy(&record.data),
-                    ])?;
-                    continue;
-                }
-                if let Meaning::Mark(mark) = &archived.meaning {
-                    insert_mark.execute(params![
-                        i64::try_from(record.seq).unwrap_or(i64::MAX),
-                        mark.mn,
-                        mark.from_ms,
-                        mark.to_ms,
-                        mark.supersedes.and_then(|s| i64::try_from(s).ok()),
-                        record.time_ms,
-                        String::from_utf8_lossy(&record.data),
-                    ])?;
+                if operator_records.insert(archived)? {
                     continue;
                 }
                 for r in readings::rows_of(archived) {

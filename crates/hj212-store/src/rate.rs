@@ -44,6 +44,9 @@ pub struct Evidence {
     pub archive_seqs: Option<(u64, u64)>,
     /// Their record hashes, when looked up with [`Evidence::attach_archive_hashes`].
     pub archive_hashes: Option<(String, String)>,
+    /// From the archived config history: each stretch of the range, the hash of the config
+    /// record in force there and the factors it assessed (empty: the current config was applied).
+    pub config: Vec<(Range, String, Vec<String>)>,
 }
 
 fn cn_for(basis: Basis) -> u16 {
@@ -81,6 +84,7 @@ impl Store {
             marks,
             archive_seqs,
             archive_hashes: None,
+            config: Vec::new(),
         })
     }
 
@@ -211,6 +215,12 @@ impl Evidence {
             "invalid": r.invalid.iter().map(|(f, p, why)| serde_json::json!({"factor": f, "period": beijing(*p), "reason": why})).collect::<Vec<_>>(),
             "marks": self.marks,
             "config_hash": self.config_hash(),
+            "config_history": self.config.iter().map(|(range, hash, factors)| serde_json::json!({
+                "from": beijing(range.from_ms),
+                "to": beijing(range.to_ms),
+                "config_record_hash": hash,
+                "factors": factors,
+            })).collect::<Vec<_>>(),
             "rules": {
                 "basis": self.rules.basis.as_str(),
                 "period_ms": self.rules.basis.period_ms(),

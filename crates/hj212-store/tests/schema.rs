@@ -56,7 +56,10 @@ fn a_store_of_the_first_release_is_migrated_keeps_its_data_and_takes_new_rows() 
     assert!(log.contains("schema migrated"), "{log}");
     assert!(log.contains(&db.display().to_string()) && log.contains("from_version=1 to_version=2"), "{log}");
     assert!(log.contains("from_version=2 to_version=3"), "{log}");
-    assert!(log.contains("from_version=3 to_version=4") && log.contains("visits table added"), "{log}");
+    assert!(
+        log.contains("from_version=3 to_version=4") && log.contains("visits and config_history tables added"),
+        "{log}"
+    );
     assert!(
         log.contains("changed_copies") && log.contains("keyed by their instant"),
         "the log says what changed: {log}"

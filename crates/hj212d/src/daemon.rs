@@ -53,6 +53,8 @@ pub struct Running {
     mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
     /// Each site's alert rules; replaced on SIGHUP.
     alert_rules: watch::Sender<Arc<hj212_alerts::RulesMap>>,
+    /// Each site's rules hash as last archived (a reload archives those that changed).
+    rules_archived: Arc<tokio::sync::Mutex<crate::rules_archive::Archived>>,
     writer: WriterThread,
     config: Config,
     /// Released last, once the writer has stopped.
@@ -80,8 +82,12 @@ impl Daemon {
             alerts: hj212_alerts::applied_seq(&alert_settings)?,
             influx: open::influx_cursor(&data_dir.influx_cursor()),
         };
+        let mut rules_archived = store.latest_config_hashes()?;
         let (archive, writer, settings) = open::open_archive(&config, positions).await?;
         tracing::info!(dir = %settings.dir.display(), fd_limit, "archive open");
+        crate::rules_archive::archive_changes(&archive, &config, &mut rules_archived)
+            .await
+            .context("cannot archive the rules in force")?;
         let shared = Arc::new(Shared::new(&config, archive.clone(), commands));
         let primed = shared.prime_dedup(&settings.dir).context("cannot rebuild the resend window from the archive")?;
         tracing::info!(frames = primed, "resend window rebuilt from the archive's tail");
@@ -139,6 +145,7 @@ impl Daemon {
             alerts: alerting.task,
             mqtt: alerting.mqtt,
             alert_rules: alerting.rules,
+            rules_archived: Arc::new(tokio::sync::Mutex::new(rules_archived)),
             writer,
             config,
             lock,
@@ -193,6 +200,14 @@ impl Running {
                 crate::metrics::zero_site_counters(&candidate);
                 crate::metrics::reloaded(true);
                 tracing::info!(sites = candidate.sites.len(), "site registry reloaded");
+                let (archive, archived) = (self.shared.archive.clone(), self.rules_archived.clone());
+                tokio::spawn(async move {
+                    if let Err(error) =
+                        crate::rules_archive::archive_changes(&archive, &candidate, &mut *archived.lock().await).await
+                    {
+                        tracing::error!(%error, "the reloaded rules could not be archived; rates keep the earlier ones");
+                    }
+                });
             }
             Err(problems) => {
                 for problem in problems {

@@ -13,6 +13,7 @@ mod outbox;
 mod preflight;
 mod process_metrics;
 mod relay;
+mod rules_archive;
 mod spawn;
 
 use std::path::PathBuf;
