@@ -98,6 +98,43 @@ pub fn ack(conn: &Connection, alert_id: &str, by: &str, note: &str, now_ms: i64)
     get(conn, alert_id)
 }
 
+/// One alert's life, for the reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertLife {
+    pub alert_id: String,
+    pub kind: String,
+    pub factor: Option<String>,
+    pub opened_ms: i64,
+    pub acked_ms: Option<i64>,
+    pub cleared_ms: Option<i64>,
+    pub value: Option<f64>,
+    pub limit: Option<f64>,
+}
+
+/// The alerts of `mn` opened in `[from_ms, to_ms)`, oldest first.
+///
+/// # Errors
+/// SQL errors.
+pub fn opened_in(conn: &Connection, mn: &str, from_ms: i64, to_ms: i64) -> Result<Vec<AlertLife>, AlertsError> {
+    let mut query = conn.prepare_cached(
+        "SELECT alert_id, kind, factor, opened_ms, acked_ms, cleared_ms, value, limit_value FROM alerts
+         WHERE mn = ?1 AND opened_ms >= ?2 AND opened_ms < ?3 ORDER BY opened_ms, alert_id",
+    )?;
+    let rows = query.query_map(params![mn, from_ms, to_ms], |row| {
+        Ok(AlertLife {
+            alert_id: row.get(0)?,
+            kind: row.get(1)?,
+            factor: row.get(2)?,
+            opened_ms: row.get(3)?,
+            acked_ms: row.get(4)?,
+            cleared_ms: row.get(5)?,
+            value: row.get(6)?,
+            limit: row.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// When an alert of a site opened and was acknowledged, for service times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertTimes {

@@ -11,6 +11,7 @@ mod ledger;
 mod mark_view;
 mod rate;
 mod readings;
+mod report_queries;
 pub mod schema;
 mod visits;
 
@@ -26,6 +27,7 @@ pub use hj212_follow::MarkRequest;
 pub use hj212_follow::VisitRequest;
 pub use rate::{CSV_HEADER, Evidence, MarkRecord, config_hash, rules_for, summary_json};
 pub use readings::Reading;
+pub use report_queries::PeriodValue;
 pub use schema::SchemaError;
 pub use visits::VisitRecord;
 

@@ -1,0 +1,53 @@
+//! What the daily and monthly reports read from the store besides the rate evidence: the
+//! periods' values of a factor, the Cou fields of the period records, when a site was heard,
+//! and the visits.
+
+use hj212_compliance::Range;
+use rusqlite::params;
+
+use crate::{Store, StoreError};
+
+/// One factor's value in one period record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodValue {
+    pub factor: String,
+    pub data_time_ms: i64,
+    /// The Avg field as sent, and its converted (Zs) form when the logger sent one.
+    pub avg: Option<String>,
+    pub zs_avg: Option<String>,
+    /// The Cou (emission amount over the period) field as sent.
+    pub cou: Option<String>,
+}
+
+impl Store {
+    /// Every factor's values in `mn`'s `cn` records with DataTime in `range` (first copy of each).
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn period_values(&self, mn: &str, cn: u16, range: Range) -> Result<Vec<PeriodValue>, StoreError> {
+        let mut query = self.conn.prepare_cached(
+            "SELECT factor, data_time_ms, avg, zs_avg, cou FROM readings
+             WHERE mn = ?1 AND cn = ?2 AND data_time_ms >= ?3 AND data_time_ms < ?4 ORDER BY factor, data_time_ms",
+        )?;
+        let rows = query.query_map(params![mn, cn, range.from_ms, range.to_ms], |row| {
+            Ok(PeriodValue { factor: row.get(0)?, data_time_ms: row.get(1)?, avg: row.get(2)?, zs_avg: row.get(3)?, cou: row.get(4)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many `slot_ms` slots of `range` had at least one accepted record of `mn` arrive
+    /// (any CN: real-time data, minute and hourly records, heartbeats are not stored).
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn heard_slots(&self, mn: &str, range: Range, slot_ms: i64) -> Result<u64, StoreError> {
+        // DataTime bounds first (the key), a day of slack for late records, then the receive time.
+        let mut query = self.conn.prepare_cached(
+            "SELECT COUNT(DISTINCT (received_ms - ?2) / ?4) FROM readings
+             WHERE mn = ?1 AND data_time_ms >= ?2 - 86400000 AND data_time_ms < ?3
+               AND received_ms >= ?2 AND received_ms < ?3",
+        )?;
+        let count: i64 = query.query_row(params![mn, range.from_ms, range.to_ms, slot_ms.max(1)], |row| row.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
