@@ -8,6 +8,7 @@ mod decode;
 mod html;
 mod mask;
 mod rate;
+mod report;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -72,6 +73,23 @@ enum Command {
         /// hold record SEQ with this hash.
         #[arg(long, value_name = "SEQ:HASH")]
         expect_head: Option<String>,
+    },
+    /// A site's or the fleet's daily (日报) or monthly (月报) report, from the data dir alone.
+    Report {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The Beijing day, YYYY-MM-DD.
+        #[arg(long, conflicts_with = "month", required_unless_present = "month")]
+        date: Option<String>,
+        /// The Beijing month, YYYY-MM.
+        #[arg(long)]
+        month: Option<String>,
+        /// One site; without it, the fleet (ranked: below target and service misses first).
+        #[arg(long)]
+        mn: Option<String>,
+        /// json, csv (UTF-8 with BOM) or html (one self-contained page).
+        #[arg(long, default_value = "json")]
+        format: String,
     },
     /// Transmission rate (传输率 / 有效率 / 有效传输率) of a site, or of every site, from the data dir.
     Rate {
@@ -256,6 +274,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let data_dir = DataDir::new(data_dir);
             let out = out.unwrap_or_else(|| data_dir.rebuilt_store());
             println!("{}", rate::rebuild(&data_dir, &out)?);
+            Ok(())
+        }
+        Command::Report { data_dir, date, month, mn, format } => {
+            let data_dir = DataDir::new(data_dir);
+            println!("{}", report::report(&report::ReportArgs { data_dir, date, month, mn, format })?);
             Ok(())
         }
         Command::Rate { config, data_dir, store, mn, from, to, basis, format } => {

@@ -118,6 +118,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     crate::commands::check_commands(config, &mut problem);
     crate::forward::check_forward(config, &mut problem);
     crate::service::check_service(&config.service, &mut problem);
+    crate::service::check_reports(&config.reports, &mut problem);
     check_sites(config, &mut problem);
     crate::host::check_host(config, &mut problem);
     problems

@@ -56,6 +56,11 @@ impl DataDir {
         self.0.join("influx-dead-letter.lp")
     }
 
+    /// The daily and monthly reports the daemon writes.
+    pub fn reports(&self) -> PathBuf {
+        self.0.join("reports")
+    }
+
     /// HJ 212-2025 SM4 keys, one file per site once rotated.
     pub fn sm4_keys(&self) -> PathBuf {
         self.0.join("keys")

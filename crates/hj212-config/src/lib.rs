@@ -25,7 +25,7 @@ pub use commands::{Commands, Recovery, RecoveryBasis};
 pub use data_dir::DataDir;
 pub use forward::{Forward, Rewrite};
 pub use logging::{LogFormat, UtcOffset};
-pub use service::{Service, ServiceArea};
+pub use service::{Reports, Service, ServiceArea};
 pub use types::*;
 
 /// A config file that cannot be read or parsed.

@@ -53,3 +53,35 @@ pub(crate) fn check_service(service: &Service, problem: &mut impl FnMut(&str, St
         }
     }
 }
+
+/// `[reports]`: the daily and monthly reports written to `data_dir/reports/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Reports {
+    /// Write them at all (the API and `hj212-audit report` answer either way).
+    pub enabled: bool,
+    /// Beijing time `HH:MM` at which the previous day's report is written (and on the 1st, the
+    /// previous month's): late enough for the day's last hourly records to have arrived.
+    pub daily_at: String,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Self { enabled: true, daily_at: "00:30".to_owned() }
+    }
+}
+
+impl Reports {
+    /// Minutes after Beijing midnight of `daily_at`, if it is a valid `HH:MM`.
+    pub fn daily_at_minutes(&self) -> Option<u32> {
+        let (hours, minutes) = self.daily_at.split_once(':')?;
+        let (hours, minutes): (u32, u32) = (hours.parse().ok()?, minutes.parse().ok()?);
+        (hours < 24 && minutes < 60 && self.daily_at.len() == 5).then_some(hours * 60 + minutes)
+    }
+}
+
+pub(crate) fn check_reports(reports: &Reports, problem: &mut impl FnMut(&str, String)) {
+    if reports.daily_at_minutes().is_none() {
+        problem("reports.daily_at", format!("{:?} is not a Beijing time HH:MM", reports.daily_at));
+    }
+}

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AlertRules, Commands, FactorLimit, Forward, LogFormat, Mqtt, Recovery, Service, ServiceArea, UtcOffset};
+use crate::{
+    AlertRules, Commands, FactorLimit, Forward, LogFormat, Mqtt, Recovery, Reports, Service, ServiceArea, UtcOffset,
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -35,6 +37,8 @@ pub struct Config {
     pub forward: Vec<Forward>,
     /// Service targets (response and on-site times).
     pub service: Service,
+    /// The daily and monthly reports written to the data dir.
+    pub reports: Reports,
     pub sites: Vec<Site>,
     /// The file this config was loaded from (not a config key).
     #[serde(skip)]

@@ -15,6 +15,7 @@ mod marks;
 mod metrics;
 mod pool;
 mod rates;
+mod reports;
 mod serve;
 mod visits;
 
@@ -119,6 +120,8 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         .route("/api/v1/sites/{mn}/marks", get(marks::list_marks).post(marks::add_mark))
         .route("/api/v1/sites/{mn}/visits", get(visits::list).post(visits::add))
         .route("/api/v1/rates", get(rates::all_rates))
+        .route("/api/v1/reports/daily", get(reports::daily))
+        .route("/api/v1/reports/monthly", get(reports::monthly))
         .route("/api/v1/sites/{mn}/key", post(keys::rotate_key))
         .route("/api/v1/sites/{mn}/commands", get(commands::list).post(commands::submit))
         .route("/api/v1/commands/{id}", get(commands::show).delete(commands::cancel))

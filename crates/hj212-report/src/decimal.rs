@@ -64,7 +64,12 @@ mod tests {
     use super::*;
 
     fn sum(values: &[&str]) -> String {
-        values.iter().map(|v| Decimal::parse(v).unwrap()).try_fold(Decimal::default(), Decimal::checked_add).unwrap().to_string()
+        values
+            .iter()
+            .map(|v| Decimal::parse(v).unwrap())
+            .try_fold(Decimal::default(), Decimal::checked_add)
+            .unwrap()
+            .to_string()
     }
 
     #[test]

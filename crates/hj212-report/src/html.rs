@@ -65,20 +65,73 @@ fn site_section(out: &mut String, report: &Value) {
         text(&report["online"]["percent"]),
     );
     out.push_str("<h3>排放量 emissions</h3>");
-    table(out, &report["emissions"], &[("因子 factor", "/factor"), ("名称", "/name_zh"), ("name", "/name"), ("总量 total", "/total"), ("单位 unit", "/unit"), ("记录 records", "/records"), ("缺 missing", "/records_missing")]);
+    table(
+        out,
+        &report["emissions"],
+        &[
+            ("因子 factor", "/factor"),
+            ("名称", "/name_zh"),
+            ("name", "/name"),
+            ("总量 total", "/total"),
+            ("单位 unit", "/unit"),
+            ("记录 records", "/records"),
+            ("缺 missing", "/records_missing"),
+        ],
+    );
     out.push_str("<h3>超标 exceedances</h3>");
-    table(out, &report["exceedances"], &[("因子 factor", "/factor"), ("名称", "/name_zh"), ("限值 limit", "/limit"), ("超标时段 periods over", "/periods_over"), ("比较 compared", "/periods_compared"), ("最大 worst", "/worst"), ("基准氧 reference O2", "/converted_to_reference_o2")]);
+    table(
+        out,
+        &report["exceedances"],
+        &[
+            ("因子 factor", "/factor"),
+            ("名称", "/name_zh"),
+            ("限值 limit", "/limit"),
+            ("超标时段 periods over", "/periods_over"),
+            ("比较 compared", "/periods_compared"),
+            ("最大 worst", "/worst"),
+            ("基准氧 reference O2", "/converted_to_reference_o2"),
+        ],
+    );
     out.push_str("<h3>异常数据 abnormal data</h3>");
-    table(out, &report["abnormal"], &[("类型", "/title_zh"), ("kind", "/title"), ("次数 count", "/count"), ("首次 first", "/first_at")]);
+    table(
+        out,
+        &report["abnormal"],
+        &[("类型", "/title_zh"), ("kind", "/title"), ("次数 count", "/count"), ("首次 first", "/first_at")],
+    );
     let alerts = &report["alerts"];
     let _ = write!(
         out,
         "<h3>报警与服务 alerts and service</h3><p>报警 raised {} · 已确认 acknowledged {} · 已消除 cleared {} · 响应目标 response target {} min · 到场目标 on-site target {} min</p>",
-        text(&alerts["raised"]), text(&alerts["acknowledged"]), text(&alerts["cleared"]), text(&alerts["response_target_minutes"]), text(&alerts["on_site_target_minutes"]),
+        text(&alerts["raised"]),
+        text(&alerts["acknowledged"]),
+        text(&alerts["cleared"]),
+        text(&alerts["response_target_minutes"]),
+        text(&alerts["on_site_target_minutes"]),
     );
-    table(out, &alerts["misses"], &[("报警 alert", "/alert_id"), ("类型 kind", "/kind"), ("超时 miss", "/miss"), ("分钟 minutes", "/minutes"), ("目标 target", "/target_minutes")]);
+    table(
+        out,
+        &alerts["misses"],
+        &[
+            ("报警 alert", "/alert_id"),
+            ("类型 kind", "/kind"),
+            ("超时 miss", "/miss"),
+            ("分钟 minutes", "/minutes"),
+            ("目标 target", "/target_minutes"),
+        ],
+    );
     out.push_str("<h3>现场服务 visits</h3>");
-    table(out, &report["visits"], &[("到达 arrived", "/arrived_at"), ("离开 left", "/left_at"), ("人员 by", "/by"), ("工作 work", "/work"), ("结果 result", "/result"), ("报警 alert", "/alert_id")]);
+    table(
+        out,
+        &report["visits"],
+        &[
+            ("到达 arrived", "/arrived_at"),
+            ("离开 left", "/left_at"),
+            ("人员 by", "/by"),
+            ("工作 work", "/work"),
+            ("结果 result", "/result"),
+            ("报警 alert", "/alert_id"),
+        ],
+    );
     out.push_str("<h3>缺失时段 missing periods</h3>");
     table(out, &rate["missing"], &[("因子 factor", "/factor"), ("时段 period", "/period")]);
     let _ = write!(
@@ -87,18 +140,49 @@ fn site_section(out: &mut String, report: &Value) {
         text(&report["evidence"]["config_hash"]),
         text(&report["evidence"]["archive"]),
     );
-    table(out, &report["evidence"]["config_history"], &[("从 from", "/from"), ("到 to", "/to"), ("规则记录 config record", "/config_record_hash")]);
+    table(
+        out,
+        &report["evidence"]["config_history"],
+        &[("从 from", "/from"), ("到 to", "/to"), ("规则记录 config record", "/config_record_hash")],
+    );
 }
 
 /// A site report, or a fleet report (ranking first, then each site), as one HTML page.
 pub fn html(report: &Value) -> String {
     let mut out = String::new();
-    let title = format!("{} {} {}", if report["kind"] == "daily" { "日报 daily report" } else { "月报 monthly report" }, text(&report["period"]), text(&report["mn"]).replace('–', ""));
-    let _ = write!(out, "<!DOCTYPE html><html lang=zh><head><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\"><title>{title}</title><style>{STYLE}</style></head><body><h1>{title}</h1>");
+    let title = format!(
+        "{} {} {}",
+        if report["kind"] == "daily" { "日报 daily report" } else { "月报 monthly report" },
+        text(&report["period"]),
+        text(&report["mn"]).replace('–', "")
+    );
+    let _ = write!(
+        out,
+        "<!DOCTYPE html><html lang=zh><head><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\"><title>{title}</title><style>{STYLE}</style></head><body><h1>{title}</h1>"
+    );
     match report["reports"].as_array() {
         Some(sites) => {
-            let _ = write!(out, "<p>站点 sites {} · 未达标 below target {} · 服务超时 service misses {}</p><h2>需关注 what needs attention</h2>", text(&report["sites"]), text(&report["below_target"]), text(&report["service_misses"]));
-            table(&mut out, &report["ranking"], &[("MN", "/mn"), ("名称 name", "/name"), ("有效传输率 effective %", "/effective_rate"), ("达标 meets", "/meets_target"), ("缺失 missing", "/missing_count"), ("在线率 online %", "/online_percent"), ("报警 alerts", "/alerts_raised"), ("服务超时 misses", "/service_misses")]);
+            let _ = write!(
+                out,
+                "<p>站点 sites {} · 未达标 below target {} · 服务超时 service misses {}</p><h2>需关注 what needs attention</h2>",
+                text(&report["sites"]),
+                text(&report["below_target"]),
+                text(&report["service_misses"])
+            );
+            table(
+                &mut out,
+                &report["ranking"],
+                &[
+                    ("MN", "/mn"),
+                    ("名称 name", "/name"),
+                    ("有效传输率 effective %", "/effective_rate"),
+                    ("达标 meets", "/meets_target"),
+                    ("缺失 missing", "/missing_count"),
+                    ("在线率 online %", "/online_percent"),
+                    ("报警 alerts", "/alerts_raised"),
+                    ("服务超时 misses", "/service_misses"),
+                ],
+            );
             for site in sites {
                 site_section(&mut out, site);
             }

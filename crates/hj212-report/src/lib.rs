@@ -64,7 +64,8 @@ fn summary(report: &Value) -> Value {
 /// How much a site needs attention: below target first (lowest rate first), then misses.
 fn attention(summary: &Value) -> (bool, u64, i64) {
     let below = summary["meets_target"] == false && summary["due"].as_u64().unwrap_or(0) > 0;
-    let rate = summary["effective_rate"].as_str().and_then(|r| r.trim_end_matches('%').parse::<f64>().ok()).unwrap_or(100.0);
+    let rate =
+        summary["effective_rate"].as_str().and_then(|r| r.trim_end_matches('%').parse::<f64>().ok()).unwrap_or(100.0);
     // Lower rates rank higher: negate hundredths of a percent.
     #[expect(clippy::cast_possible_truncation, reason = "a percentage in hundredths fits")]
     let rate_rank = -((rate * 100.0).round() as i64);

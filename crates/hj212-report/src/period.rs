@@ -22,7 +22,10 @@ impl Period {
     /// What is wrong with `date`.
     pub fn day(date: &str) -> Result<Self, String> {
         let well_formed = date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-';
-        let from_ms = parse_bound(date).ok().filter(|_| well_formed).ok_or_else(|| format!("{date:?} is not a date YYYY-MM-DD"))?;
+        let from_ms = parse_bound(date)
+            .ok()
+            .filter(|_| well_formed)
+            .ok_or_else(|| format!("{date:?} is not a date YYYY-MM-DD"))?;
         Ok(Self { kind: "daily", label: date.to_owned(), range: Range { from_ms, to_ms: from_ms + DAY_MS } })
     }
 

@@ -37,7 +37,11 @@ fn beijing(ms: i64) -> String {
 
 fn names(code: &str) -> (String, String, Option<&'static Factor>) {
     let factor = Factor::lookup(code, None);
-    (factor.map_or_else(|| code.to_owned(), |f| f.name_zh.to_owned()), factor.map_or_else(|| code.to_owned(), |f| f.name.to_owned()), factor)
+    (
+        factor.map_or_else(|| code.to_owned(), |f| f.name_zh.to_owned()),
+        factor.map_or_else(|| code.to_owned(), |f| f.name.to_owned()),
+        factor,
+    )
 }
 
 /// The site's report (JSON) for `period`.
@@ -170,7 +174,8 @@ fn abnormal(lives: &[AlertLife]) -> Vec<Value> {
     kinds
         .into_iter()
         .map(|(kind, (count, first))| {
-            let titles = hj212_compliance::alert::AlertKind::parse(kind).map(hj212_compliance::alert::AlertKind::titles);
+            let titles =
+                hj212_compliance::alert::AlertKind::parse(kind).map(hj212_compliance::alert::AlertKind::titles);
             json!({
                 "kind": kind,
                 "title_zh": titles.map(|t| t.0),
@@ -186,7 +191,12 @@ fn abnormal(lives: &[AlertLife]) -> Vec<Value> {
 /// someone on site within the area's on-site target. A miss is an alert acknowledged late
 /// (or not yet, past the target), or whose visit came late; an alert with no visit is a miss
 /// only when it is critical and stayed open past the on-site target.
-fn service_times(lives: &[AlertLife], visits: &[&hj212_store::VisitRecord], sources: &Sources<'_>, on_site_target: u32) -> Value {
+fn service_times(
+    lives: &[AlertLife],
+    visits: &[&hj212_store::VisitRecord],
+    sources: &Sources<'_>,
+    on_site_target: u32,
+) -> Value {
     let minutes = |from: i64, to: i64| (to - from).max(0) / 60_000;
     let (response, on_site) = (i64::from(sources.service.response_minutes), i64::from(on_site_target));
     let mut misses = Vec::new();
@@ -196,11 +206,17 @@ fn service_times(lives: &[AlertLife], visits: &[&hj212_store::VisitRecord], sour
         if acked.map_or(waited > response, |m| m > response) {
             misses.push(json!({ "alert_id": life.alert_id, "kind": life.kind, "miss": "response", "minutes": acked.unwrap_or(waited), "target_minutes": response }));
         }
-        let visit = visits.iter().filter(|v| v.visit.alert_id.as_deref() == Some(&life.alert_id)).map(|v| v.visit.arrived_ms).min();
-        let critical = hj212_compliance::alert::AlertKind::parse(&life.kind).is_some_and(|k| k.severity() == hj212_compliance::alert::Severity::Critical);
+        let visit = visits
+            .iter()
+            .filter(|v| v.visit.alert_id.as_deref() == Some(&life.alert_id))
+            .map(|v| v.visit.arrived_ms)
+            .min();
+        let critical = hj212_compliance::alert::AlertKind::parse(&life.kind)
+            .is_some_and(|k| k.severity() == hj212_compliance::alert::Severity::Critical);
         let open_for = minutes(life.opened_ms, life.cleared_ms.unwrap_or(sources.now_ms));
         let late_visit = visit.map(|at| minutes(life.opened_ms, at)).filter(|m| *m > on_site);
-        if let Some(m) = late_visit.or_else(|| (visit.is_none() && critical && open_for > on_site).then_some(open_for)) {
+        if let Some(m) = late_visit.or_else(|| (visit.is_none() && critical && open_for > on_site).then_some(open_for))
+        {
             misses.push(json!({ "alert_id": life.alert_id, "kind": life.kind, "miss": "on_site", "minutes": m, "target_minutes": on_site }));
         }
     }

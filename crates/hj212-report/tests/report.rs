@@ -57,7 +57,12 @@ fn a_daily_report_sums_cou_exactly_counts_exceedances_and_ranks_the_fleet() {
     }
     // Site B: 12 of 24 hours: below the 95 % target.
     for h in 0..12_i64 {
-        records.push(hourly(100 + u64::try_from(h).unwrap(), "SITE-B", start + h * HOUR, "a21026-Avg=5,a21026-Cou=0.25,a21026-Flag=N"));
+        records.push(hourly(
+            100 + u64::try_from(h).unwrap(),
+            "SITE-B",
+            start + h * HOUR,
+            "a21026-Avg=5,a21026-Cou=0.25,a21026-Flag=N",
+        ));
     }
     store.apply(&Interpreted::all(records)).unwrap();
     let service = Service::default();
@@ -66,9 +71,15 @@ fn a_daily_report_sums_cou_exactly_counts_exceedances_and_ranks_the_fleet() {
     let report = site_report(&sources, &site("SITE-A"), &day).unwrap();
     let so2 = &report["emissions"].as_array().unwrap().iter().find(|e| e["factor"] == "a21026").unwrap().clone();
     assert_eq!(so2["total"], "2.4", "24 x 0.1 exactly: {so2}");
-    assert_eq!((so2["unit"].as_str(), so2["records"].as_u64(), so2["records_missing"].as_u64()), (Some("kg"), Some(24), Some(0)));
+    assert_eq!(
+        (so2["unit"].as_str(), so2["records"].as_u64(), so2["records_missing"].as_u64()),
+        (Some("kg"), Some(24), Some(0))
+    );
     let exceedance = &report["exceedances"][0];
-    assert_eq!(exceedance["periods_over"], 1, "only the hour whose converted value the logger sent as 40: {exceedance}");
+    assert_eq!(
+        exceedance["periods_over"], 1,
+        "only the hour whose converted value the logger sent as 40: {exceedance}"
+    );
     assert_eq!(exceedance["periods_compared"], 24);
     assert_eq!(exceedance["worst"], 40.0);
     assert_eq!(report["rate"]["effective_rate"], "100.00");
@@ -85,6 +96,9 @@ fn a_daily_report_sums_cou_exactly_counts_exceedances_and_ranks_the_fleet() {
     let csv = hj212_report::csv(&fleet["reports"].as_array().unwrap().iter().collect::<Vec<_>>());
     assert!(csv.starts_with('\u{feff}') && csv.lines().count() == 3, "{csv}");
     let html = hj212_report::html(&fleet);
-    assert!(html.contains("SITE-B") && html.contains("有效传输率") && html.contains("@page{size:A4"), "one page, bilingual, A4");
+    assert!(
+        html.contains("SITE-B") && html.contains("有效传输率") && html.contains("@page{size:A4"),
+        "one page, bilingual, A4"
+    );
     assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"), "self-contained");
 }

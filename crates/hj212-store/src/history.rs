@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use hj212_compliance::{Range, Report};
 use hj212_config::{Config, Site};
 use hj212_follow::ConfigRecord;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::{Evidence, Store, StoreError, rules_for};
@@ -85,6 +85,17 @@ impl Store {
             }
         }
         Ok(sites)
+    }
+
+    /// The service targets of the newest config record (the defaults before any).
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn latest_service(&self) -> Result<hj212_config::Service, StoreError> {
+        let mut query = self.conn.prepare_cached("SELECT record FROM config_history ORDER BY seq DESC LIMIT 1")?;
+        let text: Option<String> = query.query_row([], |row| row.get(0)).optional()?;
+        let record = text.and_then(|t| serde_json::from_str::<ConfigRecord>(&t).ok());
+        Ok(record.and_then(|r| serde_json::from_value(r.service).ok()).unwrap_or_default())
     }
 
     /// `range` cut where `mn`'s archived rules changed, each stretch with the site's config in

@@ -30,7 +30,13 @@ impl Store {
              WHERE mn = ?1 AND cn = ?2 AND data_time_ms >= ?3 AND data_time_ms < ?4 ORDER BY factor, data_time_ms",
         )?;
         let rows = query.query_map(params![mn, cn, range.from_ms, range.to_ms], |row| {
-            Ok(PeriodValue { factor: row.get(0)?, data_time_ms: row.get(1)?, avg: row.get(2)?, zs_avg: row.get(3)?, cou: row.get(4)? })
+            Ok(PeriodValue {
+                factor: row.get(0)?,
+                data_time_ms: row.get(1)?,
+                avg: row.get(2)?,
+                zs_avg: row.get(3)?,
+                cou: row.get(4)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -106,7 +106,7 @@ impl Daemon {
             shared: Arc::new(hj212_follow::SharedTail::new(config.followers.batch_records * SHARED_BATCHES)),
         };
         let (feed, store_status) = followers.store(store, positions.store)?;
-        let influx = followers.influx(positions.influx, store_status)?;
+        let influx = followers.influx(positions.influx, store_status.clone())?;
         let alerting = followers.alerts(&alert_settings, positions.alerts)?;
         let forwarders = followers.forwarders(&shared)?;
         let watched = followers.watched();
@@ -128,6 +128,8 @@ impl Daemon {
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone(), config.http.clone()));
         tracker.spawn(crate::gauges::run(shared.clone(), data_dir.store(), shutdown.clone()));
         spawn_downlink(&config, &shared, &shutdown, &tracker);
+        let caught_up = crate::reports::StoreCaughtUp { store: store_status.clone(), durable: archive.durable() };
+        tracker.spawn(crate::reports::run(shared.clone(), config.clone(), caught_up, shutdown.clone()));
         // Not on the tracker: it reports while connections drain and stops with the followers.
         tokio::spawn(hj212_follow::report(watched, archive.clone(), feed_shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");

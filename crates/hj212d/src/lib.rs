@@ -13,6 +13,7 @@ mod outbox;
 mod preflight;
 mod process_metrics;
 mod relay;
+mod reports;
 mod rules_archive;
 mod spawn;
 

@@ -1,0 +1,125 @@
+//! The daily report of the previous Beijing day, written at `[reports] daily_at`, and on the
+//! 1st the previous month's, into `data_dir/reports/` as the fleet's JSON, CSV and HTML. A
+//! report that is missing (the daemon was down at its time) is written at the next start.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hj212_archive::now_ms;
+use hj212_compliance::Basis;
+use hj212_config::{Config, DataDir, Service};
+use hj212_proto::time::BeijingTime;
+use hj212_report::{Period, Sources};
+use hj212_server::Shared;
+use tokio_util::sync::CancellationToken;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `YYYY-MM-DD` of the Beijing day holding `ms`.
+fn date_of(ms: i64) -> String {
+    let digits = BeijingTime::from_unix_millis(ms).to_seconds_string();
+    format!("{}-{}-{}", &digits[..4], &digits[4..6], &digits[6..8])
+}
+
+/// What a report waits for: the store to have applied every record durable when it is due.
+pub(crate) struct StoreCaughtUp {
+    pub store: Arc<hj212_archive::FollowerStatus>,
+    pub durable: tokio::sync::watch::Receiver<u64>,
+}
+
+impl StoreCaughtUp {
+    /// Waits until the store has applied what is durable now (a report written from a store
+    /// still catching up after a restart would miss records), or until `shutdown`.
+    async fn wait(&self, shutdown: &CancellationToken) -> bool {
+        let target = *self.durable.borrow();
+        while self.store.position() < target {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                () = shutdown.cancelled() => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Until shutdown: writes each report when due.
+pub(crate) async fn run(shared: Arc<Shared>, config: Config, caught_up: StoreCaughtUp, shutdown: CancellationToken) {
+    if !config.reports.enabled {
+        return;
+    }
+    let at_ms = i64::from(config.reports.daily_at_minutes().unwrap_or(30)) * 60_000;
+    let data_dir = config.data_dir();
+    loop {
+        let now = now_ms();
+        let today = Basis::Day.period_start(now);
+        // The newest day whose report time has passed, and when the next one is due.
+        let (due_day, next_at) = if now >= today + at_ms {
+            (today - DAY_MS, today + DAY_MS + at_ms)
+        } else {
+            (today - 2 * DAY_MS, today + at_ms)
+        };
+        if !caught_up.wait(&shutdown).await {
+            return;
+        }
+        let (shared, data_dir, service) = (shared.clone(), data_dir.clone(), config.service.clone());
+        let written = tokio::task::spawn_blocking(move || write_due(&shared, &data_dir, &service, due_day)).await;
+        if let Ok(Err(error)) = written {
+            tracing::error!(%error, "report not written; tried again at the next report time or start");
+        }
+        let wait = Duration::from_millis(u64::try_from(next_at - now_ms()).unwrap_or(0).max(1000));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// The daily report of `day` (its Beijing midnight), and the month's when `day` ends one.
+fn write_due(shared: &Shared, data_dir: &DataDir, service: &Service, day: i64) -> Result<(), String> {
+    let date = date_of(day);
+    write_missing(shared, data_dir, service, &Period::day(&date)?)?;
+    if date_of(day + DAY_MS).ends_with("-01") {
+        write_missing(shared, data_dir, service, &Period::month(&date[..7])?)?;
+    }
+    Ok(())
+}
+
+fn write_missing(shared: &Shared, data_dir: &DataDir, service: &Service, period: &Period) -> Result<(), String> {
+    let dir = data_dir.reports();
+    let stem = format!("{}-{}", period.kind, period.label);
+    if dir.join(format!("{stem}.json")).exists() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut sites: Vec<_> = shared.registry.snapshot().values().map(|entry| entry.config.clone()).collect();
+    sites.sort_by(|a, b| a.mn.cmp(&b.mn));
+    let store = hj212_store::Store::open_read_only(&data_dir.store()).map_err(|e| e.to_string())?;
+    let alerts = hj212_alerts::query::open_read_only(&data_dir.alerts()).ok();
+    let sources = Sources { store: &store, alerts: alerts.as_ref(), service, now_ms: now_ms() };
+    let report = hj212_report::fleet_report(&sources, &sites, period)?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let reports: Vec<_> = report["reports"].as_array().map(|r| r.iter().collect()).unwrap_or_default();
+    // JSON last: its presence says the report is complete.
+    for (extension, body) in
+        [("csv", hj212_report::csv(&reports)), ("html", hj212_report::html(&report)), ("json", report.to_string())]
+    {
+        write_atomically(&dir.join(format!("{stem}.{extension}")), body.as_bytes())?;
+    }
+    tracing::info!(
+        report = stem,
+        sites = sites.len(),
+        below_target = report["below_target"].as_u64(),
+        service_misses = report["service_misses"].as_u64(),
+        seconds = started.elapsed().as_secs_f64(),
+        "report written"
+    );
+    Ok(())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
