@@ -32,6 +32,18 @@ impl SqliteOutbox {
     pub fn open(path: &Path) -> Result<Self, AlertsError> {
         Ok(Self { conn: crate::db::open(path)? })
     }
+
+    /// Queues one message from outside the alert engine (a report written), after the alerts
+    /// queued so far; returns its seq.
+    ///
+    /// # Errors
+    /// [`AlertsError::Sql`] when it cannot be written.
+    pub fn announce(&mut self, topic: &str, payload: &[u8]) -> Result<u64, AlertsError> {
+        let tx = self.conn.transaction()?;
+        let seq = crate::db::enqueue(&tx, topic, payload, None)?;
+        tx.commit()?;
+        Ok(seq)
+    }
 }
 
 impl SqliteOutbox {

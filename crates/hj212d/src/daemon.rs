@@ -129,7 +129,8 @@ impl Daemon {
         tracker.spawn(crate::gauges::run(shared.clone(), data_dir.store(), shutdown.clone()));
         spawn_downlink(&config, &shared, &shutdown, &tracker);
         let caught_up = crate::reports::StoreCaughtUp { store: store_status.clone(), durable: archive.durable() };
-        tracker.spawn(crate::reports::run(shared.clone(), config.clone(), caught_up, shutdown.clone()));
+        let announce = config.mqtt.is_some().then(|| alerting.outbox_wake_up.clone());
+        tracker.spawn(crate::reports::run(shared.clone(), config.clone(), caught_up, announce, shutdown.clone()));
         // Not on the tracker: it reports while connections drain and stops with the followers.
         tokio::spawn(hj212_follow::report(watched, archive.clone(), feed_shutdown.clone()));
         tracing::info!(%hj212_addr, %http_addr, sites = config.sites.len(), "hj212d serving");

@@ -43,8 +43,15 @@ impl StoreCaughtUp {
     }
 }
 
-/// Until shutdown: writes each report when due.
-pub(crate) async fn run(shared: Arc<Shared>, config: Config, caught_up: StoreCaughtUp, shutdown: CancellationToken) {
+/// Until shutdown: writes each report when due, and announces it on MQTT (`{prefix}/reports/daily`
+/// or `.../monthly`, after the alerts queued before it) when `announce` wakes a publisher.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    config: Config,
+    caught_up: StoreCaughtUp,
+    announce: Option<tokio::sync::watch::Sender<u64>>,
+    shutdown: CancellationToken,
+) {
     if !config.reports.enabled {
         return;
     }
@@ -63,9 +70,19 @@ pub(crate) async fn run(shared: Arc<Shared>, config: Config, caught_up: StoreCau
             return;
         }
         let (shared, data_dir, service) = (shared.clone(), data_dir.clone(), config.service.clone());
-        let written = tokio::task::spawn_blocking(move || write_due(&shared, &data_dir, &service, due_day)).await;
-        if let Ok(Err(error)) = written {
-            tracing::error!(%error, "report not written; tried again at the next report time or start");
+        let announcing = announce.is_some();
+        let written =
+            tokio::task::spawn_blocking(move || write_due(&shared, &data_dir, &service, due_day, announcing)).await;
+        match written {
+            Ok(Ok(Some(seq))) => {
+                if let Some(wake) = &announce {
+                    wake.send_replace(seq);
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "report not written; tried again at the next report time or start");
+            }
+            _ => {}
         }
         let wait = Duration::from_millis(u64::try_from(next_at - now_ms()).unwrap_or(0).max(1000));
         tokio::select! {
@@ -75,21 +92,43 @@ pub(crate) async fn run(shared: Arc<Shared>, config: Config, caught_up: StoreCau
     }
 }
 
-/// The daily report of `day` (its Beijing midnight), and the month's when `day` ends one.
-fn write_due(shared: &Shared, data_dir: &DataDir, service: &Service, day: i64) -> Result<(), String> {
+/// The daily report of `day` (its Beijing midnight), and the month's when `day` ends one;
+/// with `announce`, each one written is queued on MQTT. Returns the last seq queued.
+fn write_due(
+    shared: &Shared,
+    data_dir: &DataDir,
+    service: &Service,
+    day: i64,
+    announce: bool,
+) -> Result<Option<u64>, String> {
     let date = date_of(day);
-    write_missing(shared, data_dir, service, &Period::day(&date)?)?;
+    let mut queued = None;
+    let mut periods = vec![Period::day(&date)?];
     if date_of(day + DAY_MS).ends_with("-01") {
-        write_missing(shared, data_dir, service, &Period::month(&date[..7])?)?;
+        periods.push(Period::month(&date[..7])?);
     }
-    Ok(())
+    for period in &periods {
+        let Some(summary) = write_missing(shared, data_dir, service, period)? else { continue };
+        if announce {
+            let mut outbox = hj212_alerts::SqliteOutbox::open(&data_dir.alerts()).map_err(|e| e.to_string())?;
+            let topic = format!("reports/{}", period.kind);
+            queued = Some(outbox.announce(&topic, summary.to_string().as_bytes()).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(queued)
 }
 
-fn write_missing(shared: &Shared, data_dir: &DataDir, service: &Service, period: &Period) -> Result<(), String> {
+/// Writes `period`'s report unless it is there; returns what an announcement says of it.
+fn write_missing(
+    shared: &Shared,
+    data_dir: &DataDir,
+    service: &Service,
+    period: &Period,
+) -> Result<Option<serde_json::Value>, String> {
     let dir = data_dir.reports();
     let stem = format!("{}-{}", period.kind, period.label);
     if dir.join(format!("{stem}.json")).exists() {
-        return Ok(());
+        return Ok(None);
     }
     let started = std::time::Instant::now();
     let mut sites: Vec<_> = shared.registry.snapshot().values().map(|entry| entry.config.clone()).collect();
@@ -114,7 +153,16 @@ fn write_missing(shared: &Shared, data_dir: &DataDir, service: &Service, period:
         seconds = started.elapsed().as_secs_f64(),
         "report written"
     );
-    Ok(())
+    let files = ["json", "csv", "html"].map(|e| dir.join(format!("{stem}.{e}")).display().to_string());
+    Ok(Some(serde_json::json!({
+        "kind": period.kind,
+        "period": period.label,
+        "files": files,
+        "sites": report["sites"],
+        "below_target": report["below_target"],
+        "service_misses": report["service_misses"],
+        "ranking": report["ranking"].as_array().map(|r| r.iter().take(20).cloned().collect::<Vec<_>>()),
+    })))
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {

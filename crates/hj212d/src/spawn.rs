@@ -175,6 +175,7 @@ impl Followers<'_> {
         };
         let (rules, rules_rx) = watch::channel(Arc::new(hj212_alerts::rules_map(self.config)));
         let head = *self.archive.durable().borrow();
+        let outbox_wake_up = outbox_newest.clone();
         let follower = hj212_alerts::AlertsFollower::open(settings, head, rules_rx, outbox_newest)?;
         let start = Start {
             name: "alerts",
@@ -185,7 +186,7 @@ impl Followers<'_> {
             after: None,
         };
         let (task, _) = self.run(Box::new(follower), start)?;
-        Ok(Alerting { task, mqtt, rules })
+        Ok(Alerting { task, mqtt, rules, outbox_wake_up })
     }
 
     /// The followers' names and statuses (for the gauges and the retention floor).
@@ -199,6 +200,8 @@ pub(crate) struct Alerting {
     pub task: FollowerThread,
     pub mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
     pub rules: watch::Sender<Arc<hj212_alerts::RulesMap>>,
+    /// Wakes the MQTT publisher after something else queued a message (a report announced).
+    pub outbox_wake_up: watch::Sender<u64>,
 }
 
 fn mqtt_settings(config: &Config, mqtt: &hj212_config::Mqtt) -> anyhow::Result<hj212_sink_mqtt::MqttSettings> {

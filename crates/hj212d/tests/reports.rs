@@ -147,3 +147,21 @@ fn chromium(page: &std::path::Path, out: &std::path::Path) -> String {
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     String::from_utf8_lossy(&dom.stdout).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_written_report_is_announced_on_mqtt_with_its_files_and_summary() {
+    let broker = test_support::mosquitto::Mosquitto::start();
+    let reports = test_support::mosquitto::Subscriber::connect(broker.addr, "hj212/reports/#");
+    let url = broker.url();
+    let daemon = TestDaemon::start_with(move |config| {
+        config.mqtt = Some(hj212_config::Mqtt { url, max_backoff_secs: 1, ..hj212_config::Mqtt::default() });
+    })
+    .await;
+    let got = reports.wait_for(1, Duration::from_secs(20));
+    let daily = got.iter().find(|m| m.topic == "hj212/reports/daily").expect("the daily report announced");
+    let summary: serde_json::Value = serde_json::from_str(daily.payload_str()).unwrap();
+    assert_eq!((summary["kind"].as_str(), summary["sites"].as_u64()), (Some("daily"), Some(1)), "{summary}");
+    let json_file = summary["files"][0].as_str().unwrap();
+    assert!(std::path::Path::new(json_file).is_file(), "the announced file is there: {json_file}");
+    daemon.stop().await;
+}

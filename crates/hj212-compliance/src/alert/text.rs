@@ -21,15 +21,12 @@ pub(super) fn messages(t: &Transition) -> (String, String) {
     // known here, so the table's default unit).
     let known = t.factor.as_deref().and_then(|code| Factor::lookup(code, None));
     if let Some(factor) = &t.factor {
-        match known {
-            Some(f) => {
-                let _ = write!(zh, "，因子 {}（{factor}）", f.name_zh);
-                let _ = write!(en, ", factor {} ({factor})", f.name);
-            }
-            None => {
-                let _ = write!(zh, "，因子 {factor}");
-                let _ = write!(en, ", factor {factor}");
-            }
+        if let Some(f) = known {
+            let _ = write!(zh, "，因子 {}（{factor}）", f.name_zh);
+            let _ = write!(en, ", factor {} ({factor})", f.name);
+        } else {
+            let _ = write!(zh, "，因子 {factor}");
+            let _ = write!(en, ", factor {factor}");
         }
     }
     let factor_unit = known.map(|f| format!(" {}", f.unit)).unwrap_or_default();
@@ -89,7 +86,7 @@ mod tests {
         let (zh, en) = messages(&t);
         assert_eq!(zh, "[告警] MN1 超标，因子 二氧化硫（a21026），值 40.5 mg/m3（限值 35 mg/m3）");
         assert_eq!(en, "[raised] MN1 exceedance, factor sulphur dioxide (a21026), value 40.5 mg/m3 (limit 35 mg/m3)");
-        assert_eq!(number(2172.385_321_100_917_3), "2172.385");
+        assert_eq!(number(2_172.385_321_100_917_3), "2172.385");
         assert_eq!(number(-0.0001), "0");
     }
 }
