@@ -84,7 +84,13 @@ fn main() {
 
     let fleet: Vec<Site> = (0..sites).map(site).collect();
     let service = Service::default();
-    let sources = Sources { store: &store, alerts: None, service: &service, now_ms: START + (days + 2) * 24 * HOUR };
+    let sources = Sources {
+        store: &store,
+        alerts: None,
+        commands: None,
+        service: &service,
+        now_ms: START + (days + 2) * 24 * HOUR,
+    };
     let last_day = BeijingTime::from_unix_millis(START + (days - 1) * 24 * HOUR).to_seconds_string();
     for period in [
         Period::day(&format!("{}-{}-{}", &last_day[..4], &last_day[4..6], &last_day[6..8])).expect("day"),

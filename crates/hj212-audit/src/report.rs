@@ -2,8 +2,7 @@
 //! alone (the sites and service targets as the archive's config history has them).
 
 use hj212_config::DataDir;
-use hj212_report::{Period, Sources};
-use hj212_store::Store;
+use hj212_report::{Opened, Period};
 
 use crate::{EX_NOINPUT, EX_USAGE, Failure};
 
@@ -34,18 +33,16 @@ pub fn report(args: &ReportArgs) -> Result<String, Failure> {
     if !db.is_file() {
         return Err(input(format!("no embedded store at {}", db.display())));
     }
-    let store = Store::open_read_only(&db).map_err(|e| input(e.to_string()))?;
-    let alerts = hj212_alerts::query::open_read_only(&args.data_dir.alerts()).ok();
-    let service = store.latest_service().map_err(|e| input(e.to_string()))?;
-    let mut sites = store.latest_config_sites().map_err(|e| input(e.to_string()))?;
+    let opened = Opened::read(&args.data_dir).map_err(input)?;
+    let service = opened.store.latest_service().map_err(|e| input(e.to_string()))?;
+    let mut sites = opened.store.latest_config_sites().map_err(|e| input(e.to_string()))?;
     if let Some(mn) = &args.mn {
         sites.retain(|s| &s.mn == mn);
         if sites.is_empty() {
             return Err(usage(format!("no site in the data dir's config history with MN {mn}")));
         }
     }
-    let sources =
-        Sources { store: &store, alerts: alerts.as_ref(), service: &service, now_ms: hj212_archive::now_ms() };
+    let sources = opened.sources(&service, hj212_archive::now_ms());
     let report = match &args.mn {
         Some(_) => hj212_report::site_report(&sources, &sites[0], &period),
         None => hj212_report::fleet_report(&sources, &sites, &period),

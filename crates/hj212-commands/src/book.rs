@@ -219,3 +219,27 @@ fn row_to_command(row: &rusqlite::Row<'_>) -> rusqlite::Result<Command> {
         expires_ms: row.get(18)?,
     })
 }
+
+/// The gap-recovery requests of `mn` created in `[from_ms, to_ms)`, by state: how many, and
+/// the records they brought (for the reports; finished ones beyond `keep_finished_per_site`
+/// are pruned and not counted).
+///
+/// # Errors
+/// SQL errors.
+pub fn recovery_requests(
+    conn: &Connection,
+    mn: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<(String, u64, u64)>, BookError> {
+    let mut query = conn.prepare_cached(
+        "SELECT state, COUNT(*), SUM(records) FROM commands
+         WHERE mn = ?1 AND origin = 'recovery' AND created_ms >= ?2 AND created_ms < ?3 GROUP BY state ORDER BY state",
+    )?;
+    let rows = query.query_map(params![mn, from_ms, to_ms], |row| {
+        let count: i64 = row.get(1)?;
+        let records: Option<i64> = row.get(2)?;
+        Ok((row.get(0)?, u64::try_from(count).unwrap_or(0), u64::try_from(records.unwrap_or(0)).unwrap_or(0)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -10,7 +10,7 @@ pub mod metrics;
 pub mod recovery;
 mod spec;
 
-pub use book::{Book, BookError, SCHEMA};
+pub use book::{Book, BookError, SCHEMA, recovery_requests};
 pub use command::{Command, Origin, State, exe_rtn_meaning, parse_id, qn_rtn_meaning};
 pub use hub::{CancelError, Carrier, Hub, MAILBOX_SIZE, Mailbox, Matched, Outgoing, SubmitError, now_ms};
 pub use spec::{CommandSpec, Exchange, SpecError, check};

@@ -6,8 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use hj212_report::{Period, Sources};
-use hj212_store::Store;
+use hj212_report::{Opened, Period};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -78,10 +77,8 @@ async fn answer(
     let body = state
         .queries
         .run(move || {
-            let store = Store::open_read_only(&data_dir.store()).map_err(|e| e.to_string())?;
-            let alerts = hj212_alerts::query::open_read_only(&data_dir.alerts()).ok();
-            let sources =
-                Sources { store: &store, alerts: alerts.as_ref(), service: &service, now_ms: hj212_archive::now_ms() };
+            let opened = Opened::read(&data_dir)?;
+            let sources = opened.sources(&service, hj212_archive::now_ms());
             let report = match mn {
                 Some(_) => hj212_report::site_report(&sources, &sites[0], &period)?,
                 None => hj212_report::fleet_report(&sources, &sites, &period)?,

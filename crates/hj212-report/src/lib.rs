@@ -13,7 +13,7 @@ mod table;
 pub use decimal::Decimal;
 pub use html::html;
 pub use period::Period;
-pub use site::{ONLINE_SLOT_MS, Sources, site_report};
+pub use site::{ONLINE_SLOT_MS, Opened, Sources, site_report};
 pub use table::csv;
 
 use hj212_config::Site;

@@ -26,9 +26,37 @@ pub struct Sources<'a> {
     pub store: &'a Store,
     /// `alerts.sqlite`, when the alert engine has made one.
     pub alerts: Option<&'a rusqlite::Connection>,
+    /// `commands.sqlite`, for the gap-recovery requests, when there is one.
+    pub commands: Option<&'a rusqlite::Connection>,
     pub service: &'a Service,
     /// Periods that have not ended by then are not due.
     pub now_ms: i64,
+}
+
+/// The data dir's databases a report reads, opened read-only.
+#[derive(Debug)]
+pub struct Opened {
+    pub store: Store,
+    pub alerts: Option<rusqlite::Connection>,
+    pub commands: Option<rusqlite::Connection>,
+}
+
+impl Opened {
+    /// Opens `data_dir`'s store (required) and its alerts and commands databases (when there).
+    ///
+    /// # Errors
+    /// The store cannot be opened (named).
+    pub fn read(data_dir: &hj212_config::DataDir) -> Result<Self, String> {
+        let store = Store::open_read_only(&data_dir.store()).map_err(|e| e.to_string())?;
+        let alerts = alerts::open_read_only(&data_dir.alerts()).ok();
+        let commands = hj212_store::read_only_connection(&data_dir.commands()).ok();
+        Ok(Self { store, alerts, commands })
+    }
+
+    /// The sources of a report with `service` targets, as of `now_ms`.
+    pub fn sources<'a>(&'a self, service: &'a Service, now_ms: i64) -> Sources<'a> {
+        Sources { store: &self.store, alerts: self.alerts.as_ref(), commands: self.commands.as_ref(), service, now_ms }
+    }
 }
 
 fn beijing(ms: i64) -> String {
@@ -82,12 +110,23 @@ pub fn site_report(sources: &Sources<'_>, site: &Site, period: &Period) -> Resul
         "abnormal": abnormal(&lives),
         "alerts": service,
         "visits": standing,
+        "recovery_requests": recovery(sources, &site.mn, range)?,
         "evidence": {
             "config_history": rate["config_history"],
             "config_hash": rate["config_hash"],
             "archive": rate["archive"],
         },
     }))
+}
+
+/// Gap-recovery requests (history requests the daemon sent) by state, with the records they brought.
+fn recovery(sources: &Sources<'_>, mn: &str, range: Range) -> Result<Value, String> {
+    let Some(conn) = sources.commands else { return Ok(json!([])) };
+    let rows = hj212_commands::recovery_requests(conn, mn, range.from_ms, range.to_ms).map_err(|e| e.to_string())?;
+    Ok(rows
+        .into_iter()
+        .map(|(state, count, records)| json!({ "state": state, "count": count, "records": records }))
+        .collect())
 }
 
 /// The share of the period's elapsed slots in which the site was heard.

@@ -10,7 +10,7 @@ use hj212_archive::now_ms;
 use hj212_compliance::Basis;
 use hj212_config::{Config, DataDir, Service};
 use hj212_proto::time::BeijingTime;
-use hj212_report::{Period, Sources};
+use hj212_report::Period;
 use hj212_server::Shared;
 use tokio_util::sync::CancellationToken;
 
@@ -133,10 +133,8 @@ fn write_missing(
     let started = std::time::Instant::now();
     let mut sites: Vec<_> = shared.registry.snapshot().values().map(|entry| entry.config.clone()).collect();
     sites.sort_by(|a, b| a.mn.cmp(&b.mn));
-    let store = hj212_store::Store::open_read_only(&data_dir.store()).map_err(|e| e.to_string())?;
-    let alerts = hj212_alerts::query::open_read_only(&data_dir.alerts()).ok();
-    let sources = Sources { store: &store, alerts: alerts.as_ref(), service, now_ms: now_ms() };
-    let report = hj212_report::fleet_report(&sources, &sites, period)?;
+    let opened = hj212_report::Opened::read(data_dir)?;
+    let report = hj212_report::fleet_report(&opened.sources(service, now_ms()), &sites, period)?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let reports: Vec<_> = report["reports"].as_array().map(|r| r.iter().collect()).unwrap_or_default();
     // JSON last: its presence says the report is complete.
