@@ -134,11 +134,16 @@ fn site_section(out: &mut String, report: &Value) {
     );
     out.push_str("<h3>缺失时段 missing periods</h3>");
     table(out, &rate["missing"], &[("因子 factor", "/factor"), ("时段 period", "/period")]);
+    let archive = &report["evidence"]["archive"];
     let _ = write!(
         out,
-        "<h3>证据 evidence</h3><p>config_hash <code>{}</code> · archive <code>{}</code></p>",
+        "<h3>证据 evidence</h3><p>规则 config_hash <code>{}</code> · 档案记录 archive records {} – {} \
+         (hash <code>{}</code> – <code>{}</code>)</p>",
         text(&report["evidence"]["config_hash"]),
-        text(&report["evidence"]["archive"]),
+        text(&archive["first_seq"]),
+        text(&archive["last_seq"]),
+        text(&archive["first_hash"]),
+        text(&archive["last_hash"]),
     );
     table(
         out,

@@ -26,9 +26,10 @@ use serde_json::{Value, json};
 /// # Errors
 /// As [`site_report`].
 pub fn fleet_report(sources: &Sources<'_>, sites: &[Site], period: &Period) -> Result<Value, String> {
+    let sources = Sources { archive: None, ..*sources };
     let mut reports = Vec::with_capacity(sites.len());
     for site in sites {
-        reports.push(site_report(sources, site, period)?);
+        reports.push(site_report(&sources, site, period)?);
     }
     let mut ranking: Vec<Value> = reports.iter().map(summary).collect();
     ranking.sort_by(|a, b| attention(b).cmp(&attention(a)).then_with(|| a["mn"].as_str().cmp(&b["mn"].as_str())));

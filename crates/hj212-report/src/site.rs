@@ -28,6 +28,9 @@ pub struct Sources<'a> {
     pub alerts: Option<&'a rusqlite::Connection>,
     /// `commands.sqlite`, for the gap-recovery requests, when there is one.
     pub commands: Option<&'a rusqlite::Connection>,
+    /// The archive, to name the first and last counted records by their hashes (a site's own
+    /// report; the fleet's leaves them out: two archive reads per site).
+    pub archive: Option<&'a std::path::Path>,
     pub service: &'a Service,
     /// Periods that have not ended by then are not due.
     pub now_ms: i64,
@@ -36,6 +39,7 @@ pub struct Sources<'a> {
 /// The data dir's databases a report reads, opened read-only.
 #[derive(Debug)]
 pub struct Opened {
+    pub archive: std::path::PathBuf,
     pub store: Store,
     pub alerts: Option<rusqlite::Connection>,
     pub commands: Option<rusqlite::Connection>,
@@ -50,12 +54,19 @@ impl Opened {
         let store = Store::open_read_only(&data_dir.store()).map_err(|e| e.to_string())?;
         let alerts = alerts::open_read_only(&data_dir.alerts()).ok();
         let commands = hj212_store::read_only_connection(&data_dir.commands()).ok();
-        Ok(Self { store, alerts, commands })
+        Ok(Self { archive: data_dir.archive(), store, alerts, commands })
     }
 
     /// The sources of a report with `service` targets, as of `now_ms`.
     pub fn sources<'a>(&'a self, service: &'a Service, now_ms: i64) -> Sources<'a> {
-        Sources { store: &self.store, alerts: self.alerts.as_ref(), commands: self.commands.as_ref(), service, now_ms }
+        Sources {
+            store: &self.store,
+            alerts: self.alerts.as_ref(),
+            commands: self.commands.as_ref(),
+            archive: Some(&self.archive),
+            service,
+            now_ms,
+        }
     }
 }
 
@@ -85,6 +96,9 @@ pub fn site_report(sources: &Sources<'_>, site: &Site, period: &Period) -> Resul
         None => store.site_rate(site, &hj212_store::rules_for(site), range, sources.now_ms).map_err(err)?,
     };
     evidence.report.late_periods.truncate(1000);
+    if let Some(archive) = sources.archive {
+        evidence.attach_archive_hashes(archive).map_err(|e| format!("reading the archive: {e}"))?;
+    }
     let rate = evidence.to_json(&site.mn);
     let values = store.period_values(&site.mn, period.record_cn(), range).map_err(err)?;
     let lives = match sources.alerts {

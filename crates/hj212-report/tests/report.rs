@@ -66,8 +66,14 @@ fn a_daily_report_sums_cou_exactly_counts_exceedances_and_ranks_the_fleet() {
     }
     store.apply(&Interpreted::all(records)).unwrap();
     let service = Service::default();
-    let sources =
-        Sources { store: &store, alerts: None, commands: None, service: &service, now_ms: day.range.to_ms + 2 * HOUR };
+    let sources = Sources {
+        store: &store,
+        alerts: None,
+        commands: None,
+        archive: None,
+        service: &service,
+        now_ms: day.range.to_ms + 2 * HOUR,
+    };
 
     let report = site_report(&sources, &site("SITE-A"), &day).unwrap();
     let so2 = &report["emissions"].as_array().unwrap().iter().find(|e| e["factor"] == "a21026").unwrap().clone();

@@ -67,6 +67,8 @@ async fn the_api_answers_a_sites_daily_report_in_three_forms_and_refuses_bad_req
     assert_eq!((report["rate"]["due"].as_u64(), report["rate"]["received"].as_u64()), (Some(24), Some(20)), "{report}");
     assert_eq!(report["emissions"][0]["total"], "7.00", "20 x 0.35 exactly");
     assert_eq!(report["emissions"][0]["records_missing"], 4);
+    let first_hash = report["evidence"]["archive"]["first_hash"].as_str().unwrap_or_default();
+    assert_eq!(first_hash.len(), 64, "a site's report names the archive records it rests on: {}", report["evidence"]);
 
     let (status, content_type, csv) = get(&daemon, &format!("{path}&format=csv"));
     assert_eq!((status, content_type.as_str()), (200, "text/csv; charset=utf-8"));
