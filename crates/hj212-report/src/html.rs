@@ -134,6 +134,11 @@ fn site_section(out: &mut String, report: &Value) {
     );
     out.push_str("<h3>缺失时段 missing periods</h3>");
     table(out, &rate["missing"], &[("因子 factor", "/factor"), ("时段 period", "/period")]);
+    evidence(out, report);
+}
+
+/// What the figures rest on: the rules and the archive records.
+fn evidence(out: &mut String, report: &Value) {
     let archive = &report["evidence"]["archive"];
     let _ = write!(
         out,
