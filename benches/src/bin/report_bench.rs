@@ -88,6 +88,7 @@ fn main() {
         store: &store,
         alerts: None,
         commands: None,
+        archive: None,
         service: &service,
         now_ms: START + (days + 2) * 24 * HOUR,
     };
