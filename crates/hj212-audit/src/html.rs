@@ -47,7 +47,7 @@ pub fn report(mn: &str, name: &str, evidence: &Evidence) -> String {
         time(evidence.range.from_ms),
         time(evidence.range.to_ms),
         evidence.rules.basis.as_str(),
-        esc(&evidence.factors.join(", "))
+        esc(&evidence.factors.iter().map(|f| named(f)).collect::<Vec<_>>().join(", "))
     );
     if r.evaluated_to_ms < evidence.range.to_ms {
         let _ = write!(
@@ -110,7 +110,7 @@ fn heat_map(page: &mut String, evidence: &Evidence) {
     let marked = |start: i64| evidence.marks.iter().any(|m| m.mark.from_ms <= start && start + step <= m.mark.to_ms);
     page.push_str("<h2>Per day (valid / due)</h2><table><tr><th class=l>day</th>");
     for factor in &evidence.factors {
-        let _ = write!(page, "<th>{}</th>", esc(factor));
+        let _ = write!(page, "<th>{}</th>", esc(&named(factor)));
     }
     page.push_str("</tr>");
     // Up to where the evaluation stopped: later periods were not due.
@@ -148,7 +148,7 @@ fn lists(page: &mut String, evidence: &Evidence) {
         r.missing.len()
     );
     for (factor, start) in &r.missing {
-        let _ = write!(page, "<tr><td class=l>{}</td><td class=l>{}</td></tr>", esc(factor), time(*start));
+        let _ = write!(page, "<tr><td class=l>{}</td><td class=l>{}</td></tr>", esc(&named(factor)), time(*start));
     }
     let _ = write!(
         page,
@@ -199,4 +199,13 @@ fn lists(page: &mut String, evidence: &Evidence) {
         );
     }
     page.push_str("</table>");
+}
+
+/// A factor code with its Chinese name from the factor table (HJ 212-2017 Appendix B), as
+/// auditors read it: `a21026 二氧化硫`.
+fn named(code: &str) -> String {
+    match hj212_proto::model::Factor::lookup(code, None) {
+        Some(factor) => format!("{code} {}", factor.name_zh),
+        None => code.to_owned(),
+    }
 }
