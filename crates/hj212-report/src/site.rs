@@ -107,7 +107,10 @@ pub fn site_report(sources: &Sources<'_>, site: &Site, period: &Period) -> Resul
     };
     let visits = store.visits_of(&site.mn, range.from_ms, range.to_ms).map_err(err)?;
     let standing: Vec<_> = visits.iter().filter(|(_, superseded)| superseded.is_none()).map(|(v, _)| v).collect();
-    let on_site_target = sources.service.on_site_minutes(site.service_area);
+    // Limits and the service area as the archived rules had them at the period's end (the
+    // rate above takes each stretch's own rules).
+    let in_force = store.stretches(&site.mn, range).map_err(err)?.pop().map_or_else(|| site.clone(), |s| s.site);
+    let on_site_target = sources.service.on_site_minutes(in_force.service_area);
     let service = service_times(&lives, &standing, sources, on_site_target);
     Ok(json!({
         "kind": period.kind,
@@ -116,11 +119,11 @@ pub fn site_report(sources: &Sources<'_>, site: &Site, period: &Period) -> Resul
         "to": beijing(range.to_ms),
         "mn": site.mn,
         "name": site.name,
-        "service_area": site.service_area,
+        "service_area": in_force.service_area,
         "rate": rate,
         "online": online(store, &site.mn, range, sources.now_ms).map_err(err)?,
         "emissions": emissions(&values, period),
-        "exceedances": exceedances(site, &values, period),
+        "exceedances": exceedances(&in_force, &values, period),
         "abnormal": abnormal(&lives),
         "alerts": service,
         "visits": standing,
