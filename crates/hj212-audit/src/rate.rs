@@ -5,9 +5,9 @@ use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use hj212_compliance::{Basis, Range};
+use hj212_compliance::Range;
 use hj212_config::DataDir;
-use hj212_store::{CSV_HEADER, Store, parse_bound, rules_for};
+use hj212_store::{CSV_HEADER, Store, parse_bound, rules_with_basis};
 
 use crate::{EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_USAGE, Failure};
 
@@ -82,11 +82,11 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
         } else {
             None
         };
-        let mut evidence = match archived {
-            Some(evidence) => evidence,
-            None => {
-                store.site_rate(site, &rules_with_basis(site, args.basis.as_deref())?, range, now_ms).map_err(read)?
-            }
+        let mut evidence = if let Some(evidence) = archived {
+            evidence
+        } else {
+            let rules = rules_with_basis(site, args.basis.as_deref()).map_err(|e| usage(format!("--{e}")))?;
+            store.site_rate(site, &rules, range, now_ms).map_err(read)?
         };
         if args.mn.is_some() {
             evidence
@@ -106,19 +106,6 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     } else {
         serde_json::Value::Array(json).to_string()
     })
-}
-
-/// The site's rules, with `--basis` if given.
-fn rules_with_basis(site: &hj212_config::Site, basis: Option<&str>) -> Result<hj212_compliance::Rules, Failure> {
-    let mut rules = rules_for(site);
-    rules.basis = match basis {
-        None => rules.basis,
-        Some("hour") => Basis::Hour,
-        Some("day") => Basis::Day,
-        Some("minute") => Basis::Minute { interval: site.rate.minute_interval },
-        Some(other) => return Err(usage(format!("--basis {other:?} is not hour, day or minute"))),
-    };
-    Ok(rules)
 }
 
 /// Records applied to the rebuilt store per transaction.

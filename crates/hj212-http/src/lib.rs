@@ -4,6 +4,7 @@
 //! `server.admin_token_file`; reads require `server.admin_read_token_file`'s when it is set.
 
 mod alerts;
+mod appended;
 mod archive;
 mod body;
 mod commands;

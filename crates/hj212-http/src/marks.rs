@@ -5,12 +5,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use hj212_archive::{ArchiveError, Kind, MAX_DATA, NewRecord, Verdict, now_ms};
+use hj212_archive::Verdict;
 use hj212_store::{MarkRecord, MarkRequest, Store, parse_bound};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::body::{JsonBody, too_large};
+use crate::body::JsonBody;
 use crate::error::{ApiError, ApiPath, ApiQuery, NoParams, error};
 use crate::rates::range_of;
 
@@ -91,26 +91,7 @@ pub(crate) async fn add_mark(
         author: body.author,
         supersedes: body.supersedes,
     };
-    let data = serde_json::to_vec(&mark).map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    if data.len() > MAX_DATA {
-        return Err(too_large(&format!("the mark ({} bytes as archived)", data.len())));
-    }
-    let created_ms = now_ms();
-    let record = NewRecord {
-        kind: Kind::Event,
-        verdict: Verdict::Mark,
-        flags: 0,
-        time_ms: created_ms,
-        peer: "admin-api".into(),
-        data,
-    };
-    // Marks are evidence: they go into the hash-chained archive, append-only, like frames.
-    match state.shared.archive.append(record).await {
-        Ok(seq) => {
-            let stored = MarkRecord { seq, created_ms, mark };
-            Ok((StatusCode::CREATED, Json(serde_json::json!({ "seq": seq, "mark": stored }))).into_response())
-        }
-        Err(ArchiveError::TooLarge { .. }) => Err(too_large("the mark")),
-        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-    }
+    let (seq, created_ms) = crate::appended::append(&state, Verdict::Mark, "the mark", &mark).await?;
+    let stored = MarkRecord { seq, created_ms, mark };
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "seq": seq, "mark": stored }))).into_response())
 }

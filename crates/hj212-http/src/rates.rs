@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use hj212_compliance::{Basis, Range};
 use hj212_proto::time::BeijingTime;
-use hj212_store::{Store, parse_bound, rules_for};
+use hj212_store::{Store, parse_bound};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -91,17 +91,7 @@ fn check_span(state: &AppState, range: Range, basis: Basis, mn: &str) -> Result<
 }
 
 fn rules_with_basis(site: &hj212_config::Site, basis: Option<&str>) -> Result<hj212_compliance::Rules, ApiError> {
-    let mut rules = rules_for(site);
-    rules.basis = match basis {
-        None => rules.basis,
-        Some("hour") => Basis::Hour,
-        Some("day") => Basis::Day,
-        Some("minute") => Basis::Minute { interval: site.rate.minute_interval },
-        Some(other) => {
-            return Err(error(StatusCode::BAD_REQUEST, format!("basis {other:?} is not hour, day or minute")));
-        }
-    };
-    Ok(rules)
+    hj212_store::rules_with_basis(site, basis).map_err(|e| error(StatusCode::BAD_REQUEST, e))
 }
 
 pub(crate) async fn site_rate(

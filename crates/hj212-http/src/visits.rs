@@ -8,13 +8,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hj212_alerts::query as alerts;
-use hj212_archive::{ArchiveError, Kind, MAX_DATA, NewRecord, Verdict, now_ms};
+use hj212_archive::{Verdict, now_ms};
 use hj212_store::{Store, VisitRecord, VisitRequest};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::body::{JsonBody, too_large};
+use crate::body::JsonBody;
 use crate::error::{ApiError, ApiPath, ApiQuery, error};
 use crate::rates::{query_bound, range_of};
 
@@ -87,28 +87,9 @@ pub(crate) async fn add(
         result: body.result,
         supersedes: body.supersedes,
     };
-    let data = serde_json::to_vec(&visit).map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    if data.len() > MAX_DATA {
-        return Err(too_large(&format!("the visit ({} bytes as archived)", data.len())));
-    }
-    let created_ms = now_ms();
-    let record = NewRecord {
-        kind: Kind::Event,
-        verdict: Verdict::Visit,
-        flags: 0,
-        time_ms: created_ms,
-        peer: "admin-api".into(),
-        data,
-    };
-    // Visits are evidence: they go into the hash-chained archive, append-only, like frames.
-    match state.shared.archive.append(record).await {
-        Ok(seq) => {
-            let stored = VisitRecord { seq, created_ms, visit };
-            Ok((StatusCode::CREATED, Json(json!({ "seq": seq, "visit": stored }))).into_response())
-        }
-        Err(ArchiveError::TooLarge { .. }) => Err(too_large("the visit")),
-        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-    }
+    let (seq, created_ms) = crate::appended::append(&state, Verdict::Visit, "the visit", &visit).await?;
+    let stored = VisitRecord { seq, created_ms, visit };
+    Ok((StatusCode::CREATED, Json(json!({ "seq": seq, "visit": stored }))).into_response())
 }
 
 /// The alert a visit answers is one of the site's; a correction replaces a visit of the same site.

@@ -25,7 +25,7 @@ pub use feed::StoreFollower;
 pub use history::{Stretch, config_records};
 pub use hj212_follow::MarkRequest;
 pub use hj212_follow::VisitRequest;
-pub use rate::{CSV_HEADER, Evidence, MarkRecord, config_hash, rules_for, summary_json};
+pub use rate::{CSV_HEADER, Evidence, MarkRecord, config_hash, rules_for, rules_with_basis, summary_json};
 pub use readings::Reading;
 pub use report_queries::PeriodValue;
 pub use schema::SchemaError;

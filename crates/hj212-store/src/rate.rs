@@ -31,6 +31,23 @@ pub fn rules_for(site: &Site) -> Rules {
     }
 }
 
+/// The site's rules on another basis, named as the API and the CLI take it (`hour`, `day`,
+/// `minute`); `None` keeps the site's own.
+///
+/// # Errors
+/// A name that is none of them.
+pub fn rules_with_basis(site: &Site, basis: Option<&str>) -> Result<Rules, String> {
+    let mut rules = rules_for(site);
+    rules.basis = match basis {
+        None => rules.basis,
+        Some("hour") => Basis::Hour,
+        Some("day") => Basis::Day,
+        Some("minute") => Basis::Minute { interval: site.rate.minute_interval },
+        Some(other) => return Err(format!("basis {other:?} is not hour, day or minute")),
+    };
+    Ok(rules)
+}
+
 /// Everything a rate figure rests on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evidence {
