@@ -278,7 +278,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Report { data_dir, date, month, mn, format } => {
             let data_dir = DataDir::new(data_dir);
-            println!("{}", report::report(&report::ReportArgs { data_dir, date, month, mn, format })?);
+            // CSV and HTML end with their own line break; JSON gets one.
+            print!("{}", report::report(&report::ReportArgs { data_dir, date, month, mn, format })?);
             Ok(())
         }
         Command::Rate { config, data_dir, store, mn, from, to, basis, format } => {

@@ -54,6 +54,6 @@ pub fn report(args: &ReportArgs) -> Result<String, Failure> {
             Some(reports) => hj212_report::csv(&reports.iter().collect::<Vec<_>>()),
             None => hj212_report::csv(&[&report]),
         },
-        _ => report.to_string(),
+        _ => format!("{report}\n"),
     })
 }

@@ -88,6 +88,31 @@ async fn rules_are_archived_when_they_change_and_an_auditor_needs_only_the_data_
     );
     assert!(!evidence["config_history"].as_array().unwrap().is_empty(), "the stretches and their records: {evidence}");
 
+    // The day's report from the data dir alone: the site's rules from the history.
+    let today = hj212_proto::time::BeijingTime::from_unix_millis(hj212_archive::now_ms()).to_seconds_string();
+    let date = format!("{}-{}-{}", &today[..4], &today[4..6], &today[6..8]);
+    let report = Command::new(BIN)
+        .args(["report", "--data-dir"])
+        .arg(&data)
+        .args(["--date", &date, "--mn", MN])
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!((report["kind"].as_str(), report["mn"].as_str()), (Some("daily"), Some(MN)), "{report}");
+    assert_eq!(report["rate"]["factors"], serde_json::json!(["a21026", "a21002"]));
+    let fleet = Command::new(BIN)
+        .args(["report", "--data-dir"])
+        .arg(&data)
+        .args(["--date", &date, "--format", "csv"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&fleet.stdout).lines().count(), 3, "a BOM header and both sites");
+    let bad =
+        Command::new(BIN).args(["report", "--data-dir"]).arg(&data).args(["--date", "2026-02-30"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a date YYYY-MM-DD"));
+
     let unknown = audit_rate(&data, "NO-SUCH-SITE");
     assert_eq!(unknown.status.code(), Some(64), "{}", String::from_utf8_lossy(&unknown.stderr));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("in the data dir's config history"));
