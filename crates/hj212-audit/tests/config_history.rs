@@ -90,11 +90,11 @@ async fn rules_are_archived_when_they_change_and_an_auditor_needs_only_the_data_
 
     // The day's report from the data dir alone: the site's rules from the history.
     let today = hj212_proto::time::BeijingTime::from_unix_millis(hj212_archive::now_ms()).to_seconds_string();
-    let date = format!("{}-{}-{}", &today[..4], &today[4..6], &today[6..8]);
+    let report_date = format!("{}-{}-{}", &today[..4], &today[4..6], &today[6..8]);
     let report = Command::new(BIN)
         .args(["report", "--data-dir"])
         .arg(&data)
-        .args(["--date", &date, "--mn", MN])
+        .args(["--date", &report_date, "--mn", MN])
         .output()
         .unwrap();
     assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
@@ -104,7 +104,7 @@ async fn rules_are_archived_when_they_change_and_an_auditor_needs_only_the_data_
     let fleet = Command::new(BIN)
         .args(["report", "--data-dir"])
         .arg(&data)
-        .args(["--date", &date, "--format", "csv"])
+        .args(["--date", &report_date, "--format", "csv"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&fleet.stdout).lines().count(), 3, "a BOM header and both sites");
