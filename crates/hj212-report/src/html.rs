@@ -143,12 +143,14 @@ fn evidence(out: &mut String, report: &Value) {
     let _ = write!(
         out,
         "<h3>证据 evidence</h3><p>规则 config_hash <code>{}</code> · 档案记录 archive records {} – {} \
-         (hash <code>{}</code> – <code>{}</code>)</p>",
+         (hash <code>{}</code> – <code>{}</code>) · 档案头 archive head {} <code>{}</code></p>",
         text(&report["evidence"]["config_hash"]),
         text(&archive["first_seq"]),
         text(&archive["last_seq"]),
         text(&archive["first_hash"]),
         text(&archive["last_hash"]),
+        text(&report["evidence"]["archive_head"]["seq"]),
+        text(&report["evidence"]["archive_head"]["hash"]),
     );
     table(
         out,

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 /// # Errors
 /// As [`site_report`].
 pub fn fleet_report(sources: &Sources<'_>, sites: &[Site], period: &Period) -> Result<Value, String> {
+    let head = site::archive_head(sources)?;
     let sources = Sources { archive: None, ..*sources };
     let mut reports = Vec::with_capacity(sites.len());
     for site in sites {
@@ -39,6 +40,7 @@ pub fn fleet_report(sources: &Sources<'_>, sites: &[Site], period: &Period) -> R
         "sites": reports.len(),
         "below_target": ranking.iter().filter(|r| r["meets_target"] == false).count(),
         "service_misses": ranking.iter().map(|r| r["service_misses"].as_u64().unwrap_or(0)).sum::<u64>(),
+        "archive_head": head,
         "ranking": ranking,
         "reports": reports,
     }))

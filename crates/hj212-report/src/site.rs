@@ -132,8 +132,22 @@ pub fn site_report(sources: &Sources<'_>, site: &Site, period: &Period) -> Resul
             "config_history": rate["config_history"],
             "config_hash": rate["config_hash"],
             "archive": rate["archive"],
+            "archive_head": archive_head(sources)?,
         },
     }))
+}
+
+/// The archive record the store had applied up to when the report was made, and its hash: the
+/// chain link every figure of the report comes before (`hj212-audit verify --expect-head`).
+pub(crate) fn archive_head(sources: &Sources<'_>) -> Result<Value, String> {
+    let Some(archive) = sources.archive else { return Ok(Value::Null) };
+    let seq = sources.store.applied_seq().map_err(|e| e.to_string())?;
+    if seq == 0 {
+        return Ok(Value::Null);
+    }
+    let records =
+        hj212_archive::Follower::new(archive, seq).read(seq, 1).map_err(|e| format!("reading the archive: {e}"))?;
+    Ok(records.first().map_or(Value::Null, |r| json!({ "seq": seq, "hash": hj212_archive::hex(&r.hash) })))
 }
 
 /// Gap-recovery requests (history requests the daemon sent) by state, with the records they brought.

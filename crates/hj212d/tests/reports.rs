@@ -69,6 +69,8 @@ async fn the_api_answers_a_sites_daily_report_in_three_forms_and_refuses_bad_req
     assert_eq!(report["emissions"][0]["records_missing"], 4);
     let first_hash = report["evidence"]["archive"]["first_hash"].as_str().unwrap_or_default();
     assert_eq!(first_hash.len(), 64, "a site's report names the archive records it rests on: {}", report["evidence"]);
+    let head = &report["evidence"]["archive_head"];
+    assert!(head["seq"].as_u64().unwrap() >= 20 && head["hash"].as_str().unwrap().len() == 64, "{head}");
 
     let (status, content_type, csv) = get(&daemon, &format!("{path}&format=csv"));
     assert_eq!((status, content_type.as_str()), (200, "text/csv; charset=utf-8"));
