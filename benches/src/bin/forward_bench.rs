@@ -70,8 +70,8 @@ struct Throughput {
     /// Frames each logger keeps in flight.
     #[arg(long, default_value_t = 16)]
     window: usize,
-    /// The target's connections to the upstream.
-    #[arg(long, default_value_t = 4)]
+    /// The target's connections to the upstream (the daemon's default).
+    #[arg(long, default_value_t = 16)]
     forward_connections: usize,
     /// The forwarder's window (frames in flight per connection to the upstream).
     #[arg(long, default_value_t = 64)]

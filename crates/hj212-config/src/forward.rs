@@ -147,7 +147,7 @@ fn default_degraded_lag() -> u64 {
     100_000
 }
 fn default_connections() -> usize {
-    4
+    16
 }
 fn default_catch_up_rate() -> u32 {
     5000
