@@ -33,7 +33,13 @@ impl StoreCaughtUp {
     /// still catching up after a restart would miss records), or until `shutdown`.
     async fn wait(&self, shutdown: &CancellationToken) -> bool {
         let target = *self.durable.borrow();
+        let started = std::time::Instant::now();
+        let mut warned = false;
         while self.store.position() < target {
+            if !warned && started.elapsed() > Duration::from_secs(60) {
+                warned = true;
+                tracing::warn!(store = self.store.position(), needed = target, "reports wait for the store to catch up");
+            }
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
                 () = shutdown.cancelled() => return false,
