@@ -38,7 +38,11 @@ impl StoreCaughtUp {
         while self.store.position() < target {
             if !warned && started.elapsed() > Duration::from_secs(60) {
                 warned = true;
-                tracing::warn!(store = self.store.position(), needed = target, "reports wait for the store to catch up");
+                tracing::warn!(
+                    store = self.store.position(),
+                    needed = target,
+                    "reports wait for the store to catch up"
+                );
             }
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}

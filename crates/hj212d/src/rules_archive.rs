@@ -15,7 +15,11 @@ pub(crate) type Archived = HashMap<String, String>;
 ///
 /// # Errors
 /// The archive refused a record (the daemon cannot vouch for its rules then).
-pub(crate) async fn archive_changes(archive: &Archive, config: &Config, archived: &mut Archived) -> anyhow::Result<usize> {
+pub(crate) async fn archive_changes(
+    archive: &Archive,
+    config: &Config,
+    archived: &mut Archived,
+) -> anyhow::Result<usize> {
     // Submitted together and then awaited: a fleet's first start shares a few fsyncs instead
     // of waiting for one per site.
     let mut pending = Vec::new();
@@ -25,7 +29,8 @@ pub(crate) async fn archive_changes(archive: &Archive, config: &Config, archived
         }
         let data = serde_json::to_vec(&record)?;
         let time_ms = now_ms();
-        let new = NewRecord { kind: Kind::Event, verdict: Verdict::Config, flags: 0, time_ms, peer: "hj212d".into(), data };
+        let new =
+            NewRecord { kind: Kind::Event, verdict: Verdict::Config, flags: 0, time_ms, peer: "hj212d".into(), data };
         pending.push((archive.submit(new).await?, record.mn, record.hash));
     }
     let appended = pending.len();
