@@ -91,7 +91,8 @@ pub fn site_report(sources: &Sources<'_>, site: &Site, period: &Period) -> Resul
     let store = sources.store;
     let range = period.range;
     let err = |e: StoreError| e.to_string();
-    let mut evidence = match store.site_rate_as_configured(&site.mn, range, sources.now_ms).map_err(err)? {
+    let stretches = store.stretches(&site.mn, range).map_err(err)?;
+    let mut evidence = match store.rate_over(&stretches, range, sources.now_ms).map_err(err)? {
         Some(evidence) => evidence,
         None => store.site_rate(site, &hj212_store::rules_for(site), range, sources.now_ms).map_err(err)?,
     };
@@ -109,7 +110,7 @@ pub fn site_report(sources: &Sources<'_>, site: &Site, period: &Period) -> Resul
     let standing: Vec<_> = visits.iter().filter(|(_, superseded)| superseded.is_none()).map(|(v, _)| v).collect();
     // Limits and the service area as the archived rules had them at the period's end (the
     // rate above takes each stretch's own rules).
-    let in_force = store.stretches(&site.mn, range).map_err(err)?.pop().map_or_else(|| site.clone(), |s| s.site);
+    let in_force = stretches.last().map_or(site, |s| &s.site);
     let on_site_target = sources.service.on_site_minutes(in_force.service_area);
     let service = service_times(&lives, &standing, sources, on_site_target);
     Ok(json!({
@@ -123,7 +124,7 @@ pub fn site_report(sources: &Sources<'_>, site: &Site, period: &Period) -> Resul
         "rate": rate,
         "online": online(store, &site.mn, range, sources.now_ms).map_err(err)?,
         "emissions": emissions(&values, period),
-        "exceedances": exceedances(&in_force, &values, period),
+        "exceedances": exceedances(in_force, &values, period),
         "abnormal": abnormal(&lives),
         "alerts": service,
         "visits": standing,

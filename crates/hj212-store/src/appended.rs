@@ -32,6 +32,10 @@ impl<'t> Appended<'t> {
 
     /// Keeps `archived` if it is a mark, a visit or a site's rules; false for anything else.
     pub(crate) fn insert(&mut self, archived: &Interpreted) -> Result<bool, StoreError> {
+        if !matches!(archived.meaning, Meaning::Mark(_) | Meaning::Visit(_) | Meaning::Config(_)) {
+            // Every frame passes here: nothing is converted for it.
+            return Ok(false);
+        }
         let record = &archived.record;
         let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
         let json = String::from_utf8_lossy(&record.data);

@@ -147,10 +147,18 @@ impl Store {
     /// # Errors
     /// SQL errors.
     pub fn site_rate_as_configured(&self, mn: &str, range: Range, now_ms: i64) -> Result<Option<Evidence>, StoreError> {
-        let mut parts = Vec::new();
-        for stretch in self.stretches(mn, range)? {
+        self.rate_over(&self.stretches(mn, range)?, range, now_ms)
+    }
+
+    /// As [`Store::site_rate_as_configured`], over stretches the caller has already read.
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn rate_over(&self, stretches: &[Stretch], range: Range, now_ms: i64) -> Result<Option<Evidence>, StoreError> {
+        let mut parts = Vec::with_capacity(stretches.len());
+        for stretch in stretches {
             let mut evidence = self.site_rate(&stretch.site, &rules_for(&stretch.site), stretch.range, now_ms)?;
-            evidence.config = vec![(stretch.range, stretch.hash, stretch.site.factors)];
+            evidence.config = vec![(stretch.range, stretch.hash.clone(), stretch.site.factors.clone())];
             parts.push(evidence);
         }
         Ok(merge(parts, range))
