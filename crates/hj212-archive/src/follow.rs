@@ -4,8 +4,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::format::{HEADER_LEN, Hash, Record};
-use crate::segment::{self, SegmentReader, list_segments};
+use crate::format::{Hash, Record};
+use crate::segment::{self, BlockCache, SegmentReader, list_segments};
 
 /// Where a cursor stands: another cursor resumed from it reads on from the same byte, with
 /// the same chain hash, without searching its segment again.
@@ -27,19 +27,26 @@ impl Bookmark {
 pub struct Follower {
     dir: PathBuf,
     next_seq: u64,
-    /// The segment being read, the byte offset of the next record, and the chain hash.
+    /// The segment being read, the byte offset of the next record (in the plain form), and
+    /// the chain hash.
     position: Option<(PathBuf, u64, Hash)>,
+    cache: BlockCache,
 }
 
 impl Follower {
     /// A cursor that will return records from `next_seq` on.
     pub fn new(dir: &Path, next_seq: u64) -> Self {
-        Self { dir: dir.to_path_buf(), next_seq, position: None }
+        Self { dir: dir.to_path_buf(), next_seq, position: None, cache: BlockCache::default() }
     }
 
     /// A cursor that reads on where `bookmark` (taken in the same archive) stands.
     pub fn resume(dir: &Path, bookmark: Bookmark) -> Self {
-        Self { dir: dir.to_path_buf(), next_seq: bookmark.next_seq, position: bookmark.position }
+        Self {
+            dir: dir.to_path_buf(),
+            next_seq: bookmark.next_seq,
+            position: bookmark.position,
+            cache: BlockCache::default(),
+        }
     }
 
     /// Where this cursor stands.
@@ -77,7 +84,8 @@ impl Follower {
                 Some(position) => position,
                 None => self.locate()?,
             };
-            let (records, new_offset, head) = segment::read_from(&path, offset, &prev, durable, limit - out.len())?;
+            let (records, new_offset, head) =
+                segment::read_from(&path, offset, &prev, durable, limit - out.len(), &mut self.cache)?;
             if records.is_empty() {
                 // The segment is finished and the next record is in a newer one (if the
                 // newest segment holds it, it is not readable yet: try again later).
@@ -99,21 +107,14 @@ impl Follower {
     /// The segment holding `next_seq`, positioned just before that record.
     fn locate(&self) -> io::Result<(PathBuf, u64, Hash)> {
         let segments = list_segments(&self.dir)?;
-        let (first_seq, path) = segments.iter().rev().find(|(first, _)| *first <= self.next_seq).ok_or_else(|| {
+        let (_, path) = segments.iter().rev().find(|(first, _)| *first <= self.next_seq).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidData, format!("no segment holds seq {}", self.next_seq))
         })?;
         let mut reader = SegmentReader::open(path)?;
-        let mut seq = *first_seq;
-        while seq < self.next_seq {
-            match reader.next_record() {
-                Ok(Some(record)) => seq = record.seq + 1,
-                Ok(None) => break,
-                Err(bad) => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: {bad}", path.display())));
-                }
-            }
-        }
-        let offset = if seq == *first_seq { HEADER_LEN as u64 } else { reader.offset() as u64 };
+        reader
+            .skip_to(self.next_seq)
+            .map_err(|bad| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {bad}", path.display())))?;
+        let offset = reader.offset() as u64;
         Ok((path.clone(), offset, reader.chain_prev()))
     }
 }

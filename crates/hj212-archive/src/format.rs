@@ -263,6 +263,9 @@ pub enum RecordError {
     Malformed { what: &'static str },
     #[error("hash does not match: the record or one before it was altered")]
     HashMismatch,
+    /// A block of a compressed segment that does not decompress or verify.
+    #[error("{0}")]
+    Packed(String),
 }
 
 /// Decodes the record at the front of `bytes`, checking it chains from `prev`.
@@ -271,14 +274,9 @@ pub enum RecordError {
 /// # Errors
 /// [`RecordError`] saying what is wrong.
 pub fn decode_record(bytes: &[u8], prev: &Hash) -> Result<(Record, usize), RecordError> {
-    let truncated = |needed| RecordError::Truncated { needed, available: bytes.len() };
-    let len_bytes: [u8; 4] = bytes.get(..4).ok_or(truncated(4))?.try_into().expect("4 bytes");
-    let body_len = usize::try_from(u32::from_le_bytes(len_bytes)).unwrap_or(usize::MAX);
-    if !(BODY_FIXED..=MAX_BODY).contains(&body_len) {
-        return Err(RecordError::BadLength { len: body_len });
-    }
+    let body_len = body_len(bytes)?;
     let total = 4 + body_len + HASH_LEN;
-    let all = bytes.get(..total).ok_or(truncated(total))?;
+    let all = bytes.get(..total).ok_or(RecordError::Truncated { needed: total, available: bytes.len() })?;
     let (len_and_body, stored_hash) = all.split_at(4 + body_len);
     let hash = chain_hash(prev, len_and_body);
     if hash.as_slice() != stored_hash {
@@ -286,6 +284,32 @@ pub fn decode_record(bytes: &[u8], prev: &Hash) -> Result<(Record, usize), Recor
     }
     let record = decode_body(&len_and_body[4..], hash)?;
     Ok((record, total))
+}
+
+/// Decodes a record stored without its hash (in a compressed block), its hash computed from
+/// `prev`. Returns the record and its length there (the plain form is `HASH_LEN` longer).
+///
+/// # Errors
+/// [`RecordError`] saying what is wrong.
+pub fn decode_unhashed(bytes: &[u8], prev: &Hash) -> Result<(Record, usize), RecordError> {
+    let total = 4 + body_len(bytes)?;
+    let len_and_body = bytes.get(..total).ok_or(RecordError::Truncated { needed: total, available: bytes.len() })?;
+    let record = decode_body(&len_and_body[4..], chain_hash(prev, len_and_body))?;
+    Ok((record, total))
+}
+
+/// The body length at the front of `bytes`, checked against the possible range.
+fn body_len(bytes: &[u8]) -> Result<usize, RecordError> {
+    let len_bytes: [u8; 4] = bytes
+        .get(..4)
+        .ok_or(RecordError::Truncated { needed: 4, available: bytes.len() })?
+        .try_into()
+        .expect("4 bytes");
+    let body_len = usize::try_from(u32::from_le_bytes(len_bytes)).unwrap_or(usize::MAX);
+    if !(BODY_FIXED..=MAX_BODY).contains(&body_len) {
+        return Err(RecordError::BadLength { len: body_len });
+    }
+    Ok(body_len)
 }
 
 /// A complete record that verifies against the hash stored just before it, at some offset

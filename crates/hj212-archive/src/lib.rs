@@ -5,8 +5,10 @@
 //! that many connections share one (group commit). Nothing here parses HJ 212.
 
 pub mod checkpoint;
+mod compress;
 mod follow;
 mod format;
+mod packed;
 mod recover;
 mod segment;
 mod status;
@@ -21,11 +23,13 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 pub use checkpoint::{Checkpoint, SignedHead};
+pub use compress::Compressed;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use follow::{Bookmark, Follower, read_backwards};
 pub use format::{Hash, Kind, MAX_DATA, NewRecord, Record, RecordError, Verdict, flags};
+pub use packed::PACKED_SUFFIX;
 pub use recover::Recovery;
-pub use segment::{list_segments, segment_name};
+pub use segment::{header_of, list_segments, segment_name};
 pub use status::{Failing, FollowerStatus};
 pub use verify::{Break, Report, VerifyOptions, verify, verify_with, walk, walk_with};
 pub use writer::{hex, now_ms};
@@ -50,6 +54,8 @@ pub struct Settings {
     /// The highest sequence number other evidence (a follower's position) shows was durable:
     /// startup refuses to cut it as a crash's torn tail.
     pub durable_at_least: u64,
+    /// Sealed segments are compressed at this zstd level; `None` leaves them plain.
+    pub compress: Option<i32>,
 }
 
 impl Settings {
@@ -66,6 +72,7 @@ impl Settings {
             checkpoints: None,
             resume_free_bytes: 0,
             durable_at_least: 0,
+            compress: None,
         }
     }
 }
@@ -114,6 +121,8 @@ pub trait Observer: Send + Sync {
     fn warning(&self, _error: &ArchiveError) {}
     /// A checkpoint was signed and is durable.
     fn checkpointed(&self, _head: &SignedHead) {}
+    /// A sealed segment was replaced by its compressed form.
+    fn compressed(&self, _segment: &std::path::Path, _done: Compressed) {}
 }
 
 /// An observer that ignores everything (tools and tests).
@@ -206,7 +215,12 @@ impl Archive {
             observer,
         };
         let settings_checkpoints = settings.checkpoints.clone();
-        let (writer, recovery) = writer::Writer::open(settings, outputs)?;
+        let files = compress::FilesLock::default();
+        let compressor = match settings.compress {
+            Some(level) => Some(compress::start(settings.dir.clone(), level, files.clone(), outputs.observer.clone())?),
+            None => None,
+        };
+        let (writer, recovery) = writer::Writer::open(settings, outputs, compressor, files)?;
         let (tx, rx) = mpsc::channel(queue);
         if let Some(checkpoints) = &settings_checkpoints {
             start_checkpoint_timer(tx.downgrade(), checkpoints.interval)?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{SignedHead, read_latest};
 use crate::format::{self, HEADER_LEN, Hash, RecordError, SegmentHeader, VERSION_1, Verdict};
-use crate::segment::{SegmentReader, create_segment, list_segments};
+use crate::segment::{SegmentReader, create_segment, is_packed, list_segments};
 use crate::writer::{io_error, now_ms};
 use crate::{ArchiveError, Settings};
 
@@ -83,9 +83,10 @@ pub(crate) fn open_newest(settings: &Settings) -> Result<(Newest, Recovery), Arc
     let header = reader.header;
     let (chain_prev, last_hash) = (reader.chain_prev(), reader.last_hash());
     let has_records = next_seq > header.first_seq;
-    if header.version == VERSION_1 {
-        recovery.upgraded_from_v1 = true;
-        if has_records {
+    // A compressed newest segment (its successor was lost) is sealed: continue after it.
+    if is_packed(path) || header.version == VERSION_1 {
+        recovery.upgraded_from_v1 = header.version == VERSION_1;
+        if has_records || is_packed(path) {
             // Continue in a new segment of the current format.
             let header = SegmentHeader::new(next_seq, last_hash, now_ms());
             let (_, file) = create_segment(dir, &header)?;
@@ -195,7 +196,7 @@ struct Walked {
 /// (cut short, or its blocks allocated and still zero), and so without records. It is moved
 /// aside and the previous segment continues.
 fn set_aside_unfinished_segment(segments: &mut Vec<(u64, PathBuf)>) -> Result<TornTail, ArchiveError> {
-    let Some((_, path)) = segments.last() else { return Ok(None) };
+    let Some((_, path)) = segments.last().filter(|(_, path)| !is_packed(path)) else { return Ok(None) };
     let bytes = std::fs::read(path).map_err(|e| io_error("cannot read", path, &e))?;
     if bytes.len() > HEADER_LEN || SegmentHeader::decode(&bytes).is_some() {
         return Ok(None);
@@ -230,9 +231,13 @@ fn recover_segment(path: &Path, durable_at_least: u64, watch: Option<u64>) -> Re
                 continue;
             }
             Ok(None) => return Ok((Walked { reader, next_seq, watched_hash, newest_checkpoint }, None)),
+            Err(bad) if is_packed(path) => {
+                let (offset, problem) = (bad.offset as u64, bad.error.to_string());
+                return Err(ArchiveError::Corrupt { segment: path.display().to_string(), offset, problem });
+            }
             Err(bad) => bad,
         };
-        let bytes = reader.bytes();
+        let bytes = reader.plain_bytes();
         let tail = &bytes[bad.offset..];
         let crash_like = matches!(bad.error, RecordError::Truncated { .. }) || tail.iter().all(|b| *b == 0);
         let problem = if !crash_like {

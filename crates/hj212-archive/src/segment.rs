@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ArchiveError;
 use crate::format::{self, HEADER_LEN, Hash, Record, RecordError, SegmentHeader};
+use crate::packed::{self, Decoded, PACKED_SUFFIX, Packed};
 use crate::writer::io_error;
 
 const PREFIX: &str = "seg-";
@@ -16,7 +17,9 @@ pub fn segment_name(first_seq: u64) -> String {
     format!("{PREFIX}{first_seq:020}{SUFFIX}")
 }
 
-/// The segments in `dir`, sorted by first sequence number.
+/// The segments in `dir`, sorted by first sequence number. A sealed segment is either plain
+/// or compressed ([`PACKED_SUFFIX`]); while both exist (a compression not yet finished), the
+/// plain file is listed, and readers that find it gone read the compressed one.
 ///
 /// # Errors
 /// I/O errors reading the directory.
@@ -27,15 +30,44 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
+        let (name, packed) = match name.strip_suffix(PACKED_SUFFIX) {
+            Some(plain) => (plain, true),
+            None => (name, false),
+        };
         let Some(seq) = name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(SUFFIX)) else {
             continue;
         };
         if let Ok(seq) = seq.parse::<u64>() {
-            segments.push((seq, path));
+            segments.push((seq, packed, path));
         }
     }
-    segments.sort_unstable_by_key(|(seq, _)| *seq);
-    Ok(segments)
+    // Plain before compressed for the same segment, then the first of each kept.
+    segments.sort_unstable_by_key(|(seq, packed, _)| (*seq, *packed));
+    segments.dedup_by_key(|(seq, _, _)| *seq);
+    Ok(segments.into_iter().map(|(seq, _, path)| (seq, path)).collect())
+}
+
+/// Whether `path` names a compressed segment.
+pub(crate) fn is_packed(path: &Path) -> bool {
+    path.as_os_str().to_string_lossy().ends_with(PACKED_SUFFIX)
+}
+
+/// The compressed form of a plain segment's path.
+pub(crate) fn packed_path(plain: &Path) -> PathBuf {
+    let mut name = plain.as_os_str().to_owned();
+    name.push(PACKED_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// The bytes of a segment; a plain segment that was compressed meanwhile is read compressed.
+fn read_segment(path: &Path) -> io::Result<(PathBuf, Vec<u8>)> {
+    match std::fs::read(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !is_packed(path) => {
+            let packed = packed_path(path);
+            std::fs::read(&packed).map(|bytes| (packed, bytes))
+        }
+        other => other.map(|bytes| (path.to_path_buf(), bytes)),
+    }
 }
 
 /// Creates a segment file with its header, durably (file and folder fsynced), and returns it
@@ -65,12 +97,26 @@ pub(crate) fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<(Path
 #[derive(Debug)]
 pub struct SegmentReader {
     pub header: SegmentHeader,
-    bytes: Vec<u8>,
+    source: Source,
+    /// Plain-segment offset of the next record (the same in both forms).
     offset: usize,
     /// What the next record chains from.
     prev: Hash,
     /// The hash of the last record read, or the header's `prev_hash` before the first.
     last: Hash,
+    /// The sequence number after the last record read.
+    next_seq: u64,
+}
+
+#[derive(Debug)]
+enum Source {
+    Plain(Vec<u8>),
+    /// A compressed segment, the next block to decode, and the records left of the current one.
+    Packed {
+        packed: Packed,
+        next_block: usize,
+        decoded: std::vec::IntoIter<Decoded>,
+    },
 }
 
 /// A record that does not verify, and where.
@@ -82,19 +128,27 @@ pub struct BadRecord {
 }
 
 impl SegmentReader {
-    /// Reads the whole segment file into memory (segments are bounded by `segment_max_bytes`).
+    /// Reads the whole segment file into memory (segments are bounded by `segment_max_bytes`;
+    /// a compressed one is decompressed a block at a time as it is read).
     ///
     /// # Errors
     /// I/O errors, or `InvalidData` when the header is not an archive segment header.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let bytes = std::fs::read(path)?;
-        let header = SegmentHeader::decode(&bytes).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{} has no valid segment header", path.display()))
-        })?;
-        Ok(Self { prev: header.chain_seed(), last: header.prev_hash, header, bytes, offset: HEADER_LEN })
+        let (path, bytes) = read_segment(path)?;
+        let no_header =
+            || io::Error::new(io::ErrorKind::InvalidData, format!("{} has no valid segment header", path.display()));
+        let (header, source) = if is_packed(&path) {
+            let packed =
+                Packed::parse(bytes).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            (packed.header, Source::Packed { packed, next_block: 0, decoded: Vec::new().into_iter() })
+        } else {
+            (SegmentHeader::decode(&bytes).ok_or_else(no_header)?, Source::Plain(bytes))
+        };
+        let next_seq = header.first_seq;
+        Ok(Self { prev: header.chain_seed(), last: header.prev_hash, header, source, offset: HEADER_LEN, next_seq })
     }
 
-    /// Byte offset of the next record (after the last one read).
+    /// Byte offset of the next record (after the last one read), in the plain segment.
     pub fn offset(&self) -> usize {
         self.offset
     }
@@ -110,9 +164,32 @@ impl SegmentReader {
         self.last
     }
 
-    /// The whole file as read.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The whole file as read, for a plain segment (a compressed one is never torn: empty).
+    pub(crate) fn plain_bytes(&self) -> &[u8] {
+        match &self.source {
+            Source::Plain(bytes) => bytes,
+            Source::Packed { .. } => &[],
+        }
+    }
+
+    /// Moves on to record `seq` (or the end), checking the chain of what it passes; in a
+    /// compressed segment, the blocks before the one holding `seq` are skipped undecoded.
+    ///
+    /// # Errors
+    /// As [`SegmentReader::next_record`].
+    pub fn skip_to(&mut self, seq: u64) -> Result<(), BadRecord> {
+        if let Source::Packed { packed, next_block, decoded } = &mut self.source
+            && decoded.len() == 0
+            && let Some(block) = packed.block_with(seq).filter(|b| *b > *next_block)
+        {
+            self.prev = packed.chain_into(block);
+            self.last = self.prev;
+            self.offset = usize::try_from(packed.blocks[block].plain_offset).unwrap_or(usize::MAX);
+            self.next_seq = packed.blocks[block].first_seq;
+            *next_block = block;
+        }
+        while self.next_seq < seq && self.next_record()?.is_some() {}
+        Ok(())
     }
 
     /// The next record, `None` at the end, or where and why the chain breaks.
@@ -120,23 +197,85 @@ impl SegmentReader {
     /// # Errors
     /// [`BadRecord`] with the offset of the first record that does not verify.
     pub fn next_record(&mut self) -> Result<Option<Record>, BadRecord> {
-        if self.offset >= self.bytes.len() {
-            return Ok(None);
-        }
-        let (record, len) = format::decode_record(&self.bytes[self.offset..], &self.prev)
-            .map_err(|error| BadRecord { offset: self.offset, error })?;
-        self.offset += len;
+        let record = match &mut self.source {
+            Source::Plain(bytes) => {
+                if self.offset >= bytes.len() {
+                    return Ok(None);
+                }
+                let (record, len) = format::decode_record(&bytes[self.offset..], &self.prev)
+                    .map_err(|error| BadRecord { offset: self.offset, error })?;
+                self.offset += len;
+                record
+            }
+            Source::Packed { packed, next_block, decoded } => {
+                if decoded.len() == 0 {
+                    if *next_block == packed.blocks.len() {
+                        return match &packed.damage {
+                            None => Ok(None),
+                            Some((offset, problem)) => Err(BadRecord {
+                                offset: usize::try_from(*offset).unwrap_or(usize::MAX),
+                                error: RecordError::Packed(problem.clone()),
+                            }),
+                        };
+                    }
+                    let block = *next_block;
+                    let records = packed.decode(block).map_err(|error| BadRecord { offset: self.offset, error })?;
+                    *next_block += 1;
+                    *decoded = records.into_iter();
+                }
+                let (record, end) = decoded.next().expect("a decoded block holds records");
+                self.offset = usize::try_from(end).unwrap_or(usize::MAX);
+                record
+            }
+        };
         self.prev = record.hash;
         self.last = record.hash;
+        self.next_seq = record.seq + 1;
         Ok(Some(record))
+    }
+}
+
+/// The header of the segment at `path` (plain or compressed), from its first bytes.
+///
+/// # Errors
+/// I/O errors, or `InvalidData` when there is no valid header.
+pub fn header_of(path: &Path) -> io::Result<SegmentHeader> {
+    let open = |path: &Path| File::open(path).map(|file| (path.to_path_buf(), file));
+    let (path, file) = match open(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !is_packed(path) => open(&packed_path(path))?,
+        other => other?,
+    };
+    let mut start = Vec::with_capacity(packed::HEADER_AT + HEADER_LEN);
+    file.take((packed::HEADER_AT + HEADER_LEN) as u64).read_to_end(&mut start)?;
+    let header = if is_packed(&path) { packed::header(&start) } else { SegmentHeader::decode(&start) };
+    header.ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{} has no valid segment header", path.display()))
+    })
+}
+
+/// The compressed segment a cursor is reading, and the block it decoded last, so that a
+/// cursor reading a block in several calls decompresses it once.
+#[derive(Default)]
+pub struct BlockCache {
+    segment: Option<(PathBuf, Packed)>,
+    block: Option<(usize, Vec<Decoded>)>,
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockCache")
+            .field("segment", &self.segment.as_ref().map(|(path, _)| path))
+            .field("block", &self.block.as_ref().map(|(index, _)| index))
+            .finish()
     }
 }
 
 /// Bytes read from a segment per call of [`read_from`].
 const READ_WINDOW: u64 = 8 << 20;
 
-/// Reads the records appended to a segment since `offset`, up to and including `max_seq`.
-/// Returns the records and the new offset; the caller carries the chain hash.
+/// Reads the records appended to a segment since `offset` (a plain-segment offset, also for a
+/// compressed segment), up to and including `max_seq`. Returns the records, the new offset and
+/// the chain hash after them. A plain segment that was compressed meanwhile is read compressed.
 ///
 /// # Errors
 /// I/O errors, or `InvalidData` if a record below `max_seq` does not verify.
@@ -146,10 +285,28 @@ pub fn read_from(
     prev: &Hash,
     max_seq: u64,
     limit: usize,
+    cache: &mut BlockCache,
+) -> io::Result<(Vec<Record>, u64, Hash)> {
+    if is_packed(path) {
+        return cache.read(path, offset, prev, limit);
+    }
+    match File::open(path) {
+        Ok(file) => read_plain(file, path, offset, prev, max_seq, limit),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => cache.read(&packed_path(path), offset, prev, limit),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_plain(
+    mut file: File,
+    path: &Path,
+    offset: u64,
+    prev: &Hash,
+    max_seq: u64,
+    limit: usize,
 ) -> io::Result<(Vec<Record>, u64, Hash)> {
     // Bounded read: a consumer far behind reads a window at a time, not the rest of the
     // segment on every call (a record is at most MAX_BODY, so one always fits).
-    let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
     let mut bytes = Vec::new();
     file.take(READ_WINDOW).read_to_end(&mut bytes)?;
@@ -167,12 +324,60 @@ pub fn read_from(
             Ok(_) | Err(RecordError::Truncated { .. }) => break,
             Err(error) => {
                 let at = offset + at as u64;
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} at byte {at}: {error}", path.display()),
-                ));
+                return Err(invalid_data(format!("{} at byte {at}: {error}", path.display())));
             }
         }
     }
     Ok((records, offset + at as u64, prev))
+}
+
+fn invalid_data(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+impl BlockCache {
+    /// Records of a compressed segment from plain offset `offset` to the end of its block (a
+    /// sealed segment is durable throughout).
+    fn read(&mut self, path: &Path, offset: u64, prev: &Hash, limit: usize) -> io::Result<(Vec<Record>, u64, Hash)> {
+        if self.segment.as_ref().is_none_or(|(cached, _)| cached != path) {
+            let packed = Packed::parse(std::fs::read(path)?)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            self.segment = Some((path.to_path_buf(), packed));
+            self.block = None;
+        }
+        let (_, packed) = self.segment.as_ref().expect("set above");
+        let Some(index) = packed.block_at(offset) else {
+            return match &packed.damage {
+                Some((at, problem)) if *at == offset => Err(invalid_data(format!("{}: {problem}", path.display()))),
+                _ => Ok((Vec::new(), offset, *prev)),
+            };
+        };
+        if self.block.as_ref().is_none_or(|(cached, _)| *cached != index) {
+            let records =
+                packed.decode(index).map_err(|e| invalid_data(format!("{} at byte {offset}: {e}", path.display())))?;
+            self.block = Some((index, records));
+        }
+        let records = &self.block.as_ref().expect("set above").1;
+        let block = &packed.blocks[index];
+        let start = if offset == block.plain_offset {
+            Some(0)
+        } else {
+            records.iter().position(|(_, end)| *end == offset).map(|i| i + 1)
+        };
+        let expected_prev =
+            start.map(|i| i.checked_sub(1).map_or_else(|| packed.chain_into(index), |i| records[i].0.hash));
+        let (Some(start), Some(expected_prev)) = (start, expected_prev) else {
+            return Err(invalid_data(format!("{}: no record starts at byte {offset}", path.display())));
+        };
+        if expected_prev != *prev {
+            return Err(invalid_data(format!(
+                "{} at byte {offset}: the record there does not chain from the reader's position",
+                path.display()
+            )));
+        }
+        let taken = &records[start..records.len().min(start + limit)];
+        let Some((last, end)) = taken.last() else { return Ok((Vec::new(), offset, *prev)) };
+        let (end, head) = (*end, last.hash);
+        Ok((taken.iter().map(|(record, _)| record.clone()).collect(), end, head))
+    }
 }

@@ -248,7 +248,7 @@ impl<'a> Walk<'a> {
                 Err(bad) if last && matches!(bad.error, RecordError::Truncated { .. }) => {
                     // A torn write leaves nothing whole after it; a whole record after it
                     // means the bytes were damaged (a flipped length hides what follows).
-                    if let Some((at, seq)) = format::find_record_after(reader.bytes(), bad.offset, self.seq + 1) {
+                    if let Some((at, seq)) = format::find_record_after(reader.plain_bytes(), bad.offset, self.seq + 1) {
                         return Err((
                             bad.offset,
                             self.seq + 1,

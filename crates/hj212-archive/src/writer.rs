@@ -14,9 +14,10 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint::{Checkpoint, SignedHead, write_latest};
+use crate::compress::FilesLock;
 use crate::format::{self, HEADER_LEN, Hash, Kind, NewRecord, SegmentHeader, Verdict};
 use crate::recover::{Newest, Recovery, open_newest};
-use crate::segment::{SegmentReader, create_segment, list_segments, segment_name};
+use crate::segment::{create_segment, header_of, list_segments, packed_path, segment_name};
 use crate::{ArchiveError, Observer, Settings};
 
 /// Records or bytes per batch; one fsync covers a whole batch.
@@ -88,6 +89,10 @@ pub(crate) struct Writer {
     checkpointed: (u64, Instant),
     /// Records found after the chain's newest checkpoint at open, for this run's first checkpoint.
     adopted: Option<(u64, u64)>,
+    /// Woken after each rotation to compress the sealed segment (none: segments stay plain).
+    compressor: Option<std::sync::mpsc::Sender<()>>,
+    /// Held while retention removes a segment, which the compressor may be replacing.
+    files: FilesLock,
 }
 
 /// The wall clock in Unix milliseconds, as records are stamped.
@@ -95,7 +100,7 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -116,7 +121,12 @@ fn event(verdict: Verdict, text: String) -> NewRecord {
 
 impl Writer {
     /// Opens the archive in `settings.dir`, creating it, or recovering a torn tail.
-    pub(crate) fn open(settings: Settings, out: Outputs) -> Result<(Self, Recovery), ArchiveError> {
+    pub(crate) fn open(
+        settings: Settings,
+        out: Outputs,
+        compressor: Option<std::sync::mpsc::Sender<()>>,
+        files: FilesLock,
+    ) -> Result<(Self, Recovery), ArchiveError> {
         let (newest, recovery) = open_newest(&settings)?;
         let Newest { file, first_seq, len, chain_prev, last_hash, next_seq, signed_to } = newest;
         // Records after the chain's newest checkpoint were not signed by the run that wrote them.
@@ -134,6 +144,8 @@ impl Writer {
             rotate_retry_at: None,
             checkpointed: (next_seq - 1, Instant::now()),
             adopted,
+            compressor,
+            files,
         };
         Ok((writer, recovery))
     }
@@ -319,6 +331,9 @@ impl Writer {
                     Open { file, first_seq: header.first_seq, created: Instant::now(), len: HEADER_LEN as u64 };
                 self.chain_prev = header.chain_seed();
                 self.rotate_retry_at = None;
+                if let Some(compressor) = &self.compressor {
+                    let _ = compressor.send(());
+                }
                 self.apply_retention();
             }
             Err(error) => {
@@ -367,8 +382,8 @@ impl Writer {
         for pair in segments.windows(2) {
             let ((_, old), (next_first, next)) = (&pair[0], &pair[1]);
             // A segment's last record is no newer than the next segment's creation.
-            let next_header = match SegmentReader::open(next) {
-                Ok(reader) => reader.header,
+            let next_header = match header_of(next) {
+                Ok(header) => header,
                 Err(e) => return self.out.observer.warning(&io_error("cannot read", next, &e)),
             };
             // The segment ends at next_first - 1; keep it if that record is still needed.
@@ -386,13 +401,30 @@ impl Writer {
                 return self.begin_outage(error);
             }
             self.out.durable.send_replace(self.next_seq - 1);
-            if let Err(e) = std::fs::remove_file(old) {
+            if let Err(e) = self.remove_segment(old) {
                 return self.out.observer.warning(&io_error("cannot remove", old, &e));
             }
         }
         if let Err(e) = sync_dir(&dir) {
             self.out.observer.warning(&io_error("cannot fsync", &dir, &e));
         }
+    }
+}
+
+impl Writer {
+    /// Removes a segment in whichever form it is (plain, compressed, or both while a
+    /// compression was interrupted).
+    fn remove_segment(&self, path: &Path) -> io::Result<()> {
+        let _files = self.files.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let plain = path.to_string_lossy().strip_suffix(crate::PACKED_SUFFIX).map(PathBuf::from);
+        let plain = plain.unwrap_or_else(|| path.to_path_buf());
+        for form in [packed_path(&plain), plain] {
+            match std::fs::remove_file(&form) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 

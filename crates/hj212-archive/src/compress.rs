@@ -1,0 +1,156 @@
+//! Compresses sealed segments on a thread of their own, at low priority, so the append path
+//! and its fsyncs are unchanged. A segment is replaced only once its compressed form is
+//! durable and reads back to the same chain: a crash at any step leaves one complete form
+//! (a leftover temporary file is removed at the next start).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::packed::{self, Packed};
+use crate::segment::{is_packed, list_segments, packed_path};
+use crate::writer::{io_error, sync_dir};
+use crate::{ArchiveError, Observer};
+
+const TEMP_SUFFIX: &str = ".tmp";
+/// The compressor's nice value: acknowledging frames and the followers come first.
+const NICE: i32 = 19;
+
+/// Held while a segment file is replaced or removed: compression and retention never act on
+/// the same segment at once.
+pub(crate) type FilesLock = Arc<Mutex<()>>;
+
+/// What one compression did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compressed {
+    pub plain_bytes: u64,
+    pub packed_bytes: u64,
+    pub took: Duration,
+}
+
+/// Starts the compressor; each message on the returned sender (one at start, one per
+/// rotation) makes it compress every sealed plain segment. It ends with the sender.
+pub(crate) fn start(
+    dir: PathBuf,
+    level: i32,
+    lock: FilesLock,
+    observer: Arc<dyn Observer>,
+) -> Result<Sender<()>, ArchiveError> {
+    let (wake, woken) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("archive-compress".into())
+        .spawn(move || {
+            lower_priority();
+            remove_leftovers(&dir, observer.as_ref());
+            run(&dir, level, &lock, observer.as_ref(), &woken);
+        })
+        .map_err(|e| ArchiveError::Io { message: format!("cannot start the compressor thread: {e}").into() })?;
+    wake.send(()).expect("the thread holds the receiver");
+    Ok(wake)
+}
+
+fn lower_priority() {
+    // Linux keeps the nice value per thread: this one only. Refused, it runs as it is.
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE);
+}
+
+fn run(dir: &Path, level: i32, lock: &FilesLock, observer: &dyn Observer, woken: &Receiver<()>) {
+    while woken.recv().is_ok() {
+        while woken.try_recv().is_ok() {}
+        let segments = match list_segments(dir) {
+            Ok(segments) => segments,
+            Err(e) => {
+                observer.warning(&io_error("cannot list", dir, &e));
+                continue;
+            }
+        };
+        // The newest segment is the one being appended to.
+        let sealed = &segments[..segments.len().saturating_sub(1)];
+        for (_, path) in sealed.iter().filter(|(_, path)| !is_packed(path)) {
+            match compress(path, level, lock) {
+                Ok(Some(done)) => observer.compressed(path, done),
+                Ok(None) => {}
+                Err(error) => observer.warning(&error),
+            }
+        }
+    }
+}
+
+/// Temporary files of a compression a crash interrupted.
+fn remove_leftovers(dir: &Path, observer: &dyn Observer) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.ends_with(&format!("{}{TEMP_SUFFIX}", packed::PACKED_SUFFIX))
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            observer.warning(&io_error("cannot remove", &path, &e));
+        }
+    }
+}
+
+/// Compresses one sealed segment and removes its plain form. `None` when there was nothing to
+/// do (retention removed it meanwhile).
+fn compress(plain: &Path, level: i32, lock: &FilesLock) -> Result<Option<Compressed>, ArchiveError> {
+    let started = Instant::now();
+    let bytes = match std::fs::read(plain) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("cannot read", plain, &e)),
+    };
+    let packed_bytes = packed::pack(&bytes, level).map_err(|e| io_error("cannot compress", plain, &e))?;
+    check_reads_back(plain, bytes.len(), &packed_bytes)?;
+    let target = packed_path(plain);
+    let mut temp = target.clone().into_os_string();
+    temp.push(TEMP_SUFFIX);
+    let temp = PathBuf::from(temp);
+    write_durably(&temp, &packed_bytes)?;
+    let dir = plain.parent().unwrap_or(Path::new("."));
+    let _files = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !plain.exists() {
+        let _ = std::fs::remove_file(&temp);
+        return Ok(None);
+    }
+    std::fs::rename(&temp, &target).map_err(|e| io_error("cannot rename", &temp, &e))?;
+    sync_dir(dir).map_err(|e| io_error("cannot fsync", dir, &e))?;
+    std::fs::remove_file(plain).map_err(|e| io_error("cannot remove", plain, &e))?;
+    sync_dir(dir).map_err(|e| io_error("cannot fsync", dir, &e))?;
+    Ok(Some(Compressed {
+        plain_bytes: bytes.len() as u64,
+        packed_bytes: packed_bytes.len() as u64,
+        took: started.elapsed(),
+    }))
+}
+
+/// The compressed form must read back whole: every block decompresses and verifies, and the
+/// blocks cover the plain segment to its last byte (`pack` checked the plain chain).
+fn check_reads_back(plain: &Path, plain_len: usize, packed_bytes: &[u8]) -> Result<(), ArchiveError> {
+    let mismatch = |what: String| ArchiveError::Io {
+        message: format!("the compressed form of {} does not read back ({what}); kept plain", plain.display()).into(),
+    };
+    let packed = Packed::parse(packed_bytes.to_vec()).map_err(|e| mismatch(e.to_string()))?;
+    if let Some((_, problem)) = &packed.damage {
+        return Err(mismatch(problem.clone()));
+    }
+    for index in 0..packed.blocks.len() {
+        packed.decode(index).map_err(|e| mismatch(e.to_string()))?;
+    }
+    let end = packed.blocks.last().map_or(crate::format::HEADER_LEN as u64, packed::Block::plain_end);
+    if end != plain_len as u64 {
+        return Err(mismatch(format!("it covers {end} of {plain_len} bytes")));
+    }
+    Ok(())
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
+    let written = std::fs::File::create(path).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(path);
+        io_error("cannot write", path, &e)
+    })
+}
