@@ -46,6 +46,9 @@ struct Args {
     /// Also run the Influx sink, writing to a VictoriaMetrics started on loopback.
     #[arg(long)]
     influx: bool,
+    /// Leave sealed archive segments plain (`[archive] compress = false`), to compare with the default.
+    #[arg(long)]
+    archive_plain: bool,
 }
 
 /// Limits on every site, far above the values sent: the alert engine checks each reading.
@@ -56,9 +59,12 @@ fn main() {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let vm = args.influx.then(test_support::VictoriaMetrics::start);
-    let extra = vm.as_ref().map_or_else(String::new, |vm| {
+    let mut extra = vm.as_ref().map_or_else(String::new, |vm| {
         format!("[influx]\nurl = \"{}\"\norg = \"bench\"\nbucket = \"hj212\"\ngzip = false\n", vm.url())
     });
+    if args.archive_plain {
+        extra.push_str("[archive]\ncompress = false\n");
+    }
     runtime.block_on(async {
         let max_connections = args.connections.max(args.idle) + 64;
         let daemon = Daemon::start_with(&args.daemon, max_connections, &extra, SITE_LIMITS).await;

@@ -253,7 +253,7 @@ impl Packed {
             }
             at += block.frame_len as usize;
             plain = block.plain_end();
-            next_seq += u64::from(block.records);
+            next_seq = next_seq.saturating_add(u64::from(block.records));
             self.blocks.push(block);
         }
     }
@@ -266,7 +266,7 @@ impl Packed {
         let expected_hash = self.blocks.last().map_or(self.header.prev_hash, |b| b.last_hash);
         let consistent = blocks as usize == self.blocks.len()
             && records == next_seq - self.header.first_seq
-            && last_seq == next_seq - 1
+            && last_seq == next_seq.wrapping_sub(1)
             && last_hash == expected_hash
             && plain_len == plain;
         if !consistent {
@@ -290,7 +290,7 @@ impl Packed {
 
     /// The block holding record `seq`.
     pub(crate) fn block_with(&self, seq: u64) -> Option<usize> {
-        self.blocks.iter().position(|b| (b.first_seq..b.first_seq + u64::from(b.records)).contains(&seq))
+        self.blocks.iter().position(|b| (b.first_seq..b.first_seq.saturating_add(u64::from(b.records))).contains(&seq))
     }
 
     /// Decompresses block `index` and checks it: the compressed bytes against their hash,
@@ -301,7 +301,8 @@ impl Packed {
     /// [`RecordError::Packed`] saying what does not verify.
     pub(crate) fn decode(&self, index: usize) -> Result<Vec<Decoded>, RecordError> {
         let block = &self.blocks[index];
-        let range = format!("block of records {}-{}", block.first_seq, block.first_seq + u64::from(block.records) - 1);
+        let last = block.first_seq.saturating_add(u64::from(block.records) - 1);
+        let range = format!("block of records {}-{last}", block.first_seq);
         let fail = |what: String| RecordError::Packed(format!("compressed {range} {what}"));
         let frame = &self.bytes[block.frame_at..block.frame_at + block.frame_len as usize];
         if Sha256::digest(frame).as_slice() != block.frame_sha {
@@ -320,7 +321,7 @@ impl Packed {
         while at < stripped.len() {
             let (record, len) = format::decode_unhashed(&stripped[at..], &prev)
                 .map_err(|error| fail(format!("holds a bad record after {} good ones: {error}", records.len())))?;
-            if record.seq != block.first_seq + records.len() as u64 {
+            if record.seq != block.first_seq.saturating_add(records.len() as u64) {
                 return Err(fail(format!("holds record {} out of order", record.seq)));
             }
             at += len;
@@ -394,6 +395,27 @@ mod tests {
         let packed = Packed::parse(pack(&plain_segment(0), 3).unwrap()).unwrap();
         assert!(packed.blocks.is_empty());
         assert_eq!(packed.damage, None);
+    }
+
+    proptest::proptest! {
+        /// Damaged or hostile bytes are an error, never a panic or an unbounded allocation.
+        #[test]
+        fn damaged_files_are_read_without_panicking(
+            at in 0usize..4000,
+            garbage in proptest::collection::vec(proptest::num::u8::ANY, 1..64),
+            cut in 0usize..4000,
+        ) {
+            let mut bytes = pack(&plain_segment(40), 3).unwrap();
+            let at = at % bytes.len();
+            let end = (at + garbage.len()).min(bytes.len());
+            bytes[at..end].copy_from_slice(&garbage[..end - at]);
+            bytes.truncate(bytes.len() - cut % bytes.len());
+            if let Ok(packed) = Packed::parse(bytes) {
+                for index in 0..packed.blocks.len() {
+                    let _ = packed.decode(index);
+                }
+            }
+        }
     }
 
     #[test]

@@ -26,7 +26,12 @@ pub struct VerifyOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub segments: usize,
+    /// Of which compressed.
+    pub compressed_segments: usize,
     pub records: u64,
+    /// Bytes the records take in plain form (what was checked), and on disk.
+    pub plain_bytes: u64,
+    pub file_bytes: u64,
     /// First and last sequence numbers present (`first > last` when empty).
     pub first_seq: u64,
     pub last_seq: u64,
@@ -132,6 +137,9 @@ pub fn walk_with(
         let last = i + 1 == segments.len();
         let flow =
             state.walk(&mut reader, last, &mut visit).map_err(|(offset, seq, problem)| fail(offset, seq, problem))?;
+        state.plain_bytes += reader.offset() as u64;
+        state.file_bytes += path.metadata().map_or(0, |m| m.len());
+        state.compressed_segments += usize::from(crate::segment::is_packed(path));
         if flow.is_break() {
             return Ok(state.report(&segments[..=i]));
         }
@@ -162,6 +170,9 @@ struct Walk<'a> {
     pins: Vec<Pin>,
     /// The first record present (segments before it were removed by retention).
     first_present: u64,
+    plain_bytes: u64,
+    file_bytes: u64,
+    compressed_segments: usize,
 }
 
 struct Pin {
@@ -193,6 +204,9 @@ impl<'a> Walk<'a> {
             adopted: Vec::new(),
             pins,
             first_present: 1,
+            plain_bytes: 0,
+            file_bytes: 0,
+            compressed_segments: 0,
         }
     }
 
@@ -200,7 +214,10 @@ impl<'a> Walk<'a> {
         let first_seq = segments.first().map_or(1, |(s, _)| *s);
         Report {
             segments: segments.len(),
+            compressed_segments: self.compressed_segments,
             records: self.records,
+            plain_bytes: self.plain_bytes,
+            file_bytes: self.file_bytes,
             first_seq,
             last_seq: self.seq,
             head: self.head,

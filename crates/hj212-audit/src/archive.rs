@@ -33,6 +33,7 @@ pub fn verify(data_dir: &DataDir, args: &VerifyArgs) -> Result<(), Failure> {
             parse_head(text).map_err(|e| Failure { message: format!("--expect-head: {e}"), exit_code: EX_USAGE })?;
         options.expect_head = Some(head);
     }
+    let started = std::time::Instant::now();
     match hj212_archive::verify_with(&dir, &options) {
         Ok(report) => {
             println!(
@@ -44,6 +45,7 @@ pub fn verify(data_dir: &DataDir, args: &VerifyArgs) -> Result<(), Failure> {
                 hex(&report.head),
                 if report.incomplete_tail { " (the newest segment ends in a record being written)" } else { "" }
             );
+            print_size(&report, started.elapsed());
             print_signatures(&report, !options.trusted_keys.is_empty());
             if let Some((seq, _)) = options.expect_head {
                 println!("expected head: record {seq} is present with the expected hash");
@@ -52,6 +54,19 @@ pub fn verify(data_dir: &DataDir, args: &VerifyArgs) -> Result<(), Failure> {
         }
         Err(broken) => Err(Failure { message: describe(&broken), exit_code: EX_DATAERR }),
     }
+}
+
+/// How much was checked, what it takes on disk, and how fast.
+fn print_size(report: &hj212_archive::Report, took: std::time::Duration) {
+    #[expect(clippy::cast_precision_loss, reason = "byte counts far below 2^52")]
+    let (plain, file) = (report.plain_bytes as f64 / 1e6, report.file_bytes as f64 / 1e6);
+    println!(
+        "size: {plain:.1} MB of records, {file:.1} MB on disk ({} of {} segments compressed); checked in {:.2} s ({:.0} MB/s)",
+        report.compressed_segments,
+        report.segments,
+        took.as_secs_f64(),
+        plain / took.as_secs_f64().max(1e-9)
+    );
 }
 
 /// What the checkpoints cover, and what they do not.

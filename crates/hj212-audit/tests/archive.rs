@@ -231,3 +231,52 @@ async fn verify_checks_checkpoints_against_the_public_key_and_a_published_head()
     let (code, _, stderr) = run(&["verify", "--data-dir", data_dir, "--expect-head", "12"]);
     assert_eq!(code, Some(64), "{stderr}");
 }
+
+#[tokio::test]
+async fn verify_export_and_rebuild_ledger_read_compressed_segments_as_plain_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<(i64, Vec<u8>)> = (0..3000).map(|i| (1_767_225_600_000 + i * 1000, FRAME_B.to_vec())).collect();
+    let settings =
+        |compress| Settings { segment_max_bytes: 64 * 1024, compress, ..Settings::in_dir(dir.path().join("archive")) };
+    let (archive, thread, _) = Archive::open(settings(None), Arc::new(NoObserver)).unwrap();
+    for (time_ms, data) in &records {
+        let record = NewRecord {
+            kind: Kind::Received,
+            verdict: Verdict::Accepted,
+            flags: 0,
+            time_ms: *time_ms,
+            peer: "127.0.0.1:1".into(),
+            data: data.clone(),
+        };
+        archive.append(record).await.unwrap();
+    }
+    drop(archive);
+    thread.join();
+    let data_dir = dir.path().to_str().unwrap();
+    let plain_export = run(&["export", "--data-dir", data_dir]).1;
+    let rebuilt = |name: &str| {
+        let out = dir.path().join(name);
+        let said = run(&["rebuild-ledger", "--data-dir", data_dir, "--out", out.to_str().unwrap()]).1;
+        said.replace(out.to_str().unwrap(), "OUT")
+    };
+    let plain_rebuild = rebuilt("plain.sqlite");
+
+    let (archive, thread, _) = Archive::open(settings(Some(3)), Arc::new(NoObserver)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let segments = list_segments(&dir.path().join("archive")).unwrap();
+        let sealed = &segments[..segments.len() - 1];
+        if sealed.len() >= 3 && sealed.iter().all(|(_, p)| p.extension().is_some_and(|e| e == "zst")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not compressed: {segments:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(archive);
+    thread.join();
+    let (code, stdout, _) = run(&["verify", "--data-dir", data_dir]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("segments compressed"), "{stdout}");
+    assert_eq!(run(&["export", "--data-dir", data_dir]).1, plain_export);
+    assert_eq!(rebuilt("packed.sqlite"), plain_rebuild);
+}

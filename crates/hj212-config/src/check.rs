@@ -107,6 +107,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
             format!("{} is below the minimum of 65536", config.archive.segment_max_bytes),
         );
     }
+    if !(1..=19).contains(&config.archive.compress_level) {
+        problem("archive.compress_level", format!("{} is not in 1-19", config.archive.compress_level));
+    }
     check_http(&config.http, &mut problem);
     if let Some(influx) = &config.influx {
         check_influx(config, influx, &mut problem);

@@ -306,6 +306,10 @@ pub struct Archive {
     pub signing_key_file: Option<PathBuf>,
     /// After a failed write (a full disk), appends resume once the file system has this many bytes free.
     pub resume_free_bytes: u64,
+    /// Sealed segments are compressed (zstd) in the background; the open segment stays plain.
+    pub compress: bool,
+    /// zstd level of that compression (1-19; 3 is zstd's default).
+    pub compress_level: i32,
 }
 
 impl Default for Archive {
@@ -317,6 +321,8 @@ impl Default for Archive {
             checkpoint_interval_secs: 60,
             signing_key_file: None,
             resume_free_bytes: 64 * 1024 * 1024,
+            compress: true,
+            compress_level: 3,
         }
     }
 }

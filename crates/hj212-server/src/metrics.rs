@@ -43,6 +43,8 @@ pub const ARCHIVE_FAILED: &str = "hj212_archive_failed";
 pub const ARCHIVE_FAILURES: &str = "hj212_archive_write_failures_total";
 pub const ARCHIVE_CHECKPOINTS: &str = "hj212_archive_checkpoints_total";
 pub const ARCHIVE_CHECKPOINT_SEQ: &str = "hj212_archive_checkpoint_seq";
+pub const ARCHIVE_COMPRESSED: &str = "hj212_archive_segments_compressed_total";
+pub const ARCHIVE_COMPRESSED_BYTES: &str = "hj212_archive_compressed_bytes_total";
 pub const STORE_ROWS: &str = "hj212_store_rows_total";
 pub const STORE_DUPLICATES: &str = "hj212_store_duplicate_rows_total";
 pub const SITES_CONFIGURED: &str = "hj212_sites_configured";
@@ -107,6 +109,11 @@ pub fn describe() {
     );
     describe_counter!(ARCHIVE_CHECKPOINTS, "Signed checkpoints of the archive's head");
     describe_gauge!(ARCHIVE_CHECKPOINT_SEQ, "The sequence number the newest signed checkpoint covers");
+    describe_counter!(ARCHIVE_COMPRESSED, "Sealed archive segments replaced by their compressed form");
+    describe_counter!(
+        ARCHIVE_COMPRESSED_BYTES,
+        "Bytes of the segments compressed, before (form=plain) and after (form=packed)"
+    );
     describe_counter!(STORE_ROWS, "Reading rows written to the embedded store");
     describe_counter!(STORE_DUPLICATES, "Reading rows already present in the embedded store");
     describe_gauge!(SITES_CONFIGURED, "Sites in the registry");
@@ -132,6 +139,7 @@ fn zero_counters() {
         ARCHIVE_BYTES,
         ARCHIVE_FAILURES,
         ARCHIVE_CHECKPOINTS,
+        ARCHIVE_COMPRESSED,
         STORE_ROWS,
         STORE_DUPLICATES,
         REFUSED_KEPT_BYTES,
@@ -160,7 +168,8 @@ fn zero_counters() {
         }
     }
     counter!(REFUSED_SUMMARISED, "outcome" => Verdict::Unframed.as_str()).increment(0);
-    let labelled: [(&'static str, &'static str, &[&'static str]); 8] = [
+    let labelled: [(&'static str, &'static str, &[&'static str]); 9] = [
+        (ARCHIVE_COMPRESSED_BYTES, "form", &["plain", "packed"]),
         (AUTH_FAILURES, "reason", &["unknown_mn", "bad_password"]),
         (ENCRYPTION, "cp", &["encrypted", "plaintext"]),
         (
@@ -373,6 +382,9 @@ pub struct ArchiveMetrics {
     failures: Counter,
     checkpoints: Counter,
     checkpoint_seq: Gauge,
+    compressed: Counter,
+    plain_bytes: Counter,
+    packed_bytes: Counter,
 }
 
 impl Default for ArchiveMetrics {
@@ -386,6 +398,9 @@ impl Default for ArchiveMetrics {
             failures: counter!(ARCHIVE_FAILURES),
             checkpoints: counter!(ARCHIVE_CHECKPOINTS),
             checkpoint_seq: gauge!(ARCHIVE_CHECKPOINT_SEQ),
+            compressed: counter!(ARCHIVE_COMPRESSED),
+            plain_bytes: counter!(ARCHIVE_COMPRESSED_BYTES, "form" => "plain"),
+            packed_bytes: counter!(ARCHIVE_COMPRESSED_BYTES, "form" => "packed"),
         }
     }
 }
@@ -421,5 +436,13 @@ impl Observer for ArchiveMetrics {
         self.checkpoints.increment(1);
         #[expect(clippy::cast_precision_loss, reason = "a sequence number is far below 2^52")]
         self.checkpoint_seq.set(head.checkpoint.seq as f64);
+    }
+
+    fn compressed(&self, segment: &std::path::Path, done: hj212_archive::Compressed) {
+        self.compressed.increment(1);
+        self.plain_bytes.increment(done.plain_bytes);
+        self.packed_bytes.increment(done.packed_bytes);
+        tracing::debug!(segment = %segment.display(), plain = done.plain_bytes, packed = done.packed_bytes,
+            took_ms = done.took.as_millis(), "archive: segment compressed");
     }
 }

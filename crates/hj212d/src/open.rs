@@ -66,6 +66,7 @@ fn archive_settings(config: &Config, followers: &[(&str, u64)]) -> anyhow::Resul
         }),
         resume_free_bytes: config.archive.resume_free_bytes,
         durable_at_least: followers.iter().map(|(_, position)| *position).max().unwrap_or(0),
+        compress: config.archive.compress.then_some(config.archive.compress_level),
     })
 }
 
