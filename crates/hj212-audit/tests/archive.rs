@@ -190,6 +190,7 @@ async fn verify_checks_checkpoints_against_the_public_key_and_a_published_head()
         checkpoints: Some(hj212_archive::CheckpointSettings { key: key.clone(), interval: Duration::ZERO }),
         resume_free_bytes: 0,
         durable_at_least: 0,
+        compress: None,
     };
     let (archive, thread, _) = Archive::open(settings(64 * 1024), Arc::new(NoObserver)).unwrap();
     for i in 0..600 {
