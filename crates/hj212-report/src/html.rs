@@ -133,7 +133,11 @@ fn site_section(out: &mut String, report: &Value) {
         ],
     );
     out.push_str("<h3>缺失时段 missing periods</h3>");
-    table(out, &rate["missing"], &[("因子 factor", "/factor"), ("时段 period", "/period")]);
+    table(
+        out,
+        &rate["missing"],
+        &[("因子 factor", "/factor"), ("自 from", "/period"), ("至 to", "/to"), ("时段数 periods", "/periods")],
+    );
     evidence(out, report);
 }
 

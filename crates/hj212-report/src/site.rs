@@ -83,6 +83,35 @@ fn names(code: &str) -> (String, String, Option<&'static Factor>) {
     )
 }
 
+/// Most runs of missing periods listed in a site's report (the count is always whole).
+const MAX_MISSING_RUNS: usize = 1000;
+
+/// Missing periods as runs per factor: `{factor, period (first), to (end of the last), periods}`.
+fn missing_runs(missing: &[(String, i64)], period_ms: i64) -> Value {
+    let mut sorted: Vec<&(String, i64)> = missing.iter().collect();
+    sorted.sort();
+    let mut runs: Vec<(&str, i64, i64, u64)> = Vec::new();
+    for (factor, start) in sorted {
+        if let Some((f, _, end, count)) = runs.last_mut()
+            && f == factor
+            && end == start
+        {
+            *end = start + period_ms;
+            *count += 1;
+            continue;
+        }
+        if runs.len() == MAX_MISSING_RUNS {
+            break;
+        }
+        runs.push((factor, *start, start + period_ms, 1));
+    }
+    runs.iter()
+        .map(|(factor, from, to, periods)| {
+            json!({"factor": factor, "period": beijing(*from), "to": beijing(*to), "periods": periods})
+        })
+        .collect()
+}
+
 /// The site's report (JSON) for `period`.
 ///
 /// # Errors
@@ -100,7 +129,9 @@ pub fn site_report(sources: &Sources<'_>, site: &Site, period: &Period) -> Resul
     if let Some(archive) = sources.archive {
         evidence.attach_archive_hashes(archive).map_err(|e| format!("reading the archive: {e}"))?;
     }
-    let rate = evidence.to_json(&site.mn);
+    let mut rate = evidence.to_json(&site.mn);
+    // A fleet's reports are held together: the missing periods go in as runs, not one object each.
+    rate["missing"] = missing_runs(&evidence.report.missing, evidence.rules.basis.period_ms());
     let values = store.period_values(&site.mn, period.record_cn(), range).map_err(err)?;
     let lives = match sources.alerts {
         Some(conn) => alerts::opened_in(conn, &site.mn, range.from_ms, range.to_ms).map_err(|e| e.to_string())?,
@@ -299,4 +330,30 @@ fn service_times(
         "on_site_target_minutes": on_site,
         "misses": misses,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_periods_are_listed_as_runs_per_factor_and_capped() {
+        const HOUR: i64 = 3_600_000;
+        let start = 1_767_196_800_000; // 2026-01-01 00:00 Beijing
+        let mut missing: Vec<(String, i64)> = (0..5).map(|h| ("a21026".to_owned(), start + h * HOUR)).collect();
+        missing.push(("a21026".to_owned(), start + 7 * HOUR));
+        missing.push(("a21002".to_owned(), start));
+        let runs = missing_runs(&missing, HOUR);
+        let runs: Vec<_> =
+            runs.as_array().unwrap().iter().map(|r| (r["factor"].clone(), r["periods"].clone())).collect();
+        assert_eq!(runs, [(json!("a21002"), json!(1)), (json!("a21026"), json!(5)), (json!("a21026"), json!(1))]);
+        let first = missing_runs(&missing, HOUR)[1].clone();
+        assert_eq!(
+            (first["period"].as_str(), first["to"].as_str()),
+            (Some("2026-01-01T00:00:00.000+08:00"), Some("2026-01-01T05:00:00.000+08:00"))
+        );
+
+        let scattered: Vec<(String, i64)> = (0..5000).map(|h| ("a21026".to_owned(), start + 2 * h * HOUR)).collect();
+        assert_eq!(missing_runs(&scattered, HOUR).as_array().unwrap().len(), MAX_MISSING_RUNS);
+    }
 }
