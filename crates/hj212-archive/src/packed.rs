@@ -180,14 +180,14 @@ impl Fields<'_> {
 }
 
 /// The payload of the skippable frame at `at` with the given tag and length, or what is wrong.
-fn frame<'a>(bytes: &'a [u8], at: usize, tag: &[u8; 4], len: usize) -> Result<&'a [u8], String> {
-    let what = String::from_utf8_lossy(tag);
+fn frame(bytes: &[u8], at: usize, tag: [u8; 4], len: usize) -> Result<&[u8], String> {
+    let what = String::from_utf8_lossy(&tag);
     let header = bytes.get(at..at + 8).ok_or_else(|| format!("the file ends where a {what} frame should be"))?;
     let magic = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
     let size = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
     let payload = bytes.get(at + 8..at + 8 + len);
     match payload {
-        Some(payload) if magic == SKIPPABLE && size as usize == len && payload.starts_with(tag) => Ok(&payload[4..]),
+        Some(payload) if magic == SKIPPABLE && size as usize == len && payload.starts_with(&tag) => Ok(&payload[4..]),
         Some(_) => Err(format!("the {what} frame at byte {at} of the file is damaged")),
         None => Err(format!("the file ends inside the {what} frame at byte {at}")),
     }
@@ -198,7 +198,7 @@ pub(crate) const HEADER_AT: usize = 8 + 4 + 1;
 
 /// The plain segment's header, from the first bytes of a compressed segment.
 pub(crate) fn header(start: &[u8]) -> Option<SegmentHeader> {
-    let head = frame(start, 0, HEAD_TAG, HEAD_LEN).ok()?;
+    let head = frame(start, 0, *HEAD_TAG, HEAD_LEN).ok()?;
     if head[0] != PACK_VERSION {
         return None;
     }
@@ -229,7 +229,7 @@ impl Packed {
             if is_end {
                 return self.check_end(at, plain, next_seq).map_err(damaged);
             }
-            let mut fields = Fields(frame(&self.bytes, at, BLOCK_TAG, BLOCK_LEN).map_err(damaged)?);
+            let mut fields = Fields(frame(&self.bytes, at, *BLOCK_TAG, BLOCK_LEN).map_err(damaged)?);
             let block_at = at;
             at += 8 + BLOCK_LEN;
             let block = Block {
@@ -259,7 +259,7 @@ impl Packed {
     }
 
     fn check_end(&self, at: usize, plain: u64, next_seq: u64) -> Result<(), String> {
-        let mut fields = Fields(frame(&self.bytes, at, END_TAG, END_LEN)?);
+        let mut fields = Fields(frame(&self.bytes, at, *END_TAG, END_LEN)?);
         let (blocks, records, last_seq) = (fields.u32(), fields.u64(), fields.u64());
         let last_hash: Hash = fields.take();
         let plain_len = fields.u64();

@@ -101,15 +101,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     if config.followers.alerts_fingerprint_days == 0 {
         problem("followers.alerts_fingerprint_days", "must be at least 1 day".to_owned());
     }
-    if config.archive.segment_max_bytes < 64 * 1024 {
-        problem(
-            "archive.segment_max_bytes",
-            format!("{} is below the minimum of 65536", config.archive.segment_max_bytes),
-        );
-    }
-    if !(1..=19).contains(&config.archive.compress_level) {
-        problem("archive.compress_level", format!("{} is not in 1-19", config.archive.compress_level));
-    }
+    check_archive(&config.archive, &mut problem);
     check_http(&config.http, &mut problem);
     if let Some(influx) = &config.influx {
         check_influx(config, influx, &mut problem);
@@ -125,6 +117,15 @@ pub fn check(config: &Config) -> Vec<Problem> {
     check_sites(config, &mut problem);
     crate::host::check_host(config, &mut problem);
     problems
+}
+
+fn check_archive(archive: &crate::Archive, problem: &mut impl FnMut(&str, String)) {
+    if archive.segment_max_bytes < 64 * 1024 {
+        problem("archive.segment_max_bytes", format!("{} is below the minimum of 65536", archive.segment_max_bytes));
+    }
+    if !(1..=19).contains(&archive.compress_level) {
+        problem("archive.compress_level", format!("{} is not in 1-19", archive.compress_level));
+    }
 }
 
 fn check_token_file(config: &Config, key: &str, file: &std::path::Path, problem: &mut impl FnMut(&str, String)) {
@@ -316,5 +317,18 @@ mod tests {
             assert!(keys.iter().any(|k| k == key), "{key} not reported: {keys:?}");
         }
         assert!(!keys.iter().any(|k| k.starts_with("limits.refused_bytes")), "{keys:?}");
+    }
+
+    #[test]
+    fn archive_sizes_and_compression_levels_out_of_range_are_reported_by_key() {
+        let mut config = Config::default();
+        config.archive.segment_max_bytes = 1000;
+        config.archive.compress_level = 0;
+        let keys: Vec<String> = check(&config).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["archive.segment_max_bytes", "archive.compress_level"]);
+        config.archive = crate::Archive { compress_level: 20, ..crate::Archive::default() };
+        assert_eq!(check(&config).len(), 1);
+        config.archive.compress_level = 19;
+        assert!(check(&config).is_empty());
     }
 }
