@@ -18,6 +18,10 @@ async fn write_archive(data_dir: &Path) {
 
 async fn write_records(data_dir: &Path, records: &[(i64, Vec<u8>)]) {
     let settings = Settings { segment_max_bytes: 1 << 20, ..Settings::in_dir(data_dir.join("archive")) };
+    write_with(settings, records).await;
+}
+
+async fn write_with(settings: Settings, records: &[(i64, Vec<u8>)]) {
     let (archive, thread, _) = Archive::open(settings, Arc::new(NoObserver)).unwrap();
     for (time_ms, data) in records {
         let record = NewRecord {
@@ -239,20 +243,7 @@ async fn verify_export_and_rebuild_ledger_read_compressed_segments_as_plain_ones
     let records: Vec<(i64, Vec<u8>)> = (0..3000).map(|i| (1_767_225_600_000 + i * 1000, FRAME_B.to_vec())).collect();
     let settings =
         |compress| Settings { segment_max_bytes: 64 * 1024, compress, ..Settings::in_dir(dir.path().join("archive")) };
-    let (archive, thread, _) = Archive::open(settings(None), Arc::new(NoObserver)).unwrap();
-    for (time_ms, data) in &records {
-        let record = NewRecord {
-            kind: Kind::Received,
-            verdict: Verdict::Accepted,
-            flags: 0,
-            time_ms: *time_ms,
-            peer: "127.0.0.1:1".into(),
-            data: data.clone(),
-        };
-        archive.append(record).await.unwrap();
-    }
-    drop(archive);
-    thread.join();
+    write_with(settings(None), &records).await;
     let data_dir = dir.path().to_str().unwrap();
     let plain_export = run(&["export", "--data-dir", data_dir]).1;
     let rebuilt = |name: &str| {
