@@ -6,11 +6,13 @@
 
 use hj212_follow::{FollowError, Follower, Interpreted};
 
-use crate::{Applied, Store};
+use crate::{Applied, Pruned, Store};
 
 /// The embedded store, fed by the follower runtime.
 pub struct StoreFollower {
     store: Store,
+    /// `[store] readings_retention_days` in milliseconds; 0 keeps readings.
+    retention_ms: i64,
     /// Told what each batch did (the daemon counts rows and duplicates).
     on_applied: Box<dyn Fn(Applied) + Send>,
 }
@@ -23,9 +25,21 @@ impl std::fmt::Debug for StoreFollower {
 
 impl StoreFollower {
     pub fn new(store: Store, on_applied: impl Fn(Applied) + Send + 'static) -> Self {
-        Self { store, on_applied: Box::new(on_applied) }
+        Self { store, retention_ms: 0, on_applied: Box::new(on_applied) }
+    }
+
+    /// Deletes readings whose DataTime is more than `days` old from each tick (0: keeps them).
+    #[must_use]
+    pub fn with_readings_retention(mut self, days: u32) -> Self {
+        self.retention_ms = i64::from(days) * DAY_MS;
+        self
     }
 }
+
+const DAY_MS: i64 = 86_400_000;
+/// Readings deleted per tick at most (about 20 ms of work): the retention never holds up the
+/// records waiting to be applied, and still deletes far more a day than a fleet sends.
+const PRUNE_PER_TICK: usize = 5000;
 
 impl Follower for StoreFollower {
     fn name(&self) -> &'static str {
@@ -41,5 +55,19 @@ impl Follower for StoreFollower {
         let applied = self.store.apply(records)?;
         (self.on_applied)(applied);
         Ok(last.record.seq)
+    }
+
+    fn tick(&mut self, now_ms: i64, _behind: u64) -> Result<u64, FollowError> {
+        if self.retention_ms > 0 {
+            let pruned = self.store.prune_readings(now_ms - self.retention_ms, PRUNE_PER_TICK, now_ms)?;
+            if pruned != Pruned::default() {
+                tracing::debug!(
+                    readings = pruned.readings,
+                    changed_copies = pruned.changed_copies,
+                    "readings past the retention deleted"
+                );
+            }
+        }
+        self.position()
     }
 }

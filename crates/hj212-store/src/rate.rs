@@ -108,8 +108,9 @@ impl Store {
     /// Unique readings of `cn` with DataTime in `range` (the first copy received of each).
     fn rate_readings(&self, mn: &str, cn: u16, range: Range, rules: &Rules) -> Result<Vec<(Reading, u64)>, StoreError> {
         let mut query = self.conn.prepare_cached(
-            "SELECT factor, data_time_ms, flag, received_ms, archive_seq FROM readings
-             WHERE mn = ?1 AND cn = ?2 AND data_time_ms >= ?3 AND data_time_ms < ?4",
+            "SELECT f.code, r.data_time_ms, r.flag, r.data_time_ms + r.received, r.archive_seq
+             FROM readings r JOIN factors f ON f.id = r.factor
+             WHERE r.site = (SELECT id FROM sites WHERE mn = ?1) AND r.cn = ?2 AND r.data_time_ms >= ?3 AND r.data_time_ms < ?4",
         )?;
         let rows = query.query_map(params![mn, cn, range.from_ms, range.to_ms], |row| {
             Ok((
@@ -133,9 +134,11 @@ impl Store {
     /// HJ 75-2017: counts the N-flagged minute records (CN=2051) behind each hourly value.
     fn attach_valid_minutes(&self, mn: &str, range: Range, readings: &mut [(Reading, u64)]) -> Result<(), StoreError> {
         let mut query = self.conn.prepare_cached(
-            "SELECT factor, (data_time_ms / 3600000) * 3600000 AS hour, COUNT(*) FROM readings
-             WHERE mn = ?1 AND cn = 2051 AND data_time_ms >= ?2 AND data_time_ms < ?3 AND COALESCE(flag, 'N') = 'N'
-             GROUP BY factor, hour",
+            "SELECT f.code, (r.data_time_ms / 3600000) * 3600000 AS hour, COUNT(*)
+             FROM readings r JOIN factors f ON f.id = r.factor
+             WHERE r.site = (SELECT id FROM sites WHERE mn = ?1) AND r.cn = 2051 AND r.data_time_ms >= ?2
+               AND r.data_time_ms < ?3 AND COALESCE(r.flag, 'N') = 'N'
+             GROUP BY r.factor, hour",
         )?;
         let rows = query.query_map(params![mn, range.from_ms, range.to_ms], |row| {
             Ok(((row.get::<_, String>(0)?, row.get::<_, i64>(1)?), row.get::<_, i64>(2)?))

@@ -1,0 +1,103 @@
+//! The readings' retention (`[store] readings_retention_days`): readings whose DataTime is older
+//! than it, and the changed copies of that time, are deleted a few thousand rows at a time from
+//! the store follower's tick. The rate ledger, marks, visits and config history stay: rates of
+//! whole days past the retention are still summed from the ledger, and `hj212-audit
+//! rebuild-ledger` rebuilds a store with every reading from the archive.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::{Store, StoreError};
+
+/// After a pass over every (site, CN) that found nothing to delete, the next one waits this long.
+const PASS_INTERVAL_MS: i64 = 3_600_000;
+/// (site, CN) keys one call visits at most (one index seek each).
+const KEYS_PER_CALL: usize = 2000;
+
+/// Where the sweep is.
+#[derive(Debug, Default)]
+pub(crate) struct Sweep {
+    /// The last (site id, CN) swept in this pass; (0, 0) before the first.
+    done: (i64, i64),
+    /// Rows deleted in this pass.
+    deleted: u64,
+    /// No call sweeps before this (after a pass that found nothing to delete).
+    next_pass_ms: i64,
+}
+
+/// What one call deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub readings: u64,
+    pub changed_copies: u64,
+}
+
+impl Store {
+    /// Deletes at most about `budget` readings (the rows of one DataTime are deleted together)
+    /// whose DataTime is before `before_ms`, going on where the previous call stopped, and at
+    /// the end of each pass the changed copies of that time. Once a pass finds nothing to
+    /// delete, calls do nothing for an hour after `now_ms`.
+    ///
+    /// # Errors
+    /// SQL errors (nothing of the call is deleted then).
+    pub fn prune_readings(&mut self, before_ms: i64, budget: usize, now_ms: i64) -> Result<Pruned, StoreError> {
+        let mut pruned = Pruned::default();
+        if now_ms < self.sweep.next_pass_ms {
+            return Ok(pruned);
+        }
+        let tx = self.conn.transaction()?;
+        let mut done = self.sweep.done;
+        let mut left = i64::try_from(budget).unwrap_or(i64::MAX);
+        let mut finished = false;
+        {
+            let mut next_cn = tx.prepare_cached(
+                "SELECT site, cn FROM readings WHERE site = ?1 AND cn > ?2 ORDER BY site, cn LIMIT 1",
+            )?;
+            let mut next_site =
+                tx.prepare_cached("SELECT site, cn FROM readings WHERE site > ?1 ORDER BY site, cn LIMIT 1")?;
+            // The rows of the `left` oldest DataTimes' worth, and no more: bounded work per call.
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM readings WHERE site = ?1 AND cn = ?2 AND data_time_ms < ?3 AND data_time_ms <= COALESCE(
+                    (SELECT data_time_ms FROM readings WHERE site = ?1 AND cn = ?2 AND data_time_ms < ?3
+                     ORDER BY data_time_ms LIMIT 1 OFFSET ?4), ?3)",
+            )?;
+            let pair = |row: &rusqlite::Row<'_>| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?));
+            for _ in 0..KEYS_PER_CALL {
+                let key = match next_cn.query_row(params![done.0, done.1], pair).optional()? {
+                    Some(key) => Some(key),
+                    None => next_site.query_row([done.0], pair).optional()?,
+                };
+                let Some(key) = key else {
+                    finished = true;
+                    break;
+                };
+                let deleted = i64::try_from(delete.execute(params![key.0, key.1, before_ms, left - 1])?).unwrap_or(0);
+                pruned.readings += u64::try_from(deleted).unwrap_or(0);
+                left -= deleted;
+                if left <= 0 {
+                    // The key may hold more: the next call starts on it again.
+                    break;
+                }
+                done = key;
+            }
+            if finished {
+                pruned.changed_copies = u64::try_from(tx.execute(
+                    "DELETE FROM changed_copies WHERE (archive_seq, factor) IN
+                     (SELECT archive_seq, factor FROM changed_copies WHERE data_time_ms < ?1 LIMIT ?2)",
+                    params![before_ms, left.max(1)],
+                )?)
+                .unwrap_or(0);
+            }
+        }
+        tx.commit()?;
+        self.sweep.deleted += pruned.readings + pruned.changed_copies;
+        self.sweep.done = done;
+        if finished {
+            if self.sweep.deleted == 0 {
+                self.sweep.next_pass_ms = now_ms + PASS_INTERVAL_MS;
+            }
+            self.sweep.done = (0, 0);
+            self.sweep.deleted = 0;
+        }
+        Ok(pruned)
+    }
+}
