@@ -21,6 +21,7 @@ mod visits;
 use std::path::Path;
 
 use hj212_follow::Interpreted;
+use ids::SERIES_OF;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use bound::parse_bound;
@@ -77,8 +78,7 @@ const TABLES: &str = "
 -- rates read (a second index on the time cost the store 40% of its insert rate). About 30
 -- bytes a row (benches/results/store.md): integer keys, values in two tagged columns.
 CREATE TABLE readings (
-    site INTEGER NOT NULL,          -- sites.id
-    cn INTEGER NOT NULL,
+    series INTEGER NOT NULL,        -- series.id: the site (MN) and CN
     data_time_ms INTEGER NOT NULL,  -- DataTime (Beijing time as sent), Unix milliseconds (UTC)
     factor INTEGER NOT NULL,        -- factors.id
     flag TEXT,
@@ -86,7 +86,7 @@ CREATE TABLE readings (
     received INTEGER NOT NULL,      -- receipt time minus data_time_ms, milliseconds
     v TEXT,                         -- Rtd, Min, Avg, Max, Cou, ZsRtd, ZsMin, ZsAvg, ZsMax as sent (readings.rs)
     extra TEXT,                     -- rare: EFlag, SampleTime, further fields, archive marks, DataTime text
-    PRIMARY KEY (site, cn, data_time_ms, factor)
+    PRIMARY KEY (series, data_time_ms, factor)
 ) WITHOUT ROWID;
 CREATE TABLE marks (
     seq INTEGER PRIMARY KEY,        -- the archive record of the mark
@@ -295,15 +295,15 @@ impl Store {
         let mut applied = Applied { records: records.len(), ..Applied::default() };
         {
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO readings (site, cn, data_time_ms, factor, flag, archive_seq, received, v, extra)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT OR IGNORE INTO readings (series, data_time_ms, factor, flag, archive_seq, received, v, extra)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut ledger = ledger::LedgerWriter::new(&tx)?;
             let mut changed_copy = tx.prepare_cached(
-                // The insert's parameters, up to ?8 (the row's values).
+                // The insert's parameters, up to ?7 (the row's values).
                 "INSERT OR IGNORE INTO changed_copies (archive_seq, factor, first_seq, data_time_ms)
-                 SELECT ?6, factor, archive_seq, data_time_ms FROM readings
-                 WHERE site = ?1 AND cn = ?2 AND data_time_ms = ?3 AND factor = ?4 AND NOT (v IS ?8 AND flag IS ?5)",
+                 SELECT ?5, factor, archive_seq, data_time_ms FROM readings
+                 WHERE series = ?1 AND data_time_ms = ?2 AND factor = ?3 AND NOT (v IS ?7 AND flag IS ?4)",
             )?;
             let mut operator_records = appended::Appended::new(&tx)?;
             let (mut values, mut extra_text) = (String::new(), String::new());
@@ -311,20 +311,19 @@ impl Store {
                 if operator_records.insert(archived)? {
                     continue;
                 }
-                let mut site = None;
+                let mut series = None;
                 for r in readings::rows_of(archived) {
-                    let site = match site {
+                    let series = match series {
                         Some(id) => id,
-                        None => *site.insert(self.ids.get(&tx, ids::Dictionary::Sites, r.mn)?),
+                        None => *series.insert(self.ids.series(&tx, r.mn, r.cn)?),
                     };
-                    let factor = self.ids.get(&tx, ids::Dictionary::Factors, r.factor)?;
+                    let factor = self.ids.factor(&tx, r.factor)?;
                     let seq = i64::try_from(r.archive_seq).unwrap_or(i64::MAX);
                     let received = r.received_ms - r.data_time_ms;
                     let v = r.write_values(&mut values).then_some(values.as_str());
                     let extra = r.write_extra(&mut extra_text).then_some(extra_text.as_str());
                     let row = params![
-                        site,
-                        r.cn,
+                        series,
                         r.data_time_ms,
                         factor,
                         r.flag,
@@ -334,12 +333,12 @@ impl Store {
                         extra,
                     ];
                     let inserted = insert.execute(row)?;
-                    ledger.add(&r, site, factor)?;
+                    ledger.add(&r, series, factor)?;
                     if inserted == 1 {
                         applied.rows += 1;
                     } else {
                         applied.duplicates += 1;
-                        changed_copy.execute(&row[..8])?;
+                        changed_copy.execute(&row[..7])?;
                     }
                 }
             }
@@ -359,8 +358,8 @@ impl Store {
     /// SQL errors.
     pub fn readings(&self, mn: &str) -> Result<Vec<Reading>, StoreError> {
         let mut query = self.conn.prepare(&format!(
-            "SELECT {} FROM readings r JOIN factors f ON f.id = r.factor
-             WHERE r.site = (SELECT id FROM sites WHERE mn = ?1) ORDER BY r.data_time_ms, r.cn, f.code",
+            "SELECT {} FROM series s JOIN readings r ON r.series = s.id JOIN factors f ON f.id = r.factor
+             WHERE s.mn = ?1 ORDER BY r.data_time_ms, s.cn, f.code",
             readings::READING_COLUMNS
         ))?;
         let rows = query.query_map([mn], |row| Reading::from_row(mn, row))?;
@@ -392,8 +391,7 @@ impl Store {
     /// SQL errors.
     pub fn newest_data_time(&self, mn: &str) -> Result<Option<i64>, StoreError> {
         let mut query = self.conn.prepare_cached(
-            "SELECT data_time_ms FROM readings WHERE site = (SELECT id FROM sites WHERE mn = ?1) AND cn = ?2
-             ORDER BY data_time_ms DESC LIMIT 1",
+            &format!("SELECT data_time_ms FROM readings WHERE series = {SERIES_OF} ORDER BY data_time_ms DESC LIMIT 1"),
         )?;
         let mut newest = None;
         for cn in [2011, 2051, 2061, 2031] {
@@ -418,8 +416,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
         let mut query = self.conn.prepare_cached(
-            "SELECT MIN(archive_seq) FROM readings WHERE site = (SELECT id FROM sites WHERE mn = ?1) AND cn = ?2
-             AND data_time_ms >= ?3 AND data_time_ms <= ?4 GROUP BY data_time_ms ORDER BY data_time_ms LIMIT ?5",
+            &format!(
+                "SELECT MIN(archive_seq) FROM readings WHERE series = {SERIES_OF}
+                 AND data_time_ms >= ?3 AND data_time_ms <= ?4 GROUP BY data_time_ms ORDER BY data_time_ms LIMIT ?5"
+            ),
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = query.query_map(params![mn, cn, from_ms, to_ms, limit], |row| row.get::<_, i64>(0))?;

@@ -110,7 +110,8 @@ impl Store {
         let mut query = self.conn.prepare_cached(
             "SELECT f.code, r.data_time_ms, r.flag, r.data_time_ms + r.received, r.archive_seq
              FROM readings r JOIN factors f ON f.id = r.factor
-             WHERE r.site = (SELECT id FROM sites WHERE mn = ?1) AND r.cn = ?2 AND r.data_time_ms >= ?3 AND r.data_time_ms < ?4",
+             WHERE r.series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2)
+               AND r.data_time_ms >= ?3 AND r.data_time_ms < ?4",
         )?;
         let rows = query.query_map(params![mn, cn, range.from_ms, range.to_ms], |row| {
             Ok((
@@ -136,7 +137,7 @@ impl Store {
         let mut query = self.conn.prepare_cached(
             "SELECT f.code, (r.data_time_ms / 3600000) * 3600000 AS hour, COUNT(*)
              FROM readings r JOIN factors f ON f.id = r.factor
-             WHERE r.site = (SELECT id FROM sites WHERE mn = ?1) AND r.cn = 2051 AND r.data_time_ms >= ?2
+             WHERE r.series = (SELECT id FROM series WHERE mn = ?1 AND cn = 2051) AND r.data_time_ms >= ?2
                AND r.data_time_ms < ?3 AND COALESCE(r.flag, 'N') = 'N'
              GROUP BY r.factor, hour",
         )?;

@@ -47,9 +47,9 @@ const OTHER: u8 = b'o';
 const MARKS: u8 = b'm';
 const DATA_TIME: u8 = b't';
 
-/// The columns `Reading::from_row` reads, in its order (`r` = readings, `f` = factors).
+/// The columns `Reading::from_row` reads, in its order (`s` = series, `r` = readings, `f` = factors).
 pub(crate) const READING_COLUMNS: &str =
-    "r.cn, r.data_time_ms, f.code, r.flag, r.received, r.archive_seq, r.v, r.extra";
+    "s.cn, r.data_time_ms, f.code, r.flag, r.received, r.archive_seq, r.v, r.extra";
 
 impl Reading {
     /// A row of [`READING_COLUMNS`] of `mn`.

@@ -27,7 +27,7 @@ impl Store {
     pub fn period_values(&self, mn: &str, cn: u16, range: Range) -> Result<Vec<PeriodValue>, StoreError> {
         let mut query = self.conn.prepare_cached(
             "SELECT f.code, r.data_time_ms, r.v FROM readings r JOIN factors f ON f.id = r.factor
-             WHERE r.site = (SELECT id FROM sites WHERE mn = ?1) AND r.cn = ?2 AND r.data_time_ms >= ?3
+             WHERE r.series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2) AND r.data_time_ms >= ?3
                AND r.data_time_ms < ?4 ORDER BY f.code, r.data_time_ms",
         )?;
         let rows = query.query_map(params![mn, cn, range.from_ms, range.to_ms], |row| {
@@ -46,7 +46,7 @@ impl Store {
         // DataTime bounds first (the key), a day of slack for late records, then the receive time.
         let mut query = self.conn.prepare_cached(
             "SELECT COUNT(DISTINCT (data_time_ms + received - ?2) / ?4) FROM readings
-             WHERE site = (SELECT id FROM sites WHERE mn = ?1) AND data_time_ms >= ?2 - 86400000 AND data_time_ms < ?3
+             WHERE series IN (SELECT id FROM series WHERE mn = ?1) AND data_time_ms >= ?2 - 86400000 AND data_time_ms < ?3
                AND data_time_ms + received >= ?2 AND data_time_ms + received < ?3",
         )?;
         let count: i64 = query.query_row(params![mn, range.from_ms, range.to_ms, slot_ms.max(1)], |row| row.get(0))?;

@@ -8,16 +8,16 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::{Store, StoreError};
 
-/// After a pass over every (site, CN) that found nothing to delete, the next one waits this long.
+/// After a pass over every series that found nothing to delete, the next one waits this long.
 const PASS_INTERVAL_MS: i64 = 3_600_000;
-/// (site, CN) keys one call visits at most (one index seek each).
-const KEYS_PER_CALL: usize = 2000;
+/// Series one call visits at most (a few index seeks each).
+const SERIES_PER_CALL: usize = 2000;
 
 /// Where the sweep is.
 #[derive(Debug, Default)]
 pub(crate) struct Sweep {
-    /// The last (site id, CN) swept in this pass; (0, 0) before the first.
-    done: (i64, i64),
+    /// The last series swept in this pass; 0 before the first.
+    done: i64,
     /// Rows deleted in this pass.
     deleted: u64,
     /// No call sweeps before this (after a pass that found nothing to delete).
@@ -49,35 +49,26 @@ impl Store {
         let mut left = i64::try_from(budget).unwrap_or(i64::MAX);
         let mut finished = false;
         {
-            let mut next_cn = tx.prepare_cached(
-                "SELECT site, cn FROM readings WHERE site = ?1 AND cn > ?2 ORDER BY site, cn LIMIT 1",
-            )?;
-            let mut next_site =
-                tx.prepare_cached("SELECT site, cn FROM readings WHERE site > ?1 ORDER BY site, cn LIMIT 1")?;
-            // The rows of the `left` oldest DataTimes' worth, and no more: bounded work per call.
+            let mut next = tx.prepare_cached("SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT 1")?;
+            // The rows of the oldest `left` rows' DataTimes, and no more: bounded work per call.
             let mut delete = tx.prepare_cached(
-                "DELETE FROM readings WHERE site = ?1 AND cn = ?2 AND data_time_ms < ?3 AND data_time_ms <= COALESCE(
-                    (SELECT data_time_ms FROM readings WHERE site = ?1 AND cn = ?2 AND data_time_ms < ?3
-                     ORDER BY data_time_ms LIMIT 1 OFFSET ?4), ?3)",
+                "DELETE FROM readings WHERE series = ?1 AND data_time_ms < ?2 AND data_time_ms <= COALESCE(
+                    (SELECT data_time_ms FROM readings WHERE series = ?1 AND data_time_ms < ?2
+                     ORDER BY data_time_ms LIMIT 1 OFFSET ?3), ?2)",
             )?;
-            let pair = |row: &rusqlite::Row<'_>| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?));
-            for _ in 0..KEYS_PER_CALL {
-                let key = match next_cn.query_row(params![done.0, done.1], pair).optional()? {
-                    Some(key) => Some(key),
-                    None => next_site.query_row([done.0], pair).optional()?,
-                };
-                let Some(key) = key else {
+            for _ in 0..SERIES_PER_CALL {
+                let Some(series) = next.query_row([done], |row| row.get::<_, i64>(0)).optional()? else {
                     finished = true;
                     break;
                 };
-                let deleted = i64::try_from(delete.execute(params![key.0, key.1, before_ms, left - 1])?).unwrap_or(0);
+                let deleted = i64::try_from(delete.execute(params![series, before_ms, left - 1])?).unwrap_or(0);
                 pruned.readings += u64::try_from(deleted).unwrap_or(0);
                 left -= deleted;
                 if left <= 0 {
-                    // The key may hold more: the next call starts on it again.
+                    // The series may hold more: the next call starts on it again.
                     break;
                 }
-                done = key;
+                done = series;
             }
             if finished {
                 pruned.changed_copies = u64::try_from(tx.execute(
@@ -95,7 +86,7 @@ impl Store {
             if self.sweep.deleted == 0 {
                 self.sweep.next_pass_ms = now_ms + PASS_INTERVAL_MS;
             }
-            self.sweep.done = (0, 0);
+            self.sweep.done = 0;
             self.sweep.deleted = 0;
         }
         Ok(pruned)
