@@ -84,8 +84,8 @@ CREATE TABLE readings (
     flag TEXT,
     archive_seq INTEGER NOT NULL,   -- the archive record this row came from
     received INTEGER NOT NULL,      -- receipt time minus data_time_ms, milliseconds
-    v TEXT,                         -- Rtd, Min, Avg, Max, Cou, ZsRtd, ZsMin, ZsAvg, ZsMax as sent (readings.rs)
-    extra TEXT,                     -- rare: EFlag, SampleTime, further fields, archive marks, DataTime text
+    v TEXT,                         -- the fields as sent (readings.rs): Rtd, Min, Avg, Max, Cou, their Zs forms;
+                                    -- after a ';' the rare ones (EFlag, SampleTime, others, archive marks)
     PRIMARY KEY (series, data_time_ms, factor)
 ) WITHOUT ROWID;
 CREATE TABLE marks (
@@ -295,18 +295,18 @@ impl Store {
         let mut applied = Applied { records: records.len(), ..Applied::default() };
         {
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO readings (series, data_time_ms, factor, flag, archive_seq, received, v, extra)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR IGNORE INTO readings (series, data_time_ms, factor, flag, archive_seq, received, v)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut ledger = ledger::LedgerWriter::new(&tx)?;
-            let mut changed_copy = tx.prepare_cached(
-                // The insert's parameters, up to ?7 (the row's values).
+            let mut changed_copy = tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO changed_copies (archive_seq, factor, first_seq, data_time_ms)
                  SELECT ?5, factor, archive_seq, data_time_ms FROM readings
-                 WHERE series = ?1 AND data_time_ms = ?2 AND factor = ?3 AND NOT (v IS ?7 AND flag IS ?4)",
-            )?;
+                 WHERE series = ?1 AND data_time_ms = ?2 AND factor = ?3 AND NOT ({} IS ?6 AND flag IS ?4)",
+                readings::VALUES_OF_V
+            ))?;
             let mut operator_records = appended::Appended::new(&tx)?;
-            let (mut values, mut extra_text) = (String::new(), String::new());
+            let mut v = String::new();
             for archived in records {
                 if operator_records.insert(archived)? {
                     continue;
@@ -320,25 +320,16 @@ impl Store {
                     let factor = self.ids.factor(&tx, r.factor)?;
                     let seq = i64::try_from(r.archive_seq).unwrap_or(i64::MAX);
                     let received = r.received_ms - r.data_time_ms;
-                    let v = r.write_values(&mut values).then_some(values.as_str());
-                    let extra = r.write_extra(&mut extra_text).then_some(extra_text.as_str());
-                    let row = params![
-                        series,
-                        r.data_time_ms,
-                        factor,
-                        r.flag,
-                        seq,
-                        received,
-                        v,
-                        extra,
-                    ];
-                    let inserted = insert.execute(row)?;
+                    let (some, values) = r.write(&mut v);
+                    let text = some.then_some(v.as_str());
+                    let inserted = insert.execute(params![series, r.data_time_ms, factor, r.flag, seq, received, text])?;
                     ledger.add(&r, series, factor)?;
                     if inserted == 1 {
                         applied.rows += 1;
                     } else {
                         applied.duplicates += 1;
-                        changed_copy.execute(&row[..7])?;
+                        let values = v.get(..values).unwrap_or("");
+                        changed_copy.execute(params![series, r.data_time_ms, factor, r.flag, seq, values])?;
                     }
                 }
             }

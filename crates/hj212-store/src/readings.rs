@@ -1,11 +1,11 @@
 //! Turning an archived data upload into reading rows, and the compact form of a row's fields.
 //!
-//! A row keeps its factor's values as sent (text, never numbers), in two columns that cost
-//! nothing for the fields a record does not carry: `v` holds the fields a changed copy is told
-//! by (Rtd, Min, Avg, Max, Cou and their Zs forms), `extra` the rare ones (EFlag, SampleTime,
-//! further fields, the archive's marks, and DataTime as sent when it is not the formatting of
-//! `data_time_ms`). Each is a comma-separated list of a one-letter tag and the value: HJ 212
-//! separates fields with `,` and `;`, so no value holds either.
+//! A row keeps its factor's fields as sent (text, never numbers) in one column `v`, which
+//! costs nothing for the fields a record does not carry: first the fields a changed copy is
+//! told by (Rtd, Min, Avg, Max, Cou and their Zs forms), then, after a `;`, the rare ones
+//! (EFlag, SampleTime, further fields, the archive's marks, and DataTime as sent when it is not
+//! the formatting of `data_time_ms`). Each part is a comma-separated list of a one-letter tag
+//! and the value: HJ 212 separates fields with `,` and `;`, so no value holds either.
 
 use hj212_archive::Record;
 use hj212_follow::{Factor, Field, Interpreted, Meaning, Upload};
@@ -38,9 +38,9 @@ pub struct Reading {
     pub archive_seq: u64,
 }
 
-/// The tags of `v`, in the order they are written.
+/// The tags of the values in `v`, in the order they are written.
 const VALUE_TAGS: [u8; 9] = *b"rnaxcRNAX";
-/// The tags of `extra`.
+/// The tags of the rare fields, after the `;`.
 const EFLAG: u8 = b'e';
 const SAMPLE_TIME: u8 = b's';
 const OTHER: u8 = b'o';
@@ -48,8 +48,7 @@ const MARKS: u8 = b'm';
 const DATA_TIME: u8 = b't';
 
 /// The columns `Reading::from_row` reads, in its order (`s` = series, `r` = readings, `f` = factors).
-pub(crate) const READING_COLUMNS: &str =
-    "s.cn, r.data_time_ms, f.code, r.flag, r.received, r.archive_seq, r.v, r.extra";
+pub(crate) const READING_COLUMNS: &str = "s.cn, r.data_time_ms, f.code, r.flag, r.received, r.archive_seq, r.v";
 
 impl Reading {
     /// A row of [`READING_COLUMNS`] of `mn`.
@@ -65,7 +64,8 @@ impl Reading {
             archive_seq: u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
             ..Self::default()
         };
-        for item in items(text_at(row, 6)?) {
+        let (values, rare) = split(text_at(row, 6)?);
+        for item in items(values) {
             let value = Some(item.1.to_owned());
             match item.0 {
                 b'r' => reading.rtd = value,
@@ -81,7 +81,7 @@ impl Reading {
             }
         }
         let mut data_time = None;
-        for (tag, value) in items(text_at(row, 7)?) {
+        for (tag, value) in items(rare) {
             match tag {
                 EFLAG => reading.eflag = Some(value.to_owned()),
                 SAMPLE_TIME => reading.sample_time = Some(value.to_owned()),
@@ -114,7 +114,19 @@ fn canonical(data_time_ms: i64) -> String {
     BeijingTime::from_unix_millis(data_time_ms).to_seconds_string()
 }
 
-/// The (tag, value) items of a `v` or `extra` column.
+/// The values and the rare fields of a `v` column.
+fn split(v: Option<&str>) -> (Option<&str>, Option<&str>) {
+    match v.map(|v| v.split_once(';')) {
+        Some(Some((values, rare))) => (Some(values), Some(rare)),
+        Some(None) => (v, None),
+        None => (None, None),
+    }
+}
+
+/// The values of a `v` column, as [`NewRow::write`] compares them ("" when it has none).
+pub(crate) const VALUES_OF_V: &str = "COALESCE(substr(v, 1, instr(v || ';', ';') - 1), '')";
+
+/// The (tag, value) items of one part of a `v` column.
 fn items(column: Option<&str>) -> impl Iterator<Item = (u8, &str)> {
     column
         .into_iter()
@@ -125,7 +137,7 @@ fn items(column: Option<&str>) -> impl Iterator<Item = (u8, &str)> {
 /// Avg, ZsAvg and Cou from a `v` column: what a period record's report shows.
 pub(crate) fn period_fields(v: Option<&str>) -> (Option<String>, Option<String>, Option<String>) {
     let (mut avg, mut zs_avg, mut cou) = (None, None, None);
-    for (tag, value) in items(v) {
+    for (tag, value) in items(split(v).0) {
         match tag {
             b'a' => avg = Some(value.to_owned()),
             b'A' => zs_avg = Some(value.to_owned()),
@@ -202,20 +214,17 @@ impl<'a> NewRow<'a> {
         }
     }
 
-    /// The `v` column into `out` (cleared first); false when the row has none of its fields.
-    pub(crate) fn write_values(&self, out: &mut String) -> bool {
+    /// The `v` column into `out` (cleared first): false when the row has none of its fields.
+    /// Returns too how long its values part is (what a changed copy is told by).
+    pub(crate) fn write(&self, out: &mut String) -> (bool, usize) {
         out.clear();
         for (tag, value) in VALUE_TAGS.iter().zip(self.values) {
             if let Some(value) = value {
                 push_item(out, *tag, value);
             }
         }
-        !out.is_empty()
-    }
-
-    /// The `extra` column into `out` (cleared first); false when the row needs none.
-    pub(crate) fn write_extra(&self, out: &mut String) -> bool {
-        out.clear();
+        let values = out.len();
+        out.push(';');
         for (tag, value) in [(EFLAG, self.eflag), (SAMPLE_TIME, self.sample_time)] {
             if let Some(value) = value {
                 push_item(out, tag, value);
@@ -232,12 +241,15 @@ impl<'a> NewRow<'a> {
         if let Some(data_time) = self.data_time {
             push_item(out, DATA_TIME, data_time);
         }
-        !out.is_empty()
+        if out.len() == values + 1 {
+            out.truncate(values);
+        }
+        (!out.is_empty(), values)
     }
 }
 
 fn push_item(out: &mut String, tag: u8, value: &str) {
-    if !out.is_empty() {
+    if !out.is_empty() && !out.ends_with(';') {
         out.push(',');
     }
     out.push(char::from(tag));

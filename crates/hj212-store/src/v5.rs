@@ -1,7 +1,7 @@
 //! Schema version 5: the compact readings (issue 17). A site's records of one CN (a series) and
 //! a factor code become integer keys (`series`, `factors`) in the readings, the ledger and the
 //! changed copies; a reading keeps its
-//! values in two tagged text columns (see `readings.rs`), its receipt time as the milliseconds
+//! fields in one tagged text column (see `readings.rs`), its receipt time as the milliseconds
 //! after its DataTime, and no longer the frame's ST (the archive has it) nor DataTime as text
 //! when it is the formatting of `data_time_ms`. The changed copies also keep their DataTime, so
 //! the readings' retention can delete them with their readings.
@@ -23,17 +23,20 @@ INSERT INTO factors (code) SELECT factor FROM readings UNION SELECT factor FROM 
 
 CREATE TABLE readings_v5 (
     series INTEGER NOT NULL, data_time_ms INTEGER NOT NULL, factor INTEGER NOT NULL,
-    flag TEXT, archive_seq INTEGER NOT NULL, received INTEGER NOT NULL, v TEXT, extra TEXT,
+    flag TEXT, archive_seq INTEGER NOT NULL, received INTEGER NOT NULL, v TEXT,
     PRIMARY KEY (series, data_time_ms, factor)
 ) WITHOUT ROWID;
 INSERT INTO readings_v5 SELECT s.id, r.data_time_ms, f.id, r.flag, r.archive_seq, r.received_ms - r.data_time_ms,
-    NULLIF(substr(COALESCE(',r' || r.rtd, '') || COALESCE(',n' || r.min, '') || COALESCE(',a' || r.avg, '')
-        || COALESCE(',x' || r.max, '') || COALESCE(',c' || r.cou, '') || COALESCE(',R' || r.zs_rtd, '')
-        || COALESCE(',N' || r.zs_min, '') || COALESCE(',A' || r.zs_avg, '') || COALESCE(',X' || r.zs_max, ''), 2), ''),
-    NULLIF(substr(COALESCE(',e' || r.eflag, '') || COALESCE(',s' || r.sample_time, '')
-        || COALESCE(',o' || replace(r.other, ';', ',o'), '') || iif(r.marks <> 0, ',m' || r.marks, '')
-        || iif(r.data_time_ms >= 0 AND r.data_time IS strftime('%Y%m%d%H%M%S', r.data_time_ms / 1000 + 28800, 'unixepoch'),
-               '', ',t' || r.data_time), 2), '')
+    NULLIF(
+        substr(COALESCE(',r' || r.rtd, '') || COALESCE(',n' || r.min, '') || COALESCE(',a' || r.avg, '')
+            || COALESCE(',x' || r.max, '') || COALESCE(',c' || r.cou, '') || COALESCE(',R' || r.zs_rtd, '')
+            || COALESCE(',N' || r.zs_min, '') || COALESCE(',A' || r.zs_avg, '') || COALESCE(',X' || r.zs_max, ''), 2)
+        || COALESCE(';' || NULLIF(substr(COALESCE(',e' || r.eflag, '') || COALESCE(',s' || r.sample_time, '')
+            || COALESCE(',o' || replace(r.other, ';', ',o'), '') || iif(r.marks <> 0, ',m' || r.marks, '')
+            || iif(r.data_time_ms >= 0
+                   AND r.data_time IS strftime('%Y%m%d%H%M%S', r.data_time_ms / 1000 + 28800, 'unixepoch'),
+                   '', ',t' || r.data_time), 2), ''), ''),
+        '')
     FROM readings r JOIN series s ON s.mn = r.mn AND s.cn = r.cn JOIN factors f ON f.code = r.factor
     ORDER BY s.id, r.data_time_ms, f.id;
 
