@@ -33,7 +33,12 @@ impl Ids {
         if let Some((_, id)) = self.series.get(mn).and_then(|ids| ids.iter().find(|(c, _)| *c == cn)) {
             return Ok(*id);
         }
-        let id = lookup(tx, "SELECT id FROM series WHERE mn = ?1 AND cn = ?2", "INSERT INTO series (mn, cn) VALUES (?1, ?2)", params![mn, cn])?;
+        let id = lookup(
+            tx,
+            "SELECT id FROM series WHERE mn = ?1 AND cn = ?2",
+            "INSERT INTO series (mn, cn) VALUES (?1, ?2)",
+            params![mn, cn],
+        )?;
         self.series.entry(mn.to_owned()).or_default().push((cn, id));
         Ok(id)
     }
@@ -43,7 +48,12 @@ impl Ids {
         if let Some(id) = self.factors.get(code) {
             return Ok(*id);
         }
-        let id = lookup(tx, "SELECT id FROM factors WHERE code = ?1", "INSERT INTO factors (code) VALUES (?1)", params![code])?;
+        let id = lookup(
+            tx,
+            "SELECT id FROM factors WHERE code = ?1",
+            "INSERT INTO factors (code) VALUES (?1)",
+            params![code],
+        )?;
         self.factors.insert(code.to_owned(), id);
         Ok(id)
     }

@@ -31,8 +31,8 @@ pub use hj212_follow::MarkRequest;
 pub use hj212_follow::VisitRequest;
 pub use rate::{CSV_HEADER, Evidence, MarkRecord, config_hash, rules_for, rules_with_basis, summary_json};
 pub use readings::Reading;
-pub use retention::Pruned;
 pub use report_queries::PeriodValue;
+pub use retention::Pruned;
 pub use schema::SchemaError;
 pub use visits::VisitRecord;
 
@@ -322,7 +322,8 @@ impl Store {
                     let received = r.received_ms - r.data_time_ms;
                     let (some, values) = r.write(&mut v);
                     let text = some.then_some(v.as_str());
-                    let inserted = insert.execute(params![series, r.data_time_ms, factor, r.flag, seq, received, text])?;
+                    let inserted =
+                        insert.execute(params![series, r.data_time_ms, factor, r.flag, seq, received, text])?;
                     ledger.add(&r, series, factor)?;
                     if inserted == 1 {
                         applied.rows += 1;
@@ -381,9 +382,9 @@ impl Store {
     /// # Errors
     /// SQL errors.
     pub fn newest_data_time(&self, mn: &str) -> Result<Option<i64>, StoreError> {
-        let mut query = self.conn.prepare_cached(
-            &format!("SELECT data_time_ms FROM readings WHERE series = {SERIES_OF} ORDER BY data_time_ms DESC LIMIT 1"),
-        )?;
+        let mut query = self.conn.prepare_cached(&format!(
+            "SELECT data_time_ms FROM readings WHERE series = {SERIES_OF} ORDER BY data_time_ms DESC LIMIT 1"
+        ))?;
         let mut newest = None;
         for cn in [2011, 2051, 2061, 2031] {
             let time: Option<i64> = query.query_row(params![mn, cn], |row| row.get(0)).optional()?;
@@ -406,12 +407,10 @@ impl Store {
         to_ms: i64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
-        let mut query = self.conn.prepare_cached(
-            &format!(
-                "SELECT MIN(archive_seq) FROM readings WHERE series = {SERIES_OF}
+        let mut query = self.conn.prepare_cached(&format!(
+            "SELECT MIN(archive_seq) FROM readings WHERE series = {SERIES_OF}
                  AND data_time_ms >= ?3 AND data_time_ms <= ?4 GROUP BY data_time_ms ORDER BY data_time_ms LIMIT ?5"
-            ),
-        )?;
+        ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = query.query_map(params![mn, cn, from_ms, to_ms, limit], |row| row.get::<_, i64>(0))?;
         Ok(rows.map(|seq| seq.map(|s| u64::try_from(s).unwrap_or(0))).collect::<Result<_, _>>()?)
