@@ -107,6 +107,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
             format!("{} is below the minimum of 65536", config.archive.segment_max_bytes),
         );
     }
+    crate::store::check_store(config, &mut problem);
     check_http(&config.http, &mut problem);
     if let Some(influx) = &config.influx {
         check_influx(config, influx, &mut problem);

@@ -206,7 +206,13 @@ fn a_version_4_store_with_rows_migrates_with_the_same_answers() {
     let days = Range { from_ms: START, to_ms: START + 5 * DAY };
     let expected = answers(&applied(&fresh), days);
     // The rare fields are kept as sent.
-    let minute = Store::open(&fresh).unwrap().readings(MN).unwrap().into_iter().find(|r| r.cn == 2051 && r.factor == "a21026").unwrap();
+    let minute = Store::open(&fresh)
+        .unwrap()
+        .readings(MN)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.cn == 2051 && r.factor == "a21026")
+        .unwrap();
     assert_eq!(
         (minute.eflag.as_deref(), minute.sample_time.as_deref(), minute.other.as_deref()),
         (Some("A01"), Some("20261101080000"), Some("Xyz=7"))
@@ -263,4 +269,21 @@ fn retention_deletes_old_readings_in_bounded_steps_and_keeps_the_ledger() {
     let later = store.prune_readings(LATER + DAY, 10, LATER + 1).unwrap();
     assert_eq!(later.readings, 0, "nothing swept within the hour");
     assert!(store.prune_readings(LATER + DAY, 1000, LATER + HOUR).unwrap().readings > 0);
+}
+
+#[test]
+fn the_store_follower_deletes_old_readings_on_its_tick_when_told_to() {
+    use hj212_follow::Follower as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let total = applied(&path).count().unwrap();
+    let now = START + 5 * DAY;
+    let mut keeping = hj212_store::StoreFollower::new(Store::open(&path).unwrap(), |_| {});
+    keeping.tick(now, 0).unwrap();
+    assert_eq!(Store::open(&path).unwrap().count().unwrap(), total, "no retention: nothing deleted");
+    let mut follower = hj212_store::StoreFollower::new(Store::open(&path).unwrap(), |_| {}).with_readings_retention(2);
+    follower.tick(now, 0).unwrap();
+    let left = Store::open(&path).unwrap().readings(MN).unwrap();
+    assert!(left.len() < usize::try_from(total).unwrap());
+    assert!(left.iter().all(|r| r.data_time_ms >= now - 2 * DAY), "only DataTimes of the last 2 days are left");
 }

@@ -85,7 +85,8 @@ impl Followers<'_> {
         let follower = StoreFollower::new(store, move |applied| {
             rows.increment(applied.rows as u64);
             duplicates.increment(applied.duplicates as u64);
-        });
+        })
+        .with_readings_retention(self.config.store.readings_retention_days);
         let start = Start {
             name: "store",
             position,
