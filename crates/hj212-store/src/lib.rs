@@ -48,6 +48,14 @@ pub enum StoreError {
     Archive(#[from] std::io::Error),
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// The range reaches back past `[store] readings_retention_days`.
+    #[error(
+        "the store's readings with DataTime before {} were deleted ([store] readings_retention_days): rates of \
+         whole days before it come from the ledger (GET /api/v1/rates); for the lists and the values, rebuild a store \
+         from the archive (hj212-audit rebuild-ledger --out FILE) and ask it (hj212-audit rate --store FILE)",
+        hj212_proto::time::BeijingTime::from_unix_millis(*before_ms).to_rfc3339()
+    )]
+    ReadingsDeleted { before_ms: i64 },
 }
 
 impl StoreError {

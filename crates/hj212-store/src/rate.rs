@@ -79,8 +79,9 @@ impl Store {
     /// (periods that have not ended by `now_ms` are not due yet).
     ///
     /// # Errors
-    /// SQL errors.
+    /// SQL errors; [`StoreError::ReadingsDeleted`] when the range reaches past the readings' retention.
     pub fn site_rate(&self, site: &Site, rules: &Rules, range: Range, now_ms: i64) -> Result<Evidence, StoreError> {
+        self.check_kept(range)?;
         let readings = self.rate_readings(&site.mn, cn_for(rules.basis), range, rules)?;
         let marks = self.marks_in_force(&site.mn, range)?;
         let applied: Vec<Mark> = marks

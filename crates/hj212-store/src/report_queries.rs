@@ -23,8 +23,9 @@ impl Store {
     /// Every factor's values in `mn`'s `cn` records with DataTime in `range` (first copy of each).
     ///
     /// # Errors
-    /// SQL errors.
+    /// SQL errors; [`StoreError::ReadingsDeleted`] when the range reaches past the readings' retention.
     pub fn period_values(&self, mn: &str, cn: u16, range: Range) -> Result<Vec<PeriodValue>, StoreError> {
+        self.check_kept(range)?;
         let mut query = self.conn.prepare_cached(
             "SELECT f.code, r.data_time_ms, r.v FROM readings r JOIN factors f ON f.id = r.factor
              WHERE r.series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2) AND r.data_time_ms >= ?3
@@ -41,8 +42,9 @@ impl Store {
     /// (any CN: real-time data, minute and hourly records, heartbeats are not stored).
     ///
     /// # Errors
-    /// SQL errors.
+    /// SQL errors; [`StoreError::ReadingsDeleted`] when the range reaches past the readings' retention.
     pub fn heard_slots(&self, mn: &str, range: Range, slot_ms: i64) -> Result<u64, StoreError> {
+        self.check_kept(range)?;
         // DataTime bounds first (the key), a day of slack for late records, then the receive time.
         let mut query = self.conn.prepare_cached(
             "SELECT COUNT(DISTINCT (data_time_ms + received - ?2) / ?4) FROM readings

@@ -79,6 +79,14 @@ impl Store {
                 .unwrap_or(0);
             }
         }
+        if pruned.readings > 0 {
+            // Every deleted reading has a DataTime before this: readers refuse ranges reaching it.
+            tx.execute(
+                "INSERT INTO store_state (key, value) VALUES ('readings_deleted_before', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
+                [before_ms],
+            )?;
+        }
         tx.commit()?;
         self.sweep.deleted += pruned.readings + pruned.changed_copies;
         self.sweep.done = done;
@@ -90,5 +98,18 @@ impl Store {
             self.sweep.deleted = 0;
         }
         Ok(pruned)
+    }
+}
+
+impl Store {
+    /// Refuses `range` when readings it covers may have been deleted by the retention: a figure
+    /// from what is left would be wrong, not partial.
+    pub(crate) fn check_kept(&self, range: hj212_compliance::Range) -> Result<(), StoreError> {
+        let mut query =
+            self.conn.prepare_cached("SELECT value FROM store_state WHERE key = 'readings_deleted_before'")?;
+        match query.query_row([], |row| row.get::<_, i64>(0)).optional()? {
+            Some(before_ms) if range.from_ms < before_ms => Err(StoreError::ReadingsDeleted { before_ms }),
+            _ => Ok(()),
+        }
     }
 }

@@ -265,6 +265,13 @@ fn retention_deletes_old_readings_in_bounded_steps_and_keeps_the_ledger() {
     // The ledger still answers for the deleted days, and the kept days answer as before.
     assert_eq!(store.site_summary(&site, &rules, old_days, LATER).unwrap().unwrap(), summary_before);
     assert_eq!(store.site_rate(&site, &rules, kept, LATER).unwrap(), kept_before);
+    // What would rest on deleted readings is refused, saying where the figures are.
+    let error = store.site_rate(&site, &rules, old_days, LATER).unwrap_err();
+    assert!(matches!(error, hj212_store::StoreError::ReadingsDeleted { before_ms } if before_ms == kept.from_ms));
+    for part in ["2026-11-04T00:00:00.000+08:00", "readings_retention_days", "GET /api/v1/rates", "rebuild-ledger"] {
+        assert!(error.to_string().contains(part), "{part:?} in {error}");
+    }
+    assert!(store.period_values(MN, 2061, old_days).is_err());
     // A pass that found nothing waits an hour.
     let later = store.prune_readings(LATER + DAY, 10, LATER + 1).unwrap();
     assert_eq!(later.readings, 0, "nothing swept within the hour");
