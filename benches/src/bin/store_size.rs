@@ -42,6 +42,10 @@ struct Args {
     /// Archive records per store transaction (`[followers] batch_records`).
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// The archive sequence number before the first record (a daemon that has run for years
+    /// is past 8,388,607, where SQLite stores a sequence number in 4 bytes instead of 3).
+    #[arg(long, default_value_t = 0)]
+    first_seq: u64,
     /// Keep the store here instead of a temporary directory (must not exist).
     #[arg(long)]
     keep: Option<std::path::PathBuf>,
@@ -120,7 +124,7 @@ fn main() -> anyhow::Result<()> {
     let db = args.keep.clone().unwrap_or_else(|| temp.path().join("store.sqlite"));
     anyhow::ensure!(!db.exists(), "{} exists", db.display());
     let mut store = Store::open(&db)?;
-    let mut maker = Maker { seq: 0, faults: ValueFaults { flag_percent: 1.0, exceed_percent: 0.5 } };
+    let mut maker = Maker { seq: args.first_seq, faults: ValueFaults { flag_percent: 1.0, exceed_percent: 0.5 } };
     let mut rngs: Vec<Rng> = (0..args.sites).map(|s| Rng::derive(7, s, 1)).collect();
     let (mut applying, mut records, mut rows) = (Duration::ZERO, 0usize, 0usize);
     let mut batch = Vec::with_capacity(args.batch + args.sites * 4);
