@@ -59,7 +59,7 @@ struct Maker {
 
 impl Maker {
     fn record(&mut self, site: usize, cn: u16, data_time: i64, received: i64, rng: &mut Rng) -> Interpreted {
-        let profile = if site % 2 == 0 { Profile::Gas } else { Profile::Water };
+        let profile = if site.is_multiple_of(2) { Profile::Gas } else { Profile::Water };
         let period = match cn {
             2051 => Some(600),
             2061 => Some(3600),

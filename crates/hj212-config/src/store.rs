@@ -58,7 +58,7 @@ pub fn readings_needed(config: &Config) -> Vec<(u32, String)> {
             format!("{key}.lookback_hours = {} looks for missing periods in the readings", recovery.lookback_hours),
         ));
     }
-    needs.sort_by(|a, b| b.0.cmp(&a.0));
+    needs.sort_by_key(|need| std::cmp::Reverse(need.0));
     needs
 }
 
