@@ -46,6 +46,9 @@ struct Args {
     /// is past 8,388,607, where SQLite stores a sequence number in 4 bytes instead of 3).
     #[arg(long, default_value_t = 0)]
     first_seq: u64,
+    /// Only open this existing store (migrating it to this build's schema) and say how long it took.
+    #[arg(long)]
+    migrate: Option<std::path::PathBuf>,
     /// Keep the store here instead of a temporary directory (must not exist).
     #[arg(long)]
     keep: Option<std::path::PathBuf>,
@@ -120,6 +123,20 @@ fn step(maker: &mut Maker, rngs: &mut [Rng], t: i64, out: &mut Vec<Interpreted>)
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(path) = &args.migrate {
+        let (before, started) = (file_len(path), Instant::now());
+        let store = Store::open(path)?;
+        let took = started.elapsed();
+        let rows = store.count()?;
+        drop(store);
+        println!(
+            "opened {} ({before} bytes) in {:.1} s: {rows} reading rows, {} bytes now",
+            path.display(),
+            took.as_secs_f64(),
+            file_len(path)
+        );
+        return Ok(());
+    }
     let temp = tempfile::tempdir()?;
     let db = args.keep.clone().unwrap_or_else(|| temp.path().join("store.sqlite"));
     anyhow::ensure!(!db.exists(), "{} exists", db.display());

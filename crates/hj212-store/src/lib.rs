@@ -328,8 +328,8 @@ impl Store {
                     let factor = self.ids.factor(&tx, r.factor)?;
                     let seq = i64::try_from(r.archive_seq).unwrap_or(i64::MAX);
                     let received = r.received_ms - r.data_time_ms;
-                    let (some, values) = r.write(&mut v);
-                    let text = some.then_some(v.as_str());
+                    let (has_fields, values_len) = r.write(&mut v);
+                    let text = has_fields.then_some(v.as_str());
                     let inserted =
                         insert.execute(params![series, r.data_time_ms, factor, r.flag, seq, received, text])?;
                     ledger.add(&r, series, factor)?;
@@ -337,7 +337,7 @@ impl Store {
                         applied.rows += 1;
                     } else {
                         applied.duplicates += 1;
-                        let values = v.get(..values).unwrap_or("");
+                        let values = v.get(..values_len).unwrap_or("");
                         changed_copy.execute(params![series, r.data_time_ms, factor, r.flag, seq, values])?;
                     }
                 }

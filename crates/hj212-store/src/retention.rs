@@ -45,39 +45,16 @@ impl Store {
             return Ok(pruned);
         }
         let tx = self.conn.transaction()?;
-        let mut done = self.sweep.done;
-        let mut left = i64::try_from(budget).unwrap_or(i64::MAX);
-        let mut finished = false;
-        {
-            let mut next = tx.prepare_cached("SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT 1")?;
-            // The rows of the oldest `left` rows' DataTimes, and no more: bounded work per call.
-            let mut delete = tx.prepare_cached(
-                "DELETE FROM readings WHERE series = ?1 AND data_time_ms < ?2 AND data_time_ms <= COALESCE(
-                    (SELECT data_time_ms FROM readings WHERE series = ?1 AND data_time_ms < ?2
-                     ORDER BY data_time_ms LIMIT 1 OFFSET ?3), ?2)",
-            )?;
-            for _ in 0..SERIES_PER_CALL {
-                let Some(series) = next.query_row([done], |row| row.get::<_, i64>(0)).optional()? else {
-                    finished = true;
-                    break;
-                };
-                let deleted = i64::try_from(delete.execute(params![series, before_ms, left - 1])?).unwrap_or(0);
-                pruned.readings += u64::try_from(deleted).unwrap_or(0);
-                left -= deleted;
-                if left <= 0 {
-                    // The series may hold more: the next call starts on it again.
-                    break;
-                }
-                done = series;
-            }
-            if finished {
-                pruned.changed_copies = u64::try_from(tx.execute(
-                    "DELETE FROM changed_copies WHERE (archive_seq, factor) IN
-                     (SELECT archive_seq, factor FROM changed_copies WHERE data_time_ms < ?1 LIMIT ?2)",
-                    params![before_ms, left.max(1)],
-                )?)
-                .unwrap_or(0);
-            }
+        let mut left = i64::try_from(budget.max(1)).unwrap_or(i64::MAX);
+        let (deleted, done, finished) = delete_old(&tx, self.sweep.done, before_ms, &mut left)?;
+        pruned.readings = deleted;
+        if finished {
+            pruned.changed_copies = u64::try_from(tx.execute(
+                "DELETE FROM changed_copies WHERE (archive_seq, factor) IN
+                 (SELECT archive_seq, factor FROM changed_copies WHERE data_time_ms < ?1 LIMIT ?2)",
+                params![before_ms, left.max(1)],
+            )?)
+            .unwrap_or(0);
         }
         if pruned.readings > 0 {
             // Every deleted reading has a DataTime before this: readers refuse ranges reaching it.
@@ -99,6 +76,39 @@ impl Store {
         }
         Ok(pruned)
     }
+}
+
+/// Deletes readings before `before_ms` series by series after `done`, until `left` rows are
+/// deleted or [`SERIES_PER_CALL`] series were visited: (rows deleted, the last series done,
+/// whether the pass reached the last series).
+fn delete_old(
+    tx: &rusqlite::Transaction<'_>,
+    mut done: i64,
+    before_ms: i64,
+    left: &mut i64,
+) -> Result<(u64, i64, bool), StoreError> {
+    let mut next = tx.prepare_cached("SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT 1")?;
+    // The rows of the oldest `left` rows' DataTimes, and no more: bounded work per call.
+    let mut delete = tx.prepare_cached(
+        "DELETE FROM readings WHERE series = ?1 AND data_time_ms < ?2 AND data_time_ms <= COALESCE(
+            (SELECT data_time_ms FROM readings WHERE series = ?1 AND data_time_ms < ?2
+             ORDER BY data_time_ms LIMIT 1 OFFSET ?3), ?2)",
+    )?;
+    let mut total = 0;
+    for _ in 0..SERIES_PER_CALL {
+        let Some(series) = next.query_row([done], |row| row.get::<_, i64>(0)).optional()? else {
+            return Ok((total, done, true));
+        };
+        let deleted = delete.execute(params![series, before_ms, *left - 1])?;
+        total += u64::try_from(deleted).unwrap_or(0);
+        *left -= i64::try_from(deleted).unwrap_or(i64::MAX);
+        if *left <= 0 {
+            // The series may hold more: the next call starts on it again.
+            return Ok((total, done, false));
+        }
+        done = series;
+    }
+    Ok((total, done, false))
 }
 
 impl Store {
