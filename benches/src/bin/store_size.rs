@@ -46,6 +46,10 @@ struct Args {
     /// is past 8,388,607, where SQLite stores a sequence number in 4 bytes instead of 3).
     #[arg(long, default_value_t = 0)]
     first_seq: u64,
+    /// Then delete the first day's readings as `[store] readings_retention_days` does (5,000
+    /// rows a tick), and say how long each step took.
+    #[arg(long)]
+    prune: bool,
     /// Only open this existing store (migrating it to this build's schema) and say how long it took.
     #[arg(long)]
     migrate: Option<std::path::PathBuf>,
@@ -184,6 +188,35 @@ fn main() -> anyhow::Result<()> {
         applying.as_secs_f64()
     );
     tables(&conn);
+    drop(conn);
+    if args.prune {
+        prune(&db)?;
+    }
+    Ok(())
+}
+
+/// Deletes the first day's readings in steps of 5,000 rows, as the store follower's tick does.
+fn prune(db: &Path) -> anyhow::Result<()> {
+    let mut store = Store::open(db)?;
+    let (mut steps, mut deleted, mut slowest, mut total) = (0u32, 0u64, Duration::ZERO, Duration::ZERO);
+    loop {
+        let started = Instant::now();
+        let pruned = store.prune_readings(START + DAY, 5000, START + 10 * DAY)?;
+        let took = started.elapsed();
+        if pruned.readings == 0 {
+            break;
+        }
+        steps += 1;
+        deleted += pruned.readings;
+        slowest = slowest.max(took);
+        total += took;
+    }
+    println!(
+        "retention: {deleted} readings of the first day deleted in {steps} steps of 5,000: {:.1} ms a step on average, \
+         {:.1} ms the slowest",
+        total.as_secs_f64() * 1000.0 / f64::from(steps.max(1)),
+        slowest.as_secs_f64() * 1000.0
+    );
     Ok(())
 }
 

@@ -45,6 +45,7 @@ pub const ARCHIVE_CHECKPOINTS: &str = "hj212_archive_checkpoints_total";
 pub const ARCHIVE_CHECKPOINT_SEQ: &str = "hj212_archive_checkpoint_seq";
 pub const STORE_ROWS: &str = "hj212_store_rows_total";
 pub const STORE_DUPLICATES: &str = "hj212_store_duplicate_rows_total";
+pub const STORE_DELETED: &str = "hj212_store_deleted_rows_total";
 pub const SITES_CONFIGURED: &str = "hj212_sites_configured";
 pub const BUILD_INFO: &str = "hj212_build_info";
 pub const SITE_EFFECTIVE_RATE: &str = "hj212_site_effective_rate_ratio";
@@ -109,6 +110,7 @@ pub fn describe() {
     describe_gauge!(ARCHIVE_CHECKPOINT_SEQ, "The sequence number the newest signed checkpoint covers");
     describe_counter!(STORE_ROWS, "Reading rows written to the embedded store");
     describe_counter!(STORE_DUPLICATES, "Reading rows already present in the embedded store");
+    describe_counter!(STORE_DELETED, "Reading rows deleted past [store] readings_retention_days");
     describe_gauge!(SITES_CONFIGURED, "Sites in the registry");
     describe_gauge!(BUILD_INFO, "Build information");
     describe_gauge!(
@@ -134,6 +136,7 @@ fn zero_counters() {
         ARCHIVE_CHECKPOINTS,
         STORE_ROWS,
         STORE_DUPLICATES,
+        STORE_DELETED,
         REFUSED_KEPT_BYTES,
         REFUSED_SUMMARISED_BYTES,
         REFUSED_UNTRACKED,

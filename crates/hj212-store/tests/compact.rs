@@ -288,9 +288,17 @@ fn the_store_follower_deletes_old_readings_on_its_tick_when_told_to() {
     let mut keeping = hj212_store::StoreFollower::new(Store::open(&path).unwrap(), |_| {});
     keeping.tick(now, 0).unwrap();
     assert_eq!(Store::open(&path).unwrap().count().unwrap(), total, "no retention: nothing deleted");
-    let mut follower = hj212_store::StoreFollower::new(Store::open(&path).unwrap(), |_| {}).with_readings_retention(2);
+    let deleted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = deleted.clone();
+    let mut follower = hj212_store::StoreFollower::new(Store::open(&path).unwrap(), |_| {}).with_readings_retention(
+        2,
+        move |pruned| {
+            counted.fetch_add(pruned.readings, std::sync::atomic::Ordering::SeqCst);
+        },
+    );
     follower.tick(now, 0).unwrap();
     let left = Store::open(&path).unwrap().readings(MN).unwrap();
     assert!(left.len() < usize::try_from(total).unwrap());
     assert!(left.iter().all(|r| r.data_time_ms >= now - 2 * DAY), "only DataTimes of the last 2 days are left");
+    assert_eq!(deleted.load(std::sync::atomic::Ordering::SeqCst), total - Store::open(&path).unwrap().count().unwrap());
 }
