@@ -41,6 +41,7 @@ impl StoreFollower {
 }
 
 const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
 /// Readings deleted per tick at most (a few milliseconds of work, benches/results/store.md): the
 /// retention never holds up the records waiting to be applied, and at one tick a second still
 /// deletes more than twice what 10,000 sites send (30-second real-time records of six factors).
@@ -64,7 +65,9 @@ impl Follower for StoreFollower {
 
     fn tick(&mut self, now_ms: i64, _behind: u64) -> Result<u64, FollowError> {
         if self.retention_ms > 0 {
-            let pruned = self.store.prune_readings(now_ms - self.retention_ms, PRUNE_PER_TICK, now_ms)?;
+            // Whole hours: a pass that ends within the hour finds nothing more and the next waits.
+            let before_ms = (now_ms - self.retention_ms).div_euclid(HOUR_MS) * HOUR_MS;
+            let pruned = self.store.prune_readings(before_ms, PRUNE_PER_TICK, now_ms)?;
             if pruned != Pruned::default() {
                 (self.on_pruned)(pruned);
                 tracing::debug!(
