@@ -1,10 +1,10 @@
-//! Schema version 5: the compact readings (issue 17). A site's records of one CN (a series) and
-//! a factor code become integer keys (`series`, `factors`) in the readings, the ledger and the
-//! changed copies; a reading keeps its
-//! fields in one tagged text column (see `readings.rs`), its receipt time as the milliseconds
-//! after its DataTime, and no longer the frame's ST (the archive has it) nor DataTime as text
-//! when it is the formatting of `data_time_ms`. The changed copies also keep their DataTime, so
-//! the readings' retention can delete them with their readings.
+//! Schema version 5: the compact readings (issue 17). A site's records of one CN (a series)
+//! and a factor code become integer keys (`series`, `factors`) in the readings, the ledger and
+//! the changed copies; a reading keeps its fields in one tagged text column (see
+//! `readings.rs`), its receipt time as the milliseconds after its DataTime, and no longer the
+//! frame's ST (the archive has it) nor DataTime as text when it is the formatting of
+//! `data_time_ms`. The changed copies also keep their DataTime, so the readings' retention can
+//! delete them with their readings.
 
 use crate::schema::Migration;
 
