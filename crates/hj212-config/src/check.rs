@@ -107,7 +107,6 @@ pub fn check(config: &Config) -> Vec<Problem> {
             format!("{} is below the minimum of 65536", config.archive.segment_max_bytes),
         );
     }
-    crate::store::check_store(config, &mut problem);
     check_http(&config.http, &mut problem);
     if let Some(influx) = &config.influx {
         check_influx(config, influx, &mut problem);
@@ -120,6 +119,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     crate::forward::check_forward(config, &mut problem);
     crate::service::check_service(&config.service, &mut problem);
     crate::service::check_reports(&config.reports, &mut problem);
+    crate::store::check_store(config, &mut problem);
     check_sites(config, &mut problem);
     crate::host::check_host(config, &mut problem);
     problems
