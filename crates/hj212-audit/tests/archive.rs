@@ -176,6 +176,56 @@ async fn rebuild_ledger_applies_the_records_before_a_break_then_names_it() {
     assert_eq!(store.applied_seq().unwrap(), 5);
 }
 
+/// `[store] readings_retention_days` deletes readings from the daemon's store, never from the
+/// archive: the ledger kept in the store answers as before, and `rebuild-ledger` still rebuilds
+/// the ledger and every reading from the archive.
+#[tokio::test]
+async fn rebuild_ledger_works_after_the_store_deleted_old_readings() {
+    const MN: &str = "RETAIN000000000000000001";
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 86_400_000;
+    // 2026-11-01T00:00:00+08:00
+    const START: i64 = 1_793_462_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let frames: Vec<(i64, Vec<u8>)> = (0..4 * 24)
+        .map(|hour| {
+            let t = START + hour * HOUR;
+            let flag = if hour % 11 == 0 { "D" } else { "N" };
+            let text = format!(
+                "QN=20261101000000001;ST=31;CN=2061;PW=1;MN={MN};Flag=5;CP=&&DataTime={};a21026-Avg=2{}.5,a21026-Flag={flag}&&",
+                hj212_proto::time::BeijingTime::from_unix_millis(t).to_seconds_string(),
+                hour % 10
+            );
+            (t + HOUR + 60_000, hj212_proto::encode::frame(text.as_bytes()).unwrap())
+        })
+        .collect();
+    write_records(dir.path(), &frames).await;
+    let records = hj212_archive::Follower::new(&dir.path().join("archive"), 1).read(96, 1000).unwrap();
+    let mut store = hj212_store::Store::open(&dir.path().join("store.sqlite")).unwrap();
+    store.apply(&hj212_follow::Interpreted::all(records)).unwrap();
+    let site = hj212_config::Site { factors: vec!["a21026".into()], ..hj212_config::Site::new(MN, "1") };
+    let rules = hj212_store::rules_for(&site);
+    let days = hj212_compliance::Range { from_ms: START, to_ms: START + 4 * DAY };
+    let later = START + 30 * DAY;
+    let summary = store.site_summary(&site, &rules, days, later).unwrap().unwrap();
+    assert_eq!((summary.due, summary.received), (96, 96));
+    let pruned = store.prune_readings(START + 3 * DAY, 100_000, later).unwrap();
+    assert_eq!((pruned.readings, store.count().unwrap()), (72, 24), "three days of the four deleted");
+    assert_eq!(store.site_summary(&site, &rules, days, later).unwrap().unwrap(), summary, "the ledger answers");
+    drop(store);
+
+    let out = dir.path().join("rebuilt.sqlite");
+    let (code, stdout, stderr) =
+        run(&["rebuild-ledger", "--data-dir", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("96 archive records, 96 reading rows"), "{stdout}");
+    let rebuilt = hj212_store::Store::open(&out).unwrap();
+    assert_eq!(rebuilt.count().unwrap(), 96, "every reading, from the archive");
+    assert_eq!(rebuilt.site_summary(&site, &rules, days, later).unwrap().unwrap(), summary);
+    let detailed = rebuilt.site_rate(&site, &rules, days, later).unwrap().report;
+    assert_eq!((detailed.due, detailed.received, detailed.valid), (summary.due, summary.received, summary.valid));
+}
+
 /// With the daemon's public key, verify checks every signed checkpoint; a key that did not
 /// sign them fails it, and so does an archive that no longer holds a published head.
 #[tokio::test]

@@ -114,6 +114,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     crate::forward::check_forward(config, &mut problem);
     crate::service::check_service(&config.service, &mut problem);
     crate::service::check_reports(&config.reports, &mut problem);
+    crate::store::check_store(config, &mut problem);
     check_sites(config, &mut problem);
     crate::host::check_host(config, &mut problem);
     problems

@@ -14,6 +14,7 @@ mod host;
 mod logging;
 mod parse;
 mod service;
+mod store;
 mod types;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use data_dir::DataDir;
 pub use forward::{Forward, Rewrite};
 pub use logging::{LogFormat, UtcOffset};
 pub use service::{Reports, Service, ServiceArea};
+pub use store::{StoreConfig, readings_needed};
 pub use types::*;
 
 /// A config file that cannot be read or parsed.

@@ -19,6 +19,8 @@ pub struct Config {
     pub http: Http,
     pub time_sync: TimeSync,
     pub archive: Archive,
+    /// The embedded store: how long it keeps readings.
+    pub store: crate::StoreConfig,
     pub followers: Followers,
     /// The InfluxDB / VictoriaMetrics sink; absent = off.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -47,6 +47,7 @@ pub const ARCHIVE_COMPRESSED: &str = "hj212_archive_segments_compressed_total";
 pub const ARCHIVE_COMPRESSED_BYTES: &str = "hj212_archive_compressed_bytes_total";
 pub const STORE_ROWS: &str = "hj212_store_rows_total";
 pub const STORE_DUPLICATES: &str = "hj212_store_duplicate_rows_total";
+pub const STORE_DELETED: &str = "hj212_store_deleted_rows_total";
 pub const SITES_CONFIGURED: &str = "hj212_sites_configured";
 pub const BUILD_INFO: &str = "hj212_build_info";
 pub const SITE_EFFECTIVE_RATE: &str = "hj212_site_effective_rate_ratio";
@@ -116,6 +117,7 @@ pub fn describe() {
     );
     describe_counter!(STORE_ROWS, "Reading rows written to the embedded store");
     describe_counter!(STORE_DUPLICATES, "Reading rows already present in the embedded store");
+    describe_counter!(STORE_DELETED, "Reading rows deleted past [store] readings_retention_days");
     describe_gauge!(SITES_CONFIGURED, "Sites in the registry");
     describe_gauge!(BUILD_INFO, "Build information");
     describe_gauge!(
@@ -142,6 +144,7 @@ fn zero_counters() {
         ARCHIVE_COMPRESSED,
         STORE_ROWS,
         STORE_DUPLICATES,
+        STORE_DELETED,
         REFUSED_KEPT_BYTES,
         REFUSED_SUMMARISED_BYTES,
         REFUSED_UNTRACKED,

@@ -12,15 +12,17 @@ use crate::{Store, StoreError};
 /// The ledger's tables at the newest version (part of [`crate::SCHEMA`]).
 pub(crate) const TABLES: &str = "
 CREATE TABLE ledger_periods (
-    mn TEXT NOT NULL, cn INTEGER NOT NULL, factor TEXT NOT NULL, period_ms INTEGER NOT NULL,
+    series INTEGER NOT NULL,        -- series.id: the site (MN) and CN
+    factor INTEGER NOT NULL,        -- factors.id
+    period_ms INTEGER NOT NULL,
     flag TEXT, received_ms INTEGER NOT NULL,
-    PRIMARY KEY (mn, cn, factor, period_ms)
+    PRIMARY KEY (series, factor, period_ms)
 ) WITHOUT ROWID;
 CREATE TABLE ledger_days (
-    mn TEXT NOT NULL, cn INTEGER NOT NULL, factor TEXT NOT NULL, day_ms INTEGER NOT NULL,
+    series INTEGER NOT NULL, factor INTEGER NOT NULL, day_ms INTEGER NOT NULL,
     late_days INTEGER NOT NULL,     -- whole days between period end and receipt (-1 = before the end), capped
     received INTEGER NOT NULL, valid INTEGER NOT NULL,
-    PRIMARY KEY (mn, cn, factor, day_ms, late_days)
+    PRIMARY KEY (series, factor, day_ms, late_days)
 ) WITHOUT ROWID;
 ";
 
@@ -46,24 +48,25 @@ impl<'t> LedgerWriter<'t> {
     pub(crate) fn new(tx: &'t Transaction<'_>) -> Result<Self, StoreError> {
         Ok(Self {
             period: tx.prepare_cached(
-                "INSERT OR IGNORE INTO ledger_periods (mn, cn, factor, period_ms, flag, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO ledger_periods (series, factor, period_ms, flag, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?,
             day: tx.prepare_cached(
-                "INSERT INTO ledger_days (mn, cn, factor, day_ms, late_days, received, valid) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
+                "INSERT INTO ledger_days (series, factor, day_ms, late_days, received, valid) VALUES (?1, ?2, ?3, ?4, 1, ?5)
                  ON CONFLICT DO UPDATE SET received = received + 1, valid = valid + excluded.valid",
             )?,
         })
     }
 
-    /// Counts a reading if it is the first copy of its (factor, period).
-    pub(crate) fn add(&mut self, r: &NewRow<'_>) -> Result<(), StoreError> {
+    /// Counts a reading (of the series and factor with these ids) if it is the first copy of its
+    /// (factor, period).
+    pub(crate) fn add(&mut self, r: &NewRow<'_>, series: i64, factor: i64) -> Result<(), StoreError> {
         let Some(basis) = basis_of(r.cn) else { return Ok(()) };
         let period = basis.period_start(r.data_time_ms);
-        let first = self.period.execute(params![r.mn, r.cn, r.factor, period, r.flag, r.received_ms])? == 1;
+        let first = self.period.execute(params![series, factor, period, r.flag, r.received_ms])? == 1;
         if first {
             let late = (r.received_ms - (period + basis.period_ms())).div_euclid(DAY_MS).clamp(-1, MAX_LATE_DAYS);
             let valid = i64::from(r.flag.unwrap_or("N") == "N");
-            self.day.execute(params![r.mn, r.cn, r.factor, Basis::Day.period_start(period), late, valid])?;
+            self.day.execute(params![series, factor, Basis::Day.period_start(period), late, valid])?;
         }
         Ok(())
     }
@@ -148,13 +151,15 @@ impl Store {
         let mut sums = self.conn.prepare_cached(
             "SELECT COALESCE(SUM(received * (late_days < ?6)), 0), COALESCE(SUM(valid * (late_days < ?6)), 0),
                     COALESCE(SUM(received * (late_days >= ?6)), 0) FROM ledger_days
-             WHERE mn = ?1 AND cn = ?2 AND factor = ?3 AND day_ms >= ?4 AND day_ms < ?5",
+             WHERE series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2)
+               AND factor = (SELECT id FROM factors WHERE code = ?3) AND day_ms >= ?4 AND day_ms < ?5",
         )?;
         let mut in_marks = self.conn.prepare_cached(
             "SELECT COALESCE(SUM(received_ms < period_ms + ?6), 0),
                     COALESCE(SUM(received_ms < period_ms + ?6 AND COALESCE(flag, 'N') = 'N'), 0),
                     COALESCE(SUM(received_ms >= period_ms + ?6), 0) FROM ledger_periods
-             WHERE mn = ?1 AND cn = ?2 AND factor = ?3 AND period_ms >= ?4 AND period_ms < ?5",
+             WHERE series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2)
+               AND factor = (SELECT id FROM factors WHERE code = ?3) AND period_ms >= ?4 AND period_ms < ?5",
         )?;
         let (mut received, mut valid, mut late) = (0i64, 0i64, 0i64);
         let triple = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, i64)> {

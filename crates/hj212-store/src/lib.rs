@@ -7,17 +7,21 @@ mod appended;
 mod bound;
 mod feed;
 mod history;
+mod ids;
 mod ledger;
 mod mark_view;
 mod rate;
 mod readings;
 mod report_queries;
+mod retention;
 pub mod schema;
+mod v5;
 mod visits;
 
 use std::path::Path;
 
 use hj212_follow::Interpreted;
+use ids::SERIES_OF;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use bound::parse_bound;
@@ -28,6 +32,7 @@ pub use hj212_follow::VisitRequest;
 pub use rate::{CSV_HEADER, Evidence, MarkRecord, config_hash, rules_for, rules_with_basis, summary_json};
 pub use readings::Reading;
 pub use report_queries::PeriodValue;
+pub use retention::Pruned;
 pub use schema::SchemaError;
 pub use visits::VisitRecord;
 
@@ -43,6 +48,14 @@ pub enum StoreError {
     Archive(#[from] std::io::Error),
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// The range reaches back past `[store] readings_retention_days`.
+    #[error(
+        "the store's readings with DataTime before {} were deleted ([store] readings_retention_days): rates of \
+         whole days before it come from the ledger (GET /api/v1/rates); for the lists and the values, rebuild a store \
+         from the archive (hj212-audit rebuild-ledger --out FILE) and ask it (hj212-audit rate --store FILE)",
+        hj212_proto::time::BeijingTime::from_unix_millis(*before_ms).to_rfc3339()
+    )]
+    ReadingsDeleted { before_ms: i64 },
 }
 
 impl StoreError {
@@ -67,25 +80,21 @@ pub struct Applied {
     pub duplicates: usize,
 }
 
-/// The store's tables at the newest version (with the ledger's, [`ledger::TABLES`]).
+/// The store's tables at the newest version (with [`ids::TABLES`] and [`ledger::TABLES`]).
 const TABLES: &str = "
 -- Keyed by the instant: one B-tree serves both the first-copy rule and the time ranges the
--- rates read (a second index on the time cost the store 40% of its insert rate).
+-- rates read (a second index on the time cost the store 40% of its insert rate). About 30
+-- bytes a row (benches/results/store.md): integer keys, values in two tagged columns.
 CREATE TABLE readings (
-    mn TEXT NOT NULL,
-    cn INTEGER NOT NULL,
-    data_time TEXT NOT NULL,        -- as sent: YYYYMMDDhhmmss, Beijing time
-    data_time_ms INTEGER NOT NULL,  -- the same instant, Unix milliseconds (UTC)
-    factor TEXT NOT NULL,
-    rtd TEXT, min TEXT, avg TEXT, max TEXT, cou TEXT,
-    zs_rtd TEXT, zs_min TEXT, zs_avg TEXT, zs_max TEXT,
-    flag TEXT, eflag TEXT, sample_time TEXT,
-    other TEXT,                     -- further fields as Kind=value;Kind=value
-    marks INTEGER NOT NULL,         -- archive flags: 1 future_time, 2 backfill
-    received_ms INTEGER NOT NULL,
+    series INTEGER NOT NULL,        -- series.id: the site (MN) and CN
+    data_time_ms INTEGER NOT NULL,  -- DataTime (Beijing time as sent), Unix milliseconds (UTC)
+    factor INTEGER NOT NULL,        -- factors.id
+    flag TEXT,
     archive_seq INTEGER NOT NULL,   -- the archive record this row came from
-    st TEXT,                        -- the frame's system code
-    PRIMARY KEY (mn, cn, data_time_ms, factor)
+    received INTEGER NOT NULL,      -- receipt time minus data_time_ms, milliseconds
+    v TEXT,                         -- the fields as sent (readings.rs): Rtd, Min, Avg, Max, Cou, their Zs forms;
+                                    -- after a ';' the rare ones (EFlag, SampleTime, others, archive marks)
+    PRIMARY KEY (series, data_time_ms, factor)
 ) WITHOUT ROWID;
 CREATE TABLE marks (
     seq INTEGER PRIMARY KEY,        -- the archive record of the mark
@@ -120,19 +129,21 @@ CREATE INDEX config_history_by_site ON config_history (mn, seq);
 -- readers that show values (the time-series sink) ask here so they show the same one.
 CREATE TABLE changed_copies (
     archive_seq INTEGER NOT NULL,   -- the record of the later copy
-    factor TEXT NOT NULL,
+    factor INTEGER NOT NULL,        -- factors.id
     first_seq INTEGER NOT NULL,     -- the record whose copy is stored
+    data_time_ms INTEGER NOT NULL,  -- their DataTime: deleted with the readings (readings_retention_days)
     PRIMARY KEY (archive_seq, factor)
 ) WITHOUT ROWID;
 ";
 
 /// The store database: version 1 is the first release's (no `user_version`), version 2
 /// adds `changed_copies`, version 3 keys readings by their instant, version 4 adds `visits` and
-/// `config_history`.
+/// `config_history`, version 5 makes the readings compact (integer keys for MN and factor, see
+/// `v5.rs`).
 pub const SCHEMA: schema::Schema = schema::Schema {
     file: "store database",
     marker_table: "readings",
-    create: &[TABLES, ledger::TABLES],
+    create: &[ids::TABLES, TABLES, ledger::TABLES],
     migrations: &[
         schema::Migration {
             // 1 -> 2: the changed-copies table (first copy wins in the time-series sink). Records
@@ -180,6 +191,7 @@ pub const SCHEMA: schema::Schema = schema::Schema {
         );
         CREATE INDEX config_history_by_site ON config_history (mn, seq);",
         },
+        v5::MIGRATION,
     ],
 };
 
@@ -214,6 +226,10 @@ pub fn read_only_connection(path: &Path) -> rusqlite::Result<Connection> {
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
+    /// The writer's dictionary ids (readers look them up in their queries).
+    ids: ids::Ids,
+    /// The readings' retention: where the sweep is and when it runs next (`retention.rs`).
+    sweep: retention::Sweep,
 }
 
 impl Store {
@@ -237,7 +253,7 @@ impl Store {
         // A longer WAL between checkpoints was tried and dropped: its bigger checkpoint fsyncs
         // slowed the archive's (e2e acknowledgements -15%).
         conn.pragma_update(None, "cache_size", -32_768).map_err(open_error)?;
-        Ok(Self { conn })
+        Ok(Self { conn, ids: ids::Ids::default(), sweep: retention::Sweep::default() })
     }
 
     /// Opens the database at `path` for reading only, creating and changing nothing in its
@@ -251,7 +267,7 @@ impl Store {
         let conn = read_only_connection(path)
             .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         SCHEMA.check(&conn, path)?;
-        Ok(Self { conn })
+        Ok(Self { conn, ids: ids::Ids::default(), sweep: retention::Sweep::default() })
     }
 
     /// The last archive sequence number applied (0 when none).
@@ -272,6 +288,14 @@ impl Store {
     /// # Errors
     /// SQL errors (nothing of the batch is applied then).
     pub fn apply(&mut self, records: &[Interpreted]) -> Result<Applied, StoreError> {
+        let applied = self.apply_in_transaction(records);
+        if applied.is_err() {
+            self.ids.forget();
+        }
+        applied
+    }
+
+    fn apply_in_transaction(&mut self, records: &[Interpreted]) -> Result<Applied, StoreError> {
         let Some(last) = records.last() else {
             return Ok(Applied::default());
         };
@@ -279,56 +303,42 @@ impl Store {
         let mut applied = Applied { records: records.len(), ..Applied::default() };
         {
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO readings (mn, cn, data_time, data_time_ms, factor, rtd, min, avg, max, cou,
-                 zs_rtd, zs_min, zs_avg, zs_max, flag, eflag, sample_time, other, marks, received_ms, archive_seq, st)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                "INSERT OR IGNORE INTO readings (series, data_time_ms, factor, flag, archive_seq, received, v)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut ledger = ledger::LedgerWriter::new(&tx)?;
-            let mut changed_copy = tx.prepare_cached(
-                // The insert's parameters, up to ?21 (the row's archive_seq).
-                "INSERT OR IGNORE INTO changed_copies (archive_seq, factor, first_seq)
-                 SELECT ?21, factor, archive_seq FROM readings WHERE mn = ?1 AND cn = ?2 AND data_time_ms = ?4 AND factor = ?5
-                 AND NOT (rtd IS ?6 AND min IS ?7 AND avg IS ?8 AND max IS ?9 AND cou IS ?10 AND zs_rtd IS ?11
-                          AND zs_min IS ?12 AND zs_avg IS ?13 AND zs_max IS ?14 AND flag IS ?15)",
-            )?;
+            let mut changed_copy = tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO changed_copies (archive_seq, factor, first_seq, data_time_ms)
+                 SELECT ?5, factor, archive_seq, data_time_ms FROM readings
+                 WHERE series = ?1 AND data_time_ms = ?2 AND factor = ?3 AND NOT ({} IS ?6 AND flag IS ?4)",
+                readings::VALUES_OF_V
+            ))?;
             let mut operator_records = appended::Appended::new(&tx)?;
+            let mut v = String::new();
             for archived in records {
                 if operator_records.insert(archived)? {
                     continue;
                 }
+                let mut series = None;
                 for r in readings::rows_of(archived) {
+                    let series = match series {
+                        Some(id) => id,
+                        None => *series.insert(self.ids.series(&tx, r.mn, r.cn)?),
+                    };
+                    let factor = self.ids.factor(&tx, r.factor)?;
                     let seq = i64::try_from(r.archive_seq).unwrap_or(i64::MAX);
-                    let row = params![
-                        r.mn,
-                        r.cn,
-                        r.data_time,
-                        r.data_time_ms,
-                        r.factor,
-                        r.rtd,
-                        r.min,
-                        r.avg,
-                        r.max,
-                        r.cou,
-                        r.zs_rtd,
-                        r.zs_min,
-                        r.zs_avg,
-                        r.zs_max,
-                        r.flag,
-                        r.eflag,
-                        r.sample_time,
-                        r.other,
-                        r.marks,
-                        r.received_ms,
-                        seq,
-                        r.st,
-                    ];
-                    let inserted = insert.execute(row)?;
-                    ledger.add(&r)?;
+                    let received = r.received_ms - r.data_time_ms;
+                    let (has_fields, values_len) = r.write(&mut v);
+                    let text = has_fields.then_some(v.as_str());
+                    let inserted =
+                        insert.execute(params![series, r.data_time_ms, factor, r.flag, seq, received, text])?;
+                    ledger.add(&r, series, factor)?;
                     if inserted == 1 {
                         applied.rows += 1;
                     } else {
                         applied.duplicates += 1;
-                        changed_copy.execute(&row[..21])?;
+                        let values = v.get(..values_len).unwrap_or("");
+                        changed_copy.execute(params![series, r.data_time_ms, factor, r.flag, seq, values])?;
                     }
                 }
             }
@@ -347,12 +357,12 @@ impl Store {
     /// # Errors
     /// SQL errors.
     pub fn readings(&self, mn: &str) -> Result<Vec<Reading>, StoreError> {
-        let mut query = self.conn.prepare(
-            "SELECT mn, cn, data_time, data_time_ms, factor, rtd, min, avg, max, cou, zs_rtd, zs_min, zs_avg, zs_max,
-             flag, eflag, sample_time, other, marks, received_ms, archive_seq, st
-             FROM readings WHERE mn = ?1 ORDER BY data_time_ms, cn, factor",
-        )?;
-        let rows = query.query_map([mn], Reading::from_row)?;
+        let mut query = self.conn.prepare(&format!(
+            "SELECT {} FROM series s JOIN readings r ON r.series = s.id JOIN factors f ON f.id = r.factor
+             WHERE s.mn = ?1 ORDER BY r.data_time_ms, s.cn, f.code",
+            readings::READING_COLUMNS
+        ))?;
+        let rows = query.query_map([mn], |row| Reading::from_row(mn, row))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -365,7 +375,8 @@ impl Store {
     pub fn changed_copies(&self, from_seq: u64, to_seq: u64) -> Result<Vec<(u64, String)>, StoreError> {
         let bound = |seq: u64| i64::try_from(seq).unwrap_or(i64::MAX);
         let mut query = self.conn.prepare_cached(
-            "SELECT archive_seq, factor FROM changed_copies WHERE archive_seq >= ?1 AND archive_seq <= ?2",
+            "SELECT c.archive_seq, f.code FROM changed_copies c JOIN factors f ON f.id = c.factor
+             WHERE c.archive_seq >= ?1 AND c.archive_seq <= ?2",
         )?;
         let rows = query.query_map(params![bound(from_seq), bound(to_seq)], |row| {
             Ok((u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0), row.get(1)?))
@@ -379,9 +390,9 @@ impl Store {
     /// # Errors
     /// SQL errors.
     pub fn newest_data_time(&self, mn: &str) -> Result<Option<i64>, StoreError> {
-        let mut query = self.conn.prepare_cached(
-            "SELECT data_time_ms FROM readings WHERE mn = ?1 AND cn = ?2 ORDER BY data_time_ms DESC LIMIT 1",
-        )?;
+        let mut query = self.conn.prepare_cached(&format!(
+            "SELECT data_time_ms FROM readings WHERE series = {SERIES_OF} ORDER BY data_time_ms DESC LIMIT 1"
+        ))?;
         let mut newest = None;
         for cn in [2011, 2051, 2061, 2031] {
             let time: Option<i64> = query.query_row(params![mn, cn], |row| row.get(0)).optional()?;
@@ -404,10 +415,10 @@ impl Store {
         to_ms: i64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
-        let mut query = self.conn.prepare_cached(
-            "SELECT MIN(archive_seq) FROM readings WHERE mn = ?1 AND cn = ?2 AND data_time_ms >= ?3 AND data_time_ms <= ?4
-             GROUP BY data_time_ms ORDER BY data_time_ms LIMIT ?5",
-        )?;
+        let mut query = self.conn.prepare_cached(&format!(
+            "SELECT MIN(archive_seq) FROM readings WHERE series = {SERIES_OF}
+                 AND data_time_ms >= ?3 AND data_time_ms <= ?4 GROUP BY data_time_ms ORDER BY data_time_ms LIMIT ?5"
+        ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = query.query_map(params![mn, cn, from_ms, to_ms, limit], |row| row.get::<_, i64>(0))?;
         Ok(rows.map(|seq| seq.map(|s| u64::try_from(s).unwrap_or(0))).collect::<Result<_, _>>()?)

@@ -79,8 +79,9 @@ impl Store {
     /// (periods that have not ended by `now_ms` are not due yet).
     ///
     /// # Errors
-    /// SQL errors.
+    /// SQL errors; [`StoreError::ReadingsDeleted`] when the range reaches past the readings' retention.
     pub fn site_rate(&self, site: &Site, rules: &Rules, range: Range, now_ms: i64) -> Result<Evidence, StoreError> {
+        self.check_kept(range)?;
         let readings = self.rate_readings(&site.mn, cn_for(rules.basis), range, rules)?;
         let marks = self.marks_in_force(&site.mn, range)?;
         let applied: Vec<Mark> = marks
@@ -108,8 +109,10 @@ impl Store {
     /// Unique readings of `cn` with DataTime in `range` (the first copy received of each).
     fn rate_readings(&self, mn: &str, cn: u16, range: Range, rules: &Rules) -> Result<Vec<(Reading, u64)>, StoreError> {
         let mut query = self.conn.prepare_cached(
-            "SELECT factor, data_time_ms, flag, received_ms, archive_seq FROM readings
-             WHERE mn = ?1 AND cn = ?2 AND data_time_ms >= ?3 AND data_time_ms < ?4",
+            "SELECT f.code, r.data_time_ms, r.flag, r.data_time_ms + r.received, r.archive_seq
+             FROM readings r JOIN factors f ON f.id = r.factor
+             WHERE r.series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2)
+               AND r.data_time_ms >= ?3 AND r.data_time_ms < ?4",
         )?;
         let rows = query.query_map(params![mn, cn, range.from_ms, range.to_ms], |row| {
             Ok((
@@ -133,9 +136,11 @@ impl Store {
     /// HJ 75-2017: counts the N-flagged minute records (CN=2051) behind each hourly value.
     fn attach_valid_minutes(&self, mn: &str, range: Range, readings: &mut [(Reading, u64)]) -> Result<(), StoreError> {
         let mut query = self.conn.prepare_cached(
-            "SELECT factor, (data_time_ms / 3600000) * 3600000 AS hour, COUNT(*) FROM readings
-             WHERE mn = ?1 AND cn = 2051 AND data_time_ms >= ?2 AND data_time_ms < ?3 AND COALESCE(flag, 'N') = 'N'
-             GROUP BY factor, hour",
+            "SELECT f.code, (r.data_time_ms / 3600000) * 3600000 AS hour, COUNT(*)
+             FROM readings r JOIN factors f ON f.id = r.factor
+             WHERE r.series = (SELECT id FROM series WHERE mn = ?1 AND cn = 2051) AND r.data_time_ms >= ?2
+               AND r.data_time_ms < ?3 AND COALESCE(r.flag, 'N') = 'N'
+             GROUP BY r.factor, hour",
         )?;
         let rows = query.query_map(params![mn, range.from_ms, range.to_ms], |row| {
             Ok(((row.get::<_, String>(0)?, row.get::<_, i64>(1)?), row.get::<_, i64>(2)?))

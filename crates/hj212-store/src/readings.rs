@@ -1,8 +1,16 @@
-//! Turning an archived data upload into reading rows.
+//! Turning an archived data upload into reading rows, and the compact form of a row's fields.
+//!
+//! A row keeps its factor's fields as sent (text, never numbers) in one column `v`, which
+//! costs nothing for the fields a record does not carry: first the fields a changed copy is
+//! told by (Rtd, Min, Avg, Max, Cou and their Zs forms), then, after a `;`, the rare ones
+//! (EFlag, SampleTime, further fields, the archive's marks, and DataTime as sent when it is not
+//! the formatting of `data_time_ms`). Each part is a comma-separated list of a one-letter tag
+//! and the value: HJ 212 separates fields with `,` and `;`, so no value holds either.
 
 use hj212_archive::Record;
 use hj212_follow::{Factor, Field, Interpreted, Meaning, Upload};
 use hj212_proto::model::FieldKind;
+use hj212_proto::time::BeijingTime;
 
 /// One row: the fields one factor reported for one DataTime.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,37 +36,116 @@ pub struct Reading {
     pub marks: u8,
     pub received_ms: i64,
     pub archive_seq: u64,
-    /// The frame's system code (ST).
-    pub st: Option<String>,
 }
 
+/// The tags of the values in `v`, in the order they are written.
+const VALUE_TAGS: [u8; 9] = *b"rnaxcRNAX";
+/// The tags of the rare fields, after the `;`.
+const EFLAG: u8 = b'e';
+const SAMPLE_TIME: u8 = b's';
+const OTHER: u8 = b'o';
+const MARKS: u8 = b'm';
+const DATA_TIME: u8 = b't';
+
+/// The columns `Reading::from_row` reads, in its order (`s` = series, `r` = readings, `f` = factors).
+pub(crate) const READING_COLUMNS: &str = "s.cn, r.data_time_ms, f.code, r.flag, r.received, r.archive_seq, r.v";
+
 impl Reading {
-    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            mn: row.get(0)?,
-            cn: row.get(1)?,
-            data_time: row.get(2)?,
-            data_time_ms: row.get(3)?,
-            factor: row.get(4)?,
-            rtd: row.get(5)?,
-            min: row.get(6)?,
-            avg: row.get(7)?,
-            max: row.get(8)?,
-            cou: row.get(9)?,
-            zs_rtd: row.get(10)?,
-            zs_min: row.get(11)?,
-            zs_avg: row.get(12)?,
-            zs_max: row.get(13)?,
-            flag: row.get(14)?,
-            eflag: row.get(15)?,
-            sample_time: row.get(16)?,
-            other: row.get(17)?,
-            marks: row.get(18)?,
-            received_ms: row.get(19)?,
-            archive_seq: u64::try_from(row.get::<_, i64>(20)?).unwrap_or(0),
-            st: row.get(21)?,
-        })
+    /// A row of [`READING_COLUMNS`] of `mn`.
+    pub(crate) fn from_row(mn: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let data_time_ms: i64 = row.get(1)?;
+        let mut reading = Self {
+            mn: mn.to_owned(),
+            cn: row.get(0)?,
+            data_time_ms,
+            factor: row.get(2)?,
+            flag: row.get(3)?,
+            received_ms: data_time_ms + row.get::<_, i64>(4)?,
+            archive_seq: u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
+            ..Self::default()
+        };
+        let (values, rare) = split(text_at(row, 6)?);
+        for item in items(values) {
+            let value = Some(item.1.to_owned());
+            match item.0 {
+                b'r' => reading.rtd = value,
+                b'n' => reading.min = value,
+                b'a' => reading.avg = value,
+                b'x' => reading.max = value,
+                b'c' => reading.cou = value,
+                b'R' => reading.zs_rtd = value,
+                b'N' => reading.zs_min = value,
+                b'A' => reading.zs_avg = value,
+                b'X' => reading.zs_max = value,
+                _ => {}
+            }
+        }
+        let mut data_time = None;
+        for (tag, value) in items(rare) {
+            match tag {
+                EFLAG => reading.eflag = Some(value.to_owned()),
+                SAMPLE_TIME => reading.sample_time = Some(value.to_owned()),
+                OTHER => {
+                    let other = reading.other.get_or_insert_with(String::new);
+                    if !other.is_empty() {
+                        other.push(';');
+                    }
+                    other.push_str(value);
+                }
+                MARKS => reading.marks = value.parse().unwrap_or(0),
+                DATA_TIME => data_time = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        reading.data_time = data_time.unwrap_or_else(|| canonical(data_time_ms));
+        Ok(reading)
     }
+}
+
+/// A text column without copying it.
+pub(crate) fn text_at<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+    row.get_ref(i)?
+        .as_str_or_null()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+/// DataTime as the store writes it when it does not keep the text: 14 digits, Beijing time.
+fn canonical(data_time_ms: i64) -> String {
+    BeijingTime::from_unix_millis(data_time_ms).to_seconds_string()
+}
+
+/// The values and the rare fields of a `v` column.
+fn split(v: Option<&str>) -> (Option<&str>, Option<&str>) {
+    match v.map(|v| v.split_once(';')) {
+        Some(Some((values, rare))) => (Some(values), Some(rare)),
+        Some(None) => (v, None),
+        None => (None, None),
+    }
+}
+
+/// The values of a `v` column, as [`NewRow::write`] compares them ("" when it has none).
+pub(crate) const VALUES_OF_V: &str = "COALESCE(substr(v, 1, instr(v || ';', ';') - 1), '')";
+
+/// The (tag, value) items of one part of a `v` column.
+fn items(column: Option<&str>) -> impl Iterator<Item = (u8, &str)> {
+    column
+        .into_iter()
+        .flat_map(|text| text.split(','))
+        .filter_map(|item| item.as_bytes().first().map(|tag| (*tag, item.get(1..).unwrap_or(""))))
+}
+
+/// Avg, ZsAvg and Cou from a `v` column: what a period record's report shows.
+pub(crate) fn period_fields(v: Option<&str>) -> (Option<String>, Option<String>, Option<String>) {
+    let (mut avg, mut zs_avg, mut cou) = (None, None, None);
+    for (tag, value) in items(split(v).0) {
+        match tag {
+            b'a' => avg = Some(value.to_owned()),
+            b'A' => zs_avg = Some(value.to_owned()),
+            b'c' => cou = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    (avg, zs_avg, cou)
 }
 
 /// One row as it is inserted: borrowed from the interpreted record (no copy of its text).
@@ -66,41 +153,34 @@ impl Reading {
 pub(crate) struct NewRow<'a> {
     pub mn: &'a str,
     pub cn: u16,
-    pub data_time: &'a str,
+    /// DataTime as sent, when it is not the formatting of `data_time_ms` (else it is not kept).
+    pub data_time: Option<&'a str>,
     pub data_time_ms: i64,
     pub factor: &'a str,
-    pub rtd: Option<&'a str>,
-    pub min: Option<&'a str>,
-    pub avg: Option<&'a str>,
-    pub max: Option<&'a str>,
-    pub cou: Option<&'a str>,
-    pub zs_rtd: Option<&'a str>,
-    pub zs_min: Option<&'a str>,
-    pub zs_avg: Option<&'a str>,
-    pub zs_max: Option<&'a str>,
+    /// Rtd, Min, Avg, Max, Cou, ZsRtd, ZsMin, ZsAvg, ZsMax (the [`VALUE_TAGS`] order).
+    pub values: [Option<&'a str>; 9],
     pub flag: Option<&'a str>,
     pub eflag: Option<&'a str>,
     pub sample_time: Option<&'a str>,
-    pub other: Option<String>,
+    /// Further fields as `Suffix=value`, in the order they came.
+    pub other: Vec<&'a Field>,
     pub marks: u8,
     pub received_ms: i64,
     pub archive_seq: u64,
-    pub st: Option<&'a str>,
 }
 
 impl<'a> NewRow<'a> {
     /// The row of one factor of an upload: each kind's first value, the rest in `other`.
-    fn of(upload: &'a Upload, factor: &'a Factor, record: &Record) -> Self {
+    fn of(upload: &'a Upload, data_time: Option<&'a str>, factor: &'a Factor, record: &Record) -> Self {
         let mut row = Self {
             mn: &upload.mn,
             cn: upload.cn,
-            data_time: &upload.data_time,
+            data_time,
             data_time_ms: upload.data_time_ms,
             factor: &factor.code,
             marks: record.flags,
             received_ms: record.time_ms,
             archive_seq: record.seq,
-            st: upload.st.as_deref(),
             ..Self::default()
         };
         for field in &factor.fields {
@@ -111,26 +191,20 @@ impl<'a> NewRow<'a> {
 
     fn set(&mut self, field: &'a Field) {
         let slot = match field.kind {
-            Some(FieldKind::Rtd) => &mut self.rtd,
-            Some(FieldKind::Min) => &mut self.min,
-            Some(FieldKind::Avg) => &mut self.avg,
-            Some(FieldKind::Max) => &mut self.max,
-            Some(FieldKind::Cou) => &mut self.cou,
-            Some(FieldKind::ZsRtd) => &mut self.zs_rtd,
-            Some(FieldKind::ZsMin) => &mut self.zs_min,
-            Some(FieldKind::ZsAvg) => &mut self.zs_avg,
-            Some(FieldKind::ZsMax) => &mut self.zs_max,
+            Some(FieldKind::Rtd) => &mut self.values[0],
+            Some(FieldKind::Min) => &mut self.values[1],
+            Some(FieldKind::Avg) => &mut self.values[2],
+            Some(FieldKind::Max) => &mut self.values[3],
+            Some(FieldKind::Cou) => &mut self.values[4],
+            Some(FieldKind::ZsRtd) => &mut self.values[5],
+            Some(FieldKind::ZsMin) => &mut self.values[6],
+            Some(FieldKind::ZsAvg) => &mut self.values[7],
+            Some(FieldKind::ZsMax) => &mut self.values[8],
             Some(FieldKind::Flag) => &mut self.flag,
             Some(FieldKind::EFlag) => &mut self.eflag,
             Some(FieldKind::SampleTime) => &mut self.sample_time,
             _ => {
-                let other = self.other.get_or_insert_with(String::new);
-                if !other.is_empty() {
-                    other.push(';');
-                }
-                other.push_str(field.suffix());
-                other.push('=');
-                other.push_str(&field.value);
+                self.other.push(field);
                 return;
             }
         };
@@ -139,6 +213,47 @@ impl<'a> NewRow<'a> {
             *slot = Some(&field.value);
         }
     }
+
+    /// The `v` column into `out` (cleared first): false when the row has none of its fields.
+    /// Returns too how long its values part is (what a changed copy is told by).
+    pub(crate) fn write(&self, out: &mut String) -> (bool, usize) {
+        out.clear();
+        for (tag, value) in VALUE_TAGS.iter().zip(self.values) {
+            if let Some(value) = value {
+                push_item(out, *tag, value);
+            }
+        }
+        let values = out.len();
+        out.push(';');
+        for (tag, value) in [(EFLAG, self.eflag), (SAMPLE_TIME, self.sample_time)] {
+            if let Some(value) = value {
+                push_item(out, tag, value);
+            }
+        }
+        for field in &self.other {
+            push_item(out, OTHER, field.suffix());
+            out.push('=');
+            out.push_str(&field.value);
+        }
+        if self.marks != 0 {
+            push_item(out, MARKS, &self.marks.to_string());
+        }
+        if let Some(data_time) = self.data_time {
+            push_item(out, DATA_TIME, data_time);
+        }
+        if out.len() == values + 1 {
+            out.truncate(values);
+        }
+        (!out.is_empty(), values)
+    }
+}
+
+fn push_item(out: &mut String, tag: u8, value: &str) {
+    if !out.is_empty() && !out.ends_with(';') {
+        out.push(',');
+    }
+    out.push(char::from(tag));
+    out.push_str(value);
 }
 
 /// The rows an archived record carries: one per factor of an accepted data upload with a
@@ -148,7 +263,8 @@ pub(crate) fn rows_of(archived: &Interpreted) -> impl Iterator<Item = NewRow<'_>
         Meaning::Data(upload) => Some(upload),
         _ => None,
     };
-    upload
-        .into_iter()
-        .flat_map(move |upload| upload.factors.iter().map(move |factor| NewRow::of(upload, factor, &archived.record)))
+    upload.into_iter().flat_map(move |upload| {
+        let kept = (upload.data_time != canonical(upload.data_time_ms)).then_some(upload.data_time.as_str());
+        upload.factors.iter().map(move |factor| NewRow::of(upload, kept, factor, &archived.record))
+    })
 }

@@ -60,13 +60,14 @@ fn a_store_of_the_first_release_is_migrated_keeps_its_data_and_takes_new_rows() 
         log.contains("from_version=3 to_version=4") && log.contains("visits and config_history tables added"),
         "{log}"
     );
+    assert!(log.contains("from_version=4 to_version=5") && log.contains("compact readings"), "{log}");
     assert!(
         log.contains("changed_copies") && log.contains("keyed by their instant"),
         "the log says what changed: {log}"
     );
     let mut store = store;
-    assert_eq!(user_version(&db), 4);
-    assert_eq!(i64::from(SCHEMA.version()), 4);
+    assert_eq!(user_version(&db), 5);
+    assert_eq!(i64::from(SCHEMA.version()), 5);
 
     // Everything the first release stored is still there.
     assert_eq!(store.count().unwrap(), 5);
@@ -106,7 +107,7 @@ fn a_new_store_starts_at_the_newest_version_without_a_migration() {
     let db = dir.path().join("store.sqlite");
     let (_, log) = logged(|| Store::open(&db).unwrap());
     assert!(log.is_empty(), "{log}");
-    assert_eq!(user_version(&db), 4);
+    assert_eq!(user_version(&db), 5);
 }
 
 #[test]
@@ -118,9 +119,9 @@ fn a_store_of_a_later_release_is_refused_and_left_alone() {
     let before = std::fs::read(&db).unwrap();
 
     let error = Store::open(&db).unwrap_err();
-    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 4, .. })), "{error:?}");
+    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 5, .. })), "{error:?}");
     let message = error.to_string();
-    for part in [db.display().to_string().as_str(), "schema version 999", "supports (4)", "later release"] {
+    for part in [db.display().to_string().as_str(), "schema version 999", "supports (5)", "later release"] {
         assert!(message.contains(part), "{part:?} in: {message}");
     }
     let error = Store::open_read_only(&db).unwrap_err();
@@ -134,7 +135,7 @@ fn a_reader_does_not_migrate_and_says_what_to_do() {
     let (_dir, db) = first_release_store();
     let before = std::fs::read(&db).unwrap();
     let error = Store::open_read_only(&db).unwrap_err();
-    assert!(matches!(error.schema(), Some(SchemaError::TooOld { found: 1, supported: 4, .. })), "{error:?}");
+    assert!(matches!(error.schema(), Some(SchemaError::TooOld { found: 1, supported: 5, .. })), "{error:?}");
     let message = error.to_string();
     assert!(message.contains(&db.display().to_string()) && message.contains("start hj212d"), "{message}");
     assert_eq!(std::fs::read(&db).unwrap(), before, "a reader changes nothing");

@@ -10,7 +10,7 @@ use hj212_archive::{Archive, FollowerStatus, Settings};
 use hj212_config::Config;
 use hj212_follow::{Follower, RunnerSettings};
 use hj212_http::{Readiness, Watched};
-use hj212_server::metrics::{STORE_DUPLICATES, STORE_ROWS};
+use hj212_server::metrics::{STORE_DELETED, STORE_DUPLICATES, STORE_ROWS};
 use hj212_store::{Store, StoreFollower};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -85,6 +85,10 @@ impl Followers<'_> {
         let follower = StoreFollower::new(store, move |applied| {
             rows.increment(applied.rows as u64);
             duplicates.increment(applied.duplicates as u64);
+        })
+        .with_readings_retention(self.config.store.readings_retention_days, {
+            let deleted = metrics::counter!(STORE_DELETED);
+            move |pruned| deleted.increment(pruned.readings)
         });
         let start = Start {
             name: "store",
