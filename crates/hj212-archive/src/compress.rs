@@ -78,12 +78,13 @@ fn run(dir: &Path, level: i32, lock: &FilesLock, observer: &dyn Observer, woken:
     }
 }
 
-/// Temporary files of a compression a crash interrupted.
+/// Temporary files of a compression (or an unpacking) a crash interrupted.
 fn remove_leftovers(dir: &Path, observer: &dyn Observer) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.ends_with(&format!("{}{TEMP_SUFFIX}", packed::PACKED_SUFFIX))
+        if name.starts_with("seg-")
+            && name.ends_with(TEMP_SUFFIX)
             && let Err(e) = std::fs::remove_file(&path)
         {
             observer.warning(&io_error("cannot remove", &path, &e));
@@ -142,6 +143,36 @@ fn check_reads_back(plain: &Path, plain_len: usize, packed_bytes: &[u8]) -> Resu
         return Err(mismatch(format!("it covers {end} of {plain_len} bytes")));
     }
     Ok(())
+}
+
+/// Turns every compressed segment in `dir` back into its plain form, byte for byte (for a
+/// release that reads only plain segments); each is checked whole before it replaces the
+/// compressed file. Only with no writer running on `dir`. Returns how many were unpacked.
+///
+/// # Errors
+/// I/O errors, or [`ArchiveError::Corrupt`] for a segment that does not verify (it and the
+/// ones after it are left compressed).
+pub fn unpack_all(dir: &Path) -> Result<usize, ArchiveError> {
+    let segments = list_segments(dir).map_err(|e| io_error("cannot list", dir, &e))?;
+    let mut unpacked = 0;
+    for (_, path) in segments.iter().filter(|(_, path)| is_packed(path)) {
+        let bytes = std::fs::read(path).map_err(|e| io_error("cannot read", path, &e))?;
+        let corrupt =
+            |problem: String| ArchiveError::Corrupt { segment: path.display().to_string(), offset: 0, problem };
+        let packed = Packed::parse(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let plain = packed.unpack().map_err(|e| corrupt(e.to_string()))?;
+        let target = PathBuf::from(path.to_string_lossy().strip_suffix(packed::PACKED_SUFFIX).unwrap_or_default());
+        let mut temp = target.clone().into_os_string();
+        temp.push(TEMP_SUFFIX);
+        let temp = PathBuf::from(temp);
+        write_durably(&temp, &plain)?;
+        std::fs::rename(&temp, &target).map_err(|e| io_error("cannot rename", &temp, &e))?;
+        sync_dir(dir).map_err(|e| io_error("cannot fsync", dir, &e))?;
+        std::fs::remove_file(path).map_err(|e| io_error("cannot remove", path, &e))?;
+        sync_dir(dir).map_err(|e| io_error("cannot fsync", dir, &e))?;
+        unpacked += 1;
+    }
+    Ok(unpacked)
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 pub use checkpoint::{Checkpoint, SignedHead};
-pub use compress::Compressed;
+pub use compress::{Compressed, unpack_all};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use follow::{Bookmark, Follower, read_backwards};
 pub use format::{Hash, Kind, MAX_DATA, NewRecord, Record, RecordError, Verdict, flags};

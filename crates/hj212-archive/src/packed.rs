@@ -278,6 +278,30 @@ impl Packed {
         Ok(())
     }
 
+    /// The plain segment's bytes, exactly as they were before compression, every block checked.
+    ///
+    /// # Errors
+    /// [`RecordError::Packed`] for the first block or structure that does not verify.
+    pub(crate) fn unpack(&self) -> Result<Vec<u8>, RecordError> {
+        if let Some((_, problem)) = &self.damage {
+            return Err(RecordError::Packed(problem.clone()));
+        }
+        let end = self.blocks.last().map_or(HEADER_LEN as u64, Block::plain_end);
+        let mut plain = Vec::with_capacity(usize::try_from(end).unwrap_or(0));
+        plain.extend_from_slice(&self.header.encode());
+        for index in 0..self.blocks.len() {
+            let (stripped, records) = self.decode_with_bytes(index)?;
+            let mut at = 0;
+            for (record, _) in &records {
+                let len = 4 + u32::from_le_bytes(stripped[at..at + 4].try_into().expect("4 bytes")) as usize;
+                plain.extend_from_slice(&stripped[at..at + len]);
+                plain.extend_from_slice(&record.hash);
+                at += len;
+            }
+        }
+        Ok(plain)
+    }
+
     /// What block `index`'s first record chains from.
     pub(crate) fn chain_into(&self, index: usize) -> Hash {
         index.checked_sub(1).map_or_else(|| self.header.chain_seed(), |i| self.blocks[i].last_hash)
@@ -300,6 +324,11 @@ impl Packed {
     /// # Errors
     /// [`RecordError::Packed`] saying what does not verify.
     pub(crate) fn decode(&self, index: usize) -> Result<Vec<Decoded>, RecordError> {
+        self.decode_with_bytes(index).map(|(_, records)| records)
+    }
+
+    /// [`Packed::decode`], with the decompressed bytes (each record's length and body).
+    fn decode_with_bytes(&self, index: usize) -> Result<(Vec<u8>, Vec<Decoded>), RecordError> {
         let block = &self.blocks[index];
         let last = block.first_seq.saturating_add(u64::from(block.records) - 1);
         let range = format!("block of records {}-{last}", block.first_seq);
@@ -334,7 +363,7 @@ impl Packed {
                 "does not verify: its records do not chain to the block's last hash (a record was altered)".into(),
             ));
         }
-        Ok(records)
+        Ok((stripped, records))
     }
 }
 
@@ -385,6 +414,7 @@ mod tests {
             prev = record.hash;
         }
         assert_eq!(offset, plain.len());
+        assert_eq!(packed.unpack().unwrap(), plain, "the plain segment, byte for byte");
         assert_eq!(packed.block_with(11), Some(0));
         assert_eq!(packed.block_at(HEADER_LEN as u64), Some(0));
         assert_eq!(packed.block_with(11 + 9000), None);

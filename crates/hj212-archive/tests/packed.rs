@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hj212_archive::{
     Archive, CheckpointSettings, Follower, Kind, NewRecord, NoObserver, PACKED_SUFFIX, Record, Settings, SigningKey,
-    Verdict, VerifyOptions, list_segments, verify, verify_with, walk,
+    Verdict, VerifyOptions, list_segments, unpack_all, verify, verify_with, walk,
 };
 use sha2::{Digest, Sha256};
 
@@ -283,4 +283,32 @@ async fn an_archive_whose_newest_segment_is_compressed_continues_after_it() {
     thread.join();
     assert!(packed.iter().all(|p| p.exists()));
     assert!(verify(dir.path()).unwrap().last_seq > last);
+}
+
+#[tokio::test]
+async fn unpacking_restores_the_plain_segments_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    write(settings(dir.path(), 8 * 1024, false), 0..120).await;
+    let original: Vec<(PathBuf, Vec<u8>)> =
+        list_segments(dir.path()).unwrap().into_iter().map(|(_, p)| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    compress_sealed(dir.path(), 8 * 1024).await;
+    let packed = packed_segments(dir.path()).len();
+    assert!(packed >= 2);
+    assert_eq!(unpack_all(dir.path()).unwrap(), packed);
+    assert!(packed_segments(dir.path()).is_empty());
+    for (path, bytes) in &original[..original.len() - 1] {
+        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{} differs", path.display());
+    }
+    verify_with(dir.path(), &trusted()).unwrap();
+
+    // A damaged compressed segment is named and left as it is.
+    compress_sealed(dir.path(), 8 * 1024).await;
+    let first = packed_segments(dir.path()).remove(0);
+    let mut bytes = std::fs::read(&first).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&first, &bytes).unwrap();
+    let error = unpack_all(dir.path()).unwrap_err();
+    assert!(matches!(error, hj212_archive::ArchiveError::Corrupt { .. }), "{error}");
+    assert!(first.exists());
 }

@@ -60,6 +60,11 @@ enum Command {
     /// Create the archive's checkpoint signing key (mode 0600) and its public half (`.pub`,
     /// for auditors) at FILE; refuses to replace an existing key.
     GenerateSigningKey { file: PathBuf },
+    /// Turn the compressed archive segments of the config's data_dir back into plain ones, byte
+    /// for byte, each checked first: before going back to a release that reads only plain
+    /// segments (set `[archive] compress = false` first, or this one compresses them again).
+    /// Refuses while hj212d runs on that data_dir.
+    UnpackArchive { file: PathBuf },
 }
 
 /// Runs what the command line asks for.
@@ -74,6 +79,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::GenerateSigningKey { file }) => Ok(generate_signing_key(&file)),
+        Some(Command::UnpackArchive { file }) => Ok(unpack_archive(&file)),
         None => {
             let Some(path) = cli.config else {
                 eprintln!("Error: no config given: run `hj212d --config FILE` (see `hj212d print-default-config`)");
@@ -124,6 +130,42 @@ fn generate_signing_key(path: &std::path::Path) -> ExitCode {
             let public = hj212_archive::hex(&key.verifying_key().to_bytes());
             println!("{public}\n(public key, also in {}: give it to auditors)", path.with_extension("pub").display());
             ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("Error: {error}");
+            ExitCode::from(EX_CANTCREAT)
+        }
+    }
+}
+
+/// `hj212d unpack-archive FILE`: every compressed segment back to its plain form.
+fn unpack_archive(path: &std::path::Path) -> ExitCode {
+    let config = match hj212_config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("Error: {error}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let data_dir = config.data_dir();
+    let _lock = match lock::DataDirLock::acquire(&data_dir) {
+        Ok(lock) => lock,
+        Err(error) => {
+            eprintln!("Error: {error}");
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+    };
+    match hj212_archive::unpack_all(&data_dir.archive()) {
+        Ok(count) => {
+            println!("{count} compressed segments unpacked in {}", data_dir.archive().display());
+            if config.archive.compress {
+                eprintln!("note: [archive] compress is on: this release compresses them again at its next start");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error @ hj212_archive::ArchiveError::Corrupt { .. }) => {
+            eprintln!("Error: {error}");
+            ExitCode::from(EX_DATAERR)
         }
         Err(error) => {
             eprintln!("Error: {error}");

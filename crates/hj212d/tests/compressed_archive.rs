@@ -49,6 +49,26 @@ async fn a_store_rebuilt_from_compressed_segments_has_every_reading() {
         assert!(Instant::now() < deadline, "the store did not catch up from the compressed archive");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let readings_after = stored(dir.path(), MN);
+    assert_eq!(readings_after, readings, "the same readings, from the same records");
+
+    // Going back to plain segments: refused while the daemon runs, then done and checked.
+    let unpack_config = dir.path().join("unpack.toml");
+    let toml = format!("[server]\ndata_dir = \"{}\"\n[archive]\ncompress = false\n", dir.path().display());
+    std::fs::write(&unpack_config, toml).unwrap();
+    let unpack = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hj212d"))
+            .arg("unpack-archive")
+            .arg(&unpack_config)
+            .output()
+            .unwrap()
+    };
+    let refused = unpack();
+    assert_eq!(refused.status.code(), Some(75), "{}", String::from_utf8_lossy(&refused.stderr));
     running.stop().await.unwrap();
-    assert_eq!(stored(dir.path(), MN), readings, "the same readings, from the same records");
+    let done = unpack();
+    assert_eq!(done.status.code(), Some(0), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(String::from_utf8_lossy(&done.stdout).contains("compressed segments unpacked"));
+    let report = hj212_archive::verify(&archive).unwrap();
+    assert_eq!(report.compressed_segments, 0, "{report:?}");
 }
