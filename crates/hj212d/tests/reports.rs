@@ -122,7 +122,7 @@ async fn the_daemon_writes_the_newest_due_daily_report_and_a_browser_shows_its_f
     // The day ended a month: the month's report too (at 00:30 on the 1st), written after the day's.
     let month_ended = beijing_date(hj212_store::parse_bound(&stem["daily-".len()..]).unwrap() + DAY).ends_with("-01");
     for _ in 0..if month_ended { 200 } else { 0 } {
-        if written.iter().any(|n| n.starts_with("monthly-") && n.ends_with(".json")) {
+        if written.iter().any(|n| n.starts_with("monthly-") && n.contains(".json")) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
