@@ -5,8 +5,9 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::packed::{self, Packed};
@@ -30,15 +31,16 @@ pub struct Compressed {
     pub took: Duration,
 }
 
-/// Starts the compressor; each message on the returned sender (one at start, one per
-/// rotation) makes it compress every sealed plain segment. It ends with the sender.
+/// Starts the compressor; each message on `woken`'s sender (one at start, one per rotation)
+/// makes it compress every sealed plain segment. Once the sender is gone it stops after the
+/// segment in hand (join the handle to wait for that).
 pub(crate) fn start(
     dir: PathBuf,
     level: i32,
     lock: FilesLock,
     observer: Arc<dyn Observer>,
-) -> Result<Sender<()>, ArchiveError> {
-    let (wake, woken) = std::sync::mpsc::channel();
+    woken: Receiver<()>,
+) -> Result<JoinHandle<()>, ArchiveError> {
     std::thread::Builder::new()
         .name("archive-compress".into())
         .spawn(move || {
@@ -46,9 +48,7 @@ pub(crate) fn start(
             remove_leftovers(&dir, observer.as_ref());
             run(&dir, level, &lock, observer.as_ref(), &woken);
         })
-        .map_err(|e| ArchiveError::Io { message: format!("cannot start the compressor thread: {e}").into() })?;
-    wake.send(()).expect("the thread holds the receiver");
-    Ok(wake)
+        .map_err(|e| ArchiveError::Io { message: format!("cannot start the compressor thread: {e}").into() })
 }
 
 fn lower_priority() {
@@ -58,21 +58,33 @@ fn lower_priority() {
 
 fn run(dir: &Path, level: i32, lock: &FilesLock, observer: &dyn Observer, woken: &Receiver<()>) {
     while woken.recv().is_ok() {
-        while woken.try_recv().is_ok() {}
-        let segments = match list_segments(dir) {
-            Ok(segments) => segments,
-            Err(e) => {
-                observer.warning(&io_error("cannot list", dir, &e));
-                continue;
+        // Passes until one went by without a rotation (whose segment it may not have listed).
+        loop {
+            while woken.try_recv().is_ok() {}
+            let segments = match list_segments(dir) {
+                Ok(segments) => segments,
+                Err(e) => {
+                    observer.warning(&io_error("cannot list", dir, &e));
+                    break;
+                }
+            };
+            let mut rotated = false;
+            // The newest segment is the one being appended to.
+            let sealed = &segments[..segments.len().saturating_sub(1)];
+            for (_, path) in sealed.iter().filter(|(_, path)| !is_packed(path)) {
+                match woken.try_recv() {
+                    Err(TryRecvError::Disconnected) => return,
+                    Ok(()) => rotated = true,
+                    Err(TryRecvError::Empty) => {}
+                }
+                match compress(path, level, lock) {
+                    Ok(Some(done)) => observer.compressed(path, done),
+                    Ok(None) => {}
+                    Err(error) => observer.warning(&error),
+                }
             }
-        };
-        // The newest segment is the one being appended to.
-        let sealed = &segments[..segments.len().saturating_sub(1)];
-        for (_, path) in sealed.iter().filter(|(_, path)| !is_packed(path)) {
-            match compress(path, level, lock) {
-                Ok(Some(done)) => observer.compressed(path, done),
-                Ok(None) => {}
-                Err(error) => observer.warning(&error),
+            if !rotated {
+                break;
             }
         }
     }

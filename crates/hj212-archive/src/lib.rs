@@ -148,14 +148,21 @@ pub struct Archive {
     checkpoint: watch::Receiver<Option<SignedHead>>,
 }
 
-/// The writer thread; join it after dropping every [`Archive`] handle to flush and stop.
+/// The writer thread (and the compressor's); join it after dropping every [`Archive`] handle
+/// to flush and stop.
 #[derive(Debug)]
-pub struct WriterThread(std::thread::JoinHandle<()>);
+pub struct WriterThread {
+    writer: std::thread::JoinHandle<()>,
+    compressor: Option<std::thread::JoinHandle<()>>,
+}
 
 impl WriterThread {
-    /// Waits for the writer to finish its last batch.
+    /// Waits for the writer to finish its last batch, and the compressor the segment in hand.
     pub fn join(self) {
-        let _ = self.0.join();
+        let _ = self.writer.join();
+        if let Some(compressor) = self.compressor {
+            let _ = compressor.join();
+        }
     }
 }
 
@@ -216,11 +223,18 @@ impl Archive {
         };
         let settings_checkpoints = settings.checkpoints.clone();
         let files = compress::FilesLock::default();
-        let compressor = match settings.compress {
-            Some(level) => Some(compress::start(settings.dir.clone(), level, files.clone(), outputs.observer.clone())?),
+        // The compressor starts once the archive has opened (never on one refused as damaged).
+        let compress = settings.compress.map(|level| (level, std::sync::mpsc::channel()));
+        let wake = compress.as_ref().map(|(_, (wake, _))| wake.clone());
+        let (dir, observer) = (settings.dir.clone(), outputs.observer.clone());
+        let (writer, recovery) = writer::Writer::open(settings, outputs, wake, files.clone())?;
+        let compressor = match compress {
+            Some((level, (wake, woken))) => {
+                let _ = wake.send(());
+                Some(compress::start(dir, level, files, observer, woken)?)
+            }
             None => None,
         };
-        let (writer, recovery) = writer::Writer::open(settings, outputs, compressor, files)?;
         let (tx, rx) = mpsc::channel(queue);
         if let Some(checkpoints) = &settings_checkpoints {
             start_checkpoint_timer(tx.downgrade(), checkpoints.interval)?;
@@ -229,7 +243,8 @@ impl Archive {
             .name("archive-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| ArchiveError::Io { message: format!("cannot start the writer thread: {e}").into() })?;
-        Ok((Self { tx, bytes, bytes_limit, durable, failed, floor, checkpoint }, WriterThread(thread), recovery))
+        let threads = WriterThread { writer: thread, compressor };
+        Ok((Self { tx, bytes, bytes_limit, durable, failed, floor, checkpoint }, threads, recovery))
     }
 
     /// Queues a record (waiting while the queue is full) and returns a handle that
