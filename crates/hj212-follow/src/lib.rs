@@ -14,5 +14,5 @@ mod source;
 pub use cursor::Cursor;
 pub use meaning::{ConfigRecord, Factor, Field, Interpreted, MarkRequest, Meaning, Upload, VisitRequest, identity};
 pub use report::{FOLLOWER_FAILING, FOLLOWER_LAG, FOLLOWER_LAG_SECONDS, describe, report};
-pub use runner::{FollowError, Follower, RunnerSettings, spawn};
+pub use runner::{FollowError, Follower, RunnerSettings, STOP_CATCH_UP, spawn};
 pub use shared::{Batch, SharedTail};

@@ -85,9 +85,13 @@ pub struct RunnerSettings {
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// At a stop a follower applies what is durable for at most this long, then stops at its
+/// position (it resumes there at the next start): a follower far behind (hours of catch-up)
+/// does not hold the stop past the unit's `TimeoutStopSec` (30 s).
+pub const STOP_CATCH_UP: Duration = Duration::from_secs(10);
 
-/// Runs `follower` on its own thread until `shutdown`, then feeds it what is durable and
-/// calls [`Follower::finish`]. The thread ends with the error that stopped it, if any.
+/// Runs `follower` on its own thread until `shutdown`, then feeds it what is durable (for at
+/// most [`STOP_CATCH_UP`]) and calls [`Follower::finish`]. The thread ends with the error that stopped it, if any.
 ///
 /// # Errors
 /// The thread cannot be started.
@@ -141,10 +145,21 @@ impl Runner {
     fn run(&mut self) -> Result<(), FollowError> {
         let mut source = self.start()?;
         let mut next_tick = Instant::now();
+        let mut stop_by = None;
         loop {
             let durable = *self.durable.borrow_and_update();
             let target = self.settings.after.as_ref().map_or(durable, |after| durable.min(after.position()));
             let fed = source.next_seq() - 1;
+            if self.shutdown.is_cancelled()
+                && Instant::now() >= *stop_by.get_or_insert_with(|| Instant::now() + STOP_CATCH_UP)
+            {
+                tracing::warn!(
+                    follower = self.follower.name(),
+                    behind = target.saturating_sub(fed),
+                    "stopping before catching up; it resumes from its position at the next start"
+                );
+                return self.finish();
+            }
             // A tick settles the follower's health only when nothing waits to be applied.
             let mut settles = true;
             let stepped = if Instant::now() >= next_tick {

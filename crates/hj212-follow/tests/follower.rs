@@ -165,3 +165,68 @@ async fn followers_at_the_same_position_share_one_read_of_each_batch() {
     drop(archive);
     writer.join();
 }
+
+/// A follower that takes 20 ms per batch of one record.
+struct Slow {
+    position: u64,
+}
+
+impl Follower for Slow {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+
+    fn position(&mut self) -> Result<u64, FollowError> {
+        Ok(self.position)
+    }
+
+    fn apply(&mut self, records: &[Interpreted]) -> Result<u64, FollowError> {
+        std::thread::sleep(Duration::from_millis(20));
+        self.position = records.last().map_or(self.position, |r| r.record.seq);
+        Ok(self.position)
+    }
+}
+
+#[tokio::test]
+async fn a_follower_far_behind_stops_within_the_catch_up_bound_at_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, writer, _) = Archive::open(settings(dir.path()), Arc::new(NoObserver)).unwrap();
+    let mut pending = Vec::new();
+    for i in 0..2000 {
+        pending.push(archive.submit(frame(i)).await.unwrap());
+    }
+    for p in pending {
+        p.durable().await.unwrap();
+    }
+    let status = Arc::new(FollowerStatus::default());
+    let shutdown = CancellationToken::new();
+    let runner = RunnerSettings {
+        archive_dir: dir.path().join("archive"),
+        batch: 1,
+        tick: Duration::from_secs(60),
+        max_backoff: Duration::from_secs(1),
+        after: None,
+        shared: None,
+        nice: 0,
+    };
+    let thread = hj212_follow::spawn(
+        Box::new(Slow { position: 0 }),
+        runner,
+        archive.durable(),
+        status.clone(),
+        shutdown.clone(),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = std::time::Instant::now();
+    shutdown.cancel();
+    // 2,000 batches of 20 ms would take 40 s.
+    tokio::task::spawn_blocking(move || thread.join().unwrap().unwrap()).await.unwrap();
+    let took = stopping.elapsed();
+    assert!(took < hj212_follow::STOP_CATCH_UP + Duration::from_secs(2), "the stop took {took:?}");
+    assert!(took >= hj212_follow::STOP_CATCH_UP, "it caught up for the bound first: {took:?}");
+    let position = status.position();
+    assert!(position > 100 && position < 2000, "stopped at its position {position}");
+    drop(archive);
+    writer.join();
+}
