@@ -20,6 +20,7 @@ pub(crate) fn observe(
     engine: &mut Engine,
     rules: &RulesMap,
     tx: &Transaction<'_>,
+    fingerprint_window_ms: i64,
 ) -> Result<Vec<Transition>, AlertsError> {
     let record = &archived.record;
     let cause = Cause { at_ms: record.time_ms, seq: record.seq };
@@ -31,7 +32,11 @@ pub(crate) fn observe(
         Meaning::Data(upload) => match rules.get(upload.mn.as_str()) {
             Some(site_rules) => {
                 let mut out = engine.seen(&upload.mn, cause);
-                out.extend(judge(upload, cause, engine, site_rules, tx)?);
+                // Data already older than the fingerprint window when received is judged as after
+                // the prune: a year's backfill wrote gigabytes of fingerprints only to delete them.
+                let fingerprinted =
+                    FINGERPRINTED.contains(&upload.cn) && upload.data_time_ms >= cause.at_ms - fingerprint_window_ms;
+                out.extend(judge(upload, cause, engine, site_rules, tx, fingerprinted)?);
                 Ok(out)
             }
             None => Ok(Vec::new()),
@@ -48,11 +53,12 @@ fn judge(
     engine: &mut Engine,
     site_rules: &hj212_compliance::alert::SiteRules,
     tx: &Transaction<'_>,
+    fingerprinted: bool,
 ) -> Result<Vec<Transition>, AlertsError> {
     let cn = upload.cn;
     let mut samples = Vec::with_capacity(upload.factors.len());
     let mut conflict = None;
-    let mut first_copy = !FINGERPRINTED.contains(&cn);
+    let mut first_copy = !fingerprinted;
     for factor in &upload.factors {
         let (value, zs) = if cn == 2011 {
             (factor.number(FieldKind::Rtd), factor.number(FieldKind::ZsRtd))
@@ -62,7 +68,7 @@ fn judge(
         // Temperatures and pressures may be below zero.
         let signed = factor_for_code(&factor.code, upload.medium).is_some_and(|f| matches!(f.unit, "°C" | "kPa"));
         samples.push(Sample { factor: &factor.code, value, zs, flag: factor.get(FieldKind::Flag), signed });
-        if FINGERPRINTED.contains(&cn) {
+        if fingerprinted {
             let key = (upload.mn.as_str(), cn, upload.data_time_ms, factor.code.as_str());
             let items = factor.fields.iter().map(|f| (f.key.as_str(), f.value.as_str()));
             match db::fingerprint(tx, key, &fingerprint(items))? {

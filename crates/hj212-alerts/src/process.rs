@@ -37,12 +37,14 @@ pub(crate) struct Processor {
     active: HashMap<AlertKind, i64>,
     /// The online state last published per site (status is re-sent when it changes).
     published_online: HashMap<String, bool>,
+    /// Data older than this when received is judged without a fingerprint.
+    fingerprint_window_ms: i64,
 }
 
 impl Processor {
     /// Opens the engine. A new database starts at `head`, the last durable archive record:
     /// history from before the alert engine existed (an upgrade) is not alerted again.
-    pub(crate) fn open(db_path: &Path, mqtt: bool, head: u64) -> Result<Self, AlertsError> {
+    pub(crate) fn open(db_path: &Path, mqtt: bool, head: u64, fingerprint_window_ms: i64) -> Result<Self, AlertsError> {
         let mut conn = db::open(db_path)?;
         if !db::has_progress(&conn)? {
             let tx = conn.transaction()?;
@@ -57,6 +59,7 @@ impl Processor {
             mqtt,
             active: HashMap::new(),
             published_online: HashMap::new(),
+            fingerprint_window_ms,
         };
         processor.reload()?;
         Ok(processor)
@@ -97,7 +100,7 @@ impl Processor {
         let tx = self.conn.transaction()?;
         let mut transitions = Vec::new();
         for archived in records {
-            transitions.extend(observe::observe(archived, &mut self.engine, rules, &tx)?);
+            transitions.extend(observe::observe(archived, &mut self.engine, rules, &tx, self.fingerprint_window_ms)?);
         }
         if let Some(now) = now_ms {
             for (mn, site_rules) in rules {

@@ -69,7 +69,8 @@ impl AlertsFollower {
         rules: watch::Receiver<Arc<RulesMap>>,
         newest: watch::Sender<u64>,
     ) -> Result<Self, AlertsError> {
-        let processor = Processor::open(&settings.db_path, settings.mqtt, head)?;
+        let window_ms = i64::from(settings.fingerprint_days) * 86_400_000;
+        let processor = Processor::open(&settings.db_path, settings.mqtt, head, window_ms)?;
         let (fingerprint_days, clock_max_lag) = (settings.fingerprint_days, settings.clock_max_lag);
         Ok(Self { processor, rules, newest, fingerprint_days, clock_max_lag })
     }

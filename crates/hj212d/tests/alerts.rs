@@ -339,3 +339,30 @@ async fn the_signed_head_is_published_on_mqtt_and_the_api() {
     let report = hj212_archive::verify_with(&data_dir.path().join("archive"), &options).expect("the archive holds it");
     assert!(report.last_checkpoint.unwrap().last, "the stop signed the rest");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_older_than_the_fingerprint_window_is_not_fingerprinted() {
+    let daemon = TestDaemon::start_with(|config| config.sites[0].limits = vec![so2_limit()]).await;
+    let window_days = i64::from(hj212_config::Config::default().followers.alerts_fingerprint_days);
+    let old = hour((window_days + 1) * 24);
+    // An hour older than the window, resent with another value: beyond the window, as after the prune.
+    send_acked(&daemon, &[hourly(1, &old, 12.0), hourly(2, &old, 13.5)]).await;
+    // A recent hour resent with another value is still caught (and shows the old ones were applied).
+    send_acked(&daemon, &[hourly(3, &hour(3), 12.0), hourly(4, &hour(3), 13.5)]).await;
+    let expected = [pair("tamper", "active")];
+    assert_eq!(stored_alerts(&daemon, &expected).await, expected);
+    let db = rusqlite::Connection::open_with_flags(
+        daemon.dir.path().join("alerts.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let rows: Vec<String> = db
+        .prepare("SELECT datetime(data_time_ms / 1000, 'unixepoch', '+8 hours') FROM fingerprints")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 1, "only the recent hour's factor: {rows:?}");
+    daemon.stop().await;
+}
