@@ -59,14 +59,15 @@ pub(crate) fn packed_path(plain: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The bytes of a segment; a plain segment that was compressed meanwhile is read compressed.
-fn read_segment(path: &Path) -> io::Result<(PathBuf, Vec<u8>)> {
-    match std::fs::read(path) {
+/// `open` applied to a segment's path; a plain segment that was compressed meanwhile is opened
+/// in its compressed form. Returns the path opened.
+fn either_form<T>(path: &Path, open: impl Fn(&Path) -> io::Result<T>) -> io::Result<(PathBuf, T)> {
+    match open(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && !is_packed(path) => {
             let packed = packed_path(path);
-            std::fs::read(&packed).map(|bytes| (packed, bytes))
+            open(&packed).map(|opened| (packed, opened))
         }
-        other => other.map(|bytes| (path.to_path_buf(), bytes)),
+        other => other.map(|opened| (path.to_path_buf(), opened)),
     }
 }
 
@@ -134,7 +135,7 @@ impl SegmentReader {
     /// # Errors
     /// I/O errors, or `InvalidData` when the header is not an archive segment header.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let (path, bytes) = read_segment(path)?;
+        let (path, bytes) = either_form(path, |path| std::fs::read(path))?;
         let no_header =
             || io::Error::new(io::ErrorKind::InvalidData, format!("{} has no valid segment header", path.display()));
         let (header, source) = if is_packed(&path) {
@@ -240,11 +241,7 @@ impl SegmentReader {
 /// # Errors
 /// I/O errors, or `InvalidData` when there is no valid header.
 pub fn header_of(path: &Path) -> io::Result<SegmentHeader> {
-    let open = |path: &Path| File::open(path).map(|file| (path.to_path_buf(), file));
-    let (path, file) = match open(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !is_packed(path) => open(&packed_path(path))?,
-        other => other?,
-    };
+    let (path, file) = either_form(path, |path| File::open(path))?;
     let mut start = Vec::with_capacity(packed::HEADER_AT + HEADER_LEN);
     file.take((packed::HEADER_AT + HEADER_LEN) as u64).read_to_end(&mut start)?;
     let header = if is_packed(&path) { packed::header(&start) } else { SegmentHeader::decode(&start) };
