@@ -3,6 +3,7 @@
 //! publisher drains (nothing is lost while the broker is down).
 
 mod db;
+mod fingerprints;
 pub mod metrics;
 mod observe;
 mod outbox;

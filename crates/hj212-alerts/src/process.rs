@@ -8,8 +8,10 @@ use hj212_compliance::alert::{AlertKind, AlertState, Engine, Transition};
 use hj212_follow::{Interpreted, Meaning};
 use rusqlite::{Connection, Transaction};
 
+use crate::fingerprints::{self, Fingerprints};
+use crate::observe::{self, Judges};
 use crate::rules::RulesMap;
-use crate::{AlertsError, db, metrics, observe, payload};
+use crate::{AlertsError, db, metrics, payload};
 
 /// What a step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,6 +39,7 @@ pub(crate) struct Processor {
     active: HashMap<AlertKind, i64>,
     /// The online state last published per site (status is re-sent when it changes).
     published_online: HashMap<String, bool>,
+    fingerprints: Fingerprints,
     /// Data older than this when received is judged without a fingerprint.
     fingerprint_window_ms: i64,
 }
@@ -59,6 +62,7 @@ impl Processor {
             mqtt,
             active: HashMap::new(),
             published_online: HashMap::new(),
+            fingerprints: Fingerprints::default(),
             fingerprint_window_ms,
         };
         processor.reload()?;
@@ -78,6 +82,7 @@ impl Processor {
             .filter_map(|(kind, n)| Some((AlertKind::parse(&kind)?, i64::try_from(n).unwrap_or(i64::MAX))))
             .collect();
         self.published_online.clear();
+        self.fingerprints.forget_ids();
         for kind in AlertKind::ALL {
             metrics::active(kind.as_str(), self.active.get(&kind).copied().unwrap_or(0) as f64);
         }
@@ -99,8 +104,13 @@ impl Processor {
     ) -> Result<Stepped, AlertsError> {
         let tx = self.conn.transaction()?;
         let mut transitions = Vec::new();
+        let mut judges = Judges {
+            engine: &mut self.engine,
+            fingerprints: &mut self.fingerprints,
+            fingerprint_window_ms: self.fingerprint_window_ms,
+        };
         for archived in records {
-            transitions.extend(observe::observe(archived, &mut self.engine, rules, &tx, self.fingerprint_window_ms)?);
+            transitions.extend(observe::observe(archived, &mut judges, rules, &tx)?);
         }
         if let Some(now) = now_ms {
             for (mn, site_rules) in rules {
@@ -108,7 +118,7 @@ impl Processor {
             }
         }
         if let Some(before) = fingerprint_before_ms {
-            db::prune_fingerprints(&tx, before)?;
+            fingerprints::prune(&tx, before)?;
         }
         let now = hj212_archive::now_ms();
         let mut stepped = Stepped { records: records.len(), ..Stepped::default() };

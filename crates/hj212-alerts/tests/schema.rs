@@ -1,6 +1,7 @@
 //! Schema versions: an alerts database written by the first release (kept in
-//! `fixtures/sqlite/`) gets its version recorded at open, keeps its alerts and outbox, and the
-//! engine goes on writing to it; a newer version than this build knows is refused.
+//! `fixtures/sqlite/`) gets its version recorded at open and is migrated, keeps its alerts,
+//! outbox and tamper fingerprints, and the engine goes on writing to it; a newer version than
+//! this build knows is refused.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +42,24 @@ fn user_version(db: &Path) -> i64 {
     conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap()
 }
 
+/// (DataTime, MN, CN, factor, fingerprint) of every stored fingerprint.
+fn fingerprints(db: &Path) -> Vec<(i64, String, i64, String, i64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut query = conn
+        .prepare(
+            "SELECT f.data_time_ms, s.mn, s.cn, c.code, f.fingerprint FROM fingerprints f
+             JOIN series s ON s.id = f.series JOIN factors c ON c.id = f.factor ORDER BY 1, 4",
+        )
+        .unwrap();
+    query.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// The first 8 bytes of the text's SHA-256 (docs/alerts.md).
+fn hash(text: &str) -> i64 {
+    use sha2::Digest;
+    i64::from_be_bytes(sha2::Sha256::digest(text)[..8].try_into().unwrap())
+}
+
 fn all() -> Filter {
     Filter { limit: 100, ..Filter::default() }
 }
@@ -63,8 +82,17 @@ fn alerts_of_the_first_release_get_a_version_and_keep_alerts_acks_and_outbox() {
     let (conn, log) = logged(|| query::open(&db).unwrap());
     assert!(log.contains("schema migrated") && log.contains(&db.display().to_string()), "{log}");
     assert!(log.contains("from_version=0 to_version=1"), "{log}");
-    assert_eq!(user_version(&db), 1);
-    assert_eq!(hj212_alerts::SCHEMA.version(), 1);
+    assert!(log.contains("from_version=1 to_version=2") && log.contains("compact tamper fingerprints"), "{log}");
+    assert_eq!(user_version(&db), 2);
+    assert_eq!(hj212_alerts::SCHEMA.version(), 2);
+    assert_eq!(
+        fingerprints(&db),
+        [
+            (1_795_737_600_000, MN.to_owned(), 2061, "a21002".to_owned(), hash("a21002-Avg=40.1;a21002-Flag=N")),
+            (1_795_737_600_000, MN.to_owned(), 2061, "a21026".to_owned(), hash("a21026-Avg=50;a21026-Flag=N")),
+        ],
+        "the first copy's fingerprints are kept, hashed from the text the first release stored"
+    );
 
     let alerts = query::list(&conn, &all()).unwrap();
     assert_eq!(alerts.len(), 4, "{alerts:?}");
@@ -153,9 +181,9 @@ fn alerts_of_a_later_release_are_refused_by_every_opener() {
     let before = std::fs::read(&db).unwrap();
 
     let error = query::open(&db).unwrap_err();
-    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 1, .. })), "{error:?}");
+    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 2, .. })), "{error:?}");
     let message = error.to_string();
-    for part in ["alerts database", db.display().to_string().as_str(), "schema version 999", "supports (1)"] {
+    for part in ["alerts database", db.display().to_string().as_str(), "schema version 999", "supports (2)"] {
         assert!(message.contains(part), "{part:?} in: {message}");
     }
     assert!(SqliteOutbox::open(&db).unwrap_err().schema().is_some());
@@ -170,7 +198,7 @@ fn a_reader_reads_a_first_release_database_without_writing() {
     let (_dir, db) = first_release_alerts();
     let before = std::fs::read(&db).unwrap();
     let conn = query::open_read_only(&db).unwrap();
-    assert_eq!(query::list(&conn, &all()).unwrap().len(), 4);
+    assert_eq!(query::list(&conn, &all()).unwrap().len(), 4, "version 2 changed nothing a reader queries");
     drop(conn);
     assert_eq!(std::fs::read(&db).unwrap(), before, "a reader changes nothing");
 }

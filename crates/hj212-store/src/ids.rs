@@ -1,15 +1,14 @@
 //! The integer keys that stand for text in the readings, the ledger and the changed copies: a
 //! series is one site's records of one CN (`series`), a factor its code (`factors`). A reading
 //! row keeps two small integers instead of 24 characters of MN, a CN and 6 characters of code.
+//! The alert engine keys its tamper fingerprints the same way, in its own database.
 
 use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::StoreError;
-
 /// The dictionaries' tables at the newest version (part of [`crate::SCHEMA`]).
-pub(crate) const TABLES: &str = "
+pub const TABLES: &str = "
 CREATE TABLE series (id INTEGER PRIMARY KEY, mn TEXT NOT NULL, cn INTEGER NOT NULL, UNIQUE (mn, cn));
 CREATE TABLE factors (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE);
 ";
@@ -21,7 +20,7 @@ pub(crate) const SERIES_OF: &str = "(SELECT id FROM series WHERE mn = ?1 AND cn 
 /// after a failed apply the caller drops them ([`Ids::forget`]), as the transaction that added
 /// some of them was rolled back.
 #[derive(Debug, Default)]
-pub(crate) struct Ids {
+pub struct Ids {
     /// Per MN, the ids of its series by CN (a few each).
     series: HashMap<String, Vec<(u16, i64)>>,
     factors: HashMap<String, i64>,
@@ -29,7 +28,10 @@ pub(crate) struct Ids {
 
 impl Ids {
     /// The id of `mn`'s series of `cn`, added within `tx` when new.
-    pub(crate) fn series(&mut self, tx: &Transaction<'_>, mn: &str, cn: u16) -> Result<i64, StoreError> {
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn series(&mut self, tx: &Transaction<'_>, mn: &str, cn: u16) -> rusqlite::Result<i64> {
         if let Some((_, id)) = self.series.get(mn).and_then(|ids| ids.iter().find(|(c, _)| *c == cn)) {
             return Ok(*id);
         }
@@ -44,7 +46,10 @@ impl Ids {
     }
 
     /// The id of factor `code`, added within `tx` when new.
-    pub(crate) fn factor(&mut self, tx: &Transaction<'_>, code: &str) -> Result<i64, StoreError> {
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn factor(&mut self, tx: &Transaction<'_>, code: &str) -> rusqlite::Result<i64> {
         if let Some(id) = self.factors.get(code) {
             return Ok(*id);
         }
@@ -59,13 +64,13 @@ impl Ids {
     }
 
     /// Drops every id looked up: some may come from a transaction that was rolled back.
-    pub(crate) fn forget(&mut self) {
+    pub fn forget(&mut self) {
         self.series.clear();
         self.factors.clear();
     }
 }
 
-fn lookup(tx: &Transaction<'_>, select: &str, insert: &str, key: &[&dyn rusqlite::ToSql]) -> Result<i64, StoreError> {
+fn lookup(tx: &Transaction<'_>, select: &str, insert: &str, key: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<i64> {
     let found: Option<i64> = tx.prepare_cached(select)?.query_row(key, |row| row.get(0)).optional()?;
     if let Some(id) = found {
         return Ok(id);

@@ -7,7 +7,7 @@ mod appended;
 mod bound;
 mod feed;
 mod history;
-mod ids;
+pub mod ids;
 mod ledger;
 mod mark_view;
 mod rate;
@@ -193,6 +193,8 @@ pub const SCHEMA: schema::Schema = schema::Schema {
         },
         v5::MIGRATION,
     ],
+    // Every reader's queries use the compact readings of version 5.
+    readable_since: 5,
 };
 
 /// Opens one of the daemon's SQLite files (WAL mode) for reading only, as the auditor's CLI

@@ -25,6 +25,9 @@ pub struct Schema {
     /// `migrations[i]` takes version `i + 1` to `i + 2`. Never edit one that was released:
     /// a later change is a new migration.
     pub migrations: &'static [Migration],
+    /// The oldest version a reader of this build reads as it is ([`Schema::check`]): what
+    /// readers query has not changed since (1 accepts every version).
+    pub readable_since: u32,
 }
 
 /// One step from a version to the next.
@@ -133,7 +136,8 @@ impl Schema {
         }
     }
 
-    /// For a reader that must not write: the file must be at the version this build knows.
+    /// For a reader that must not write: the file must be at a version this build reads
+    /// ([`Schema::readable_since`] up to the newest).
     ///
     /// # Errors
     /// [`SchemaError::TooNew`], [`SchemaError::TooOld`] or [`SchemaError::Foreign`] naming the file.
@@ -145,7 +149,7 @@ impl Schema {
             Found::Unversioned => 1,
             Found::Empty => return Err(self.foreign(path, "it has no tables".into())),
         };
-        if found == supported {
+        if found >= self.readable_since {
             return Ok(());
         }
         Err(SchemaError::TooOld { file: self.file, path: path.display().to_string(), found, supported })
@@ -289,6 +293,7 @@ mod tests {
             // Not idempotent: run twice, it fails ("duplicate column").
             Migration { change: "c added", sql: "ALTER TABLE t ADD COLUMN c REAL;" },
         ],
+        readable_since: 3,
     };
 
     /// A file as the first release of `TEST` wrote it: no version, one row.
