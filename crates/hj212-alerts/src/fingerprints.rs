@@ -11,7 +11,7 @@
 use hj212_store::ids::Ids;
 use hj212_store::schema::Migration;
 use rusqlite::functions::FunctionFlags;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 
 /// The table at the newest version (with [`hj212_store::ids::TABLES`]).
@@ -90,11 +90,12 @@ impl Fingerprints {
         let series = self.ids.series(tx, record.mn, record.cn)?;
         let factor = self.ids.factor(tx, factor)?;
         let fingerprint = hash(&normalised(fields));
-        let key = params![record.data_time_ms, series, factor];
-        let stored: Option<i64> = rusqlite::OptionalExtension::optional(
-            tx.prepare_cached("SELECT fingerprint FROM fingerprints WHERE data_time_ms = ?1 AND series = ?2 AND factor = ?3")?
-                .query_row(key, |row| row.get(0)),
-        )?;
+        let stored: Option<i64> = tx
+            .prepare_cached(
+                "SELECT fingerprint FROM fingerprints WHERE data_time_ms = ?1 AND series = ?2 AND factor = ?3",
+            )?
+            .query_row(params![record.data_time_ms, series, factor], |row| row.get(0))
+            .optional()?;
         Ok(match stored {
             Some(stored) if stored == fingerprint => Seen::Same,
             Some(_) => Seen::Different,

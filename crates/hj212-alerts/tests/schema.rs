@@ -51,7 +51,11 @@ fn fingerprints(db: &Path) -> Vec<(i64, String, i64, String, i64)> {
              JOIN series s ON s.id = f.series JOIN factors c ON c.id = f.factor ORDER BY 1, 4",
         )
         .unwrap();
-    query.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).unwrap().map(Result::unwrap).collect()
+    query
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 /// The first 8 bytes of the text's SHA-256 (docs/alerts.md).

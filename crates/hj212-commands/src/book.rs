@@ -39,8 +39,13 @@ CREATE INDEX commands_unfinished ON commands (state) WHERE state IN ('queued', '
 ";
 
 /// The commands database, version 1.
-pub const SCHEMA: Schema =
-    Schema { file: "commands database", marker_table: "commands", create: &[TABLES], migrations: &[] as &[Migration], readable_since: 1 };
+pub const SCHEMA: Schema = Schema {
+    file: "commands database",
+    marker_table: "commands",
+    create: &[TABLES],
+    migrations: &[] as &[Migration],
+    readable_since: 1,
+};
 
 /// Errors of the commands database, naming the file.
 #[derive(Debug, thiserror::Error)]

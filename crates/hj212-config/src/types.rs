@@ -228,7 +228,8 @@ impl Default for Http {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Followers {
-    /// Records per batch (one transaction of the store or the alert engine).
+    /// Records per batch at most (one transaction of the store or the alert engine): a follower
+    /// behind takes this many at once; at pace, what became durable since its last batch.
     pub batch_records: usize,
     /// How often each follower's clock work runs (the alert engine's offline and missing-record
     /// rules; a sink's partial batch).
@@ -256,7 +257,9 @@ pub struct Followers {
 impl Default for Followers {
     fn default() -> Self {
         Self {
-            batch_records: 1000,
+            // A fleet's backfill spreads each batch over every site's pages: 10,000 per
+            // transaction applied 1.5x faster than 1,000 (benches/results/fleet-year.md).
+            batch_records: 10_000,
             tick_ms: 1000,
             max_backoff_secs: 30,
             failing_grace_secs: 10,

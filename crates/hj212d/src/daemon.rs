@@ -25,8 +25,9 @@ use crate::open::{self, Positions, event};
 use crate::{EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_TEMPFAIL};
 use crate::{observe, spawn};
 
-/// Batches of `[followers] batch_records` kept for the followers to share.
-const SHARED_BATCHES: usize = 4;
+/// Batches of `[followers] batch_records` kept for the followers to share: the newest and
+/// the one before, for a follower a batch behind the other.
+const SHARED_BATCHES: usize = 2;
 
 /// The daemon's parts, before they run.
 #[derive(Debug)]
