@@ -16,15 +16,41 @@ CREATE TABLE ledger_periods (
     factor INTEGER NOT NULL,        -- factors.id
     period_ms INTEGER NOT NULL,
     flag TEXT, received_ms INTEGER NOT NULL,
-    PRIMARY KEY (series, factor, period_ms)
+    PRIMARY KEY (series, period_ms, factor)
 ) WITHOUT ROWID;
 CREATE TABLE ledger_days (
     series INTEGER NOT NULL, factor INTEGER NOT NULL, day_ms INTEGER NOT NULL,
     late_days INTEGER NOT NULL,     -- whole days between period end and receipt (-1 = before the end), capped
     received INTEGER NOT NULL, valid INTEGER NOT NULL,
-    PRIMARY KEY (series, factor, day_ms, late_days)
+    PRIMARY KEY (series, day_ms, factor, late_days)
 ) WITHOUT ROWID;
 ";
+
+/// 5 -> 6: the ledger keyed by time before factor (see [`TABLES`]'s keys): a record's factors
+/// land in one page of each table instead of one page per factor. The tables are copied.
+pub(crate) const MIGRATION: crate::schema::Migration = crate::schema::Migration {
+    change: "rate ledger keyed by series, time, factor (the tables are copied)",
+    sql: "
+CREATE TABLE ledger_periods_v6 (
+    series INTEGER NOT NULL, factor INTEGER NOT NULL, period_ms INTEGER NOT NULL,
+    flag TEXT, received_ms INTEGER NOT NULL,
+    PRIMARY KEY (series, period_ms, factor)
+) WITHOUT ROWID;
+INSERT INTO ledger_periods_v6 SELECT series, factor, period_ms, flag, received_ms FROM ledger_periods
+    ORDER BY series, period_ms, factor;
+DROP TABLE ledger_periods;
+ALTER TABLE ledger_periods_v6 RENAME TO ledger_periods;
+CREATE TABLE ledger_days_v6 (
+    series INTEGER NOT NULL, factor INTEGER NOT NULL, day_ms INTEGER NOT NULL,
+    late_days INTEGER NOT NULL, received INTEGER NOT NULL, valid INTEGER NOT NULL,
+    PRIMARY KEY (series, day_ms, factor, late_days)
+) WITHOUT ROWID;
+INSERT INTO ledger_days_v6 SELECT series, factor, day_ms, late_days, received, valid FROM ledger_days
+    ORDER BY series, day_ms, factor, late_days;
+DROP TABLE ledger_days;
+ALTER TABLE ledger_days_v6 RENAME TO ledger_days;
+",
+};
 
 const DAY_MS: i64 = 86_400_000;
 /// Lateness is counted up to this many days; cutoffs beyond it are answered from the details.
@@ -147,42 +173,51 @@ impl Store {
             .filter(|p| marks.iter().any(|m| m.mark.from_ms <= *p && p + step <= m.mark.to_ms))
             .collect();
         let periods = days.periods(rules.basis).count();
-        // Per day and lateness: on time (late_days below the cutoff) or late.
+        // Per day and lateness: on time (late_days below the cutoff) or late. Each query reads
+        // the site's stretch once for every factor (the ledger is keyed by time before factor).
         let mut sums = self.conn.prepare_cached(
-            "SELECT COALESCE(SUM(received * (late_days < ?6)), 0), COALESCE(SUM(valid * (late_days < ?6)), 0),
-                    COALESCE(SUM(received * (late_days >= ?6)), 0) FROM ledger_days
-             WHERE series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2)
-               AND factor = (SELECT id FROM factors WHERE code = ?3) AND day_ms >= ?4 AND day_ms < ?5",
+            "SELECT f.code, SUM(received * (late_days < ?5)), SUM(valid * (late_days < ?5)),
+                    SUM(received * (late_days >= ?5)) FROM ledger_days JOIN factors f ON f.id = factor
+             WHERE series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2) AND day_ms >= ?3 AND day_ms < ?4
+             GROUP BY factor",
         )?;
         let mut in_marks = self.conn.prepare_cached(
-            "SELECT COALESCE(SUM(received_ms < period_ms + ?6), 0),
-                    COALESCE(SUM(received_ms < period_ms + ?6 AND COALESCE(flag, 'N') = 'N'), 0),
-                    COALESCE(SUM(received_ms >= period_ms + ?6), 0) FROM ledger_periods
-             WHERE series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2)
-               AND factor = (SELECT id FROM factors WHERE code = ?3) AND period_ms >= ?4 AND period_ms < ?5",
+            "SELECT f.code, SUM(received_ms < period_ms + ?5),
+                    SUM(received_ms < period_ms + ?5 AND COALESCE(flag, 'N') = 'N'),
+                    SUM(received_ms >= period_ms + ?5) FROM ledger_periods JOIN factors f ON f.id = factor
+             WHERE series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2) AND period_ms >= ?3 AND period_ms < ?4
+             GROUP BY factor",
         )?;
         let (mut received, mut valid, mut late) = (0i64, 0i64, 0i64);
-        let triple = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64, i64)> {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        };
-        for factor in &site.factors {
-            let (r, v, l) =
-                sums.query_row(params![site.mn, cn, factor, days.from_ms, days.to_ms, cutoff_days], triple)?;
-            received += r;
-            valid += v;
-            late += l;
-            for (from, to) in runs(&marked, step) {
-                let (r, v, l) =
-                    in_marks.query_row(params![site.mn, cn, factor, from, to, step + rules.cutoff_ms], triple)?;
-                received -= r;
-                valid -= v;
-                late -= l;
+        let rows = sums.query_map(params![site.mn, cn, days.from_ms, days.to_ms, cutoff_days], factor_counts)?;
+        for row in rows {
+            let (factor, (r, v, l)) = row?;
+            if site.factors.contains(&factor) {
+                received += r;
+                valid += v;
+                late += l;
+            }
+        }
+        for (from, to) in runs(&marked, step) {
+            let rows = in_marks.query_map(params![site.mn, cn, from, to, step + rules.cutoff_ms], factor_counts)?;
+            for row in rows {
+                let (factor, (r, v, l)) = row?;
+                if site.factors.contains(&factor) {
+                    received -= r;
+                    valid -= v;
+                    late -= l;
+                }
             }
         }
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
         let due = (site.factors.len() * (periods - marked.len())) as u64;
         Ok(Counts { due, received: count(received), valid: count(valid), late: count(late) })
     }
+}
+
+/// A factor's code and three sums of its rows.
+fn factor_counts(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, (i64, i64, i64))> {
+    Ok((row.get(0)?, (row.get(1)?, row.get(2)?, row.get(3)?)))
 }
 
 /// Consecutive marked periods merged into [from, to) runs, so overlapping marks count once.

@@ -139,7 +139,7 @@ CREATE TABLE changed_copies (
 /// The store database: version 1 is the first release's (no `user_version`), version 2
 /// adds `changed_copies`, version 3 keys readings by their instant, version 4 adds `visits` and
 /// `config_history`, version 5 makes the readings compact (integer keys for MN and factor, see
-/// `v5.rs`).
+/// `v5.rs`), version 6 keys the rate ledger by time before factor.
 pub const SCHEMA: schema::Schema = schema::Schema {
     file: "store database",
     marker_table: "readings",
@@ -192,8 +192,9 @@ pub const SCHEMA: schema::Schema = schema::Schema {
         CREATE INDEX config_history_by_site ON config_history (mn, seq);",
         },
         v5::MIGRATION,
+        ledger::MIGRATION,
     ],
-    // Every reader's queries use the compact readings of version 5.
+    // Every reader's queries use the compact readings of version 5 (6 changed only keys).
     readable_since: 5,
 };
 

@@ -142,14 +142,14 @@ impl Schema {
     /// # Errors
     /// [`SchemaError::TooNew`], [`SchemaError::TooOld`] or [`SchemaError::Foreign`] naming the file.
     pub fn check(&self, conn: &Connection, path: &Path) -> Result<(), SchemaError> {
-        let supported = self.version();
-        // A newer version is refused by `found` itself.
+        // The oldest version read, for the message. A newer version is refused by `found` itself.
+        let supported = self.readable_since;
         let found = match self.found(conn, path)? {
             Found::Version(v) => v,
             Found::Unversioned => 1,
             Found::Empty => return Err(self.foreign(path, "it has no tables".into())),
         };
-        if found >= self.readable_since {
+        if found >= supported {
             return Ok(());
         }
         Err(SchemaError::TooOld { file: self.file, path: path.display().to_string(), found, supported })
