@@ -41,7 +41,7 @@ fn rate_refuses_a_store_of_another_version_and_says_what_to_do() {
     let old = rate(&config);
     let stderr = String::from_utf8_lossy(&old.stderr);
     assert_eq!(old.status.code(), Some(66), "{stderr}");
-    for part in [store.display().to_string().as_str(), "schema version 1", "reads (5)", "start hj212d"] {
+    for part in [store.display().to_string().as_str(), "schema version 1", "reads (7)", "start hj212d"] {
         assert!(stderr.contains(part), "{part:?} in: {stderr}");
     }
     assert_eq!(std::fs::read(&store).unwrap(), before, "the auditor changes nothing");

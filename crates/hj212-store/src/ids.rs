@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// The dictionaries' tables at the newest version (part of [`crate::SCHEMA`]).
 pub const TABLES: &str = "
@@ -15,6 +15,32 @@ CREATE TABLE factors (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE);
 
 /// The series of `?1` (MN) and `?2` (CN) in a query, NULL when there is none.
 pub(crate) const SERIES_OF: &str = "(SELECT id FROM series WHERE mn = ?1 AND cn = ?2)";
+
+/// The factor codes by id, for readers decoding rows (the dictionary is small: one row per
+/// factor code ever stored).
+#[derive(Debug)]
+pub(crate) struct FactorCodes(HashMap<i64, String>);
+
+impl FactorCodes {
+    pub(crate) fn read(conn: &Connection) -> rusqlite::Result<Self> {
+        let mut query = conn.prepare_cached("SELECT id, code FROM factors")?;
+        let rows = query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(Self(rows.collect::<Result<_, _>>()?))
+    }
+
+    /// The code of factor `id`; an error when the dictionary lacks it (the file was changed
+    /// outside hj212d).
+    pub(crate) fn code(&self, id: i64) -> rusqlite::Result<&str> {
+        self.0.get(&id).map(String::as_str).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(UnknownFactor(id)))
+        })
+    }
+}
+
+/// A reading names a factor id the `factors` table does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("a reading names factor id {0}, which the factors table does not have")]
+pub(crate) struct UnknownFactor(i64);
 
 /// The ids the writer has looked up or added. Only ids of committed transactions may stay:
 /// after a failed apply the caller drops them ([`Ids::forget`]), as the transaction that added

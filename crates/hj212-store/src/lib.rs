@@ -1,26 +1,28 @@
-//! The embedded default store: readings (one row per MN, CN, DataTime and factor) in
-//! SQLite, materialised from the archive. The archive is the source of truth: the store
+//! The embedded default store: readings (one row per MN, CN and DataTime, holding every
+//! factor of that record) in SQLite, materialised from the archive. The archive is the source of truth: the store
 //! remembers the last archive sequence number it applied and catches up from there, so it
 //! may lag (and be rebuilt) but never loses an acknowledged reading.
 
 mod appended;
+mod apply;
 mod bound;
 mod feed;
 mod history;
 pub mod ids;
 mod ledger;
 mod mark_view;
+mod packed;
 mod rate;
 mod readings;
 mod report_queries;
 mod retention;
 pub mod schema;
 mod v5;
+mod v7;
 mod visits;
 
 use std::path::Path;
 
-use hj212_follow::Interpreted;
 use ids::SERIES_OF;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -83,18 +85,16 @@ pub struct Applied {
 /// The store's tables at the newest version (with [`ids::TABLES`] and [`ledger::TABLES`]).
 const TABLES: &str = "
 -- Keyed by the instant: one B-tree serves both the first-copy rule and the time ranges the
--- rates read (a second index on the time cost the store 40% of its insert rate). About 30
--- bytes a row (benches/results/store.md): integer keys, values in two tagged columns.
+-- rates read (a second index on the time cost the store 40% of its insert rate). One row per
+-- record: its factors packed in one column (packed.rs), a sixth of the rows of one per factor.
 CREATE TABLE readings (
     series INTEGER NOT NULL,        -- series.id: the site (MN) and CN
     data_time_ms INTEGER NOT NULL,  -- DataTime (Beijing time as sent), Unix milliseconds (UTC)
-    factor INTEGER NOT NULL,        -- factors.id
-    flag TEXT,
     archive_seq INTEGER NOT NULL,   -- the archive record this row came from
     received INTEGER NOT NULL,      -- receipt time minus data_time_ms, milliseconds
-    v TEXT,                         -- the fields as sent (readings.rs): Rtd, Min, Avg, Max, Cou, their Zs forms;
-                                    -- after a ';' the rare ones (EFlag, SampleTime, others, archive marks)
-    PRIMARY KEY (series, data_time_ms, factor)
+    factors BLOB NOT NULL,          -- per factor: id, flag, the fields as sent (readings.rs), and the
+                                    -- record and receipt of a factor a later record added (packed.rs)
+    PRIMARY KEY (series, data_time_ms)
 ) WITHOUT ROWID;
 CREATE TABLE marks (
     seq INTEGER PRIMARY KEY,        -- the archive record of the mark
@@ -139,7 +139,8 @@ CREATE TABLE changed_copies (
 /// The store database: version 1 is the first release's (no `user_version`), version 2
 /// adds `changed_copies`, version 3 keys readings by their instant, version 4 adds `visits` and
 /// `config_history`, version 5 makes the readings compact (integer keys for MN and factor, see
-/// `v5.rs`), version 6 keys the rate ledger by time before factor.
+/// `v5.rs`), version 6 keys the rate ledger by time before factor, version 7 packs a record's
+/// factors in one row (`v7.rs`).
 pub const SCHEMA: schema::Schema = schema::Schema {
     file: "store database",
     marker_table: "readings",
@@ -193,9 +194,10 @@ pub const SCHEMA: schema::Schema = schema::Schema {
         },
         v5::MIGRATION,
         ledger::MIGRATION,
+        v7::MIGRATION,
     ],
-    // Every reader's queries use the compact readings of version 5 (6 changed only keys).
-    readable_since: 5,
+    // Readers decode the packed rows of version 7.
+    readable_since: 7,
 };
 
 /// Opens one of the daemon's SQLite files (WAL mode) for reading only, as the auditor's CLI
@@ -246,6 +248,7 @@ impl Store {
         let open_error = |source| StoreError::Open { path: path.display().to_string(), source };
         // rusqlite's busy timeout (5 s): a second opener waits for a migration in progress.
         let mut conn = Connection::open(path).map_err(open_error)?;
+        v7::register_pack(&conn).map_err(open_error)?;
         SCHEMA.prepare(&mut conn, path)?;
         // WAL and synchronous=NORMAL: the archive is the durable copy; a store that loses
         // its last transactions in a power cut replays them from the archive.
@@ -300,88 +303,29 @@ impl Store {
         Ok(value.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
     }
 
-    /// Applies archive records in one transaction: readings from accepted data frames are
-    /// inserted, everything else is skipped, and the applied sequence number advances.
-    ///
-    /// # Errors
-    /// SQL errors (nothing of the batch is applied then).
-    pub fn apply(&mut self, records: &[Interpreted]) -> Result<Applied, StoreError> {
-        let applied = self.apply_in_transaction(records);
-        if applied.is_err() {
-            self.ids.forget();
-        }
-        applied
-    }
-
-    fn apply_in_transaction(&mut self, records: &[Interpreted]) -> Result<Applied, StoreError> {
-        let Some(last) = records.last() else {
-            return Ok(Applied::default());
-        };
-        let tx = self.conn.transaction()?;
-        let mut applied = Applied { records: records.len(), ..Applied::default() };
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO readings (series, data_time_ms, factor, flag, archive_seq, received, v)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut ledger = ledger::LedgerWriter::new(&tx)?;
-            let mut changed_copy = tx.prepare_cached(&format!(
-                "INSERT OR IGNORE INTO changed_copies (archive_seq, factor, first_seq, data_time_ms)
-                 SELECT ?5, factor, archive_seq, data_time_ms FROM readings
-                 WHERE series = ?1 AND data_time_ms = ?2 AND factor = ?3 AND NOT ({} IS ?6 AND flag IS ?4)",
-                readings::VALUES_OF_V
-            ))?;
-            let mut operator_records = appended::Appended::new(&tx)?;
-            let mut v = String::new();
-            for archived in records {
-                if operator_records.insert(archived)? {
-                    continue;
-                }
-                let mut series = None;
-                for r in readings::rows_of(archived) {
-                    let series = match series {
-                        Some(id) => id,
-                        None => *series.insert(self.ids.series(&tx, r.mn, r.cn)?),
-                    };
-                    let factor = self.ids.factor(&tx, r.factor)?;
-                    let seq = i64::try_from(r.archive_seq).unwrap_or(i64::MAX);
-                    let received = r.received_ms - r.data_time_ms;
-                    let (has_fields, values_len) = r.write(&mut v);
-                    let text = has_fields.then_some(v.as_str());
-                    let inserted =
-                        insert.execute(params![series, r.data_time_ms, factor, r.flag, seq, received, text])?;
-                    ledger.add(&r, series, factor)?;
-                    if inserted == 1 {
-                        applied.rows += 1;
-                    } else {
-                        applied.duplicates += 1;
-                        let values = v.get(..values_len).unwrap_or("");
-                        changed_copy.execute(params![series, r.data_time_ms, factor, r.flag, seq, values])?;
-                    }
-                }
-            }
-        }
-        tx.execute(
-            "INSERT INTO store_state (key, value) VALUES ('applied_seq', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [i64::try_from(last.record.seq).unwrap_or(i64::MAX)],
-        )?;
-        tx.commit()?;
-        Ok(applied)
-    }
-
     /// Readings of one site, oldest DataTime first (for the API and tests).
     ///
     /// # Errors
     /// SQL errors.
     pub fn readings(&self, mn: &str) -> Result<Vec<Reading>, StoreError> {
-        let mut query = self.conn.prepare(&format!(
-            "SELECT {} FROM series s JOIN readings r ON r.series = s.id JOIN factors f ON f.id = r.factor
-             WHERE s.mn = ?1 ORDER BY r.data_time_ms, s.cn, f.code",
-            readings::READING_COLUMNS
-        ))?;
-        let rows = query.query_map([mn], |row| Reading::from_row(mn, row))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let codes = ids::FactorCodes::read(&self.conn)?;
+        let mut query = self.conn.prepare(
+            "SELECT s.cn, r.data_time_ms, r.archive_seq, r.received, r.factors FROM series s
+             JOIN readings r ON r.series = s.id WHERE s.mn = ?1 ORDER BY r.data_time_ms, s.cn",
+        )?;
+        let mut rows = query.query([mn])?;
+        let mut readings = Vec::new();
+        while let Some(row) = rows.next()? {
+            let (cn, data_time_ms) = (row.get(0)?, row.get(1)?);
+            let receipt = packed::Receipt { seq: row.get(2)?, received: row.get(3)? };
+            let first = readings.len();
+            for entry in packed::entries_at(row, 4)? {
+                let code = codes.code(entry.factor)?;
+                readings.push(Reading::of_entry(mn, cn, data_time_ms, receipt, &entry, code));
+            }
+            readings[first..].sort_by(|a: &Reading, b| a.factor.cmp(&b.factor));
+        }
+        Ok(readings)
     }
 
     /// The changed copies among archive records `from_seq..=to_seq`: (record, factor) pairs
@@ -433,21 +377,27 @@ impl Store {
         to_ms: i64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
+        // A row's record is the first of its DataTime (records are applied in order).
         let mut query = self.conn.prepare_cached(&format!(
-            "SELECT MIN(archive_seq) FROM readings WHERE series = {SERIES_OF}
-                 AND data_time_ms >= ?3 AND data_time_ms <= ?4 GROUP BY data_time_ms ORDER BY data_time_ms LIMIT ?5"
+            "SELECT archive_seq FROM readings WHERE series = {SERIES_OF}
+                 AND data_time_ms >= ?3 AND data_time_ms <= ?4 ORDER BY data_time_ms LIMIT ?5"
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = query.query_map(params![mn, cn, from_ms, to_ms, limit], |row| row.get::<_, i64>(0))?;
         Ok(rows.map(|seq| seq.map(|s| u64::try_from(s).unwrap_or(0))).collect::<Result<_, _>>()?)
     }
 
-    /// Rows in the readings table.
+    /// Readings stored (every factor of every row: reads the whole table).
     ///
     /// # Errors
     /// SQL errors.
     pub fn count(&self) -> Result<u64, StoreError> {
-        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM readings", [], |row| row.get(0))?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let mut query = self.conn.prepare("SELECT factors FROM readings")?;
+        let mut rows = query.query([])?;
+        let mut count = 0;
+        while let Some(row) = rows.next()? {
+            count += packed::entries_at(row, 0)?.len() as u64;
+        }
+        Ok(count)
     }
 }

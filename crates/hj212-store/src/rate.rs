@@ -2,11 +2,15 @@
 //! the marks in force, and the compliance arithmetic. The daemon's API and `hj212-audit rate`
 //! both call [`Store::site_rate`], so their figures are the same by construction.
 
+use std::collections::HashMap;
+
 use hj212_compliance::{Basis, Mark, Range, Reading, Report, Rules, compute};
 use hj212_config::{RateBasis, Site};
 use rusqlite::params;
 
 use crate::{MarkRequest, Store, StoreError};
+
+const HOUR_MS: i64 = 3_600_000;
 
 /// A mark as stored: the request plus its place in the archive (shown as in `mark_view.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,25 +112,17 @@ impl Store {
 
     /// Unique readings of `cn` with DataTime in `range` (the first copy received of each).
     fn rate_readings(&self, mn: &str, cn: u16, range: Range, rules: &Rules) -> Result<Vec<(Reading, u64)>, StoreError> {
-        let mut query = self.conn.prepare_cached(
-            "SELECT f.code, r.data_time_ms, r.flag, r.data_time_ms + r.received, r.archive_seq
-             FROM readings r JOIN factors f ON f.id = r.factor
-             WHERE r.series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2)
-               AND r.data_time_ms >= ?3 AND r.data_time_ms < ?4",
-        )?;
-        let rows = query.query_map(params![mn, cn, range.from_ms, range.to_ms], |row| {
-            Ok((
-                Reading {
-                    factor: row.get(0)?,
-                    data_time_ms: row.get(1)?,
-                    flag: row.get(2)?,
-                    received_ms: row.get(3)?,
-                    valid_minutes: None,
-                },
-                u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
-            ))
+        let mut readings = Vec::new();
+        self.for_each_reading(mn, cn, range, |data_time_ms, receipt, entry, code| {
+            let reading = Reading {
+                factor: code.to_owned(),
+                data_time_ms,
+                flag: entry.flag.map(str::to_owned),
+                received_ms: data_time_ms + receipt.received,
+                valid_minutes: None,
+            };
+            readings.push((reading, u64::try_from(receipt.seq).unwrap_or(0)));
         })?;
-        let mut readings: Vec<(Reading, u64)> = rows.collect::<Result<_, _>>()?;
         if rules.basis == Basis::Hour && rules.min_valid_minutes.is_some() {
             self.attach_valid_minutes(mn, range, &mut readings)?;
         }
@@ -135,22 +131,17 @@ impl Store {
 
     /// HJ 75-2017: counts the N-flagged minute records (CN=2051) behind each hourly value.
     fn attach_valid_minutes(&self, mn: &str, range: Range, readings: &mut [(Reading, u64)]) -> Result<(), StoreError> {
-        let mut query = self.conn.prepare_cached(
-            "SELECT f.code, (r.data_time_ms / 3600000) * 3600000 AS hour, COUNT(*)
-             FROM readings r JOIN factors f ON f.id = r.factor
-             WHERE r.series = (SELECT id FROM series WHERE mn = ?1 AND cn = 2051) AND r.data_time_ms >= ?2
-               AND r.data_time_ms < ?3 AND COALESCE(r.flag, 'N') = 'N'
-             GROUP BY r.factor, hour",
-        )?;
-        let rows = query.query_map(params![mn, range.from_ms, range.to_ms], |row| {
-            Ok(((row.get::<_, String>(0)?, row.get::<_, i64>(1)?), row.get::<_, i64>(2)?))
+        let mut counts: HashMap<(String, i64), u32> = HashMap::new();
+        self.for_each_reading(mn, 2051, range, |data_time_ms, _, entry, code| {
+            if entry.flag.unwrap_or("N") == "N" {
+                let hour = data_time_ms - data_time_ms.rem_euclid(HOUR_MS);
+                *counts.entry((code.to_owned(), hour)).or_default() += 1;
+            }
         })?;
-        let counts: std::collections::HashMap<(String, i64), i64> = rows.collect::<Result<_, _>>()?;
         for (reading, _) in readings.iter_mut() {
-            let hour = reading.data_time_ms - reading.data_time_ms.rem_euclid(3_600_000);
-            let minutes = counts.get(&(reading.factor.clone(), hour)).copied().unwrap_or(0);
+            let hour = reading.data_time_ms - reading.data_time_ms.rem_euclid(HOUR_MS);
             // Minute records may be at intervals above one minute: each covers its interval.
-            reading.valid_minutes = Some(u32::try_from(minutes).unwrap_or(u32::MAX));
+            reading.valid_minutes = Some(counts.get(&(reading.factor.clone(), hour)).copied().unwrap_or(0));
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
-//! Turning an archived data upload into reading rows, and the compact form of a row's fields.
+//! Turning an archived data upload into readings, and the compact form of a reading's fields.
 //!
-//! A row keeps its factor's fields as sent (text, never numbers) in one column `v`, which
+//! A reading keeps its factor's fields as sent (text, never numbers) in one text `v` (in its
+//! entry of the record's row, `packed.rs`), which
 //! costs nothing for the fields a record does not carry: first the fields a changed copy is
 //! told by (Rtd, Min, Avg, Max, Cou and their Zs forms), then, after a `;`, the rare ones
 //! (EFlag, SampleTime, further fields, the archive's marks, and DataTime as sent when it is not
@@ -11,6 +12,8 @@ use hj212_archive::Record;
 use hj212_follow::{Factor, Field, Interpreted, Meaning, Upload};
 use hj212_proto::model::FieldKind;
 use hj212_proto::time::BeijingTime;
+
+use crate::packed::{Entry, Receipt};
 
 /// One row: the fields one factor reported for one DataTime.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,24 +50,21 @@ const OTHER: u8 = b'o';
 const MARKS: u8 = b'm';
 const DATA_TIME: u8 = b't';
 
-/// The columns `Reading::from_row` reads, in its order (`s` = series, `r` = readings, `f` = factors).
-pub(crate) const READING_COLUMNS: &str = "s.cn, r.data_time_ms, f.code, r.flag, r.received, r.archive_seq, r.v";
-
 impl Reading {
-    /// A row of [`READING_COLUMNS`] of `mn`.
-    pub(crate) fn from_row(mn: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        let data_time_ms: i64 = row.get(1)?;
+    /// The reading of one entry of a row of `mn`'s `cn` records (see `packed.rs`).
+    pub(crate) fn of_entry(mn: &str, cn: u16, data_time_ms: i64, row: Receipt, entry: &Entry<'_>, code: &str) -> Self {
+        let receipt = entry.receipt(row);
         let mut reading = Self {
             mn: mn.to_owned(),
-            cn: row.get(0)?,
+            cn,
             data_time_ms,
-            factor: row.get(2)?,
-            flag: row.get(3)?,
-            received_ms: data_time_ms + row.get::<_, i64>(4)?,
-            archive_seq: u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
+            factor: code.to_owned(),
+            flag: entry.flag.map(str::to_owned),
+            received_ms: data_time_ms + receipt.received,
+            archive_seq: u64::try_from(receipt.seq).unwrap_or(0),
             ..Self::default()
         };
-        let (values, rare) = split(text_at(row, 6)?);
+        let (values, rare) = split(entry.v);
         for item in items(values) {
             let value = Some(item.1.to_owned());
             match item.0 {
@@ -98,15 +98,8 @@ impl Reading {
             }
         }
         reading.data_time = data_time.unwrap_or_else(|| canonical(data_time_ms));
-        Ok(reading)
+        reading
     }
-}
-
-/// A text column without copying it.
-pub(crate) fn text_at<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
-    row.get_ref(i)?
-        .as_str_or_null()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 /// DataTime as the store writes it when it does not keep the text: 14 digits, Beijing time.
@@ -123,8 +116,10 @@ fn split(v: Option<&str>) -> (Option<&str>, Option<&str>) {
     }
 }
 
-/// The values of a `v` column, as [`NewRow::write`] compares them ("" when it has none).
-pub(crate) const VALUES_OF_V: &str = "COALESCE(substr(v, 1, instr(v || ';', ';') - 1), '')";
+/// The values part of a `v` column, what a changed copy is told by ("" when it has none).
+pub(crate) fn values_of(v: Option<&str>) -> &str {
+    split(v).0.unwrap_or("")
+}
 
 /// The (tag, value) items of one part of a `v` column.
 fn items(column: Option<&str>) -> impl Iterator<Item = (u8, &str)> {
@@ -148,7 +143,7 @@ pub(crate) fn period_fields(v: Option<&str>) -> (Option<String>, Option<String>,
     (avg, zs_avg, cou)
 }
 
-/// One row as it is inserted: borrowed from the interpreted record (no copy of its text).
+/// One factor's reading as it is inserted: borrowed from the interpreted record (no copy of its text).
 #[derive(Debug, Default)]
 pub(crate) struct NewRow<'a> {
     pub mn: &'a str,
@@ -214,9 +209,8 @@ impl<'a> NewRow<'a> {
         }
     }
 
-    /// The `v` column into `out` (cleared first): false when the row has none of its fields.
-    /// Returns too how long its values part is (what a changed copy is told by).
-    pub(crate) fn write(&self, out: &mut String) -> (bool, usize) {
+    /// The fields (`v`) into `out` (cleared first): false when the reading has none of them.
+    pub(crate) fn write(&self, out: &mut String) -> bool {
         out.clear();
         for (tag, value) in VALUE_TAGS.iter().zip(self.values) {
             if let Some(value) = value {
@@ -244,7 +238,7 @@ impl<'a> NewRow<'a> {
         if out.len() == values + 1 {
             out.truncate(values);
         }
-        (!out.is_empty(), values)
+        !out.is_empty()
     }
 }
 
@@ -256,7 +250,7 @@ fn push_item(out: &mut String, tag: u8, value: &str) {
     out.push_str(value);
 }
 
-/// The rows an archived record carries: one per factor of an accepted data upload with a
+/// The readings an archived record carries: one per factor of an accepted data upload with a
 /// readable DataTime (see `hj212_follow::meaning`).
 pub(crate) fn rows_of(archived: &Interpreted) -> impl Iterator<Item = NewRow<'_>> {
     let upload = match &archived.meaning {

@@ -2,9 +2,12 @@
 //! periods' values of a factor, the Cou fields of the period records, when a site was heard,
 //! and the visits.
 
+use std::collections::HashSet;
+
 use hj212_compliance::Range;
 use rusqlite::params;
 
+use crate::packed::{self, Receipt};
 use crate::{Store, StoreError};
 
 /// One factor's value in one period record.
@@ -26,16 +29,13 @@ impl Store {
     /// SQL errors; [`StoreError::ReadingsDeleted`] when the range reaches past the readings' retention.
     pub fn period_values(&self, mn: &str, cn: u16, range: Range) -> Result<Vec<PeriodValue>, StoreError> {
         self.check_kept(range)?;
-        let mut query = self.conn.prepare_cached(
-            "SELECT f.code, r.data_time_ms, r.v FROM readings r JOIN factors f ON f.id = r.factor
-             WHERE r.series = (SELECT id FROM series WHERE mn = ?1 AND cn = ?2) AND r.data_time_ms >= ?3
-               AND r.data_time_ms < ?4 ORDER BY f.code, r.data_time_ms",
-        )?;
-        let rows = query.query_map(params![mn, cn, range.from_ms, range.to_ms], |row| {
-            let (avg, zs_avg, cou) = crate::readings::period_fields(crate::readings::text_at(row, 2)?);
-            Ok(PeriodValue { factor: row.get(0)?, data_time_ms: row.get(1)?, avg, zs_avg, cou })
+        let mut values = Vec::new();
+        self.for_each_reading(mn, cn, range, |data_time_ms, _, entry, code| {
+            let (avg, zs_avg, cou) = crate::readings::period_fields(entry.v);
+            values.push(PeriodValue { factor: code.to_owned(), data_time_ms, avg, zs_avg, cou });
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        values.sort_by(|a, b| (&a.factor, a.data_time_ms).cmp(&(&b.factor, b.data_time_ms)));
+        Ok(values)
     }
 
     /// How many `slot_ms` slots of `range` had at least one accepted record of `mn` arrive
@@ -45,13 +45,25 @@ impl Store {
     /// SQL errors; [`StoreError::ReadingsDeleted`] when the range reaches past the readings' retention.
     pub fn heard_slots(&self, mn: &str, range: Range, slot_ms: i64) -> Result<u64, StoreError> {
         self.check_kept(range)?;
-        // DataTime bounds first (the key), a day of slack for late records, then the receive time.
+        let slot_ms = slot_ms.max(1);
+        // DataTime bounds first (the key), a day of slack for late records, then the receive time
+        // of each reading (a factor a later record added has its own).
         let mut query = self.conn.prepare_cached(
-            "SELECT COUNT(DISTINCT (data_time_ms + received - ?2) / ?4) FROM readings
-             WHERE series IN (SELECT id FROM series WHERE mn = ?1) AND data_time_ms >= ?2 - 86400000 AND data_time_ms < ?3
-               AND data_time_ms + received >= ?2 AND data_time_ms + received < ?3",
+            "SELECT data_time_ms, received, factors FROM readings
+             WHERE series IN (SELECT id FROM series WHERE mn = ?1) AND data_time_ms >= ?2 - 86400000 AND data_time_ms < ?3",
         )?;
-        let count: i64 = query.query_row(params![mn, range.from_ms, range.to_ms, slot_ms.max(1)], |row| row.get(0))?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        let mut rows = query.query(params![mn, range.from_ms, range.to_ms])?;
+        let mut slots = HashSet::new();
+        while let Some(row) = rows.next()? {
+            let (data_time_ms, received): (i64, i64) = (row.get(0)?, row.get(1)?);
+            let row_receipt = Receipt { seq: 0, received };
+            for entry in packed::entries_at(row, 2)? {
+                let received_ms = data_time_ms + entry.receipt(row_receipt).received;
+                if received_ms >= range.from_ms && received_ms < range.to_ms {
+                    slots.insert((received_ms - range.from_ms) / slot_ms);
+                }
+            }
+        }
+        Ok(slots.len() as u64)
     }
 }

@@ -1,12 +1,12 @@
 //! The readings' retention (`[store] readings_retention_days`): readings whose DataTime is older
-//! than it, and the changed copies of that time, are deleted a few thousand rows at a time from
+//! than it, and the changed copies of that time, are deleted a few thousand rows (records) at a time from
 //! the store follower's tick. The rate ledger, marks, visits and config history stay: rates of
 //! whole days past the retention are still summed from the ledger, and `hj212-audit
 //! rebuild-ledger` rebuilds a store with every reading from the archive.
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, packed};
 
 /// After a pass over every series that found nothing to delete, the next one waits this long.
 const PASS_INTERVAL_MS: i64 = 3_600_000;
@@ -32,8 +32,8 @@ pub struct Pruned {
 }
 
 impl Store {
-    /// Deletes at most about `budget` readings (the rows of one DataTime are deleted together)
-    /// whose DataTime is before `before_ms`, going on where the previous call stopped, and at
+    /// Deletes at most `budget` readings rows (one per record, with all its factors) whose
+    /// DataTime is before `before_ms`, going on where the previous call stopped, and at
     /// the end of each pass the changed copies of that time. Once a pass finds nothing to
     /// delete, calls do nothing for an hour after `now_ms`.
     ///
@@ -79,7 +79,7 @@ impl Store {
 }
 
 /// Deletes readings before `before_ms` series by series after `done`, until `left` rows are
-/// deleted or [`SERIES_PER_CALL`] series were visited: (rows deleted, the last series done,
+/// deleted or [`SERIES_PER_CALL`] series were visited: (readings deleted, the last series done,
 /// whether the pass reached the last series).
 fn delete_old(
     tx: &rusqlite::Transaction<'_>,
@@ -88,20 +88,23 @@ fn delete_old(
     left: &mut i64,
 ) -> Result<(u64, i64, bool), StoreError> {
     let mut next = tx.prepare_cached("SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT 1")?;
-    // The rows of the oldest `left` rows' DataTimes, and no more: bounded work per call.
+    // The oldest `left` rows (one per record), and no more: bounded work per call.
     let mut delete = tx.prepare_cached(
         "DELETE FROM readings WHERE series = ?1 AND data_time_ms < ?2 AND data_time_ms <= COALESCE(
             (SELECT data_time_ms FROM readings WHERE series = ?1 AND data_time_ms < ?2
-             ORDER BY data_time_ms LIMIT 1 OFFSET ?3), ?2)",
+             ORDER BY data_time_ms LIMIT 1 OFFSET ?3), ?2)
+         RETURNING factors",
     )?;
     let mut total = 0;
     for _ in 0..SERIES_PER_CALL {
         let Some(series) = next.query_row([done], |row| row.get::<_, i64>(0)).optional()? else {
             return Ok((total, done, true));
         };
-        let deleted = delete.execute(params![series, before_ms, *left - 1])?;
-        total += u64::try_from(deleted).unwrap_or(0);
-        *left -= i64::try_from(deleted).unwrap_or(i64::MAX);
+        let mut deleted = delete.query(params![series, before_ms, *left - 1])?;
+        while let Some(row) = deleted.next()? {
+            total += packed::entries_at(row, 0)?.len() as u64;
+            *left -= 1;
+        }
         if *left <= 0 {
             // The series may hold more: the next call starts on it again.
             return Ok((total, done, false));

@@ -62,13 +62,14 @@ fn a_store_of_the_first_release_is_migrated_keeps_its_data_and_takes_new_rows() 
     );
     assert!(log.contains("from_version=4 to_version=5") && log.contains("compact readings"), "{log}");
     assert!(log.contains("from_version=5 to_version=6") && log.contains("rate ledger keyed"), "{log}");
+    assert!(log.contains("from_version=6 to_version=7") && log.contains("one readings row per record"), "{log}");
     assert!(
         log.contains("changed_copies") && log.contains("keyed by their instant"),
         "the log says what changed: {log}"
     );
     let mut store = store;
-    assert_eq!(user_version(&db), 6);
-    assert_eq!(i64::from(SCHEMA.version()), 6);
+    assert_eq!(user_version(&db), 7);
+    assert_eq!(i64::from(SCHEMA.version()), 7);
 
     // Everything the first release stored is still there.
     assert_eq!(store.count().unwrap(), 5);
@@ -108,7 +109,7 @@ fn a_new_store_starts_at_the_newest_version_without_a_migration() {
     let db = dir.path().join("store.sqlite");
     let (_, log) = logged(|| Store::open(&db).unwrap());
     assert!(log.is_empty(), "{log}");
-    assert_eq!(user_version(&db), 6);
+    assert_eq!(user_version(&db), 7);
 }
 
 #[test]
@@ -120,9 +121,9 @@ fn a_store_of_a_later_release_is_refused_and_left_alone() {
     let before = std::fs::read(&db).unwrap();
 
     let error = Store::open(&db).unwrap_err();
-    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 6, .. })), "{error:?}");
+    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 7, .. })), "{error:?}");
     let message = error.to_string();
-    for part in [db.display().to_string().as_str(), "schema version 999", "supports (6)", "later release"] {
+    for part in [db.display().to_string().as_str(), "schema version 999", "supports (7)", "later release"] {
         assert!(message.contains(part), "{part:?} in: {message}");
     }
     let error = Store::open_read_only(&db).unwrap_err();
@@ -136,7 +137,7 @@ fn a_reader_does_not_migrate_and_says_what_to_do() {
     let (_dir, db) = first_release_store();
     let before = std::fs::read(&db).unwrap();
     let error = Store::open_read_only(&db).unwrap_err();
-    assert!(matches!(error.schema(), Some(SchemaError::TooOld { found: 1, supported: 5, .. })), "{error:?}");
+    assert!(matches!(error.schema(), Some(SchemaError::TooOld { found: 1, supported: 7, .. })), "{error:?}");
     let message = error.to_string();
     assert!(message.contains(&db.display().to_string()) && message.contains("start hj212d"), "{message}");
     assert_eq!(std::fs::read(&db).unwrap(), before, "a reader changes nothing");

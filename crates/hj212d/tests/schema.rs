@@ -56,7 +56,7 @@ fn a_store_of_a_later_release_stops_the_start_with_exit_78() {
     let mut child = spawn(dir.path(), &config);
     assert_eq!(wait_exit(&mut child), Some(78), "a person must look: no restart loop");
     let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
-    for part in ["store database", store.display().to_string().as_str(), "schema version 999", "supports (6)"] {
+    for part in ["store database", store.display().to_string().as_str(), "schema version 999", "supports (7)"] {
         assert!(log.contains(part), "{part:?} in: {log}");
     }
     assert_eq!(user_version(&store), 999, "left as it was");
@@ -132,9 +132,9 @@ async fn a_data_dir_of_the_first_release_is_migrated_at_start_and_takes_new_fram
     let migrated = |path: &Path, to: &str| {
         log.lines().any(|l| l.contains("schema migrated") && l.contains(&path.display().to_string()) && l.contains(to))
     };
-    assert!(migrated(&store, "to_version=6"), "{log}");
+    assert!(migrated(&store, "to_version=7"), "{log}");
     assert!(migrated(&alerts, "to_version=2"), "{log}");
-    assert_eq!((user_version(&store), user_version(&alerts)), (6, 2));
+    assert_eq!((user_version(&store), user_version(&alerts)), (7, 2));
     let readings = stored(&data, MN);
-    assert_eq!(readings.len(), 7, "the first release's 5 rows and the new frame's 2: {readings:?}");
+    assert_eq!(readings.len(), 7, "the first release's 5 readings and the new frame's 2: {readings:?}");
 }
