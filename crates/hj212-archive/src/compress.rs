@@ -114,7 +114,7 @@ fn compress(plain: &Path, level: i32, lock: &FilesLock) -> Result<Option<Compres
         Err(e) => return Err(io_error("cannot read", plain, &e)),
     };
     let packed_bytes = packed::pack(&bytes, level).map_err(|e| io_error("cannot compress", plain, &e))?;
-    check_reads_back(plain, bytes.len(), &packed_bytes)?;
+    check_reads_back(plain, &bytes, &packed_bytes)?;
     let target = packed_path(plain);
     let mut temp = target.clone().into_os_string();
     temp.push(TEMP_SUFFIX);
@@ -137,9 +137,9 @@ fn compress(plain: &Path, level: i32, lock: &FilesLock) -> Result<Option<Compres
     }))
 }
 
-/// The compressed form must read back whole: every block decompresses and verifies, and the
-/// blocks cover the plain segment to its last byte (`pack` checked the plain chain).
-fn check_reads_back(plain: &Path, plain_len: usize, packed_bytes: &[u8]) -> Result<(), ArchiveError> {
+/// The compressed form must read back whole: every block decompresses to the plain segment's
+/// records, and the blocks cover it to its last byte (`pack` checked the plain chain).
+fn check_reads_back(plain: &Path, plain_bytes: &[u8], packed_bytes: &[u8]) -> Result<(), ArchiveError> {
     let mismatch = |what: String| ArchiveError::Io {
         message: format!("the compressed form of {} does not read back ({what}); kept plain", plain.display()).into(),
     };
@@ -147,12 +147,10 @@ fn check_reads_back(plain: &Path, plain_len: usize, packed_bytes: &[u8]) -> Resu
     if let Some((_, problem)) = &packed.damage {
         return Err(mismatch(problem.clone()));
     }
-    for index in 0..packed.blocks.len() {
-        packed.decode(index).map_err(|e| mismatch(e.to_string()))?;
-    }
+    packed.matches_plain(plain_bytes).map_err(|e| mismatch(e.to_string()))?;
     let end = packed.blocks.last().map_or(crate::format::HEADER_LEN as u64, packed::Block::plain_end);
-    if end != plain_len as u64 {
-        return Err(mismatch(format!("it covers {end} of {plain_len} bytes")));
+    if end != plain_bytes.len() as u64 {
+        return Err(mismatch(format!("it covers {end} of {} bytes", plain_bytes.len())));
     }
     Ok(())
 }

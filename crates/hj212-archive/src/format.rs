@@ -299,7 +299,7 @@ pub fn decode_unhashed(bytes: &[u8], prev: &Hash) -> Result<(Record, usize), Rec
 }
 
 /// The body length at the front of `bytes`, checked against the possible range.
-fn body_len(bytes: &[u8]) -> Result<usize, RecordError> {
+pub(crate) fn body_len(bytes: &[u8]) -> Result<usize, RecordError> {
     let len_bytes: [u8; 4] = bytes
         .get(..4)
         .ok_or(RecordError::Truncated { needed: 4, available: bytes.len() })?
