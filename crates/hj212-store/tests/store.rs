@@ -158,3 +158,45 @@ fn read_only_opening_sees_commits_and_creates_nothing() {
     assert!(Store::open_read_only(&dir.path().join("absent.sqlite")).is_err());
     assert_eq!(listing(dir.path()), closed);
 }
+
+/// An accepted record built by hand (no archive needed: `Store::apply` takes interpreted records).
+fn hourly(seq: u64, received_ms: i64, cp: &str) -> hj212_archive::Record {
+    let text = format!(
+        "QN=2026110110000000{seq};ST=31;CN=2061;PW=123456;MN=MERGE000000000000000001;Flag=5;CP=&&DataTime=20261101100000{cp}&&"
+    );
+    hj212_archive::Record {
+        seq,
+        kind: Kind::Received,
+        verdict: Verdict::Accepted,
+        flags: 0,
+        time_ms: received_ms,
+        peer: "127.0.0.1:1".into(),
+        data: hj212_proto::encode::frame(text.as_bytes()).unwrap(),
+        hash: [0; 32],
+    }
+}
+
+#[test]
+fn later_records_of_an_hour_add_their_new_factors_and_list_their_changed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("store.sqlite")).unwrap();
+    let records = [
+        hourly(1, 1_000, ";a21026-Avg=20.0,a21026-Flag=N"),
+        // NOx is new for that hour; SO2 the same: NOx is added with this record's receipt.
+        hourly(2, 2_000, ";a21026-Avg=20.0,a21026-Flag=N;a21002-Avg=7.0,a21002-Flag=N"),
+        // NOx again with another flag: a changed copy of record 2's NOx, not of the row's record 1.
+        hourly(3, 3_000, ";a21002-Avg=7.0,a21002-Flag=D"),
+    ];
+    let applied = store.apply(&hj212_follow::Interpreted::all(records)).unwrap();
+    assert_eq!((applied.rows, applied.duplicates), (2, 2));
+    let readings = store.readings("MERGE000000000000000001").unwrap();
+    let seen: Vec<_> = readings.iter().map(|r| (r.factor.as_str(), r.archive_seq, r.flag.as_deref())).collect();
+    assert_eq!(seen, [("a21002", 2, Some("N")), ("a21026", 1, Some("N"))]);
+    assert_eq!(readings.iter().map(|r| r.received_ms).collect::<Vec<_>>(), [2_000, 1_000]);
+    assert_eq!(store.changed_copies(0, 10).unwrap(), [(3, "a21002".to_owned())]);
+    assert_eq!(store.count().unwrap(), 2);
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("store.sqlite")).unwrap();
+    let first: i64 = conn.query_row("SELECT first_seq FROM changed_copies", [], |row| row.get(0)).unwrap();
+    assert_eq!(first, 2, "the copy it differs from is record 2's");
+}
