@@ -134,7 +134,7 @@ fn main() -> anyhow::Result<()> {
         let rows = store.count()?;
         drop(store);
         println!(
-            "opened {} ({before} bytes) in {:.1} s: {rows} reading rows, {} bytes now",
+            "opened {} ({before} bytes) in {:.1} s: {rows} readings, {} bytes now",
             path.display(),
             took.as_secs_f64(),
             file_len(path)
@@ -172,7 +172,7 @@ fn main() -> anyhow::Result<()> {
     let checkpointed = file_len(&db);
     let page_size: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
     println!(
-        "{} sites x {} days: {records} archive records, {rows} reading rows ({:.1} per record)",
+        "{} sites x {} days: {records} archive records, {rows} readings ({:.1} per record)",
         args.sites,
         args.days,
         rows as f64 / records as f64

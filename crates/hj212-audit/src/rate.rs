@@ -152,7 +152,7 @@ pub fn rebuild(data_dir: &DataDir, out: &std::path::Path) -> Result<String, Fail
         return Err(fail(e.to_string()));
     }
     apply(&mut batch).map_err(|e| fail(e.to_string()))?;
-    let done = format!("{records} archive records, {rows} reading rows, up to seq {last_seq}");
+    let done = format!("{records} archive records, {rows} readings, up to seq {last_seq}");
     match walked {
         Ok(_) => Ok(format!("rebuilt {}: {done}", out.display())),
         Err(broken) => Err(Failure {

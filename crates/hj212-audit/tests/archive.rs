@@ -218,7 +218,7 @@ async fn rebuild_ledger_works_after_the_store_deleted_old_readings() {
     let (code, stdout, stderr) =
         run(&["rebuild-ledger", "--data-dir", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stdout.contains("96 archive records, 96 reading rows"), "{stdout}");
+    assert!(stdout.contains("96 archive records, 96 readings"), "{stdout}");
     let rebuilt = hj212_store::Store::open(&out).unwrap();
     assert_eq!(rebuilt.count().unwrap(), 96, "every reading, from the archive");
     assert_eq!(rebuilt.site_summary(&site, &rules, days, later).unwrap().unwrap(), summary);
