@@ -116,6 +116,20 @@ impl BeijingTime {
         format!("{:04}{:02}{:02}{:02}{:02}{:02}", self.year, self.month, self.day, self.hour, self.minute, self.second)
     }
 
+    /// Whether `text` is this time as [`Self::to_seconds_string`] writes it, without writing it
+    /// (the store asks for every record whether to keep DataTime's text).
+    pub fn is_written_as(&self, text: &str) -> bool {
+        let digits = text.as_bytes();
+        if digits.len() != 14 || !digits.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        let number = |from: usize, to: usize| digits[from..to].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+        [(0, 4, u32::from(self.year)), (4, 6, self.month.into()), (6, 8, self.day.into())]
+            .into_iter()
+            .chain([(8, 10, self.hour.into()), (10, 12, self.minute.into()), (12, 14, self.second.into())])
+            .all(|(from, to, value)| number(from, to) == value)
+    }
+
     /// RFC 3339 with the +08:00 offset, for humans and JSON.
     pub fn to_rfc3339(&self) -> String {
         format!(
@@ -180,6 +194,15 @@ mod tests {
         let dt = BeijingTime::parse(" 20160801084000 ").unwrap();
         assert_eq!(dt.to_seconds_string(), "20160801084000");
         assert_eq!(qn.to_rfc3339(), "2016-08-01T08:58:57.223+08:00");
+    }
+
+    #[test]
+    fn tells_its_own_writing_without_writing_it() {
+        let t = BeijingTime::parse("20261101083005").unwrap();
+        assert!(t.is_written_as(&t.to_seconds_string()));
+        for other in ["20261101083006", "20261101083005 ", "2026110108300", "2026110108300x", "20271101083005", ""] {
+            assert!(!t.is_written_as(other), "{other:?}");
+        }
     }
 
     #[test]

@@ -258,7 +258,8 @@ pub(crate) fn rows_of(archived: &Interpreted) -> impl Iterator<Item = NewRow<'_>
         _ => None,
     };
     upload.into_iter().flat_map(move |upload| {
-        let kept = (upload.data_time != canonical(upload.data_time_ms)).then_some(upload.data_time.as_str());
+        let canonical = BeijingTime::from_unix_millis(upload.data_time_ms).is_written_as(&upload.data_time);
+        let kept = (!canonical).then_some(upload.data_time.as_str());
         upload.factors.iter().map(move |factor| NewRow::of(upload, kept, factor, &archived.record))
     })
 }
