@@ -1,9 +1,11 @@
 //! The compact readings (schema versions 5 and 7): a version-4 store migrates with the same
 //! answers, and the readings' retention deletes old readings only, leaving the ledger's answers.
 
+mod common;
+
 use std::path::Path;
 
-use hj212_archive::{Kind, Record, Verdict, flags};
+use hj212_archive::{Record, flags};
 use hj212_compliance::{Basis, Range};
 use hj212_follow::Interpreted;
 use hj212_store::{SCHEMA, Store, rules_for, schema::Schema};
@@ -25,16 +27,7 @@ fn record(seq: u64, cn: u16, data_time: i64, received: i64, marks: u8, cp: &str)
         "QN=20261101000000001;ST=31;CN={cn};PW=123456;MN={MN};Flag=5;CP=&&DataTime={}{cp}&&",
         beijing(data_time)
     );
-    Record {
-        seq,
-        kind: Kind::Received,
-        verdict: Verdict::Accepted,
-        flags: marks,
-        time_ms: received,
-        peer: "127.0.0.1:40000".into(),
-        data: hj212_proto::encode::frame(text.as_bytes()).unwrap(),
-        hash: [0; 32],
-    }
+    common::accepted(seq, received, marks, &text)
 }
 
 /// Five days of a gas site: hourly records (one hour flagged D, one missing, one received after

@@ -1,6 +1,8 @@
 //! Rates over a range apply the rules in force in each stretch of it (issue 16): a site's
 //! factors changed mid-month are assessed as they were configured before and after the change.
 
+mod common;
+
 use hj212_archive::{Kind, Record, Verdict};
 use hj212_compliance::{Basis, Range};
 use hj212_config::{Config, Site};
@@ -38,16 +40,7 @@ fn so2_hour(seq: u64, start: i64) -> Record {
     let text = format!(
         "QN={data_time}000;ST=31;CN=2061;PW=123456;MN={MN};Flag=5;CP=&&DataTime={data_time};a21026-Avg=12.0,a21026-Flag=N&&"
     );
-    Record {
-        seq,
-        kind: Kind::Received,
-        verdict: Verdict::Accepted,
-        flags: 0,
-        time_ms: start + HOUR + 60_000,
-        peer: "127.0.0.1:40000".into(),
-        data: hj212_proto::encode::frame(text.as_bytes()).unwrap(),
-        hash: [0; 32],
-    }
+    common::accepted(seq, start + HOUR + 60_000, 0, &text)
 }
 
 #[test]

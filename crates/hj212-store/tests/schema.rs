@@ -1,9 +1,11 @@
 //! Schema versions: a store written by the first release (kept in `fixtures/sqlite/`) is
 //! migrated at open and takes new rows; a newer version than this build knows is refused.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use hj212_archive::{Kind, Record, Verdict};
+use hj212_archive::Record;
 use hj212_store::{SCHEMA, SchemaError, Store, StoreError};
 use test_support::logged;
 
@@ -35,16 +37,7 @@ fn hourly(seq: u64, qn: &str, data_time: &str, so2: &str, nox: &str) -> Record {
         "QN={qn};ST=31;CN=2061;PW=123456;MN={MN};Flag=5;CP=&&DataTime={data_time};\
          a21026-Min=10.0,a21026-Avg={so2},a21026-Max=30.0,a21026-Flag=N;a21002-Avg={nox},a21002-Flag=N&&"
     );
-    Record {
-        seq,
-        kind: Kind::Received,
-        verdict: Verdict::Accepted,
-        flags: 0,
-        time_ms: 1_795_749_000_000,
-        peer: "127.0.0.1:40000".into(),
-        data: hj212_proto::encode::frame(text.as_bytes()).unwrap(),
-        hash: [0; 32],
-    }
+    common::accepted(seq, 1_795_749_000_000, 0, &text)
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! The store materialises accepted data frames from a real archive, once each.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -164,16 +166,7 @@ fn hourly(seq: u64, received_ms: i64, cp: &str) -> hj212_archive::Record {
     let text = format!(
         "QN=2026110110000000{seq};ST=31;CN=2061;PW=123456;MN=MERGE000000000000000001;Flag=5;CP=&&DataTime=20261101100000{cp}&&"
     );
-    hj212_archive::Record {
-        seq,
-        kind: Kind::Received,
-        verdict: Verdict::Accepted,
-        flags: 0,
-        time_ms: received_ms,
-        peer: "127.0.0.1:1".into(),
-        data: hj212_proto::encode::frame(text.as_bytes()).unwrap(),
-        hash: [0; 32],
-    }
+    common::accepted(seq, received_ms, 0, &text)
 }
 
 #[test]
