@@ -4,6 +4,7 @@
 //! Every follower (a reader that keeps up with the archive: store, alert engine, sinks) runs
 //! on the one runtime of [`spawn`]: one retry rule, one status, one lag gauge.
 
+mod ahead;
 mod cursor;
 pub mod meaning;
 mod report;

@@ -22,6 +22,7 @@ use hj212_proto::framer::{self, FramerConfig, MAX_LENGTH_FIELD, Scan};
 use hj212_proto::model::{DataFlag, FieldKind, Medium};
 use hj212_proto::{Packet, SegmentText};
 use serde::{Deserialize, Serialize};
+pub use smol_str::SmolStr;
 
 /// A downtime mark as operators submit it, and as it is archived (JSON, verdict `mark`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,12 +104,12 @@ pub enum Meaning {
 /// An accepted data upload: where, when, and each factor's fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upload {
-    pub mn: String,
+    pub mn: SmolStr,
     /// The system code (ST), which names the factor table of HJ/T 212-2005 codes.
-    pub st: Option<String>,
+    pub st: Option<SmolStr>,
     pub cn: u16,
     /// DataTime as 14 digits (17-digit and space-padded forms are tolerated on the wire).
-    pub data_time: String,
+    pub data_time: SmolStr,
     pub data_time_ms: i64,
     pub medium: Option<Medium>,
     /// The record was marked `resent` (RF=1) or `backfill` when it arrived.
@@ -120,7 +121,7 @@ pub struct Upload {
 /// One factor's fields, in the order they came.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Factor {
-    pub code: String,
+    pub code: SmolStr,
     pub fields: Vec<Field>,
 }
 
@@ -128,9 +129,9 @@ pub struct Factor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
     /// The whole key as sent (`a21026-Rtd`).
-    pub key: String,
+    pub key: SmolStr,
     pub kind: Option<FieldKind>,
-    pub value: String,
+    pub value: SmolStr,
 }
 
 impl Field {
@@ -226,21 +227,21 @@ fn received(record: &Record) -> Meaning {
 fn upload(packet: &Packet<'_>, record: &Record) -> Option<Upload> {
     let Some(Ok(time)) = packet.data_time_parsed() else { return None };
     let raw = packet.data_time()?;
-    let data_time = if raw.len() == 14 { raw.to_owned() } else { time.to_seconds_string() };
+    let data_time = if raw.len() == 14 { raw.into() } else { time.to_seconds_string().into() };
     let factors = packet
         .factors()
         .iter()
         .map(|factor| Factor {
-            code: factor.code.to_owned(),
+            code: factor.code.into(),
             fields: factor
                 .items()
-                .map(|item| Field { key: item.key.to_owned(), kind: item.kind, value: item.value.to_owned() })
+                .map(|item| Field { key: item.key.into(), kind: item.kind, value: item.value.into() })
                 .collect(),
         })
         .collect();
     Some(Upload {
-        mn: packet.mn.to_owned(),
-        st: packet.st.map(str::to_owned),
+        mn: packet.mn.into(),
+        st: packet.st.map(SmolStr::new),
         cn: packet.cn.code(),
         data_time,
         data_time_ms: time.unix_millis(),

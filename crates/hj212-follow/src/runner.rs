@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Interpreted;
+use crate::ahead::Ahead;
 use crate::shared::SharedTail;
 use crate::source::Source;
 
@@ -119,7 +120,7 @@ pub fn spawn(
 }
 
 /// Sets this thread's nice value; the follower runs as it is if that is refused.
-fn lower_priority(name: &str, nice: i32) {
+pub(crate) fn lower_priority(name: &str, nice: i32) {
     if nice == 0 {
         return;
     }
@@ -167,8 +168,11 @@ impl Runner {
                 settles = fed >= target;
                 self.follower.tick(now_ms(), target.saturating_sub(fed))
             } else if fed < target {
-                source.read(target, self.settings.batch).map_err(Into::into).and_then(|records| {
-                    if records.is_empty() { self.follower.position() } else { self.follower.apply(&records) }
+                source.read(target).map_err(Into::into).and_then(|records| {
+                    let applied =
+                        if records.is_empty() { self.follower.position() } else { self.follower.apply(&records) };
+                    source.spent(records);
+                    applied
                 })
             } else if self.shutdown.is_cancelled() || self.wait(next_tick) {
                 return self.finish();
@@ -182,7 +186,7 @@ impl Runner {
                 }
                 Ok(position) => self.status.moved(position),
                 Err(error) => match self.retry(&*error) {
-                    Some(resume) => source = self.source(resume + 1),
+                    Some(resume) => source = self.source(resume + 1)?,
                     None => return Err(error),
                 },
             }
@@ -190,12 +194,12 @@ impl Runner {
     }
 
     /// The follower's persisted position, retried until it can be read (or the stop).
-    fn start(&mut self) -> Result<Source, FollowError> {
+    fn start(&mut self) -> Result<Ahead, FollowError> {
         loop {
             match self.follower.position() {
                 Ok(position) => {
                     self.status.applied(position);
-                    return Ok(self.source(position + 1));
+                    return Ok(self.source(position + 1)?);
                 }
                 Err(error) => {
                     if self.retry_pause(&*error) {
@@ -206,8 +210,10 @@ impl Runner {
         }
     }
 
-    fn source(&self, next_seq: u64) -> Source {
-        Source::sharing(&self.settings.archive_dir, next_seq, self.settings.shared.clone())
+    /// Records from `next_seq` on, read ahead on a thread of their own.
+    fn source(&self, next_seq: u64) -> std::io::Result<Ahead> {
+        let source = Source::sharing(&self.settings.archive_dir, next_seq, self.settings.shared.clone());
+        Ahead::start(source, self.settings.batch, self.follower.name(), self.settings.nice)
     }
 
     /// After a failure: pause (the status shows it), then recover; `None` when stopping.

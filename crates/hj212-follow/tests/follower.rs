@@ -57,6 +57,11 @@ fn frame(i: u64) -> NewRecord {
 
 /// Appends `range`, runs the ledger until it has applied everything durable, stops it.
 async fn run(dir: &Path, range: std::ops::Range<u64>) {
+    run_follower(dir, range, Box::new(Ledger { path: dir.join("ledger") })).await;
+}
+
+/// Appends `range`, runs `follower` until it has applied everything durable, stops it.
+async fn run_follower(dir: &Path, range: std::ops::Range<u64>, follower: Box<dyn Follower>) {
     let (archive, writer, _) = Archive::open(settings(dir), Arc::new(NoObserver)).unwrap();
     let status = Arc::new(FollowerStatus::default());
     let shutdown = CancellationToken::new();
@@ -69,8 +74,7 @@ async fn run(dir: &Path, range: std::ops::Range<u64>) {
         shared: None,
         nice: 0,
     };
-    let ledger = Box::new(Ledger { path: dir.join("ledger") });
-    let thread = hj212_follow::spawn(ledger, runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();
+    let thread = hj212_follow::spawn(follower, runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();
     let mut last = 0;
     for i in range {
         last = archive.append(frame(i)).await.unwrap();
@@ -92,6 +96,41 @@ async fn a_new_follower_sees_every_durable_record_once_across_a_restart() {
     let seen: Vec<u64> =
         std::fs::read_to_string(dir.path().join("ledger")).unwrap().lines().map(|l| l.parse().unwrap()).collect();
     assert_eq!(seen, (1..=250).collect::<Vec<u64>>());
+}
+
+/// The ledger, failing the applies numbered in `failing` (counted from 1) before writing anything.
+struct Flaky {
+    ledger: Ledger,
+    applies: usize,
+    failing: &'static [usize],
+}
+
+impl Follower for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+
+    fn position(&mut self) -> Result<u64, FollowError> {
+        self.ledger.position()
+    }
+
+    fn apply(&mut self, records: &[Interpreted]) -> Result<u64, FollowError> {
+        self.applies += 1;
+        if self.failing.contains(&self.applies) {
+            return Err("the disk said no".into());
+        }
+        self.ledger.apply(records)
+    }
+}
+
+#[tokio::test]
+async fn after_a_failed_batch_the_follower_is_fed_again_from_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger { path: dir.path().join("ledger") };
+    run_follower(dir.path(), 0..60, Box::new(Flaky { ledger, applies: 0, failing: &[2, 4] })).await;
+    let seen: Vec<u64> =
+        std::fs::read_to_string(dir.path().join("ledger")).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(seen, (1..=60).collect::<Vec<u64>>());
 }
 
 /// Records where each batch's first record lay in memory, by sequence number.
