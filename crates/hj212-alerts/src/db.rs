@@ -46,18 +46,21 @@ CREATE TABLE outbox (
     retain INTEGER NOT NULL,
     status_of TEXT                    -- the MN of a retained status message (superseded by the next)
 );
+CREATE TABLE outbox_consumers (name TEXT PRIMARY KEY, delivered_seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE alert_sites (mn TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE alert_progress (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
 /// The alerts database: version 1 is the first release's (which recorded no `user_version`),
-/// version 2 keys the tamper fingerprints by integers.
+/// version 2 keys the tamper fingerprints by integers, version 3 gives each outbox consumer
+/// (MQTT, each `[[notify]]` channel) its own delivery position.
 pub const SCHEMA: Schema = Schema {
     file: "alerts database",
     marker_table: "alerts",
     create: &[TABLES, hj212_store::ids::TABLES, fingerprints::TABLE],
-    migrations: &[fingerprints::MIGRATION],
-    // Version 2 changed only the engine's own fingerprints: readers read version 1 as it is.
+    migrations: &[fingerprints::MIGRATION, crate::outbox::MIGRATION],
+    // Versions 2 and 3 changed only the engine's fingerprints and the outbox's consumers:
+    // readers read version 1 as it is.
     readable_since: 1,
 };
 

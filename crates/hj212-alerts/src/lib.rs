@@ -1,6 +1,6 @@
 //! hj212d alerts: the rule engine of `hj212-compliance` fed from the archive, the alerts it
 //! raises stored in `data_dir/alerts.sqlite` with their messages, and the outbox the MQTT
-//! publisher drains (nothing is lost while the broker is down).
+//! publisher and the notification channels drain (nothing is lost while one is down).
 
 mod db;
 mod fingerprints;
@@ -14,7 +14,7 @@ mod rules;
 mod run;
 
 pub use db::SCHEMA;
-pub use outbox::{Queued, SqliteOutbox};
+pub use outbox::{MQTT_CONSUMER, Queued, SqliteOutbox, register_consumers};
 pub use process::Stepped;
 pub use rules::{RulesMap, rules_map, site_rules};
 pub use run::{AlertSettings, AlertsFollower, applied_seq};
@@ -33,6 +33,9 @@ pub enum AlertsError {
     State { mn: String, message: String },
     #[error(transparent)]
     Schema(#[from] hj212_store::SchemaError),
+    /// The outbox was opened for a consumer that is not registered, or without one.
+    #[error("outbox consumer {0:?} is not registered")]
+    Consumer(String),
 }
 
 impl AlertsError {

@@ -18,7 +18,7 @@ use crate::{AlertsError, metrics};
 pub struct AlertSettings {
     /// `data_dir/alerts.sqlite`.
     pub db_path: PathBuf,
-    /// Queue messages for MQTT (a broker is configured).
+    /// Queue messages in the outbox (a broker or a `[[notify]]` channel is configured).
     pub mqtt: bool,
     /// Tamper fingerprints are kept for data this recent (national repair window 10 days, with margin).
     pub fingerprint_days: u32,
@@ -27,11 +27,12 @@ pub struct AlertSettings {
 }
 
 impl AlertSettings {
-    /// The engine's settings from the config: `[followers]`, and `[mqtt]` present or not.
+    /// The engine's settings from the config: `[followers]`, and whether anyone drains the
+    /// outbox (`[mqtt]` or a `[[notify]]` channel).
     pub fn from_config(config: &hj212_config::Config) -> Self {
         Self {
             db_path: config.data_dir().alerts(),
-            mqtt: config.mqtt.is_some(),
+            mqtt: config.mqtt.is_some() || !config.notify.is_empty(),
             fingerprint_days: config.followers.alerts_fingerprint_days,
             clock_max_lag: config.followers.alerts_clock_max_lag_records,
         }

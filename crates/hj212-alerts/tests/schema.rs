@@ -87,8 +87,9 @@ fn alerts_of_the_first_release_get_a_version_and_keep_alerts_acks_and_outbox() {
     assert!(log.contains("schema migrated") && log.contains(&db.display().to_string()), "{log}");
     assert!(log.contains("from_version=0 to_version=1"), "{log}");
     assert!(log.contains("from_version=1 to_version=2") && log.contains("compact tamper fingerprints"), "{log}");
-    assert_eq!(user_version(&db), 2);
-    assert_eq!(hj212_alerts::SCHEMA.version(), 2);
+    assert!(log.contains("from_version=2 to_version=3") && log.contains("outbox consumers"), "{log}");
+    assert_eq!(user_version(&db), 3);
+    assert_eq!(hj212_alerts::SCHEMA.version(), 3);
     assert_eq!(
         fingerprints(&db),
         [
@@ -106,9 +107,11 @@ fn alerts_of_the_first_release_get_a_version_and_keep_alerts_acks_and_outbox() {
     assert!(query::ack(&conn, &tamper, "auditor", "resend explained", 1_795_750_000_000).unwrap().is_some());
     drop(conn);
 
-    let mut outbox = SqliteOutbox::open(&db).unwrap();
+    // The MQTT publisher was the only consumer: it starts before the oldest message left.
+    let mut outbox = SqliteOutbox::open_for(&db, hj212_alerts::MQTT_CONSUMER).unwrap();
     let pending = outbox.pending(0, 100).unwrap();
     assert_eq!(pending.len(), 5, "the messages the first release queued are still to send");
+    assert_eq!(outbox.position(), pending[0].seq - 1);
     outbox.delivered(pending[1].seq).unwrap();
     assert_eq!(outbox.pending(0, 100).unwrap().len(), 3);
     drop(outbox);
@@ -185,9 +188,9 @@ fn alerts_of_a_later_release_are_refused_by_every_opener() {
     let before = std::fs::read(&db).unwrap();
 
     let error = query::open(&db).unwrap_err();
-    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 2, .. })), "{error:?}");
+    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 3, .. })), "{error:?}");
     let message = error.to_string();
-    for part in ["alerts database", db.display().to_string().as_str(), "schema version 999", "supports (2)"] {
+    for part in ["alerts database", db.display().to_string().as_str(), "schema version 999", "supports (3)"] {
         assert!(message.contains(part), "{part:?} in: {message}");
     }
     assert!(SqliteOutbox::open(&db).unwrap_err().schema().is_some());
@@ -202,7 +205,7 @@ fn a_reader_reads_a_first_release_database_without_writing() {
     let (_dir, db) = first_release_alerts();
     let before = std::fs::read(&db).unwrap();
     let conn = query::open_read_only(&db).unwrap();
-    assert_eq!(query::list(&conn, &all()).unwrap().len(), 4, "version 2 changed nothing a reader queries");
+    assert_eq!(query::list(&conn, &all()).unwrap().len(), 4, "versions 2 and 3 changed nothing a reader queries");
     drop(conn);
     assert_eq!(std::fs::read(&db).unwrap(), before, "a reader changes nothing");
 }

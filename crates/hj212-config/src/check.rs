@@ -112,6 +112,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     crate::check_alerts::check_alert_rules("alerts", &config.alerts, &mut problem);
     crate::commands::check_commands(config, &mut problem);
     crate::forward::check_forward(config, &mut problem);
+    crate::notify::check_notify(config, &mut problem);
     crate::service::check_service(&config.service, &mut problem);
     crate::service::check_reports(&config.reports, &mut problem);
     crate::store::check_store(config, &mut problem);

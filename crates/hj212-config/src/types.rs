@@ -37,6 +37,9 @@ pub struct Config {
     /// Upstream platforms accepted frames are relayed to.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forward: Vec<Forward>,
+    /// Channels that bring alert messages to people (webhook, DingTalk, WeCom, e-mail).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::Notify>,
     /// Service targets (response and on-site times).
     pub service: Service,
     /// The daily and monthly reports written to the data dir.
