@@ -14,6 +14,7 @@ mod guard;
 mod keys;
 mod marks;
 mod metrics;
+mod notify;
 mod pool;
 mod rates;
 mod reports;
@@ -50,6 +51,8 @@ pub struct Readiness {
     pub followers: Vec<Watched>,
     /// The MQTT publisher's status, when a broker is configured.
     pub mqtt: Option<tokio::sync::watch::Receiver<hj212_sink_mqtt::PublisherStatus>>,
+    /// Each `[[notify]]` channel's status: a failing one makes the daemon degraded.
+    pub notify: Vec<tokio::sync::watch::Receiver<hj212_notify::ChannelStatus>>,
     /// A follower failing this long makes the daemon not ready (a required one) or degraded.
     pub failing_grace: std::time::Duration,
 }
@@ -130,6 +133,7 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
         .route("/api/v1/archive/head", get(archive::head))
         .route("/api/v1/forward", get(forward::targets))
+        .route("/api/v1/notify", get(notify::channels))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard::guard));
     Router::new()
         .route("/metrics", get(prometheus_text))
@@ -178,6 +182,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
             // Alerts wait in the outbox and are delivered when the broker is back.
             let error = status.last_error.as_deref().unwrap_or("not connected yet");
             degraded.push(format!("MQTT broker unreachable ({error}); alerts wait in the outbox"));
+        }
+    }
+    for channel in &state.readiness.notify {
+        let status = channel.borrow();
+        if let Some(since) = status.failing_since_ms {
+            // Its messages wait in the outbox (up to its max_pending); the others go on.
+            let error = status.last_error.as_deref().unwrap_or("");
+            let secs = (now - since) / 1000;
+            degraded
+                .push(format!("notify {} failing for {secs} s ({error}); its alerts wait in the outbox", status.name));
         }
     }
     let mut body = if problems.is_empty() { "ready\n".to_owned() } else { problems.join("\n") + "\n" };

@@ -52,6 +52,8 @@ pub struct Running {
     alerts: spawn::FollowerThread,
     /// The MQTT publisher and its stop token (cancelled once the alert engine has drained).
     mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
+    /// The `[[notify]]` channels (stopped with the MQTT publisher).
+    notify: spawn::Notifying,
     /// Each site's alert rules; replaced on SIGHUP.
     alert_rules: watch::Sender<Arc<hj212_alerts::RulesMap>>,
     /// Each site's rules hash as last archived (a reload archives those that changed).
@@ -148,6 +150,7 @@ impl Daemon {
             forwarders,
             alerts: alerting.task,
             mqtt: alerting.mqtt,
+            notify: alerting.notify,
             alert_rules: alerting.rules,
             rules_archived: Arc::new(tokio::sync::Mutex::new(rules_archived)),
             writer,
@@ -275,6 +278,7 @@ impl Running {
                 tracing::error!(%error, "MQTT publisher stopped with an error; the outbox keeps its messages");
             }
         }
+        self.notify.stop().await;
         drop(self.shared);
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;

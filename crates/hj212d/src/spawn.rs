@@ -161,22 +161,38 @@ impl Followers<'_> {
         })
     }
 
-    /// The alert engine, from its own position, and with a broker configured the MQTT
-    /// publisher draining its outbox.
+    /// The alert engine, from its own position, and the outbox's consumers: with a broker
+    /// configured the MQTT publisher, and each `[[notify]]` channel, each from its own position.
     pub(crate) fn alerts(&mut self, settings: &hj212_alerts::AlertSettings, position: u64) -> anyhow::Result<Alerting> {
         let (outbox_newest, outbox_wake) = watch::channel(0);
+        let mut consumers = hj212_notify::consumers(self.config);
+        if self.config.mqtt.is_some() {
+            consumers.push(hj212_alerts::MQTT_CONSUMER);
+        }
+        // Before any consumer opens: new ones start at the newest message, removed ones let go.
+        hj212_alerts::register_consumers(&settings.db_path, &consumers)?;
         let mqtt = match &self.config.mqtt {
             Some(mqtt_config) => {
                 let (status_tx, status_rx) = watch::channel(hj212_sink_mqtt::PublisherStatus::default());
                 self.readiness.mqtt = Some(status_rx);
-                let outbox = crate::outbox::AlertOutbox(hj212_alerts::SqliteOutbox::open(&settings.db_path)?);
+                let outbox = hj212_alerts::SqliteOutbox::open_for(&settings.db_path, hj212_alerts::MQTT_CONSUMER)?;
                 let stop = CancellationToken::new();
                 let mqtt = mqtt_settings(self.config, mqtt_config)?;
-                let run = hj212_sink_mqtt::run_publisher(mqtt, outbox, outbox_wake, status_tx, stop.clone());
+                let run = hj212_sink_mqtt::run_publisher(
+                    mqtt,
+                    crate::outbox::AlertOutbox(outbox),
+                    outbox_wake.clone(),
+                    status_tx,
+                    stop.clone(),
+                );
                 Some((tokio::spawn(run), stop))
             }
             None => None,
         };
+        let notify_stop = CancellationToken::new();
+        let notify =
+            hj212_notify::spawn(self.config, &settings.db_path, &outbox_wake, &notify_stop).context("notify")?;
+        self.readiness.notify = notify.iter().map(|n| n.status.clone()).collect();
         let (rules, rules_rx) = watch::channel(Arc::new(hj212_alerts::rules_map(self.config)));
         let head = *self.archive.durable().borrow();
         let outbox_wake_up = outbox_newest.clone();
@@ -190,7 +206,8 @@ impl Followers<'_> {
             after: None,
         };
         let (task, _) = self.run(Box::new(follower), start)?;
-        Ok(Alerting { task, mqtt, rules, outbox_wake_up })
+        let notify = Notifying { channels: notify.into_iter().map(|n| n.task).collect(), stop: notify_stop };
+        Ok(Alerting { task, mqtt, notify, rules, outbox_wake_up })
     }
 
     /// The followers' names and statuses (for the gauges and the retention floor).
@@ -199,10 +216,31 @@ impl Followers<'_> {
     }
 }
 
-/// The alert engine and, with a broker configured, the MQTT publisher.
+/// The `[[notify]]` channels' tasks and their stop token.
+#[derive(Debug)]
+pub(crate) struct Notifying {
+    pub channels: Vec<JoinHandle<()>>,
+    pub stop: CancellationToken,
+}
+
+impl Notifying {
+    /// Stops the channels: each records its position; one in the middle of an attempt gets
+    /// a moment, then is aborted (that message is sent again after a restart: at least once).
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        for mut channel in self.channels {
+            if tokio::time::timeout(Duration::from_secs(2), &mut channel).await.is_err() {
+                channel.abort();
+            }
+        }
+    }
+}
+
+/// The alert engine and the outbox's consumers (MQTT publisher, notification channels).
 pub(crate) struct Alerting {
     pub task: FollowerThread,
     pub mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
+    pub notify: Notifying,
     pub rules: watch::Sender<Arc<hj212_alerts::RulesMap>>,
     /// Wakes the MQTT publisher after something else queued a message (a report announced).
     pub outbox_wake_up: watch::Sender<u64>,

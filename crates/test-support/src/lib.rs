@@ -5,6 +5,8 @@
 mod logs;
 pub mod mosquitto;
 pub mod prometheus;
+pub mod receiver;
+pub mod smtp;
 mod tmpfs;
 
 pub use logs::logged;

@@ -1,0 +1,353 @@
+//! Notifications end to end: frames over TCP, the alert engine, the outbox and the
+//! `[[notify]]` channels, against real local receivers: an HTTP server standing in for the
+//! webhook, DingTalk and WeCom endpoints, an SMTP sink that requires STARTTLS (aiosmtpd), and
+//! mosquitto for the MQTT publisher sharing the outbox.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{MN, PW, frame, http_get};
+use hj212_config::{Config, CrcSetting, FactorLimit, LimitBasis, Mqtt, Notify, NotifyKind, SmtpTls};
+use hj212d::{Daemon, Running};
+use hmac::Mac as _;
+use serde_json::Value;
+use test_support::mosquitto::{Mosquitto, Subscriber};
+use test_support::receiver::{Answer, Receiver};
+use test_support::smtp::SmtpSink;
+
+const MN_B: &str = "010000A8900016F000169DC1";
+const DINGTALK_SECRET: &str = "SECc0ffee0123456789abcdef";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn so2_limit() -> FactorLimit {
+    FactorLimit {
+        factor: "a21026".into(),
+        max: Some(35.0),
+        min: None,
+        basis: LimitBasis::Hour,
+        reference_o2: None,
+        max_step: None,
+        range: None,
+    }
+}
+
+/// The start of the Beijing hour `hours_ago` hours before now, as a DataTime.
+fn hour(hours_ago: i64) -> String {
+    let start = hj212_compliance::Basis::Hour.period_start(hj212_archive::now_ms()) - hours_ago * 3_600_000;
+    hj212_proto::time::BeijingTime::from_unix_millis(start).to_seconds_string()
+}
+
+fn hourly(qn: u32, data_time: &str, so2: f64) -> Vec<u8> {
+    frame(&format!(
+        "QN=20261128000000{qn:03};ST=31;CN=2061;PW={PW};MN={MN};Flag=5;CP=&&DataTime={data_time};a21026-Avg={so2},a21026-Flag=N&&"
+    ))
+}
+
+/// Hourly SO2 values, oldest first, ending with the last full hour; each frame acknowledged.
+async fn send_hours(addr: std::net::SocketAddr, values: &[f64]) {
+    let mut client = common::Client::connect(addr).await;
+    let n = values.len();
+    for (i, so2) in values.iter().enumerate() {
+        let hours_ago = i64::try_from(n - i).unwrap();
+        client.send(&hourly(u32::try_from(i).unwrap(), &hour(hours_ago), *so2)).await;
+        assert_eq!(client.reply().await.cn, 9014, "each hourly frame is acknowledged");
+    }
+}
+
+fn secret_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{text}\n")).unwrap();
+    path
+}
+
+/// A webhook channel for exceedance messages (the clock's record-missing alerts stay out).
+fn webhook(dir: &Path, name: &str, url: &str) -> Notify {
+    let mut channel = Notify::new(name, NotifyKind::Webhook);
+    channel.url_file = Some(secret_file(dir, &format!("{name}.url"), url));
+    channel.kinds = vec!["exceedance".into(), "negative".into()];
+    channel.max_backoff_secs = 1;
+    channel
+}
+
+fn base_config(dir: &Path) -> Config {
+    let mut config = common::config(&dir.join("data"));
+    config.sites[0].limits = vec![so2_limit()];
+    config
+}
+
+async fn start(config: &Config) -> Running {
+    Daemon::start(config.clone()).await.expect("daemon starts")
+}
+
+/// The value of the series `name` with these labels (in any order), 0 when absent.
+fn value(metrics: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ids(requests: &[test_support::receiver::Request]) -> Vec<String> {
+    let mut ids: Vec<String> = requests.iter().map(|r| r.json()["id"].as_str().unwrap().to_owned()).collect();
+    ids.dedup(); // at least once: a resend right after itself is allowed
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exceedance_reaches_the_webhook_the_robots_and_the_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let smtp = SmtpSink::start();
+    let d = dir.path();
+    let mut config = base_config(d);
+    let mut hook = webhook(d, "hook", &receiver.url("/hook"));
+    hook.token_file = Some(secret_file(d, "hook.token", "hook-bearer-0123"));
+    let mut dingtalk = Notify::new("dingtalk", NotifyKind::Dingtalk);
+    dingtalk.url_file = Some(secret_file(d, "dt.url", &receiver.url("/robot/send?access_token=dt-access-token-42")));
+    dingtalk.secret_file = Some(secret_file(d, "dt.secret", DINGTALK_SECRET));
+    dingtalk.kinds = vec!["exceedance".into()];
+    let mut wecom = Notify::new("wecom", NotifyKind::Wecom);
+    wecom.url_file = Some(secret_file(d, "wc.url", &receiver.url("/cgi-bin/webhook/send?key=wc-key-77")));
+    wecom.kinds = vec!["exceedance".into()];
+    wecom.language = hj212_config::NotifyLanguage::Both;
+    let mut email = Notify::new("mail", NotifyKind::Email);
+    email.smtp_server = Some("127.0.0.1".into());
+    email.smtp_port = smtp.addr.port();
+    email.tls = SmtpTls::Starttls;
+    email.ca_file = Some(smtp.ca_file());
+    email.from = Some("hj212d@example.invalid".into());
+    email.to = vec!["duty@example.invalid".into(), "lead@example.invalid".into()];
+    email.kinds = vec!["exceedance".into()];
+    config.notify = vec![hook, dingtalk, wecom, email];
+    assert_eq!(hj212_config::check(&config), [], "the test config is valid");
+    let running = start(&config).await;
+
+    send_hours(running.hj212_addr, &[50.0]).await;
+
+    let hook = &receiver.wait_accepted("/hook", 1, WAIT)[0];
+    let alert = hook.json();
+    assert_eq!((alert["kind"].as_str(), alert["state"].as_str()), (Some("exceedance"), Some("raised")), "{alert}");
+    assert_eq!((alert["mn"].as_str(), alert["channel"].as_str()), (Some(MN), Some("hook")));
+    assert_eq!(alert["value"].as_f64(), Some(50.0), "the alert JSON as it is: {alert}");
+    assert_eq!(hook.header("authorization"), Some("Bearer hook-bearer-0123"));
+
+    let robot = &receiver.wait_accepted("/robot/send", 1, WAIT)[0];
+    let body = robot.json();
+    assert_eq!(body["msgtype"], "markdown");
+    assert!(body["markdown"]["title"].as_str().unwrap().contains("exceedance"), "{body}");
+    assert!(body["markdown"]["text"].as_str().unwrap().contains(MN), "{body}");
+    assert_eq!(robot.query("access_token"), Some("dt-access-token-42"));
+    let timestamp: i64 = robot.query("timestamp").unwrap().parse().unwrap();
+    assert!((hj212_archive::now_ms() - timestamp).abs() < 60_000, "timestamp in ms, now");
+    // DingTalk's recipe, computed here independently of the daemon's code.
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(DINGTALK_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}\n{DINGTALK_SECRET}").as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let sign = robot.query("sign").unwrap().replace("%2B", "+").replace("%2F", "/").replace("%3D", "=");
+    assert_eq!(sign, expected, "sign = base64(HMAC-SHA256(secret, timestamp\\nsecret)), URL-encoded");
+
+    let wecom = receiver.wait_accepted("/cgi-bin/webhook/send", 1, WAIT)[0].json();
+    assert_eq!(wecom["msgtype"], "markdown");
+    let content = wecom["markdown"]["content"].as_str().unwrap();
+    assert!(content.contains("站点") && content.contains("Site"), "both languages: {content}");
+
+    let mail = &smtp.wait_for(1, WAIT)[0];
+    assert!(
+        mail.contains("Subject: ") && mail.contains("duty@example.invalid") && mail.contains("lead@example.invalid"),
+        "{mail}"
+    );
+    assert!(mail.contains("X-Peer"), "aiosmtpd records the peer: {mail}");
+
+    let (status, channels) = http_get(running.http_addr, "/api/v1/notify");
+    assert_eq!(status, 200, "{channels}");
+    let channels: Value = serde_json::from_str(&channels).unwrap();
+    assert_eq!(channels.as_array().unwrap().len(), 4, "{channels}");
+    let text = channels.to_string();
+    for secret in ["dt-access-token-42", "wc-key-77", "hook-bearer-0123", DINGTALK_SECRET] {
+        assert!(!text.contains(secret), "{secret} in /api/v1/notify: {text}");
+    }
+    let metrics = http_get(running.http_addr, "/metrics").1;
+    for channel in ["hook", "dingtalk", "wecom", "mail"] {
+        let sent = value(&metrics, "hj212_notify_messages_total", &[("channel", channel), ("outcome", "sent")]);
+        assert_eq!(sent, 1, "{channel}: {metrics}");
+    }
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_down_holds_its_messages_in_order_across_a_restart_and_holds_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    receiver.answer("/down", Answer::ServerError);
+    let broker = Mosquitto::start();
+    let subscriber = Subscriber::connect(broker.addr, "hj212/alerts/#");
+    let mut config = base_config(dir.path());
+    config.mqtt = Some(Mqtt { url: broker.url(), max_backoff_secs: 1, ..Mqtt::default() });
+    config.notify =
+        vec![webhook(dir.path(), "down", &receiver.url("/down")), webhook(dir.path(), "up", &receiver.url("/up"))];
+    let running = start(&config).await;
+
+    // raised, cleared, raised, cleared, raised.
+    send_hours(running.hj212_addr, &[50.0, 10.0, 50.0, 10.0, 50.0]).await;
+    let up = ids(&receiver.wait_accepted("/up", 5, WAIT));
+    let mqtt: Vec<String> = subscriber
+        .wait_for(5, WAIT)
+        .iter()
+        .filter(|m| m.topic.ends_with("/exceedance"))
+        .map(|m| serde_json::from_slice::<Value>(&m.payload).unwrap()["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(mqtt, up, "MQTT and the working channel both have every message, in order");
+    assert!(receiver.accepted("/down").is_empty());
+    assert!(receiver.requests().iter().any(|r| r.path() == "/down"), "the down channel kept trying");
+    let (_, ready) = http_get(running.http_addr, "/readyz");
+    assert!(ready.starts_with("ready\n") && ready.contains("degraded: notify down failing"), "{ready}");
+    running.stop().await.unwrap();
+
+    // Restarted while the receiver is still down; then it comes back.
+    let running = start(&config).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    receiver.answer("/down", Answer::Accept);
+    let down = ids(&receiver.wait_accepted("/down", 5, WAIT));
+    assert_eq!(down, up, "every message arrived, in order, none lost across the restart");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(ids(&receiver.accepted("/up")), up, "the working channel resent nothing after the restart");
+    // Every consumer has everything: the outbox is emptied.
+    let db = dir.path().join("data/alerts.sqlite");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let rows: i64 = rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM outbox WHERE topic LIKE 'alerts/%'", [], |r| r.get(0))
+            .unwrap();
+        if rows == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{rows} alert messages left in the outbox");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_quiet_hours_and_the_rate_limit_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let receiver = Receiver::start();
+    let mut config = base_config(d);
+    config.sites.push(common::site(MN_B, PW, CrcSetting::Hj212));
+    let mut site_b = webhook(d, "site-b", &receiver.url("/site-b"));
+    site_b.sites = vec![MN_B.into()];
+    let mut warnings = webhook(d, "warnings", &receiver.url("/warnings"));
+    warnings.severities = vec!["warning".into()];
+    let mut quiet = webhook(d, "quiet", &receiver.url("/quiet"));
+    // Quiet from an hour ago to an hour from now (Beijing time).
+    let minute = |offset: i64| {
+        let m = (hj212_archive::now_ms() / 60_000 + 8 * 60 + offset).rem_euclid(1440);
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    quiet.quiet_hours = Some(format!("{}-{}", minute(-60), minute(60)));
+    let mut limited = webhook(d, "limited", &receiver.url("/limited"));
+    limited.max_per_minute = 2;
+    config.notify = vec![site_b, warnings, quiet, limited];
+    let running = start(&config).await;
+
+    // exceedance raised, cleared, raised, cleared (critical); negative raised, cleared (warning).
+    send_hours(running.hj212_addr, &[50.0, 10.0, 50.0, 10.0, -1.0, 10.0]).await;
+    let warned = receiver.wait_accepted("/warnings", 2, WAIT);
+    assert!(warned.iter().all(|r| r.json()["kind"] == "negative"), "only warnings");
+    let quiet_now = receiver.wait_accepted("/quiet", 4, WAIT);
+    assert!(quiet_now.iter().all(|r| r.json()["severity"] == "critical"), "critical ones go at once");
+    let limited = receiver.wait_accepted("/limited", 2, WAIT);
+    assert!(limited.iter().all(|r| r.json()["id"].is_string()), "the first two on their own");
+    let held = || {
+        let channels: Value = serde_json::from_str(&http_get(running.http_addr, "/api/v1/notify").1).unwrap();
+        channels.as_array().unwrap().iter().find(|c| c["name"] == "quiet").unwrap()["held"].as_u64().unwrap()
+    };
+    let deadline = Instant::now() + WAIT;
+    while held() < 2 {
+        assert!(Instant::now() < deadline, "the warnings wait for the end of quiet hours");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(receiver.accepted("/quiet").len(), 4, "only the critical ones went");
+
+    // Over 2 a minute: the other four go as one digest when a send is free again.
+    let all = receiver.wait_accepted("/limited", 3, Duration::from_secs(75));
+    let digest = all[2].json();
+    assert_eq!((digest["channel"].as_str(), digest["digest"].as_str()), (Some("limited"), Some("rate_limit")));
+    assert_eq!(digest["messages"].as_array().unwrap().len(), 4, "{digest}");
+    assert!(receiver.accepted("/site-b").is_empty(), "site B's channel gets nothing of site A");
+    let metrics = http_get(running.http_addr, "/metrics").1;
+    let messages = |channel: &str, outcome: &str| {
+        value(&metrics, "hj212_notify_messages_total", &[("channel", channel), ("outcome", outcome)])
+    };
+    assert!(messages("site-b", "skipped_route") >= 6, "{metrics}");
+    assert_eq!(
+        messages("limited", "digested"),
+        4,
+        "{}",
+        metrics.lines().filter(|l| l.contains("limited")).collect::<Vec<_>>().join("\n")
+    );
+    running.stop().await.unwrap();
+
+    // The quiet hours taken out: the held warnings are still there for the channel.
+    config.notify.retain(|c| c.name == "quiet");
+    config.notify[0].quiet_hours = None;
+    let running = start(&config).await;
+    let quiet_all = receiver.wait_accepted("/quiet", 6, WAIT);
+    let late: Vec<Value> = quiet_all[4..].iter().map(test_support::receiver::Request::json).collect();
+    assert!(late.iter().all(|m| m["kind"] == "negative"), "{late:?}");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_answers_are_counted_errors_that_stall_no_other_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let receiver = Receiver::start();
+    let mut channels = Vec::new();
+    for (name, kind, answer) in [
+        ("garbage", NotifyKind::Dingtalk, Answer::Garbage),
+        ("huge", NotifyKind::Wecom, Answer::Huge),
+        ("refused", NotifyKind::Dingtalk, Answer::Errcode(310_000)),
+        ("hang", NotifyKind::Webhook, Answer::Hang),
+        ("error", NotifyKind::Webhook, Answer::ServerError),
+    ] {
+        let mut channel = webhook(d, name, &receiver.url(&format!("/{name}")));
+        (channel.kind, channel.timeout_secs) = (kind, 1);
+        receiver.answer(&format!("/{name}"), answer);
+        channels.push(channel);
+    }
+    channels.push(webhook(d, "good", &receiver.url("/good")));
+    let mut config = base_config(d);
+    config.notify = channels;
+    let running = start(&config).await;
+
+    send_hours(running.hj212_addr, &[50.0]).await;
+    let started = Instant::now();
+    receiver.wait_accepted("/good", 1, WAIT);
+    assert!(started.elapsed() < Duration::from_secs(5), "the good channel is not held up");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = http_get(running.http_addr, "/metrics").1;
+    let errors = |channel: &str, kind: &str, error: &str| {
+        value(&metrics, "hj212_notify_attempt_errors_total", &[("channel", channel), ("kind", kind), ("error", error)])
+    };
+    assert!(errors("garbage", "dingtalk", "answer") >= 1, "{metrics}");
+    assert!(errors("huge", "wecom", "answer") >= 1, "{metrics}");
+    assert!(errors("refused", "dingtalk", "answer") >= 1, "{metrics}");
+    assert!(errors("hang", "webhook", "timeout") >= 1, "{metrics}");
+    assert!(errors("error", "webhook", "status") >= 1, "{metrics}");
+    let (status, ready) = http_get(running.http_addr, "/readyz");
+    assert_eq!(status, 200, "degraded, not unready: {ready}");
+    for name in ["garbage", "huge", "refused", "hang", "error"] {
+        assert!(ready.contains(&format!("degraded: notify {name} failing")), "{name}: {ready}");
+    }
+    assert!(ready.contains("errcode 310000") && !ready.contains("access_token"), "{ready}");
+    let stopping = Instant::now();
+    running.stop().await.unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(10), "a hanging receiver does not hold the stop");
+}
