@@ -95,12 +95,12 @@ fn newest_seq(conn: &Connection) -> Result<u64, AlertsError> {
     Ok(seq.map_or(0, to_u64))
 }
 
-/// Deletes the rows every consumer has; with no consumer, none (nobody drains them, and
-/// without consumers the engine does not queue).
+/// Deletes the rows every consumer has; with no consumer, every row (a consumer configured
+/// later starts after the newest message, so nobody would ever read them).
 fn prune(tx: &Transaction<'_>) -> Result<(), AlertsError> {
     tx.prepare_cached(
-        "DELETE FROM outbox WHERE seq <= (SELECT MIN(delivered_seq) FROM outbox_consumers)
-                              AND EXISTS (SELECT 1 FROM outbox_consumers)",
+        "DELETE FROM outbox WHERE seq <= COALESCE((SELECT MIN(delivered_seq) FROM outbox_consumers),
+                                                  (SELECT seq FROM sqlite_sequence WHERE name = 'outbox'))",
     )?
     .execute([])?;
     Ok(())
@@ -253,6 +253,9 @@ mod tests {
         assert_eq!(SqliteOutbox::open(&db).unwrap().pending(0, 10).unwrap().len(), 0);
         assert!(SqliteOutbox::open_for(&db, "duty").is_err(), "forgotten");
         assert_eq!(SqliteOutbox::open_for(&db, "night").unwrap().position(), 5, "a new channel starts at the newest");
+        queue(&db, 2);
+        register_consumers(&db, &[]).unwrap();
+        assert!(SqliteOutbox::open(&db).unwrap().pending(0, 10).unwrap().is_empty(), "nobody left to read them");
     }
 
     #[test]

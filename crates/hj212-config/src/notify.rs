@@ -379,6 +379,55 @@ mod tests {
     use super::QuietHours;
 
     #[test]
+    fn every_problem_names_its_field() {
+        let config = crate::from_str(
+            r#"
+            [[sites]]
+            mn = "A"
+            password = "1"
+
+            [[notify]]
+            name = "duty robot"
+            kind = "wecom"
+            secret_file = "/nonexistent/secret"
+            sites = ["B"]
+            kinds = ["exceedence"]
+            quiet_hours = "22:00"
+            timeout_secs = 0
+
+            [[notify]]
+            name = "mail"
+            kind = "email"
+            smtp_server = "smtp.example.com"
+            tls = "none"
+            from = "not an address"
+            password_file = "/nonexistent/password"
+            "#,
+        )
+        .unwrap();
+        let problems: Vec<String> = crate::check(&config).iter().map(|p| format!("{}: {}", p.key, p.message)).collect();
+        for expected in [
+            "notify[0].name: \"duty robot\" must be 1-32 letters, digits, - or _",
+            "notify[0].sites: \"B\" is not a configured site",
+            "notify[0].kinds: \"exceedence\" is not one of",
+            "notify[0].quiet_hours: \"22:00\" is not \"HH:MM-HH:MM\"",
+            "notify[0].secret_file: is not used by kind = \"wecom\"",
+            "notify[0].url_file: kind = \"wecom\" needs a url_file",
+            "notify[0].secret_file: cannot read /nonexistent/secret",
+            "notify[0].timeout_secs: must be at least 1 second",
+            "notify[1].tls: \"none\" sends passwords and alerts in clear: only to a loopback server",
+            "notify[1].from: \"not an address\" is not an e-mail address",
+            "notify[1].to: kind = \"email\" needs at least one recipient",
+            "notify[1].password_file: username and password_file go together",
+            "notify[1].password_file: cannot read /nonexistent/password",
+        ] {
+            assert!(problems.iter().any(|p| p.starts_with(expected)), "{expected}\nin {problems:#?}");
+        }
+        let unknown = crate::from_str("[[notify]]\nname = \"a\"\nkind = \"sms\"\n").unwrap_err().to_string();
+        assert!(unknown.contains("sms"), "{unknown}");
+    }
+
+    #[test]
     fn quiet_hours_span_midnight() {
         let q = QuietHours::parse("22:00-07:00").unwrap();
         assert!(q.contains(22 * 60) && q.contains(0) && q.contains(6 * 60 + 59));

@@ -181,13 +181,18 @@ impl Runner {
                     if self.deliver(Outgoing::One(&payload), seq).await? {
                         self.metrics.messages(Outcome::Sent).increment(1);
                     }
+                    self.cursor = self.cursor.max(seq);
+                    // Recorded at once: a restart resends at most the message in flight.
+                    self.persist().await?;
                 }
-                other => self.not_sent(seq, other, payload),
+                other => {
+                    self.not_sent(seq, other, payload);
+                    self.cursor = self.cursor.max(seq);
+                }
             }
-            self.cursor = self.cursor.max(seq);
-            self.persist().await?;
         }
-        Ok(())
+        // Skipped messages are recorded once per page (one SQLite commit, not one each).
+        self.persist().await
     }
 
     fn decide(&self, message: &Queued, minute: u16) -> (u64, Decision, Value) {

@@ -8,6 +8,9 @@ pub const ATTEMPT_ERRORS: &str = "hj212_notify_attempt_errors_total";
 pub const PENDING: &str = "hj212_notify_pending_messages";
 pub const UP: &str = "hj212_notify_up";
 
+/// The `error` labels of [`ATTEMPT_ERRORS`].
+pub const ERRORS: [&str; 7] = ["connect", "timeout", "status", "answer", "smtp", "render", "outbox"];
+
 /// What became of an alert message on a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -73,6 +76,9 @@ impl ChannelMetrics {
         // Every series at zero from the start, so rates and alert rules see them.
         for outcome in Outcome::ALL {
             metrics.messages(outcome).increment(0);
+        }
+        for error in ERRORS {
+            counter!(ATTEMPT_ERRORS, "channel" => name.to_owned(), "kind" => kind, "error" => error).increment(0);
         }
         metrics.up.set(1.0);
         metrics

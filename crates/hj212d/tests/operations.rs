@@ -308,7 +308,10 @@ fn the_first_scrape_lists_every_documented_counter_and_the_process_metrics() {
         "\n[[sites]]\nmn = \"ENC1\"\npassword = \"1\"\nencryption = \"optional\"\nkey_file = \"site.key\"\n";
     // A forwarding target (its upstream never answers: port 9 on loopback) lists its counters too.
     let forward = "\n[[forward]]\nname = \"up\"\naddress = \"127.0.0.1:9\"\nsend_plain = true\n";
-    std::fs::write(&path, std::fs::read_to_string(&path).unwrap() + encrypting + forward).unwrap();
+    // A notification channel lists its counters too (its receiver is never asked: no alert).
+    std::fs::write(dir.path().join("people.url"), "http://127.0.0.1:9/").unwrap();
+    let notify = "\n[[notify]]\nname = \"people\"\nkind = \"webhook\"\nurl_file = \"people.url\"\n";
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap() + encrypting + forward + notify).unwrap();
     let child = spawn_logging_to(&path, &dir.path().join("stderr.log"));
     wait_http(http);
     let body = http_get(http, "/metrics").1;
