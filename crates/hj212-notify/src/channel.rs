@@ -153,9 +153,7 @@ impl Runner {
         let page = self.db(move |o| o.pending(cursor, PAGE)).await?;
         if page.is_empty() {
             self.persist().await?;
-            let backlog = self.db(SqliteOutbox::backlog).await?;
-            self.metrics.pending.set(backlog as f64);
-            self.status.send_modify(|s| s.pending = backlog);
+            self.show_backlog().await?;
             tokio::select! {
                 _ = self.newest.changed() => {},
                 () = sleep(IDLE_TICK) => {},
@@ -169,6 +167,9 @@ impl Runner {
             return self.send_digest(decided).await;
         }
         for (seq, decision, payload) in decided {
+            if seq <= self.cursor {
+                continue; // given up by the bound while an earlier one was retried
+            }
             match decision {
                 Decision::Send if !self.rate_room() => {
                     // The rest goes as one digest once a send is free (re-read from here).
@@ -288,6 +289,7 @@ impl Runner {
             pause(&self.shutdown, backoff).await?;
             backoff = (backoff * 2).min(max_backoff);
             self.enforce_bound().await?;
+            self.show_backlog().await?;
             if self.outbox.as_ref().is_some_and(|o| o.position() >= last_seq) {
                 return Ok(false);
             }
@@ -315,6 +317,14 @@ impl Runner {
             s.failing_since_ms.get_or_insert_with(hj212_archive::now_ms);
             s.last_error = Some(error.to_string());
         });
+    }
+
+    /// Updates the pending gauge and status (idle, and between retries while failing).
+    async fn show_backlog(&mut self) -> Result<(), Stopped> {
+        let backlog = self.db(SqliteOutbox::backlog).await?;
+        self.metrics.pending.set(backlog as f64);
+        self.status.send_modify(|s| s.pending = backlog);
+        Ok(())
     }
 
     /// Gives up the oldest messages beyond `max_pending` (and any held ones among them).

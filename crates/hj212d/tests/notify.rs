@@ -171,6 +171,7 @@ async fn an_exceedance_reaches_the_webhook_the_robots_and_the_mailbox() {
     for secret in ["dt-access-token-42", "wc-key-77", "hook-bearer-0123", DINGTALK_SECRET] {
         assert!(!text.contains(secret), "{secret} in /api/v1/notify: {text}");
     }
+    tokio::time::sleep(Duration::from_millis(500)).await; // counted once the answer is back
     let metrics = http_get(running.http_addr, "/metrics").1;
     for channel in ["hook", "dingtalk", "wecom", "mail"] {
         let sent = value(&metrics, "hj212_notify_messages_total", &[("channel", channel), ("outcome", "sent")]);
@@ -233,8 +234,14 @@ async fn a_channel_down_holds_its_messages_in_order_across_a_restart_and_holds_n
     running.stop().await.unwrap();
 }
 
+/// Beijing time `offset` minutes from now, "HH:MM".
+fn beijing_clock(offset: i64) -> String {
+    let m = (hj212_archive::now_ms() / 60_000 + 8 * 60 + offset).rem_euclid(1440);
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn routing_quiet_hours_and_the_rate_limit_digest() {
+async fn routing_and_the_rate_limit_digest() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let receiver = Receiver::start();
@@ -244,36 +251,21 @@ async fn routing_quiet_hours_and_the_rate_limit_digest() {
     site_b.sites = vec![MN_B.into()];
     let mut warnings = webhook(d, "warnings", &receiver.url("/warnings"));
     warnings.severities = vec!["warning".into()];
-    let mut quiet = webhook(d, "quiet", &receiver.url("/quiet"));
-    // Quiet from an hour ago to an hour from now (Beijing time).
-    let minute = |offset: i64| {
-        let m = (hj212_archive::now_ms() / 60_000 + 8 * 60 + offset).rem_euclid(1440);
-        format!("{:02}:{:02}", m / 60, m % 60)
-    };
-    quiet.quiet_hours = Some(format!("{}-{}", minute(-60), minute(60)));
+    let mut cleared = webhook(d, "cleared", &receiver.url("/cleared"));
+    (cleared.states, cleared.kinds) = (vec!["cleared".into()], vec!["exceedance".into()]);
     let mut limited = webhook(d, "limited", &receiver.url("/limited"));
     limited.max_per_minute = 2;
-    config.notify = vec![site_b, warnings, quiet, limited];
+    config.notify = vec![site_b, warnings, cleared, limited];
     let running = start(&config).await;
 
     // exceedance raised, cleared, raised, cleared (critical); negative raised, cleared (warning).
     send_hours(running.hj212_addr, &[50.0, 10.0, 50.0, 10.0, -1.0, 10.0]).await;
     let warned = receiver.wait_accepted("/warnings", 2, WAIT);
     assert!(warned.iter().all(|r| r.json()["kind"] == "negative"), "only warnings");
-    let quiet_now = receiver.wait_accepted("/quiet", 4, WAIT);
-    assert!(quiet_now.iter().all(|r| r.json()["severity"] == "critical"), "critical ones go at once");
+    let cleared = receiver.wait_accepted("/cleared", 2, WAIT);
+    assert!(cleared.iter().all(|r| r.json()["state"] == "cleared" && r.json()["kind"] == "exceedance"));
     let limited = receiver.wait_accepted("/limited", 2, WAIT);
     assert!(limited.iter().all(|r| r.json()["id"].is_string()), "the first two on their own");
-    let held = || {
-        let channels: Value = serde_json::from_str(&http_get(running.http_addr, "/api/v1/notify").1).unwrap();
-        channels.as_array().unwrap().iter().find(|c| c["name"] == "quiet").unwrap()["held"].as_u64().unwrap()
-    };
-    let deadline = Instant::now() + WAIT;
-    while held() < 2 {
-        assert!(Instant::now() < deadline, "the warnings wait for the end of quiet hours");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(receiver.accepted("/quiet").len(), 4, "only the critical ones went");
 
     // Over 2 a minute: the other four go as one digest when a send is free again.
     let all = receiver.wait_accepted("/limited", 3, Duration::from_secs(75));
@@ -281,26 +273,62 @@ async fn routing_quiet_hours_and_the_rate_limit_digest() {
     assert_eq!((digest["channel"].as_str(), digest["digest"].as_str()), (Some("limited"), Some("rate_limit")));
     assert_eq!(digest["messages"].as_array().unwrap().len(), 4, "{digest}");
     assert!(receiver.accepted("/site-b").is_empty(), "site B's channel gets nothing of site A");
+    assert_eq!(receiver.accepted("/warnings").len(), 2);
+    assert_eq!(receiver.accepted("/cleared").len(), 2);
+    // Counted once the receiver's answer is back, just after it recorded the request.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let metrics = http_get(running.http_addr, "/metrics").1;
     let messages = |channel: &str, outcome: &str| {
         value(&metrics, "hj212_notify_messages_total", &[("channel", channel), ("outcome", outcome)])
     };
     assert!(messages("site-b", "skipped_route") >= 6, "{metrics}");
-    assert_eq!(
-        messages("limited", "digested"),
-        4,
-        "{}",
-        metrics.lines().filter(|l| l.contains("limited")).collect::<Vec<_>>().join("\n")
-    );
+    assert_eq!(messages("limited", "digested"), 4, "{metrics}");
+    assert_eq!((messages("limited", "sent"), messages("warnings", "sent")), (2, 2), "{metrics}");
+    running.stop().await.unwrap();
+}
+
+/// The channel's `held` count from `/api/v1/notify`.
+fn held(http: std::net::SocketAddr, channel: &str) -> u64 {
+    let channels: Value = serde_json::from_str(&http_get(http, "/api/v1/notify").1).unwrap();
+    channels.as_array().unwrap().iter().find(|c| c["name"] == channel).unwrap()["held"].as_u64().unwrap()
+}
+
+async fn wait_held(http: std::net::SocketAddr, channel: &str, n: u64) {
+    let deadline = Instant::now() + WAIT;
+    while held(http, channel) != n {
+        assert!(Instant::now() < deadline, "{n} held by {channel}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quiet_hours_hold_warnings_across_a_restart_and_send_them_as_one_digest_at_their_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let mut config = base_config(dir.path());
+    let mut quiet = webhook(dir.path(), "quiet", &receiver.url("/quiet"));
+    // Quiet since an hour ago, for another 1-2 minutes (Beijing time).
+    quiet.quiet_hours = Some(format!("{}-{}", beijing_clock(-60), beijing_clock(2)));
+    config.notify = vec![quiet];
+    let running = start(&config).await;
+
+    // exceedance raised and cleared (critical), negative raised and cleared (warning).
+    send_hours(running.hj212_addr, &[50.0, 10.0, -1.0, 10.0]).await;
+    let critical = receiver.wait_accepted("/quiet", 2, WAIT);
+    assert!(critical.iter().all(|r| r.json()["severity"] == "critical"), "critical ones go at once");
+    wait_held(running.http_addr, "quiet", 2).await;
     running.stop().await.unwrap();
 
-    // The quiet hours taken out: the held warnings are still there for the channel.
-    config.notify.retain(|c| c.name == "quiet");
-    config.notify[0].quiet_hours = None;
+    // The held ones are still in the outbox for the channel after a restart.
     let running = start(&config).await;
-    let quiet_all = receiver.wait_accepted("/quiet", 6, WAIT);
-    let late: Vec<Value> = quiet_all[4..].iter().map(test_support::receiver::Request::json).collect();
-    assert!(late.iter().all(|m| m["kind"] == "negative"), "{late:?}");
+    wait_held(running.http_addr, "quiet", 2).await;
+    assert_eq!(receiver.accepted("/quiet").len(), 2, "nothing else went during quiet hours");
+    let all = receiver.wait_accepted("/quiet", 3, Duration::from_secs(150));
+    let digest = all[2].json();
+    assert_eq!(digest["digest"], "quiet_hours", "{digest}");
+    let kinds: Vec<&str> = digest["messages"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["negative", "negative"], "{digest}");
+    wait_held(running.http_addr, "quiet", 0).await;
     running.stop().await.unwrap();
 }
 
@@ -350,4 +378,39 @@ async fn bad_answers_are_counted_errors_that_stall_no_other_channel() {
     let stopping = Instant::now();
     running.stop().await.unwrap();
     assert!(stopping.elapsed() < Duration::from_secs(10), "a hanging receiver does not hold the stop");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_down_holds_at_most_max_pending_and_gives_up_the_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    receiver.answer("/bounded", Answer::ServerError);
+    let mut config = base_config(dir.path());
+    let mut bounded = webhook(dir.path(), "bounded", &receiver.url("/bounded"));
+    bounded.max_pending = 3;
+    config.notify = vec![bounded];
+    let running = start(&config).await;
+
+    // Seven alert messages (and the site's status messages between them).
+    send_hours(running.hj212_addr, &[50.0, 10.0, 50.0, 10.0, 50.0, 10.0, 50.0]).await;
+    let given_up = || {
+        let metrics = http_get(running.http_addr, "/metrics").1;
+        value(&metrics, "hj212_notify_messages_total", &[("channel", "bounded"), ("outcome", "given_up")])
+    };
+    let deadline = Instant::now() + WAIT;
+    while given_up() < 4 {
+        assert!(Instant::now() < deadline, "the oldest beyond max_pending are given up: {}", given_up());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows: i64 = rusqlite::Connection::open(dir.path().join("data/alerts.sqlite"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert!(rows <= 3, "the outbox holds at most max_pending rows for the channel: {rows}");
+    receiver.answer("/bounded", Answer::Accept);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let delivered = receiver.accepted("/bounded");
+    assert!(!delivered.is_empty() && delivered.len() <= 3, "{} delivered", delivered.len());
+    assert_eq!(delivered.last().unwrap().json()["state"], "raised", "the newest message is among them");
+    running.stop().await.unwrap();
 }
