@@ -123,6 +123,9 @@ impl SqliteOutbox {
     /// registered.
     pub fn open_for(path: &Path, name: &str) -> Result<Self, AlertsError> {
         let conn = crate::db::open(path)?;
+        // A consumer's position lost to a power cut only means messages sent again (at least
+        // once), so its commits need not wait for the disk (WAL: synchronous is per connection).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         let position: Option<i64> = conn
             .query_row("SELECT delivered_seq FROM outbox_consumers WHERE name = ?1", [name], |row| row.get(0))
             .optional()?;

@@ -3,7 +3,9 @@
 //! - Each message is decided ([`Route::decide`]): skipped (not an alert, not routed here,
 //!   inhibited), held (quiet hours, not critical) or sent.
 //! - A send is retried with backoff (1 s doubling to `max_backoff_secs`) until it succeeds:
-//!   the channel holds its messages meanwhile, on disk, and other consumers go on.
+//!   the channel holds its messages meanwhile, on disk, and other consumers go on. Its position
+//!   is recorded every second while messages flow and whenever it is idle or stops, so a
+//!   crash resends at most a second's messages.
 //! - Bound: at most `max_pending` outbox messages wait for the channel. While it fails, the
 //!   oldest beyond that are given up for this channel (counted `given_up`, logged), so the
 //!   outbox stays bounded when a robot is gone for good. Example: max_pending 10,000, the
@@ -39,6 +41,9 @@ const OUTBOX_RETRY: Duration = Duration::from_secs(2);
 /// How often an idle channel looks at the clock (the end of quiet hours) and its backlog.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// The position is recorded at least this often while messages flow, and whenever the channel
+/// is idle or stops: a crash resends at most this long's messages (at least once).
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 /// A channel ready to run: its config, route and way to deliver.
 #[derive(Debug)]
@@ -72,6 +77,8 @@ pub(crate) struct Runner {
     sends: VecDeque<Instant>,
     /// The next page goes as one digest (the rate limit was reached).
     digest_next: bool,
+    /// When the position was last recorded.
+    persisted_at: Instant,
     newest: watch::Receiver<u64>,
     status: watch::Sender<ChannelStatus>,
     shutdown: CancellationToken,
@@ -95,6 +102,7 @@ impl Runner {
             held: Vec::new(),
             sends: VecDeque::new(),
             digest_next: false,
+            persisted_at: Instant::now(),
             newest,
             status,
             shutdown,
@@ -183,8 +191,7 @@ impl Runner {
                         self.metrics.messages(Outcome::Sent).increment(1);
                     }
                     self.cursor = self.cursor.max(seq);
-                    // Recorded at once: a restart resends at most the message in flight.
-                    self.persist().await?;
+                    self.persist_soon().await?;
                 }
                 other => {
                     self.not_sent(seq, other, payload);
@@ -192,8 +199,7 @@ impl Runner {
                 }
             }
         }
-        // Skipped messages are recorded once per page (one SQLite commit, not one each).
-        self.persist().await
+        self.persist_soon().await
     }
 
     fn decide(&self, message: &Queued, minute: u16) -> (u64, Decision, Value) {
@@ -342,8 +348,18 @@ impl Runner {
         Ok(())
     }
 
+    /// Records the position if the last record is [`PERSIST_EVERY`] old: one SQLite commit
+    /// per second under load, not one per message (it would compete with the alert engine's).
+    async fn persist_soon(&mut self) -> Result<(), Stopped> {
+        if self.persisted_at.elapsed() < PERSIST_EVERY {
+            return Ok(());
+        }
+        self.persist().await
+    }
+
     /// Records the position: the cursor, or just before the first held message.
     async fn persist(&mut self) -> Result<(), Stopped> {
+        self.persisted_at = Instant::now();
         let position = self.held.first().map_or(self.cursor, |(seq, _)| seq - 1);
         if self.outbox.as_ref().is_some_and(|o| o.position() >= position) {
             return Ok(());
