@@ -414,3 +414,64 @@ async fn a_channel_down_holds_at_most_max_pending_and_gives_up_the_oldest() {
     assert_eq!(delivered.last().unwrap().json()["state"], "raised", "the newest message is among them");
     running.stop().await.unwrap();
 }
+
+/// The daemon as a process, logging at debug: failing robots and mail leave their errors in
+/// the log, never the URL's token, the signing secret, the bearer token or the password.
+#[test]
+fn no_secret_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let receiver = Receiver::start();
+    receiver.answer("/", Answer::ServerError);
+    let (listen, http) = (test_support::free_port(), test_support::free_port());
+    std::fs::write(d.join("dt.url"), receiver.url("/robot/send?access_token=TOKEN-IN-URL-1")).unwrap();
+    std::fs::write(d.join("dt.secret"), "SEC-SIGNING-SECRET-2").unwrap();
+    std::fs::write(d.join("hook.url"), receiver.url("/hook?key=TOKEN-IN-URL-3")).unwrap();
+    std::fs::write(d.join("hook.token"), "BEARER-TOKEN-4").unwrap();
+    // A mail server that is not there.
+    std::fs::write(d.join("smtp.password"), "SMTP-PASSWORD-5").unwrap();
+    let mail_port = test_support::free_port().port();
+    let config = format!(
+        "[server]\nlisten = \"{listen}\"\nhttp_listen = \"{http}\"\ndata_dir = \"data\"\nlog_level = \"debug\"\n\
+         [[sites]]\nmn = \"{MN}\"\npassword = \"{PW}\"\n[[sites.limits]]\nfactor = \"a21026\"\nmax = 35.0\n\
+         [[notify]]\nname = \"dt\"\nkind = \"dingtalk\"\nurl_file = \"dt.url\"\nsecret_file = \"dt.secret\"\nmax_backoff_secs = 1\n\
+         [[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl_file = \"hook.url\"\ntoken_file = \"hook.token\"\nmax_backoff_secs = 1\n\
+         [[notify]]\nname = \"mail\"\nkind = \"email\"\nsmtp_server = \"127.0.0.1\"\nsmtp_port = {mail_port}\ntls = \"none\"\n\
+         from = \"a@example.invalid\"\nto = [\"b@example.invalid\"]\nusername = \"hj212d\"\npassword_file = \"smtp.password\"\n\
+         max_backoff_secs = 1\n"
+    );
+    let path = d.join("hj212d.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = d.join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hj212d"))
+        .arg("--config")
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while std::net::TcpStream::connect(http).is_err() {
+        assert!(Instant::now() < deadline, "the daemon listens");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    runtime.block_on(send_hours(listen, &[50.0]));
+    let failures = |text: &str| text.matches("notification not delivered").count();
+    while failures(&std::fs::read_to_string(&log).unwrap()) < 6 {
+        assert!(Instant::now() < deadline, "every channel fails twice: {}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, ready) = http_get(http, "/readyz");
+    let (_, api) = http_get(http, "/api/v1/notify");
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    for secret in ["TOKEN-IN-URL-1", "SEC-SIGNING-SECRET-2", "TOKEN-IN-URL-3", "BEARER-TOKEN-4", "SMTP-PASSWORD-5"] {
+        for (what, output) in [("log", &text), ("/readyz", &ready), ("/api/v1/notify", &api)] {
+            assert!(!output.contains(secret), "{secret} in the {what}:\n{output}");
+        }
+    }
+    assert!(text.contains("HTTP 500"), "the errors are there: {text}");
+}
