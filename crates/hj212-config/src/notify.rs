@@ -114,7 +114,7 @@ pub struct Notify {
     #[serde(default)]
     pub tls: SmtpTls,
     /// email: a PEM file of CA certificates trusted for the server (a private CA); without
-    /// it, the public web PKI roots.
+    /// it, the system's trust roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
