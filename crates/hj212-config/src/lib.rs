@@ -27,7 +27,9 @@ pub use commands::{Commands, Recovery, RecoveryBasis};
 pub use data_dir::DataDir;
 pub use forward::{Forward, Rewrite};
 pub use logging::{LogFormat, UtcOffset};
-pub use notify::{Notify, NotifyKind, NotifyLanguage, QuietHours, SmtpTls};
+pub use notify::{
+    ALERT_KINDS, ALERT_SEVERITIES, ALERT_STATES, Notify, NotifyKind, NotifyLanguage, QuietHours, SmtpTls,
+};
 pub use service::{Reports, Service, ServiceArea};
 pub use store::{StoreConfig, readings_needed};
 pub use types::*;

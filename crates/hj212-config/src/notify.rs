@@ -224,7 +224,9 @@ impl QuietHours {
     }
 }
 
-const KINDS: &[&str] = &[
+/// The alert kinds `kinds` may name (hj212-compliance's `AlertKind::ALL`; a test in
+/// hj212-alerts keeps the two equal).
+pub const ALERT_KINDS: &[&str] = &[
     "exceedance",
     "exceedance_warning",
     "implausible_o2",
@@ -241,8 +243,10 @@ const KINDS: &[&str] = &[
     "auth_failure",
     "tamper",
 ];
-const SEVERITIES: &[&str] = &["critical", "warning", "info"];
-const STATES: &[&str] = &["raised", "updated", "cleared"];
+/// The severities `severities` may name.
+pub const ALERT_SEVERITIES: &[&str] = &["critical", "warning", "info"];
+/// The states `states` may name.
+pub const ALERT_STATES: &[&str] = &["raised", "updated", "cleared"];
 
 /// Checks every `[[notify]]` table.
 pub(crate) fn check_notify(config: &crate::Config, problem: &mut impl FnMut(&str, String)) {
@@ -291,9 +295,9 @@ fn check_routing(
         problem(&key("sites"), format!("{mn:?} is not a configured site"));
     }
     for (field, values, known) in [
-        ("kinds", &channel.kinds, KINDS),
-        ("severities", &channel.severities, SEVERITIES),
-        ("states", &channel.states, STATES),
+        ("kinds", &channel.kinds, ALERT_KINDS),
+        ("severities", &channel.severities, ALERT_SEVERITIES),
+        ("states", &channel.states, ALERT_STATES),
     ] {
         if let Some(value) = values.iter().find(|v| !known.contains(&v.as_str())) {
             problem(&key(field), format!("{value:?} is not one of {}", known.join(", ")));
