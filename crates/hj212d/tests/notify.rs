@@ -123,7 +123,12 @@ async fn an_exceedance_reaches_the_webhook_the_robots_and_the_mailbox() {
     email.from = Some("hj212d@example.invalid".into());
     email.to = vec!["duty@example.invalid".into(), "lead@example.invalid".into()];
     email.kinds = vec!["exceedance".into()];
-    config.notify = vec![hook, dingtalk, wecom, email];
+    let smtps = SmtpSink::start_implicit_tls();
+    let mut smtps_channel = email.clone();
+    (smtps_channel.name, smtps_channel.tls, smtps_channel.smtp_port) =
+        ("smtps".into(), SmtpTls::Tls, smtps.addr.port());
+    smtps_channel.ca_file = Some(smtps.ca_file());
+    config.notify = vec![hook, dingtalk, wecom, email, smtps_channel];
     assert_eq!(hj212_config::check(&config), [], "the test config is valid");
     let running = start(&config).await;
 
@@ -162,18 +167,19 @@ async fn an_exceedance_reaches_the_webhook_the_robots_and_the_mailbox() {
         "{mail}"
     );
     assert!(mail.contains("X-Peer"), "aiosmtpd records the peer: {mail}");
+    assert!(smtps.wait_for(1, WAIT)[0].contains("duty@example.invalid"), "over SMTPS too");
 
     let (status, channels) = http_get(running.http_addr, "/api/v1/notify");
     assert_eq!(status, 200, "{channels}");
     let channels: Value = serde_json::from_str(&channels).unwrap();
-    assert_eq!(channels.as_array().unwrap().len(), 4, "{channels}");
+    assert_eq!(channels.as_array().unwrap().len(), 5, "{channels}");
     let text = channels.to_string();
     for secret in ["dt-access-token-42", "wc-key-77", "hook-bearer-0123", DINGTALK_SECRET] {
         assert!(!text.contains(secret), "{secret} in /api/v1/notify: {text}");
     }
     tokio::time::sleep(Duration::from_millis(500)).await; // counted once the answer is back
     let metrics = http_get(running.http_addr, "/metrics").1;
-    for channel in ["hook", "dingtalk", "wecom", "mail"] {
+    for channel in ["hook", "dingtalk", "wecom", "mail", "smtps"] {
         let sent = value(&metrics, "hj212_notify_messages_total", &[("channel", channel), ("outcome", "sent")]);
         assert_eq!(sent, 1, "{channel}: {metrics}");
     }
@@ -351,6 +357,13 @@ async fn bad_answers_are_counted_errors_that_stall_no_other_channel() {
         channels.push(channel);
     }
     channels.push(webhook(d, "good", &receiver.url("/good")));
+    // An SMTP server whose certificate this host does not trust (no ca_file): never sent in clear.
+    let smtp = SmtpSink::start();
+    let mut untrusted = Notify::new("untrusted", NotifyKind::Email);
+    (untrusted.smtp_server, untrusted.smtp_port) = (Some("127.0.0.1".into()), smtp.addr.port());
+    (untrusted.from, untrusted.to) = (Some("a@example.invalid".into()), vec!["b@example.invalid".into()]);
+    (untrusted.timeout_secs, untrusted.max_backoff_secs) = (1, 1);
+    channels.push(untrusted);
     let mut config = base_config(d);
     config.notify = channels;
     let running = start(&config).await;
@@ -369,9 +382,11 @@ async fn bad_answers_are_counted_errors_that_stall_no_other_channel() {
     assert!(errors("refused", "dingtalk", "answer") >= 1, "{metrics}");
     assert!(errors("hang", "webhook", "timeout") >= 1, "{metrics}");
     assert!(errors("error", "webhook", "status") >= 1, "{metrics}");
+    assert!(errors("untrusted", "email", "smtp") >= 1, "{metrics}");
+    assert!(smtp.messages().is_empty(), "nothing went to the untrusted server");
     let (status, ready) = http_get(running.http_addr, "/readyz");
     assert_eq!(status, 200, "degraded, not unready: {ready}");
-    for name in ["garbage", "huge", "refused", "hang", "error"] {
+    for name in ["garbage", "huge", "refused", "hang", "error", "untrusted"] {
         assert!(ready.contains(&format!("degraded: notify {name} failing")), "{name}: {ready}");
     }
     assert!(ready.contains("errcode 310000") && !ready.contains("access_token"), "{ready}");

@@ -1,4 +1,4 @@
-//! A local SMTP sink that requires STARTTLS: Debian's `aiosmtpd` (package python3-aiosmtpd)
+//! A local SMTP sink that requires STARTTLS (or speaks TLS at once, SMTPS): Debian's `aiosmtpd` (package python3-aiosmtpd)
 //! on a free loopback port, with a certificate for 127.0.0.1 signed by a CA made at start
 //! (openssl), delivering into a Maildir the test reads.
 
@@ -29,11 +29,23 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl SmtpSink {
-    /// Starts one and waits until it accepts connections.
+    /// Starts one that requires STARTTLS and waits until it accepts connections.
     ///
     /// # Panics
     /// If aiosmtpd or openssl is missing or it does not listen within 10 s.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts one that speaks TLS from the first byte (SMTPS, as on port 465).
+    ///
+    /// # Panics
+    /// As [`SmtpSink::start`].
+    pub fn start_implicit_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(implicit: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
@@ -83,7 +95,12 @@ impl SmtpSink {
             .expect("aiosmtpd is not installed: run scripts/install-test-deps (Debian package python3-aiosmtpd)");
         let log = std::fs::File::create(d.join("aiosmtpd.log")).expect("log file");
         let child = Command::new(binary)
-            .args(["-n", "-l", &addr.to_string(), "--tlscert", "cert.pem", "--tlskey", "key.pem"])
+            .args(["-n", "-l", &addr.to_string()])
+            .args(if implicit {
+                ["--smtpscert", "cert.pem", "--smtpskey", "key.pem"]
+            } else {
+                ["--tlscert", "cert.pem", "--tlskey", "key.pem"]
+            })
             .args(["-c", "aiosmtpd.handlers.Mailbox", "maildir"])
             .current_dir(d)
             .stdout(log.try_clone().expect("log"))
