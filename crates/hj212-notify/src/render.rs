@@ -76,9 +76,15 @@ fn state_word(state: &str, zh: bool) -> &str {
     }
 }
 
+/// A plain field as text; numbers with at most 3 decimals, as the message texts round them
+/// (the JSON keeps the full number: `2172.3853211009173` reads `2172.385`).
 fn scalar(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
+        Value::Number(n) if n.is_f64() => n.as_f64().map(|f| {
+            let text = format!("{f:.3}");
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
@@ -222,7 +228,7 @@ mod tests {
             "- 站点: Plant 1 outlet",
             "- 级别: 严重",
             "- 值: 40.5",
-            "- 限值: 35.0",
+            "- 限值: 35",
             "- 单位: mg/m3",
             "- 数据时间: 2026-11-28T10:00:00+08:00",
             "- 链接: http://console/sites/0100",
@@ -238,7 +244,9 @@ mod tests {
         );
         let mut extra = exceedance();
         extra["o2_converted"] = json!(true);
-        assert!(render(&extra, NotifyLanguage::En).text.contains("- o2_converted: true"));
+        extra["value"] = json!(2172.385_321_100_917_3);
+        let en = render(&extra, NotifyLanguage::En).text;
+        assert!(en.contains("- o2_converted: true") && en.contains("- Value: 2172.385\n"), "{en}");
     }
 
     #[test]
