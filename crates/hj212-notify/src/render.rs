@@ -244,7 +244,7 @@ mod tests {
         );
         let mut extra = exceedance();
         extra["o2_converted"] = json!(true);
-        extra["value"] = json!(2172.385_321_100_917_3);
+        extra["value"] = json!(2_172.385_321_100_917_3);
         let en = render(&extra, NotifyLanguage::En).text;
         assert!(en.contains("- o2_converted: true") && en.contains("- Value: 2172.385\n"), "{en}");
     }
