@@ -115,6 +115,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     crate::service::check_service(&config.service, &mut problem);
     crate::service::check_reports(&config.reports, &mut problem);
     crate::store::check_store(config, &mut problem);
+    crate::console::check_console(config, &mut problem);
     check_sites(config, &mut problem);
     crate::host::check_host(config, &mut problem);
     problems

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AlertRules, Commands, FactorLimit, Forward, LogFormat, Mqtt, Recovery, Reports, Service, ServiceArea, UtcOffset,
+    AlertRules, Commands, Console, FactorLimit, Forward, LogFormat, Mqtt, Recovery, Reports, Service, ServiceArea,
+    UtcOffset,
 };
 
 /// The whole configuration.
@@ -41,6 +42,11 @@ pub struct Config {
     pub service: Service,
     /// The daily and monthly reports written to the data dir.
     pub reports: Reports,
+    /// The web console's sessions and sign-in limits.
+    pub console: Console,
+    /// Console accounts; none: the console is off (the API's bearer tokens still work).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<crate::User>,
     pub sites: Vec<Site>,
     /// The file this config was loaded from (not a config key).
     #[serde(skip)]

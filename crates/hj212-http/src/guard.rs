@@ -60,7 +60,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Compared without an early exit, like site passwords.
-fn same(given: &str, expected: &str) -> bool {
+pub(crate) fn same(given: &str, expected: &str) -> bool {
     given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
