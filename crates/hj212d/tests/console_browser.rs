@@ -26,10 +26,10 @@ async fn browser(driver: &ChromeDriver) -> Client {
 async fn wait_text(browser: &Client, css: &str, text: &str, secs: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        if let Ok(element) = browser.find(Locator::Css(css)).await {
-            if element.text().await.is_ok_and(|t| t.contains(text)) {
-                return;
-            }
+        if let Ok(element) = browser.find(Locator::Css(css)).await
+            && element.text().await.is_ok_and(|t| t.contains(text))
+        {
+            return;
         }
         assert!(tokio::time::Instant::now() < deadline, "{css} did not show {text:?} within {secs} s");
         tokio::time::sleep(Duration::from_millis(200)).await;
