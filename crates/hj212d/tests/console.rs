@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::PasswordHasher;
-use common::{MN, TestDaemon, frame};
+use common::{MN, PW, TestDaemon, frame};
 use hj212_config::{Role, User};
 
 const PASSWORD: &str = "correct horse 1";
@@ -25,6 +25,20 @@ async fn daemon() -> TestDaemon {
     TestDaemon::start_with(|config| {
         config.users = vec![user("wang", Role::Operator), user("zhao", Role::Viewer)];
         config.console.login_max_failures = 3;
+        // The API's reads need a token; a console session opens them too.
+        let token = config.server.data_dir.join("read.token");
+        std::fs::write(&token, "read-token-of-the-console-test").unwrap();
+        config.server.admin_read_token_file = Some(token);
+        config.sites[0].factors = vec!["a21026".into()];
+        config.sites[0].limits = vec![hj212_config::FactorLimit {
+            factor: "a21026".into(),
+            max: Some(50.0),
+            min: None,
+            basis: hj212_config::LimitBasis::Hour,
+            reference_o2: None,
+            max_step: None,
+            range: None,
+        }];
     })
     .await
 }
@@ -51,6 +65,13 @@ fn exchange(
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     (response[9..12].parse().unwrap(), head.to_owned(), body.to_owned())
+}
+
+/// The start of the hour `hours` before this one, Beijing time, as 14 digits.
+fn hour_before(hours: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let ms = (i64::try_from(now).unwrap() / 3_600_000 - hours) * 3_600_000;
+    hj212_proto::time::BeijingTime::from_unix_millis(ms).to_seconds_string()
 }
 
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
@@ -115,6 +136,23 @@ async fn an_operator_signs_in_sees_the_site_and_acknowledges_its_alert_with_a_no
     let english = page_until(addr, &format!("/console/sites/{MN}?lang=en"), &cookie, "sulphur dioxide").await;
     assert!(english.contains("Latest values"), "{english}");
 
+    // An hourly record: drawn against its limit; the heat map shows the hour valid; the
+    // site's reports open with the session (the API's reads need a token otherwise).
+    let hour = hour_before(1);
+    logger.send(&frame(&format!(
+        "QN=20261201000000003;ST=31;CN=2061;PW={PW};MN={MN};Flag=5;CP=&&DataTime={hour};a21026-Avg=61.5,a21026-Flag=N&&"
+    )))
+    .await;
+    assert_eq!(logger.reply().await.cn, 9014);
+    let site = page_until(addr, &format!("/console/sites/{MN}?lang=zh"), &cookie, "<svg").await;
+    assert!(site.contains("限值 50") && site.contains("class=\"value over\""), "{site}");
+    assert!(site.contains("h-valid") && site.contains("h-missing"), "the heat map: {site}");
+    let report = site.split("href=\"").find(|h| h.starts_with("/api/v1/reports/daily")).unwrap();
+    let report = report[..report.find('"').unwrap()].replace("&amp;", "&");
+    let (status, _, html) = exchange(addr, "GET", &report, Some(&cookie), None);
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(exchange(addr, "GET", &report, None, None).0, 401, "no session, no token: refused");
+
     // A wrong password from the site's MN raises an alert; the operator acknowledges it.
     let wrong = frame(&format!(
         "QN=20261201000000002;ST=31;CN=2011;PW=999999;MN={MN};Flag=5;CP=&&DataTime={};a21026-Rtd=1&&",
@@ -130,8 +168,9 @@ async fn an_operator_signs_in_sees_the_site_and_acknowledges_its_alert_with_a_no
     let form = format!("csrf={}&note=called+the+site", csrf_of(&alerts));
     let (status, head, _) = exchange(addr, "POST", &format!("/console/alerts/{id}/ack"), Some(&cookie), Some(&form));
     assert_eq!((status, header(&head, "location")), (303, Some("/console/alerts")));
-    let listed: serde_json::Value = serde_json::from_str(&daemon.http("/api/v1/alerts").1).unwrap();
-    let alert = &listed["alerts"][0];
+    let (_, _, listed) = exchange(addr, "GET", "/api/v1/alerts", Some(&cookie), None);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let alert = listed["alerts"].as_array().unwrap().iter().find(|a| a["alert_id"] == id).unwrap();
     assert_eq!((alert["acked_by"].as_str(), alert["ack_note"].as_str()), (Some("wang"), Some("called the site")));
 
     // Signed out, the cookie opens nothing.

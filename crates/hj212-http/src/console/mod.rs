@@ -12,6 +12,7 @@ mod limiter;
 mod login;
 pub(crate) mod session;
 mod site;
+mod site_views;
 mod text;
 
 use std::collections::HashMap;
@@ -54,6 +55,13 @@ impl Console {
             settings: settings.clone(),
             rates: fleet_rates::FleetRates::default(),
         }))
+    }
+}
+
+impl Console {
+    /// Whether `token` is a live session's.
+    pub(crate) fn signed_in(&self, token: &str) -> bool {
+        self.sessions.user(token).is_some()
     }
 }
 
