@@ -17,7 +17,7 @@ fn rules() -> SiteRules {
 fn hourly(seq: u64, hour: i64, samples: Vec<Sample<'static>>) -> DataRecord<'static> {
     let data_time_ms = NOV_1 + hour * HOUR;
     let cause = Cause { at_ms: data_time_ms + HOUR + 60_000, seq };
-    DataRecord { mn: MN, cn: 2061, data_time_ms, cause, samples, resent: false }
+    DataRecord { mn: MN, st: None, cn: 2061, data_time_ms, cause, samples, resent: false }
 }
 
 fn so2(value: f64, zs: Option<f64>, flag: &'static str) -> Sample<'static> {
@@ -27,11 +27,13 @@ fn so2(value: f64, zs: Option<f64>, flag: &'static str) -> Sample<'static> {
         zs,
         flag: Some(if flag.is_empty() { "N" } else { flag }),
         signed: false,
+        text: None,
+        zs_text: None,
     }
 }
 
 fn o2(value: f64) -> Sample<'static> {
-    Sample { factor: "a19001", value: Some(value), zs: None, flag: Some("N"), signed: false }
+    Sample { factor: "a19001", value: Some(value), zs: None, flag: Some("N"), signed: false, text: None, zs_text: None }
 }
 
 fn kinds(transitions: &[Transition]) -> Vec<(AlertKind, AlertState)> {
@@ -81,6 +83,7 @@ fn invalid_averages_are_not_judged_and_real_time_data_only_pre_alerts() {
     assert!(engine.data(&hourly(1, 0, vec![so2(90.0, Some(90.0), "D")]), &rules).is_empty(), "flag D: not 超标");
     let realtime = |seq, value| DataRecord {
         mn: MN,
+        st: None,
         cn: 2011,
         data_time_ms: NOV_1,
         cause: Cause { at_ms: NOV_1 + 1000, seq },
@@ -102,7 +105,7 @@ fn value_rules_run_on_the_sites_series_while_it_runs() {
     let mut engine = Engine::default();
     let mut rules = SiteRules { running_factor: Some("a00000".into()), ..SiteRules::default() };
     rules.flat_line_ms = 3 * HOUR;
-    let flow = |v| Sample { factor: "a00000", value: Some(v), zs: None, flag: Some("N"), signed: false };
+    let flow = |v| Sample { factor: "a00000", value: Some(v), zs: None, flag: Some("N"), signed: false, text: None, zs_text: None };
     let mut all = Vec::new();
     for hour in 0..3_u8 {
         all.extend(engine.data(
@@ -167,6 +170,7 @@ fn clock_drift_needs_consistent_offsets_then_clears() {
     let rules = SiteRules::default();
     let realtime = |seq: u8, offset_ms: i64| DataRecord {
         mn: MN,
+        st: None,
         cn: 2011,
         data_time_ms: NOV_1 + i64::from(seq) * 60_000,
         cause: Cause { at_ms: NOV_1 + i64::from(seq) * 60_000 + offset_ms, seq: u64::from(seq) },
