@@ -55,6 +55,13 @@ impl Engine {
         self.fleet_dirty |= self.fleet.group(transitions, now_ms, rules);
     }
 
+    /// The fleet rule on a clock tick with no site transitions (raises or clears the outage).
+    pub fn group_tick(&mut self, now_ms: i64, rules: &FleetRules) -> Vec<Transition> {
+        let mut out = Vec::new();
+        self.group(&mut out, Some(now_ms), rules);
+        out
+    }
+
     pub fn site(&self, mn: &str) -> Option<&SiteState> {
         self.sites.get(mn)
     }
