@@ -61,8 +61,16 @@ impl Transition {
     }
 
     /// The message text, in Chinese and in English.
-    pub fn messages(&self, ctx: &super::MessageContext<'_>) -> (String, String) {
+    pub fn messages(&self, ctx: &super::MessageContext<'_, '_>) -> (String, String) {
         super::text::messages(self, ctx)
+    }
+
+    /// The data flag of a flag alert (`abnormal_flag`, `flag_run`, and `out_of_range` by flag T).
+    pub fn flag_letter(&self) -> Option<&str> {
+        let flag = self.flag.as_deref()?;
+        let flag_kind = matches!(self.kind, AlertKind::AbnormalFlag | AlertKind::FlagRun)
+            || (self.kind == AlertKind::OutOfRange && flag == "T");
+        flag_kind.then_some(flag)
     }
 
     /// The value as the messages show it (the precision sent; see [`super::MAX_DECIMALS`]).

@@ -16,14 +16,14 @@ pub const MAX_DECIMALS: u8 = 3;
 
 /// What a message needs besides the transition.
 #[derive(Clone, Copy)]
-pub struct MessageContext<'a> {
+pub struct MessageContext<'a, 'n> {
     /// The configured name of a site, by MN (`None` or empty: the MN alone is shown).
-    pub site_name: &'a dyn Fn(&str) -> Option<&'a str>,
+    pub site_name: &'a dyn Fn(&str) -> Option<&'n str>,
     /// The console page to open (the site's, or the alerts page for a fleet outage).
     pub link: Option<&'a str>,
 }
 
-impl std::fmt::Debug for MessageContext<'_> {
+impl std::fmt::Debug for MessageContext<'_, '_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MessageContext").field("link", &self.link).finish_non_exhaustive()
     }
@@ -108,7 +108,7 @@ pub fn flag_meaning(flag: &str) -> (&'static str, &'static str) {
 }
 
 /// (Chinese, English) text of one alert message.
-pub(super) fn messages(t: &Transition, ctx: &MessageContext<'_>) -> (String, String) {
+pub(super) fn messages(t: &Transition, ctx: &MessageContext<'_, '_>) -> (String, String) {
     let (title_zh, title_en) = t.kind.titles();
     let (state_zh, state_en) = match t.state {
         AlertState::Raised => ("告警", "raised"),
@@ -227,9 +227,7 @@ fn compared(t: &Transition, unit: &str, zh: &mut String, en: &mut String) {
 
 /// The data flag behind a flag alert.
 fn flag(t: &Transition, zh: &mut String, en: &mut String) {
-    let flag_kind = matches!(t.kind, AlertKind::AbnormalFlag | AlertKind::FlagRun)
-        || (t.kind == AlertKind::OutOfRange && t.flag.as_deref() == Some("T"));
-    if let Some(flag) = t.flag.as_deref().filter(|_| flag_kind) {
+    if let Some(flag) = t.flag_letter() {
         let (meaning_zh, meaning_en) = flag_meaning(flag);
         let _ = write!(zh, "，数据标记 {flag}（{meaning_zh}）");
         let _ = write!(en, ", data flag {flag} ({meaning_en})");
@@ -237,7 +235,7 @@ fn flag(t: &Transition, zh: &mut String, en: &mut String) {
 }
 
 /// A fleet outage: how many sites, and the first of them.
-fn fleet(t: &Transition, ctx: &MessageContext<'_>, zh: &mut String, en: &mut String) {
+fn fleet(t: &Transition, ctx: &MessageContext<'_, '_>, zh: &mut String, en: &mut String) {
     let (title_zh, title_en) = t.kind.titles();
     let count = number(t.value.unwrap_or(0.0), Some(0));
     let names: Vec<String> = t
