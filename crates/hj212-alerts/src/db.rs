@@ -160,8 +160,8 @@ pub(crate) fn fleet_state(conn: &Connection) -> Result<Option<FleetState>, Alert
 }
 
 pub(crate) fn save_fleet(tx: &Transaction<'_>, state: &FleetState) -> Result<(), AlertsError> {
-    let json =
-        serde_json::to_string(state).map_err(|e| AlertsError::State { mn: "fleet".to_owned(), message: e.to_string() })?;
+    let json = serde_json::to_string(state)
+        .map_err(|e| AlertsError::State { mn: "fleet".to_owned(), message: e.to_string() })?;
     tx.execute(
         "INSERT INTO alert_fleet (key, state) VALUES ('fleet', ?1) ON CONFLICT(key) DO UPDATE SET state = excluded.state",
         [json],

@@ -97,11 +97,8 @@ pub fn alert(t: &Transition, names: &Names<'_>) -> Value {
     let site = (names.site_name)(&t.mn).unwrap_or("");
     let factor = t.factor.as_deref().and_then(|code| Factor::lookup(code, t.st.as_deref()));
     let flag = t.flag_letter();
-    let sites: Vec<Value> = t
-        .sites
-        .iter()
-        .map(|mn| json!({ "mn": mn, "site": (names.site_name)(mn).unwrap_or("") }))
-        .collect();
+    let sites: Vec<Value> =
+        t.sites.iter().map(|mn| json!({ "mn": mn, "site": (names.site_name)(mn).unwrap_or("") })).collect();
     json!({
         "id": t.message_id(),
         "alert_id": t.alert_id,

@@ -2,6 +2,7 @@
 //! offline messages marked `inhibited_by` it, and the grouping kept across a restart (the
 //! fleet state is saved with the site states; schema 2 -> 3 adds its table).
 
+use std::fmt::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 fn config(sites: usize) -> hj212_config::Config {
     let mut text = String::from("[http]\npublic_url = \"https://hj212.example.cn/\"\n");
     for i in 0..sites {
-        text.push_str(&format!("[[sites]]\nmn = \"MN{i:02}\"\npassword = \"123456\"\nname = \"站点{i}\"\n"));
+        let _ = write!(text, "[[sites]]\nmn = \"MN{i:02}\"\npassword = \"123456\"\nname = \"站点{i}\"\n");
     }
     hj212_config::from_str(&text).unwrap()
 }
@@ -66,7 +67,10 @@ fn a_fleet_outage_is_one_message_and_survives_a_restart() {
     assert_eq!((fleet["value"].as_f64(), fleet["limit"].as_f64()), (Some(4.0), Some(3.0)));
     assert_eq!(fleet["sites"][0]["site"], "站点0");
     assert_eq!(fleet["link"], "https://hj212.example.cn/console/alerts");
-    assert!(fleet["message"]["zh"].as_str().unwrap().starts_with("[告警] 大面积掉线（fleet）：4 个站点相继离线"), "{fleet}");
+    assert!(
+        fleet["message"]["zh"].as_str().unwrap().starts_with("[告警] 大面积掉线（fleet）：4 个站点相继离线"),
+        "{fleet}"
+    );
     let offline: Vec<_> = queued.iter().filter(|(_, p)| p["kind"] == "offline").collect();
     assert_eq!(offline.len(), 4);
     for (_, p) in &offline {
@@ -93,7 +97,7 @@ fn a_version_2_database_gets_the_fleet_table() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("DROP TABLE alert_fleet; PRAGMA user_version = 2;").unwrap();
     drop(conn);
-    let (_, log) = test_support::logged(|| drop(hj212_alerts::query::open(&db).unwrap()));
+    let ((), log) = test_support::logged(|| drop(hj212_alerts::query::open(&db).unwrap()));
     assert!(log.contains("from_version=2 to_version=3"), "{log}");
     let mut engine = open(&db, 3);
     engine.tick(T0, 0).unwrap();

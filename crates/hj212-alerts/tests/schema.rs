@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hj212_alerts::query::{self, Filter};
-use hj212_compliance::alert::FleetRules;
 use hj212_alerts::{AlertSettings, SqliteOutbox};
 use hj212_archive::{Archive, FollowerStatus, Kind, NewRecord, NoObserver, Settings, Verdict};
+use hj212_compliance::alert::FleetRules;
 use hj212_store::SchemaError;
 use test_support::logged;
 use tokio_util::sync::CancellationToken;

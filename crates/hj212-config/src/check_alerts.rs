@@ -42,7 +42,10 @@ pub(crate) fn check_messages(config: &Config, problem: &mut impl FnMut(&str, Str
             ("fleet_outage_window_secs", rules.fleet_outage_window_secs != defaults.fleet_outage_window_secs),
         ] {
             if set {
-                problem(&format!("sites[{i}].alerts.{key}"), "a fleet setting: set it in the top-level [alerts]".to_owned());
+                problem(
+                    &format!("sites[{i}].alerts.{key}"),
+                    "a fleet setting: set it in the top-level [alerts]".to_owned(),
+                );
             }
         }
     }
@@ -52,7 +55,6 @@ pub(crate) fn check_messages(config: &Config, problem: &mut impl FnMut(&str, Str
         problem("http.public_url", format!("{url:?} {reason}"));
     }
 }
-
 
 /// Why `url` is not an absolute http(s) URL people can open, if it is not.
 fn public_url_problem(url: &str) -> Option<&'static str> {

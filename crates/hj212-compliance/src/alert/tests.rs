@@ -105,7 +105,15 @@ fn value_rules_run_on_the_sites_series_while_it_runs() {
     let mut engine = Engine::default();
     let mut rules = SiteRules { running_factor: Some("a00000".into()), ..SiteRules::default() };
     rules.flat_line_ms = 3 * HOUR;
-    let flow = |v| Sample { factor: "a00000", value: Some(v), zs: None, flag: Some("N"), signed: false, text: None, zs_text: None };
+    let flow = |v| Sample {
+        factor: "a00000",
+        value: Some(v),
+        zs: None,
+        flag: Some("N"),
+        signed: false,
+        text: None,
+        zs_text: None,
+    };
     let mut all = Vec::new();
     for hour in 0..3_u8 {
         all.extend(engine.data(
@@ -428,7 +436,7 @@ fn sites_going_offline_apart_or_too_few_make_no_fleet_outage() {
     let sites = fleet_of(3);
     // Offline 10 minutes apart: never three within 5 minutes.
     for (i, mn) in sites.iter().enumerate() {
-        engine.seen(mn, Cause { at_ms: NOV_1 + i as i64 * 600_000, seq: i as u64 });
+        engine.seen(mn, Cause { at_ms: NOV_1 + i64::try_from(i).unwrap() * 600_000, seq: i as u64 });
     }
     let mut all = Vec::new();
     for second in (0..3_600).step_by(30) {

@@ -43,12 +43,11 @@ pub fn decimals(text: &str) -> Option<u8> {
 /// A value as people read it: with `decimals` when the text's precision is known, else at
 /// most [`MAX_DECIMALS`] without trailing zeros.
 pub fn number(value: f64, decimals: Option<u8>) -> String {
-    let text = match decimals {
-        Some(d) => format!("{value:.*}", usize::from(d.min(MAX_DECIMALS))),
-        None => {
-            let text = format!("{value:.*}", usize::from(MAX_DECIMALS));
-            text.trim_end_matches('0').trim_end_matches('.').to_owned()
-        }
+    let text = if let Some(d) = decimals {
+        format!("{value:.*}", usize::from(d.min(MAX_DECIMALS)))
+    } else {
+        let text = format!("{value:.*}", usize::from(MAX_DECIMALS));
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
     };
     // No "-0" (a tiny negative rounded).
     match text.strip_prefix('-') {
@@ -59,6 +58,7 @@ pub fn number(value: f64, decimals: Option<u8>) -> String {
 
 /// A value compared with a limit: never rounded onto the limit it exceeds (35.04 sent as
 /// `35.04` is fine; a converted 35.0004 with 0 decimals would read "35 (limit 35)").
+#[expect(clippy::float_cmp, reason = "exactly: a shown text that reads back as the limit itself")]
 pub(super) fn compared_number(value: f64, decimals: Option<u8>, limit: Option<f64>) -> String {
     let mut text = number(value, decimals);
     let mut d = decimals.unwrap_or(MAX_DECIMALS);
@@ -121,15 +121,12 @@ pub(super) fn messages(t: &Transition, ctx: &MessageContext<'_, '_>) -> (String,
         fleet(t, ctx, &mut zh, &mut en);
     } else {
         let site = (ctx.site_name)(&t.mn).filter(|n| !n.is_empty());
-        match site {
-            Some(name) => {
-                let _ = write!(zh, "{name}（{}）{title_zh}", t.mn);
-                let _ = write!(en, "{name} ({}) {title_en}", t.mn);
-            }
-            None => {
-                let _ = write!(zh, "{} {title_zh}", t.mn);
-                let _ = write!(en, "{} {title_en}", t.mn);
-            }
+        if let Some(name) = site {
+            let _ = write!(zh, "{name}（{}）{title_zh}", t.mn);
+            let _ = write!(en, "{name} ({}) {title_en}", t.mn);
+        } else {
+            let _ = write!(zh, "{} {title_zh}", t.mn);
+            let _ = write!(en, "{} {title_en}", t.mn);
         }
         facts(t, &mut zh, &mut en);
     }
@@ -167,8 +164,11 @@ fn facts(t: &Transition, zh: &mut String, en: &mut String) {
             }
         }
         (AlertKind::RecordMissing | AlertKind::AuthFailure | AlertKind::Tamper, Some(count)) => {
-            let (what_zh, what_en) =
-                if t.kind == AlertKind::RecordMissing { ("缺失条数", "records missing") } else { ("次数", "count") };
+            let (what_zh, what_en) = if t.kind == AlertKind::RecordMissing {
+                ("缺失条数", "records missing")
+            } else {
+                ("次数", "count")
+            };
             let _ = write!(zh, "，{what_zh} {}", number(count, Some(0)));
             let _ = write!(en, ", {what_en} {}", number(count, Some(0)));
         }
@@ -321,7 +321,8 @@ mod tests {
         );
         // An ambient-air station (ST=22) reports SO2 in µg/m3; no name, no link: the MN alone.
         let nameless = MessageContext { site_name: &|_| None, link: None };
-        let ambient = Transition { st: Some("22".into()), compared: Some(Compared::Measured), ..so2(40.5, Some(1), None) };
+        let ambient =
+            Transition { st: Some("22".into()), compared: Some(Compared::Measured), ..so2(40.5, Some(1), None) };
         let (zh, en) = ambient.messages(&nameless);
         assert_eq!(zh, "[告警] MN1 超标，因子 二氧化硫（a21026），实测值 40.5 µg/m3（限值 35 µg/m3），未折算");
         assert_eq!(
@@ -381,7 +382,10 @@ mod tests {
             ..so2(12.3, Some(1), None)
         };
         let (zh, en) = flagged.messages(&ctx);
-        assert_eq!(zh, "[告警] 1号锅炉出口（MN1）数据标记异常，因子 二氧化硫（a21026），值 12.3 mg/m3，数据标记 M（维护）");
+        assert_eq!(
+            zh,
+            "[告警] 1号锅炉出口（MN1）数据标记异常，因子 二氧化硫（a21026），值 12.3 mg/m3，数据标记 M（维护）"
+        );
         assert_eq!(
             en,
             "[raised] 1号锅炉出口 (MN1) abnormal data flag, factor sulphur dioxide (a21026), value 12.3 mg/m3, \
