@@ -10,7 +10,7 @@ use super::kind::{AlertKind, AlertState};
 
 /// The `mn` of fleet alerts (their topic is `alerts/fleet/fleet_outage`).
 pub const FLEET: &str = "fleet";
-/// A fleet message lists at most this many sites (the payload's `count` has them all).
+/// A fleet message lists at most this many sites (its `value` counts them all).
 pub const LISTED_SITES: usize = 10;
 
 /// When offline sites make a fleet outage (`[alerts] fleet_outage_*`).
