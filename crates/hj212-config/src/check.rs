@@ -110,6 +110,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
         crate::check_alerts::check_mqtt(config, mqtt, &mut problem);
     }
     crate::check_alerts::check_alert_rules("alerts", &config.alerts, &mut problem);
+    crate::check_alerts::check_messages(config, &mut problem);
     crate::commands::check_commands(config, &mut problem);
     crate::forward::check_forward(config, &mut problem);
     crate::service::check_service(&config.service, &mut problem);

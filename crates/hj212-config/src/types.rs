@@ -211,6 +211,10 @@ pub struct Http {
     /// A connection is closed after this long, however it is used (a client that stops reading
     /// an answer would otherwise hold its slot for good); clients reconnect.
     pub connection_max_secs: u64,
+    /// Where people reach the console (`https://hj212.example.cn`): alert messages link to
+    /// `{public_url}/console/sites/{mn}` and `{public_url}/console/alerts`. Absent = no links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl Default for Http {
@@ -225,6 +229,7 @@ impl Default for Http {
             max_concurrent_queries: 2,
             query_wait_secs: 5,
             connection_max_secs: 120,
+            public_url: None,
         }
     }
 }
