@@ -58,7 +58,10 @@ async fn main() {
     while !get(daemon.http, "/console/", &cookie).1.contains("传输率统计于") {
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("fleet rates (today and this month, every site) ready {:.1} s after the first page", asked.elapsed().as_secs_f64());
+    println!(
+        "fleet rates (today and this month, every site) ready {:.1} s after the first page",
+        asked.elapsed().as_secs_f64()
+    );
 
     println!("| page | answers | p50 | p99 | max | size |");
     println!("|---|---|---|---|---|---|");

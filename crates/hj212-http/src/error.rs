@@ -30,7 +30,6 @@ impl ApiError {
         Self { retry_after_secs: Some(secs), ..self }
     }
 
-    #[cfg(test)]
     pub(crate) fn status(&self) -> StatusCode {
         self.status
     }

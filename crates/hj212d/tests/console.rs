@@ -173,6 +173,30 @@ async fn an_operator_signs_in_sees_the_site_and_acknowledges_its_alert_with_a_no
     let alert = listed["alerts"].as_array().unwrap().iter().find(|a| a["alert_id"] == id).unwrap();
     assert_eq!((alert["acked_by"].as_str(), alert["ack_note"].as_str()), (Some("wang"), Some("called the site")));
 
+    // A downtime mark and a service visit recorded from the site's page: archived with the
+    // operator as author; a mark ending before it starts is refused with the reason.
+    let csrf = csrf_of(&alerts);
+    let mark =
+        format!("csrf={csrf}&from=2026-11-30T08:00&to=2026-11-30T20:00&reason=%E5%81%9C%E4%BA%A7&evidence=TZ-2026-118");
+    let (status, head, _) = exchange(addr, "POST", &format!("/console/sites/{MN}/marks"), Some(&cookie), Some(&mark));
+    assert_eq!((status, header(&head, "location")), (303, Some(&*format!("/console/sites/{MN}"))));
+    let backwards = format!("csrf={csrf}&from=2026-11-30T20:00&to=2026-11-30T08:00&reason=x&evidence=y");
+    let (status, _, page) =
+        exchange(addr, "POST", &format!("/console/sites/{MN}/marks"), Some(&cookie), Some(&backwards));
+    assert_eq!(status, 400);
+    assert!(page.contains("to must be after from"), "{page}");
+    let visit = format!(
+        "csrf={csrf}&arrived=2026-11-30T09:00&left=2026-11-30T11:30&work=replaced+the+SO2+filter&result=ok&alert_id="
+    );
+    let (status, _, _) = exchange(addr, "POST", &format!("/console/sites/{MN}/visits"), Some(&cookie), Some(&visit));
+    assert_eq!(status, 303);
+    let (_, _, marks) = exchange(addr, "GET", &format!("/api/v1/sites/{MN}/marks"), Some(&cookie), None);
+    let marks: serde_json::Value = serde_json::from_str(&marks).unwrap();
+    assert_eq!(marks[0]["mark"]["author"], "wang", "{marks}");
+    assert_eq!(marks[0]["mark"]["reason"], "停产");
+    let site = page_until(addr, &format!("/console/sites/{MN}"), &cookie, "TZ-2026-118").await;
+    assert!(site.contains("replaced the SO2 filter"), "{site}");
+
     // Signed out, the cookie opens nothing.
     let (status, _, _) =
         exchange(addr, "POST", "/console/logout", Some(&cookie), Some(&format!("csrf={}", csrf_of(&alerts))));

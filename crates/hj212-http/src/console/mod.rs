@@ -10,6 +10,7 @@ mod fleet_rates;
 mod layout;
 mod limiter;
 mod login;
+mod records;
 pub(crate) mod session;
 mod site;
 mod site_views;
@@ -73,6 +74,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/login", get(login::form).post(login::sign_in))
         .route("/console/logout", post(login::sign_out))
         .route("/console/sites/{mn}", get(site::page))
+        .route("/console/sites/{mn}/marks", post(records::add_mark))
+        .route("/console/sites/{mn}/visits", post(records::add_visit))
         .route("/console/alerts", get(alerts_page::page))
         .route("/console/alerts/{id}/ack", post(alerts_page::ack))
         .route("/console/console.css", get(|| async { asset("text/css; charset=utf-8", layout::CSS) }))

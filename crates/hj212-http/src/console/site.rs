@@ -83,8 +83,10 @@ pub(crate) async fn page(State(state): State<AppState>, visitor: Visitor, Path(m
         }
         h2 { (text.marks) }
         (marks_table(text, &data.marks))
+        @if visitor.operates() { (mark_form(text, &mn, &visitor.user.csrf)) }
         h2 { (text.visits) }
         (visits_table(text, &data.visits))
+        @if visitor.operates() { (visit_form(text, &mn, &visitor.user.csrf)) }
         h2 { (text.commands) }
         (commands_table(text, &data.commands))
         h2 { (text.reports) }
@@ -145,6 +147,7 @@ fn marks_table(text: &Text, marks: &[MarkRecord]) -> Markup {
                     tr {
                         td.num { (time(record.mark.from_ms)) " – " (time(record.mark.to_ms)) }
                         td { (record.mark.reason) }
+                        td { (record.mark.evidence) }
                         td.muted { (record.mark.author) }
                     }
                 }
@@ -299,6 +302,35 @@ fn report_links(text: &Text, mn: &str) -> Markup {
                     a href={ "/api/v1/reports/monthly?month=" (month) "&mn=" (mn) "&format=csv" } { "CSV" }
                 }
             }
+        }
+    }
+}
+
+/// A downtime mark (停产 / 停排 / 停运) from the page, authored by the signed-in operator.
+fn mark_form(text: &Text, mn: &str, csrf: &str) -> Markup {
+    html! {
+        form.record #mark-form method="post" action={ "/console/sites/" (mn) "/marks" } {
+            input type="hidden" name="csrf" value=(csrf);
+            label { (text.from) input type="datetime-local" name="from" required; }
+            label { (text.to) input type="datetime-local" name="to" required; }
+            label { (text.reason) input type="text" name="reason" required maxlength="500"; }
+            label { (text.evidence) input type="text" name="evidence" required maxlength="500"; }
+            button type="submit" { (text.record) }
+        }
+    }
+}
+
+/// A service visit from the page, recorded as made by the signed-in operator.
+fn visit_form(text: &Text, mn: &str, csrf: &str) -> Markup {
+    html! {
+        form.record #visit-form method="post" action={ "/console/sites/" (mn) "/visits" } {
+            input type="hidden" name="csrf" value=(csrf);
+            label { (text.arrived) input type="datetime-local" name="arrived" required; }
+            label { (text.left) input type="datetime-local" name="left" required; }
+            label { (text.work) input type="text" name="work" required maxlength="1000"; }
+            label { (text.result) input type="text" name="result" required maxlength="1000"; }
+            label { (text.alert_id) input type="text" name="alert_id" maxlength="64"; }
+            button type="submit" { (text.record) }
         }
     }
 }
