@@ -197,12 +197,33 @@ async fn an_operator_signs_in_sees_the_site_and_acknowledges_its_alert_with_a_no
     let site = page_until(addr, &format!("/console/sites/{MN}"), &cookie, "TZ-2026-118").await;
     assert!(site.contains("replaced the SO2 filter"), "{site}");
 
+    // A history request queued from the page; a CN the standard does not have is refused.
+    let command = format!("csrf={csrf}&cn=2061&cp=BeginTime%3D{hour}%0D%0AEndTime%3D{hour}");
+    let (status, _, _) =
+        exchange(addr, "POST", &format!("/console/sites/{MN}/commands"), Some(&cookie), Some(&command));
+    assert_eq!(status, 303);
+    let unknown = format!("csrf={csrf}&cn=9999&cp=");
+    let (status, _, page) =
+        exchange(addr, "POST", &format!("/console/sites/{MN}/commands"), Some(&cookie), Some(&unknown));
+    assert_eq!(status, 400, "{page}");
+    let (_, _, commands) = exchange(addr, "GET", &format!("/api/v1/sites/{MN}/commands"), Some(&cookie), None);
+    assert!(commands.contains("\"cn\":\"2061\""), "{commands}");
+
     // Signed out, the cookie opens nothing.
     let (status, _, _) =
         exchange(addr, "POST", "/console/logout", Some(&cookie), Some(&format!("csrf={}", csrf_of(&alerts))));
     assert_eq!(status, 303);
     assert_eq!(exchange(addr, "GET", "/console/", Some(&cookie), None).0, 303);
-    daemon.stop().await;
+    // The acknowledgement and the command are in the archive with the operator's name.
+    let dir = daemon.stop().await;
+    let events: Vec<String> = common::records(dir.path())
+        .into_iter()
+        .filter(|r| r.verdict == hj212_archive::Verdict::Info)
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect();
+    for event in ["alert_acknowledged", "command_queued"] {
+        assert!(events.iter().any(|e| e.contains(event) && e.contains("\"by\":\"wang\"")), "{event}: {events:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

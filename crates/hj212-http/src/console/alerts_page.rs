@@ -135,9 +135,21 @@ pub(crate) async fn ack(
     let by = visitor.user.name.clone();
     let alert_id = id.clone();
     let now = hj212_archive::now_ms();
+    let archived_note = note.clone();
     let acked = state.queries.run(move || query::ack(&query::open(&path)?, &alert_id, &by, &note, now)).await;
     match acked {
-        Ok(Some(_)) => {
+        Ok(Some(alert)) => {
+            // Who acknowledged what, in the hash-chained archive too (the alerts database can be rebuilt).
+            if alert["acked_by"] == visitor.user.name.as_str() {
+                let event = serde_json::json!({
+                    "event": "alert_acknowledged", "via": "console", "by": visitor.user.name,
+                    "alert_id": id, "mn": alert["mn"], "kind": alert["kind"], "note": archived_note,
+                });
+                let what = "the acknowledgement's record";
+                if let Err(error) = crate::appended::append(&state, hj212_archive::Verdict::Info, what, &event).await {
+                    return error.into_response();
+                }
+            }
             tracing::info!(user = %visitor.user.name, alert = %id, "alert acknowledged in the console");
             Redirect::to("/console/alerts").into_response()
         }

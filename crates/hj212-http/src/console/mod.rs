@@ -76,6 +76,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/sites/{mn}", get(site::page))
         .route("/console/sites/{mn}/marks", post(records::add_mark))
         .route("/console/sites/{mn}/visits", post(records::add_visit))
+        .route("/console/sites/{mn}/commands", post(records::add_command))
         .route("/console/alerts", get(alerts_page::page))
         .route("/console/alerts/{id}/ack", post(alerts_page::ack))
         .route("/console/console.css", get(|| async { asset("text/css; charset=utf-8", layout::CSS) }))

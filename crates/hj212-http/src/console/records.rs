@@ -1,5 +1,6 @@
-//! Downtime marks and service visits recorded from a site's page: the same checks and the same
-//! archive records as the API's, with the signed-in operator as the author.
+//! Downtime marks, service visits and commands from a site's page: the same checks and the same
+//! archive records as the API's, with the signed-in operator as the author (a command queued
+//! here is also archived with the operator's name, as an `info` event).
 
 use axum::Form;
 use axum::extract::{Path, State};
@@ -76,6 +77,49 @@ pub(crate) async fn add_visit(
     };
     let recorded = crate::visits::record(&state, mn.clone(), body).await.map(|v| v.seq);
     answer(&visitor, &mn, "visit", recorded)
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CommandForm {
+    csrf: String,
+    cn: String,
+    /// `KEY=VALUE` per line, as in the standard's CP.
+    #[serde(default)]
+    cp: String,
+}
+
+pub(crate) async fn add_command(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(mn): Path<String>,
+    Form(form): Form<CommandForm>,
+) -> Response {
+    if let Some(refused) = refused(&visitor, &form.csrf) {
+        return refused;
+    }
+    let queued = queue_command(&state, &visitor, &mn, &form).await;
+    answer(&visitor, &mn, "command", queued)
+}
+
+async fn queue_command(state: &AppState, visitor: &Visitor, mn: &str, form: &CommandForm) -> Result<u64, ApiError> {
+    let mut cp = std::collections::BTreeMap::new();
+    for line in form.cp.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Some((key, value)) = line.split_once('=') else {
+            let problem = format!("CP line {line:?}: write KEY=VALUE, one per line");
+            return Err(crate::error::error(StatusCode::BAD_REQUEST, problem));
+        };
+        cp.insert(key.trim().to_owned(), value.trim().to_owned());
+    }
+    let body = crate::commands::CommandBody { cn: form.cn.trim().to_owned(), cp, ttl_secs: None };
+    let command = crate::commands::queue(state, mn, body).await?;
+    let event = serde_json::json!({
+        "event": "command_queued",
+        "via": "console",
+        "by": visitor.user.name,
+        "command": command.to_json(),
+    });
+    let (seq, _) = crate::appended::append(state, hj212_archive::Verdict::Info, "the command's record", &event).await?;
+    Ok(seq)
 }
 
 /// A form without the session's token, or from a viewer.

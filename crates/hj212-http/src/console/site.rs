@@ -89,6 +89,7 @@ pub(crate) async fn page(State(state): State<AppState>, visitor: Visitor, Path(m
         @if visitor.operates() { (visit_form(text, &mn, &visitor.user.csrf)) }
         h2 { (text.commands) }
         (commands_table(text, &data.commands))
+        @if visitor.operates() { (command_form(text, &mn, &visitor.user.csrf)) }
         h2 { (text.reports) }
         (report_links(text, &mn))
     };
@@ -331,6 +332,18 @@ fn visit_form(text: &Text, mn: &str, csrf: &str) -> Markup {
             label { (text.result) input type="text" name="result" required maxlength="1000"; }
             label { (text.alert_id) input type="text" name="alert_id" maxlength="64"; }
             button type="submit" { (text.record) }
+        }
+    }
+}
+
+/// A command to the site's logger (CN and CP as in the standard), queued as the API queues it.
+fn command_form(text: &Text, mn: &str, csrf: &str) -> Markup {
+    html! {
+        form.record #command-form method="post" action={ "/console/sites/" (mn) "/commands" } {
+            input type="hidden" name="csrf" value=(csrf);
+            label { "CN" input type="text" name="cn" required maxlength="4" size="5" placeholder="2061"; }
+            label { "CP (KEY=VALUE)" textarea name="cp" rows="2" cols="36" placeholder="BeginTime=20261201000000\nEndTime=20261201230000" {} }
+            button type="submit" { (text.send_command) }
         }
     }
 }
