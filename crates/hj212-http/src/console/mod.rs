@@ -13,6 +13,7 @@ mod login;
 mod records;
 pub(crate) mod session;
 mod site;
+mod site_lists;
 mod site_views;
 mod text;
 

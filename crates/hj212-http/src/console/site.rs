@@ -13,8 +13,8 @@ use maud::{Markup, html};
 
 use super::Visitor;
 use super::layout::{Nav, percent, time};
-use super::site_views;
-use super::text::{Lang, Text};
+use super::text::Lang;
+use super::{site_lists, site_views};
 use crate::AppState;
 
 /// Open alerts and marks shown on a site's page, newest first.
@@ -24,9 +24,8 @@ const MAX_LISTED: usize = 200;
 const HEAT_DAYS: i64 = 7;
 const CHART_HOURS: i64 = 48;
 const VISIT_DAYS: i64 = 90;
-/// Commands and missing runs listed.
+/// Commands listed.
 const MAX_COMMANDS: usize = 20;
-const MAX_MISSING_RUNS: usize = 50;
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -79,19 +78,19 @@ pub(crate) async fn page(State(state): State<AppState>, visitor: Visitor, Path(m
             h2 { (text.heat_map) }
             (site_views::heat_map(text, report, *range, &data.marks))
             h2 { (text.missing_periods) }
-            (missing_table(text, report))
+            (site_lists::missing_table(text, report))
         }
         h2 { (text.marks) }
-        (marks_table(text, &data.marks))
-        @if visitor.operates() { (mark_form(text, &mn, &visitor.user.csrf)) }
+        (site_lists::marks_table(text, &data.marks))
+        @if visitor.operates() { (site_lists::mark_form(text, &mn, &visitor.user.csrf)) }
         h2 { (text.visits) }
-        (visits_table(text, &data.visits))
-        @if visitor.operates() { (visit_form(text, &mn, &visitor.user.csrf)) }
+        (site_lists::visits_table(text, &data.visits))
+        @if visitor.operates() { (site_lists::visit_form(text, &mn, &visitor.user.csrf)) }
         h2 { (text.commands) }
-        (commands_table(text, &data.commands))
-        @if visitor.operates() { (command_form(text, &mn, &visitor.user.csrf)) }
+        (site_lists::commands_table(text, &data.commands))
+        @if visitor.operates() { (site_lists::command_form(text, &mn, &visitor.user.csrf)) }
         h2 { (text.reports) }
-        (report_links(text, &mn))
+        (site_lists::report_links(text, &mn))
     };
     let path = format!("/console/sites/{mn}");
     let markup = super::layout::page(visitor.lang, Some(&visitor.user), Nav::Other, &title, &path, &body);
@@ -134,26 +133,6 @@ fn factor_name(lang: Lang, factor: &Factor) -> &'static str {
     match lang {
         Lang::Zh => factor.name_zh,
         Lang::En => factor.name,
-    }
-}
-
-fn marks_table(text: &Text, marks: &[MarkRecord]) -> Markup {
-    if marks.is_empty() {
-        return html! { p.muted { (text.none) } };
-    }
-    html! {
-        table #marks {
-            tbody {
-                @for record in marks {
-                    tr {
-                        td.num { (time(record.mark.from_ms)) " – " (time(record.mark.to_ms)) }
-                        td { (record.mark.reason) }
-                        td { (record.mark.evidence) }
-                        td.muted { (record.mark.author) }
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -215,135 +194,6 @@ fn charts(lang: Lang, site: &hj212_config::Site, hourly: &[(String, Vec<(i64, f6
             };
             @let title = match limit { Some(l) => format!("{title} · {} {l}", text.limit), None => title };
             (site_views::hourly_chart(&title, values, limit, range))
-        }
-    }
-}
-
-fn missing_table(text: &Text, report: &hj212_compliance::Report) -> Markup {
-    let runs = site_views::missing_runs(report, MAX_MISSING_RUNS);
-    if runs.is_empty() {
-        return html! { p.muted { (text.none) } };
-    }
-    html! {
-        table #missing {
-            tbody {
-                @for (factor, first, last) in runs {
-                    tr {
-                        td { (factor) }
-                        td.num { (time(first)) " – " (time(last + HOUR_MS)) }
-                        td.num { ((last - first) / HOUR_MS + 1) " h" }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn visits_table(text: &Text, visits: &[VisitRecord]) -> Markup {
-    if visits.is_empty() {
-        return html! { p.muted { (text.none) } };
-    }
-    html! {
-        table #visits {
-            tbody {
-                @for record in visits {
-                    tr {
-                        td.num { (time(record.visit.arrived_ms)) " – " (time(record.visit.left_ms)) }
-                        td { (record.visit.by) }
-                        td { (record.visit.work) " · " (record.visit.result) }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn commands_table(text: &Text, commands: &[serde_json::Value]) -> Markup {
-    if commands.is_empty() {
-        return html! { p.muted { (text.none) } };
-    }
-    let field = |c: &serde_json::Value, key: &str| c[key].as_str().unwrap_or("–").to_owned();
-    html! {
-        table #commands {
-            tbody {
-                @for command in commands {
-                    tr {
-                        td.num { (field(command, "id")) }
-                        td.num { "CN " (field(command, "cn")) }
-                        td { (field(command, "state")) }
-                        td.num { (field(command, "created").get(..16).unwrap_or_default().replacen('T', " ", 1)) }
-                        td.muted { (field(command, "origin")) }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Yesterday's daily report and this and last month's monthly report of this site, as the
-/// report API gives them (the console's session opens the API's reads).
-fn report_links(text: &Text, mn: &str) -> Markup {
-    let now = BeijingTime::from_unix_millis(hj212_archive::now_ms() - DAY_MS);
-    let yesterday = format!("{:04}-{:02}-{:02}", now.year, now.month, now.day);
-    let this_month = BeijingTime::from_unix_millis(hj212_archive::now_ms());
-    let (year, month) = (this_month.year, this_month.month);
-    let (last_year, last_month) = if month == 1 { (year - 1, 12) } else { (year, month - 1) };
-    let months = [format!("{year:04}-{month:02}"), format!("{last_year:04}-{last_month:02}")];
-    html! {
-        ul.reports {
-            li {
-                (text.daily_report) " " (yesterday) ": "
-                a href={ "/api/v1/reports/daily?date=" (yesterday) "&mn=" (mn) "&format=html" } { "HTML" } " · "
-                a href={ "/api/v1/reports/daily?date=" (yesterday) "&mn=" (mn) "&format=csv" } { "CSV" }
-            }
-            @for month in &months {
-                li {
-                    (text.monthly_report) " " (month) ": "
-                    a href={ "/api/v1/reports/monthly?month=" (month) "&mn=" (mn) "&format=html" } { "HTML" } " · "
-                    a href={ "/api/v1/reports/monthly?month=" (month) "&mn=" (mn) "&format=csv" } { "CSV" }
-                }
-            }
-        }
-    }
-}
-
-/// A downtime mark (停产 / 停排 / 停运) from the page, authored by the signed-in operator.
-fn mark_form(text: &Text, mn: &str, csrf: &str) -> Markup {
-    html! {
-        form.record #mark-form method="post" action={ "/console/sites/" (mn) "/marks" } {
-            input type="hidden" name="csrf" value=(csrf);
-            label { (text.from) input type="datetime-local" name="from" required; }
-            label { (text.to) input type="datetime-local" name="to" required; }
-            label { (text.reason) input type="text" name="reason" required maxlength="500"; }
-            label { (text.evidence) input type="text" name="evidence" required maxlength="500"; }
-            button type="submit" { (text.record) }
-        }
-    }
-}
-
-/// A service visit from the page, recorded as made by the signed-in operator.
-fn visit_form(text: &Text, mn: &str, csrf: &str) -> Markup {
-    html! {
-        form.record #visit-form method="post" action={ "/console/sites/" (mn) "/visits" } {
-            input type="hidden" name="csrf" value=(csrf);
-            label { (text.arrived) input type="datetime-local" name="arrived" required; }
-            label { (text.left) input type="datetime-local" name="left" required; }
-            label { (text.work) input type="text" name="work" required maxlength="1000"; }
-            label { (text.result) input type="text" name="result" required maxlength="1000"; }
-            label { (text.alert_id) input type="text" name="alert_id" maxlength="64"; }
-            button type="submit" { (text.record) }
-        }
-    }
-}
-
-/// A command to the site's logger (CN and CP as in the standard), queued as the API queues it.
-fn command_form(text: &Text, mn: &str, csrf: &str) -> Markup {
-    html! {
-        form.record #command-form method="post" action={ "/console/sites/" (mn) "/commands" } {
-            input type="hidden" name="csrf" value=(csrf);
-            label { "CN" input type="text" name="cn" required maxlength="4" size="5" placeholder="2061"; }
-            label { "CP (KEY=VALUE)" textarea name="cp" rows="2" cols="36" placeholder="BeginTime=20261201000000\nEndTime=20261201230000" {} }
-            button type="submit" { (text.send_command) }
         }
     }
 }
