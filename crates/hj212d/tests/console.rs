@@ -159,7 +159,7 @@ async fn an_operator_signs_in_sees_the_site_and_acknowledges_its_alert_with_a_no
         common::beijing_in(0)
     ));
     logger.send(&wrong).await;
-    let alerts = page_until(addr, "/console/alerts?lang=zh", &cookie, "auth_failure").await;
+    let alerts = page_until(addr, "/console/alerts?lang=zh", &cookie, "密码错误").await;
     let at = alerts.find("action=\"/console/alerts/").unwrap() + 24;
     let id = &alerts[at..at + alerts[at..].find('/').unwrap()];
     let (status, _, _) =

@@ -85,7 +85,7 @@ async fn an_operator_sees_a_site_come_online_and_acknowledges_its_alert_in_chrom
     ));
     logger.send(&wrong).await;
     browser.goto(&format!("{base}/console/alerts")).await.unwrap();
-    wait_text(&browser, "main", "auth_failure", 25).await;
+    wait_text(&browser, "main", "authentication failure", 25).await;
     browser.find(Locator::Css("form.ack input[name=note]")).await.unwrap().send_keys("已电话联系运维").await.unwrap();
     screenshot(&browser, shot_dir, "alerts").await;
     browser.find(Locator::Css("form.ack button")).await.unwrap().click().await.unwrap();

@@ -13,8 +13,9 @@ use serde_json::Value;
 use super::Visitor;
 use super::layout::Nav;
 use super::login::forbidden;
-use super::text::Text;
+use super::text::{Lang, Text};
 use crate::AppState;
+use hj212_compliance::alert::AlertKind;
 
 /// Alerts listed per table.
 const MAX_LISTED: usize = 500;
@@ -37,13 +38,16 @@ pub(crate) async fn page(State(state): State<AppState>, visitor: Visitor) -> Res
         Err(error) => return error.into_response(),
     };
     let text = visitor.lang.text();
+    let sites = state.shared.registry.snapshot();
+    let site_name =
+        |mn: &str| sites.get(mn).map(|s| s.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| mn.to_owned());
     let body = html! {
         h1 { (text.alerts) }
         div #live {
             h2 { (text.active_alerts) " (" (open.len()) ")" }
-            (alert_table(text, &open, &visitor))
+            (alert_table(&open, &visitor, &site_name))
             h2 { (text.recent_alerts) }
-            (alert_table(text, &recent, &visitor))
+            (alert_table(&recent, &visitor, &site_name))
         }
     };
     let markup =
@@ -52,7 +56,8 @@ pub(crate) async fn page(State(state): State<AppState>, visitor: Visitor) -> Res
 }
 
 /// Alerts as a table, with an acknowledgement form on each unacknowledged one for operators.
-pub(crate) fn alert_table(text: &Text, alerts: &[Value], visitor: &Visitor) -> Markup {
+pub(crate) fn alert_table(alerts: &[Value], visitor: &Visitor, site_name: &dyn Fn(&str) -> String) -> Markup {
+    let text = visitor.lang.text();
     if alerts.is_empty() {
         return html! { p.muted { (text.none) } };
     }
@@ -66,10 +71,11 @@ pub(crate) fn alert_table(text: &Text, alerts: &[Value], visitor: &Visitor) -> M
                 @for alert in alerts {
                     @let id = alert["alert_id"].as_str().unwrap_or_default();
                     @let mn = alert["mn"].as_str().unwrap_or_default();
-                    tr data-alert=(id) {
-                        td { a href={ "/console/sites/" (mn) } { (mn) } }
-                        td class=(alert["severity"].as_str().unwrap_or_default()) { (alert["kind"].as_str().unwrap_or_default()) }
-                        td { (alert["factor"].as_str().unwrap_or("–")) }
+                    @let kind = alert["kind"].as_str().unwrap_or_default();
+                    tr data-alert=(id) data-kind=(kind) {
+                        td { a href={ "/console/sites/" (mn) } { (site_name(mn)) } }
+                        td class=(alert["severity"].as_str().unwrap_or_default()) { (kind_title(visitor.lang, kind)) }
+                        td { (factor_title(visitor.lang, alert["factor"].as_str())) }
                         td.num { (number(&alert["value"])) @if !alert["limit"].is_null() { " / " (number(&alert["limit"])) } }
                         td.wide.num { (alert["opened_at"].as_str().and_then(|t| t.get(..16)).unwrap_or_default().replacen('T', " ", 1)) }
                         td { (acknowledgement(text, alert, id, visitor)) }
@@ -77,6 +83,25 @@ pub(crate) fn alert_table(text: &Text, alerts: &[Value], visitor: &Visitor) -> M
                 }
             }
         }
+    }
+}
+
+/// An alert kind's name in the page's language (its code if unknown).
+fn kind_title(lang: Lang, kind: &str) -> &str {
+    match (AlertKind::parse(kind).map(AlertKind::titles), lang) {
+        (Some((zh, _)), Lang::Zh) => zh,
+        (Some((_, en)), Lang::En) => en,
+        (None, _) => kind,
+    }
+}
+
+/// A factor's name and code in the page's language.
+fn factor_title(lang: Lang, code: Option<&str>) -> String {
+    let Some(code) = code else { return "–".to_owned() };
+    match (hj212_proto::model::Factor::lookup(code, None), lang) {
+        (Some(f), Lang::Zh) => format!("{} {code}", f.name_zh),
+        (Some(f), Lang::En) => format!("{} {code}", f.name),
+        (None, _) => code.to_owned(),
     }
 }
 

@@ -70,7 +70,7 @@ pub(crate) async fn page(State(state): State<AppState>, visitor: Visitor, Path(m
             h2 { (text.latest_values) }
             (latest_table(visitor.lang, &data.latest))
             h2 { (text.active_alerts) }
-            (super::alerts_page::alert_table(text, &data.alerts, &visitor))
+            (super::alerts_page::alert_table(&data.alerts, &visitor, &|_: &str| title.clone()))
         }
         h2 { (text.hourly_chart) }
         (charts(visitor.lang, &site.config, &data.hourly))
