@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use hj212_compliance::alert::{AlertState, SiteState, Transition};
-use hj212_store::schema::Schema;
+use hj212_compliance::alert::{AlertState, FleetState, SiteState, Transition};
+use hj212_store::schema::{Migration, Schema};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::{AlertsError, fingerprints};
@@ -51,15 +51,22 @@ CREATE TABLE alert_sites (mn TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE alert_progress (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
+/// The fleet rule's state (one row, key `fleet`): the open fleet outage and the sites in it.
+const FLEET_TABLE: &str = "CREATE TABLE alert_fleet (key TEXT PRIMARY KEY, state TEXT NOT NULL);";
+
+/// 2 -> 3: the fleet-outage grouping's state (a new table; nothing else changes).
+const FLEET_MIGRATION: Migration =
+    Migration { change: "add the fleet-outage grouping's state (table alert_fleet)", sql: FLEET_TABLE };
+
 /// The alerts database: version 1 is the first release's (which recorded no `user_version`),
-/// version 2 keys the tamper fingerprints by integers, version 3 gives each outbox consumer
-/// (MQTT, each `[[notify]]` channel) its own delivery position.
+/// version 2 keys the tamper fingerprints by integers, version 3 adds the fleet state, version 4
+/// gives each outbox consumer (MQTT, each `[[notify]]` channel) its own delivery position.
 pub const SCHEMA: Schema = Schema {
     file: "alerts database",
     marker_table: "alerts",
-    create: &[TABLES, hj212_store::ids::TABLES, fingerprints::TABLE],
-    migrations: &[fingerprints::MIGRATION, crate::outbox::MIGRATION],
-    // Versions 2 and 3 changed only the engine's fingerprints and the outbox's consumers:
+    create: &[TABLES, hj212_store::ids::TABLES, fingerprints::TABLE, FLEET_TABLE],
+    migrations: &[fingerprints::MIGRATION, FLEET_MIGRATION, crate::outbox::MIGRATION],
+    // Versions 2 to 4 changed only the engine's own tables and the outbox's consumers:
     // readers read version 1 as it is.
     readable_since: 1,
 };
@@ -139,6 +146,29 @@ pub(crate) fn save_site(tx: &Transaction<'_>, mn: &str, state: &SiteState) -> Re
         "INSERT INTO alert_sites (mn, state) VALUES (?1, ?2) ON CONFLICT(mn) DO UPDATE SET state = excluded.state",
     )?
     .execute(params![mn, json])?;
+    Ok(())
+}
+
+/// The fleet rule's persisted state, if any.
+///
+/// # Errors
+/// SQL errors, or a state that does not parse.
+pub(crate) fn fleet_state(conn: &Connection) -> Result<Option<FleetState>, AlertsError> {
+    let json: Option<String> =
+        conn.query_row("SELECT state FROM alert_fleet WHERE key = 'fleet'", [], |row| row.get(0)).optional()?;
+    json.map(|json| {
+        serde_json::from_str(&json).map_err(|e| AlertsError::State { mn: "fleet".to_owned(), message: e.to_string() })
+    })
+    .transpose()
+}
+
+pub(crate) fn save_fleet(tx: &Transaction<'_>, state: &FleetState) -> Result<(), AlertsError> {
+    let json = serde_json::to_string(state)
+        .map_err(|e| AlertsError::State { mn: "fleet".to_owned(), message: e.to_string() })?;
+    tx.execute(
+        "INSERT INTO alert_fleet (key, state) VALUES ('fleet', ?1) ON CONFLICT(key) DO UPDATE SET state = excluded.state",
+        [json],
+    )?;
     Ok(())
 }
 

@@ -54,6 +54,11 @@ pub(crate) fn observe(
     }
 }
 
+/// A field's number, as `hj212_follow::Factor::number` reads it.
+fn number(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
 /// An accepted upload's values, judged once: only a record's first copy is judged, as only
 /// the first copy is stored and counted; a later copy with other values is a conflict.
 fn judge(
@@ -70,14 +75,21 @@ fn judge(
     let mut conflict = None;
     let mut first_copy = fingerprints.is_none();
     for factor in &upload.factors {
-        let (value, zs) = if cn == 2011 {
-            (factor.number(FieldKind::Rtd), factor.number(FieldKind::ZsRtd))
-        } else {
-            (factor.number(FieldKind::Avg), factor.number(FieldKind::ZsAvg))
-        };
+        let (value_kind, zs_kind) =
+            if cn == 2011 { (FieldKind::Rtd, FieldKind::ZsRtd) } else { (FieldKind::Avg, FieldKind::ZsAvg) };
         // Temperatures and pressures may be below zero.
         let signed = factor_for_code(&factor.code, upload.medium).is_some_and(|f| matches!(f.unit, "°C" | "kPa"));
-        samples.push(Sample { factor: &factor.code, value, zs, flag: factor.get(FieldKind::Flag), signed });
+        // The texts are borrowed, not copied: messages read their precision only when one fires.
+        let (text, zs_text) = (factor.get(value_kind), factor.get(zs_kind));
+        samples.push(Sample {
+            factor: &factor.code,
+            value: text.and_then(number),
+            zs: zs_text.and_then(number),
+            flag: factor.get(FieldKind::Flag),
+            signed,
+            text,
+            zs_text,
+        });
         if let Some(fingerprints) = fingerprints.as_deref_mut() {
             let fields = factor.fields.iter().map(|f| (f.key.as_str(), f.value.as_str()));
             match fingerprints.check(tx, record, &factor.code, fields)? {
@@ -94,8 +106,15 @@ fn judge(
         out.extend(engine.conflict(&upload.mn, factor, upload.data_time_ms, cause));
     }
     if first_copy {
-        let data =
-            DataRecord { mn: &upload.mn, cn, data_time_ms: upload.data_time_ms, cause, samples, resent: upload.resent };
+        let data = DataRecord {
+            mn: &upload.mn,
+            st: upload.st.as_deref(),
+            cn,
+            data_time_ms: upload.data_time_ms,
+            cause,
+            samples,
+            resent: upload.resent,
+        };
         out.extend(engine.data(&data, site_rules));
     }
     Ok(out)

@@ -18,7 +18,7 @@ use crate::AlertsError;
 /// The MQTT publisher's name among the consumers (a `[[notify]]` channel may not take it).
 pub const MQTT_CONSUMER: &str = "mqtt";
 
-/// 2 -> 3: consumers with their own positions. Until then the MQTT publisher was the only
+/// 3 -> 4: consumers with their own positions. Until then the MQTT publisher was the only
 /// consumer and deleted what it delivered, so it starts just before the oldest row left.
 pub(crate) const MIGRATION: Migration = Migration {
     change: "outbox consumers: MQTT and each notification channel keep their own delivery position",

@@ -2,9 +2,8 @@
 //! outbox messages, site states and the archive position out, in one transaction.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 
-use hj212_compliance::alert::{AlertKind, AlertState, Engine, Transition};
+use hj212_compliance::alert::{AlertKind, AlertState, Engine, FleetRules, Transition};
 use hj212_follow::{Interpreted, Meaning};
 use rusqlite::{Connection, Transaction};
 
@@ -42,13 +41,16 @@ pub(crate) struct Processor {
     fingerprints: Fingerprints,
     /// Data older than this when received is judged without a fingerprint.
     fingerprint_window_ms: i64,
+    fleet: FleetRules,
+    /// `[http] public_url`, for the messages' console links.
+    public_url: Option<String>,
 }
 
 impl Processor {
     /// Opens the engine. A new database starts at `head`, the last durable archive record:
     /// history from before the alert engine existed (an upgrade) is not alerted again.
-    pub(crate) fn open(db_path: &Path, mqtt: bool, head: u64, fingerprint_window_ms: i64) -> Result<Self, AlertsError> {
-        let mut conn = db::open(db_path)?;
+    pub(crate) fn open(settings: &crate::AlertSettings, head: u64) -> Result<Self, AlertsError> {
+        let mut conn = db::open(&settings.db_path)?;
         if !db::has_progress(&conn)? {
             let tx = conn.transaction()?;
             db::set_applied_seq(&tx, head)?;
@@ -59,11 +61,13 @@ impl Processor {
             engine: Engine::default(),
             applied_seq: 0,
             conn,
-            mqtt,
+            mqtt: settings.mqtt,
             active: HashMap::new(),
             published_online: HashMap::new(),
             fingerprints: Fingerprints::default(),
-            fingerprint_window_ms,
+            fingerprint_window_ms: i64::from(settings.fingerprint_days) * 86_400_000,
+            fleet: settings.fleet,
+            public_url: settings.public_url.clone(),
         };
         processor.reload()?;
         Ok(processor)
@@ -75,6 +79,9 @@ impl Processor {
         self.engine = Engine::default();
         for (mn, state) in db::site_states(&self.conn)? {
             self.engine.restore(mn, state);
+        }
+        if let Some(fleet) = db::fleet_state(&self.conn)? {
+            self.engine.restore_fleet(fleet);
         }
         self.applied_seq = db::applied_seq(&self.conn)?;
         self.active = db::active_counts(&self.conn)?
@@ -117,6 +124,7 @@ impl Processor {
                 transitions.extend(self.engine.tick(mn, now, site_rules));
             }
         }
+        self.engine.group(&mut transitions, now_ms, &self.fleet);
         if let Some(before) = fingerprint_before_ms {
             fingerprints::prune(&tx, before)?;
         }
@@ -124,9 +132,10 @@ impl Processor {
         let mut stepped = Stepped { records: records.len(), ..Stepped::default() };
         let mut touched = BTreeSet::new();
         let mut recorded = Vec::new();
+        let site_name = |mn: &str| rules.get(mn).map(|r| r.name.as_str());
+        let names = payload::Names { site_name: &site_name, public_url: self.public_url.as_deref() };
         for t in &transitions {
-            let site = rules.get(&t.mn).map_or("", |r| r.name.as_str());
-            let body = payload::alert(t, site).to_string();
+            let body = payload::alert(t, &names).to_string();
             if !db::record(&tx, t, &body)? {
                 continue; // already recorded: a replay after a crash
             }
@@ -141,6 +150,9 @@ impl Processor {
             if let Some(state) = self.engine.site(mn) {
                 db::save_site(&tx, mn, state)?;
             }
+        }
+        if let Some(fleet) = self.engine.take_fleet_dirty() {
+            db::save_fleet(&tx, fleet)?;
         }
         if self.mqtt {
             let sites = dirty.iter().chain(&touched).chain(rules.keys().filter(|_| now_ms.is_some()));
@@ -188,9 +200,10 @@ impl Processor {
                 *active = (*active + delta).max(0);
                 metrics::active(t.kind.as_str(), *active as f64);
             }
-            // Raised by an archive record (offline and record-missing come from the clock):
+            // Raised by an archive record (offline, record-missing and fleet outages come from the clock):
             // detected_ms is the frame's arrival.
-            if t.state == AlertState::Raised && !matches!(t.kind, AlertKind::Offline | AlertKind::RecordMissing) {
+            let clock = matches!(t.kind, AlertKind::Offline | AlertKind::RecordMissing | AlertKind::FleetOutage);
+            if t.state == AlertState::Raised && !clock {
                 metrics::detection((now - t.detected_ms).max(0) as f64 / 1000.0);
             }
         }

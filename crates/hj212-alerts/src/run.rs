@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use hj212_compliance::alert::FleetRules;
 use hj212_follow::{FollowError, Follower, Interpreted};
 use tokio::sync::watch;
 
@@ -24,6 +25,10 @@ pub struct AlertSettings {
     pub fingerprint_days: u32,
     /// The clock rules wait while the engine is further behind the archive than this.
     pub clock_max_lag: u64,
+    /// When offline sites make one fleet-wide outage (`[alerts] fleet_outage_*`).
+    pub fleet: FleetRules,
+    /// `[http] public_url`: messages link to the console there.
+    pub public_url: Option<String>,
 }
 
 impl AlertSettings {
@@ -35,6 +40,12 @@ impl AlertSettings {
             mqtt: config.mqtt.is_some() || !config.notify.is_empty(),
             fingerprint_days: config.followers.alerts_fingerprint_days,
             clock_max_lag: config.followers.alerts_clock_max_lag_records,
+            fleet: FleetRules {
+                min_sites: config.alerts.fleet_outage_sites,
+                window_ms: i64::try_from(config.alerts.fleet_outage_window_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
+            },
+            public_url: config.http.public_url.as_ref().map(|url| url.trim_end_matches('/').to_owned()),
         }
     }
 }
@@ -70,8 +81,7 @@ impl AlertsFollower {
         rules: watch::Receiver<Arc<RulesMap>>,
         newest: watch::Sender<u64>,
     ) -> Result<Self, AlertsError> {
-        let window_ms = i64::from(settings.fingerprint_days) * 86_400_000;
-        let processor = Processor::open(&settings.db_path, settings.mqtt, head, window_ms)?;
+        let processor = Processor::open(settings, head)?;
         let (fingerprint_days, clock_max_lag) = (settings.fingerprint_days, settings.clock_max_lag);
         Ok(Self { processor, rules, newest, fingerprint_days, clock_max_lag })
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use hj212_alerts::query::{self, Filter};
 use hj212_alerts::{AlertSettings, SqliteOutbox};
 use hj212_archive::{Archive, FollowerStatus, Kind, NewRecord, NoObserver, Settings, Verdict};
+use hj212_compliance::alert::FleetRules;
 use hj212_store::SchemaError;
 use test_support::logged;
 use tokio_util::sync::CancellationToken;
@@ -87,9 +88,10 @@ fn alerts_of_the_first_release_get_a_version_and_keep_alerts_acks_and_outbox() {
     assert!(log.contains("schema migrated") && log.contains(&db.display().to_string()), "{log}");
     assert!(log.contains("from_version=0 to_version=1"), "{log}");
     assert!(log.contains("from_version=1 to_version=2") && log.contains("compact tamper fingerprints"), "{log}");
-    assert!(log.contains("from_version=2 to_version=3") && log.contains("outbox consumers"), "{log}");
-    assert_eq!(user_version(&db), 3);
-    assert_eq!(hj212_alerts::SCHEMA.version(), 3);
+    assert!(log.contains("from_version=2 to_version=3") && log.contains("fleet-outage"), "{log}");
+    assert!(log.contains("from_version=3 to_version=4") && log.contains("outbox consumers"), "{log}");
+    assert_eq!(user_version(&db), 4);
+    assert_eq!(hj212_alerts::SCHEMA.version(), 4);
     assert_eq!(
         fingerprints(&db),
         [
@@ -144,7 +146,14 @@ async fn the_engine_goes_on_writing_to_a_first_release_database() {
     let config = hj212_config::from_str(CONFIG).unwrap();
     let (_rules_tx, rules) = tokio::sync::watch::channel(Arc::new(hj212_alerts::rules_map(&config)));
     let (newest, _newest_rx) = tokio::sync::watch::channel(0);
-    let alert_settings = AlertSettings { db_path: db.clone(), mqtt: true, fingerprint_days: 15, clock_max_lag: 10_000 };
+    let alert_settings = AlertSettings {
+        db_path: db.clone(),
+        mqtt: true,
+        fingerprint_days: 15,
+        clock_max_lag: 10_000,
+        fleet: FleetRules::default(),
+        public_url: None,
+    };
     assert_eq!(hj212_alerts::applied_seq(&alert_settings).unwrap(), 3, "the first release's position");
     let status = Arc::new(FollowerStatus::at(3));
     let shutdown = CancellationToken::new();
@@ -188,14 +197,21 @@ fn alerts_of_a_later_release_are_refused_by_every_opener() {
     let before = std::fs::read(&db).unwrap();
 
     let error = query::open(&db).unwrap_err();
-    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 3, .. })), "{error:?}");
+    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 4, .. })), "{error:?}");
     let message = error.to_string();
-    for part in ["alerts database", db.display().to_string().as_str(), "schema version 999", "supports (3)"] {
+    for part in ["alerts database", db.display().to_string().as_str(), "schema version 999", "supports (4)"] {
         assert!(message.contains(part), "{part:?} in: {message}");
     }
     assert!(SqliteOutbox::open(&db).unwrap_err().schema().is_some());
     assert!(query::open_read_only(&db).unwrap_err().schema().is_some());
-    let settings = AlertSettings { db_path: db.clone(), mqtt: false, fingerprint_days: 1, clock_max_lag: 10_000 };
+    let settings = AlertSettings {
+        db_path: db.clone(),
+        mqtt: false,
+        fingerprint_days: 1,
+        clock_max_lag: 10_000,
+        fleet: FleetRules::default(),
+        public_url: None,
+    };
     assert!(hj212_alerts::applied_seq(&settings).unwrap_err().schema().is_some());
     assert_eq!(std::fs::read(&db).unwrap(), before, "nothing written");
 }
@@ -205,7 +221,7 @@ fn a_reader_reads_a_first_release_database_without_writing() {
     let (_dir, db) = first_release_alerts();
     let before = std::fs::read(&db).unwrap();
     let conn = query::open_read_only(&db).unwrap();
-    assert_eq!(query::list(&conn, &all()).unwrap().len(), 4, "versions 2 and 3 changed nothing a reader queries");
+    assert_eq!(query::list(&conn, &all()).unwrap().len(), 4, "versions 2 to 4 changed nothing a reader queries");
     drop(conn);
     assert_eq!(std::fs::read(&db).unwrap(), before, "a reader changes nothing");
 }

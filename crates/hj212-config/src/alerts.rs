@@ -38,6 +38,11 @@ pub struct AlertRules {
     /// A flow or load factor; while it reads 0 the source is stopped and flat or zero values are expected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running_factor: Option<String>,
+    /// Fleet grouping, top-level `[alerts]` only: at least this many sites going offline within
+    /// `fleet_outage_window_secs` are one `fleet_outage` alert (their own offline messages are
+    /// marked `inhibited_by` it); 0 = off.
+    pub fleet_outage_sites: usize,
+    pub fleet_outage_window_secs: u64,
 }
 
 impl Default for AlertRules {
@@ -56,6 +61,8 @@ impl Default for AlertRules {
             early_warning: false,
             o2_factor: "a19001".to_owned(),
             running_factor: None,
+            fleet_outage_sites: 10,
+            fleet_outage_window_secs: 300,
         }
     }
 }

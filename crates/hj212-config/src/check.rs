@@ -110,12 +110,14 @@ pub fn check(config: &Config) -> Vec<Problem> {
         crate::check_alerts::check_mqtt(config, mqtt, &mut problem);
     }
     crate::check_alerts::check_alert_rules("alerts", &config.alerts, &mut problem);
+    crate::check_alerts::check_messages(config, &mut problem);
     crate::commands::check_commands(config, &mut problem);
     crate::forward::check_forward(config, &mut problem);
     crate::notify::check_notify(config, &mut problem);
     crate::service::check_service(&config.service, &mut problem);
     crate::service::check_reports(&config.reports, &mut problem);
     crate::store::check_store(config, &mut problem);
+    crate::console::check_console(config, &mut problem);
     check_sites(config, &mut problem);
     crate::host::check_host(config, &mut problem);
     problems

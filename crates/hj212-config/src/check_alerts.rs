@@ -23,6 +23,54 @@ pub(crate) fn check_alert_rules(prefix: &str, rules: &AlertRules, problem: &mut 
     }
 }
 
+/// The MN fleet-wide alerts are filed under (hj212-compliance `alert::FLEET`).
+const FLEET_MN: &str = "fleet";
+
+/// What alert messages need: the fleet grouping (top-level only) and the console's address.
+pub(crate) fn check_messages(config: &Config, problem: &mut impl FnMut(&str, String)) {
+    if config.alerts.fleet_outage_sites > 0 && config.alerts.fleet_outage_window_secs == 0 {
+        problem("alerts.fleet_outage_window_secs", "must be at least 1 (or fleet_outage_sites = 0: off)".to_owned());
+    }
+    let defaults = AlertRules::default();
+    for (i, site) in config.sites.iter().enumerate() {
+        if site.mn == FLEET_MN {
+            problem(&format!("sites[{i}].mn"), "\"fleet\" is reserved (fleet-wide alerts use it)".to_owned());
+        }
+        let Some(rules) = &site.alerts else { continue };
+        for (key, set) in [
+            ("fleet_outage_sites", rules.fleet_outage_sites != defaults.fleet_outage_sites),
+            ("fleet_outage_window_secs", rules.fleet_outage_window_secs != defaults.fleet_outage_window_secs),
+        ] {
+            if set {
+                problem(
+                    &format!("sites[{i}].alerts.{key}"),
+                    "a fleet setting: set it in the top-level [alerts]".to_owned(),
+                );
+            }
+        }
+    }
+    if let Some(url) = &config.http.public_url
+        && let Some(reason) = public_url_problem(url)
+    {
+        problem("http.public_url", format!("{url:?} {reason}"));
+    }
+}
+
+/// Why `url` is not an absolute http(s) URL people can open, if it is not.
+fn public_url_problem(url: &str) -> Option<&'static str> {
+    let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) else {
+        return Some("is not an absolute http:// or https:// URL");
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') || host.contains('@') {
+        return Some("has no host (or has credentials in it)");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) || url.contains(['?', '#']) {
+        return Some("must have no spaces, query or fragment (paths are appended to it)");
+    }
+    None
+}
+
 pub(crate) fn check_limits(site: usize, limits: &[FactorLimit], problem: &mut impl FnMut(&str, String)) {
     let mut seen = HashSet::new();
     for (j, limit) in limits.iter().enumerate() {

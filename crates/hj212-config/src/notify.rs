@@ -242,6 +242,7 @@ pub const ALERT_KINDS: &[&str] = &[
     "clock_drift",
     "auth_failure",
     "tamper",
+    "fleet_outage",
 ];
 /// The severities `severities` may name.
 pub const ALERT_SEVERITIES: &[&str] = &["critical", "warning", "info"];

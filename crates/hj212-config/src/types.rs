@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AlertRules, Commands, FactorLimit, Forward, LogFormat, Mqtt, Recovery, Reports, Service, ServiceArea, UtcOffset,
+    AlertRules, Commands, Console, FactorLimit, Forward, LogFormat, Mqtt, Recovery, Reports, Service, ServiceArea,
+    UtcOffset,
 };
 
 /// The whole configuration.
@@ -44,6 +45,11 @@ pub struct Config {
     pub service: Service,
     /// The daily and monthly reports written to the data dir.
     pub reports: Reports,
+    /// The web console's sessions and sign-in limits.
+    pub console: Console,
+    /// Console accounts; none: the console is off (the API's bearer tokens still work).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<crate::User>,
     pub sites: Vec<Site>,
     /// The file this config was loaded from (not a config key).
     #[serde(skip)]
@@ -208,6 +214,10 @@ pub struct Http {
     /// A connection is closed after this long, however it is used (a client that stops reading
     /// an answer would otherwise hold its slot for good); clients reconnect.
     pub connection_max_secs: u64,
+    /// Where people reach the console (`https://hj212.example.cn`): alert messages link to
+    /// `{public_url}/console/sites/{mn}` and `{public_url}/console/alerts`. Absent = no links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl Default for Http {
@@ -222,6 +232,7 @@ impl Default for Http {
             max_concurrent_queries: 2,
             query_wait_secs: 5,
             connection_max_secs: 120,
+            public_url: None,
         }
     }
 }

@@ -342,3 +342,45 @@ fn forward_rewrites_and_encrypting_sites_are_checked_and_never_echo_the_password
     let problems: Vec<String> = check(&from_str(&plain).unwrap()).iter().map(ToString::to_string).collect();
     assert!(!problems.iter().any(|p| p.contains("site A sends")), "send_plain = true is a choice: {problems:?}");
 }
+
+#[test]
+fn public_url_and_fleet_settings_are_checked() {
+    let config = from_str(
+        r#"
+        [http]
+        public_url = "hj212.example.cn/console"
+        [alerts]
+        fleet_outage_window_secs = 0
+        [[sites]]
+        mn = "fleet"
+        password = "123456"
+        [sites.alerts]
+        fleet_outage_sites = 3
+        "#,
+    )
+    .unwrap();
+    let problems: Vec<String> = check(&config).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        [
+            "alerts.fleet_outage_window_secs: must be at least 1 (or fleet_outage_sites = 0: off)",
+            "sites[0].mn: \"fleet\" is reserved (fleet-wide alerts use it)",
+            "sites[0].alerts.fleet_outage_sites: a fleet setting: set it in the top-level [alerts]",
+            "http.public_url: \"hj212.example.cn/console\" is not an absolute http:// or https:// URL",
+        ]
+    );
+    for (url, ok) in [
+        ("https://hj212.example.cn", true),
+        ("http://10.0.0.5:9213/hj212/", true),
+        ("https://", false),
+        ("https://user:pw@host", false),
+        ("https://host/a b", false),
+        ("https://host/?x=1", false),
+        ("ftp://host", false),
+    ] {
+        let config = from_str(&format!("[http]\npublic_url = {url:?}\n")).unwrap();
+        assert_eq!(check(&config).is_empty(), ok, "{url}: {:?}", check(&config));
+    }
+    let defaults = hj212_config::AlertRules::default();
+    assert_eq!((defaults.fleet_outage_sites, defaults.fleet_outage_window_secs), (10, 300));
+}

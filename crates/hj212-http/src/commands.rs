@@ -20,12 +20,12 @@ use crate::error::{ApiError, ApiPath, ApiQuery, NoParams, error};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CommandBody {
-    cn: String,
+    pub cn: String,
     #[serde(default)]
-    cp: BTreeMap<String, String>,
+    pub cp: BTreeMap<String, String>,
     /// How long it may wait for its site's connection (default `commands.ttl_secs`).
     #[serde(default)]
-    ttl_secs: Option<u64>,
+    pub ttl_secs: Option<u64>,
 }
 
 /// `?limit=` for a site's list (default 100, at most 1000).
@@ -45,7 +45,13 @@ pub(crate) async fn submit(
     ApiQuery(NoParams {}): ApiQuery<NoParams>,
     JsonBody(body): JsonBody<CommandBody>,
 ) -> Result<Response, ApiError> {
-    let Some(site) = state.shared.registry.snapshot().get(&mn).cloned() else {
+    let command = queue(&state, &mn, body).await?;
+    Ok((StatusCode::ACCEPTED, Json(command.to_json())).into_response())
+}
+
+/// Checks a command and queues it for its site (from the API or the console).
+pub(crate) async fn queue(state: &AppState, mn: &str, body: CommandBody) -> Result<hj212_commands::Command, ApiError> {
+    let Some(site) = state.shared.registry.snapshot().get(mn).cloned() else {
         return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
     };
     let spec = hj212_commands::check(&body.cn, &body.cp, site.config.allow_raw_commands)
@@ -57,18 +63,17 @@ pub(crate) async fn submit(
         Some(secs) => Some(i64::try_from(secs * 1000).unwrap_or(i64::MAX)),
         None => None,
     };
-    let hub = state.shared.commands.clone();
+    let (hub, mn) = (state.shared.commands.clone(), mn.to_owned());
     let submitted = state
         .queries
         .run(move || Ok::<_, String>(hub.submit(&mn, spec, Origin::Api, ttl_ms, hj212_commands::now_ms())))
         .await?;
-    match submitted {
-        Ok(command) => Ok((StatusCode::ACCEPTED, Json(command.to_json())).into_response()),
-        Err(e @ (SubmitError::SiteFull { .. } | SubmitError::TotalFull { .. })) => {
-            Err(error(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry_after(10))
+    submitted.map_err(|e| match e {
+        SubmitError::SiteFull { .. } | SubmitError::TotalFull { .. } => {
+            error(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry_after(10)
         }
-        Err(SubmitError::Book(e)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-    }
+        SubmitError::Book(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    })
 }
 
 pub(crate) async fn list(

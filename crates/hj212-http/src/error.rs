@@ -30,9 +30,13 @@ impl ApiError {
         Self { retry_after_secs: Some(secs), ..self }
     }
 
-    #[cfg(test)]
     pub(crate) fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// What went wrong, for a log line.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 }
 

@@ -1,7 +1,8 @@
 //! Runs before every `/api/v1` handler, so before any body is read: reads (GET, HEAD) need the
-//! read token when `server.admin_read_token_file` is set (the admin token also works), every
-//! other method needs the admin token. Reads are also cut at `http.request_timeout_secs`
-//! (writes bound their body read instead: an archive append in progress is never abandoned).
+//! read token when `server.admin_read_token_file` is set (the admin token or a console session
+//! also works), every other method needs the admin token. Reads are also cut at
+//! `http.request_timeout_secs` (writes bound their body read instead: an archive append in
+//! progress is never abandoned).
 
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ pub(crate) async fn guard(State(state): State<AppState>, request: Request, next:
     }
     if let Some(read_token) = &state.read_token {
         let admin = state.admin_token.as_deref();
-        if !given.is_some_and(|g| same(g, read_token) || admin.is_some_and(|a| same(g, a))) {
+        let token_ok = given.is_some_and(|g| same(g, read_token) || admin.is_some_and(|a| same(g, a)));
+        if !token_ok && !signed_in(&state, request.headers()) {
             return Err(error(
                 StatusCode::UNAUTHORIZED,
                 "a valid bearer token is required (server.admin_read_token_file, or the admin token)",
@@ -55,12 +57,19 @@ fn authorise_admin(state: &AppState, given: Option<&str>) -> Result<(), ApiError
     }
 }
 
+/// A console user's session also opens the reads (report downloads from the console); the
+/// console's own forms change things, never the API.
+fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
+    let console = state.console.as_ref();
+    crate::console::session::token_of(headers).is_some_and(|token| console.is_some_and(|c| c.signed_in(token)))
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
 }
 
 /// Compared without an early exit, like site passwords.
-fn same(given: &str, expected: &str) -> bool {
+pub(crate) fn same(given: &str, expected: &str) -> bool {
     given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 

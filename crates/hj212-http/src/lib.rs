@@ -8,6 +8,7 @@ mod appended;
 mod archive;
 mod body;
 mod commands;
+mod console;
 mod error;
 mod forward;
 mod guard;
@@ -82,6 +83,8 @@ struct AppState {
     forward: Arc<Vec<(String, String)>>,
     /// Service targets, for visits.
     service: hj212_config::Service,
+    /// The web console; `None` without `[[users]]`.
+    console: Option<Arc<console::Console>>,
 }
 
 /// What the admin API needs besides the server's shared state.
@@ -99,6 +102,10 @@ pub struct Admin {
     pub forward: Vec<(String, String)>,
     /// Service targets (`[service]`).
     pub service: hj212_config::Service,
+    /// Console accounts (`[[users]]`); none turns the console off.
+    pub users: Vec<hj212_config::User>,
+    /// Console sessions and sign-in limits (`[console]`).
+    pub console: hj212_config::Console,
 }
 
 /// The admin routes. `/metrics`, `/healthz` and `/readyz` are always open (Prometheus and
@@ -117,6 +124,7 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         limits,
         forward: Arc::new(admin.forward),
         service: admin.service,
+        console: console::Console::new(&admin.users, &admin.console),
     };
     let api = Router::new()
         .route("/api/v1/sites", get(sites))
@@ -140,6 +148,7 @@ pub fn router(prometheus: PrometheusHandle, shared: Arc<Shared>, readiness: Arc<
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(api)
+        .merge(console::routes())
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)
         .with_state(state)

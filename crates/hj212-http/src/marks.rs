@@ -40,13 +40,13 @@ pub(crate) async fn list_marks(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MarkBody {
-    from: String,
-    to: String,
-    reason: String,
-    evidence: String,
-    author: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub evidence: String,
+    pub author: String,
     #[serde(default)]
-    supersedes: Option<u64>,
+    pub supersedes: Option<u64>,
 }
 
 fn bound(name: &str, value: &str) -> Result<i64, ApiError> {
@@ -59,6 +59,12 @@ pub(crate) async fn add_mark(
     ApiQuery(NoParams {}): ApiQuery<NoParams>,
     JsonBody(body): JsonBody<MarkBody>,
 ) -> Result<Response, ApiError> {
+    let stored = record(&state, mn, body).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "seq": stored.seq, "mark": stored }))).into_response())
+}
+
+/// Checks a mark and appends it to the archive (from the API or the console).
+pub(crate) async fn record(state: &AppState, mn: String, body: MarkBody) -> Result<MarkRecord, ApiError> {
     if !state.shared.registry.snapshot().contains_key(&mn) {
         return Err(error(StatusCode::NOT_FOUND, format!("no configured site with MN {mn}")));
     }
@@ -91,7 +97,6 @@ pub(crate) async fn add_mark(
         author: body.author,
         supersedes: body.supersedes,
     };
-    let (seq, created_ms) = crate::appended::append(&state, Verdict::Mark, "the mark", &mark).await?;
-    let stored = MarkRecord { seq, created_ms, mark };
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "seq": seq, "mark": stored }))).into_response())
+    let (seq, created_ms) = crate::appended::append(state, Verdict::Mark, "the mark", &mark).await?;
+    Ok(MarkRecord { seq, created_ms, mark })
 }

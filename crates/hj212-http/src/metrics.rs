@@ -9,6 +9,9 @@ pub(crate) const CONNECTIONS_ACTIVE: &str = "hj212_http_connections_active";
 /// Connections the server closed on a client: `header_timeout` or `shutdown` (cut at the deadline).
 pub(crate) const CONNECTIONS_CUT: &str = "hj212_http_connections_cut_total";
 
+/// Console sign-ins by outcome: `ok`, `wrong` (user name or password), `locked` (too many failures).
+pub(crate) const CONSOLE_SIGN_INS: &str = "hj212_console_sign_ins_total";
+
 /// The statuses the API answers errors with (docs/metrics.md).
 const ERROR_STATUSES: [&str; 10] = ["400", "401", "403", "404", "405", "408", "409", "413", "500", "503"];
 
@@ -20,6 +23,13 @@ pub(crate) fn describe() {
     for reason in ["header_timeout", "shutdown", "lifetime"] {
         counter!(CONNECTIONS_CUT, "reason" => reason).increment(0);
     }
+    for outcome in ["ok", "wrong", "locked"] {
+        counter!(CONSOLE_SIGN_INS, "outcome" => outcome).increment(0);
+    }
+    describe_counter!(
+        CONSOLE_SIGN_INS,
+        "Console sign-ins: ok, wrong (user name or password), locked (too many failures)"
+    );
     describe_counter!(ERRORS, "Admin API error answers, by HTTP status");
     describe_gauge!(CONNECTIONS_ACTIVE, "Open admin HTTP connections");
     describe_counter!(

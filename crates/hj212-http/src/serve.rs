@@ -68,6 +68,10 @@ pub async fn serve(
     Ok(())
 }
 
+/// The client's address, in every request's extensions (sign-in limits count by it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub std::net::SocketAddr);
+
 /// When a connection should finish its request and close (`shutdown`), and when it is cut (`cut`).
 struct Stop {
     shutdown: CancellationToken,
@@ -102,6 +106,10 @@ async fn connection(
     lifetime: Duration,
 ) {
     let _open = Open::new();
+    let router = match stream.peer_addr() {
+        Ok(peer) => router.layer(axum::Extension(Peer(peer))),
+        Err(_) => router,
+    };
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router)));

@@ -28,14 +28,14 @@ const DEFAULT_DAYS_MS: i64 = 31 * 86_400_000;
 #[serde(deny_unknown_fields)]
 pub(crate) struct VisitBody {
     #[serde(default)]
-    alert_id: Option<String>,
-    arrived_at: String,
-    left_at: String,
-    by: String,
-    work: String,
-    result: String,
+    pub alert_id: Option<String>,
+    pub arrived_at: String,
+    pub left_at: String,
+    pub by: String,
+    pub work: String,
+    pub result: String,
     #[serde(default)]
-    supersedes: Option<u64>,
+    pub supersedes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +57,12 @@ pub(crate) async fn add(
     ApiQuery(crate::error::NoParams {}): ApiQuery<crate::error::NoParams>,
     JsonBody(body): JsonBody<VisitBody>,
 ) -> Result<Response, ApiError> {
+    let stored = record(&state, mn, body).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "seq": stored.seq, "visit": stored }))).into_response())
+}
+
+/// Checks a visit and appends it to the archive (from the API or the console).
+pub(crate) async fn record(state: &AppState, mn: String, body: VisitBody) -> Result<VisitRecord, ApiError> {
     if !state.shared.registry.snapshot().contains_key(&mn) {
         return Err(not_found(&mn));
     }
@@ -76,7 +82,7 @@ pub(crate) async fn add(
             ));
         }
     }
-    check_references(&state, &mn, body.alert_id.as_deref(), body.supersedes).await?;
+    check_references(state, &mn, body.alert_id.as_deref(), body.supersedes).await?;
     let visit = VisitRequest {
         mn,
         alert_id: body.alert_id,
@@ -87,9 +93,8 @@ pub(crate) async fn add(
         result: body.result,
         supersedes: body.supersedes,
     };
-    let (seq, created_ms) = crate::appended::append(&state, Verdict::Visit, "the visit", &visit).await?;
-    let stored = VisitRecord { seq, created_ms, visit };
-    Ok((StatusCode::CREATED, Json(json!({ "seq": seq, "visit": stored }))).into_response())
+    let (seq, created_ms) = crate::appended::append(state, Verdict::Visit, "the visit", &visit).await?;
+    Ok(VisitRecord { seq, created_ms, visit })
 }
 
 /// The alert a visit answers is one of the site's; a correction replaces a visit of the same site.

@@ -61,7 +61,9 @@ impl Route {
         }
         let field = |key: &str| payload.get(key).and_then(Value::as_str).unwrap_or("");
         let allows = |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
-        if !(allows(&self.sites, field("mn"))
+        // A fleet-wide outage concerns every site: a channel for some sites gets it too.
+        let fleet = field("kind") == "fleet_outage";
+        if !((fleet || allows(&self.sites, field("mn")))
             && allows(&self.kinds, field("kind"))
             && allows(&self.severities, field("severity"))
             && allows(&self.states, field("state")))
@@ -102,6 +104,10 @@ mod tests {
         let at = |payload: &Value| route.decide("alerts/A/exceedance", payload, 600);
         assert_eq!(at(&alert("A", "exceedance", "critical", "raised")), Decision::Send);
         assert_eq!(at(&alert("B", "exceedance", "critical", "raised")), Decision::Skip(Skip::Route));
+        channel.kinds.push("fleet_outage".into());
+        let with_fleet = Route::from_config(&channel);
+        let fleet = alert("fleet", "fleet_outage", "critical", "raised");
+        assert_eq!(with_fleet.decide("alerts/fleet/fleet_outage", &fleet, 600), Decision::Send, "for every site");
         assert_eq!(at(&alert("A", "zero", "critical", "raised")), Decision::Skip(Skip::Route));
         assert_eq!(at(&alert("A", "exceedance", "warning", "raised")), Decision::Skip(Skip::Route));
         assert_eq!(at(&alert("A", "exceedance", "critical", "updated")), Decision::Skip(Skip::Route));

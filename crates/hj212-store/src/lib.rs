@@ -316,16 +316,34 @@ impl Store {
         let mut rows = query.query([mn])?;
         let mut readings = Vec::new();
         while let Some(row) = rows.next()? {
-            let (cn, data_time_ms) = (row.get(0)?, row.get(1)?);
-            let receipt = packed::Receipt { seq: row.get(2)?, received: row.get(3)? };
-            let first = readings.len();
-            for entry in packed::entries_at(row, 4)? {
-                let code = codes.code(entry.factor)?;
-                readings.push(Reading::of_entry(mn, cn, data_time_ms, receipt, &entry, code));
-            }
-            readings[first..].sort_by(|a: &Reading, b| a.factor.cmp(&b.factor));
+            push_row_readings(row, mn, &codes, &mut readings)?;
         }
         Ok(readings)
+    }
+
+    /// The readings of `mn`'s newest record (real-time, minute, hourly or daily; by DataTime,
+    /// real-time first on a tie): what a site shows as its latest values.
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn latest_readings(&self, mn: &str) -> Result<Vec<Reading>, StoreError> {
+        let codes = ids::FactorCodes::read(&self.conn)?;
+        let mut query = self.conn.prepare_cached(&format!(
+            "SELECT ?2, data_time_ms, archive_seq, received, factors FROM readings WHERE series = {SERIES_OF}
+             ORDER BY data_time_ms DESC LIMIT 1"
+        ))?;
+        let mut newest: Vec<Reading> = Vec::new();
+        for cn in [2011, 2051, 2061, 2031] {
+            let mut rows = query.query(params![mn, cn])?;
+            if let Some(row) = rows.next()? {
+                let data_time_ms: i64 = row.get(1)?;
+                if newest.first().is_none_or(|r| r.data_time_ms < data_time_ms) {
+                    newest.clear();
+                    push_row_readings(row, mn, &codes, &mut newest)?;
+                }
+            }
+        }
+        Ok(newest)
     }
 
     /// The changed copies among archive records `from_seq..=to_seq`: (record, factor) pairs
@@ -400,4 +418,23 @@ impl Store {
         }
         Ok(count)
     }
+}
+
+/// Appends the readings of one `readings` row selected as (cn, data_time_ms, archive_seq,
+/// received, factors), in factor order.
+fn push_row_readings(
+    row: &rusqlite::Row<'_>,
+    mn: &str,
+    codes: &ids::FactorCodes,
+    readings: &mut Vec<Reading>,
+) -> Result<(), StoreError> {
+    let (cn, data_time_ms) = (row.get(0)?, row.get(1)?);
+    let receipt = packed::Receipt { seq: row.get(2)?, received: row.get(3)? };
+    let first = readings.len();
+    for entry in packed::entries_at(row, 4)? {
+        let code = codes.code(entry.factor)?;
+        readings.push(Reading::of_entry(mn, cn, data_time_ms, receipt, &entry, code));
+    }
+    readings[first..].sort_by(|a: &Reading, b| a.factor.cmp(&b.factor));
+    Ok(())
 }

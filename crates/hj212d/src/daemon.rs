@@ -126,6 +126,8 @@ impl Daemon {
             limits: config.http.clone(),
             forward: config.forward.iter().map(|t| (t.name.clone(), t.address.clone())).collect(),
             service: config.service.clone(),
+            users: config.users.clone(),
+            console: config.console.clone(),
         };
         let router = hj212_http::router(prometheus, shared.clone(), readiness, admin);
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone(), config.http.clone()));

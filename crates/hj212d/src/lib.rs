@@ -10,6 +10,7 @@ mod metrics;
 mod observe;
 mod open;
 mod outbox;
+mod password;
 mod preflight;
 mod process_metrics;
 mod relay;
@@ -65,6 +66,9 @@ enum Command {
     /// segments (set `[archive] compress = false` first, or this one compresses them again).
     /// Refuses while hj212d runs on that data_dir.
     UnpackArchive { file: PathBuf },
+    /// Read a console password from stdin (one line) and print its Argon2id hash for a
+    /// `[[users]]` entry's `password_hash`.
+    HashPassword,
 }
 
 /// Runs what the command line asks for.
@@ -80,6 +84,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::GenerateSigningKey { file }) => Ok(generate_signing_key(&file)),
         Some(Command::UnpackArchive { file }) => Ok(unpack_archive(&file)),
+        Some(Command::HashPassword) => Ok(password::hash_from_stdin()),
         None => {
             let Some(path) = cli.config else {
                 eprintln!("Error: no config given: run `hj212d --config FILE` (see `hj212d print-default-config`)");

@@ -366,3 +366,91 @@ async fn data_older_than_the_fingerprint_window_is_not_fingerprinted() {
     assert_eq!(rows.len(), 1, "only the recent hour's factor: {rows:?}");
     daemon.stop().await;
 }
+
+/// Issue 18 part 3: a message duty staff can read on a phone, with the site's name, the
+/// factor's names and unit, the value as precise as the logger sent it, and a console link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exceedance_message_reads_with_site_factor_unit_sent_precision_and_link() {
+    let broker = Mosquitto::start();
+    let alerts = Subscriber::connect(broker.addr, "hj212/alerts/#");
+    let url = broker.url();
+    let daemon = TestDaemon::start_with(move |config| {
+        config.mqtt = Some(Mqtt { url, max_backoff_secs: 1, ..Mqtt::default() });
+        config.http.public_url = Some("https://hj212.example.cn/".into());
+        config.sites[0].name = "1号锅炉出口".into();
+        config.sites[0].limits = vec![so2_limit()];
+    })
+    .await;
+    let data_time = hour(1);
+    let upload = frame(&format!(
+        "QN=20261128000000001;ST=31;CN=2061;PW={PW};MN={MN};Flag=5;CP=&&DataTime={data_time};\
+         a21026-Avg=40.50,a21026-Flag=N&&"
+    ));
+    send_acked(&daemon, &[upload]).await;
+    let raised = alerts.wait_for(1, Duration::from_secs(10));
+    let message = json(&raised[0]);
+    let link = format!("https://hj212.example.cn/console/sites/{MN}");
+    assert_eq!(
+        message["message"]["zh"],
+        format!(
+            "[告警] 1号锅炉出口（{MN}）超标，因子 二氧化硫（a21026），实测值 40.50 mg/m3（限值 35 mg/m3），未折算。详情 {link}"
+        )
+    );
+    assert_eq!(
+        message["message"]["en"],
+        format!(
+            "[raised] 1号锅炉出口 ({MN}) exceedance, factor sulphur dioxide (a21026), measured value 40.50 mg/m3 \
+             (limit 35 mg/m3), not converted. Details: {link}"
+        )
+    );
+    assert_eq!((message["site"].as_str(), message["link"].as_str()), (Some("1号锅炉出口"), Some(link.as_str())));
+    assert_eq!(message["factor_name"], serde_json::json!({ "zh": "二氧化硫", "en": "sulphur dioxide" }));
+    assert_eq!((message["unit"].as_str(), message["st"].as_str()), (Some("mg/m3"), Some("31")));
+    assert_eq!((message["value_text"].as_str(), message["limit_text"].as_str()), (Some("40.50"), Some("35")));
+    assert_eq!(message["compared"], serde_json::json!({ "source": "measured" }));
+    assert_eq!(message["inhibited_by"], Value::Null);
+    assert_eq!(message["value"].as_f64(), Some(40.5), "the number itself is kept");
+    daemon.stop().await;
+}
+
+/// A fleet-wide outage: one `fleet_outage` message, and each site's offline message still
+/// published for machines, marked `inhibited_by` it so channels to people skip it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_outage_is_one_message_and_the_sites_offline_messages_are_marked_inhibited() {
+    let broker = Mosquitto::start();
+    let alerts = Subscriber::connect(broker.addr, "hj212/alerts/#");
+    let url = broker.url();
+    let daemon = TestDaemon::start_with(move |config| {
+        config.mqtt = Some(Mqtt { url, max_backoff_secs: 1, ..Mqtt::default() });
+        config.http.public_url = Some("https://hj212.example.cn".into());
+        config.alerts.expected_interval_secs = 1;
+        config.alerts.offline_intervals = 2;
+        config.alerts.fleet_outage_sites = 3;
+        for (mn, name) in [("88888880000001", "二号站"), ("88888880000002", "三号站")] {
+            let mut site = common::site(mn, PW, hj212_config::CrcSetting::Hj212);
+            site.name = name.into();
+            config.sites.push(site);
+        }
+    })
+    .await;
+    // Nothing from any site for more than 2 x 1 s: all three go offline together.
+    let received = alerts.wait_for(4, Duration::from_secs(15));
+    let messages: Vec<(String, Value)> = received.iter().map(|m| (m.topic.clone(), json(m))).collect();
+    let fleet: Vec<_> = messages.iter().filter(|(topic, _)| topic == "hj212/alerts/fleet/fleet_outage").collect();
+    assert_eq!(fleet.len(), 1, "one fleet message: {messages:?}");
+    let fleet = &fleet[0].1;
+    assert_eq!((fleet["kind"].as_str(), fleet["state"].as_str()), (Some("fleet_outage"), Some("raised")));
+    assert_eq!((fleet["value"].as_f64(), fleet["limit"].as_f64()), (Some(3.0), Some(3.0)));
+    assert_eq!(fleet["sites"].as_array().unwrap().len(), 3);
+    assert_eq!(fleet["link"], "https://hj212.example.cn/console/alerts");
+    assert!(fleet["message"]["zh"].as_str().unwrap().contains("3 个站点相继离线"), "{fleet}");
+    assert!(fleet["message"]["zh"].as_str().unwrap().contains("二号站 (88888880000001)"), "{fleet}");
+    let offline: Vec<_> = messages.iter().filter(|(_, m)| m["kind"] == "offline").collect();
+    assert_eq!(offline.len(), 3, "{messages:?}");
+    for (topic, message) in offline {
+        assert_eq!(message["inhibited_by"], fleet["alert_id"], "{topic}: {message}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(alerts.received().len(), 4, "no record-missing or other message beside them");
+    daemon.stop().await;
+}

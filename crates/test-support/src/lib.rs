@@ -2,6 +2,7 @@
 //! and stop them on drop. A missing service binary is a test failure with the fix in the
 //! message, never a skip: `scripts/install-test-deps` installs them. Also: captured log lines.
 
+pub mod chromedriver;
 mod logs;
 pub mod mosquitto;
 pub mod prometheus;

@@ -26,6 +26,32 @@ pub struct Transition {
     pub detected_ms: i64,
     /// When the incident opened.
     pub opened_ms: i64,
+    /// The station type (ST) of the frame behind it, for the factor's unit.
+    pub st: Option<String>,
+    /// Decimals of the text the value came from (capped; see `text.rs`).
+    pub decimals: Option<u8>,
+    /// Which value was compared with the limit (exceedance kinds).
+    pub compared: Option<Compared>,
+    /// The data flag behind a flag alert (`abnormal_flag`, `flag_run`, `out_of_range` by T).
+    pub flag: Option<String>,
+    /// The fleet outage this message belongs to: machines get it, people are not paged for it.
+    pub inhibited_by: Option<String>,
+    /// A fleet outage: the sites in it (MNs, in the order they went offline, at most
+    /// [`super::fleet::LISTED_SITES`]), and how many of them are still offline.
+    pub sites: Vec<String>,
+    pub still_offline: Option<u32>,
+}
+
+/// Which value an exceedance compared with the limit (docs/alerts.md, "Rules").
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "source")]
+pub enum Compared {
+    /// The logger's converted value (折算值), `ZsRtd` or `ZsAvg`.
+    Logger { field: &'static str },
+    /// The measured value converted by hj212d to the limit's reference O2 (GB 13223-2011).
+    ReferenceO2 { reference: f64, o2: f64, measured: f64 },
+    /// The measured value, not converted.
+    Measured,
 }
 
 impl Transition {
@@ -35,8 +61,21 @@ impl Transition {
     }
 
     /// The message text, in Chinese and in English.
-    pub fn messages(&self) -> (String, String) {
-        super::text::messages(self)
+    pub fn messages(&self, ctx: &super::MessageContext<'_, '_>) -> (String, String) {
+        super::text::messages(self, ctx)
+    }
+
+    /// The data flag of a flag alert (`abnormal_flag`, `flag_run`, and `out_of_range` by flag T).
+    pub fn flag_letter(&self) -> Option<&str> {
+        let flag = self.flag.as_deref()?;
+        let flag_kind = matches!(self.kind, AlertKind::AbnormalFlag | AlertKind::FlagRun)
+            || (self.kind == AlertKind::OutOfRange && flag == "T");
+        flag_kind.then_some(flag)
+    }
+
+    /// The value as the messages show it (the precision sent; see [`super::MAX_DECIMALS`]).
+    pub fn value_text(&self) -> Option<String> {
+        self.value.map(|value| super::text::compared_number(value, self.decimals, self.limit))
     }
 }
 
@@ -55,6 +94,11 @@ pub struct Facts<'a> {
     pub value: Option<f64>,
     pub limit: Option<f64>,
     pub data_time_ms: Option<i64>,
+    /// Decimals of the text the value came from.
+    pub decimals: Option<u8>,
+    pub compared: Option<Compared>,
+    pub flag: Option<&'a str>,
+    pub st: Option<&'a str>,
 }
 
 /// When an open incident is reported again.
@@ -103,7 +147,11 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 
 impl Incidents {
     pub fn is_open(&self, kind: AlertKind, factor: Option<&str>) -> bool {
-        self.open.contains_key(&key(kind, factor))
+        match factor {
+            // No allocation: the clock rules ask this of every site every second.
+            None => self.open.contains_key(kind.as_str()),
+            Some(_) => self.open.contains_key(&key(kind, factor)),
+        }
     }
 
     /// How many are open.
@@ -180,6 +228,13 @@ fn transition(mn: &str, kind: AlertKind, state: AlertState, open: &Open, facts: 
         data_time_ms: facts.data_time_ms,
         detected_ms: cause.at_ms,
         opened_ms: open.opened_ms,
+        st: facts.st.map(str::to_owned),
+        decimals: facts.decimals,
+        compared: facts.compared,
+        flag: facts.flag.map(str::to_owned),
+        inhibited_by: None,
+        sites: Vec::new(),
+        still_offline: None,
     }
 }
 
@@ -191,7 +246,7 @@ mod tests {
     fn raised_once_updated_when_worse_cleared_once_with_stable_ids() {
         let mut incidents = Incidents::default();
         let cause = Cause { at_ms: 1000, seq: 7 };
-        let facts = Facts { factor: Some("a21026"), value: Some(40.0), limit: Some(35.0), data_time_ms: None };
+        let facts = Facts { factor: Some("a21026"), value: Some(40.0), limit: Some(35.0), ..Facts::default() };
         let raised = incidents.raise("MN1", AlertKind::Exceedance, facts, cause, Update::WhenLarger).unwrap();
         assert_eq!((raised.state, raised.n), (AlertState::Raised, 1));
         assert!(incidents.raise("MN1", AlertKind::Exceedance, facts, cause, Update::WhenLarger).is_none(), "not worse");

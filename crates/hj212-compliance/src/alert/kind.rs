@@ -33,10 +33,12 @@ pub enum AlertKind {
     AuthFailure,
     /// A resend of a stored record with different values (possible tampering).
     Tamper,
+    /// Many sites offline at once (the platform's link, not the sites): one message for all.
+    FleetOutage,
 }
 
 impl AlertKind {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::Exceedance,
         Self::ExceedanceWarning,
         Self::ImplausibleO2,
@@ -52,6 +54,7 @@ impl AlertKind {
         Self::ClockDrift,
         Self::AuthFailure,
         Self::Tamper,
+        Self::FleetOutage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl AlertKind {
             Self::ClockDrift => "clock_drift",
             Self::AuthFailure => "auth_failure",
             Self::Tamper => "tamper",
+            Self::FleetOutage => "fleet_outage",
         }
     }
 
@@ -81,7 +85,7 @@ impl AlertKind {
     /// How urgent: exceedance, offline and tampering need someone now.
     pub fn severity(self) -> Severity {
         match self {
-            Self::Exceedance | Self::Offline | Self::Tamper => Severity::Critical,
+            Self::Exceedance | Self::Offline | Self::Tamper | Self::FleetOutage => Severity::Critical,
             Self::AbnormalFlag => Severity::Info,
             _ => Severity::Warning,
         }
@@ -105,6 +109,7 @@ impl AlertKind {
             Self::ClockDrift => ("时钟偏差", "clock drift"),
             Self::AuthFailure => ("密码错误", "authentication failure"),
             Self::Tamper => ("重传数据不一致（疑似篡改）", "resend with different values (possible tampering)"),
+            Self::FleetOutage => ("大面积掉线", "fleet-wide outage"),
         }
     }
 }

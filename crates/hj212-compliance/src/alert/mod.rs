@@ -3,6 +3,7 @@
 //! returns alert transitions, once per incident: raised, updated only when worse, cleared.
 //! Its state is per site and serialisable, so the daemon persists it with its progress.
 
+mod fleet;
 mod incident;
 mod kind;
 mod rules;
@@ -11,10 +12,12 @@ mod text;
 
 use std::collections::{BTreeSet, HashMap};
 
-pub use incident::{Cause, Incidents, Transition};
+pub use fleet::{FLEET, FleetRules, FleetState, LISTED_SITES};
+pub use incident::{Cause, Compared, Incidents, Transition};
 pub use kind::{AlertKind, AlertState, Severity};
 pub use rules::{FactorRules, LimitBasis, SiteRules};
 pub use site::{DataRecord, Sample, SiteState};
+pub use text::{MAX_DECIMALS, MessageContext, decimals, flag_meaning, number};
 
 /// Every site's alert state.
 #[derive(Debug, Default)]
@@ -22,12 +25,41 @@ pub struct Engine {
     sites: HashMap<String, SiteState>,
     /// Sites whose state changed since the last [`Engine::take_dirty`].
     dirty: BTreeSet<String>,
+    fleet: FleetState,
+    /// The fleet state changed since the last [`Engine::take_fleet_dirty`].
+    fleet_dirty: bool,
 }
 
 impl Engine {
     /// Puts back a site's persisted state.
     pub fn restore(&mut self, mn: String, state: SiteState) {
         self.sites.insert(mn, state);
+    }
+
+    /// Puts back the persisted fleet state.
+    pub fn restore_fleet(&mut self, state: FleetState) {
+        self.fleet = state;
+    }
+
+    /// The fleet state when it changed since the last call (to persist).
+    pub fn take_fleet_dirty(&mut self) -> Option<&FleetState> {
+        std::mem::take(&mut self.fleet_dirty).then_some(&self.fleet)
+    }
+
+    /// Groups one step's transitions into fleet outages ([`FleetState::group`]); `now_ms` is
+    /// the clock tick's time when the step ran the clock rules.
+    pub fn group(&mut self, transitions: &mut Vec<Transition>, now_ms: Option<i64>, rules: &FleetRules) {
+        if transitions.is_empty() && now_ms.is_none() {
+            return;
+        }
+        self.fleet_dirty |= self.fleet.group(transitions, now_ms, rules);
+    }
+
+    /// The fleet rule on a clock tick with no site transitions (raises or clears the outage).
+    pub fn group_tick(&mut self, now_ms: i64, rules: &FleetRules) -> Vec<Transition> {
+        let mut out = Vec::new();
+        self.group(&mut out, Some(now_ms), rules);
+        out
     }
 
     pub fn site(&self, mn: &str) -> Option<&SiteState> {

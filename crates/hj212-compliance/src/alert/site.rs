@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::incident::{Cause, Facts, Incidents, Transition, Update};
+use super::incident::{Cause, Compared, Facts, Incidents, Transition, Update};
 use super::kind::AlertKind;
 use super::rules::SiteRules;
 use crate::abnormal::{Change, ValueRules, ValueWatch};
@@ -28,12 +28,17 @@ pub struct Sample<'a> {
     pub flag: Option<&'a str>,
     /// A temperature or pressure: below zero is normal.
     pub signed: bool,
+    /// The texts `value` and `zs` were parsed from, as sent: messages show their precision.
+    pub text: Option<&'a str>,
+    pub zs_text: Option<&'a str>,
 }
 
 /// An accepted data upload (CN 2011, 2051, 2061 or 2031).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataRecord<'a> {
     pub mn: &'a str,
+    /// The frame's station type (ST), which picks the factor's unit in messages.
+    pub st: Option<&'a str>,
     pub cn: u16,
     pub data_time_ms: i64,
     pub cause: Cause,
@@ -194,8 +199,11 @@ impl SiteState {
                 let facts = Facts {
                     factor: Some(sample.factor),
                     value: Some(value),
-                    limit: None,
                     data_time_ms: Some(record.data_time_ms),
+                    decimals: sample.text.and_then(super::text::decimals),
+                    flag: sample.flag,
+                    st: record.st,
+                    ..Facts::default()
                 };
                 out.extend(match change {
                     Change::Raised(kind) => self.incidents.raise(record.mn, kind, facts, record.cause, Update::Never),
@@ -221,7 +229,8 @@ impl SiteState {
             if sample.flag.is_some_and(|f| f != "N") {
                 continue;
             }
-            let Some(value) = self.comparable(record, sample, limits.reference_o2, rules, out, !early) else {
+            let Some((value, compared)) = self.comparable(record, sample, limits.reference_o2, rules, out, !early)
+            else {
                 continue;
             };
             let limit = Limit { max: limits.max, min: limits.min, hysteresis: rules.hysteresis };
@@ -240,11 +249,17 @@ impl SiteState {
                 }
                 exceedance::Transition::Cleared { value, limit } => (value, limit, true),
             };
+            // The precision of the text compared (for a converted value, the measured text's).
+            let text = if matches!(compared, Compared::Logger { .. }) { sample.zs_text } else { sample.text };
             let facts = Facts {
                 factor: Some(factor),
                 value: Some(value),
                 limit: Some(limit),
                 data_time_ms: Some(record.data_time_ms),
+                decimals: text.and_then(super::text::decimals),
+                compared: Some(compared),
+                flag: None,
+                st: record.st,
             };
             out.extend(if cleared {
                 self.incidents.clear(record.mn, kind, facts, record.cause)
@@ -264,19 +279,23 @@ impl SiteState {
         rules: &SiteRules,
         out: &mut Vec<Transition>,
         report_o2: bool,
-    ) -> Option<f64> {
-        if sample.zs.is_some() {
-            return sample.zs;
+    ) -> Option<(f64, Compared)> {
+        if let Some(zs) = sample.zs {
+            return Some((zs, Compared::Logger { field: if record.cn == 2011 { "ZsRtd" } else { "ZsAvg" } }));
         }
         let measured = sample.value?;
-        let (Some(reference), Some(o2)) = (reference_o2, record.sample(&rules.o2_factor).and_then(|s| s.value)) else {
-            return Some(measured);
+        let o2_sample = record.sample(&rules.o2_factor);
+        let (Some(reference), Some(o2)) = (reference_o2, o2_sample.and_then(|s| s.value)) else {
+            return Some((measured, Compared::Measured));
         };
         let facts = Facts {
             factor: Some(&rules.o2_factor),
             value: Some(o2),
             limit: Some(O2_GUARD_PERCENT),
             data_time_ms: Some(record.data_time_ms),
+            decimals: o2_sample.and_then(|s| s.text).and_then(super::text::decimals),
+            st: record.st,
+            ..Facts::default()
         };
         let converted = exceedance::converted(measured, o2, reference).ok();
         if report_o2 {
@@ -286,7 +305,7 @@ impl SiteState {
                 self.incidents.raise(record.mn, AlertKind::ImplausibleO2, facts, record.cause, Update::Never)
             });
         }
-        converted
+        converted.map(|value| (value, Compared::ReferenceO2 { reference, o2, measured }))
     }
 
     /// |receive time − DataTime| of real-time data (docs/compliance.md §3: > 60 s).
@@ -378,7 +397,13 @@ impl SiteState {
         }
         self.next_check_ms = Some(next);
         keep_newest(&mut self.missing);
-        if self.missing.len() > before || (before == 0 && !self.missing.is_empty()) {
+        // Grouping: an offline site's missing records are its offline alert, not one more
+        // message; they are still tracked (the rate counts them) and reported once it is back.
+        if self.incidents.is_open(AlertKind::Offline, None) || self.missing.is_empty() {
+            return;
+        }
+        let unreported = !self.incidents.is_open(AlertKind::RecordMissing, None);
+        if self.missing.len() > before || unreported {
             let facts = Facts {
                 value: Some(self.missing.len() as f64),
                 data_time_ms: self.missing.last().copied(),

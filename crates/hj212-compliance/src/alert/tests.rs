@@ -17,7 +17,7 @@ fn rules() -> SiteRules {
 fn hourly(seq: u64, hour: i64, samples: Vec<Sample<'static>>) -> DataRecord<'static> {
     let data_time_ms = NOV_1 + hour * HOUR;
     let cause = Cause { at_ms: data_time_ms + HOUR + 60_000, seq };
-    DataRecord { mn: MN, cn: 2061, data_time_ms, cause, samples, resent: false }
+    DataRecord { mn: MN, st: None, cn: 2061, data_time_ms, cause, samples, resent: false }
 }
 
 fn so2(value: f64, zs: Option<f64>, flag: &'static str) -> Sample<'static> {
@@ -27,11 +27,13 @@ fn so2(value: f64, zs: Option<f64>, flag: &'static str) -> Sample<'static> {
         zs,
         flag: Some(if flag.is_empty() { "N" } else { flag }),
         signed: false,
+        text: None,
+        zs_text: None,
     }
 }
 
 fn o2(value: f64) -> Sample<'static> {
-    Sample { factor: "a19001", value: Some(value), zs: None, flag: Some("N"), signed: false }
+    Sample { factor: "a19001", value: Some(value), zs: None, flag: Some("N"), signed: false, text: None, zs_text: None }
 }
 
 fn kinds(transitions: &[Transition]) -> Vec<(AlertKind, AlertState)> {
@@ -81,6 +83,7 @@ fn invalid_averages_are_not_judged_and_real_time_data_only_pre_alerts() {
     assert!(engine.data(&hourly(1, 0, vec![so2(90.0, Some(90.0), "D")]), &rules).is_empty(), "flag D: not 超标");
     let realtime = |seq, value| DataRecord {
         mn: MN,
+        st: None,
         cn: 2011,
         data_time_ms: NOV_1,
         cause: Cause { at_ms: NOV_1 + 1000, seq },
@@ -102,7 +105,15 @@ fn value_rules_run_on_the_sites_series_while_it_runs() {
     let mut engine = Engine::default();
     let mut rules = SiteRules { running_factor: Some("a00000".into()), ..SiteRules::default() };
     rules.flat_line_ms = 3 * HOUR;
-    let flow = |v| Sample { factor: "a00000", value: Some(v), zs: None, flag: Some("N"), signed: false };
+    let flow = |v| Sample {
+        factor: "a00000",
+        value: Some(v),
+        zs: None,
+        flag: Some("N"),
+        signed: false,
+        text: None,
+        zs_text: None,
+    };
     let mut all = Vec::new();
     for hour in 0..3_u8 {
         all.extend(engine.data(
@@ -167,6 +178,7 @@ fn clock_drift_needs_consistent_offsets_then_clears() {
     let rules = SiteRules::default();
     let realtime = |seq: u8, offset_ms: i64| DataRecord {
         mn: MN,
+        st: None,
         cn: 2011,
         data_time_ms: NOV_1 + i64::from(seq) * 60_000,
         cause: Cause { at_ms: NOV_1 + i64::from(seq) * 60_000 + offset_ms, seq: u64::from(seq) },
@@ -278,4 +290,164 @@ fn missing_hours_older_than_the_horizon_age_out_and_clear() {
     }
     // Hours 0-2 leave the 48-hour window at about hour 50: the incident clears then.
     assert_eq!(kinds(&cleared), [(AlertKind::RecordMissing, AlertState::Cleared)], "{cleared:?}");
+}
+
+#[test]
+fn messages_carry_the_precision_sent_and_what_was_compared() {
+    let mut engine = Engine::default();
+    let sample = Sample { text: Some("30.1"), zs_text: Some("40.52"), ..so2(30.1, Some(40.52), "") };
+    let record = DataRecord { st: Some("31"), ..hourly(1, 0, vec![sample, o2(6.0)]) };
+    let raised = engine.data(&record, &rules());
+    assert_eq!(raised[0].decimals, Some(2));
+    assert_eq!(raised[0].compared, Some(Compared::Logger { field: "ZsAvg" }));
+    assert_eq!(raised[0].st.as_deref(), Some("31"));
+    assert_eq!(raised[0].value_text().as_deref(), Some("40.52"));
+    // Converted by hj212d: the measured text's decimals, and the reference O2 named.
+    let mut engine = Engine::default();
+    let sample = Sample { text: Some("25.0"), ..so2(25.0, None, "") };
+    let raised = engine.data(&hourly(1, 0, vec![sample, o2(11.0)]), &rules());
+    assert_eq!(raised[0].compared, Some(Compared::ReferenceO2 { reference: 6.0, o2: 11.0, measured: 25.0 }));
+    assert_eq!(raised[0].value_text().as_deref(), Some("37.5"));
+    // A flag alert keeps the letter.
+    let mut engine = Engine::default();
+    let flagged = engine.data(&hourly(1, 0, vec![so2(3.0, None, "C")]), &SiteRules::default());
+    assert_eq!(kinds(&flagged), [(AlertKind::AbnormalFlag, AlertState::Raised)]);
+    assert_eq!(flagged[0].flag.as_deref(), Some("C"));
+}
+
+#[test]
+fn an_offline_site_raises_no_record_missing_until_it_is_back() {
+    let mut engine = Engine::default();
+    let rules = SiteRules::default();
+    engine.seen(MN, Cause { at_ms: NOV_1, seq: 1 });
+    // Silent from 00:00: offline at 00:15, and hours 0 and 1 overdue at 01:10 and 02:10.
+    let mut all = Vec::new();
+    for minute in (0..=180).step_by(5) {
+        all.extend(engine.tick(MN, NOV_1 + minute * 60_000 + 1, &rules));
+    }
+    assert_eq!(kinds(&all), [(AlertKind::Offline, AlertState::Raised)], "{all:?}");
+    // Back at 03:01 with the hour 2 record; hours 0 and 1 are still missing: raised now.
+    let back = engine.data(&hourly(2, 2, vec![so2(1.0, None, "")]), &rules);
+    assert!(back.is_empty());
+    let seen = engine.seen(MN, Cause { at_ms: NOV_1 + 3 * HOUR + 60_000, seq: 2 });
+    assert_eq!(kinds(&seen), [(AlertKind::Offline, AlertState::Cleared)]);
+    let missing = engine.tick(MN, NOV_1 + 3 * HOUR + 61_000, &rules);
+    assert_eq!(kinds(&missing), [(AlertKind::RecordMissing, AlertState::Raised)]);
+    assert_eq!(missing[0].value, Some(2.0), "the hours missing while offline were counted");
+    assert!(engine.tick(MN, NOV_1 + 3 * HOUR + 62_000, &rules).is_empty(), "once");
+}
+
+#[test]
+fn a_site_back_with_every_record_raises_nothing_more() {
+    let mut engine = Engine::default();
+    let rules = SiteRules::default();
+    engine.seen(MN, Cause { at_ms: NOV_1, seq: 1 });
+    for minute in (0..=130).step_by(5) {
+        engine.tick(MN, NOV_1 + minute * 60_000 + 1, &rules);
+    }
+    // The logger backfills hours 0 and 1 when it is back: nothing is missing any more.
+    for hour in 0..2 {
+        engine.data(&hourly(10 + u64::try_from(hour).unwrap(), hour, vec![so2(1.0, None, "")]), &rules);
+    }
+    engine.seen(MN, Cause { at_ms: NOV_1 + 2 * HOUR + 20 * 60_000, seq: 20 });
+    assert!(engine.tick(MN, NOV_1 + 2 * HOUR + 21 * 60_000, &rules).is_empty());
+}
+
+fn fleet_of(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("MN{i:02}")).collect()
+}
+
+/// Every site silent since `from`, ticked at `now`, then grouped as the daemon does.
+fn tick_all(engine: &mut Engine, sites: &[String], now: i64, fleet: &FleetRules) -> Vec<Transition> {
+    let rules = SiteRules::default();
+    let mut out = Vec::new();
+    for mn in sites {
+        out.extend(engine.tick(mn, now, &rules));
+    }
+    engine.group(&mut out, Some(now), fleet);
+    out
+}
+
+#[test]
+fn a_fleet_outage_is_one_message_and_the_sites_messages_are_inhibited() {
+    let mut engine = Engine::default();
+    let fleet = FleetRules { min_sites: 10, window_ms: 300_000 };
+    let sites = fleet_of(12);
+    for (i, mn) in sites.iter().enumerate() {
+        engine.seen(mn, Cause { at_ms: NOV_1, seq: i as u64 });
+    }
+    assert!(tick_all(&mut engine, &sites, NOV_1 + 1_000, &fleet).is_empty());
+    // All twelve go offline on the same tick: twelve offline messages marked, one fleet alert.
+    let out = tick_all(&mut engine, &sites, NOV_1 + 900_001, &fleet);
+    let fleet_alert = out.iter().find(|t| t.kind == AlertKind::FleetOutage).expect("a fleet alert");
+    assert_eq!((fleet_alert.mn.as_str(), fleet_alert.state), (FLEET, AlertState::Raised));
+    assert_eq!((fleet_alert.value, fleet_alert.limit), (Some(12.0), Some(10.0)));
+    assert_eq!(fleet_alert.sites.len(), LISTED_SITES);
+    let id = fleet_alert.alert_id.clone();
+    let offline: Vec<_> = out.iter().filter(|t| t.kind == AlertKind::Offline).collect();
+    assert_eq!(offline.len(), 12);
+    assert!(offline.iter().all(|t| t.inhibited_by.as_deref() == Some(id.as_str())));
+    assert!(engine.take_fleet_dirty().is_some(), "to be persisted");
+    // The state survives a restart.
+    let json = serde_json::to_string(&engine.fleet).unwrap();
+    let mut restored = Engine::default();
+    for mn in &sites {
+        restored.restore(mn.clone(), engine.site(mn).unwrap().clone());
+    }
+    restored.restore_fleet(serde_json::from_str(&json).unwrap());
+    let mut engine = restored;
+    // Six come back: still an outage (half), their "back" messages inhibited.
+    let mut back = Vec::new();
+    for (i, mn) in sites.iter().take(6).enumerate() {
+        back.extend(engine.seen(mn, Cause { at_ms: NOV_1 + 1_000_000, seq: 100 + i as u64 }));
+    }
+    engine.group(&mut back, None, &fleet);
+    assert_eq!(back.len(), 6);
+    assert!(back.iter().all(|t| t.state == AlertState::Cleared && t.inhibited_by.as_deref() == Some(id.as_str())));
+    let now = NOV_1 + 1_001_000;
+    assert!(tick_all(&mut engine, &sites[..6], now, &fleet).is_empty());
+    assert!(engine.group_tick(now, &fleet).is_empty(), "6 of 12 still offline");
+    // A seventh: most are back, the outage clears with one message.
+    let mut seventh = engine.seen(&sites[6], Cause { at_ms: now + 1_000, seq: 200 });
+    engine.group(&mut seventh, None, &fleet);
+    assert_eq!(seventh[0].inhibited_by.as_deref(), Some(id.as_str()));
+    let over = engine.group_tick(now + 2_000, &fleet);
+    assert_eq!(kinds(&over), [(AlertKind::FleetOutage, AlertState::Cleared)]);
+    assert_eq!((over[0].alert_id.as_str(), over[0].still_offline), (id.as_str(), Some(5)));
+    // The five still offline come back later as ordinary sites.
+    let mut late = engine.seen(&sites[11], Cause { at_ms: now + 3_000, seq: 300 });
+    engine.group(&mut late, None, &fleet);
+    assert_eq!(late[0].inhibited_by, None);
+
+    // A second outage is a new alert.
+    let later = now + 10 * HOUR;
+    for (i, mn) in sites.iter().enumerate() {
+        engine.seen(mn, Cause { at_ms: later, seq: 400 + i as u64 });
+    }
+    let out = tick_all(&mut engine, &sites, later + 900_001, &fleet);
+    let second = out.iter().find(|t| t.kind == AlertKind::FleetOutage).expect("a second fleet alert");
+    assert_ne!(second.alert_id, id);
+}
+
+#[test]
+fn sites_going_offline_apart_or_too_few_make_no_fleet_outage() {
+    let fleet = FleetRules { min_sites: 3, window_ms: 300_000 };
+    let mut engine = Engine::default();
+    let sites = fleet_of(3);
+    // Offline 10 minutes apart: never three within 5 minutes.
+    for (i, mn) in sites.iter().enumerate() {
+        engine.seen(mn, Cause { at_ms: NOV_1 + i64::try_from(i).unwrap() * 600_000, seq: i as u64 });
+    }
+    let mut all = Vec::new();
+    for second in (0..3_600).step_by(30) {
+        all.extend(tick_all(&mut engine, &sites, NOV_1 + second * 1_000 + 1, &fleet));
+    }
+    assert_eq!(all.iter().filter(|t| t.kind == AlertKind::Offline).count(), 3);
+    assert!(all.iter().all(|t| t.kind != AlertKind::FleetOutage && t.inhibited_by.is_none()));
+    // Grouping off.
+    let mut engine = Engine::default();
+    let off = FleetRules { min_sites: 0, ..fleet };
+    let out = tick_all(&mut engine, &fleet_of(20), NOV_1 + 2 * HOUR, &off);
+    let out2 = tick_all(&mut engine, &fleet_of(20), NOV_1 + 4 * HOUR, &off);
+    assert!(out.iter().chain(&out2).all(|t| t.kind != AlertKind::FleetOutage));
 }
