@@ -38,7 +38,9 @@ pub const DIGEST_SHOWN: usize = 20;
 /// WeCom's markdown content limit, in bytes.
 pub const WECOM_MAX_BYTES: usize = 4096;
 
-/// Fields shown in this order with a label, when present; then any other scalar field.
+/// Fields shown in this order with a label, when present; then any other plain field. A
+/// `{zh, en}` object shows in the message's language; a `*_text` field (the value with the
+/// decimals the logger sent) stands in for the number.
 const LABELLED: &[(&str, &str, &str)] = &[
     ("site", "站点", "Site"),
     ("mn", "MN", "MN"),
@@ -48,6 +50,9 @@ const LABELLED: &[(&str, &str, &str)] = &[
     ("value", "值", "Value"),
     ("limit", "限值", "Limit"),
     ("unit", "单位", "Unit"),
+    ("flag", "数据标记", "Flag"),
+    ("flag_meaning", "标记含义", "Flag meaning"),
+    ("sites", "站点列表", "Sites"),
     ("data_time", "数据时间", "Data time"),
     ("detected_at", "发现时间", "Detected at"),
     ("opened_at", "开始时间", "Opened at"),
@@ -56,7 +61,8 @@ const LABELLED: &[(&str, &str, &str)] = &[
     ("alert_id", "告警编号", "Alert id"),
 ];
 /// Fields that are not shown as lines (the headline carries them, or they are internal).
-const UNLISTED: &[&str] = &["id", "message", "kind", "state", "inhibited_by", "channel"];
+const UNLISTED: &[&str] =
+    &["id", "message", "title", "kind", "state", "inhibited_by", "channel", "value_text", "limit_text", "compared"];
 
 fn severity_word(severity: &str, zh: bool) -> &str {
     match (severity, zh) {
@@ -76,9 +82,10 @@ fn state_word(state: &str, zh: bool) -> &str {
     }
 }
 
-/// A plain field as text; numbers with at most 3 decimals, as the message texts round them
-/// (the JSON keeps the full number: `2172.3853211009173` reads `2172.385`).
-fn scalar(value: &Value) -> Option<String> {
+/// A plain field as text in the language: numbers with at most 3 decimals, as the message
+/// texts round them (the JSON keeps the full number: `2172.3853211009173` reads `2172.385`),
+/// `{zh, en}` objects in the language, lists of plain values joined.
+fn scalar(value: &Value, zh: bool) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) if n.is_f64() => n.as_f64().map(|f| {
@@ -87,8 +94,22 @@ fn scalar(value: &Value) -> Option<String> {
         }),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+        Value::Object(object) => object.get(if zh { "zh" } else { "en" }).and_then(Value::as_str).map(str::to_owned),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().filter_map(|v| scalar(v, zh)).collect();
+            (!items.is_empty()).then(|| items.join(", "))
+        }
+        Value::Null => None,
     }
+}
+
+/// A labelled field's text: `value_text` / `limit_text` when the payload has them.
+fn labelled(payload: &Value, key: &str, zh: bool) -> Option<String> {
+    let text = match key {
+        "value" | "limit" => payload.get(format!("{key}_text")).and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    };
+    text.or_else(|| payload.get(key).and_then(|v| scalar(v, zh))).filter(|v| !v.is_empty())
 }
 
 fn field<'a>(payload: &'a Value, key: &str) -> &'a str {
@@ -105,20 +126,21 @@ fn headline(payload: &Value, zh: bool) -> String {
     format!("[{}] {site} {}", state_word(field(payload, "state"), zh), field(payload, "kind"))
 }
 
-/// The title: state, severity, site, kind (short: it is the push notification's line).
+/// The title: state, severity, site, what happened (short: it is the push notification's
+/// line); what happened is the payload's `title` in the language, else its kind.
 fn title(payload: &Value, zh: bool) -> String {
     let site = [field(payload, "site"), field(payload, "mn")].into_iter().find(|s| !s.is_empty()).unwrap_or("?");
+    let what = payload.get("title").and_then(|t| scalar(t, zh)).unwrap_or_else(|| field(payload, "kind").to_owned());
     format!(
-        "[{}·{}] {site} {}",
+        "[{}·{}] {site} {what}",
         state_word(field(payload, "state"), zh),
         severity_word(field(payload, "severity"), zh),
-        field(payload, "kind")
     )
 }
 
 fn details(payload: &Value, zh: bool, out: &mut String) {
     for (key, label_zh, label_en) in LABELLED {
-        if let Some(value) = payload.get(*key).and_then(scalar).filter(|v| !v.is_empty()) {
+        if let Some(value) = labelled(payload, key, zh) {
             let label = if zh { label_zh } else { label_en };
             let value = if *key == "severity" { severity_word(&value, zh).to_owned() } else { value };
             let _ = writeln!(out, "- {label}: {value}");
@@ -127,7 +149,7 @@ fn details(payload: &Value, zh: bool, out: &mut String) {
     let Some(object) = payload.as_object() else { return };
     for (key, value) in object {
         let known = LABELLED.iter().any(|(k, _, _)| k == key) || UNLISTED.contains(&key.as_str());
-        if let Some(value) = scalar(value).filter(|v| !known && !v.is_empty()) {
+        if let Some(value) = scalar(value, zh).filter(|v| !known && !v.is_empty()) {
             let _ = writeln!(out, "- {key}: {value}");
         }
     }
@@ -247,6 +269,28 @@ mod tests {
         extra["value"] = json!(2_172.385_321_100_917_3);
         let en = render(&extra, NotifyLanguage::En).text;
         assert!(en.contains("- o2_converted: true") && en.contains("- Value: 2172.385\n"), "{en}");
+    }
+
+    #[test]
+    fn the_readable_fields_in_the_language() {
+        let mut payload = exceedance();
+        payload["title"] = json!({ "zh": "超标", "en": "exceedance" });
+        payload["factor_name"] = json!({ "zh": "二氧化硫", "en": "sulphur dioxide" });
+        (payload["value"], payload["value_text"], payload["limit_text"]) =
+            (json!(40.519_999), json!("40.52"), json!("35"));
+        payload["compared"] = json!({ "source": "logger", "field": "ZsAvg" });
+        payload["inhibited_by"] = Value::Null;
+        let zh = render(&payload, NotifyLanguage::Zh);
+        assert_eq!(zh.title, "[告警·严重] Plant 1 outlet 超标");
+        for line in ["- 因子: 二氧化硫\n", "- 值: 40.52\n", "- 限值: 35\n"] {
+            assert!(zh.text.contains(line), "{line} in {}", zh.text);
+        }
+        assert!(!zh.text.contains("value_text") && !zh.text.contains("compared"), "{}", zh.text);
+        let en = render(&payload, NotifyLanguage::En);
+        assert!(en.title.ends_with("exceedance") && en.text.contains("- Factor: sulphur dioxide\n"), "{}", en.text);
+        let mut fleet = payload.clone();
+        fleet["sites"] = json!(["MN01", "MN02"]);
+        assert!(render(&fleet, NotifyLanguage::En).text.contains("- Sites: MN01, MN02\n"));
     }
 
     #[test]

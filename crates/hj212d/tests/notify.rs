@@ -144,7 +144,7 @@ async fn an_exceedance_reaches_the_webhook_the_robots_and_the_mailbox() {
     let robot = &receiver.wait_accepted("/robot/send", 1, WAIT)[0];
     let body = robot.json();
     assert_eq!(body["msgtype"], "markdown");
-    assert!(body["markdown"]["title"].as_str().unwrap().contains("exceedance"), "{body}");
+    assert!(body["markdown"]["title"].as_str().unwrap().contains("超标"), "the kind in Chinese: {body}");
     assert!(body["markdown"]["text"].as_str().unwrap().contains(MN), "{body}");
     assert_eq!(robot.query("access_token"), Some("dt-access-token-42"));
     let timestamp: i64 = robot.query("timestamp").unwrap().parse().unwrap();
@@ -489,4 +489,38 @@ fn no_secret_reaches_the_log() {
         }
     }
     assert!(text.contains("HTTP 500"), "the errors are there: {text}");
+}
+
+/// A fleet-wide outage reaches people as one message: the sites' own offline messages carry
+/// `inhibited_by` and are skipped, also by a channel routed to one of the sites.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_outage_is_one_notification() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let mut config = base_config(dir.path());
+    (config.alerts.expected_interval_secs, config.alerts.offline_intervals) = (1, 2);
+    config.alerts.fleet_outage_sites = 3;
+    for mn in ["88888880000001", "88888880000002"] {
+        config.sites.push(common::site(mn, PW, CrcSetting::Hj212));
+    }
+    let mut everyone = webhook(dir.path(), "everyone", &receiver.url("/everyone"));
+    everyone.kinds = vec!["offline".into(), "fleet_outage".into()];
+    let mut one_site = everyone.clone();
+    (one_site.name, one_site.sites) = ("one-site".into(), vec![MN.into()]);
+    one_site.url_file = Some(secret_file(dir.path(), "one.url", &receiver.url("/one-site")));
+    config.notify = vec![everyone, one_site];
+    let running = start(&config).await;
+
+    // Nothing from any site for more than 2 x 1 s: all three go offline together.
+    let fleet = receiver.wait_accepted("/everyone", 1, WAIT)[0].json();
+    assert_eq!((fleet["kind"].as_str(), fleet["state"].as_str()), (Some("fleet_outage"), Some("raised")), "{fleet}");
+    assert_eq!(receiver.wait_accepted("/one-site", 1, WAIT)[0].json()["kind"], "fleet_outage");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.accepted("/everyone").len(), 1, "not the three offline messages");
+    assert_eq!(receiver.accepted("/one-site").len(), 1);
+    let metrics = http_get(running.http_addr, "/metrics").1;
+    let inhibited =
+        value(&metrics, "hj212_notify_messages_total", &[("channel", "everyone"), ("outcome", "skipped_inhibited")]);
+    assert_eq!(inhibited, 3, "{metrics}");
+    running.stop().await.unwrap();
 }
