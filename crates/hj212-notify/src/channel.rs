@@ -240,25 +240,25 @@ impl Runner {
         self.persist().await
     }
 
-    /// The quiet hours are over: what was held goes as one digest.
+    /// The quiet hours are over: what was held goes as one digest. The held messages stay held
+    /// until it is delivered: a stop meanwhile records the position before them.
     async fn flush_held(&mut self) -> Result<(), Stopped> {
         if !self.rate_room() {
             self.wait_for_room().await?;
         }
-        let held = std::mem::take(&mut self.held);
-        let last = held.last().map_or(0, |(seq, _)| *seq);
-        let payloads: Vec<Value> = held.into_iter().map(|(_, p)| p).collect();
+        let last = self.held.last().map_or(0, |(seq, _)| *seq);
+        let payloads: Vec<Value> = self.held.iter().map(|(_, p)| p.clone()).collect();
         let outgoing = match payloads.as_slice() {
             [one] => Outgoing::One(one),
             many => Outgoing::Digest { payloads: many, reason: DigestReason::QuietHours },
         };
-        let delivered = self.deliver(outgoing, last).await;
-        if matches!(delivered, Ok(true)) {
+        // false: the bound gave them up meanwhile (counted there).
+        if self.deliver(outgoing, last).await? {
             let outcome = if payloads.len() == 1 { Outcome::Sent } else { Outcome::Digested };
             self.metrics.messages(outcome).increment(payloads.len() as u64);
         }
+        self.held.clear();
         self.status.send_modify(|s| s.held = 0);
-        delivered?;
         self.persist().await
     }
 
