@@ -275,6 +275,9 @@ pub(crate) fn check_notify(config: &crate::Config, problem: &mut impl FnMut(&str
                 problem(&key(field), message);
             }
         }
+        if let Some(message) = channel.url_file.as_ref().and_then(|f| url_problem(&crate::resolve(config, f))) {
+            problem(&key("url_file"), message);
+        }
         for (field, value) in [("timeout_secs", channel.timeout_secs), ("max_backoff_secs", channel.max_backoff_secs)] {
             if value == 0 {
                 problem(&key(field), "must be at least 1 second".to_owned());
@@ -368,6 +371,16 @@ fn check_email(channel: &Notify, key: &impl Fn(&str) -> String, problem: &mut im
     }
 }
 
+/// Why the URL file does not hold an http(s) URL (the message never shows the URL: it holds
+/// the access token). An unreadable file is reported as such elsewhere.
+fn url_problem(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let url = text.trim();
+    let ok = ["http://", "https://"].iter().any(|scheme| url.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()))
+        && !url.contains(char::is_whitespace);
+    (!ok).then(|| format!("{} does not hold one http:// or https:// URL", path.display()))
+}
+
 fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
@@ -428,6 +441,14 @@ mod tests {
         ] {
             assert!(problems.iter().any(|p| p.starts_with(expected)), "{expected}\nin {problems:#?}");
         }
+        let dir = tempfile::tempdir().unwrap();
+        let bad_url = dir.path().join("robot.url");
+        std::fs::write(&bad_url, "oapi.dingtalk.com/robot/send?access_token=SECRET-TOKEN\n").unwrap();
+        let mut config = config;
+        config.notify[0].url_file = Some(bad_url);
+        let problems: Vec<String> = crate::check(&config).iter().map(|p| format!("{}: {}", p.key, p.message)).collect();
+        let url = problems.iter().find(|p| p.starts_with("notify[0].url_file: ")).expect("the URL is checked");
+        assert!(url.ends_with("does not hold one http:// or https:// URL") && !url.contains("SECRET"), "{url}");
         let unknown = crate::from_str("[[notify]]\nname = \"a\"\nkind = \"sms\"\n").unwrap_err().to_string();
         assert!(unknown.contains("sms"), "{unknown}");
     }
