@@ -162,6 +162,10 @@ async fn an_operator_signs_in_sees_the_site_and_acknowledges_its_alert_with_a_no
     let alerts = page_until(addr, "/console/alerts?lang=zh", &cookie, "密码错误").await;
     let at = alerts.find("action=\"/console/alerts/").unwrap() + 24;
     let id = &alerts[at..at + alerts[at..].find('/').unwrap()];
+    // The alert links to its site's visit form, which then answers it.
+    assert!(alerts.contains(&format!("/console/sites/{MN}?alert={id}#visit-form")), "{alerts}");
+    let answering = page_until(addr, &format!("/console/sites/{MN}?alert={id}"), &cookie, "visit-form").await;
+    assert!(answering.contains(&format!("name=\"alert_id\" maxlength=\"64\" value=\"{id}\"")), "{answering}");
     let (status, _, _) =
         exchange(addr, "POST", &format!("/console/alerts/{id}/ack"), Some(&cookie), Some("csrf=0&note=x"));
     assert_eq!(status, 403, "a form without the session's token is refused");

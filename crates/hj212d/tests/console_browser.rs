@@ -1,6 +1,7 @@
 //! The console in a real browser: Debian Chromium driven through ChromeDriver (WebDriver).
 //! An operator signs in, watches a site come online when its logger sends a frame (the page
-//! refreshes itself), switches to English, and acknowledges an alert with a note. A screenshot
+//! refreshes itself), switches to English, records a downtime mark, opens the site's daily
+//! report, sees the fleet on a phone-sized screen and acknowledges an alert with a note. A screenshot
 //! of each page is taken; with `HJ212D_SCREENSHOTS=DIR` they are kept there (docs/images holds
 //! the ones the docs show).
 
@@ -78,6 +79,28 @@ async fn an_operator_sees_a_site_come_online_and_acknowledges_its_alert_in_chrom
     wait_text(&browser, "#latest", "sulphur dioxide", 10).await;
     screenshot(&browser, shot_dir, "site").await;
 
+    // A downtime mark through the site's form (the date pickers filled as a person's picks).
+    let pick = "document.querySelector('#mark-form [name=from]').value = '2026-11-30T08:00';\
+                document.querySelector('#mark-form [name=to]').value = '2026-11-30T20:00';";
+    browser.execute(pick, vec![]).await.unwrap();
+    browser.find(Locator::Css("#mark-form [name=reason]")).await.unwrap().send_keys("停产检修").await.unwrap();
+    browser.find(Locator::Css("#mark-form [name=evidence]")).await.unwrap().send_keys("TZ-2026-118").await.unwrap();
+    browser.find(Locator::Css("#mark-form button")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, "#marks", "TZ-2026-118", 15).await;
+    assert!(browser.find(Locator::Css("#marks")).await.unwrap().text().await.unwrap().contains("wang"));
+
+    // Yesterday's daily report of the site, as the page links it.
+    browser.find(Locator::Css("ul.reports li:first-child a")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, "body", MN, 15).await;
+    browser.back().await.unwrap();
+
+    // On a phone's screen.
+    browser.set_window_size(390, 844).await.unwrap();
+    browser.goto(&format!("{base}/console/?lang=zh")).await.unwrap();
+    wait_text(&browser, &row, "在线", 10).await;
+    screenshot(&browser, shot_dir, "fleet-phone").await;
+    browser.set_window_size(1280, 900).await.unwrap();
+
     // A wrong password from the site's MN: an alert, acknowledged with a note.
     let wrong = frame(&format!(
         "QN=20261201000000002;ST=31;CN=2011;PW=999999;MN={MN};Flag=5;CP=&&DataTime={};a21026-Rtd=1&&",
@@ -85,7 +108,7 @@ async fn an_operator_sees_a_site_come_online_and_acknowledges_its_alert_in_chrom
     ));
     logger.send(&wrong).await;
     browser.goto(&format!("{base}/console/alerts")).await.unwrap();
-    wait_text(&browser, "main", "authentication failure", 25).await;
+    wait_text(&browser, "main", "密码错误", 25).await;
     browser.find(Locator::Css("form.ack input[name=note]")).await.unwrap().send_keys("已电话联系运维").await.unwrap();
     screenshot(&browser, shot_dir, "alerts").await;
     browser.find(Locator::Css("form.ack button")).await.unwrap().click().await.unwrap();

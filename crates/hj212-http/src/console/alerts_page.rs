@@ -113,12 +113,14 @@ fn acknowledgement(text: &Text, alert: &Value, id: &str, visitor: &Visitor) -> M
     if !visitor.operates() {
         return html! { span.muted { "–" } };
     }
+    let mn = alert["mn"].as_str().unwrap_or_default();
     html! {
         form.inline.ack method="post" action={ "/console/alerts/" (id) "/ack" } {
             input type="hidden" name="csrf" value=(visitor.user.csrf);
             input type="text" name="note" placeholder=(text.note) aria-label=(text.note) maxlength="500";
             button type="submit" { (text.acknowledge) }
         }
+        " " a.visit href={ "/console/sites/" (mn) "?alert=" (id) "#visit-form" } { (text.record_visit) }
     }
 }
 

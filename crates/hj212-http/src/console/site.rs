@@ -1,7 +1,7 @@
 //! A site's page (`/console/sites/{mn}`): online state, its latest values with factor names,
 //! units and flags, its rates today and this month, open alerts and downtime marks.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hj212_alerts::query::{self, Filter};
@@ -43,7 +43,18 @@ struct SiteData {
     commands: Vec<serde_json::Value>,
 }
 
-pub(crate) async fn page(State(state): State<AppState>, visitor: Visitor, Path(mn): Path<String>) -> Response {
+/// `?alert=ID`: the visit form answers that alert.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct SiteQuery {
+    alert: Option<String>,
+}
+
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(mn): Path<String>,
+    Query(query): Query<SiteQuery>,
+) -> Response {
     let Some(site) = state.shared.registry.snapshot().get(&mn).cloned() else {
         return (StatusCode::NOT_FOUND, format!("no configured site with MN {mn}\n")).into_response();
     };
@@ -85,7 +96,7 @@ pub(crate) async fn page(State(state): State<AppState>, visitor: Visitor, Path(m
         @if visitor.operates() { (site_lists::mark_form(text, &mn, &visitor.user.csrf)) }
         h2 { (text.visits) }
         (site_lists::visits_table(text, &data.visits))
-        @if visitor.operates() { (site_lists::visit_form(text, &mn, &visitor.user.csrf)) }
+        @if visitor.operates() { (site_lists::visit_form(text, &mn, &visitor.user.csrf, query.alert.as_deref())) }
         h2 { (text.commands) }
         (site_lists::commands_table(text, &data.commands))
         @if visitor.operates() { (site_lists::command_form(text, &mn, &visitor.user.csrf)) }

@@ -137,7 +137,7 @@ pub(crate) fn mark_form(text: &Text, mn: &str, csrf: &str) -> Markup {
 }
 
 /// A service visit from the page, recorded as made by the signed-in operator.
-pub(crate) fn visit_form(text: &Text, mn: &str, csrf: &str) -> Markup {
+pub(crate) fn visit_form(text: &Text, mn: &str, csrf: &str, alert: Option<&str>) -> Markup {
     html! {
         form.record #visit-form method="post" action={ "/console/sites/" (mn) "/visits" } {
             input type="hidden" name="csrf" value=(csrf);
@@ -145,7 +145,7 @@ pub(crate) fn visit_form(text: &Text, mn: &str, csrf: &str) -> Markup {
             label { (text.left) input type="datetime-local" name="left" required; }
             label { (text.work) input type="text" name="work" required maxlength="1000"; }
             label { (text.result) input type="text" name="result" required maxlength="1000"; }
-            label { (text.alert_id) input type="text" name="alert_id" maxlength="64"; }
+            label { (text.alert_id) input type="text" name="alert_id" maxlength="64" value=[alert]; }
             button type="submit" { (text.record) }
         }
     }
