@@ -114,6 +114,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     crate::commands::check_commands(config, &mut problem);
     crate::forward::check_forward(config, &mut problem);
     crate::notify::check_notify(config, &mut problem);
+    crate::cluster::check_cluster(config, &mut problem);
     crate::service::check_service(&config.service, &mut problem);
     crate::service::check_reports(&config.reports, &mut problem);
     crate::store::check_store(config, &mut problem);

@@ -51,6 +51,11 @@ impl DataDir {
         self.0.join(format!("forward-{target}.cursor"))
     }
 
+    /// The cluster publisher's position in the archive (the last record the stream stored).
+    pub fn cluster_cursor(&self) -> PathBuf {
+        self.0.join("cluster.cursor")
+    }
+
     /// Batches the time-series database refused (4xx).
     pub fn influx_dead_letter(&self) -> PathBuf {
         self.0.join("influx-dead-letter.lp")

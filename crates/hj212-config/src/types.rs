@@ -41,6 +41,9 @@ pub struct Config {
     /// Channels that bring alert messages to people (webhook, DingTalk, WeCom, e-mail).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<crate::Notify>,
+    /// Nodes sharing one replicated stream (NATS JetStream); absent = a single node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::Cluster>,
     /// Service targets (response and on-site times).
     pub service: Service,
     /// The daily and monthly reports written to the data dir.

@@ -82,6 +82,8 @@ enum Close {
     BadFrames,
     Io,
     Archive,
+    /// `ack_after = "cluster"`: the stream did not store a frame in time.
+    Cluster,
     Shutdown,
 }
 
@@ -96,6 +98,7 @@ impl Close {
             Self::BadFrames => "bad_frames",
             Self::Io => "io_error",
             Self::Archive => "archive_error",
+            Self::Cluster => "cluster_timeout",
             Self::Shutdown => "shutdown",
         }
     }
@@ -355,20 +358,30 @@ impl Session {
         while let Some(InFlight { pending, replies, command, dedup_key, read_at, events, answer }) =
             self.in_flight.pop_front()
         {
-            match pending {
-                Some(pending) => {
-                    if let Err(error) = pending.durable().await {
+            let seq = match pending {
+                Some(pending) => match pending.durable().await {
+                    Ok(seq) => seq,
+                    Err(error) => {
                         // Not on disk: no acknowledgement, and the logger's resend is not a duplicate.
                         tracing::error!(%error, "archive append failed; frame not acknowledged");
                         self.forget_claims(dedup_key);
                         return Err(Close::Archive);
                     }
-                }
+                },
                 // A summarised resend is answered only while the archive works.
                 None if !self.shared.archive.is_healthy() => return Err(Close::Archive),
-                None => {}
-            }
+                // Its original is durable, at most at the archive's head.
+                None => *self.shared.archive.durable().borrow(),
+            };
             durable_keys.extend(dedup_key);
+            if let Some(cluster) = &self.shared.cluster_ack
+                && !cluster.stored(seq).await
+            {
+                // On disk here, not yet in the stream: no acknowledgement; the resend is a
+                // copy of a durable frame, acknowledged once the stream has the original.
+                tracing::warn!(seq, "the cluster's stream did not store the frame in time; not acknowledged");
+                return Err(Close::Cluster);
+            }
             if let Some((mn, answer)) = answer {
                 crate::downlink::tell(&self.shared, &mn, answer);
             }

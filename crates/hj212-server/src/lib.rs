@@ -4,6 +4,7 @@
 
 mod admission;
 mod apply;
+pub mod cluster_ack;
 mod connection;
 mod decide;
 mod decrypt;
@@ -45,6 +46,8 @@ pub struct Shared {
     pub commands: Arc<hj212_commands::Hub>,
     /// What the gap-recovery sweep knows of each site (for the API).
     pub recovery: Arc<hj212_commands::recovery::Board>,
+    /// `[cluster] ack_after = "cluster"`: acknowledgements also wait for the cluster's stream.
+    pub cluster_ack: Option<cluster_ack::ClusterAck>,
     dedup: Dedup,
     metrics: IngestMetrics,
     admission: Arc<Admission>,
@@ -62,6 +65,7 @@ impl Shared {
             archive,
             commands,
             recovery: Arc::default(),
+            cluster_ack: None,
             dedup: Dedup::new(config.limits.dedup_window),
             metrics: IngestMetrics::default(),
             admission: Arc::new(Admission::new(&config.limits)),

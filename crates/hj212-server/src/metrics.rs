@@ -58,6 +58,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.
 
 /// Registers descriptions and the build info; call once at startup.
 pub fn describe() {
+    crate::cluster_ack::describe();
     describe_counter!(
         FRAMES,
         "Frames received, by outcome (accepted, duplicate, unknown_mn, bad_password, bad_crc, parse_error, bad_timestamp)"
@@ -193,6 +194,7 @@ fn zero_counters() {
                 "bad_frames",
                 "io_error",
                 "archive_error",
+                "cluster_timeout",
                 "shutdown",
                 "first_frame_timeout",
                 "evicted",

@@ -49,6 +49,8 @@ pub struct Running {
     feed: spawn::FollowerThread,
     influx: Option<spawn::FollowerThread>,
     forwarders: Vec<spawn::FollowerThread>,
+    /// The cluster publisher (with `[cluster]`).
+    cluster: Option<spawn::FollowerThread>,
     alerts: spawn::FollowerThread,
     /// The MQTT publisher and its stop token (cancelled once the alert engine has drained).
     mqtt: Option<(JoinHandle<Result<(), hj212_sink_mqtt::MqttError>>, CancellationToken)>,
@@ -83,7 +85,8 @@ impl Daemon {
         let positions = Positions {
             store: store.applied_seq()?,
             alerts: hj212_alerts::applied_seq(&alert_settings)?,
-            influx: open::influx_cursor(&data_dir.influx_cursor()),
+            influx: open::saved_cursor(&data_dir.influx_cursor()),
+            cluster: open::saved_cursor(&data_dir.cluster_cursor()),
         };
         let mut rules_archived = store.latest_config_hashes()?;
         let (archive, writer, settings) = open::open_archive(&config, positions).await?;
@@ -91,7 +94,10 @@ impl Daemon {
         crate::rules_archive::archive_changes(&archive, &config, &mut rules_archived)
             .await
             .context("cannot archive the rules in force")?;
-        let shared = Arc::new(Shared::new(&config, archive.clone(), commands));
+        let (publisher, cluster_ack) = spawn::cluster_publisher(&config)?.unzip();
+        let mut shared = Shared::new(&config, archive.clone(), commands);
+        shared.cluster_ack = cluster_ack.flatten();
+        let shared = Arc::new(shared);
         let primed = shared.prime_dedup(&settings.dir).context("cannot rebuild the resend window from the archive")?;
         tracing::info!(frames = primed, "resend window rebuilt from the archive's tail");
         metrics::gauge!(SITES_CONFIGURED).set(config.sites.len() as f64);
@@ -112,6 +118,7 @@ impl Daemon {
         let influx = followers.influx(positions.influx, store_status.clone())?;
         let alerting = followers.alerts(&alert_settings, positions.alerts)?;
         let forwarders = followers.forwarders(&shared)?;
+        let cluster = followers.cluster(publisher, positions.cluster)?;
         let watched = followers.watched();
         let readiness = Arc::new(followers.readiness);
 
@@ -150,6 +157,7 @@ impl Daemon {
             feed,
             influx,
             forwarders,
+            cluster,
             alerts: alerting.task,
             mqtt: alerting.mqtt,
             notify: alerting.notify,
@@ -269,6 +277,11 @@ impl Running {
             if let Err(error) = join(forwarder).await {
                 tracing::error!(%error, "a forwarder stopped with an error; it resends from its cursor after a restart");
             }
+        }
+        if let Some(cluster) = self.cluster
+            && let Err(error) = join(cluster).await
+        {
+            tracing::error!(%error, "cluster publisher stopped with an error; it publishes from its cursor after a restart");
         }
         if let Err(error) = join(self.alerts).await {
             tracing::error!(%error, "alert engine stopped with an error; it catches up after a restart");

@@ -36,6 +36,7 @@ pub fn prometheus() -> PrometheusHandle {
             hj212_sink_mqtt::metrics::describe();
             hj212_follow::describe();
             hj212_forward::metrics::describe();
+            hj212_cluster::metrics::describe();
             crate::metrics::describe();
             crate::process_metrics::describe();
             handle

@@ -15,11 +15,17 @@ pub(crate) struct Positions {
     pub store: u64,
     pub alerts: u64,
     pub influx: u64,
+    pub cluster: u64,
 }
 
 impl Positions {
-    fn named(self) -> [(&'static str, u64); 3] {
-        [("embedded store", self.store), ("alert engine", self.alerts), ("influx sink cursor", self.influx)]
+    fn named(self) -> [(&'static str, u64); 4] {
+        [
+            ("embedded store", self.store),
+            ("alert engine", self.alerts),
+            ("influx sink cursor", self.influx),
+            ("cluster publisher cursor", self.cluster),
+        ]
     }
 }
 
@@ -70,8 +76,8 @@ fn archive_settings(config: &Config, followers: &[(&str, u64)]) -> anyhow::Resul
     })
 }
 
-/// The Influx sink's persisted position (0 when it has none).
-pub(crate) fn influx_cursor(path: &Path) -> u64 {
+/// A sink's persisted position (0 when it has none).
+pub(crate) fn saved_cursor(path: &Path) -> u64 {
     std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
 }
 

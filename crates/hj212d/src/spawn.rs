@@ -147,6 +147,25 @@ impl Followers<'_> {
         Ok(threads)
     }
 
+    /// The cluster publisher (with `[cluster]`), from its cursor.
+    pub(crate) fn cluster(
+        &mut self,
+        publisher: Option<hj212_cluster::Publisher>,
+        position: u64,
+    ) -> anyhow::Result<Option<FollowerThread>> {
+        let (Some(publisher), Some(cluster)) = (publisher, &self.config.cluster) else { return Ok(None) };
+        let start = Start {
+            name: "cluster",
+            position,
+            // Waiting for the stream is what makes a cluster node: not ready without it.
+            required: cluster.ack_after == hj212_config::AckAfter::Cluster,
+            degraded_lag: cluster.degraded_lag_records,
+            max_backoff: Duration::from_secs(cluster.max_backoff_secs),
+            after: None,
+        };
+        Ok(Some(self.run(Box::new(publisher), start)?.0))
+    }
+
     /// Appends a follower's evidence to the archive without making it wait.
     fn notebook(&self) -> hj212_forward::Notebook {
         let archive = self.archive.clone();
@@ -251,4 +270,19 @@ fn mqtt_settings(config: &Config, mqtt: &hj212_config::Mqtt) -> anyhow::Result<h
     // Fail at start, not later in the background (e.g. mqtts:// without the tls feature).
     settings.broker().context("mqtt")?;
     Ok(settings)
+}
+
+/// The cluster publisher (with `[cluster]`) and, with `ack_after = "cluster"`, what
+/// connections wait on before they acknowledge.
+pub(crate) fn cluster_publisher(
+    config: &Config,
+) -> anyhow::Result<Option<(hj212_cluster::Publisher, Option<hj212_server::cluster_ack::ClusterAck>)>> {
+    let Some(cluster) = &config.cluster else { return Ok(None) };
+    let settings = hj212_cluster::Settings::from_config(config, cluster);
+    let (publisher, stored) = hj212_cluster::Publisher::open(settings, tokio::runtime::Handle::current())
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("cluster: cannot read data_dir/cluster.cursor")?;
+    let ack = (cluster.ack_after == hj212_config::AckAfter::Cluster)
+        .then(|| hj212_server::cluster_ack::ClusterAck::new(stored, Duration::from_millis(cluster.ack_timeout_ms)));
+    Ok(Some((publisher, ack)))
 }

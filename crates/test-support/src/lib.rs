@@ -5,6 +5,7 @@
 pub mod chromedriver;
 mod logs;
 pub mod mosquitto;
+pub mod nats;
 pub mod prometheus;
 pub mod receiver;
 pub mod smtp;
@@ -30,6 +31,17 @@ pub fn free_port() -> SocketAddr {
 fn find_binary(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed: run scripts/install-test-deps (Debian package {name})"))
+}
+
+/// Like [`find_binary`], for daemons in /usr/sbin (mosquitto, nats-server), which a non-root PATH
+/// often lacks.
+pub(crate) fn find_sbin_binary(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| panic!("{name} is not installed: run scripts/install-test-deps (Debian package {name})"))

@@ -2,7 +2,6 @@
 //! blocking subscriber that records what it receives.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -10,18 +9,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
-use crate::free_port;
-
-/// Like the crate's `find_binary`, but mosquitto lives in /usr/sbin, which a non-root PATH
-/// often lacks.
-fn find_sbin_binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed: run scripts/install-test-deps (Debian package mosquitto)"))
-}
+use crate::{find_sbin_binary, free_port};
 
 /// A mosquitto broker: `listener PORT 127.0.0.1`, anonymous access, persistence in a temp dir
 /// (so a [`Mosquitto::stop`]/[`Mosquitto::restart`] keeps persistent sessions and retained

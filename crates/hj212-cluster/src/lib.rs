@@ -1,0 +1,12 @@
+//! `[cluster]`: hj212d nodes that publish every archived record to one replicated NATS
+//! JetStream stream, each frame stored once whichever nodes received it (HJ 212 loggers
+//! reporting to several centres, 多中心上报, send the same frame to each). Each node keeps its
+//! own hash-chained archive as before; the stream is the fleet's merged record.
+
+mod connect;
+pub mod message;
+pub mod metrics;
+mod publisher;
+
+pub use connect::{ConnectError, Settings};
+pub use publisher::Publisher;

@@ -1,0 +1,155 @@
+//! An archived record as a stream message: its subject, its message id (which makes the
+//! stream keep one copy of a frame however many nodes received it) and headers that carry
+//! the record's fields, so that a reader of the stream can rebuild the record.
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::message::PublishMessage as Publish;
+use bytes::Bytes;
+use hj212_archive::{Kind, Verdict, hex};
+use hj212_follow::{Interpreted, Meaning};
+use sha2::{Digest, Sha256};
+
+/// The node that received the record.
+pub const NODE: &str = "Hj212-Node";
+/// Its sequence number in that node's archive.
+pub const SEQ: &str = "Hj212-Seq";
+/// `received`, `sent` or `event` (the archive's record kinds).
+pub const KIND: &str = "Hj212-Kind";
+/// The verdict's name (`accepted`, `duplicate`, `bad_password`, `mark`, ...).
+pub const VERDICT: &str = "Hj212-Verdict";
+/// The archive's flag bits (future time, resent, backfill), in decimal.
+pub const FLAGS: &str = "Hj212-Flags";
+/// When the node archived it, Unix ms.
+pub const TIME_MS: &str = "Hj212-Time-Ms";
+/// The peer address it came from.
+pub const PEER: &str = "Hj212-Peer";
+
+/// Where a node's records go in the stream.
+#[derive(Debug, Clone)]
+pub struct Subjects {
+    prefix: String,
+    node: String,
+}
+
+impl Subjects {
+    pub fn new(prefix: &str, node: &str) -> Self {
+        Self { prefix: prefix.to_owned(), node: node.to_owned() }
+    }
+
+    /// The stream's subjects: every site's and every node's.
+    pub fn filters(&self) -> Vec<String> {
+        vec![format!("{}.records.>", self.prefix), format!("{}.nodes.>", self.prefix)]
+    }
+
+    /// A site's frames, marks and visits.
+    pub fn site(&self, mn: &str) -> String {
+        format!("{}.records.{}", self.prefix, token(mn))
+    }
+
+    /// What is this node's own: its events, checkpoints, refused traffic without a site.
+    pub fn node(&self) -> String {
+        format!("{}.nodes.{}", self.prefix, self.node)
+    }
+}
+
+/// A subject token for `text`: the characters NATS gives a meaning (`.`, `*`, `>`, blanks)
+/// and anything else outside letters, digits, `_` and `-` become `_`.
+fn token(text: &str) -> String {
+    let token: String =
+        text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    if token.is_empty() { "_".to_owned() } else { token }
+}
+
+/// The message id: a frame a site sent is the same message whichever node received it
+/// (its bytes' SHA-256 with the site and the verdict class: a resend archived as `duplicate`
+/// is the accepted frame again); anything else is the node's own (node name and sequence
+/// number), so that only a republication by the same node is dropped.
+pub fn message_id(interpreted: &Interpreted, node: &str) -> String {
+    let record = &interpreted.record;
+    let site_frame = record.kind == Kind::Received
+        && matches!(interpreted.meaning, Meaning::Data(_) | Meaning::Seen { .. } | Meaning::BadPassword { .. });
+    match interpreted.meaning.mn() {
+        Some(mn) if site_frame => {
+            let class = match record.verdict {
+                Verdict::Accepted | Verdict::Duplicate => "frame",
+                other => other.as_str(),
+            };
+            let digest = Sha256::digest(&record.data);
+            format!("{class}:{mn}:{}", hex(&digest[..16]))
+        }
+        _ => format!("{node}:{}", record.seq),
+    }
+}
+
+/// The subject and message that publish `interpreted` as node `node`.
+pub fn message(interpreted: &Interpreted, subjects: &Subjects) -> (String, Publish) {
+    let record = &interpreted.record;
+    let subject = interpreted.meaning.mn().map_or_else(|| subjects.node(), |mn| subjects.site(mn));
+    let mut headers = HeaderMap::new();
+    headers.insert(NODE, subjects.node.as_str());
+    headers.insert(SEQ, record.seq.to_string());
+    headers.insert(KIND, record.kind.as_str());
+    headers.insert(VERDICT, record.verdict.as_str());
+    headers.insert(FLAGS, record.flags.to_string());
+    headers.insert(TIME_MS, record.time_ms.to_string());
+    headers.insert(PEER, record.peer.as_str());
+    let publish = Publish::build()
+        .headers(headers)
+        .message_id(message_id(interpreted, &subjects.node))
+        .payload(Bytes::copy_from_slice(&record.data));
+    (subject, publish)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hj212_archive::Record;
+
+    // fixtures/frames/real.txt, a 2011 upload.
+    const FRAME: &[u8] = b"##0136ST=32;CN=2011;PW=000000;MN=LD130133000015;CP=&&DataTime=20160824003817;011-Rtd=231.0,011-Flag=N;B01-Rtd=36.91;060-Rtd=1.803,060-Flag=N&&1dc0\r\n";
+
+    fn record(seq: u64, kind: Kind, verdict: Verdict, data: &[u8]) -> Interpreted {
+        Interpreted::new(Record {
+            seq,
+            kind,
+            verdict,
+            flags: 0,
+            time_ms: 1_470_000_000_000,
+            peer: "127.0.0.1:5000".to_owned(),
+            data: data.to_vec(),
+            hash: [0; 32],
+        })
+    }
+
+    #[test]
+    fn a_frame_has_one_id_on_every_node_and_as_a_resend() {
+        let on_a = record(7, Kind::Received, Verdict::Accepted, FRAME);
+        let on_b = record(90, Kind::Received, Verdict::Accepted, FRAME);
+        let resent = record(91, Kind::Received, Verdict::Duplicate, FRAME);
+        let id = message_id(&on_a, "a");
+        assert!(id.starts_with("frame:LD130133000015:"), "{id}");
+        assert_eq!(id, message_id(&on_b, "b"));
+        assert_eq!(id, message_id(&resent, "b"));
+        let refused = record(92, Kind::Received, Verdict::BadPassword, FRAME);
+        assert!(message_id(&refused, "b").starts_with("bad_password:"));
+    }
+
+    #[test]
+    fn a_nodes_own_records_are_its_own() {
+        let event = record(3, Kind::Event, Verdict::Info, b"started");
+        assert_eq!(message_id(&event, "a"), "a:3");
+        let garbage = record(4, Kind::Received, Verdict::Unframed, b"\x00\x01junk");
+        assert_eq!(message_id(&garbage, "b"), "b:4");
+        let subjects = Subjects::new("hj212", "a");
+        assert_eq!(message(&event, &subjects).0, "hj212.nodes.a");
+        assert_eq!(subjects.site("MN.1 *>"), "hj212.records.MN_1___");
+    }
+
+    #[test]
+    fn headers_carry_the_record() {
+        let subjects = Subjects::new("hj212", "a");
+        let (subject, _) = message(&record(7, Kind::Received, Verdict::Accepted, FRAME), &subjects);
+        assert_eq!(subject, "hj212.records.LD130133000015");
+        assert_eq!(subjects.filters(), ["hj212.records.>", "hj212.nodes.>"]);
+    }
+}

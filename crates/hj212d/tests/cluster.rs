@@ -1,0 +1,171 @@
+//! `[cluster]` against a real NATS JetStream cluster (three Debian `nats-server` processes,
+//! R3): two hj212d nodes receive the same frames (multi-centre loggers) and some frames each
+//! alone; the stream holds every acknowledged frame once. With `ack_after = "cluster"`, a
+//! frame is acknowledged only once the stream has it, and killing the stream's leader loses
+//! none of them.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use common::{TestDaemon, beijing_in, realtime};
+use hj212_config::{AckAfter, Cluster};
+use test_support::nats::NatsCluster;
+
+fn cluster(nats: &NatsCluster, node: &str, ack_after: AckAfter) -> Cluster {
+    Cluster { nats_url: nats.urls(), node: node.to_owned(), ack_after, ..Cluster::default() }
+}
+
+async fn node(nats: &NatsCluster, name: &str, ack_after: AckAfter) -> TestDaemon {
+    let cluster = Cluster { ack_timeout_ms: 2000, ..cluster(nats, name, ack_after) };
+    TestDaemon::start_with(move |config| config.cluster = Some(cluster)).await
+}
+
+/// Frame `i`: its own QN and DataTime (a minute apart), so that each is a distinct record.
+fn numbered(i: i64) -> Vec<u8> {
+    realtime(&format!("20260101120000{i:03}"), &beijing_in(-60 * (i + 1)), 5)
+}
+
+/// The stream's frames from sites: payload -> (how many copies, the nodes that published them).
+async fn frames_in_stream(nats: &NatsCluster) -> HashMap<Vec<u8>, (usize, Vec<String>)> {
+    let client = async_nats::connect(nats.urls()).await.expect("connect to NATS");
+    let context = jetstream::new(client);
+    let mut stream = context.get_stream("HJ212").await.expect("the stream exists");
+    let state = stream.info().await.expect("stream info").state.clone();
+    let mut frames: HashMap<Vec<u8>, (usize, Vec<String>)> = HashMap::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        let Ok(message) = stream.get_raw_message(seq).await else { continue };
+        let kind = message.headers.get("Hj212-Kind").map(|v| v.as_str().to_owned());
+        if !message.subject.starts_with("hj212.records.") || kind.as_deref() != Some("received") {
+            continue;
+        }
+        let node = message.headers.get("Hj212-Node").map(|v| v.as_str().to_owned()).unwrap_or_default();
+        let entry = frames.entry(message.payload.to_vec()).or_default();
+        entry.0 += 1;
+        entry.1.push(node);
+    }
+    frames
+}
+
+/// Waits until the stream holds `count` site frames.
+async fn wait_for_frames(nats: &NatsCluster, count: usize) -> HashMap<Vec<u8>, (usize, Vec<String>)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let frames = frames_in_stream(nats).await;
+        if frames.len() >= count || tokio::time::Instant::now() >= deadline {
+            return frames;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_both_nodes_received_is_in_the_stream_once() {
+    let nats = NatsCluster::start(3);
+    nats.wait_healthy(Duration::from_secs(20));
+    let (a, b) = (node(&nats, "a", AckAfter::Local).await, node(&nats, "b", AckAfter::Local).await);
+    let (mut to_a, mut to_b) = (a.client().await, b.client().await);
+    let sent: Vec<Vec<u8>> = (0..30).map(numbered).collect();
+    // 0-19 to both nodes, 20-24 to a only, 25-29 to b only.
+    for (i, frame) in sent.iter().enumerate() {
+        if i < 25 {
+            to_a.send(frame).await;
+            assert_eq!(to_a.reply().await.cn, 9014);
+        }
+        if !(20..25).contains(&i) {
+            to_b.send(frame).await;
+            assert_eq!(to_b.reply().await.cn, 9014);
+        }
+    }
+    let frames = wait_for_frames(&nats, 30).await;
+    assert_eq!(frames.len(), 30, "every frame either node acknowledged is in the stream");
+    for (i, frame) in sent.iter().enumerate() {
+        let (copies, nodes) = &frames[frame];
+        assert_eq!(*copies, 1, "frame {i} stored once, published by {nodes:?}");
+    }
+    let only_b = &frames[&sent[27]].1;
+    assert_eq!(only_b, &["b"], "a frame only b received is b's");
+    // Both nodes published the 20 shared frames: the later copy of each was a duplicate.
+    let metrics = a.http("/metrics").1;
+    assert_eq!(common::metric(&metrics, "hj212_cluster_duplicates_total"), 20);
+    assert_eq!(common::metric(&metrics, "hj212_follower_lag_records{follower=\"cluster\"}"), 0);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ack_after_cluster_no_acknowledged_frame_is_lost_when_the_leader_dies() {
+    let mut nats = NatsCluster::start(3);
+    nats.wait_healthy(Duration::from_secs(20));
+    let a = node(&nats, "a", AckAfter::Cluster).await;
+    let mut logger = a.client().await;
+    let mut acknowledged = Vec::new();
+    let mut killed = None;
+    for i in 0..60 {
+        if i == 20 {
+            let leader = stream_leader(&nats).await;
+            let index = nats.index_of(&leader).expect("the leader is one of ours");
+            nats.kill(index);
+            killed = Some(index);
+        }
+        if i == 40 {
+            nats.restart(killed.take().expect("killed at 20"));
+        }
+        let frame = numbered(i);
+        if !logger.try_send(&frame).await {
+            logger = a.client().await;
+            logger.send(&frame).await;
+        }
+        // Not acknowledged while the stream elects a leader: the logger sends it again.
+        loop {
+            match logger.reply_within(Duration::from_secs(8)).await {
+                Some(reply) if reply.cn == 9014 => break,
+                _ => {
+                    logger = a.client().await;
+                    logger.send(&frame).await;
+                }
+            }
+        }
+        acknowledged.push(frame);
+    }
+    // With no stream at all, a frame on disk here is still not acknowledged.
+    for index in 0..3 {
+        nats.kill(index);
+    }
+    let unheard = numbered(60);
+    let timeouts = a.metric("hj212_connections_closed_total{reason=\"cluster_timeout\"}");
+    logger.send(&unheard).await;
+    assert!(logger.reply_within(Duration::from_secs(4)).await.is_none(), "no 9014 without the stream");
+    assert!(logger.closed_within(Duration::from_secs(2)).await, "the connection is closed: the logger resends");
+    assert_eq!(a.metric("hj212_connections_closed_total{reason=\"cluster_timeout\"}"), timeouts + 1);
+    for index in 0..3 {
+        nats.restart(index);
+    }
+    // The servers elect their leaders again; the logger resends until it is acknowledged.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "acknowledged within 60 s of the stream's return");
+        let mut logger = a.client().await;
+        logger.send(&unheard).await;
+        if logger.reply_within(Duration::from_secs(4)).await.is_some_and(|reply| reply.cn == 9014) {
+            break;
+        }
+    }
+    acknowledged.push(unheard);
+    let frames = wait_for_frames(&nats, acknowledged.len()).await;
+    for (i, frame) in acknowledged.iter().enumerate() {
+        let copies = frames.get(frame).map_or(0, |(copies, _)| *copies);
+        assert_eq!(copies, 1, "acknowledged frame {i} is in the stream once");
+    }
+    a.stop().await;
+}
+
+/// The server name of the stream's leader.
+async fn stream_leader(nats: &NatsCluster) -> String {
+    let client = async_nats::connect(nats.urls()).await.expect("connect to NATS");
+    let mut stream = jetstream::new(client).get_stream("HJ212").await.expect("the stream exists");
+    let info = stream.info().await.expect("stream info");
+    info.cluster.as_ref().and_then(|c| c.leader.clone()).expect("a leader")
+}
