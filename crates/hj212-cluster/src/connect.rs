@@ -22,6 +22,8 @@ pub struct Settings {
     pub credentials_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
     pub max_in_flight: usize,
+    /// Records per batch the runner feeds (`[followers] batch_records`).
+    pub batch_records: usize,
     pub publish_timeout: Duration,
     /// `data_dir/cluster.cursor`.
     pub cursor_path: PathBuf,
@@ -42,6 +44,7 @@ impl Settings {
             credentials_file: resolve(&cluster.credentials_file),
             ca_file: resolve(&cluster.ca_file),
             max_in_flight: cluster.max_in_flight,
+            batch_records: config.followers.batch_records,
             publish_timeout: Duration::from_secs(cluster.publish_timeout_secs),
             cursor_path: config.data_dir().cluster_cursor(),
         }
@@ -106,10 +109,11 @@ impl Connection {
             .connect(addresses)
             .await
             .map_err(|source| ConnectError::Connect { urls: settings.urls.join(","), source })?;
-        let context = jetstream::ContextBuilder::new()
-            .timeout(settings.publish_timeout)
-            .max_ack_inflight(settings.max_in_flight.max(1) * 1024)
-            .build(client);
+        // Room for every batch in flight and the one being sent: a batch's acknowledgements
+        // are awaited only once all of it is sent, so less room would wait forever.
+        let acks = (settings.max_in_flight + 1) * settings.batch_records.max(1);
+        let context =
+            jetstream::ContextBuilder::new().timeout(settings.publish_timeout).max_ack_inflight(acks).build(client);
         let stream = context
             .get_or_create_stream(settings.stream_config())
             .await

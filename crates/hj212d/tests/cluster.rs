@@ -23,20 +23,21 @@ async fn node(nats: &NatsCluster, name: &str, ack_after: AckAfter) -> TestDaemon
     TestDaemon::start_with(move |config| config.cluster = Some(cluster)).await
 }
 
-/// Frame `i`: its own QN and DataTime (a minute apart), so that each is a distinct record.
+/// Frame `i`: its own QN and DataTime (a second apart), so that each is a distinct record.
 fn numbered(i: i64) -> Vec<u8> {
-    realtime(&format!("20260101120000{i:03}"), &beijing_in(-60 * (i + 1)), 5)
+    realtime(&format!("202601011{i:08}"), &beijing_in(-(i + 1)), 5)
 }
 
-/// The stream's frames from sites: payload -> (how many copies, the nodes that published them).
-async fn frames_in_stream(nats: &NatsCluster) -> HashMap<Vec<u8>, (usize, Vec<String>)> {
-    let client = async_nats::connect(nats.urls()).await.expect("connect to NATS");
+/// The stream's frames from sites: payload -> (how many copies, the nodes that published
+/// them); `None` while the stream cannot be read (the servers electing their leaders).
+async fn frames_in_stream(nats: &NatsCluster) -> Option<HashMap<Vec<u8>, (usize, Vec<String>)>> {
+    let client = async_nats::connect(nats.urls()).await.ok()?;
     let context = jetstream::new(client);
-    let mut stream = context.get_stream("HJ212").await.expect("the stream exists");
-    let state = stream.info().await.expect("stream info").state.clone();
+    let mut stream = context.get_stream("HJ212").await.ok()?;
+    let state = stream.info().await.ok()?.state.clone();
     let mut frames: HashMap<Vec<u8>, (usize, Vec<String>)> = HashMap::new();
     for seq in state.first_sequence..=state.last_sequence {
-        let Ok(message) = stream.get_raw_message(seq).await else { continue };
+        let message = stream.get_raw_message(seq).await.ok()?;
         let kind = message.headers.get("Hj212-Kind").map(|v| v.as_str().to_owned());
         if !message.subject.starts_with("hj212.records.") || kind.as_deref() != Some("received") {
             continue;
@@ -46,16 +47,17 @@ async fn frames_in_stream(nats: &NatsCluster) -> HashMap<Vec<u8>, (usize, Vec<St
         entry.0 += 1;
         entry.1.push(node);
     }
-    frames
+    Some(frames)
 }
 
 /// Waits until the stream holds `count` site frames.
 async fn wait_for_frames(nats: &NatsCluster, count: usize) -> HashMap<Vec<u8>, (usize, Vec<String>)> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let frames = frames_in_stream(nats).await;
-        if frames.len() >= count || tokio::time::Instant::now() >= deadline {
-            return frames;
+        let held = frames.as_ref().map_or(0, HashMap::len);
+        if held >= count || tokio::time::Instant::now() >= deadline {
+            return frames.unwrap_or_default();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -168,4 +170,32 @@ async fn stream_leader(nats: &NatsCluster) -> String {
     let mut stream = jetstream::new(client).get_stream("HJ212").await.expect("the stream exists");
     let info = stream.info().await.expect("stream info");
     info.cluster.as_ref().and_then(|c| c.leader.clone()).expect("a leader")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_could_not_publish_catches_up_in_big_batches() {
+    let mut nats = NatsCluster::start(3);
+    nats.wait_healthy(Duration::from_secs(20));
+    // One batch in flight: the acknowledgements the client may await at once must still
+    // hold the whole batch being sent and the one before it.
+    let cluster = Cluster { max_in_flight: 1, ..cluster(&nats, "a", AckAfter::Local) };
+    let a = TestDaemon::start_with(move |config| config.cluster = Some(cluster)).await;
+    for index in 0..3 {
+        nats.kill(index);
+    }
+    // Acknowledged while the stream is away (ack_after = "local"), in one burst: the
+    // publisher then has more than one batch of acknowledgements to wait for at once.
+    let sent: Vec<Vec<u8>> = (0..3000).map(numbered).collect();
+    let mut logger = a.client().await;
+    logger.send(&sent.concat()).await;
+    for _ in 0..sent.len() {
+        assert_eq!(logger.reply().await.cn, 9014, "acknowledged without the stream");
+    }
+    for index in 0..3 {
+        nats.restart(index);
+    }
+    let frames = wait_for_frames(&nats, sent.len()).await;
+    let missing = sent.iter().filter(|frame| !frames.contains_key(*frame)).count();
+    assert_eq!(missing, 0, "every frame reaches the stream once it is back");
+    a.stop().await;
 }
