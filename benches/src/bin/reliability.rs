@@ -11,12 +11,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use hj212_benches::reliability::{self, Ctx, Report, timed};
 
-const TRIALS: [&str; 7] = ["kill-loop", "tamper", "hostile", "full-disk", "admin", "configs", "week"];
+const TRIALS: [&str; 8] = ["kill-loop", "tamper", "hostile", "full-disk", "admin", "configs", "week", "cluster"];
 
 #[derive(Debug, Parser)]
 #[command(about = "Reliability trials of hj212d (issue 12)")]
 struct Args {
-    /// Trials to run (default: all): kill-loop, tamper, hostile, full-disk, admin, configs, week.
+    /// Trials to run (default: all): kill-loop, tamper, hostile, full-disk, admin, configs, week, cluster.
     trials: Vec<String>,
     #[arg(long, default_value = "target/release/hj212d")]
     daemon: PathBuf,
@@ -76,6 +76,15 @@ struct Args {
     /// week: simulated seconds per real second.
     #[arg(long, default_value_t = 3600.0)]
     accel: f64,
+    /// cluster: SIGKILLs of a node.
+    #[arg(long, default_value_t = 20)]
+    node_kills: usize,
+    /// cluster: SIGKILLs of the stream's leader.
+    #[arg(long, default_value_t = 5)]
+    leader_kills: usize,
+    /// cluster: `[cluster] ack_after` of both nodes ("local" or "cluster").
+    #[arg(long, default_value = "local")]
+    cluster_ack_after: String,
 }
 
 fn main() -> ExitCode {
@@ -131,7 +140,7 @@ fn main() -> ExitCode {
 }
 
 async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
-    use reliability::{admin, configs, full_disk, hostile, kill_loop, tamper, week};
+    use reliability::{admin, cluster, configs, full_disk, hostile, kill_loop, tamper, week};
     match trial {
         "kill-loop" => {
             let options = kill_loop::Options {
@@ -160,6 +169,18 @@ async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
             timed("admin", admin::run(ctx, &options)).await
         }
         "configs" => timed("configs", async { configs::run(ctx) }).await,
+        "cluster" => {
+            let options = cluster::Options {
+                node_kills: args.node_kills,
+                leader_kills: args.leader_kills,
+                connections: args.connections,
+                window: args.window,
+                rate: args.rate,
+                cycle_secs: args.cycle_secs,
+                ack_after: args.cluster_ack_after.clone(),
+            };
+            Box::pin(timed("cluster", cluster::run(ctx, &options))).await
+        }
         _ => {
             let options = week::Options { stations: args.stations, days: args.days, accel: args.accel };
             timed("week", week::run(ctx, &options)).await

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod archive_scan;
+pub mod cluster;
 pub mod configs;
 mod configs_corpus;
 pub mod daemon;
