@@ -9,6 +9,7 @@ mod html;
 mod mask;
 mod rate;
 mod report;
+mod union;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -98,9 +99,11 @@ enum Command {
         /// the range come from the data dir's archived config history.
         #[arg(long, required_unless_present = "data_dir")]
         config: Option<PathBuf>,
-        /// The data dir (needed without --config; overrides the config's data_dir).
+        /// The data dir (needed without --config; overrides the config's data_dir). Given more
+        /// than once (the nodes of a cluster): the rates of what the nodes received together,
+        /// from their archives.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        data_dir: Vec<PathBuf>,
         /// Read this store instead of DATA_DIR/store.sqlite (e.g. one made by rebuild-ledger).
         #[arg(long)]
         store: Option<PathBuf>,

@@ -24,7 +24,8 @@ pub enum Format {
 
 pub struct RateArgs {
     pub config: Option<PathBuf>,
-    pub data_dir: Option<PathBuf>,
+    /// One data dir, or several: the union of what the cluster's nodes received.
+    pub data_dir: Vec<PathBuf>,
     pub store: Option<PathBuf>,
     pub mn: Option<String>,
     pub from: String,
@@ -47,12 +48,22 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     if range.to_ms <= range.from_ms {
         return Err(usage("--to must be after --from".into()));
     }
-    let data_dir = match (&args.data_dir, &config) {
-        (Some(dir), _) => DataDir::new(dir.clone()),
-        (None, Some(config)) => config.data_dir(),
-        (None, None) => return Err(usage("give --data-dir (or --config)".into())),
+    let data_dirs: Vec<DataDir> = match (args.data_dir.as_slice(), &config) {
+        ([], Some(config)) => vec![config.data_dir()],
+        ([], None) => return Err(usage("give --data-dir (or --config)".into())),
+        (dirs, _) => dirs.iter().cloned().map(DataDir::new).collect(),
     };
-    let db = args.store.clone().unwrap_or_else(|| data_dir.store());
+    let data_dir = data_dirs[0].clone();
+    let union = data_dirs.len() > 1;
+    if union && args.store.is_some() {
+        return Err(usage("--store reads one data dir's store; with several --data-dir the union is built".into()));
+    }
+    // Several nodes: their archives applied together to a store of their own, removed after.
+    let scratch = if union { Some(union_store(&data_dirs)?) } else { None };
+    let db = match &scratch {
+        Some(dir) => dir.path().join("union.sqlite"),
+        None => args.store.clone().unwrap_or_else(|| data_dir.store()),
+    };
     if !db.is_file() {
         return Err(Failure { message: format!("no embedded store at {}", db.display()), exit_code: EX_NOINPUT });
     }
@@ -88,7 +99,8 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
             let rules = rules_with_basis(site, args.basis.as_deref()).map_err(|e| usage(format!("--{e}")))?;
             store.site_rate(site, &rules, range, now_ms).map_err(read)?
         };
-        if args.mn.is_some() {
+        // Each record's hash is in its own node's archive: with several, the evidence names none.
+        if args.mn.is_some() && !union {
             evidence
                 .attach_archive_hashes(&data_dir.archive())
                 .map_err(|e| Failure { message: format!("reading the archive: {e}"), exit_code: EX_NOINPUT })?;
@@ -106,6 +118,14 @@ pub fn rate(args: &RateArgs) -> Result<String, Failure> {
     } else {
         serde_json::Value::Array(json).to_string()
     })
+}
+
+/// The union of several nodes' archives in a store in a new temporary folder.
+fn union_store(data_dirs: &[DataDir]) -> Result<tempfile::TempDir, Failure> {
+    let scratch = tempfile::tempdir()
+        .map_err(|e| Failure { message: format!("cannot make a temporary folder: {e}"), exit_code: EX_NOINPUT })?;
+    crate::union::build(data_dirs, &scratch.path().join("union.sqlite"))?;
+    Ok(scratch)
 }
 
 /// Records applied to the rebuilt store per transaction (memory: about this x 3 KiB).

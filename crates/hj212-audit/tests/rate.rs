@@ -655,3 +655,41 @@ async fn a_range_reaching_into_the_future_is_evaluated_up_to_now() {
     }
     running.stop().await.unwrap();
 }
+
+/// `hj212-audit rate` of one node's data dir
+/// and of several (`--data-dir A --data-dir B`, a cluster's nodes): the `received` count.
+fn received(data_dirs: &[std::path::PathBuf], from: &str, to: &str) -> u64 {
+    let mut command = Command::new(BIN);
+    command.arg("rate");
+    for data_dir in data_dirs {
+        command.arg("--data-dir").arg(data_dir);
+    }
+    let output = command.args(["--mn", MN, "--from", from, "--to", to]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let evidence: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    evidence["received"].as_u64().unwrap_or_else(|| panic!("no received count in {evidence}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_union_of_two_nodes_counts_an_hour_both_received_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let (a, _) = start_daemon(&a_dir, r#"["a21026"]"#, "").await;
+    let (b, _) = start_daemon(&b_dir, r#"["a21026"]"#, "").await;
+    // Yesterday's hours 0-3 reached node a, hours 2-5 node b (2 and 3 reached both).
+    let start = today_midnight() - 24 * HOUR;
+    let hours = |range: std::ops::Range<i64>| range.map(|h| hourly(h, start, Some("N"), "N")).collect::<Vec<_>>();
+    send_and_wait_acks(a.hj212_addr, &hours(0..4));
+    send_and_wait_acks(b.hj212_addr, &hours(2..6));
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+
+    let from = BeijingTime::from_unix_millis(start).to_seconds_string();
+    let to = BeijingTime::from_unix_millis(today_midnight()).to_seconds_string();
+    let (a_data, b_data) = (a_dir.join("data"), b_dir.join("data"));
+    assert_eq!(received(std::slice::from_ref(&a_data), &from, &to), 4);
+    assert_eq!(received(std::slice::from_ref(&b_data), &from, &to), 4);
+    assert_eq!(received(&[a_data, b_data], &from, &to), 6, "hours 2 and 3 count once");
+}
