@@ -73,6 +73,8 @@ impl Settings {
 pub(crate) struct Connection {
     pub context: jetstream::Context,
     pub subjects: Subjects,
+    /// The largest message the servers take (headers included).
+    pub max_payload: usize,
 }
 
 /// Why the cluster cannot be used.
@@ -112,6 +114,7 @@ impl Connection {
         // Room for every batch in flight and the one being sent: a batch's acknowledgements
         // are awaited only once all of it is sent, so less room would wait forever.
         let acks = (settings.max_in_flight + 1) * settings.batch_records.max(1);
+        let max_payload = client.max_payload();
         let context =
             jetstream::ContextBuilder::new().timeout(settings.publish_timeout).max_ack_inflight(acks).build(client);
         let stream = context
@@ -126,6 +129,6 @@ impl Connection {
             }
         }
         tracing::info!(stream = settings.stream, node = settings.node, "publishing to the cluster's stream");
-        Ok(Self { context, subjects })
+        Ok(Self { context, subjects, max_payload })
     }
 }

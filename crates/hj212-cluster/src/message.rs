@@ -23,6 +23,13 @@ pub const FLAGS: &str = "Hj212-Flags";
 pub const TIME_MS: &str = "Hj212-Time-Ms";
 /// The peer address it came from.
 pub const PEER: &str = "Hj212-Peer";
+/// For a record larger than the servers take: its length; the payload is left out, the
+/// record stays in the node's archive (its SHA-256 in [`SHA256`]).
+pub const OMITTED_BYTES: &str = "Hj212-Omitted-Bytes";
+pub const SHA256: &str = "Hj212-Sha256";
+
+/// Room kept for the headers below the servers' `max_payload`, which counts them too.
+const HEADER_ROOM: usize = 4096;
 
 /// Where a node's records go in the stream.
 #[derive(Debug, Clone)]
@@ -81,8 +88,10 @@ pub fn message_id(interpreted: &Interpreted, node: &str) -> String {
     }
 }
 
-/// The subject and message that publish `interpreted` as node `node`.
-pub fn message(interpreted: &Interpreted, subjects: &Subjects) -> (String, Publish) {
+/// The subject and message that publish `interpreted` as node `node`. A record the servers
+/// would refuse (over `max_payload`) goes without its bytes, so that it cannot hold up every
+/// record after it; none that large is written today (frames are at most 10 KB).
+pub fn message(interpreted: &Interpreted, subjects: &Subjects, max_payload: usize) -> (String, Publish) {
     let record = &interpreted.record;
     let subject = interpreted.meaning.mn().map_or_else(|| subjects.node(), |mn| subjects.site(mn));
     let mut headers = HeaderMap::new();
@@ -93,10 +102,21 @@ pub fn message(interpreted: &Interpreted, subjects: &Subjects) -> (String, Publi
     headers.insert(FLAGS, record.flags.to_string());
     headers.insert(TIME_MS, record.time_ms.to_string());
     headers.insert(PEER, record.peer.as_str());
-    let publish = Publish::build()
-        .headers(headers)
-        .message_id(message_id(interpreted, &subjects.node))
-        .payload(Bytes::copy_from_slice(&record.data));
+    let payload = if record.data.len() + HEADER_ROOM > max_payload {
+        tracing::warn!(
+            seq = record.seq,
+            bytes = record.data.len(),
+            max_payload,
+            "record too large for the stream: published without its bytes"
+        );
+        headers.insert(OMITTED_BYTES, record.data.len().to_string());
+        headers.insert(SHA256, hex(&Sha256::digest(&record.data)));
+        Bytes::new()
+    } else {
+        Bytes::copy_from_slice(&record.data)
+    };
+    let publish =
+        Publish::build().headers(headers).message_id(message_id(interpreted, &subjects.node)).payload(payload);
     (subject, publish)
 }
 
@@ -141,14 +161,28 @@ mod tests {
         let garbage = record(4, Kind::Received, Verdict::Unframed, b"\x00\x01junk");
         assert_eq!(message_id(&garbage, "b"), "b:4");
         let subjects = Subjects::new("hj212", "a");
-        assert_eq!(message(&event, &subjects).0, "hj212.nodes.a");
+        assert_eq!(message(&event, &subjects, 1 << 20).0, "hj212.nodes.a");
         assert_eq!(subjects.site("MN.1 *>"), "hj212.records.MN_1___");
+    }
+
+    #[test]
+    fn a_record_too_large_for_the_servers_goes_without_its_bytes() {
+        let subjects = Subjects::new("hj212", "a");
+        let big = record(8, Kind::Event, Verdict::Info, &[b'x'; 10_000]);
+        let (_, fits) = message(&big, &subjects, 1 << 20);
+        let (_, omitted) = message(&big, &subjects, 8192);
+        let (fits, omitted) = (fits.outbound_message("s"), omitted.outbound_message("s"));
+        assert_eq!(fits.payload.len(), 10_000);
+        assert!(omitted.payload.is_empty());
+        let headers = omitted.headers.expect("headers");
+        assert_eq!(headers.get(OMITTED_BYTES).map(|v| v.as_str().to_owned()).as_deref(), Some("10000"));
+        assert_eq!(headers.get(SHA256).map(|v| v.as_str().len()), Some(64));
     }
 
     #[test]
     fn headers_carry_the_record() {
         let subjects = Subjects::new("hj212", "a");
-        let (subject, _) = message(&record(7, Kind::Received, Verdict::Accepted, FRAME), &subjects);
+        let (subject, _) = message(&record(7, Kind::Received, Verdict::Accepted, FRAME), &subjects, 1 << 20);
         assert_eq!(subject, "hj212.records.LD130133000015");
         assert_eq!(subjects.filters(), ["hj212.records.>", "hj212.nodes.>"]);
     }

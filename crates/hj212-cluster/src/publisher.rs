@@ -84,11 +84,12 @@ impl Publisher {
     fn publish(&mut self, records: &[Interpreted]) -> Result<(), FollowError> {
         let Some(last) = records.last().map(|r| r.record.seq) else { return Ok(()) };
         let connection = self.connection()?;
-        let (context, subjects) = (connection.context.clone(), connection.subjects.clone());
+        let (context, subjects, max_payload) =
+            (connection.context.clone(), connection.subjects.clone(), connection.max_payload);
         let acks = self.runtime.block_on(async {
             let mut acks = Vec::with_capacity(records.len());
             for interpreted in records {
-                let (subject, publish) = message(interpreted, &subjects);
+                let (subject, publish) = message(interpreted, &subjects, max_payload);
                 acks.push(context.send_publish(subject, publish).await?);
             }
             Ok::<_, jetstream::context::PublishError>(acks)

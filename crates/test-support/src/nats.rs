@@ -26,26 +26,32 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// Starts `size` servers and waits until each accepts clients.
+    /// Starts `size` servers and waits until each accepts clients. Ports are chosen free and
+    /// released before the servers bind them, so a test running beside may take one: a start
+    /// that fails is tried again on other ports (three times).
     ///
     /// # Panics
-    /// If nats-server is not installed or a server does not listen within 10 s.
+    /// If nats-server is not installed or the servers do not start three times.
     pub fn start(size: usize) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let servers = (1..=size)
-            .map(|i| Server {
-                name: format!("n{i}"),
-                client: free_port(),
-                route: free_port(),
-                monitor: free_port(),
-                child: None,
-            })
-            .collect();
-        let mut cluster = Self { dir, servers };
-        for index in 0..size {
-            cluster.restart(index);
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let servers = (1..=size)
+                .map(|i| Server {
+                    name: format!("n{i}"),
+                    client: free_port(),
+                    route: free_port(),
+                    monitor: free_port(),
+                    child: None,
+                })
+                .collect();
+            let mut cluster = Self { dir, servers };
+            match (0..size).try_for_each(|index| cluster.launch(index)) {
+                Ok(()) => return cluster,
+                Err(failure) => failures.push(failure),
+            }
         }
-        cluster
+        panic!("the NATS cluster did not start: {failures:?}");
     }
 
     /// Every server's client url.
@@ -61,8 +67,12 @@ impl NatsCluster {
     /// Starts server `index` again on its ports and store (killing it first if it runs).
     ///
     /// # Panics
-    /// As [`NatsCluster::start`].
+    /// If it exits or does not listen within 10 s.
     pub fn restart(&mut self, index: usize) {
+        self.launch(index).unwrap_or_else(|failure| panic!("{failure}"));
+    }
+
+    fn launch(&mut self, index: usize) -> Result<(), String> {
         self.kill(index);
         let routes: Vec<String> = self
             .servers
@@ -101,16 +111,16 @@ impl NatsCluster {
         loop {
             if TcpStream::connect(addr).is_ok() {
                 self.servers[index].child = Some(child);
-                return;
+                return Ok(());
             }
             if let Ok(Some(status)) = child.try_wait() {
                 let log = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("nats-server exited ({status}) before listening on {addr}: {log}");
+                return Err(format!("nats-server exited ({status}) before listening on {addr}: {log}"));
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("nats-server did not listen on {addr} within 10 s");
+                return Err(format!("nats-server did not listen on {addr} within 10 s"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
