@@ -1,14 +1,15 @@
 //! End-to-end load benchmark: starts `hj212d` (release build, fsync on, embedded store, the
 //! alert engine with limits on every site, optionally the Influx sink to a VictoriaMetrics on
-//! loopback) and drives it with data-logger connections that wait for every 9014.
+//! loopback and the cluster publisher to a NATS JetStream cluster on loopback) and drives it with data-logger connections that wait for every 9014.
 //!
 //! It reports **sustained** throughput: frames acknowledged divided by the time until every
 //! follower (store, alert engine, sink) had applied them all, with each follower's peak lag,
 //! its lag when the load stopped, the catch-up time and the daemon's peak memory.
 //!
 //! Run: `scripts/bench-load` (builds, raises the open-file limit, runs every part), or
-//! `target/release/load --daemon target/release/hj212d [--connections N] [--seconds S] [--influx] ...`.
+//! `target/release/load --daemon target/release/hj212d [--connections N] [--seconds S] [--influx] [--cluster] ...`.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -46,6 +47,10 @@ struct Args {
     /// Also run the Influx sink, writing to a VictoriaMetrics started on loopback.
     #[arg(long)]
     influx: bool,
+    /// Also publish to a NATS JetStream stream ([cluster], R3): three nats-servers started on
+    /// loopback share the machine.
+    #[arg(long)]
+    cluster: bool,
     /// Leave sealed archive segments plain (`[archive] compress = false`), to compare with the default.
     #[arg(long)]
     archive_plain: bool,
@@ -65,10 +70,22 @@ fn main() {
     if args.archive_plain {
         extra.push_str("[archive]\ncompress = false\n");
     }
+    let nats = args.cluster.then(|| {
+        let nats = test_support::nats::NatsCluster::start(3);
+        nats.wait_healthy(Duration::from_secs(30));
+        nats
+    });
+    if let Some(nats) = &nats {
+        let urls: Vec<String> = nats.urls().iter().map(|url| format!("\"{url}\"")).collect();
+        let _ = write!(extra, "[cluster]\nnats_url = [{}]\nnode = \"bench\"\n", urls.join(", "));
+    }
     runtime.block_on(async {
         let max_connections = args.connections.max(args.idle) + 64;
         let daemon = Daemon::start_with(&args.daemon, max_connections, &extra, SITE_LIMITS).await;
-        let followers = if args.influx { "store, alert engine, Influx sink" } else { "store, alert engine" };
+        let mut followers = vec!["store", "alert engine"];
+        followers.extend(args.influx.then_some("Influx sink"));
+        followers.extend(args.cluster.then_some("cluster publisher (JetStream R3 on loopback)"));
+        let followers = followers.join(", ");
         println!("hj212d {} (pid {}), followers: {followers}", daemon.addr, daemon.pid());
         let mut rate = args.rate.unwrap_or(0);
         if args.seconds > 0 {
