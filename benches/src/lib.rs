@@ -3,6 +3,7 @@
 pub mod commands;
 pub mod followers;
 pub mod forward;
+pub mod latency_logger;
 pub mod load;
 pub mod reliability;
 

@@ -10,22 +10,15 @@
 //! Run: `cargo build --release -p hj212d -p hj212-benches --bin hj212d --bin alert-latency &&
 //! target/release/alert-latency [--rate 10000] [--seconds 20] [--connections 64]`
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use clap::Parser;
-use hj212_benches::load::{Daemon, PASSWORD, mn};
-use hj212_proto::codec::{FrameEvent, Hj212Codec};
-use hj212_proto::encode;
-use hj212_proto::time::BeijingTime;
+use hj212_benches::latency_logger::{Pending, logger};
+use hj212_benches::load::Daemon;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_util::codec::Decoder;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -39,9 +32,6 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     seconds: u64,
 }
-
-/// Send instants of the frames that should raise an alert, by (MN, DataTime as RFC 3339).
-type Pending = Arc<Mutex<HashMap<(String, String), Instant>>>;
 
 fn main() {
     let args = Args::parse();
@@ -130,56 +120,4 @@ async fn subscribe(broker: SocketAddr, pending: Pending, latencies: Arc<Mutex<Ve
         }
     });
     tokio::time::timeout(Duration::from_secs(10), subscribed_rx).await.expect("subscribed").expect("suback");
-}
-
-/// One logger at `rate` frames per second; returns the frames acknowledged.
-async fn logger(addr: SocketAddr, c: usize, rate: f64, stop: Instant, pending: Pending) -> u64 {
-    let site = mn(c);
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let (mut codec, mut buf) = (Hj212Codec::default(), BytesMut::with_capacity(16 * 1024));
-    let base_ms = hj212_archive::now_ms() / 1000 * 1000;
-    let start = Instant::now();
-    let (mut sent, mut acked) = (0u64, 0u64);
-    loop {
-        let now = Instant::now();
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a positive frame count")]
-        let due = (now.duration_since(start).as_secs_f64() * rate) as u64 + 1;
-        let mut out = Vec::new();
-        while now < stop && sent < due && sent - acked < 64 {
-            // DataTime one second apart per frame: unique per site, so it identifies the frame.
-            let time = BeijingTime::from_unix_millis(base_ms + i64::try_from(sent).unwrap_or(0) * 1000);
-            let value = sent % 100;
-            if value == 99 {
-                let key = (site.clone(), time.to_rfc3339());
-                // Timed from when the frame was due, not when the window let it go: time spent
-                // waiting behind earlier frames counts too (no coordinated omission).
-                let due_at = start + Duration::from_secs_f64(sent as f64 / rate);
-                pending.lock().expect("pending").insert(key, due_at);
-            }
-            let segment = format!(
-                "QN={};ST=31;CN=2011;PW={PASSWORD};MN={site};Flag=5;CP=&&DataTime={};a21026-Rtd={value}.25,a21026-Flag=N;\
-                 a21002-Rtd=48.1,a21002-Flag=N;a19001-Rtd=9.8,a19001-Flag=N&&",
-                time.to_qn_string(),
-                time.to_seconds_string(),
-            );
-            out.extend_from_slice(&encode::frame(segment.as_bytes()).expect("fits"));
-            sent += 1;
-        }
-        if !out.is_empty() {
-            stream.write_all(&out).await.expect("write");
-        }
-        if now >= stop && acked == sent {
-            return acked;
-        }
-        let read = tokio::time::timeout(Duration::from_millis(2), stream.read_buf(&mut buf)).await;
-        if let Ok(result) = read
-            && result.expect("read") == 0
-        {
-            return acked;
-        }
-        while let Ok(Some(FrameEvent::Frame(_))) = codec.decode(&mut buf) {
-            acked += 1;
-        }
-    }
 }
