@@ -110,6 +110,7 @@ fn main() {
             after: None,
             shared: None,
             nice: 0,
+            feed: None,
         };
         let thread = hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status.clone(), shutdown.clone())
             .expect("runner");

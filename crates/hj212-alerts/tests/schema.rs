@@ -166,6 +166,7 @@ async fn the_engine_goes_on_writing_to_a_first_release_database() {
         after: None,
         shared: None,
         nice: 0,
+        feed: None,
     };
     let engine =
         hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();

@@ -13,7 +13,7 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::format::Hash;
-use crate::writer::hex;
+use crate::writer::{hex, unhex};
 
 /// The newest checkpoint is also kept in this file of the archive folder, so that a restart
 /// can tell records that a checkpoint covered (never cut) from a torn tail.
@@ -158,17 +158,6 @@ pub fn parse_head(text: &str) -> Result<(u64, Hash), String> {
 pub fn fingerprint(public_key: &[u8; 32]) -> String {
     let digest: [u8; 32] = Sha256::digest(public_key).into();
     hex(&digest)[..16].to_owned()
-}
-
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != N * 2 || !text.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Loads the signing key (64 hex digits), or creates one (mode 0600) with its public key

@@ -99,6 +99,11 @@ macro_rules! codes {
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $name,)* }
             }
+
+            /// The value of an [`Self::as_str`] name.
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name { $($name => Some(Self::$variant),)* _ => None }
+            }
         }
     };
 }

@@ -32,7 +32,7 @@ pub use recover::Recovery;
 pub use segment::{header_of, list_segments, segment_name};
 pub use status::{Failing, FollowerStatus};
 pub use verify::{Break, Report, VerifyOptions, verify, verify_with, walk, walk_with};
-pub use writer::{hex, now_ms};
+pub use writer::{hex, now_ms, unhex};
 
 /// Where the archive lives and how it rotates.
 #[derive(Debug, Clone, PartialEq, Eq)]

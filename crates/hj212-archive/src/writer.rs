@@ -436,3 +436,15 @@ pub fn hex(bytes: &[u8]) -> String {
         out
     })
 }
+
+/// The bytes of `N * 2` hex digits ([`hex`]'s output); `None` for anything else.
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != N * 2 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).ok()?;
+    }
+    Some(out)
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use hj212_follow::FollowError;
 
-use crate::message::Subjects;
+use crate::message::{Numbering, Subjects};
 
 /// What the publisher needs of `[cluster]`, with paths resolved.
 #[derive(Debug, Clone)]
@@ -27,6 +27,9 @@ pub struct Settings {
     pub publish_timeout: Duration,
     /// `data_dir/cluster.cursor`.
     pub cursor_path: PathBuf,
+    /// How this node's corrections name the records they correct: by stream sequence when its
+    /// store follows the stream (its API checks them against that store).
+    pub numbering: Numbering,
 }
 
 impl Settings {
@@ -47,6 +50,10 @@ impl Settings {
             batch_records: config.followers.batch_records,
             publish_timeout: Duration::from_secs(cluster.publish_timeout_secs),
             cursor_path: config.data_dir().cluster_cursor(),
+            numbering: match cluster.store_from {
+                hj212_config::StoreFrom::Archive => Numbering::Archive,
+                hj212_config::StoreFrom::Stream => Numbering::Stream,
+            },
         }
     }
 
@@ -72,6 +79,7 @@ impl Settings {
 /// A client connected to the cluster, with the stream checked.
 pub(crate) struct Connection {
     pub context: jetstream::Context,
+    pub stream: stream::Stream,
     pub subjects: Subjects,
     /// The largest message the servers take (headers included).
     pub max_payload: usize,
@@ -128,7 +136,7 @@ impl Connection {
                 return Err(ConnectError::Subjects { stream: settings.stream.clone(), subject }.into());
             }
         }
-        tracing::info!(stream = settings.stream, node = settings.node, "publishing to the cluster's stream");
-        Ok(Self { context, subjects, max_payload })
+        tracing::info!(stream = settings.stream, node = settings.node, "connected to the cluster's stream");
+        Ok(Self { context, stream, subjects, max_payload })
     }
 }

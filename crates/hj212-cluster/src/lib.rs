@@ -4,9 +4,12 @@
 //! own hash-chained archive as before; the stream is the fleet's merged record.
 
 mod connect;
+mod corrections;
 pub mod message;
 pub mod metrics;
 mod publisher;
+mod reader;
 
 pub use connect::{ConnectError, Settings};
 pub use publisher::Publisher;
+pub use reader::StreamFeeds;

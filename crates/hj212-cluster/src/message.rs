@@ -5,7 +5,7 @@
 use async_nats::HeaderMap;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use bytes::Bytes;
-use hj212_archive::{Kind, Verdict, hex};
+use hj212_archive::{Kind, Record, Verdict, hex, unhex};
 use hj212_follow::{Interpreted, Meaning};
 use sha2::{Digest, Sha256};
 
@@ -23,10 +23,33 @@ pub const FLAGS: &str = "Hj212-Flags";
 pub const TIME_MS: &str = "Hj212-Time-Ms";
 /// The peer address it came from.
 pub const PEER: &str = "Hj212-Peer";
+/// Its hash in that node's chain (hex), the evidence a reader of the stream cites.
+pub const HASH: &str = "Hj212-Hash";
 /// For a record larger than the servers take: its length; the payload is left out, the
 /// record stays in the node's archive (its SHA-256 in [`SHA256`]).
 pub const OMITTED_BYTES: &str = "Hj212-Omitted-Bytes";
 pub const SHA256: &str = "Hj212-Sha256";
+
+/// On a mark or a visit: how its `supersedes` names the record it corrects: `stream` (a
+/// stream sequence: the publishing node's store follows the stream, and its API took that
+/// number) or `archive` (a number in the publishing node's archive; also when absent).
+pub const NUMBERED: &str = "Hj212-Numbered";
+
+/// How the publishing node numbers the records a correction names (see [`NUMBERED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbering {
+    Archive,
+    Stream,
+}
+
+impl Numbering {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Archive => "archive",
+            Self::Stream => "stream",
+        }
+    }
+}
 
 /// Room kept for the headers below the servers' `max_payload`, which counts them too.
 const HEADER_ROOM: usize = 4096;
@@ -91,7 +114,12 @@ pub fn message_id(interpreted: &Interpreted, node: &str) -> String {
 /// The subject and message that publish `interpreted` as node `node`. A record the servers
 /// would refuse (over `max_payload`) goes without its bytes, so that it cannot hold up every
 /// record after it; none that large is written today (frames are at most 10 KB).
-pub fn message(interpreted: &Interpreted, subjects: &Subjects, max_payload: usize) -> (String, Publish) {
+pub fn message(
+    interpreted: &Interpreted,
+    subjects: &Subjects,
+    max_payload: usize,
+    numbering: Numbering,
+) -> (String, Publish) {
     let record = &interpreted.record;
     let subject = interpreted.meaning.mn().map_or_else(|| subjects.node(), |mn| subjects.site(mn));
     let mut headers = HeaderMap::new();
@@ -102,6 +130,10 @@ pub fn message(interpreted: &Interpreted, subjects: &Subjects, max_payload: usiz
     headers.insert(FLAGS, record.flags.to_string());
     headers.insert(TIME_MS, record.time_ms.to_string());
     headers.insert(PEER, record.peer.as_str());
+    headers.insert(HASH, hex(&record.hash));
+    if matches!(interpreted.meaning, Meaning::Mark(_) | Meaning::Visit(_)) {
+        headers.insert(NUMBERED, numbering.as_str());
+    }
     let payload = if record.data.len() + HEADER_ROOM > max_payload {
         tracing::warn!(
             seq = record.seq,
@@ -120,15 +152,55 @@ pub fn message(interpreted: &Interpreted, subjects: &Subjects, max_payload: usiz
     (subject, publish)
 }
 
+/// Why a stream message is not a record hj212d published.
+#[derive(Debug, thiserror::Error)]
+#[error("stream message {seq} on {subject}: {problem}")]
+pub struct NotARecord {
+    pub seq: u64,
+    pub subject: String,
+    pub problem: String,
+}
+
+/// The record a stream message carries, numbered with its stream sequence `seq` (its number
+/// in the publishing node's archive stays in the [`SEQ`] header). A record published without
+/// its bytes (too large) comes with none.
+///
+/// # Errors
+/// A header hj212d writes is missing or unreadable (the message was not published by hj212d).
+pub fn record(seq: u64, subject: &str, headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Record, NotARecord> {
+    let problem = |problem: String| NotARecord { seq, subject: subject.to_owned(), problem };
+    let header = |name: &str| {
+        headers
+            .and_then(|h| h.get(name))
+            .map(async_nats::HeaderValue::as_str)
+            .ok_or_else(|| problem(format!("no {name} header")))
+    };
+    let number = |name: &str| header(name)?.parse::<i64>().map_err(|_| problem(format!("{name} is not a number")));
+    let kind = Kind::from_name(header(KIND)?).ok_or_else(|| problem(format!("unknown {KIND}")))?;
+    let verdict = Verdict::from_name(header(VERDICT)?).ok_or_else(|| problem(format!("unknown {VERDICT}")))?;
+    let flags = u8::try_from(number(FLAGS)?).map_err(|_| problem(format!("{FLAGS} out of range")))?;
+    // Published before the hash header existed: no chain hash to cite.
+    let hash = headers.and_then(|h| h.get(HASH)).and_then(|v| unhex(v.as_str())).unwrap_or([0; 32]);
+    Ok(Record {
+        seq,
+        kind,
+        verdict,
+        flags,
+        time_ms: number(TIME_MS)?,
+        peer: header(PEER)?.to_owned(),
+        data: payload.to_vec(),
+        hash,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hj212_archive::Record;
 
     // fixtures/frames/real.txt, a 2011 upload.
     const FRAME: &[u8] = b"##0136ST=32;CN=2011;PW=000000;MN=LD130133000015;CP=&&DataTime=20160824003817;011-Rtd=231.0,011-Flag=N;B01-Rtd=36.91;060-Rtd=1.803,060-Flag=N&&1dc0\r\n";
 
-    fn record(seq: u64, kind: Kind, verdict: Verdict, data: &[u8]) -> Interpreted {
+    fn interpreted(seq: u64, kind: Kind, verdict: Verdict, data: &[u8]) -> Interpreted {
         Interpreted::new(Record {
             seq,
             kind,
@@ -143,34 +215,34 @@ mod tests {
 
     #[test]
     fn a_frame_has_one_id_on_every_node_and_as_a_resend() {
-        let on_a = record(7, Kind::Received, Verdict::Accepted, FRAME);
-        let on_b = record(90, Kind::Received, Verdict::Accepted, FRAME);
-        let resent = record(91, Kind::Received, Verdict::Duplicate, FRAME);
+        let on_a = interpreted(7, Kind::Received, Verdict::Accepted, FRAME);
+        let on_b = interpreted(90, Kind::Received, Verdict::Accepted, FRAME);
+        let resent = interpreted(91, Kind::Received, Verdict::Duplicate, FRAME);
         let id = message_id(&on_a, "a");
         assert!(id.starts_with("frame:LD130133000015:"), "{id}");
         assert_eq!(id, message_id(&on_b, "b"));
         assert_eq!(id, message_id(&resent, "b"));
-        let refused = record(92, Kind::Received, Verdict::BadPassword, FRAME);
+        let refused = interpreted(92, Kind::Received, Verdict::BadPassword, FRAME);
         assert!(message_id(&refused, "b").starts_with("bad_password:"));
     }
 
     #[test]
     fn a_nodes_own_records_are_its_own() {
-        let event = record(3, Kind::Event, Verdict::Info, b"started");
+        let event = interpreted(3, Kind::Event, Verdict::Info, b"started");
         assert_eq!(message_id(&event, "a"), "a:3");
-        let garbage = record(4, Kind::Received, Verdict::Unframed, b"\x00\x01junk");
+        let garbage = interpreted(4, Kind::Received, Verdict::Unframed, b"\x00\x01junk");
         assert_eq!(message_id(&garbage, "b"), "b:4");
         let subjects = Subjects::new("hj212", "a");
-        assert_eq!(message(&event, &subjects, 1 << 20).0, "hj212.nodes.a");
+        assert_eq!(message(&event, &subjects, 1 << 20, Numbering::Archive).0, "hj212.nodes.a");
         assert_eq!(subjects.site("MN.1 *>"), "hj212.records.MN_1___");
     }
 
     #[test]
     fn a_record_too_large_for_the_servers_goes_without_its_bytes() {
         let subjects = Subjects::new("hj212", "a");
-        let big = record(8, Kind::Event, Verdict::Info, &[b'x'; 10_000]);
-        let (_, fits) = message(&big, &subjects, 1 << 20);
-        let (_, omitted) = message(&big, &subjects, 8192);
+        let big = interpreted(8, Kind::Event, Verdict::Info, &[b'x'; 10_000]);
+        let (_, fits) = message(&big, &subjects, 1 << 20, Numbering::Archive);
+        let (_, omitted) = message(&big, &subjects, 8192, Numbering::Archive);
         let (fits, omitted) = (fits.outbound_message("s"), omitted.outbound_message("s"));
         assert_eq!(fits.payload.len(), 10_000);
         assert!(omitted.payload.is_empty());
@@ -182,8 +254,27 @@ mod tests {
     #[test]
     fn headers_carry_the_record() {
         let subjects = Subjects::new("hj212", "a");
-        let (subject, _) = message(&record(7, Kind::Received, Verdict::Accepted, FRAME), &subjects, 1 << 20);
+        let mut original = interpreted(7, Kind::Received, Verdict::Accepted, FRAME);
+        original.record.hash = [7; 32];
+        original.record.flags = 2;
+        let (subject, publish) = message(&original, &subjects, 1 << 20, Numbering::Archive);
         assert_eq!(subject, "hj212.records.LD130133000015");
         assert_eq!(subjects.filters(), ["hj212.records.>", "hj212.nodes.>"]);
+        let published = publish.outbound_message(subject.clone());
+        let read = record(901, &subject, published.headers.as_ref(), &published.payload).expect("a record");
+        assert_eq!(read, Record { seq: 901, ..original.record.clone() }, "the stream's number, the node's record");
+        let headers = published.headers.expect("headers");
+        assert_eq!(headers.get(SEQ).map(|v| v.as_str().to_owned()).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn a_message_hj212d_did_not_publish_is_named() {
+        let error = record(5, "hj212.records.X", None, b"hello").expect_err("no headers");
+        assert_eq!(error.to_string(), "stream message 5 on hj212.records.X: no Hj212-Kind header");
+        let mut headers = HeaderMap::new();
+        headers.insert(KIND, "received");
+        headers.insert(VERDICT, "nonsense");
+        let error = record(6, "s", Some(&headers), b"").expect_err("bad verdict");
+        assert!(error.to_string().ends_with("unknown Hj212-Verdict"), "{error}");
     }
 }

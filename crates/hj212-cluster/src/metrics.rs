@@ -1,10 +1,11 @@
-//! The publisher's metrics (`hj212_cluster_*`; the acknowledgement wait's are hj212-server's).
+//! The publisher's and the stream reader's metrics (`hj212_cluster_*`; the acknowledgement wait's are hj212-server's).
 
 use metrics::{Counter, counter, describe_counter};
 
 pub const STORED: &str = "hj212_cluster_stored_total";
 pub const DUPLICATES: &str = "hj212_cluster_duplicates_total";
 pub const RETRIES: &str = "hj212_cluster_retries_total";
+pub const FOREIGN: &str = "hj212_cluster_foreign_messages_total";
 
 /// Registers descriptions; call once at startup.
 pub fn describe() {
@@ -14,7 +15,11 @@ pub fn describe() {
         "Records this node published that the stream already held (the other node's copy of a frame, or a republication)"
     );
     describe_counter!(RETRIES, "Publications retried after the stream did not acknowledge a batch");
-    for name in [STORED, DUPLICATES, RETRIES] {
+    describe_counter!(
+        FOREIGN,
+        "Stream messages a reader of the stream skipped: not records published by hj212d (headers missing or unreadable)"
+    );
+    for name in [STORED, DUPLICATES, RETRIES, FOREIGN] {
         counter!(name).increment(0);
     }
 }

@@ -86,10 +86,11 @@ impl Publisher {
         let connection = self.connection()?;
         let (context, subjects, max_payload) =
             (connection.context.clone(), connection.subjects.clone(), connection.max_payload);
+        let numbering = self.settings.numbering;
         let acks = self.runtime.block_on(async {
             let mut acks = Vec::with_capacity(records.len());
             for interpreted in records {
-                let (subject, publish) = message(interpreted, &subjects, max_payload);
+                let (subject, publish) = message(interpreted, &subjects, max_payload, numbering);
                 acks.push(context.send_publish(subject, publish).await?);
             }
             Ok::<_, jetstream::context::PublishError>(acks)

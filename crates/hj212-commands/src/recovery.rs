@@ -92,7 +92,8 @@ pub struct Sweep {
     pub defaults: Recovery,
     /// The current site list (reloaded on SIGHUP).
     pub sites: Box<dyn Fn() -> Vec<Site> + Send + Sync>,
-    /// The archive's durable sequence number now.
+    /// The newest position the store follows now: the archive's durable sequence number, or
+    /// the cluster stream's last (`[cluster] store_from = "stream"`).
     pub durable_seq: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 

@@ -20,6 +20,17 @@ pub enum AckAfter {
     Cluster,
 }
 
+/// What this node's store (rates, reports, the console) is fed from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreFrom {
+    /// This node's archive: what this node received.
+    #[default]
+    Archive,
+    /// The cluster's stream: what every node received, each frame once.
+    Stream,
+}
+
 /// The node's place in the cluster and the stream it publishes to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -50,6 +61,7 @@ pub struct Cluster {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     pub ack_after: AckAfter,
+    pub store_from: StoreFrom,
     /// With `ack_after = "cluster"`: how long a connection waits for the stream.
     pub ack_timeout_ms: u64,
     /// Publish batches (of `[followers] batch_records`) awaiting the stream's acks at once.
@@ -74,6 +86,7 @@ impl Default for Cluster {
             credentials_file: None,
             ca_file: None,
             ack_after: AckAfter::Local,
+            store_from: StoreFrom::Archive,
             ack_timeout_ms: 5000,
             max_in_flight: 8,
             publish_timeout_secs: 10,

@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
+use crate::feed::Feed;
 use crate::shared::Batch;
 use crate::source::Source;
 
@@ -51,16 +52,21 @@ impl Ahead {
         Ok(Self { next_seq, batches, spent, wanted, reader: Some(reader) })
     }
 
-    /// The sequence number the next record will have.
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.next_seq
+    fn reading_thread(&self) -> &Thread {
+        self.reader.as_ref().expect("the reading thread runs until drop").thread()
+    }
+}
+
+impl Feed for Ahead {
+    fn fed(&self) -> u64 {
+        self.next_seq - 1
     }
 
     /// The next records, up to `limit` of them with sequence numbers up to `durable`.
     ///
     /// # Errors
     /// I/O errors, or a record that does not verify (the reading thread stops: start anew).
-    pub(crate) fn read(&mut self, durable: u64) -> std::io::Result<Batch> {
+    fn read(&mut self, durable: u64) -> std::io::Result<Batch> {
         self.wanted.up_to.fetch_max(durable, Ordering::AcqRel);
         self.reading_thread().unpark();
         let batch = self.batches.recv().map_err(|_| std::io::Error::other("the archive reading thread stopped"))??;
@@ -71,13 +77,9 @@ impl Ahead {
     }
 
     /// Hands a batch the follower is done with back to be dropped off its thread.
-    pub(crate) fn spent(&self, batch: Batch) {
+    fn spent(&self, batch: Batch) {
         // The reading thread gone (it failed), the batch is dropped here.
         let _ = self.spent.send(batch);
-    }
-
-    fn reading_thread(&self) -> &Thread {
-        self.reader.as_ref().expect("the reading thread runs until drop").thread()
     }
 }
 

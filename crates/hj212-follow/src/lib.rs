@@ -6,6 +6,7 @@
 
 mod ahead;
 mod cursor;
+mod feed;
 pub mod meaning;
 mod report;
 mod runner;
@@ -13,7 +14,8 @@ mod shared;
 mod source;
 
 pub use cursor::Cursor;
+pub use feed::{Feed, OpenFeed};
 pub use meaning::{ConfigRecord, Factor, Field, Interpreted, MarkRequest, Meaning, Upload, VisitRequest, identity};
-pub use report::{FOLLOWER_FAILING, FOLLOWER_LAG, FOLLOWER_LAG_SECONDS, describe, report};
+pub use report::{FOLLOWER_FAILING, FOLLOWER_LAG, FOLLOWER_LAG_SECONDS, Reported, describe, report};
 pub use runner::{FollowError, Follower, RunnerSettings, STOP_CATCH_UP, spawn};
 pub use shared::{Batch, SharedTail};

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hj212_archive::{Archive, FollowerStatus, now_ms};
+use metrics::Gauge;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub const FOLLOWER_LAG: &str = "hj212_follower_lag_records";
@@ -66,36 +68,65 @@ impl HeadHistory {
     }
 }
 
+/// A follower as the report sees it.
+#[derive(Debug)]
+pub struct Reported {
+    pub name: &'static str,
+    pub status: Arc<FollowerStatus>,
+    /// The head of what it follows when that is not this node's archive (the cluster's
+    /// stream); such a follower does not hold the archive's retention.
+    pub head: Option<watch::Receiver<u64>>,
+}
+
+/// One follower's gauges and the history of its head.
+struct Gauges {
+    status: Arc<FollowerStatus>,
+    head: Option<watch::Receiver<u64>>,
+    history: HeadHistory,
+    lag: Gauge,
+    lag_seconds: Gauge,
+    failing: Gauge,
+    /// `hj212_forward_lag_records` for a forwarding target.
+    target_lag: Option<Gauge>,
+}
+
 /// Refreshes the gauges of `followers` and the retention floor until `shutdown`.
-pub async fn report(
-    followers: Vec<(&'static str, Arc<FollowerStatus>)>,
-    archive: Archive,
-    shutdown: CancellationToken,
-) {
+pub async fn report(followers: Vec<Reported>, archive: Archive, shutdown: CancellationToken) {
     let durable = archive.durable();
-    let gauges: Vec<_> = followers
+    let mut gauges: Vec<_> = followers
         .into_iter()
-        .map(|(name, status)| {
+        .map(|Reported { name, status, head }| {
             let gauge = |metric: &'static str| metrics::gauge!(metric, "follower" => name);
-            let target_lag =
-                name.strip_prefix("forward:").map(|target| metrics::gauge!(FORWARD_LAG, "target" => target));
-            (status, gauge(FOLLOWER_LAG), gauge(FOLLOWER_LAG_SECONDS), gauge(FOLLOWER_FAILING), target_lag)
+            Gauges {
+                status,
+                head,
+                history: HeadHistory::default(),
+                lag: gauge(FOLLOWER_LAG),
+                lag_seconds: gauge(FOLLOWER_LAG_SECONDS),
+                failing: gauge(FOLLOWER_FAILING),
+                target_lag: name
+                    .strip_prefix("forward:")
+                    .map(|target| metrics::gauge!(FORWARD_LAG, "target" => target)),
+            }
         })
         .collect();
-    let mut history = HeadHistory::default();
     loop {
-        let (head, now) = (*durable.borrow(), now_ms());
-        history.record(head, now);
-        let slowest = gauges.iter().map(|(status, ..)| status.position()).min().unwrap_or(head);
+        let (archived, now) = (*durable.borrow(), now_ms());
+        let on_archive = gauges.iter().filter(|g| g.head.is_none());
+        let slowest = on_archive.map(|g| g.status.position()).min().unwrap_or(archived);
         archive.set_retention_floor(slowest.saturating_add(1));
-        for (status, lag, lag_seconds, failing, target_lag) in &gauges {
-            let position = status.position();
-            lag.set(head.saturating_sub(position) as f64);
-            if let Some(target_lag) = target_lag {
-                target_lag.set(head.saturating_sub(position) as f64);
+        for follower in &mut gauges {
+            let head = follower.head.as_ref().map_or(archived, |head| *head.borrow());
+            follower.history.record(head, now);
+            let position = follower.status.position();
+            let lag = head.saturating_sub(position) as f64;
+            follower.lag.set(lag);
+            if let Some(target_lag) = &follower.target_lag {
+                target_lag.set(lag);
             }
-            lag_seconds.set(history.lag_seconds(position, now));
-            failing.set(status.failing().map_or(0.0, |f| (now - f.since_ms).max(0) as f64 / 1000.0));
+            follower.lag_seconds.set(follower.history.lag_seconds(position, now));
+            let failing = follower.status.failing().map_or(0.0, |f| (now - f.since_ms).max(0) as f64 / 1000.0);
+            follower.failing.set(failing);
         }
         tokio::select! {
             () = tokio::time::sleep(INTERVAL) => {},

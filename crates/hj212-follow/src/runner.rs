@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Interpreted;
 use crate::ahead::Ahead;
+use crate::feed::{Feed, OpenFeed};
 use crate::shared::SharedTail;
 use crate::source::Source;
 
@@ -80,6 +81,9 @@ pub struct RunnerSettings {
     pub after: Option<Arc<FollowerStatus>>,
     /// Batches the daemon's followers share, so that a record is read and parsed once.
     pub shared: Option<Arc<SharedTail>>,
+    /// Where the records come from when not from the archive at `archive_dir` (then the
+    /// `durable` given to [`spawn`] is this feed's head).
+    pub feed: Option<Arc<dyn OpenFeed>>,
     /// The thread's nice value (0: the daemon's): above 0, acknowledging frames takes the
     /// CPU first and the follower the rest, its lag showing what it could not keep up with.
     pub nice: i32,
@@ -150,7 +154,7 @@ impl Runner {
         loop {
             let durable = *self.durable.borrow_and_update();
             let target = self.settings.after.as_ref().map_or(durable, |after| durable.min(after.position()));
-            let fed = source.next_seq() - 1;
+            let fed = source.fed();
             if self.shutdown.is_cancelled()
                 && Instant::now() >= *stop_by.get_or_insert_with(|| Instant::now() + STOP_CATCH_UP)
             {
@@ -185,35 +189,46 @@ impl Runner {
                     self.backoff = FIRST_BACKOFF;
                 }
                 Ok(position) => self.status.moved(position),
-                Err(error) => match self.retry(&*error) {
-                    Some(resume) => source = self.source(resume + 1)?,
-                    None => return Err(error),
+                Err(error) => match self.reopen(error) {
+                    Ok(reopened) => source = reopened,
+                    Err(error) => return Err(error),
                 },
             }
         }
     }
 
-    /// The follower's persisted position, retried until it can be read (or the stop).
-    fn start(&mut self) -> Result<Ahead, FollowError> {
-        loop {
-            match self.follower.position() {
-                Ok(position) => {
-                    self.status.applied(position);
-                    return Ok(self.source(position + 1)?);
-                }
-                Err(error) => {
-                    if self.retry_pause(&*error) {
-                        return Err(error);
-                    }
-                }
-            }
+    /// Records from the follower's persisted position, retried until they can be read (or the stop).
+    fn start(&mut self) -> Result<Box<dyn Feed>, FollowError> {
+        let opened = self.follower.position().and_then(|position| {
+            self.status.applied(position);
+            Ok(self.source(position + 1)?)
+        });
+        match opened {
+            Ok(source) => Ok(source),
+            Err(error) => self.reopen(error),
         }
     }
 
-    /// Records from `next_seq` on, read ahead on a thread of their own.
-    fn source(&self, next_seq: u64) -> std::io::Result<Ahead> {
+    /// Records from `next_seq` on: from the feed given, else from the archive, read ahead on
+    /// a thread of their own.
+    fn source(&self, next_seq: u64) -> std::io::Result<Box<dyn Feed>> {
+        if let Some(feed) = &self.settings.feed {
+            return feed.open(next_seq - 1, self.settings.batch, self.follower.name());
+        }
         let source = Source::sharing(&self.settings.archive_dir, next_seq, self.settings.shared.clone());
-        Ahead::start(source, self.settings.batch, self.follower.name(), self.settings.nice)
+        Ok(Box::new(Ahead::start(source, self.settings.batch, self.follower.name(), self.settings.nice)?))
+    }
+
+    /// After a failure: pauses, recovers and opens the records from the follower's position,
+    /// until that works; the error when the stop comes first.
+    fn reopen(&mut self, mut error: FollowError) -> Result<Box<dyn Feed>, FollowError> {
+        loop {
+            let Some(resume) = self.retry(&*error) else { return Err(error) };
+            match self.source(resume + 1) {
+                Ok(source) => return Ok(source),
+                Err(failed) => error = failed.into(),
+            }
+        }
     }
 
     /// After a failure: pause (the status shows it), then recover; `None` when stopping.

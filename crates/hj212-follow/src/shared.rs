@@ -10,16 +10,19 @@ use hj212_archive::Bookmark;
 
 use crate::Interpreted;
 
-/// Consecutive records as one follower read them, and where its cursor stood after them.
+/// Consecutive records as one follower read them, and where its cursor stood after them
+/// (`None`: not read from this node's archive, so not shared).
 #[derive(Debug)]
 pub struct Chunk {
     records: Vec<Interpreted>,
-    end: Bookmark,
+    end: Option<Bookmark>,
 }
 
 impl Chunk {
-    fn first_seq(&self) -> u64 {
-        self.records.first().map_or(self.end.next_seq(), |r| r.record.seq)
+    /// The archive's bookmark after the chunk, with its first record's sequence number.
+    fn span(&self) -> Option<(u64, &Bookmark)> {
+        let end = self.end.as_ref()?;
+        Some((self.records.first().map_or(end.next_seq(), |r| r.record.seq), end))
     }
 }
 
@@ -33,12 +36,18 @@ pub struct Batch {
 impl Batch {
     pub(crate) fn whole(records: Vec<Interpreted>, end: Bookmark) -> Self {
         let range = 0..records.len();
-        Self { chunk: Arc::new(Chunk { records, end }), range }
+        Self { chunk: Arc::new(Chunk { records, end: Some(end) }), range }
     }
 
-    /// Where a cursor stands after the batch's chunk.
-    pub(crate) fn end(&self) -> &Bookmark {
-        &self.chunk.end
+    /// Records from elsewhere than this node's archive (the cluster's stream).
+    pub fn detached(records: Vec<Interpreted>) -> Self {
+        let range = 0..records.len();
+        Self { chunk: Arc::new(Chunk { records, end: None }), range }
+    }
+
+    /// Where a cursor stands after the batch's chunk, if it was read from the archive.
+    pub(crate) fn end(&self) -> Option<&Bookmark> {
+        self.chunk.end.as_ref()
     }
 }
 
@@ -66,9 +75,12 @@ impl SharedTail {
     /// `up_to` and at most `limit` of them.
     pub(crate) fn take(&self, next_seq: u64, up_to: u64, limit: usize) -> Option<Batch> {
         let chunks = self.chunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let chunk = chunks.iter().find(|c| c.first_seq() <= next_seq && next_seq < c.end.next_seq())?;
-        let start = usize::try_from(next_seq - chunk.first_seq()).ok()?;
-        let fits = chunk.end.next_seq() - 1 <= up_to && chunk.records.len() - start <= limit;
+        let (chunk, first_seq, end_seq) = chunks.iter().find_map(|c| {
+            let (first, end) = c.span()?;
+            (first <= next_seq && next_seq < end.next_seq()).then_some((c, first, end.next_seq()))
+        })?;
+        let start = usize::try_from(next_seq - first_seq).ok()?;
+        let fits = end_seq - 1 <= up_to && chunk.records.len() - start <= limit;
         fits.then(|| Batch { chunk: chunk.clone(), range: start..chunk.records.len() })
     }
 
@@ -76,14 +88,17 @@ impl SharedTail {
     /// oldest chunks go beyond `max_records`.
     pub(crate) fn keep(&self, batch: &Batch) {
         let chunk = &batch.chunk;
+        let Some((first_seq, _)) = chunk.span() else { return };
         if chunk.records.is_empty() || batch.range.start != 0 {
             return;
         }
         let mut chunks = self.chunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let continues = chunks.back().is_none_or(|newest| newest.end.next_seq() == chunk.first_seq());
+        // Only archive chunks are kept, so every kept chunk has an end.
+        let newest_end = chunks.back().and_then(|newest| newest.span()).map(|(_, end)| end.next_seq());
+        let continues = newest_end.is_none_or(|end| end == first_seq);
         if !continues {
             // A follower far behind read this; the others are at the kept tail.
-            if chunks.back().is_some_and(|newest| newest.end.next_seq() > chunk.first_seq()) {
+            if newest_end.is_some_and(|end| end > first_seq) {
                 return;
             }
             // Ahead of everything kept (a gap): start the tail again from here.

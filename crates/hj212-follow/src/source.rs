@@ -35,8 +35,9 @@ impl Source {
     /// I/O errors, or a record that does not verify.
     pub(crate) fn read(&mut self, durable: u64, limit: usize) -> std::io::Result<Batch> {
         let next_seq = self.reader.next_seq();
-        if let Some(batch) = self.shared.as_ref().and_then(|shared| shared.take(next_seq, durable, limit)) {
-            self.reader = Reader::resume(&self.dir, batch.end().clone());
+        let shared = self.shared.as_ref().and_then(|shared| shared.take(next_seq, durable, limit));
+        if let Some((batch, end)) = shared.and_then(|batch| Some((batch.clone(), batch.end()?.clone()))) {
+            self.reader = Reader::resume(&self.dir, end);
             return Ok(batch);
         }
         let records = Interpreted::all(self.reader.read(durable, limit)?);

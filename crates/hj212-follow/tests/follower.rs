@@ -73,6 +73,7 @@ async fn run_follower(dir: &Path, range: std::ops::Range<u64>, follower: Box<dyn
         after: None,
         shared: None,
         nice: 0,
+        feed: None,
     };
     let thread = hj212_follow::spawn(follower, runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();
     let mut last = 0;
@@ -178,6 +179,7 @@ async fn followers_at_the_same_position_share_one_read_of_each_batch() {
             after: None,
             shared: Some(shared.clone()),
             nice: 0,
+            feed: None,
         };
         let (seen, status) = (Seen::default(), Arc::new(FollowerStatus::default()));
         let follower = Box::new(Noting { name, seen: seen.clone(), position: 0 });
@@ -247,6 +249,7 @@ async fn a_follower_far_behind_stops_within_the_catch_up_bound_at_its_position()
         after: None,
         shared: None,
         nice: 0,
+        feed: None,
     };
     let thread = hj212_follow::spawn(
         Box::new(Slow { position: 0 }),

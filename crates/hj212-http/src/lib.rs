@@ -67,6 +67,8 @@ pub struct Watched {
     pub required: bool,
     /// Records behind from which it counts as degraded.
     pub degraded_lag: u64,
+    /// The head of what it follows when that is not this node's archive (the cluster's stream).
+    pub head: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 #[derive(Clone)]
@@ -170,17 +172,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let durable = *state.shared.archive.durable().borrow();
     let now = hj212_archive::now_ms();
     for follower in &state.readiness.followers {
-        let lag = durable.saturating_sub(follower.status.position());
+        let (head, log) = follower.head.as_ref().map_or((durable, "archive"), |head| (*head.borrow(), "stream"));
+        let lag = head.saturating_sub(follower.status.position());
         let grace_ms = i64::try_from(state.readiness.failing_grace.as_millis()).unwrap_or(i64::MAX);
         match follower.status.failing().filter(|f| now - f.since_ms >= grace_ms) {
             Some(failing) => {
                 let secs = (now - failing.since_ms) / 1000;
                 let line =
-                    format!("{} failing for {secs} s, {lag} archive records behind: {}", follower.name, failing.error);
+                    format!("{} failing for {secs} s, {lag} {log} records behind: {}", follower.name, failing.error);
                 if follower.required { problems.push(line) } else { degraded.push(line) }
             }
             None if lag >= follower.degraded_lag => {
-                degraded.push(format!("{} is {lag} archive records behind", follower.name));
+                degraded.push(format!("{} is {lag} {log} records behind", follower.name));
             }
             None => {}
         }

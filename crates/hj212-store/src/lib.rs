@@ -17,6 +17,7 @@ mod readings;
 mod report_queries;
 mod retention;
 pub mod schema;
+mod source;
 mod v5;
 mod v7;
 mod visits;
@@ -36,6 +37,7 @@ pub use readings::Reading;
 pub use report_queries::PeriodValue;
 pub use retention::Pruned;
 pub use schema::SchemaError;
+pub use source::ARCHIVE_SOURCE;
 pub use visits::VisitRecord;
 
 /// The store cannot be opened or written.
@@ -58,6 +60,13 @@ pub enum StoreError {
         hj212_proto::time::BeijingTime::from_unix_millis(*before_ms).to_rfc3339()
     )]
     ReadingsDeleted { before_ms: i64 },
+    /// Fed from a source other than the one it was built from (`[cluster] store_from`
+    /// changed): its positions would mean other records.
+    #[error(
+        "the store was built from {held} and is now to be fed from {wanted}: its positions name records of the \
+         other; move store.sqlite aside (it is rebuilt from the new source), or set [cluster] store_from back"
+    )]
+    OtherSource { held: String, wanted: String },
 }
 
 impl StoreError {

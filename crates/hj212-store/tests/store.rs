@@ -52,6 +52,7 @@ async fn feed_applies_accepted_frames_once_and_resumes() {
         after: None,
         shared: None,
         nice: 0,
+        feed: None,
     };
     let feed =
         hj212_follow::spawn(Box::new(follower), runner, archive.durable(), status.clone(), shutdown.clone()).unwrap();

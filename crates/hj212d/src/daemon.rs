@@ -80,10 +80,15 @@ impl Daemon {
         let (listener, http_listener) = bind(&config).await?;
         let prometheus = observe::prometheus();
         let store = Store::open(&data_dir.store())?;
+        let stream = spawn::stream_feeds(&config);
+        let store_source = stream.as_ref().map_or_else(|| hj212_store::ARCHIVE_SOURCE.to_owned(), |s| s.source_name());
+        store.claim_source(&store_source)?;
+        let store_position = store.applied_seq()?;
         let commands = hj212_commands::Hub::open(&data_dir.commands(), config.commands.clone())?;
         let alert_settings = hj212_alerts::AlertSettings::from_config(&config);
         let positions = Positions {
-            store: store.applied_seq()?,
+            // Fed from the stream, its position is the stream's: no evidence about the archive.
+            store: if stream.is_some() { 0 } else { store_position },
             alerts: hj212_alerts::applied_seq(&alert_settings)?,
             influx: open::saved_cursor(&data_dir.influx_cursor()),
             cluster: open::saved_cursor(&data_dir.cluster_cursor()),
@@ -113,8 +118,11 @@ impl Daemon {
                 ..Readiness::default()
             },
             shared: Arc::new(hj212_follow::SharedTail::new(config.followers.batch_records * SHARED_BATCHES)),
+            stream: stream.clone().map(|s| s as Arc<dyn hj212_follow::OpenFeed>),
         };
-        let (feed, store_status) = followers.store(store, positions.store)?;
+        // What the store follows: the archive, or the cluster's stream.
+        let store_head = stream.as_ref().map_or_else(|| archive.durable(), |s| hj212_follow::OpenFeed::head(&**s));
+        let (feed, store_status) = followers.store(store, store_position)?;
         let influx = followers.influx(positions.influx, store_status.clone())?;
         let alerting = followers.alerts(&alert_settings, positions.alerts)?;
         let forwarders = followers.forwarders(&shared)?;
@@ -139,8 +147,8 @@ impl Daemon {
         let router = hj212_http::router(prometheus, shared.clone(), readiness, admin);
         let http = tokio::spawn(hj212_http::serve(http_listener, router, shutdown.clone(), config.http.clone()));
         tracker.spawn(crate::gauges::run(shared.clone(), data_dir.store(), shutdown.clone()));
-        spawn_downlink(&config, &shared, &shutdown, &tracker);
-        let caught_up = crate::reports::StoreCaughtUp { store: store_status.clone(), durable: archive.durable() };
+        spawn_downlink(&config, &shared, store_head.clone(), &shutdown, &tracker);
+        let caught_up = crate::reports::StoreCaughtUp { store: store_status.clone(), durable: store_head };
         let announce = config.mqtt.is_some().then(|| alerting.outbox_wake_up.clone());
         tracker.spawn(crate::reports::run(shared.clone(), config.clone(), caught_up, announce, shutdown.clone()));
         // Not on the tracker: it reports while connections drain and stops with the followers.
@@ -171,16 +179,22 @@ impl Daemon {
 }
 
 /// The command channel's timers, and the gap-recovery sweep over the sites as reloaded.
-fn spawn_downlink(config: &Config, shared: &Arc<Shared>, shutdown: &CancellationToken, tracker: &TaskTracker) {
+fn spawn_downlink(
+    config: &Config,
+    shared: &Arc<Shared>,
+    store_head: watch::Receiver<u64>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
     tracker.spawn(shared.commands.clone().run(shutdown.clone()));
-    let (registry, archive) = (shared.clone(), shared.archive.clone());
+    let registry = shared.clone();
     let sweep = hj212_commands::recovery::Sweep {
         hub: shared.commands.clone(),
         board: shared.recovery.clone(),
         store: config.data_dir().store(),
         defaults: config.recovery.clone(),
         sites: Box::new(move || registry.registry.snapshot().values().map(|site| site.config.clone()).collect()),
-        durable_seq: Box::new(move || *archive.durable().borrow()),
+        durable_seq: Box::new(move || *store_head.borrow()),
     };
     tracker.spawn(Arc::new(sweep).run(shutdown.clone()));
 }
@@ -383,6 +397,10 @@ fn start_failure_code(error: &anyhow::Error) -> u8 {
         .or_else(|| error.downcast_ref::<hj212_alerts::AlertsError>().and_then(hj212_alerts::AlertsError::schema))
         .or_else(|| error.downcast_ref::<hj212_commands::BookError>().and_then(hj212_commands::BookError::schema));
     if schema.is_some_and(|e| matches!(e, SchemaError::TooNew { .. } | SchemaError::Foreign { .. })) {
+        return EX_CONFIG;
+    }
+    // A store built from another source than `[cluster] store_from` names.
+    if matches!(error.downcast_ref(), Some(hj212_store::StoreError::OtherSource { .. })) {
         return EX_CONFIG;
     }
     let key_unusable = error.downcast_ref::<hj212_archive::checkpoint::CheckpointError>().is_some();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hj212_archive::{Archive, FollowerStatus, Settings};
 use hj212_config::Config;
-use hj212_follow::{Follower, RunnerSettings};
+use hj212_follow::{Follower, OpenFeed, RunnerSettings};
 use hj212_http::{Readiness, Watched};
 use hj212_server::metrics::{STORE_DELETED, STORE_DUPLICATES, STORE_ROWS};
 use hj212_store::{Store, StoreFollower};
@@ -29,6 +29,8 @@ pub(crate) struct Followers<'a> {
     pub readiness: Readiness,
     /// Batches read once and fed to every follower at the same position.
     pub shared: Arc<hj212_follow::SharedTail>,
+    /// The cluster's stream, with `[cluster] store_from = "stream"`: the store follows it.
+    pub stream: Option<Arc<dyn OpenFeed>>,
 }
 
 /// How one follower shows in `/readyz` and where it starts.
@@ -40,6 +42,8 @@ struct Start {
     degraded_lag: u64,
     max_backoff: Duration,
     after: Option<Arc<FollowerStatus>>,
+    /// Another log to follow than the archive.
+    feed: Option<Arc<dyn OpenFeed>>,
 }
 
 impl Followers<'_> {
@@ -50,11 +54,13 @@ impl Followers<'_> {
         start: Start,
     ) -> anyhow::Result<(FollowerThread, Arc<FollowerStatus>)> {
         let status = Arc::new(FollowerStatus::at(start.position));
+        let head = start.feed.as_ref().map(|feed| feed.head());
         self.readiness.followers.push(Watched {
             name: start.name,
             status: status.clone(),
             required: start.required,
             degraded_lag: start.degraded_lag,
+            head: head.clone(),
         });
         let followers = &self.config.followers;
         let runner = RunnerSettings {
@@ -65,9 +71,10 @@ impl Followers<'_> {
             after: start.after,
             shared: Some(self.shared.clone()),
             nice: followers.nice,
+            feed: start.feed,
         };
-        let thread =
-            hj212_follow::spawn(follower, runner, self.archive.durable(), status.clone(), self.shutdown.clone())?;
+        let durable = head.unwrap_or_else(|| self.archive.durable());
+        let thread = hj212_follow::spawn(follower, runner, durable, status.clone(), self.shutdown.clone())?;
         Ok((thread, status))
     }
 
@@ -75,7 +82,8 @@ impl Followers<'_> {
         Duration::from_secs(self.config.followers.max_backoff_secs)
     }
 
-    /// The store, from its own position; its status gates the sink.
+    /// The store, from its own position, following the archive or the cluster's stream; its
+    /// status gates the sink.
     pub(crate) fn store(
         &mut self,
         store: Store,
@@ -97,6 +105,7 @@ impl Followers<'_> {
             degraded_lag: self.config.followers.store_degraded_lag_records,
             max_backoff: self.max_backoff(),
             after: None,
+            feed: self.stream.clone(),
         };
         self.run(Box::new(follower), start)
     }
@@ -119,6 +128,7 @@ impl Followers<'_> {
             degraded_lag: influx.degraded_lag_records,
             max_backoff: Duration::from_secs(influx.max_backoff_secs.max(1)),
             after: Some(store),
+            feed: None,
         };
         Ok(Some(self.run(Box::new(follower), start)?.0))
     }
@@ -141,6 +151,7 @@ impl Followers<'_> {
                 degraded_lag: target.degraded_lag_records,
                 max_backoff: Duration::from_secs(target.max_backoff_secs),
                 after: None,
+                feed: None,
             };
             threads.push(self.run(Box::new(follower), start)?.0);
         }
@@ -162,6 +173,7 @@ impl Followers<'_> {
             degraded_lag: cluster.degraded_lag_records,
             max_backoff: Duration::from_secs(cluster.max_backoff_secs),
             after: None,
+            feed: None,
         };
         Ok(Some(self.run(Box::new(publisher), start)?.0))
     }
@@ -223,6 +235,7 @@ impl Followers<'_> {
             degraded_lag: self.config.followers.alerts_degraded_lag_records,
             max_backoff: self.max_backoff(),
             after: None,
+            feed: None,
         };
         let (task, _) = self.run(Box::new(follower), start)?;
         let notify = Notifying { channels: notify.into_iter().map(|n| n.task).collect(), stop: notify_stop };
@@ -230,8 +243,11 @@ impl Followers<'_> {
     }
 
     /// The followers' names and statuses (for the gauges and the retention floor).
-    pub(crate) fn watched(&self) -> Vec<(&'static str, Arc<FollowerStatus>)> {
-        self.readiness.followers.iter().map(|w| (w.name, w.status.clone())).collect()
+    pub(crate) fn watched(&self) -> Vec<hj212_follow::Reported> {
+        let watched = self.readiness.followers.iter();
+        watched
+            .map(|w| hj212_follow::Reported { name: w.name, status: w.status.clone(), head: w.head.clone() })
+            .collect()
     }
 }
 
@@ -285,4 +301,11 @@ pub(crate) fn cluster_publisher(
     let ack = (cluster.ack_after == hj212_config::AckAfter::Cluster)
         .then(|| hj212_server::cluster_ack::ClusterAck::new(stored, Duration::from_millis(cluster.ack_timeout_ms)));
     Ok(Some((publisher, ack)))
+}
+
+/// With `[cluster] store_from = "stream"`: the cluster's stream, for the store to follow.
+pub(crate) fn stream_feeds(config: &Config) -> Option<Arc<hj212_cluster::StreamFeeds>> {
+    let cluster = config.cluster.as_ref().filter(|c| c.store_from == hj212_config::StoreFrom::Stream)?;
+    let settings = hj212_cluster::Settings::from_config(config, cluster);
+    Some(Arc::new(hj212_cluster::StreamFeeds::new(settings, tokio::runtime::Handle::current())))
 }

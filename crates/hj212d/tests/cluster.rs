@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::{TestDaemon, beijing_in, realtime};
-use hj212_config::{AckAfter, Cluster};
+use hj212_config::{AckAfter, Cluster, StoreFrom};
 use test_support::nats::NatsCluster;
 
 fn cluster(nats: &NatsCluster, node: &str, ack_after: AckAfter) -> Cluster {
@@ -198,4 +198,191 @@ async fn a_node_that_could_not_publish_catches_up_in_big_batches() {
     let missing = sent.iter().filter(|frame| !frames.contains_key(*frame)).count();
     assert_eq!(missing, 0, "every frame reaches the stream once it is back");
     a.stop().await;
+}
+
+/// A node whose store follows the cluster's stream.
+async fn reading_node(nats: &NatsCluster, name: &str) -> TestDaemon {
+    let cluster = Cluster { store_from: StoreFrom::Stream, ..cluster(nats, name, AckAfter::Local) };
+    TestDaemon::start_with(move |config| config.cluster = Some(cluster)).await
+}
+
+/// A store's readings without what differs between stores fed the same frames (the
+/// position each was applied at, when it was received).
+fn readings(node: &TestDaemon) -> Vec<hj212_store::Reading> {
+    let mut readings = common::stored(node.dir.path(), common::MN);
+    for reading in &mut readings {
+        reading.archive_seq = 0;
+        reading.received_ms = 0;
+    }
+    readings
+}
+
+/// Waits until `node`'s store holds readings of `frames` DataTimes.
+async fn wait_for_readings(node: &TestDaemon, frames: usize) -> Vec<hj212_store::Reading> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let readings = readings(node);
+        let times: std::collections::BTreeSet<_> = readings.iter().map(|r| r.data_time_ms).collect();
+        if times.len() >= frames || tokio::time::Instant::now() >= deadline {
+            return readings;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_fed_from_the_stream_hold_what_the_nodes_received_together() {
+    let nats = NatsCluster::start(3);
+    nats.wait_healthy(Duration::from_secs(20));
+    let (a, b) = (reading_node(&nats, "a").await, reading_node(&nats, "b").await);
+    let (mut to_a, mut to_b) = (a.client().await, b.client().await);
+    let sent: Vec<Vec<u8>> = (0..30).map(numbered).collect();
+    // 0-19 to both nodes, 20-24 to a only, 25-29 to b only.
+    for (i, frame) in sent.iter().enumerate() {
+        if i < 25 {
+            to_a.send(frame).await;
+            assert_eq!(to_a.reply().await.cn, 9014);
+        }
+        if !(20..25).contains(&i) {
+            to_b.send(frame).await;
+            assert_eq!(to_b.reply().await.cn, 9014);
+        }
+    }
+    // A single node fed the union, for comparison.
+    let single = TestDaemon::start().await;
+    let mut to_single = single.client().await;
+    for frame in &sent {
+        to_single.send(frame).await;
+        assert_eq!(to_single.reply().await.cn, 9014);
+    }
+    let union = wait_for_readings(&single, 30).await;
+    assert_eq!(union.len(), 60, "the single node stored the 30 frames' two factors");
+    let same = |readings: Vec<hj212_store::Reading>| readings.len() == union.len() && readings == union;
+    assert!(same(wait_for_readings(&a, 30).await), "node a's store is the union, as on a single node");
+    assert!(same(wait_for_readings(&b, 30).await), "node b's store is the union, as on a single node");
+    // A node that received nothing (a replacement for a dead disk) builds the same store.
+    let c = reading_node(&nats, "c").await;
+    assert!(same(wait_for_readings(&c, 30).await), "a new node's store is rebuilt from the stream");
+    let metrics = c.http("/metrics").1;
+    assert_eq!(common::metric(&metrics, "hj212_follower_lag_records{follower=\"store\"}"), 0);
+    let (status, ready) = c.http("/readyz");
+    assert_eq!(status, 200, "{ready}");
+    for node in [a, b, c, single] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_is_not_fed_from_another_source_than_it_was_built_from() {
+    let a = TestDaemon::start().await;
+    let mut logger = a.client().await;
+    logger.send(&numbered(0)).await;
+    assert_eq!(logger.reply().await.cn, 9014);
+    let dir = a.stop().await;
+    let mut config = common::config(dir.path());
+    // Refused before any server is asked.
+    let nats_url = vec!["nats://127.0.0.1:1".to_owned()];
+    config.cluster =
+        Some(Cluster { nats_url, node: "a".to_owned(), store_from: StoreFrom::Stream, ..Cluster::default() });
+    let error = hj212d::Daemon::start(config).await.expect_err("the store was built from the archive");
+    let message = format!("{error:#}");
+    assert!(message.contains("the store was built from archive and is now to be fed from stream:HJ212"), "{message}");
+}
+
+const TOKEN: &str = "cluster-test-token-0123456789";
+
+/// A node with an admin token, its store fed from `store_from`.
+async fn node_with_token(nats: &NatsCluster, name: &str, store_from: StoreFrom) -> (TestDaemon, tempfile::TempDir) {
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("admin.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let cluster = Cluster { store_from, ..cluster(nats, name, AckAfter::Local) };
+    let node = TestDaemon::start_with(|config| {
+        config.cluster = Some(cluster);
+        config.server.admin_token_file = Some(token_file.clone());
+    })
+    .await;
+    (node, token_dir)
+}
+
+fn call(node: &TestDaemon, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+    let body = body.map(serde_json::Value::to_string);
+    let (status, text) = common::http_request(node.running.http_addr, method, path, Some(TOKEN), body.as_deref());
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {status} {text}")))
+}
+
+fn visit(work: &str, supersedes: Option<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "arrived_at": beijing_in(-60),
+        "left_at": beijing_in(0),
+        "by": "duty engineer",
+        "work": work,
+        "result": "back in service",
+        "supersedes": supersedes,
+    })
+}
+
+/// `node`'s visits of the site once it lists `count`: (work, seq, superseded_by).
+async fn listed_visits(node: &TestDaemon, count: usize) -> Vec<(String, u64, Option<u64>)> {
+    let path = format!("/api/v1/sites/{}/visits", common::MN);
+    for _ in 0..300 {
+        let (status, list) = call(node, "GET", &path, None);
+        assert_eq!(status, 200, "{list}");
+        let visits = list["visits"].as_array().unwrap();
+        if visits.len() >= count {
+            let mut listed: Vec<_> = visits
+                .iter()
+                .map(|v| {
+                    let work = v["visit"]["work"].as_str().unwrap_or_default().to_owned();
+                    (work, v["visit"]["seq"].as_u64().unwrap_or_default(), v["superseded_by"].as_u64())
+                })
+                .collect();
+            listed.sort();
+            return listed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{count} visits never listed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrections_replace_what_they_name_in_a_store_fed_from_the_stream() {
+    let nats = NatsCluster::start(3);
+    nats.wait_healthy(Duration::from_secs(20));
+    let (b, _b_token) = node_with_token(&nats, "b", StoreFrom::Stream).await;
+    // b's frames first, so that the stream's numbers and a's archive's differ.
+    let mut logger = b.client().await;
+    for i in 0..5 {
+        logger.send(&numbered(i)).await;
+        assert_eq!(logger.reply().await.cn, 9014);
+    }
+    wait_for_frames(&nats, 5).await;
+    // a's store follows its archive: its corrections name a's archive numbers.
+    let (a, _a_token) = node_with_token(&nats, "a", StoreFrom::Archive).await;
+    let path = format!("/api/v1/sites/{}/visits", common::MN);
+    let (status, first) = call(&a, "POST", &path, Some(&visit("a: first", None)));
+    assert_eq!(status, 201, "{first}");
+    let first_on_a = first["seq"].as_u64().unwrap();
+    listed_visits(&a, 1).await;
+    let (status, second) = call(&a, "POST", &path, Some(&visit("a: corrected", Some(first_on_a))));
+    assert_eq!(status, 201, "{second}");
+    // b's store follows the stream: its API takes the numbers its lists show.
+    let (status, third) = call(&b, "POST", &path, Some(&visit("b: first", None)));
+    assert_eq!(status, 201, "{third}");
+    let listed = listed_visits(&b, 3).await;
+    let seq_of = |work: &str| listed.iter().find(|(w, ..)| w == work).map(|(_, seq, _)| *seq).expect("listed");
+    assert_eq!(
+        listed.iter().find(|(w, ..)| w == "a: first").and_then(|(.., by)| *by),
+        Some(seq_of("a: corrected")),
+        "a's correction replaces a's first record in b's store: {listed:?}"
+    );
+    let (status, fourth) = call(&b, "POST", &path, Some(&visit("b: corrected", Some(seq_of("b: first")))));
+    assert_eq!(status, 201, "{fourth}");
+    let listed = listed_visits(&b, 4).await;
+    let by = |work: &str| listed.iter().find(|(w, ..)| w == work).and_then(|(.., by)| *by);
+    let seq_of = |work: &str| listed.iter().find(|(w, ..)| w == work).map(|(_, seq, _)| *seq);
+    assert_eq!(by("b: first"), seq_of("b: corrected"), "b's correction replaces b's first: {listed:?}");
+    assert_eq!((by("a: corrected"), by("b: corrected")), (None, None), "{listed:?}");
+    a.stop().await;
+    b.stop().await;
 }
