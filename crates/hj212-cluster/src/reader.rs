@@ -139,7 +139,8 @@ async fn deliver(
             match crate::message::record(seq, &message.subject, message.headers.as_ref(), &message.payload) {
                 Ok(record) => {
                     let mut interpreted = Interpreted::new(record);
-                    let header = |name| message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str());
+                    let header =
+                        |name| message.headers.as_ref().and_then(|h| h.get(name)).map(async_nats::HeaderValue::as_str);
                     if header(NUMBERED) != Some("stream") {
                         let node = header(NODE).unwrap_or_default();
                         crate::corrections::renumber(&stream, &mut interpreted, &message.subject, node).await?;
