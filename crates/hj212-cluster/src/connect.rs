@@ -30,6 +30,8 @@ pub struct Settings {
     /// How this node's corrections name the records they correct: by stream sequence when its
     /// store follows the stream (its API checks them against that store).
     pub numbering: Numbering,
+    /// `[cluster] lease_secs`: how long a lease outlives its last renewal.
+    pub lease_secs: u64,
 }
 
 impl Settings {
@@ -50,9 +52,10 @@ impl Settings {
             batch_records: config.followers.batch_records,
             publish_timeout: Duration::from_secs(cluster.publish_timeout_secs),
             cursor_path: config.data_dir().cluster_cursor(),
+            lease_secs: cluster.lease_secs,
             numbering: match cluster.store_from {
-                hj212_config::StoreFrom::Archive => Numbering::Archive,
-                hj212_config::StoreFrom::Stream => Numbering::Stream,
+                hj212_config::ReadFrom::Archive => Numbering::Archive,
+                hj212_config::ReadFrom::Stream => Numbering::Stream,
             },
         }
     }

@@ -5,11 +5,14 @@
 
 mod connect;
 mod corrections;
+mod lease;
 pub mod message;
 pub mod metrics;
+mod one_node;
 mod publisher;
 mod reader;
 
 pub use connect::{ConnectError, Settings};
+pub use one_node::OneNode;
 pub use publisher::Publisher;
 pub use reader::StreamFeeds;

@@ -20,10 +20,10 @@ pub enum AckAfter {
     Cluster,
 }
 
-/// What this node's store (rates, reports, the console) is fed from.
+/// What a node's follower reads: its own archive or the cluster's stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum StoreFrom {
+pub enum ReadFrom {
     /// This node's archive: what this node received.
     #[default]
     Archive,
@@ -61,7 +61,15 @@ pub struct Cluster {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     pub ack_after: AckAfter,
-    pub store_from: StoreFrom,
+    /// What the store (rates, reports, the console) is fed from.
+    pub store_from: ReadFrom,
+    /// What the time-series sink and the forwarding targets follow: with `stream`, what every
+    /// node received, each written and forwarded by one node at a time (the holder of a lease;
+    /// needs `store_from = "stream"`).
+    pub sinks_from: ReadFrom,
+    /// A node that stops renewing its lease on a follower loses it after this long; another
+    /// node then takes the follower over from where it stood.
+    pub lease_secs: u64,
     /// With `ack_after = "cluster"`: how long a connection waits for the stream.
     pub ack_timeout_ms: u64,
     /// Publish batches (of `[followers] batch_records`) awaiting the stream's acks at once.
@@ -86,7 +94,9 @@ impl Default for Cluster {
             credentials_file: None,
             ca_file: None,
             ack_after: AckAfter::Local,
-            store_from: StoreFrom::Archive,
+            store_from: ReadFrom::Archive,
+            sinks_from: ReadFrom::Archive,
+            lease_secs: 15,
             ack_timeout_ms: 5000,
             max_in_flight: 8,
             publish_timeout_secs: 10,
@@ -157,10 +167,16 @@ pub(crate) fn check_cluster(config: &Config, problem: &mut impl FnMut(&str, Stri
         ("cluster.max_in_flight", cluster.max_in_flight as u64, 1),
         ("cluster.publish_timeout_secs", cluster.publish_timeout_secs, 1),
         ("cluster.max_backoff_secs", cluster.max_backoff_secs, 1),
+        // Renewed every third of it: shorter would renew faster than a leader election.
+        ("cluster.lease_secs", cluster.lease_secs, 3),
     ] {
         if value < least {
             problem(key, format!("must be at least {least}"));
         }
+    }
+    if cluster.sinks_from == ReadFrom::Stream && cluster.store_from != ReadFrom::Stream {
+        // The sink writes what the store applied: both must count in the stream's numbers.
+        problem("cluster.sinks_from", "\"stream\" needs store_from = \"stream\" too".to_owned());
     }
     for (key, file) in [("cluster.credentials_file", &cluster.credentials_file), ("cluster.ca_file", &cluster.ca_file)]
     {

@@ -51,6 +51,13 @@ impl DataDir {
         self.0.join(format!("forward-{target}.cursor"))
     }
 
+    /// A follower's own position in the cluster's stream (`[cluster] sinks_from = "stream"`:
+    /// `influx`, `forward-NAME`), beside the one the cluster keeps: never mixed with a
+    /// position in the archive.
+    pub fn stream_cursor(&self, follower: &str) -> PathBuf {
+        self.0.join(format!("stream-{follower}.cursor"))
+    }
+
     /// The cluster publisher's position in the archive (the last record the stream stored).
     pub fn cluster_cursor(&self) -> PathBuf {
         self.0.join("cluster.cursor")

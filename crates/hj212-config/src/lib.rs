@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 pub use alerts::{AlertRules, FactorLimit, LimitBasis, Mqtt};
 pub use broker_url::{BrokerUrl, BrokerUrlError};
 pub use check::{Problem, check, warnings};
-pub use cluster::{AckAfter, Cluster, StoreFrom};
+pub use cluster::{AckAfter, Cluster, ReadFrom};
 pub use commands::{Commands, Recovery, RecoveryBasis};
 pub use console::{Console, Role, User};
 pub use data_dir::DataDir;

@@ -17,5 +17,5 @@ pub use cursor::Cursor;
 pub use feed::{Feed, OpenFeed};
 pub use meaning::{ConfigRecord, Factor, Field, Interpreted, MarkRequest, Meaning, Upload, VisitRequest, identity};
 pub use report::{FOLLOWER_FAILING, FOLLOWER_LAG, FOLLOWER_LAG_SECONDS, Reported, describe, report};
-pub use runner::{FollowError, Follower, RunnerSettings, STOP_CATCH_UP, spawn};
+pub use runner::{FollowError, Follower, Rewind, RunnerSettings, STOP_CATCH_UP, spawn};
 pub use shared::{Batch, SharedTail};

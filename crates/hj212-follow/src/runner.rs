@@ -66,6 +66,14 @@ pub trait Follower: Send + 'static {
     }
 }
 
+/// What a follower returns (from [`Follower::apply`] or [`Follower::tick`]) to be fed again
+/// from its [`Follower::position`]: not a failure (no backoff, nothing shown in the status).
+/// A cluster follower that one node at a time runs returns it when it takes over (to resume
+/// where the previous node stopped) or lets go.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Rewind(pub String);
+
 /// How the runner feeds a follower.
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
@@ -189,6 +197,10 @@ impl Runner {
                     self.backoff = FIRST_BACKOFF;
                 }
                 Ok(position) => self.status.moved(position),
+                Err(error) if error.is::<Rewind>() => {
+                    tracing::info!(follower = self.follower.name(), %error, "fed again from its position");
+                    source = self.start()?;
+                }
                 Err(error) => match self.reopen(error) {
                     Ok(reopened) => source = reopened,
                     Err(error) => return Err(error),

@@ -117,7 +117,15 @@ impl Followers<'_> {
         store: Arc<FollowerStatus>,
     ) -> anyhow::Result<Option<FollowerThread>> {
         let Some(influx) = &self.config.influx else { return Ok(None) };
-        let sink = hj212_sink_influx::Settings::from_config(self.config, influx)?;
+        let mut sink = hj212_sink_influx::Settings::from_config(self.config, influx)?;
+        let one_node = self.one_node_settings();
+        if one_node.is_some() {
+            sink.cursor_path = self.config.data_dir().stream_cursor("influx");
+        }
+        let position = match one_node {
+            Some(_) => hj212_follow::Cursor::load(&sink.cursor_path)?.seq,
+            None => position,
+        };
         let follower = hj212_sink_influx::InfluxFollower::open(sink, tokio::runtime::Handle::current())
             .map_err(|e| anyhow::anyhow!(e))
             .context("influx")?;
@@ -128,9 +136,15 @@ impl Followers<'_> {
             degraded_lag: influx.degraded_lag_records,
             max_backoff: Duration::from_secs(influx.max_backoff_secs.max(1)),
             after: Some(store),
-            feed: None,
+            feed: one_node.as_ref().and(self.stream.clone()),
         };
-        Ok(Some(self.run(Box::new(follower), start)?.0))
+        Ok(Some(self.run(one_node_or_not(Box::new(follower), one_node), start)?.0))
+    }
+
+    /// With `[cluster] sinks_from = "stream"`: what a follower that one node at a time runs needs.
+    fn one_node_settings(&self) -> Option<hj212_cluster::Settings> {
+        let cluster = self.config.cluster.as_ref().filter(|c| c.sinks_from == hj212_config::ReadFrom::Stream)?;
+        Some(hj212_cluster::Settings::from_config(self.config, cluster))
     }
 
     /// A forwarder per `[[forward]]` target, each from its own cursor.
@@ -138,12 +152,17 @@ impl Followers<'_> {
         let mut threads = Vec::new();
         for target in &self.config.forward {
             let data_dir = self.config.data_dir();
-            let cursor = data_dir.forward_cursor(&target.name);
+            let one_node = self.one_node_settings();
+            let cursor = match one_node {
+                Some(_) => data_dir.stream_cursor(&format!("forward-{}", target.name)),
+                None => data_dir.forward_cursor(&target.name),
+            };
             let relay = Box::new(crate::relay::HubRelay(shared.clone()));
-            let follower = hj212_forward::Forwarder::open(target.clone(), &data_dir, self.notebook(), Some(relay))
-                .with_context(|| {
-                    format!("forward {}: cannot read {} or its key files", target.name, cursor.display())
-                })?;
+            let follower =
+                hj212_forward::Forwarder::open(target.clone(), &data_dir, &cursor, self.notebook(), Some(relay))
+                    .with_context(|| {
+                        format!("forward {}: cannot read {} or its key files", target.name, cursor.display())
+                    })?;
             let start = Start {
                 name: follower.name(),
                 position: hj212_follow::Cursor::load(&cursor)?.seq,
@@ -151,9 +170,9 @@ impl Followers<'_> {
                 degraded_lag: target.degraded_lag_records,
                 max_backoff: Duration::from_secs(target.max_backoff_secs),
                 after: None,
-                feed: None,
+                feed: one_node.as_ref().and(self.stream.clone()),
             };
-            threads.push(self.run(Box::new(follower), start)?.0);
+            threads.push(self.run(one_node_or_not(Box::new(follower), one_node), start)?.0);
         }
         Ok(threads)
     }
@@ -305,7 +324,15 @@ pub(crate) fn cluster_publisher(
 
 /// With `[cluster] store_from = "stream"`: the cluster's stream, for the store to follow.
 pub(crate) fn stream_feeds(config: &Config) -> Option<Arc<hj212_cluster::StreamFeeds>> {
-    let cluster = config.cluster.as_ref().filter(|c| c.store_from == hj212_config::StoreFrom::Stream)?;
+    let cluster = config.cluster.as_ref().filter(|c| c.store_from == hj212_config::ReadFrom::Stream)?;
     let settings = hj212_cluster::Settings::from_config(config, cluster);
     Some(Arc::new(hj212_cluster::StreamFeeds::new(settings, tokio::runtime::Handle::current())))
+}
+
+/// `follower` behind the cluster's lease when `one_node` is given (see `hj212_cluster::OneNode`).
+fn one_node_or_not(follower: Box<dyn Follower>, one_node: Option<hj212_cluster::Settings>) -> Box<dyn Follower> {
+    match one_node {
+        Some(settings) => Box::new(hj212_cluster::OneNode::new(follower, settings, tokio::runtime::Handle::current())),
+        None => follower,
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::{TestDaemon, beijing_in, realtime};
-use hj212_config::{AckAfter, Cluster, StoreFrom};
+use hj212_config::{AckAfter, Cluster, ReadFrom};
 use test_support::nats::NatsCluster;
 
 fn cluster(nats: &NatsCluster, node: &str, ack_after: AckAfter) -> Cluster {
@@ -202,7 +202,7 @@ async fn a_node_that_could_not_publish_catches_up_in_big_batches() {
 
 /// A node whose store follows the cluster's stream.
 async fn reading_node(nats: &NatsCluster, name: &str) -> TestDaemon {
-    let cluster = Cluster { store_from: StoreFrom::Stream, ..cluster(nats, name, AckAfter::Local) };
+    let cluster = Cluster { store_from: ReadFrom::Stream, ..cluster(nats, name, AckAfter::Local) };
     TestDaemon::start_with(move |config| config.cluster = Some(cluster)).await
 }
 
@@ -283,7 +283,7 @@ async fn a_store_is_not_fed_from_another_source_than_it_was_built_from() {
     // Refused before any server is asked.
     let nats_url = vec!["nats://127.0.0.1:1".to_owned()];
     config.cluster =
-        Some(Cluster { nats_url, node: "a".to_owned(), store_from: StoreFrom::Stream, ..Cluster::default() });
+        Some(Cluster { nats_url, node: "a".to_owned(), store_from: ReadFrom::Stream, ..Cluster::default() });
     let error = hj212d::Daemon::start(config).await.expect_err("the store was built from the archive");
     let message = format!("{error:#}");
     assert!(message.contains("the store was built from archive and is now to be fed from stream:HJ212"), "{message}");
@@ -292,7 +292,7 @@ async fn a_store_is_not_fed_from_another_source_than_it_was_built_from() {
 const TOKEN: &str = "cluster-test-token-0123456789";
 
 /// A node with an admin token, its store fed from `store_from`.
-async fn node_with_token(nats: &NatsCluster, name: &str, store_from: StoreFrom) -> (TestDaemon, tempfile::TempDir) {
+async fn node_with_token(nats: &NatsCluster, name: &str, store_from: ReadFrom) -> (TestDaemon, tempfile::TempDir) {
     let token_dir = tempfile::tempdir().unwrap();
     let token_file = token_dir.path().join("admin.token");
     std::fs::write(&token_file, TOKEN).unwrap();
@@ -349,7 +349,7 @@ async fn listed_visits(node: &TestDaemon, count: usize) -> Vec<(String, u64, Opt
 async fn corrections_replace_what_they_name_in_a_store_fed_from_the_stream() {
     let nats = NatsCluster::start(3);
     nats.wait_healthy(Duration::from_secs(20));
-    let (b, _b_token) = node_with_token(&nats, "b", StoreFrom::Stream).await;
+    let (b, _b_token) = node_with_token(&nats, "b", ReadFrom::Stream).await;
     // b's frames first, so that the stream's numbers and a's archive's differ.
     let mut logger = b.client().await;
     for i in 0..5 {
@@ -358,7 +358,7 @@ async fn corrections_replace_what_they_name_in_a_store_fed_from_the_stream() {
     }
     wait_for_frames(&nats, 5).await;
     // a's store follows its archive: its corrections name a's archive numbers.
-    let (a, _a_token) = node_with_token(&nats, "a", StoreFrom::Archive).await;
+    let (a, _a_token) = node_with_token(&nats, "a", ReadFrom::Archive).await;
     let path = format!("/api/v1/sites/{}/visits", common::MN);
     let (status, first) = call(&a, "POST", &path, Some(&visit("a: first", None)));
     assert_eq!(status, 201, "{first}");
@@ -385,4 +385,94 @@ async fn corrections_replace_what_they_name_in_a_store_fed_from_the_stream() {
     assert_eq!((by("a: corrected"), by("b: corrected")), (None, None), "{listed:?}");
     a.stop().await;
     b.stop().await;
+}
+
+/// A node whose store, sink and forwarding target follow the stream, forwarding to `upstream`.
+async fn forwarding_node(nats: &NatsCluster, name: &str, upstream: std::net::SocketAddr) -> TestDaemon {
+    let cluster = Cluster {
+        store_from: ReadFrom::Stream,
+        sinks_from: ReadFrom::Stream,
+        lease_secs: 3,
+        ..cluster(nats, name, AckAfter::Local)
+    };
+    let target = hj212_config::Forward {
+        cns: vec!["2011".into()],
+        ack_timeout_secs: 2,
+        connect_timeout_secs: 2,
+        max_backoff_secs: 1,
+        ..hj212_config::Forward::new("upstream", upstream.to_string())
+    };
+    TestDaemon::start_with(move |config| {
+        config.cluster = Some(cluster);
+        config.forward = vec![target];
+    })
+    .await
+}
+
+/// The upstream's archived real-time frames by verdict: (accepted, resends archived `duplicate`).
+fn upstream_frames(upstream: &TestDaemon) -> (Vec<String>, usize) {
+    let received: Vec<_> =
+        common::archived(upstream.dir.path()).into_iter().filter(|(_, _, text)| text.contains("CN=2011")).collect();
+    let accepted = received.iter().filter(|(verdict, ..)| verdict == "accepted").map(|(.., text)| text.clone());
+    let resent = received.iter().filter(|(verdict, ..)| verdict == "duplicate").count();
+    (accepted.collect(), resent)
+}
+
+async fn wait_upstream(upstream: &TestDaemon, count: usize) -> (Vec<String>, usize) {
+    for _ in 0..300 {
+        let frames = upstream_frames(upstream);
+        if frames.0.len() >= count {
+            return frames;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    upstream_frames(upstream)
+}
+
+/// The node holding the forwarder's lease (the nodes of a test share one metrics registry,
+/// so the `hj212_cluster_lease_held` gauge cannot tell them apart here).
+async fn lease_holder(nats: &NatsCluster) -> Option<String> {
+    let client = async_nats::connect(nats.urls()).await.ok()?;
+    let leases = jetstream::new(client).get_key_value("HJ212_LEASES").await.ok()?;
+    let holder = leases.get("forward_upstream").await.ok()??;
+    Some(String::from_utf8_lossy(&holder).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_at_a_time_forwards_what_the_nodes_received_each_frame_once() {
+    let nats = NatsCluster::start(3);
+    nats.wait_healthy(Duration::from_secs(20));
+    let upstream = TestDaemon::start().await;
+    let address = upstream.running.hj212_addr;
+    let (a, b) = (forwarding_node(&nats, "a", address).await, forwarding_node(&nats, "b", address).await);
+    let (mut to_a, mut to_b) = (a.client().await, b.client().await);
+    // 0-19 to both nodes, 20-24 to a only, 25-29 to b only.
+    for i in 0..30 {
+        let frame = numbered(i);
+        if i < 25 {
+            to_a.send(&frame).await;
+            assert_eq!(to_a.reply().await.cn, 9014);
+        }
+        if !(20..25).contains(&i) {
+            to_b.send(&frame).await;
+            assert_eq!(to_b.reply().await.cn, 9014);
+        }
+    }
+    let (accepted, resent) = wait_upstream(&upstream, 30).await;
+    assert_eq!((accepted.len(), resent), (30, 0), "each frame forwarded once, by one node");
+    // The holder stops: the other takes the forwarder over where it stood.
+    let first = lease_holder(&nats).await.expect("a node holds the forwarder's lease");
+    let (holder, other) = if first == "a" { (a, b) } else { (b, a) };
+    holder.stop().await;
+    let mut logger = other.client().await;
+    for i in 30..40 {
+        logger.send(&numbered(i)).await;
+        assert_eq!(logger.reply().await.cn, 9014);
+    }
+    let (accepted, resent) = wait_upstream(&upstream, 40).await;
+    assert_eq!((accepted.len(), resent), (40, 0), "the survivor forwards the rest, nothing twice");
+    let survivor = if first == "a" { "b" } else { "a" };
+    assert_eq!(lease_holder(&nats).await.as_deref(), Some(survivor), "the survivor holds the forwarder");
+    other.stop().await;
+    upstream.stop().await;
 }

@@ -81,7 +81,8 @@ struct Outgoing<'a> {
 }
 
 impl Forwarder {
-    /// The target's follower, resuming from its cursor file. `relay` is used when the target
+    /// The target's follower, resuming from its cursor file (`data_dir.forward_cursor`, or
+    /// `stream_cursor` when it follows the cluster's stream). `relay` is used when the target
     /// has `relay_commands` on.
     ///
     /// # Errors
@@ -89,12 +90,13 @@ impl Forwarder {
     pub fn open(
         target: Forward,
         data_dir: &DataDir,
+        cursor_path: &std::path::Path,
         notebook: Notebook,
         relay: Option<Box<dyn Relay>>,
     ) -> std::io::Result<Self> {
         // The runtime's follower name is static; one per configured target, made once at start.
         let name: &'static str = Box::leak(format!("forward:{}", target.name).into_boxed_str());
-        let cursor = Cursor::load(&data_dir.forward_cursor(&target.name))?;
+        let cursor = Cursor::load(cursor_path)?;
         let rewrites = Rewrites::load(&target).map_err(std::io::Error::other)?;
         let target_relays = target.relay_commands;
         Ok(Self {
