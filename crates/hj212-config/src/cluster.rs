@@ -227,6 +227,21 @@ mod tests {
     }
 
     #[test]
+    fn sinks_from_the_stream_need_the_store_from_it_and_a_lease_of_seconds() {
+        let text = "nats_url = \"nats://a:1\"\nnode = \"a\"\nsinks_from = \"stream\"\nlease_secs = 1";
+        let config = Config { cluster: Some(toml::from_str(text).unwrap()), ..Config::default() };
+        let mut problems = Vec::new();
+        check_cluster(&config, &mut |key: &str, message: String| problems.push(format!("{key}: {message}")));
+        assert_eq!(
+            problems,
+            [
+                "cluster.lease_secs: must be at least 3",
+                "cluster.sinks_from: \"stream\" needs store_from = \"stream\" too"
+            ]
+        );
+    }
+
+    #[test]
     fn names() {
         assert!(is_name("node-1_a"));
         assert!(!is_name("a.b"));
