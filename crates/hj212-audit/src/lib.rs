@@ -7,7 +7,9 @@ mod command;
 mod decode;
 mod html;
 mod mask;
+mod nodes;
 mod rate;
+mod receipts;
 mod report;
 mod union;
 
@@ -122,6 +124,21 @@ enum Command {
         /// json, csv, or html (one site: a self-contained page to file).
         #[arg(long, default_value = "json")]
         format: String,
+    },
+    /// Which nodes of a cluster received each frame a site sent, from the nodes' archives (each
+    /// checked against its chain): one JSON line per frame as the cluster's stream holds it,
+    /// then a summary line.
+    Receipts {
+        /// A node's data dir; give each node's.
+        #[arg(long, required = true)]
+        data_dir: Vec<PathBuf>,
+        /// One site; without it, every site.
+        #[arg(long)]
+        mn: Option<String>,
+        /// Copies of a frame within this many seconds of the first are one frame (the
+        /// stream's `[cluster] duplicate_window_secs`).
+        #[arg(long, default_value_t = 600)]
+        window_secs: u64,
     },
     /// Rebuild the readings ledger (the embedded store) from the archive alone, into a new file.
     RebuildLedger {
@@ -272,6 +289,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Verify { data_dir, public_key, expect_head } => {
             archive::verify(&DataDir::new(data_dir), &archive::VerifyArgs { public_keys: public_key, expect_head })
+        }
+        Command::Receipts { data_dir, mn, window_secs } => {
+            let data_dirs: Vec<DataDir> = data_dir.into_iter().map(DataDir::new).collect();
+            let window_ms = i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            receipts::receipts(&data_dirs, mn.as_deref(), window_ms, &mut out)?;
+            std::io::Write::flush(&mut out)
+                .map_err(|e| Failure { message: format!("cannot write the output: {e}"), exit_code: EX_IOERR })
         }
         Command::RebuildLedger { data_dir, out } => {
             let data_dir = DataDir::new(data_dir);

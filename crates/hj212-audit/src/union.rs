@@ -5,55 +5,19 @@
 //! and each node's marks, visits and rules are kept under new sequence numbers, a correction
 //! pointing at the renumbered record it replaces.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 
-use hj212_archive::{Follower as Reader, Kind, Record, Verdict, list_segments};
+use hj212_archive::{Kind, Record, Verdict};
 use hj212_config::DataDir;
 use hj212_follow::{Interpreted, MarkRequest, VisitRequest};
 use hj212_store::Store;
 
-use crate::{EX_DATAERR, EX_NOINPUT, Failure};
+use crate::nodes::Nodes;
+use crate::{EX_NOINPUT, Failure};
 
-/// Records read from one archive at a time (memory: about this x 3 KiB per data dir).
-const READ_BATCH: usize = 5_000;
 /// Records applied to the union store per transaction.
 const APPLY_BATCH: usize = 20_000;
-
-/// One node's archive, read in order.
-struct NodeArchive {
-    reader: Reader,
-    buffered: VecDeque<Record>,
-    /// The archive is read to its end.
-    done: bool,
-    name: String,
-}
-
-impl NodeArchive {
-    fn open(data_dir: &DataDir) -> Result<Self, Failure> {
-        let dir = data_dir.archive();
-        let name = data_dir.path().display().to_string();
-        let first = list_segments(&dir)
-            .map_err(|e| Failure { message: format!("{name}: cannot list the archive: {e}"), exit_code: EX_NOINPUT })?
-            .first()
-            .map(|(seq, _)| *seq)
-            .ok_or_else(|| Failure { message: format!("{name}: no archive segments"), exit_code: EX_NOINPUT })?;
-        Ok(Self { reader: Reader::new(&dir, first), buffered: VecDeque::new(), done: false, name })
-    }
-
-    /// The next record's archive time, reading on when the buffer is empty.
-    fn peek_time(&mut self) -> Result<Option<i64>, Failure> {
-        if self.buffered.is_empty() && !self.done {
-            let records = self.reader.read(u64::MAX, READ_BATCH).map_err(|e| Failure {
-                message: format!("{}: the archive does not verify or cannot be read: {e}", self.name),
-                exit_code: EX_DATAERR,
-            })?;
-            self.done = records.is_empty();
-            self.buffered.extend(records);
-        }
-        Ok(self.buffered.front().map(|r| r.time_ms))
-    }
-}
 
 /// What went into the union store.
 #[derive(Debug, Default)]
@@ -68,23 +32,13 @@ pub struct UnionCounts {
 /// An archive that cannot be read or does not verify (exit 65), a store that cannot be written.
 pub fn build(data_dirs: &[DataDir], out: &Path) -> Result<UnionCounts, Failure> {
     let fail = |message: String| Failure { message, exit_code: EX_NOINPUT };
-    let mut nodes = data_dirs.iter().map(NodeArchive::open).collect::<Result<Vec<_>, _>>()?;
+    let mut nodes = Nodes::open(data_dirs)?;
     let mut store = Store::open_bulk(out).map_err(|e| fail(e.to_string()))?;
     // (node, its sequence number) -> the number in the union, for corrections.
     let mut renumbered: HashMap<(usize, u64), u64> = HashMap::new();
     let mut counts = UnionCounts::default();
     let mut batch = Vec::with_capacity(APPLY_BATCH);
-    loop {
-        let mut oldest: Option<(usize, i64)> = None;
-        for (index, node) in nodes.iter_mut().enumerate() {
-            if let Some(time) = node.peek_time()?
-                && oldest.is_none_or(|(_, t)| time < t)
-            {
-                oldest = Some((index, time));
-            }
-        }
-        let Some((index, _)) = oldest else { break };
-        let Some(mut record) = nodes[index].buffered.pop_front() else { break };
+    while let Some((index, mut record)) = nodes.next()? {
         let union_seq = counts.records as u64 + 1;
         renumbered.insert((index, record.seq), union_seq);
         record.seq = union_seq;

@@ -693,3 +693,49 @@ async fn the_union_of_two_nodes_counts_an_hour_both_received_once() {
     assert_eq!(received(std::slice::from_ref(&b_data), &from, &to), 4);
     assert_eq!(received(&[a_data, b_data], &from, &to), 6, "hours 2 and 3 count once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_name_the_nodes_that_received_each_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let (a, _) = start_daemon(&a_dir, r#"["a21026"]"#, "").await;
+    let (b, _) = start_daemon(&b_dir, r#"["a21026"]"#, "").await;
+    // Hours 0-3 to node a, 2-5 to node b, and hour 2 to node a again (a resend).
+    let start = today_midnight() - 24 * HOUR;
+    let hours = |range: std::ops::Range<i64>| range.map(|h| hourly(h, start, Some("N"), "N")).collect::<Vec<_>>();
+    send_and_wait_acks(a.hj212_addr, &hours(0..4));
+    send_and_wait_acks(b.hj212_addr, &hours(2..6));
+    send_and_wait_acks(a.hj212_addr, &hours(2..3));
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+
+    let (a_data, b_data) = (a_dir.join("data"), b_dir.join("data"));
+    let output = Command::new(BIN)
+        .arg("receipts")
+        .arg("--data-dir")
+        .arg(&a_data)
+        .arg("--data-dir")
+        .arg(&b_data)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (summary, frames) = lines.split_last().expect("a summary line");
+    let (a_name, b_name) = (a_data.display().to_string(), b_data.display().to_string());
+    assert_eq!(frames.len(), 6, "six distinct frames: {frames:?}");
+    let nodes = |frame: &serde_json::Value| -> Vec<String> {
+        frame["nodes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()).collect()
+    };
+    let both: Vec<_> = frames.iter().filter(|f| nodes(f).len() == 2).collect();
+    assert_eq!(both.len(), 2, "hours 2 and 3 reached both nodes");
+    let resent = both.iter().find(|f| f["copies"].as_array().unwrap().len() == 3).expect("hour 2: three copies");
+    let verdicts: Vec<_> = resent["copies"].as_array().unwrap().iter().map(|c| c["verdict"].clone()).collect();
+    assert_eq!(verdicts, ["accepted", "accepted", "duplicate"], "{resent}");
+    assert_eq!(summary["summary"]["frames"], 6);
+    assert_eq!(summary["summary"]["on_every_node"], 2);
+    assert_eq!(summary["summary"]["only_on"][&a_name], 2, "{summary}");
+    assert_eq!(summary["summary"]["only_on"][&b_name], 2, "{summary}");
+}

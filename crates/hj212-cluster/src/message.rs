@@ -91,24 +91,11 @@ fn token(text: &str) -> String {
 }
 
 /// The message id: a frame a site sent is the same message whichever node received it
-/// (its bytes' SHA-256 with the site and the verdict class: a resend archived as `duplicate`
-/// is the accepted frame again); anything else is the node's own (node name and sequence
-/// number), so that only a republication by the same node is dropped.
+/// ([`hj212_follow::frame_key`]: a resend archived as `duplicate` is the accepted frame again);
+/// anything else is the node's own (node name and sequence number), so that only a
+/// republication by the same node is dropped.
 pub fn message_id(interpreted: &Interpreted, node: &str) -> String {
-    let record = &interpreted.record;
-    let site_frame = record.kind == Kind::Received
-        && matches!(interpreted.meaning, Meaning::Data(_) | Meaning::Seen { .. } | Meaning::BadPassword { .. });
-    match interpreted.meaning.mn() {
-        Some(mn) if site_frame => {
-            let class = match record.verdict {
-                Verdict::Accepted | Verdict::Duplicate => "frame",
-                other => other.as_str(),
-            };
-            let digest = Sha256::digest(&record.data);
-            format!("{class}:{mn}:{}", hex(&digest[..16]))
-        }
-        _ => format!("{node}:{}", record.seq),
-    }
+    hj212_follow::frame_key(interpreted).unwrap_or_else(|| format!("{node}:{}", interpreted.record.seq))
 }
 
 /// The subject and message that publish `interpreted` as node `node`. A record the servers
