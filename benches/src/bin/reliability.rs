@@ -85,6 +85,10 @@ struct Args {
     /// cluster: `[cluster] ack_after` of both nodes ("local" or "cluster").
     #[arg(long, default_value = "local")]
     cluster_ack_after: String,
+    /// cluster: both nodes' stores follow the stream, and a forwarding target to a third
+    /// daemon runs on one node at a time; checked after the kills.
+    #[arg(long)]
+    cluster_followers: bool,
 }
 
 fn main() -> ExitCode {
@@ -178,6 +182,7 @@ async fn run_trial(ctx: &Ctx, args: &Args, trial: &str) -> Report {
                 rate: args.rate,
                 cycle_secs: args.cycle_secs,
                 ack_after: args.cluster_ack_after.clone(),
+                followers: args.cluster_followers,
             };
             Box::pin(timed("cluster", cluster::run(ctx, &options))).await
         }

@@ -17,6 +17,7 @@ use futures_util::StreamExt as _;
 use hj212_sim::rng::Rng;
 use test_support::nats::NatsCluster;
 
+use super::cluster_followers;
 use super::daemon::{Config, Daemon};
 use super::logger::{self, Control, Spec, Tally};
 use super::{Ctx, Report, http, metric};
@@ -36,6 +37,8 @@ pub struct Options {
     pub cycle_secs: f64,
     /// `[cluster] ack_after`: "local" or "cluster".
     pub ack_after: String,
+    /// Stores and a forwarding target that follow the stream (see `cluster_followers`).
+    pub followers: bool,
 }
 
 /// Where each logger sends.
@@ -54,7 +57,15 @@ pub async fn run(ctx: &Ctx, o: &Options) -> Result<Report> {
     let dir = ctx.dir("cluster")?;
     let mut nats = NatsCluster::start(3);
     nats.wait_healthy(Duration::from_secs(30));
-    let nodes = [node_config(&dir, "a", &nats, &o.ack_after)?, node_config(&dir, "b", &nats, &o.ack_after)?];
+    let mut nodes = [node_config(&dir, "a", &nats, &o.ack_after)?, node_config(&dir, "b", &nats, &o.ack_after)?];
+    let mut upstream = None;
+    if o.followers {
+        let platform = cluster_followers::start_upstream(ctx, &dir).await?;
+        for node in &mut nodes {
+            cluster_followers::configure(node, &platform);
+        }
+        upstream = Some(platform);
+    }
     let mut daemons = [start(ctx, &dir, "a", &nodes[0]).await?, start(ctx, &dir, "b", &nodes[1]).await?];
 
     let base = logger::base_ms();
@@ -103,8 +114,15 @@ pub async fn run(ctx: &Ctx, o: &Options) -> Result<Report> {
     let caught_up = wait_published(&nodes, Duration::from_secs(120)).await;
     let stream = read_stream(&nats.urls()).await?;
     let duplicates: f64 = nodes.iter().map(|n| metric(&http::metrics(n.http), "hj212_cluster_duplicates_total")).sum();
+    let followers_caught_up = match &upstream {
+        Some(_) => cluster_followers::wait_caught_up(&nodes, Duration::from_secs(180)).await,
+        None => true,
+    };
     for daemon in &mut daemons {
         let _ = daemon.terminate(Duration::from_secs(60));
+    }
+    if let Some(upstream) = &mut upstream {
+        let _ = upstream.terminate(Duration::from_secs(60));
     }
 
     let mut report = Report::new(
@@ -120,6 +138,14 @@ pub async fn run(ctx: &Ctx, o: &Options) -> Result<Report> {
     );
     report.figure("load time (kill cycles)", format!("{load_secs:.0} s"));
     judge(&mut report, base, &routes, &tallies, &stream, &kills, caught_up, duplicates);
+    if let Some(upstream) = &upstream {
+        let mut acknowledged: Vec<(usize, u64)> =
+            routes.iter().zip(&tallies).flat_map(|((c, _), tally)| tally.acked.iter().map(|n| (*c, *n))).collect();
+        acknowledged.sort_unstable();
+        acknowledged.dedup();
+        let frames: Vec<Vec<u8>> = acknowledged.iter().map(|&(c, n)| logger::frame(base, c, n).1).collect();
+        cluster_followers::judge(&mut report, &nodes, &upstream.data_dir, &frames, followers_caught_up);
+    }
     Ok(report)
 }
 

@@ -670,14 +670,20 @@ fn received(data_dirs: &[std::path::PathBuf], from: &str, to: &str) -> u64 {
     evidence["received"].as_u64().unwrap_or_else(|| panic!("no received count in {evidence}"))
 }
 
+/// Two daemons for the site, as a cluster's nodes (their data in `a_dir` and `b_dir`).
+async fn two_nodes(a_dir: &std::path::Path, b_dir: &std::path::Path) -> (hj212d::Running, hj212d::Running) {
+    std::fs::create_dir_all(a_dir).unwrap();
+    std::fs::create_dir_all(b_dir).unwrap();
+    let (a, _) = start_daemon(a_dir, r#"["a21026"]"#, "").await;
+    let (b, _) = start_daemon(b_dir, r#"["a21026"]"#, "").await;
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_union_of_two_nodes_counts_an_hour_both_received_once() {
     let dir = tempfile::tempdir().unwrap();
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
-    std::fs::create_dir_all(&a_dir).unwrap();
-    std::fs::create_dir_all(&b_dir).unwrap();
-    let (a, _) = start_daemon(&a_dir, r#"["a21026"]"#, "").await;
-    let (b, _) = start_daemon(&b_dir, r#"["a21026"]"#, "").await;
+    let (a, b) = two_nodes(&a_dir, &b_dir).await;
     // Yesterday's hours 0-3 reached node a, hours 2-5 node b (2 and 3 reached both).
     let start = today_midnight() - 24 * HOUR;
     let hours = |range: std::ops::Range<i64>| range.map(|h| hourly(h, start, Some("N"), "N")).collect::<Vec<_>>();
@@ -698,10 +704,7 @@ async fn the_union_of_two_nodes_counts_an_hour_both_received_once() {
 async fn receipts_name_the_nodes_that_received_each_frame() {
     let dir = tempfile::tempdir().unwrap();
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
-    std::fs::create_dir_all(&a_dir).unwrap();
-    std::fs::create_dir_all(&b_dir).unwrap();
-    let (a, _) = start_daemon(&a_dir, r#"["a21026"]"#, "").await;
-    let (b, _) = start_daemon(&b_dir, r#"["a21026"]"#, "").await;
+    let (a, b) = two_nodes(&a_dir, &b_dir).await;
     // Hours 0-3 to node a, 2-5 to node b, and hour 2 to node a again (a resend).
     let start = today_midnight() - 24 * HOUR;
     let hours = |range: std::ops::Range<i64>| range.map(|h| hourly(h, start, Some("N"), "N")).collect::<Vec<_>>();

@@ -28,6 +28,24 @@ fn numbered(i: i64) -> Vec<u8> {
     realtime(&format!("202601011{i:08}"), &beijing_in(-(i + 1)), 5)
 }
 
+/// Sends frames 0-29, each acknowledged: 0-19 to both nodes (a multi-centre logger),
+/// 20-24 to a only, 25-29 to b only; returns them.
+async fn send_split(a: &TestDaemon, b: &TestDaemon) -> Vec<Vec<u8>> {
+    let (mut to_a, mut to_b) = (a.client().await, b.client().await);
+    let sent: Vec<Vec<u8>> = (0..30).map(numbered).collect();
+    for (i, frame) in sent.iter().enumerate() {
+        if i < 25 {
+            to_a.send(frame).await;
+            assert_eq!(to_a.reply().await.cn, 9014);
+        }
+        if !(20..25).contains(&i) {
+            to_b.send(frame).await;
+            assert_eq!(to_b.reply().await.cn, 9014);
+        }
+    }
+    sent
+}
+
 /// The stream's frames from sites: payload -> (how many copies, the nodes that published
 /// them); `None` while the stream cannot be read (the servers electing their leaders).
 async fn frames_in_stream(nats: &NatsCluster) -> Option<HashMap<Vec<u8>, (usize, Vec<String>)>> {
@@ -68,19 +86,7 @@ async fn a_frame_both_nodes_received_is_in_the_stream_once() {
     let nats = NatsCluster::start(3);
     nats.wait_healthy(Duration::from_secs(20));
     let (a, b) = (node(&nats, "a", AckAfter::Local).await, node(&nats, "b", AckAfter::Local).await);
-    let (mut to_a, mut to_b) = (a.client().await, b.client().await);
-    let sent: Vec<Vec<u8>> = (0..30).map(numbered).collect();
-    // 0-19 to both nodes, 20-24 to a only, 25-29 to b only.
-    for (i, frame) in sent.iter().enumerate() {
-        if i < 25 {
-            to_a.send(frame).await;
-            assert_eq!(to_a.reply().await.cn, 9014);
-        }
-        if !(20..25).contains(&i) {
-            to_b.send(frame).await;
-            assert_eq!(to_b.reply().await.cn, 9014);
-        }
-    }
+    let sent = send_split(&a, &b).await;
     let frames = wait_for_frames(&nats, 30).await;
     assert_eq!(frames.len(), 30, "every frame either node acknowledged is in the stream");
     for (i, frame) in sent.iter().enumerate() {
@@ -235,19 +241,7 @@ async fn stores_fed_from_the_stream_hold_what_the_nodes_received_together() {
     let nats = NatsCluster::start(3);
     nats.wait_healthy(Duration::from_secs(20));
     let (a, b) = (reading_node(&nats, "a").await, reading_node(&nats, "b").await);
-    let (mut to_a, mut to_b) = (a.client().await, b.client().await);
-    let sent: Vec<Vec<u8>> = (0..30).map(numbered).collect();
-    // 0-19 to both nodes, 20-24 to a only, 25-29 to b only.
-    for (i, frame) in sent.iter().enumerate() {
-        if i < 25 {
-            to_a.send(frame).await;
-            assert_eq!(to_a.reply().await.cn, 9014);
-        }
-        if !(20..25).contains(&i) {
-            to_b.send(frame).await;
-            assert_eq!(to_b.reply().await.cn, 9014);
-        }
-    }
+    let sent = send_split(&a, &b).await;
     // A single node fed the union, for comparison.
     let single = TestDaemon::start().await;
     let mut to_single = single.client().await;
@@ -445,19 +439,7 @@ async fn one_node_at_a_time_forwards_what_the_nodes_received_each_frame_once() {
     let upstream = TestDaemon::start().await;
     let address = upstream.running.hj212_addr;
     let (a, b) = (forwarding_node(&nats, "a", address).await, forwarding_node(&nats, "b", address).await);
-    let (mut to_a, mut to_b) = (a.client().await, b.client().await);
-    // 0-19 to both nodes, 20-24 to a only, 25-29 to b only.
-    for i in 0..30 {
-        let frame = numbered(i);
-        if i < 25 {
-            to_a.send(&frame).await;
-            assert_eq!(to_a.reply().await.cn, 9014);
-        }
-        if !(20..25).contains(&i) {
-            to_b.send(&frame).await;
-            assert_eq!(to_b.reply().await.cn, 9014);
-        }
-    }
+    send_split(&a, &b).await;
     let (accepted, resent) = wait_upstream(&upstream, 30).await;
     assert_eq!((accepted.len(), resent), (30, 0), "each frame forwarded once, by one node");
     // The holder stops: the other takes the forwarder over where it stood.
