@@ -423,12 +423,12 @@ async fn wait_upstream(upstream: &TestDaemon, count: usize) -> (Vec<String>, usi
     upstream_frames(upstream)
 }
 
-/// The node holding the forwarder's lease (the nodes of a test share one metrics registry,
-/// so the `hj212_cluster_lease_held` gauge cannot tell them apart here).
-async fn lease_holder(nats: &NatsCluster) -> Option<String> {
+/// The node holding the lease of the follower `key` (the nodes of a test share one metrics
+/// registry, so the `hj212_cluster_lease_held` gauge cannot tell them apart here).
+async fn lease_holder(nats: &NatsCluster, key: &str) -> Option<String> {
     let client = async_nats::connect(nats.urls()).await.ok()?;
     let leases = jetstream::new(client).get_key_value("HJ212_LEASES").await.ok()?;
-    let holder = leases.get("forward_upstream").await.ok()??;
+    let holder = leases.get(key).await.ok()??;
     Some(String::from_utf8_lossy(&holder).into_owned())
 }
 
@@ -443,7 +443,7 @@ async fn one_node_at_a_time_forwards_what_the_nodes_received_each_frame_once() {
     let (accepted, resent) = wait_upstream(&upstream, 30).await;
     assert_eq!((accepted.len(), resent), (30, 0), "each frame forwarded once, by one node");
     // The holder stops: the other takes the forwarder over where it stood.
-    let first = lease_holder(&nats).await.expect("a node holds the forwarder's lease");
+    let first = lease_holder(&nats, "forward_upstream").await.expect("a node holds the forwarder's lease");
     let (holder, other) = if first == "a" { (a, b) } else { (b, a) };
     holder.stop().await;
     let mut logger = other.client().await;
@@ -454,7 +454,55 @@ async fn one_node_at_a_time_forwards_what_the_nodes_received_each_frame_once() {
     let (accepted, resent) = wait_upstream(&upstream, 40).await;
     assert_eq!((accepted.len(), resent), (40, 0), "the survivor forwards the rest, nothing twice");
     let survivor = if first == "a" { "b" } else { "a" };
-    assert_eq!(lease_holder(&nats).await.as_deref(), Some(survivor), "the survivor holds the forwarder");
+    assert_eq!(lease_holder(&nats, "forward_upstream").await.as_deref(), Some(survivor), "the survivor holds the forwarder");
     other.stop().await;
     upstream.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_at_a_time_writes_what_the_nodes_received_to_the_time_series_database() {
+    let nats = NatsCluster::start(3);
+    nats.wait_healthy(Duration::from_secs(20));
+    let vm = test_support::VictoriaMetrics::start();
+    let node = |name: &str| {
+        let cluster = Cluster {
+            store_from: ReadFrom::Stream,
+            sinks_from: ReadFrom::Stream,
+            lease_secs: 3,
+            ..cluster(&nats, name, AckAfter::Local)
+        };
+        let influx = hj212_config::Influx {
+            url: vm.url(),
+            org: "ops".into(),
+            bucket: "hj212".into(),
+            db: "hj212".into(),
+            batch_points: 100,
+            batch_interval_ms: 100,
+            ..hj212_config::Influx::default()
+        };
+        TestDaemon::start_with(move |config| {
+            config.cluster = Some(cluster);
+            config.influx = Some(influx);
+        })
+    };
+    let (a, b) = (node("a").await, node("b").await);
+    send_split(&a, &b).await;
+    // Each of the 30 frames once: both nodes writing would store each sample twice.
+    let selector = r#"{__name__="hj212_rtd",factor="a21026"}"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let samples = loop {
+        let series = vm.export(selector);
+        let samples: usize = series.iter().map(|s| s["timestamps"].as_array().map_or(0, Vec::len)).sum();
+        if samples >= 30 || tokio::time::Instant::now() >= deadline {
+            break samples;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again: usize = vm.export(selector).iter().map(|s| s["timestamps"].as_array().map_or(0, Vec::len)).sum();
+    assert_eq!((samples, again), (30, 30), "each frame's point written once, by one node");
+    let holder = lease_holder(&nats, "influx").await;
+    assert!(matches!(holder.as_deref(), Some("a" | "b")), "one node holds the sink: {holder:?}");
+    a.stop().await;
+    b.stop().await;
 }
