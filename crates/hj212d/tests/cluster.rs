@@ -454,7 +454,11 @@ async fn one_node_at_a_time_forwards_what_the_nodes_received_each_frame_once() {
     let (accepted, resent) = wait_upstream(&upstream, 40).await;
     assert_eq!((accepted.len(), resent), (40, 0), "the survivor forwards the rest, nothing twice");
     let survivor = if first == "a" { "b" } else { "a" };
-    assert_eq!(lease_holder(&nats, "forward_upstream").await.as_deref(), Some(survivor), "the survivor holds the forwarder");
+    assert_eq!(
+        lease_holder(&nats, "forward_upstream").await.as_deref(),
+        Some(survivor),
+        "the survivor holds the forwarder"
+    );
     other.stop().await;
     upstream.stop().await;
 }
