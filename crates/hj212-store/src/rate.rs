@@ -61,8 +61,12 @@ pub struct Evidence {
     pub range: Range,
     /// Marks applied (in force, overlapping the range).
     pub marks: Vec<MarkRecord>,
-    /// The archive records the counted readings came from (first and last sequence number).
+    /// The archive records the counted readings came from (first and last sequence number):
+    /// numbers in this node's archive, or in the cluster's stream (see `source`).
     pub archive_seqs: Option<(u64, u64)>,
+    /// What the store was built from ([`crate::ARCHIVE_SOURCE`] or `stream:{name}`), so what
+    /// the sequence numbers count.
+    pub source: String,
     /// Their record hashes, when looked up with [`Evidence::attach_archive_hashes`].
     pub archive_hashes: Option<(String, String)>,
     /// From the archived config history: each stretch of the range, the hash of the config
@@ -105,6 +109,7 @@ impl Store {
             range,
             marks,
             archive_seqs,
+            source: self.source()?,
             archive_hashes: None,
             config: Vec::new(),
         })
@@ -249,6 +254,9 @@ impl Evidence {
                 "last_seq": last,
                 "first_hash": self.archive_hashes.as_ref().map(|(h, _)| h),
                 "last_hash": self.archive_hashes.as_ref().map(|(_, h)| h),
+                // A store fed from a cluster's stream: the numbers are the stream's messages
+                // (whose headers name the node and archive record each came from).
+                "numbered_in": self.source,
             })),
         })
     }
@@ -259,7 +267,10 @@ impl Evidence {
     /// # Errors
     /// I/O errors reading the archive.
     pub fn attach_archive_hashes(&mut self, archive_dir: &std::path::Path) -> std::io::Result<()> {
-        let Some((first, last)) = self.archive_seqs else { return Ok(()) };
+        // Stream numbers name no record of this node's archive.
+        let Some((first, last)) = self.archive_seqs.filter(|_| self.source == crate::ARCHIVE_SOURCE) else {
+            return Ok(());
+        };
         let hash_of = |seq: u64| -> std::io::Result<String> {
             let record = hj212_archive::Follower::new(archive_dir, seq).read(seq, 1)?;
             Ok(record.first().map(|r| hj212_archive::hex(&r.hash)).unwrap_or_default())

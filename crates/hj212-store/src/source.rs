@@ -15,11 +15,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::OtherSource`] when the store was built from another; SQL errors.
     pub fn claim_source(&self, source: &str) -> Result<(), StoreError> {
-        let held: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM store_state WHERE key = 'source'", [], |row| row.get(0))
-            .optional()?;
-        let held = held.unwrap_or_else(|| ARCHIVE_SOURCE.to_owned());
+        let held = self.source()?;
         if held == source {
             return self.set_source(source);
         }
@@ -27,6 +23,18 @@ impl Store {
             return self.set_source(source);
         }
         Err(StoreError::OtherSource { held, wanted: source.to_owned() })
+    }
+
+    /// What the store was built from: [`ARCHIVE_SOURCE`] unless a cluster's stream claimed it.
+    ///
+    /// # Errors
+    /// SQL errors.
+    pub fn source(&self) -> Result<String, StoreError> {
+        let held: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM store_state WHERE key = 'source'", [], |row| row.get(0))
+            .optional()?;
+        Ok(held.unwrap_or_else(|| ARCHIVE_SOURCE.to_owned()))
     }
 
     fn set_source(&self, source: &str) -> Result<(), StoreError> {

@@ -92,3 +92,21 @@ fn the_archived_rules_carry_no_password_and_name_every_site() {
     assert_eq!((sites.len(), sites[0].mn.as_str(), sites[0].factors.clone()), (1, MN, vec!["a21026".to_owned()]));
     assert_eq!(store.latest_config_hashes().unwrap().get(MN), Some(&record.hash));
 }
+
+#[test]
+fn evidence_from_a_stream_fed_store_names_stream_numbers_and_no_archive_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("store.sqlite")).unwrap();
+    store.claim_source("stream:HJ212").unwrap();
+    let records: Vec<Record> = (0..3).map(|h| so2_hour(10 + h, NOV_1 + i64::try_from(h).unwrap() * HOUR)).collect();
+    store.apply(&Interpreted::all(records)).unwrap();
+    let site = config_with(&["a21026"]).sites.remove(0);
+    let range = Range { from_ms: NOV_1, to_ms: NOV_1 + 3 * HOUR };
+    let mut evidence = store.site_rate(&site, &hj212_store::rules_for(&site), range, range.to_ms + HOUR).unwrap();
+    assert_eq!(evidence.archive_seqs, Some((10, 12)));
+    // This node's archive holds other records under those numbers: none is looked up.
+    evidence.attach_archive_hashes(&dir.path().join("no-archive")).expect("nothing read");
+    assert_eq!(evidence.archive_hashes, None);
+    let json = evidence.to_json(MN);
+    assert_eq!(json["archive"]["numbered_in"], "stream:HJ212", "{json}");
+}
