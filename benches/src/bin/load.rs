@@ -7,7 +7,7 @@
 //! its lag when the load stopped, the catch-up time and the daemon's peak memory.
 //!
 //! Run: `scripts/bench-load` (builds, raises the open-file limit, runs every part), or
-//! `target/release/load --daemon target/release/hj212d [--connections N] [--seconds S] [--influx] [--cluster] ...`.
+//! `target/release/load --daemon target/release/hj212d [--connections N] [--seconds S] [--influx] [--cluster [publish|stream]] ...`.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -48,12 +48,22 @@ struct Args {
     #[arg(long)]
     influx: bool,
     /// Also publish to a NATS JetStream stream ([cluster], R3): three nats-servers started on
-    /// loopback share the machine.
-    #[arg(long)]
-    cluster: bool,
+    /// loopback share the machine. `--cluster stream`: the store and the alert engine follow
+    /// the stream (`store_from`, `alerts_from`), so every record goes out to the stream and back.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "publish")]
+    cluster: Option<ClusterRun>,
     /// Leave sealed archive segments plain (`[archive] compress = false`), to compare with the default.
     #[arg(long)]
     archive_plain: bool,
+}
+
+/// What the cluster run's followers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClusterRun {
+    /// The records are published; every follower reads the archive.
+    Publish,
+    /// The store and the alert engine follow the stream.
+    Stream,
 }
 
 /// Limits on every site, far above the values sent: the alert engine checks each reading.
@@ -70,7 +80,7 @@ fn main() {
     if args.archive_plain {
         extra.push_str("[archive]\ncompress = false\n");
     }
-    let nats = args.cluster.then(|| {
+    let nats = args.cluster.map(|_| {
         let nats = test_support::nats::NatsCluster::start(3);
         nats.wait_healthy(Duration::from_secs(30));
         nats
@@ -78,13 +88,19 @@ fn main() {
     if let Some(nats) = &nats {
         let urls: Vec<String> = nats.urls().iter().map(|url| format!("\"{url}\"")).collect();
         let _ = write!(extra, "[cluster]\nnats_url = [{}]\nnode = \"bench\"\n", urls.join(", "));
+        if args.cluster == Some(ClusterRun::Stream) {
+            extra.push_str("store_from = \"stream\"\nalerts_from = \"stream\"\n");
+        }
     }
     runtime.block_on(async {
         let max_connections = args.connections.max(args.idle) + 64;
         let daemon = Daemon::start_with(&args.daemon, max_connections, &extra, SITE_LIMITS).await;
-        let mut followers = vec!["store", "alert engine"];
+        let mut followers = match args.cluster {
+            Some(ClusterRun::Stream) => vec!["store and alert engine (from the stream)"],
+            _ => vec!["store", "alert engine"],
+        };
         followers.extend(args.influx.then_some("Influx sink"));
-        followers.extend(args.cluster.then_some("cluster publisher (JetStream R3 on loopback)"));
+        followers.extend(args.cluster.map(|_| "cluster publisher (JetStream R3 on loopback)"));
         let followers = followers.join(", ");
         println!("hj212d {} (pid {}), followers: {followers}", daemon.addr, daemon.pid());
         let mut rate = args.rate.unwrap_or(0);

@@ -44,12 +44,23 @@ CREATE TABLE outbox (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     retain INTEGER NOT NULL,
-    status_of TEXT                    -- the MN of a retained status message (superseded by the next)
+    status_of TEXT,                   -- the MN of a retained status message (superseded by the next)
+    origin INTEGER                    -- the engine's position behind it; NULL: this node's own message
 );
 CREATE TABLE outbox_consumers (name TEXT PRIMARY KEY, delivered_seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE alert_sites (mn TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE alert_progress (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
+
+/// What the engine follows (one row, key `source`): `archive`, or a cluster's stream.
+const SOURCE_TABLE: &str = "CREATE TABLE alert_source (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;";
+
+/// 4 -> 5: what each message came from, so that the nodes of a cluster deliver each once.
+const ORIGIN_MIGRATION: Migration = Migration {
+    change: "outbox origins and the engine's source (a cluster's nodes deliver each alert once)",
+    sql: "ALTER TABLE outbox ADD COLUMN origin INTEGER;
+CREATE TABLE alert_source (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+};
 
 /// The fleet rule's state (one row, key `fleet`): the open fleet outage and the sites in it.
 const FLEET_TABLE: &str = "CREATE TABLE alert_fleet (key TEXT PRIMARY KEY, state TEXT NOT NULL);";
@@ -60,13 +71,14 @@ const FLEET_MIGRATION: Migration =
 
 /// The alerts database: version 1 is the first release's (which recorded no `user_version`),
 /// version 2 keys the tamper fingerprints by integers, version 3 adds the fleet state, version 4
-/// gives each outbox consumer (MQTT, each `[[notify]]` channel) its own delivery position.
+/// gives each outbox consumer (MQTT, each `[[notify]]` channel) its own delivery position,
+/// version 5 records each message's origin and the engine's source.
 pub const SCHEMA: Schema = Schema {
     file: "alerts database",
     marker_table: "alerts",
-    create: &[TABLES, hj212_store::ids::TABLES, fingerprints::TABLE, FLEET_TABLE],
-    migrations: &[fingerprints::MIGRATION, FLEET_MIGRATION, crate::outbox::MIGRATION],
-    // Versions 2 to 4 changed only the engine's own tables and the outbox's consumers:
+    create: &[TABLES, hj212_store::ids::TABLES, fingerprints::TABLE, FLEET_TABLE, SOURCE_TABLE],
+    migrations: &[fingerprints::MIGRATION, FLEET_MIGRATION, crate::outbox::MIGRATION, ORIGIN_MIGRATION],
+    // Versions 2 to 5 changed only the engine's own tables and the outbox's consumers:
     // readers read version 1 as it is.
     readable_since: 1,
 };
@@ -103,6 +115,37 @@ pub fn applied_seq(conn: &Connection) -> Result<u64, AlertsError> {
         .query_row("SELECT value FROM alert_progress WHERE key = 'applied_seq'", [], |row| row.get(0))
         .optional()?;
     Ok(value.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+}
+
+/// What the engine was fed from: [`ARCHIVE_SOURCE`] unless a cluster's stream claimed it.
+///
+/// # Errors
+/// SQL errors.
+pub(crate) fn source(conn: &Connection) -> Result<String, AlertsError> {
+    let held: Option<String> =
+        conn.query_row("SELECT value FROM alert_source WHERE key = 'source'", [], |row| row.get(0)).optional()?;
+    Ok(held.unwrap_or_else(|| ARCHIVE_SOURCE.to_owned()))
+}
+
+/// The source of an engine that no cluster's stream claimed.
+pub const ARCHIVE_SOURCE: &str = "archive";
+
+/// Makes `source` what the engine follows: a new database takes it; one built from another
+/// source is refused (its positions and alert ids belong to that source).
+///
+/// # Errors
+/// [`AlertsError::OtherSource`] naming both; SQL errors.
+pub fn claim_source(path: &Path, source: &str) -> Result<(), AlertsError> {
+    let conn = open(path)?;
+    let held = self::source(&conn)?;
+    if held != source && has_progress(&conn)? && applied_seq(&conn)? > 0 {
+        return Err(AlertsError::OtherSource { held, wanted: source.to_owned() });
+    }
+    conn.execute(
+        "INSERT INTO alert_source (key, value) VALUES ('source', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [source],
+    )?;
+    Ok(())
 }
 
 /// Whether the engine has ever recorded its position (false for a new database).
@@ -212,19 +255,24 @@ pub(crate) fn record(tx: &Transaction<'_>, t: &Transition, payload: &str) -> Res
     Ok(true)
 }
 
-/// Queues a message for the broker. A site's retained status supersedes its older status
-/// messages still waiting (only the newest status matters), which bounds them to one per site.
-pub(crate) fn enqueue(
-    tx: &Transaction<'_>,
-    topic: &str,
-    payload: &[u8],
-    status_of: Option<&str>,
-) -> Result<u64, AlertsError> {
-    if let Some(mn) = status_of {
+/// A message for the outbox: `status_of` for a site's retained status, which supersedes its
+/// older status messages still waiting (only the newest status matters; this bounds them to
+/// one per site); `origin` for the engine's messages (see [`crate::ClusterDelivery`]).
+pub(crate) struct Message<'a> {
+    pub topic: &'a str,
+    pub payload: &'a [u8],
+    pub status_of: Option<&'a str>,
+    pub origin: Option<u64>,
+}
+
+/// Queues a message for the broker and the notification channels; returns its seq.
+pub(crate) fn enqueue(tx: &Transaction<'_>, message: &Message<'_>) -> Result<u64, AlertsError> {
+    if let Some(mn) = message.status_of {
         tx.prepare_cached("DELETE FROM outbox WHERE status_of = ?1")?.execute([mn])?;
     }
-    tx.prepare_cached("INSERT INTO outbox (topic, payload, retain, status_of) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![topic, payload, status_of.is_some(), status_of])?;
+    let origin = message.origin.map(|o| i64::try_from(o).unwrap_or(i64::MAX));
+    tx.prepare_cached("INSERT INTO outbox (topic, payload, retain, status_of, origin) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![message.topic, message.payload, message.status_of.is_some(), message.status_of, origin])?;
     Ok(u64::try_from(tx.last_insert_rowid()).unwrap_or(0))
 }
 

@@ -13,8 +13,8 @@ pub mod query;
 mod rules;
 mod run;
 
-pub use db::SCHEMA;
-pub use outbox::{MQTT_CONSUMER, Queued, SqliteOutbox, register_consumers};
+pub use db::{ARCHIVE_SOURCE, SCHEMA, claim_source};
+pub use outbox::{ClusterDelivery, MQTT_CONSUMER, Queued, SqliteOutbox, register_consumers};
 pub use process::Stepped;
 pub use rules::{RulesMap, rules_map, site_rules};
 pub use run::{AlertSettings, AlertsFollower, applied_seq};
@@ -36,6 +36,16 @@ pub enum AlertsError {
     /// The outbox was opened for a consumer that is not registered, or without one.
     #[error("outbox consumer {0:?} is not registered")]
     Consumer(String),
+    /// The database was built from another source than the one configured.
+    #[error(
+        "the alerts database was built from {held}, not {wanted}: its positions and alert ids are that source's; \
+         move alerts.sqlite aside to build a new one from {wanted} (it starts at {wanted}'s newest record), or \
+         set [cluster] alerts_from back"
+    )]
+    OtherSource { held: String, wanted: String },
+    /// The cluster's nodes could not agree on who delivers the outbox (NATS unreachable).
+    #[error("outbox delivery in the cluster: {0}")]
+    Cluster(String),
 }
 
 impl AlertsError {

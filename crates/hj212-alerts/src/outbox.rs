@@ -41,15 +41,52 @@ pub struct Queued {
     pub retain: bool,
 }
 
+/// The nodes of a cluster whose engines follow the same stream (`[cluster] alerts_from =
+/// "stream"`) queue the same messages: one node at a time delivers them for each consumer,
+/// and tells the others how far it got, as an origin (the stream position behind a message).
+/// The others move past what it delivered without sending it; when it is gone, the next
+/// node sends what is after that point. A node's own messages (its reports) carry no origin
+/// and every node delivers them.
+pub trait ClusterDelivery: Send {
+    /// Whether this node delivers the cluster's messages now (renewing its hold when due).
+    fn delivering(&mut self) -> bool;
+    /// Every message whose origin is at or below this was delivered (by whichever node).
+    ///
+    /// # Errors
+    /// The cluster cannot be asked.
+    fn delivered_through(&mut self) -> Result<u64, String>;
+    /// This node delivered every message whose origin is at or below `origin`.
+    ///
+    /// # Errors
+    /// The cluster cannot be told, or another node holds the delivery now.
+    fn confirm(&mut self, origin: u64) -> Result<(), String>;
+}
+
 /// The outbox table of the alerts database, on its own connection, for one consumer (or for
 /// none: a writer that only announces).
-#[derive(Debug)]
 pub struct SqliteOutbox {
     conn: Connection,
     consumer: Option<String>,
     /// The consumer's persisted position: everything up to it is delivered (or given up).
     position: u64,
+    /// In a cluster: who delivers the messages with an origin.
+    cluster: Option<Box<dyn ClusterDelivery>>,
+    /// The origin this node last confirmed to the cluster.
+    confirmed: u64,
 }
+
+impl std::fmt::Debug for SqliteOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteOutbox")
+            .field("consumer", &self.consumer)
+            .field("position", &self.position)
+            .field("cluster", &self.cluster.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A page row with its origin.
+type Row = (Queued, Option<u64>);
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -112,7 +149,7 @@ impl SqliteOutbox {
     /// # Errors
     /// [`AlertsError::Open`] naming the file.
     pub fn open(path: &Path) -> Result<Self, AlertsError> {
-        Ok(Self { conn: crate::db::open(path)?, consumer: None, position: 0 })
+        Ok(Self { conn: crate::db::open(path)?, consumer: None, position: 0, cluster: None, confirmed: 0 })
     }
 
     /// Opens the outbox for the consumer `name` (registered with [`register_consumers`]),
@@ -130,7 +167,19 @@ impl SqliteOutbox {
             .query_row("SELECT delivered_seq FROM outbox_consumers WHERE name = ?1", [name], |row| row.get(0))
             .optional()?;
         let position = position.ok_or_else(|| AlertsError::Consumer(name.to_owned()))?;
-        Ok(Self { conn, consumer: Some(name.to_owned()), position: to_u64(position) })
+        Ok(Self { conn, consumer: Some(name.to_owned()), position: to_u64(position), cluster: None, confirmed: 0 })
+    }
+
+    /// Delivers the cluster's messages only while `cluster` says this node does.
+    #[must_use]
+    pub fn in_cluster(mut self, cluster: Box<dyn ClusterDelivery>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The consumer's name (empty without one).
+    pub fn consumer(&self) -> &str {
+        self.consumer.as_deref().unwrap_or_default()
     }
 
     /// Queues one message from outside the alert engine (a report written), after the alerts
@@ -140,7 +189,8 @@ impl SqliteOutbox {
     /// [`AlertsError::Sql`] when it cannot be written.
     pub fn announce(&mut self, topic: &str, payload: &[u8]) -> Result<u64, AlertsError> {
         let tx = self.conn.transaction()?;
-        let seq = crate::db::enqueue(&tx, topic, payload, None)?;
+        let message = crate::db::Message { topic, payload, status_of: None, origin: None };
+        let seq = crate::db::enqueue(&tx, &message)?;
         tx.commit()?;
         Ok(seq)
     }
@@ -151,24 +201,85 @@ impl SqliteOutbox {
     }
 
     /// Up to `limit` messages with seq > after (and past the consumer's position), in seq order.
+    /// In a cluster, without what another node delivered, and nothing of the cluster's while
+    /// another node delivers (see [`ClusterDelivery`]).
     ///
     /// # Errors
-    /// [`AlertsError::Sql`] when the table cannot be read.
+    /// [`AlertsError::Sql`] when the table cannot be read; [`AlertsError::Cluster`] when the
+    /// cluster cannot be asked.
     pub fn pending(&mut self, after: u64, limit: usize) -> Result<Vec<Queued>, AlertsError> {
-        let mut query = self
-            .conn
-            .prepare_cached("SELECT seq, topic, payload, retain FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let Some(cluster) = self.cluster.as_mut() else {
+            return Ok(self.page(after, limit)?.into_iter().map(|(message, _)| message).collect());
+        };
+        let delivering = cluster.delivering();
+        let through = cluster.delivered_through().map_err(AlertsError::Cluster)?;
+        loop {
+            let rows = self.page(after, limit)?;
+            let Some(last) = rows.last().map(|(message, _)| message.seq) else {
+                if delivering {
+                    self.confirm(through)?;
+                }
+                return Ok(Vec::new());
+            };
+            let mut page = Vec::new();
+            let mut waiting = false;
+            for (message, origin) in rows {
+                match origin {
+                    Some(origin) if origin <= through => {} // delivered by the node that delivered then
+                    // Another node delivers it; what follows waits behind it (positions are prefixes).
+                    Some(_) if !delivering => {
+                        waiting = true;
+                        break;
+                    }
+                    _ => page.push(message),
+                }
+            }
+            if !page.is_empty() || waiting {
+                return Ok(page);
+            }
+            // A whole page another node delivered: this consumer moves past it.
+            self.delivered(last)?;
+        }
+    }
+
+    fn page(&mut self, after: u64, limit: usize) -> Result<Vec<Row>, AlertsError> {
+        let mut query = self.conn.prepare_cached(
+            "SELECT seq, topic, payload, retain, origin FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
         let after = to_i64(after.max(self.position));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = query.query_map([after, limit], |row| {
-            Ok(Queued {
+            let message = Queued {
                 seq: to_u64(row.get::<_, i64>(0)?),
                 topic: row.get(1)?,
                 payload: row.get(2)?,
                 retain: row.get(3)?,
-            })
+            };
+            Ok((message, row.get::<_, Option<i64>>(4)?.map(to_u64)))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Tells the cluster how far this node delivered: every origin below the oldest message
+    /// still waiting, or the engine's position when none waits (and never less than `through`,
+    /// what the nodes delivered before).
+    fn confirm(&mut self, through: u64) -> Result<(), AlertsError> {
+        let Some(cluster) = self.cluster.as_mut() else { return Ok(()) };
+        let tx = self.conn.transaction()?;
+        let waiting: Option<i64> = tx
+            .prepare_cached("SELECT MIN(origin) FROM outbox WHERE seq > ?1")?
+            .query_row([to_i64(self.position)], |row| row.get(0))?;
+        let origin = match waiting {
+            Some(oldest) => to_u64(oldest).saturating_sub(1),
+            None => crate::db::applied_seq(&tx)?,
+        }
+        .max(through);
+        drop(tx);
+        if origin > self.confirmed {
+            cluster.confirm(origin).map_err(AlertsError::Cluster)?;
+            self.confirmed = origin;
+        }
+        Ok(())
     }
 
     /// The consumer has every message with seq <= up_to: its position moves there (never
@@ -188,6 +299,12 @@ impl SqliteOutbox {
         prune(&tx)?;
         tx.commit()?;
         self.position = up_to;
+        if let Some(cluster) = self.cluster.as_mut()
+            && cluster.delivering()
+        {
+            let through = cluster.delivered_through().map_err(AlertsError::Cluster)?;
+            self.confirm(through)?;
+        }
         Ok(())
     }
 
@@ -259,6 +376,85 @@ mod tests {
         queue(&db, 2);
         register_consumers(&db, &[]).unwrap();
         assert!(SqliteOutbox::open(&db).unwrap().pending(0, 10).unwrap().is_empty(), "nobody left to read them");
+    }
+
+    /// The cluster as two nodes see it: who delivers, and how far.
+    #[derive(Default)]
+    struct Cluster {
+        holder: &'static str,
+        through: u64,
+    }
+
+    struct Node(&'static str, std::sync::Arc<std::sync::Mutex<Cluster>>);
+
+    impl ClusterDelivery for Node {
+        fn delivering(&mut self) -> bool {
+            self.1.lock().unwrap().holder == self.0
+        }
+        fn delivered_through(&mut self) -> Result<u64, String> {
+            Ok(self.1.lock().unwrap().through)
+        }
+        fn confirm(&mut self, origin: u64) -> Result<(), String> {
+            let mut cluster = self.1.lock().unwrap();
+            if cluster.holder != self.0 {
+                return Err("another node delivers".into());
+            }
+            cluster.through = cluster.through.max(origin);
+            Ok(())
+        }
+    }
+
+    /// One node's engine queues `(topic, origin)` and reaches `applied`.
+    fn engine_queues(path: &Path, messages: &[(&str, Option<u64>)], applied: u64) {
+        let mut conn = crate::db::open(path).unwrap();
+        let tx = conn.transaction().unwrap();
+        for (topic, origin) in messages {
+            let message = crate::db::Message { topic, payload: b"{}", status_of: None, origin: *origin };
+            crate::db::enqueue(&tx, &message).unwrap();
+        }
+        crate::db::set_applied_seq(&tx, applied).unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn deliver(outbox: &mut SqliteOutbox) -> Vec<String> {
+        let page = outbox.pending(0, 100).unwrap();
+        if let Some(last) = page.last() {
+            outbox.delivered(last.seq).unwrap();
+        }
+        page.into_iter().map(|m| m.topic).collect()
+    }
+
+    #[test]
+    fn the_nodes_of_a_cluster_deliver_each_message_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = std::sync::Arc::new(std::sync::Mutex::new(Cluster { holder: "a", through: 0 }));
+        let mut outboxes = ["a", "b"].map(|node| {
+            let db = dir.path().join(format!("{node}.sqlite"));
+            register_consumers(&db, &["mqtt"]).unwrap();
+            let outbox = SqliteOutbox::open_for(&db, "mqtt").unwrap();
+            (db, outbox.in_cluster(Box::new(Node(node, cluster.clone()))))
+        });
+        // Both engines follow the stream: the same alerts, from the same records; b's clock
+        // raised one that a's did not, and b has a report of its own.
+        engine_queues(&outboxes[0].0, &[("alerts/x/1", Some(10)), ("alerts/x/2", Some(12))], 20);
+        engine_queues(&outboxes[1].0, &[("alerts/x/1", Some(10)), ("clock/b", Some(11)), ("report/b", None)], 15);
+        assert_eq!(deliver(&mut outboxes[1].1), Vec::<String>::new(), "b waits: a delivers the cluster's messages");
+        assert_eq!(deliver(&mut outboxes[0].1), ["alerts/x/1", "alerts/x/2"]);
+        assert_eq!(cluster.lock().unwrap().through, 20, "a is through its engine's position");
+        assert_eq!(deliver(&mut outboxes[1].1), ["report/b"], "b's own message; a delivered the rest");
+        assert_eq!(outboxes[1].1.backlog().unwrap(), 0);
+
+        // a goes quiet having queued two more, one delivered before it died.
+        engine_queues(&outboxes[0].0, &[("alerts/x/3", Some(21)), ("alerts/x/4", Some(25))], 25);
+        let page = outboxes[0].1.pending(0, 1).unwrap();
+        outboxes[0].1.delivered(page[0].seq).unwrap();
+        assert_eq!(cluster.lock().unwrap().through, 24, "the oldest waiting came from 25");
+        engine_queues(&outboxes[1].0, &[("alerts/x/3", Some(21)), ("alerts/x/4", Some(25))], 25);
+        assert_eq!(deliver(&mut outboxes[1].1), Vec::<String>::new());
+        cluster.lock().unwrap().holder = "b";
+        assert_eq!(deliver(&mut outboxes[1].1), ["alerts/x/4"], "b takes over after what a delivered");
+        assert_eq!(deliver(&mut outboxes[0].1), Vec::<String>::new(), "a, back, sends nothing b delivered");
+        assert_eq!(outboxes[0].1.backlog().unwrap(), 0);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub(crate) struct Processor {
     applied_seq: u64,
     /// Write the MQTT outbox (only when a broker is configured).
     mqtt: bool,
+    /// Publish the archive's checkpoints (not when fed from a cluster's stream: those are every node's).
+    checkpoints: bool,
     /// Active alerts by kind, for the gauge.
     active: HashMap<AlertKind, i64>,
     /// The online state last published per site (status is re-sent when it changes).
@@ -62,6 +64,7 @@ impl Processor {
             applied_seq: 0,
             conn,
             mqtt: settings.mqtt,
+            checkpoints: settings.checkpoints,
             active: HashMap::new(),
             published_online: HashMap::new(),
             fingerprints: Fingerprints::default(),
@@ -129,6 +132,8 @@ impl Processor {
             fingerprints::prune(&tx, before)?;
         }
         let now = hj212_archive::now_ms();
+        // The engine's position once this step commits: the origin of what the clock raised.
+        let step_origin = records.last().map_or(self.applied_seq, |last| last.record.seq);
         let mut stepped = Stepped { records: records.len(), ..Stepped::default() };
         let mut touched = BTreeSet::new();
         let mut recorded = Vec::new();
@@ -140,7 +145,14 @@ impl Processor {
                 continue; // already recorded: a replay after a crash
             }
             if self.mqtt {
-                stepped.newest_outbox = db::enqueue(&tx, &payload::alert_topic(t), body.as_bytes(), None)?;
+                let origin = if t.cause_seq > 0 { t.cause_seq } else { step_origin };
+                let message = db::Message {
+                    topic: &payload::alert_topic(t),
+                    payload: body.as_bytes(),
+                    status_of: None,
+                    origin: Some(origin),
+                };
+                stepped.newest_outbox = db::enqueue(&tx, &message)?;
             }
             touched.insert(t.mn.clone());
             recorded.push(t);
@@ -157,7 +169,8 @@ impl Processor {
         if self.mqtt {
             let sites = dirty.iter().chain(&touched).chain(rules.keys().filter(|_| now_ms.is_some()));
             let published = &mut self.published_online;
-            if let Some(seq) = publish_status(&tx, &self.engine, published, sites, &touched, rules, now)? {
+            let status = Status { origin: step_origin, now };
+            if let Some(seq) = publish_status(&tx, &self.engine, published, sites, &touched, rules, status)? {
                 stepped.newest_outbox = seq;
             }
         }
@@ -166,13 +179,20 @@ impl Processor {
             _ => None,
         });
         if self.mqtt
+            && self.checkpoints
             && let Some(newest) = newest_checkpoint
         {
             // Published where the operator cannot silently take it back (a retained topic of
             // the broker, which the regulator's or the owner's side can mirror).
             let body = payload::checkpoint(newest).to_string();
-            stepped.newest_outbox =
-                db::enqueue(&tx, payload::ARCHIVE_HEAD_TOPIC, body.as_bytes(), Some(ARCHIVE_HEAD_KEY))?;
+            // This node's own archive: every node of a cluster publishes its checkpoints.
+            let message = db::Message {
+                topic: payload::ARCHIVE_HEAD_TOPIC,
+                payload: body.as_bytes(),
+                status_of: Some(ARCHIVE_HEAD_KEY),
+                origin: None,
+            };
+            stepped.newest_outbox = db::enqueue(&tx, &message)?;
         }
         if let Some(last) = records.last() {
             db::set_applied_seq(&tx, last.record.seq)?;
@@ -217,6 +237,13 @@ impl Processor {
 /// The retained checkpoint's key among the retained messages (a space: no MN has one).
 const ARCHIVE_HEAD_KEY: &str = "archive head";
 
+/// When a step queues sites' statuses: its position (their origin) and the time they show.
+#[derive(Clone, Copy)]
+struct Status {
+    origin: u64,
+    now: i64,
+}
+
 /// Queues the retained status of each site whose alerts changed or whose online state
 /// differs from the one last published.
 fn publish_status<'a>(
@@ -226,7 +253,7 @@ fn publish_status<'a>(
     candidates: impl Iterator<Item = &'a String>,
     touched: &BTreeSet<String>,
     rules: &RulesMap,
-    now: i64,
+    status: Status,
 ) -> Result<Option<u64>, AlertsError> {
     let mut newest = None;
     let mut done = BTreeSet::new();
@@ -242,8 +269,14 @@ fn publish_status<'a>(
         }
         let active = db::active_of(tx, mn)?;
         let last_seen = state.and_then(hj212_compliance::alert::SiteState::last_seen_ms);
-        let body = payload::status(mn, &site_rules.name, online, last_seen, &active, now).to_string();
-        newest = Some(db::enqueue(tx, &payload::status_topic(mn), body.as_bytes(), Some(mn))?);
+        let body = payload::status(mn, &site_rules.name, online, last_seen, &active, status.now).to_string();
+        let message = db::Message {
+            topic: &payload::status_topic(mn),
+            payload: body.as_bytes(),
+            status_of: Some(mn),
+            origin: Some(status.origin),
+        };
+        newest = Some(db::enqueue(tx, &message)?);
         published_online.insert(mn.clone(), online);
     }
     Ok(newest)

@@ -21,6 +21,9 @@ pub struct AlertSettings {
     pub db_path: PathBuf,
     /// Queue messages in the outbox (a broker or a `[[notify]]` channel is configured).
     pub mqtt: bool,
+    /// Queue this node's archive checkpoints for the retained topic (`archive/head`): not
+    /// when the engine follows a cluster's stream, which holds every node's checkpoints.
+    pub checkpoints: bool,
     /// Tamper fingerprints are kept for data this recent (national repair window 10 days, with margin).
     pub fingerprint_days: u32,
     /// The clock rules wait while the engine is further behind the archive than this.
@@ -38,6 +41,7 @@ impl AlertSettings {
         Self {
             db_path: config.data_dir().alerts(),
             mqtt: config.mqtt.is_some() || !config.notify.is_empty(),
+            checkpoints: !config.cluster.as_ref().is_some_and(|c| c.alerts_from == hj212_config::ReadFrom::Stream),
             fingerprint_days: config.followers.alerts_fingerprint_days,
             clock_max_lag: config.followers.alerts_clock_max_lag_records,
             fleet: FleetRules {

@@ -95,8 +95,12 @@ fn a_version_2_database_gets_the_fleet_table() {
     let db = dir.path().join("alerts.sqlite");
     drop(hj212_alerts::query::open(&db).unwrap());
     let conn = rusqlite::Connection::open(&db).unwrap();
-    // A version 2 layout: without the fleet table (3) and the outbox consumers (4).
-    conn.execute_batch("DROP TABLE alert_fleet; DROP TABLE outbox_consumers; PRAGMA user_version = 2;").unwrap();
+    // A version 2 layout: without the fleet table (3), the outbox consumers (4) and origins (5).
+    conn.execute_batch(
+        "DROP TABLE alert_fleet; DROP TABLE outbox_consumers; DROP TABLE alert_source;
+         ALTER TABLE outbox DROP COLUMN origin; PRAGMA user_version = 2;",
+    )
+    .unwrap();
     drop(conn);
     let ((), log) = test_support::logged(|| drop(hj212_alerts::query::open(&db).unwrap()));
     assert!(log.contains("from_version=2 to_version=3"), "{log}");

@@ -90,8 +90,8 @@ fn alerts_of_the_first_release_get_a_version_and_keep_alerts_acks_and_outbox() {
     assert!(log.contains("from_version=1 to_version=2") && log.contains("compact tamper fingerprints"), "{log}");
     assert!(log.contains("from_version=2 to_version=3") && log.contains("fleet-outage"), "{log}");
     assert!(log.contains("from_version=3 to_version=4") && log.contains("outbox consumers"), "{log}");
-    assert_eq!(user_version(&db), 4);
-    assert_eq!(hj212_alerts::SCHEMA.version(), 4);
+    assert_eq!(user_version(&db), 5);
+    assert_eq!(hj212_alerts::SCHEMA.version(), 5);
     assert_eq!(
         fingerprints(&db),
         [
@@ -149,6 +149,7 @@ async fn the_engine_goes_on_writing_to_a_first_release_database() {
     let alert_settings = AlertSettings {
         db_path: db.clone(),
         mqtt: true,
+        checkpoints: true,
         fingerprint_days: 15,
         clock_max_lag: 10_000,
         fleet: FleetRules::default(),
@@ -198,9 +199,9 @@ fn alerts_of_a_later_release_are_refused_by_every_opener() {
     let before = std::fs::read(&db).unwrap();
 
     let error = query::open(&db).unwrap_err();
-    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 4, .. })), "{error:?}");
+    assert!(matches!(error.schema(), Some(SchemaError::TooNew { found: 999, supported: 5, .. })), "{error:?}");
     let message = error.to_string();
-    for part in ["alerts database", db.display().to_string().as_str(), "schema version 999", "supports (4)"] {
+    for part in ["alerts database", db.display().to_string().as_str(), "schema version 999", "supports (5)"] {
         assert!(message.contains(part), "{part:?} in: {message}");
     }
     assert!(SqliteOutbox::open(&db).unwrap_err().schema().is_some());
@@ -208,6 +209,7 @@ fn alerts_of_a_later_release_are_refused_by_every_opener() {
     let settings = AlertSettings {
         db_path: db.clone(),
         mqtt: false,
+        checkpoints: true,
         fingerprint_days: 1,
         clock_max_lag: 10_000,
         fleet: FleetRules::default(),

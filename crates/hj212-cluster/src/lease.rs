@@ -94,14 +94,14 @@ impl Lease {
 
 /// A key for a follower's name (`forward:NAME` -> `forward_NAME`): KV keys take letters,
 /// digits, `-`, `_`, `=`, `/` and `.`.
-fn key(follower: &str) -> String {
+pub(crate) fn key(follower: &str) -> String {
     follower.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
 /// The bucket `{stream}_{suffix}`, created when it does not exist. Its stream is made here
 /// as a key-value bucket's (`KV_{bucket}`): the client's own `create_key_value` first asks
 /// for account information that nats-server 2.9 answers in a form it does not read.
-async fn bucket(
+pub(crate) async fn bucket(
     context: &jetstream::Context,
     settings: &Settings,
     suffix: &str,

@@ -70,6 +70,15 @@ impl OpenFeed for StreamFeeds {
     }
 }
 
+/// The newest sequence number the stream holds (0: empty).
+///
+/// # Errors
+/// The stream cannot be reached.
+pub async fn newest_seq(settings: &Settings) -> Result<u64, FollowError> {
+    let mut stream = Connection::open(settings).await?.stream;
+    Ok(stream.info().await?.state.last_sequence)
+}
+
 fn raise(head: &watch::Sender<u64>, seq: u64) {
     head.send_if_modified(|at| {
         let moved = seq > *at;

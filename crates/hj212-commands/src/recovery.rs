@@ -95,7 +95,13 @@ pub struct Sweep {
     /// The newest position the store follows now: the archive's durable sequence number, or
     /// the cluster stream's last (`[cluster] store_from = "stream"`).
     pub durable_seq: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// In a cluster whose stores follow the stream (every node sees the same gaps): whether
+    /// this node may ask a site (no other node asked it lately). None: a single node asks.
+    pub claim: Option<Claim>,
 }
+
+/// Whether this node may ask a site (by MN) for its history now.
+pub type Claim = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Sweep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,7 +159,8 @@ fn sweep(sweep: &Sweep, sites: &[Site], now_ms: i64) -> Result<(), hj212_store::
         let wanted = wanted(&store, site, settings, memory, now_ms)?;
         missing_total += memory.view.missing_periods;
         if applied >= memory.settle_seq {
-            request(hub, site, settings, memory, wanted, now_ms);
+            let claim = |mn: &str| sweep.claim.as_ref().is_none_or(|claim| claim(mn));
+            request(hub, site, settings, memory, wanted, now_ms, &claim);
         }
         board.publish(&site.mn, &memory.view);
     }
@@ -162,8 +169,16 @@ fn sweep(sweep: &Sweep, sites: &[Site], now_ms: i64) -> Result<(), hj212_store::
 }
 
 /// Queues the history request `wanted` for `site`, if the site is connected, free, not backed
-/// off and within its hourly budget.
-fn request(hub: &Hub, site: &Site, settings: &Recovery, memory: &mut Memory, wanted: Option<Wanted>, now_ms: i64) {
+/// off, within its hourly budget and (in a cluster) not being asked by another node.
+fn request(
+    hub: &Hub,
+    site: &Site,
+    settings: &Recovery,
+    memory: &mut Memory,
+    wanted: Option<Wanted>,
+    now_ms: i64,
+    claim: &dyn Fn(&str) -> bool,
+) {
     let Some((cn, periods, range)) = wanted else { return };
     if !hub.is_connected(&site.mn)
         || hub.has_pending(&site.mn, Origin::Recovery)
@@ -172,7 +187,7 @@ fn request(hub: &Hub, site: &Site, settings: &Recovery, memory: &mut Memory, wan
         return;
     }
     memory.recent.retain(|at| now_ms - at < 3_600_000);
-    if memory.recent.len() >= settings.max_requests_per_site_hour as usize {
+    if memory.recent.len() >= settings.max_requests_per_site_hour as usize || !claim(&site.mn) {
         return;
     }
     match hub.submit(&site.mn, history_spec(cn, range), Origin::Recovery, None, now_ms) {

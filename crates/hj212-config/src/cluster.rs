@@ -67,6 +67,10 @@ pub struct Cluster {
     /// node received, each written and forwarded by one node at a time (the holder of a lease;
     /// needs `store_from = "stream"`).
     pub sinks_from: ReadFrom,
+    /// What the alert engine follows: with `stream`, every node's engine follows the stream
+    /// and raises the same alerts, and one node at a time delivers them (to MQTT and each
+    /// `[[notify]]` channel; needs `store_from = "stream"`).
+    pub alerts_from: ReadFrom,
     /// A node that stops renewing its lease on a follower loses it after this long; another
     /// node then takes the follower over from where it stood.
     pub lease_secs: u64,
@@ -96,6 +100,7 @@ impl Default for Cluster {
             ack_after: AckAfter::Local,
             store_from: ReadFrom::Archive,
             sinks_from: ReadFrom::Archive,
+            alerts_from: ReadFrom::Archive,
             lease_secs: 15,
             ack_timeout_ms: 5000,
             max_in_flight: 8,
@@ -178,6 +183,10 @@ pub(crate) fn check_cluster(config: &Config, problem: &mut impl FnMut(&str, Stri
         // The sink writes what the store applied: both must count in the stream's numbers.
         problem("cluster.sinks_from", "\"stream\" needs store_from = \"stream\" too".to_owned());
     }
+    if cluster.alerts_from == ReadFrom::Stream && cluster.store_from != ReadFrom::Stream {
+        // The console shows alerts beside the store's data: both count in the stream's numbers.
+        problem("cluster.alerts_from", "\"stream\" needs store_from = \"stream\" too".to_owned());
+    }
     for (key, file) in [("cluster.credentials_file", &cluster.credentials_file), ("cluster.ca_file", &cluster.ca_file)]
     {
         if let Some(message) = file.as_ref().and_then(|f| crate::host::unreadable(&crate::resolve(config, f))) {
@@ -227,8 +236,8 @@ mod tests {
     }
 
     #[test]
-    fn sinks_from_the_stream_need_the_store_from_it_and_a_lease_of_seconds() {
-        let text = "nats_url = \"nats://a:1\"\nnode = \"a\"\nsinks_from = \"stream\"\nlease_secs = 1";
+    fn sinks_and_alerts_from_the_stream_need_the_store_from_it_and_a_lease_of_seconds() {
+        let text = "nats_url = \"nats://a:1\"\nnode = \"a\"\nsinks_from = \"stream\"\nalerts_from = \"stream\"\nlease_secs = 1";
         let config = Config { cluster: Some(toml::from_str(text).unwrap()), ..Config::default() };
         let mut problems = Vec::new();
         check_cluster(&config, &mut |key: &str, message: String| problems.push(format!("{key}: {message}")));
@@ -236,7 +245,8 @@ mod tests {
             problems,
             [
                 "cluster.lease_secs: must be at least 3",
-                "cluster.sinks_from: \"stream\" needs store_from = \"stream\" too"
+                "cluster.sinks_from: \"stream\" needs store_from = \"stream\" too",
+                "cluster.alerts_from: \"stream\" needs store_from = \"stream\" too"
             ]
         );
     }

@@ -27,11 +27,11 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
+use crate::ChannelStatus;
 use crate::metrics::{ChannelMetrics, Outcome};
 use crate::render::DigestReason;
 use crate::route::{Decision, Route, Skip, beijing_minute};
 use crate::sender::{Outgoing, SendError, Sender};
-use crate::{ChannelStatus, NotifyError};
 
 /// Outbox messages read at a time (and the most one rate-limit digest carries).
 const PAGE: usize = 100;
@@ -88,14 +88,13 @@ pub(crate) struct Runner {
 impl Runner {
     pub(crate) fn open(
         channel: Channel,
-        db_path: &std::path::Path,
+        outbox: SqliteOutbox,
         newest: watch::Receiver<u64>,
         status: watch::Sender<ChannelStatus>,
         shutdown: CancellationToken,
-    ) -> Result<Self, NotifyError> {
-        let outbox = SqliteOutbox::open_for(db_path, &channel.config.name).map_err(NotifyError::Outbox)?;
+    ) -> Self {
         let metrics = ChannelMetrics::new(&channel.config.name, channel.config.kind.as_str());
-        Ok(Self {
+        Self {
             cursor: outbox.position(),
             outbox: Some(outbox),
             channel,
@@ -107,7 +106,7 @@ impl Runner {
             status,
             shutdown,
             metrics,
-        })
+        }
     }
 
     fn name(&self) -> &str {

@@ -12,7 +12,9 @@ pub mod robot;
 pub mod route;
 mod sender;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use hj212_alerts::{AlertsError, SqliteOutbox};
 
 pub use channel::Channel;
 pub use route::{Decision, Route, Skip};
@@ -74,15 +76,15 @@ pub struct Running {
     pub status: watch::Receiver<ChannelStatus>,
 }
 
-/// Starts every `[[notify]]` channel on the outbox of `db_path` (the consumers must be
-/// registered). `newest` wakes them when the engine queues a message. They stop on `shutdown`,
+/// Starts every `[[notify]]` channel on its outbox, as `open_outbox` opens it for the
+/// channel's name (the consumers must be registered). `newest` wakes them when the engine queues a message. They stop on `shutdown`,
 /// recording their positions.
 ///
 /// # Errors
 /// [`NotifyError`] when a channel's secrets or its outbox position cannot be read.
 pub fn spawn(
     config: &hj212_config::Config,
-    db_path: &Path,
+    open_outbox: &dyn Fn(&str) -> Result<SqliteOutbox, AlertsError>,
     newest: &watch::Receiver<u64>,
     shutdown: &CancellationToken,
 ) -> Result<Vec<Running>, NotifyError> {
@@ -97,7 +99,8 @@ pub fn spawn(
             ..ChannelStatus::default()
         };
         let (status_tx, status) = watch::channel(initial);
-        let runner = channel::Runner::open(channel, db_path, newest.clone(), status_tx, shutdown.clone())?;
+        let outbox = open_outbox(&notify.name).map_err(NotifyError::Outbox)?;
+        let runner = channel::Runner::open(channel, outbox, newest.clone(), status_tx, shutdown.clone());
         running.push(Running { task: tokio::spawn(runner.run()), status });
     }
     Ok(running)

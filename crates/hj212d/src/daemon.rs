@@ -86,10 +86,11 @@ impl Daemon {
         let store_position = store.applied_seq()?;
         let commands = hj212_commands::Hub::open(&data_dir.commands(), config.commands.clone())?;
         let alert_settings = hj212_alerts::AlertSettings::from_config(&config);
+        let (alerts_position, alerts_from_stream) = spawn::claim_alerts(&config, &alert_settings, stream.as_deref())?;
         let positions = Positions {
-            // Fed from the stream, its position is the stream's: no evidence about the archive.
+            // Fed from the stream, their positions are the stream's: no evidence about the archive.
             store: if stream.is_some() { 0 } else { store_position },
-            alerts: hj212_alerts::applied_seq(&alert_settings)?,
+            alerts: if alerts_from_stream { 0 } else { alerts_position },
             influx: open::saved_cursor(&data_dir.influx_cursor()),
             cluster: open::saved_cursor(&data_dir.cluster_cursor()),
         };
@@ -124,7 +125,7 @@ impl Daemon {
         let store_head = stream.as_ref().map_or_else(|| archive.durable(), |s| hj212_follow::OpenFeed::head(&**s));
         let (feed, store_status) = followers.store(store, store_position)?;
         let influx = followers.influx(positions.influx, store_status.clone())?;
-        let alerting = followers.alerts(&alert_settings, positions.alerts)?;
+        let alerting = Box::pin(followers.alerts(&alert_settings, alerts_position)).await?;
         let forwarders = followers.forwarders(&shared)?;
         let cluster = followers.cluster(publisher, positions.cluster)?;
         let watched = followers.watched();
@@ -195,8 +196,18 @@ fn spawn_downlink(
         defaults: config.recovery.clone(),
         sites: Box::new(move || registry.registry.snapshot().values().map(|site| site.config.clone()).collect()),
         durable_seq: Box::new(move || *store_head.borrow()),
+        claim: recovery_claims(config),
     };
     tracker.spawn(Arc::new(sweep).run(shutdown.clone()));
+}
+
+/// With `[cluster] store_from = "stream"` every node's sweep sees the same gaps: one node at a
+/// time asks a site (`hj212_cluster::RecoveryClaims`).
+fn recovery_claims(config: &Config) -> Option<hj212_commands::recovery::Claim> {
+    let cluster = config.cluster.as_ref().filter(|c| c.store_from == hj212_config::ReadFrom::Stream)?;
+    let settings = hj212_cluster::Settings::from_config(config, cluster);
+    let claims = hj212_cluster::RecoveryClaims::new(settings, tokio::runtime::Handle::current());
+    Some(Box::new(move |mn| claims.claim(mn)))
 }
 
 /// Both listeners, each error naming its key.
@@ -399,8 +410,10 @@ fn start_failure_code(error: &anyhow::Error) -> u8 {
     if schema.is_some_and(|e| matches!(e, SchemaError::TooNew { .. } | SchemaError::Foreign { .. })) {
         return EX_CONFIG;
     }
-    // A store built from another source than `[cluster] store_from` names.
-    if matches!(error.downcast_ref(), Some(hj212_store::StoreError::OtherSource { .. })) {
+    // A store or alert engine built from another source than `[cluster]` names.
+    if matches!(error.downcast_ref(), Some(hj212_store::StoreError::OtherSource { .. }))
+        || matches!(error.downcast_ref(), Some(hj212_alerts::AlertsError::OtherSource { .. }))
+    {
         return EX_CONFIG;
     }
     let key_unusable = error.downcast_ref::<hj212_archive::checkpoint::CheckpointError>().is_some();

@@ -25,3 +25,20 @@ impl Outbox for AlertOutbox {
         self.0.delivered(up_to).map_err(outbox_error)
     }
 }
+
+/// Who delivers the alert messages in a cluster (`[cluster] alerts_from = "stream"`).
+pub(crate) struct ClusterOutbox(pub hj212_cluster::Delivery);
+
+impl hj212_alerts::ClusterDelivery for ClusterOutbox {
+    fn delivering(&mut self) -> bool {
+        self.0.delivering()
+    }
+
+    fn delivered_through(&mut self) -> Result<u64, String> {
+        self.0.delivered_through().map_err(|e| e.to_string())
+    }
+
+    fn confirm(&mut self, origin: u64) -> Result<(), String> {
+        self.0.confirm(origin).map_err(|e| e.to_string())
+    }
+}

@@ -12,6 +12,7 @@ use hj212_follow::{Follower, OpenFeed, RunnerSettings};
 use hj212_http::{Readiness, Watched};
 use hj212_server::metrics::{STORE_DELETED, STORE_DUPLICATES, STORE_ROWS};
 use hj212_store::{Store, StoreFollower};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -211,10 +212,34 @@ impl Followers<'_> {
         })
     }
 
+    /// With `[cluster] alerts_from = "stream"`: the cluster the alert engine's messages are
+    /// delivered in, one node at a time.
+    fn alerts_cluster(&self) -> Option<hj212_cluster::Settings> {
+        let cluster = self.config.cluster.as_ref().filter(|_| alerts_from_stream(self.config))?;
+        Some(hj212_cluster::Settings::from_config(self.config, cluster))
+    }
+
     /// The alert engine, from its own position, and the outbox's consumers: with a broker
     /// configured the MQTT publisher, and each `[[notify]]` channel, each from its own position.
-    pub(crate) fn alerts(&mut self, settings: &hj212_alerts::AlertSettings, position: u64) -> anyhow::Result<Alerting> {
+    /// In a cluster whose engines follow the stream, each consumer delivers the engine's
+    /// messages only while this node holds its lease (see `hj212_alerts::ClusterDelivery`).
+    pub(crate) async fn alerts(
+        &mut self,
+        settings: &hj212_alerts::AlertSettings,
+        position: u64,
+    ) -> anyhow::Result<Alerting> {
         let (outbox_newest, outbox_wake) = watch::channel(0);
+        let cluster = self.alerts_cluster();
+        let open_outbox = |consumer: &str| {
+            let outbox = hj212_alerts::SqliteOutbox::open_for(&settings.db_path, consumer)?;
+            Ok(match &cluster {
+                Some(cluster) => {
+                    let delivery = hj212_cluster::Delivery::new(consumer, cluster.clone(), Handle::current());
+                    outbox.in_cluster(Box::new(crate::outbox::ClusterOutbox(delivery)))
+                }
+                None => outbox,
+            })
+        };
         let mut consumers = hj212_notify::consumers(self.config);
         if self.config.mqtt.is_some() {
             consumers.push(hj212_alerts::MQTT_CONSUMER);
@@ -225,7 +250,7 @@ impl Followers<'_> {
             Some(mqtt_config) => {
                 let (status_tx, status_rx) = watch::channel(hj212_sink_mqtt::PublisherStatus::default());
                 self.readiness.mqtt = Some(status_rx);
-                let outbox = hj212_alerts::SqliteOutbox::open_for(&settings.db_path, hj212_alerts::MQTT_CONSUMER)?;
+                let outbox = open_outbox(hj212_alerts::MQTT_CONSUMER)?;
                 let stop = CancellationToken::new();
                 let mqtt = mqtt_settings(self.config, mqtt_config)?;
                 let run = hj212_sink_mqtt::run_publisher(
@@ -240,12 +265,22 @@ impl Followers<'_> {
             None => None,
         };
         let notify_stop = CancellationToken::new();
-        let notify =
-            hj212_notify::spawn(self.config, &settings.db_path, &outbox_wake, &notify_stop).context("notify")?;
+        let notify = hj212_notify::spawn(self.config, &open_outbox, &outbox_wake, &notify_stop).context("notify")?;
         self.readiness.notify = notify.iter().map(|n| n.status.clone()).collect();
         let (rules, rules_rx) = watch::channel(Arc::new(hj212_alerts::rules_map(self.config)));
-        let head = *self.archive.durable().borrow();
+        let feed = cluster.as_ref().and(self.stream.clone());
+        // A new database starts at the newest record: what came before is not alerted again.
+        let new = hj212_alerts::applied_seq(settings)? == 0;
+        let head = match &feed {
+            Some(_) if new => newest_in_stream(self.config).await?,
+            Some(_) => 0,
+            None => *self.archive.durable().borrow(),
+        };
         let outbox_wake_up = outbox_newest.clone();
+        if let Some(cluster) = &cluster {
+            // Consumers standing by look again now and then: whether the holder moved on, or went.
+            tokio::spawn(poke(outbox_newest.clone(), Duration::from_secs(cluster.lease_secs) / 3));
+        }
         let follower = hj212_alerts::AlertsFollower::open(settings, head, rules_rx, outbox_newest)?;
         let start = Start {
             name: "alerts",
@@ -254,7 +289,7 @@ impl Followers<'_> {
             degraded_lag: self.config.followers.alerts_degraded_lag_records,
             max_backoff: self.max_backoff(),
             after: None,
-            feed: None,
+            feed,
         };
         let (task, _) = self.run(Box::new(follower), start)?;
         let notify = Notifying { channels: notify.into_iter().map(|n| n.task).collect(), stop: notify_stop };
@@ -327,6 +362,45 @@ pub(crate) fn stream_feeds(config: &Config) -> Option<Arc<hj212_cluster::StreamF
     let cluster = config.cluster.as_ref().filter(|c| c.store_from == hj212_config::ReadFrom::Stream)?;
     let settings = hj212_cluster::Settings::from_config(config, cluster);
     Some(Arc::new(hj212_cluster::StreamFeeds::new(settings, tokio::runtime::Handle::current())))
+}
+
+/// `[cluster] alerts_from = "stream"`: every node's alert engine follows the stream.
+fn alerts_from_stream(config: &Config) -> bool {
+    config.cluster.as_ref().is_some_and(|c| c.alerts_from == hj212_config::ReadFrom::Stream)
+}
+
+/// Claims the alerts database for what its engine follows (the archive, or the cluster's
+/// `stream`); returns its position and whether that is the stream's.
+pub(crate) fn claim_alerts(
+    config: &Config,
+    settings: &hj212_alerts::AlertSettings,
+    stream: Option<&hj212_cluster::StreamFeeds>,
+) -> anyhow::Result<(u64, bool)> {
+    let stream = stream.filter(|_| alerts_from_stream(config));
+    let source =
+        stream.map_or_else(|| hj212_alerts::ARCHIVE_SOURCE.to_owned(), hj212_cluster::StreamFeeds::source_name);
+    hj212_alerts::claim_source(&settings.db_path, &source)?;
+    Ok((hj212_alerts::applied_seq(settings)?, stream.is_some()))
+}
+
+/// Wakes the outbox's consumers every `every` until the engine's side is gone.
+async fn poke(newest: watch::Sender<u64>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    while !newest.is_closed() {
+        ticks.tick().await;
+        newest.send_modify(|_| {});
+    }
+}
+
+/// The stream's newest sequence number (for a new alerts database fed from it).
+async fn newest_in_stream(config: &Config) -> anyhow::Result<u64> {
+    let Some(cluster) = &config.cluster else { return Ok(0) };
+    let settings = hj212_cluster::Settings::from_config(config, cluster);
+    let newest = tokio::time::timeout(Duration::from_secs(30), hj212_cluster::newest_seq(&settings)).await;
+    newest
+        .map_err(|_| anyhow::anyhow!("no answer in 30 s"))
+        .and_then(|read| read.map_err(|e| anyhow::anyhow!(e)))
+        .context("cluster: a new alerts database starts at the stream's newest record, which could not be read")
 }
 
 /// `follower` behind the cluster's lease when `one_node` is given (see `hj212_cluster::OneNode`).

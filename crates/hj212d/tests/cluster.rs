@@ -10,9 +10,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::{TestDaemon, beijing_in, realtime};
+use common::{MN, PW, TestDaemon, beijing_in, frame, realtime};
 use futures_util::StreamExt as _;
 use hj212_config::{AckAfter, Cluster, ReadFrom};
+use test_support::mosquitto::{Mosquitto, Subscriber};
 use test_support::nats::NatsCluster;
 
 fn cluster(nats: &NatsCluster, node: &str, ack_after: AckAfter) -> Cluster {
@@ -513,6 +514,152 @@ async fn one_node_at_a_time_writes_what_the_nodes_received_to_the_time_series_da
     assert_eq!((samples, again), (30, 30), "each frame's point written once, by one node");
     let holder = lease_holder(&nats, "influx").await;
     assert!(matches!(holder.as_deref(), Some("a" | "b")), "one node holds the sink: {holder:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A node whose store and alert engine follow the stream, publishing alerts to `broker`, with
+/// an hourly SO2 limit of 35.
+async fn alerting_node(nats: &NatsCluster, name: &str, broker: &Mosquitto) -> TestDaemon {
+    let cluster = Cluster {
+        store_from: ReadFrom::Stream,
+        alerts_from: ReadFrom::Stream,
+        lease_secs: 3,
+        ..cluster(nats, name, AckAfter::Local)
+    };
+    let mqtt = hj212_config::Mqtt { url: broker.url(), max_backoff_secs: 1, ..hj212_config::Mqtt::default() };
+    let limit = hj212_config::FactorLimit {
+        factor: "a21026".into(),
+        max: Some(35.0),
+        min: None,
+        basis: hj212_config::LimitBasis::Hour,
+        reference_o2: None,
+        max_step: None,
+        range: None,
+    };
+    TestDaemon::start_with(move |config| {
+        config.cluster = Some(cluster);
+        config.mqtt = Some(mqtt);
+        config.sites[0].limits = vec![limit];
+    })
+    .await
+}
+
+/// An hourly SO2 average for the hour `hours_ago` hours before this one.
+fn hourly_so2(qn: u32, hours_ago: i64, so2: f64) -> Vec<u8> {
+    let now_ms =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    let start = hj212_compliance::Basis::Hour.period_start(now_ms) - hours_ago * 3_600_000;
+    let data_time = hj212_proto::time::BeijingTime::from_unix_millis(start).to_seconds_string();
+    frame(&format!(
+        "QN=20261201000000{qn:03};ST=31;CN=2061;PW={PW};MN={MN};Flag=5;CP=&&DataTime={data_time};a21026-Avg={so2},a21026-Flag=N&&"
+    ))
+}
+
+async fn send_to(node: &TestDaemon, frames: &[Vec<u8>]) {
+    let mut logger = node.client().await;
+    for frame in frames {
+        logger.send(frame).await;
+        assert_eq!(logger.reply().await.cn, 9014);
+    }
+}
+
+/// The alert messages received so far, as (message id, state), after `count` came (or 30 s)
+/// and a moment more for any that should not come.
+fn alert_messages(alerts: &Subscriber, count: usize) -> Vec<(String, String)> {
+    alerts.wait_for(count, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    let json = |payload: &[u8]| serde_json::from_slice::<serde_json::Value>(payload).unwrap();
+    let messages = alerts.received().into_iter().map(|m| json(&m.payload));
+    messages
+        .map(|m| (m["id"].as_str().unwrap_or_default().to_owned(), m["state"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_raises_each_alert_once_and_a_survivor_delivers_what_comes_after() {
+    let nats = NatsCluster::start(3);
+    nats.wait_healthy(Duration::from_secs(20));
+    let broker = Mosquitto::start();
+    let alerts = Subscriber::connect(broker.addr, "hj212/alerts/#");
+    let (a, b) = (alerting_node(&nats, "a", &broker).await, alerting_node(&nats, "b", &broker).await);
+    // Over the limit (to both nodes), worse (b only), back under it (a only): each node's
+    // engine sees all three from the stream, and one node sends each message.
+    // (Each waits for the message before: the stream's order is the order the nodes publish.)
+    send_to(&a, &[hourly_so2(1, 3, 50.0)]).await;
+    send_to(&b, &[hourly_so2(1, 3, 50.0)]).await;
+    alert_messages(&alerts, 1);
+    send_to(&b, &[hourly_so2(2, 2, 60.0)]).await;
+    alert_messages(&alerts, 2);
+    send_to(&a, &[hourly_so2(3, 1, 10.0)]).await;
+    let sent = alert_messages(&alerts, 3);
+    let states: Vec<&str> = sent.iter().map(|(_, state)| state.as_str()).collect();
+    assert_eq!(states, ["raised", "updated", "cleared"], "each message once: {sent:?}");
+    for node in [&a, &b] {
+        let (code, body) = node.http("/api/v1/alerts?state=all");
+        let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((code, listed["count"].as_u64()), (200, Some(1)), "both engines hold the alert: {body}");
+        assert_eq!(listed["alerts"][0]["messages"], 3, "{body}");
+    }
+
+    // The node delivering stops; the other takes over and sends only what is new.
+    let first = lease_holder(&nats, "outbox_mqtt").await.expect("a node delivers the alerts");
+    let (holder, other) = if first == "a" { (a, b) } else { (b, a) };
+    holder.stop().await;
+    send_to(&other, &[hourly_so2(4, 0, 80.0)]).await;
+    let after = alert_messages(&alerts, 4);
+    assert_eq!(after.len(), 4, "the new alert, and nothing sent again: {after:?}");
+    assert_eq!(after[3].1, "raised");
+    let ids: std::collections::HashSet<&String> = after.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 4, "no message twice: {after:?}");
+    let survivor = if first == "a" { "b" } else { "a" };
+    assert_eq!(lease_holder(&nats, "outbox_mqtt").await.as_deref(), Some(survivor));
+    other.stop().await;
+}
+
+/// An hourly SO2 average from `MN` for the hour starting at `start_ms`, with its own QN.
+fn hour_record(qn: &str, start_ms: i64) -> Vec<u8> {
+    let data_time = hj212_proto::time::BeijingTime::from_unix_millis(start_ms).to_seconds_string();
+    frame(&format!(
+        "QN={qn};ST=31;CN=2061;PW={PW};MN={MN};Flag=5;CP=&&DataTime={data_time};a21026-Avg=35.2,a21026-Flag=N&&"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_hour_is_asked_for_by_one_node_of_the_cluster() {
+    let nats = NatsCluster::start(3);
+    nats.wait_healthy(Duration::from_secs(20));
+    let node = |name: &str| {
+        let cluster = Cluster { store_from: ReadFrom::Stream, ..cluster(&nats, name, AckAfter::Local) };
+        TestDaemon::start_with(move |config| {
+            config.cluster = Some(cluster);
+            config.sites[0].factors = vec!["a21026".into()];
+            config.recovery.interval_secs = 1;
+            config.recovery.lookback_hours = 3;
+            config.recovery.grace_minutes = 0;
+            config.recovery.bases = vec![hj212_config::RecoveryBasis::Hour];
+        })
+    };
+    let (a, b) = (node("a").await, node("b").await);
+    // A multi-centre logger: connected to both, the same hours to each, one hour lost to both.
+    let hour = |ms: i64| hj212_compliance::Basis::Hour.period_start(ms);
+    let now = hj212_archive::now_ms();
+    let missing = hour(now) - 2 * 3_600_000;
+    let (mut to_a, mut to_b) = (a.client().await, b.client().await);
+    for (i, start) in (1..=3).map(|back| hour(now) - back * 3_600_000).enumerate() {
+        if start != missing {
+            for logger in [&mut to_a, &mut to_b] {
+                logger.send(&hour_record(&format!("2026120110000000{i}"), start)).await;
+                assert_eq!(logger.reply().await.cn, 9014);
+            }
+        }
+    }
+    // Both stores see the gap; each sweep runs every second. One node asks.
+    let (from_a, from_b) =
+        tokio::join!(to_a.reply_within(Duration::from_secs(15)), to_b.reply_within(Duration::from_secs(15)));
+    let asked: Vec<_> = [from_a, from_b].into_iter().flatten().collect();
+    assert_eq!(asked.len(), 1, "one request for the cluster: {asked:?}");
+    assert_eq!(asked[0].cn, 2061);
     a.stop().await;
     b.stop().await;
 }

@@ -100,8 +100,13 @@ impl FleetState {
     fn raise(&mut self, transitions: &mut [Transition], now: i64, rules: &FleetRules) -> Option<Transition> {
         self.members = std::mem::take(&mut self.recent);
         self.offline = self.members.keys().cloned().collect();
-        let facts =
-            Facts { value: Some(self.members.len() as f64), limit: Some(rules.min_sites as f64), ..Facts::default() };
+        let facts = Facts {
+            value: Some(self.members.len() as f64),
+            limit: Some(rules.min_sites as f64),
+            // When its first site went offline: what names the outage (see `incident_id`).
+            data_time_ms: self.members.values().min().copied(),
+            ..Facts::default()
+        };
         let mut raised =
             self.incidents.raise(FLEET, AlertKind::FleetOutage, facts, Cause { at_ms: now, seq: 0 }, Update::Never)?;
         // This step's offline messages of its sites are part of it.

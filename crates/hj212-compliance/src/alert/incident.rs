@@ -24,6 +24,9 @@ pub struct Transition {
     pub data_time_ms: Option<i64>,
     /// When it was detected: the archive time of the record, or the clock tick.
     pub detected_ms: i64,
+    /// The sequence number of the record that caused it (0: the clock).
+    #[serde(skip)]
+    pub cause_seq: u64,
     /// When the incident opened.
     pub opened_ms: i64,
     /// The station type (ST) of the frame behind it, for the factor's unit.
@@ -180,8 +183,8 @@ impl Incidents {
         let key = key(kind, facts.factor);
         let (state, open) = match self.open.get_mut(&key) {
             None => {
-                let id = fnv1a(&[mn.as_bytes(), key.as_bytes(), &cause.seq.to_le_bytes(), &cause.at_ms.to_le_bytes()]);
-                let open = Open { alert_id: format!("{id:016x}"), n: 1, opened_ms: cause.at_ms, worst: facts.value };
+                let id = incident_id(mn, &key, facts, cause);
+                let open = Open { alert_id: id, n: 1, opened_ms: cause.at_ms, worst: facts.value };
                 (AlertState::Raised, self.open.entry(key).or_insert(open))
             }
             Some(open) => {
@@ -214,6 +217,20 @@ impl Incidents {
     }
 }
 
+/// A record's incident is named by the record (its sequence number and time); the clock's by
+/// what it is about (the last frame of an offline site, the newest missing period, the start of
+/// a fleet outage), not by when the clock noticed: nodes of a cluster that follow the same
+/// stream name the same incident alike although their clocks tick apart.
+fn incident_id(mn: &str, key: &str, facts: Facts<'_>, cause: Cause) -> String {
+    let id = if cause.seq == 0 {
+        let about = facts.data_time_ms.unwrap_or(0);
+        fnv1a(&[mn.as_bytes(), key.as_bytes(), b"clock", &about.to_le_bytes()])
+    } else {
+        fnv1a(&[mn.as_bytes(), key.as_bytes(), &cause.seq.to_le_bytes(), &cause.at_ms.to_le_bytes()])
+    };
+    format!("{id:016x}")
+}
+
 fn transition(mn: &str, kind: AlertKind, state: AlertState, open: &Open, facts: Facts<'_>, cause: Cause) -> Transition {
     Transition {
         alert_id: open.alert_id.clone(),
@@ -227,6 +244,7 @@ fn transition(mn: &str, kind: AlertKind, state: AlertState, open: &Open, facts: 
         limit: facts.limit,
         data_time_ms: facts.data_time_ms,
         detected_ms: cause.at_ms,
+        cause_seq: cause.seq,
         opened_ms: open.opened_ms,
         st: facts.st.map(str::to_owned),
         decimals: facts.decimals,

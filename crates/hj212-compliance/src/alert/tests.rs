@@ -451,3 +451,20 @@ fn sites_going_offline_apart_or_too_few_make_no_fleet_outage() {
     let out2 = tick_all(&mut engine, &fleet_of(20), NOV_1 + 4 * HOUR, &off);
     assert!(out.iter().chain(&out2).all(|t| t.kind != AlertKind::FleetOutage));
 }
+
+#[test]
+fn engines_whose_clocks_tick_apart_name_an_offline_episode_alike() {
+    let rules = SiteRules::default();
+    let offline_id = |tick_offset_ms: i64, last_seen_ms: i64| {
+        let mut engine = Engine::default();
+        engine.seen(MN, Cause { at_ms: last_seen_ms, seq: 1 });
+        let raised: Vec<_> = (1..=20)
+            .flat_map(|minute| engine.tick(MN, last_seen_ms + minute * 60_000 + tick_offset_ms, &rules))
+            .collect();
+        assert_eq!(kinds(&raised), [(AlertKind::Offline, AlertState::Raised)]);
+        raised[0].alert_id.clone()
+    };
+    // Two cluster nodes fed the same stream: their ticks fall at other moments.
+    assert_eq!(offline_id(1, NOV_1), offline_id(37_000, NOV_1));
+    assert_ne!(offline_id(1, NOV_1), offline_id(1, NOV_1 + HOUR), "another episode, another id");
+}

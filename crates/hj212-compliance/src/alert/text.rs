@@ -282,6 +282,7 @@ mod tests {
             limit: Some(35.0),
             data_time_ms: None,
             detected_ms: 0,
+            cause_seq: 0,
             opened_ms: 0,
             st: Some("31".into()),
             decimals,
