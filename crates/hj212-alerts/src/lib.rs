@@ -14,7 +14,7 @@ mod rules;
 mod run;
 
 pub use db::{ARCHIVE_SOURCE, SCHEMA, claim_source};
-pub use outbox::{ClusterDelivery, MQTT_CONSUMER, Queued, SqliteOutbox, register_consumers};
+pub use outbox::{ClusterDelivery, MQTT_CONSUMER, Queued, Scope, SqliteOutbox, register_consumers};
 pub use process::Stepped;
 pub use rules::{RulesMap, rules_map, site_rules};
 pub use run::{AlertSettings, AlertsFollower, applied_seq};

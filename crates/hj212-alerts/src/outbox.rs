@@ -62,6 +62,21 @@ pub trait ClusterDelivery: Send {
     fn confirm(&mut self, origin: u64) -> Result<(), String>;
 }
 
+/// Who sends a message queued from outside the engine, in a cluster (see [`ClusterDelivery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every node sends its own (and a single node, its messages).
+    Node,
+    /// The node delivering the cluster's messages sends it; the others drop theirs (every
+    /// node writes the same report from the same stream). One the delivering node had not
+    /// sent when it died is not sent by the next.
+    Cluster,
+}
+
+/// The origin of a [`Scope::Cluster`] message: no stream position, sent by whichever node
+/// delivers when it comes.
+const ANY_ORIGIN: u64 = 0;
+
 /// The outbox table of the alerts database, on its own connection, for one consumer (or for
 /// none: a writer that only announces).
 pub struct SqliteOutbox {
@@ -187,9 +202,13 @@ impl SqliteOutbox {
     ///
     /// # Errors
     /// [`AlertsError::Sql`] when it cannot be written.
-    pub fn announce(&mut self, topic: &str, payload: &[u8]) -> Result<u64, AlertsError> {
+    pub fn announce(&mut self, topic: &str, payload: &[u8], scope: Scope) -> Result<u64, AlertsError> {
         let tx = self.conn.transaction()?;
-        let message = crate::db::Message { topic, payload, status_of: None, origin: None };
+        let origin = match scope {
+            Scope::Node => None,
+            Scope::Cluster => Some(ANY_ORIGIN),
+        };
+        let message = crate::db::Message { topic, payload, status_of: None, origin };
         let seq = crate::db::enqueue(&tx, &message)?;
         tx.commit()?;
         Ok(seq)
@@ -225,6 +244,8 @@ impl SqliteOutbox {
             let mut waiting = false;
             for (message, origin) in rows {
                 match origin {
+                    Some(ANY_ORIGIN) if delivering => page.push(message),
+                    Some(ANY_ORIGIN) => {} // the delivering node sends its own copy
                     Some(origin) if origin <= through => {} // delivered by the node that delivered then
                     // Another node delivers it; what follows waits behind it (positions are prefixes).
                     Some(_) if !delivering => {
@@ -267,7 +288,7 @@ impl SqliteOutbox {
         let Some(cluster) = self.cluster.as_mut() else { return Ok(()) };
         let tx = self.conn.transaction()?;
         let waiting: Option<i64> = tx
-            .prepare_cached("SELECT MIN(origin) FROM outbox WHERE seq > ?1")?
+            .prepare_cached("SELECT MIN(origin) FROM outbox WHERE seq > ?1 AND origin > 0")?
             .query_row([to_i64(self.position)], |row| row.get(0))?;
         let origin = match waiting {
             Some(oldest) => to_u64(oldest).saturating_sub(1),
@@ -348,7 +369,7 @@ mod tests {
     fn queue(path: &Path, n: usize) {
         let mut outbox = SqliteOutbox::open(path).unwrap();
         for i in 0..n {
-            outbox.announce(&format!("alerts/{i}"), b"{}").unwrap();
+            outbox.announce(&format!("alerts/{i}"), b"{}", Scope::Node).unwrap();
         }
     }
 
@@ -438,10 +459,15 @@ mod tests {
         // raised one that a's did not, and b has a report of its own.
         engine_queues(&outboxes[0].0, &[("alerts/x/1", Some(10)), ("alerts/x/2", Some(12))], 20);
         engine_queues(&outboxes[1].0, &[("alerts/x/1", Some(10)), ("clock/b", Some(11)), ("report/b", None)], 15);
+        // Both wrote the same daily report: the delivering node announces it.
+        for (db, _) in &outboxes {
+            SqliteOutbox::open(db).unwrap().announce("reports/daily", b"{}", Scope::Cluster).unwrap();
+        }
         assert_eq!(deliver(&mut outboxes[1].1), Vec::<String>::new(), "b waits: a delivers the cluster's messages");
-        assert_eq!(deliver(&mut outboxes[0].1), ["alerts/x/1", "alerts/x/2"]);
+        assert_eq!(deliver(&mut outboxes[0].1), ["alerts/x/1", "alerts/x/2", "reports/daily"]);
         assert_eq!(cluster.lock().unwrap().through, 20, "a is through its engine's position");
         assert_eq!(deliver(&mut outboxes[1].1), ["report/b"], "b's own message; a delivered the rest");
+        assert_eq!(deliver(&mut outboxes[1].1), Vec::<String>::new(), "and b's copy of the report is a's to send");
         assert_eq!(outboxes[1].1.backlog().unwrap(), 0);
 
         // a goes quiet having queued two more, one delivered before it died.

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hj212_alerts::Scope;
 use hj212_archive::now_ms;
 use hj212_compliance::Basis;
 use hj212_config::{Config, DataDir, Service};
@@ -67,6 +68,12 @@ pub(crate) async fn run(
     }
     let at_ms = i64::from(config.reports.daily_at_minutes().unwrap_or(30)) * 60_000;
     let data_dir = config.data_dir();
+    // Every node of a cluster whose engines follow the stream writes the same report: one announces it.
+    let scope = if config.cluster.as_ref().is_some_and(|c| c.alerts_from == hj212_config::ReadFrom::Stream) {
+        Scope::Cluster
+    } else {
+        Scope::Node
+    };
     loop {
         let now = now_ms();
         let today = Basis::Day.period_start(now);
@@ -80,7 +87,7 @@ pub(crate) async fn run(
             return;
         }
         let (shared, data_dir, service) = (shared.clone(), data_dir.clone(), config.service.clone());
-        let announcing = announce.is_some();
+        let announcing = announce.is_some().then_some(scope);
         let written =
             tokio::task::spawn_blocking(move || write_due(&shared, &data_dir, &service, due_day, announcing)).await;
         match written {
@@ -103,13 +110,13 @@ pub(crate) async fn run(
 }
 
 /// The daily report of `day` (its Beijing midnight), and the month's when `day` ends one;
-/// with `announce`, each one written is queued on MQTT. Returns the last seq queued.
+/// with `announce`, each one written is queued on MQTT as that scope says. Returns the last seq queued.
 fn write_due(
     shared: &Shared,
     data_dir: &DataDir,
     service: &Service,
     day: i64,
-    announce: bool,
+    announce: Option<Scope>,
 ) -> Result<Option<u64>, String> {
     let date = date_of(day);
     let mut queued = None;
@@ -119,10 +126,11 @@ fn write_due(
     }
     for period in &periods {
         let Some(summary) = write_missing(shared, data_dir, service, period)? else { continue };
-        if announce {
+        if let Some(scope) = announce {
             let mut outbox = hj212_alerts::SqliteOutbox::open(&data_dir.alerts()).map_err(|e| e.to_string())?;
             let topic = format!("reports/{}", period.kind);
-            queued = Some(outbox.announce(&topic, summary.to_string().as_bytes()).map_err(|e| e.to_string())?);
+            let payload = summary.to_string();
+            queued = Some(outbox.announce(&topic, payload.as_bytes(), scope).map_err(|e| e.to_string())?);
         }
     }
     Ok(queued)

@@ -75,7 +75,7 @@ fn alerts_of_a_later_release_stop_the_start_with_exit_78() {
     let mut child = spawn(dir.path(), &config);
     assert_eq!(wait_exit(&mut child), Some(78));
     let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
-    for part in ["alerts database", alerts.display().to_string().as_str(), "schema version 7", "supports (4)"] {
+    for part in ["alerts database", alerts.display().to_string().as_str(), "schema version 7", "supports (5)"] {
         assert!(log.contains(part), "{part:?} in: {log}");
     }
 }
@@ -134,7 +134,7 @@ async fn a_data_dir_of_the_first_release_is_migrated_at_start_and_takes_new_fram
     };
     assert!(migrated(&store, "to_version=7"), "{log}");
     assert!(migrated(&alerts, "to_version=4"), "{log}");
-    assert_eq!((user_version(&store), user_version(&alerts)), (7, 4));
+    assert_eq!((user_version(&store), user_version(&alerts)), (7, 5));
     let readings = stored(&data, MN);
     assert_eq!(readings.len(), 7, "the first release's 5 readings and the new frame's 2: {readings:?}");
 }
