@@ -2,6 +2,8 @@
 //! archive records as the API's, with the signed-in operator as the author (a command queued
 //! here is also archived with the operator's name, as an `info` event).
 
+use std::time::Duration;
+
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -53,6 +55,7 @@ pub(crate) async fn add_mark(
         supersedes: None,
     };
     let recorded = crate::marks::record(&state, mn.clone(), body).await.map(|m| m.seq);
+    until_stored(&state, &recorded).await;
     answer(&visitor, &mn, "mark", recorded)
 }
 
@@ -76,6 +79,7 @@ pub(crate) async fn add_visit(
         supersedes: None,
     };
     let recorded = crate::visits::record(&state, mn.clone(), body).await.map(|v| v.seq);
+    until_stored(&state, &recorded).await;
     answer(&visitor, &mn, "visit", recorded)
 }
 
@@ -120,6 +124,24 @@ async fn queue_command(state: &AppState, visitor: &Visitor, mn: &str, form: &Com
     });
     let (seq, _) = crate::appended::append(state, hj212_archive::Verdict::Info, "the command's record", &event).await?;
     Ok(seq)
+}
+
+/// How long a recorded mark or visit waits for the store to apply it: the site's page the operator
+/// is sent back to lists what the store holds (within a tick, unless the store lags far behind).
+const SHOWN_WITHIN: Duration = Duration::from_secs(10);
+
+/// Waits (at most [`SHOWN_WITHIN`]) until the store has applied archive record `seq`, so that
+/// the page shown next lists it. A store that follows a cluster's stream counts in the stream's
+/// numbers, not the archive's: nothing to wait for there.
+async fn until_stored(state: &AppState, recorded: &Result<u64, ApiError>) {
+    let Ok(seq) = *recorded else { return };
+    let Some(store) = state.readiness.followers.iter().find(|f| f.name == "store" && f.head.is_none()) else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + SHOWN_WITHIN;
+    while store.status.position() < seq && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A form without the session's token, or from a viewer.
