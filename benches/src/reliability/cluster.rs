@@ -17,10 +17,10 @@ use futures_util::StreamExt as _;
 use hj212_sim::rng::Rng;
 use test_support::nats::NatsCluster;
 
-use super::cluster_followers;
 use super::daemon::{Config, Daemon};
 use super::logger::{self, Control, Spec, Tally};
 use super::{Ctx, Report, http, metric};
+use super::{cluster_alerts, cluster_followers};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -58,13 +58,15 @@ pub async fn run(ctx: &Ctx, o: &Options) -> Result<Report> {
     let mut nats = NatsCluster::start(3);
     nats.wait_healthy(Duration::from_secs(30));
     let mut nodes = [node_config(&dir, "a", &nats, &o.ack_after)?, node_config(&dir, "b", &nats, &o.ack_after)?];
-    let mut upstream = None;
+    let (mut upstream, mut alerts) = (None, None);
     if o.followers {
         let platform = cluster_followers::start_upstream(ctx, &dir).await?;
+        let broker = cluster_alerts::Alerts::start();
         for node in &mut nodes {
             cluster_followers::configure(node, &platform);
+            broker.configure(node);
         }
-        upstream = Some(platform);
+        (upstream, alerts) = (Some(platform), Some(broker));
     }
     let mut daemons = [start(ctx, &dir, "a", &nodes[0]).await?, start(ctx, &dir, "b", &nodes[1]).await?];
 
@@ -118,6 +120,9 @@ pub async fn run(ctx: &Ctx, o: &Options) -> Result<Report> {
         Some(_) => cluster_followers::wait_caught_up(&nodes, Duration::from_secs(180)).await,
         None => true,
     };
+    if let Some(alerts) = &alerts {
+        alerts.wait_delivered(&nodes, Duration::from_secs(60));
+    }
     for daemon in &mut daemons {
         let _ = daemon.terminate(Duration::from_secs(60));
     }
@@ -145,6 +150,9 @@ pub async fn run(ctx: &Ctx, o: &Options) -> Result<Report> {
         acknowledged.dedup();
         let frames: Vec<Vec<u8>> = acknowledged.iter().map(|&(c, n)| logger::frame(base, c, n).1).collect();
         cluster_followers::judge(&mut report, &nodes, &upstream.data_dir, &frames, followers_caught_up);
+    }
+    if let Some(alerts) = &alerts {
+        alerts.judge(&mut report, &nodes);
     }
     Ok(report)
 }

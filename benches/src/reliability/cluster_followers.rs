@@ -1,6 +1,7 @@
 //! The cluster trial's followers (`reliability cluster --cluster-followers`): both nodes' stores
-//! follow the stream (`store_from = "stream"`) and a forwarding target to a third release
-//! daemon (the upstream platform) runs on one node at a time (`sinks_from = "stream"`). After
+//! and alert engines follow the stream (`store_from`, `alerts_from = "stream"`; the alerts are
+//! judged in `cluster_alerts`) and a forwarding target to a third release daemon (the upstream
+//! platform) runs on one node at a time (`sinks_from = "stream"`). After
 //! the kills, both stores must hold the same readings, with every acknowledged frame, and the
 //! upstream must have received every acknowledged frame (resends after a takeover counted).
 
@@ -28,7 +29,7 @@ pub(super) async fn start_upstream(ctx: &Ctx, dir: &Path) -> Result<Daemon> {
 pub(super) fn configure(config: &mut Config, upstream: &Daemon) {
     let _ = write!(
         config.tables,
-        "store_from = \"stream\"\nsinks_from = \"stream\"\nlease_secs = {LEASE_SECS}\n\
+        "store_from = \"stream\"\nsinks_from = \"stream\"\nalerts_from = \"stream\"\nlease_secs = {LEASE_SECS}\n\
          [[forward]]\nname = \"upstream\"\naddress = \"{}\"\ncns = [\"2011\"]\nmax_backoff_secs = 2\n",
         upstream.addr
     );
@@ -38,7 +39,7 @@ pub(super) fn configure(config: &mut Config, upstream: &Daemon) {
 pub(super) async fn wait_caught_up(nodes: &[Config; 2], within: Duration) -> bool {
     let deadline = Instant::now() + within;
     let lags =
-        ["hj212_follower_lag_records{follower=\"store\"}", "hj212_follower_lag_records{follower=\"forward:upstream\"}"];
+        ["store", "alerts", "forward:upstream"].map(|f| format!("hj212_follower_lag_records{{follower=\"{f}\"}}"));
     let caught_up = || nodes.iter().all(|n| lags.iter().all(|series| metric(&http::metrics(n.http), series) == 0.0));
     while Instant::now() < deadline {
         if caught_up() {
@@ -61,7 +62,7 @@ pub(super) fn judge(
     caught_up: bool,
 ) {
     report.check(
-        "both nodes' stores and the forwarder catch up with the stream (lag 0 within 180 s)",
+        "both nodes' stores and alert engines and the forwarder catch up with the stream (lag 0 within 180 s)",
         caught_up,
         if caught_up { "caught up".to_owned() } else { "still behind after 180 s".to_owned() },
     );

@@ -46,14 +46,6 @@ impl Config {
     /// # Errors
     /// If no free port can be had.
     pub fn new(data_dir: &Path) -> Result<Self> {
-        let mut sites = String::new();
-        for site in 0..SITES {
-            let _ = write!(
-                sites,
-                "[[sites]]\nmn = \"{}\"\npassword = \"{PASSWORD}\"\nfactors = [\"a21026\", \"a21002\", \"a34013\"]\n",
-                mn(site)
-            );
-        }
         Ok(Self {
             addr: free_port()?,
             http: free_port()?,
@@ -67,7 +59,7 @@ impl Config {
             archive: Vec::new(),
             http_table: Vec::new(),
             tables: "[time_sync]\nenabled = false\n".into(),
-            sites,
+            sites: load_sites(""),
         })
     }
 
@@ -101,6 +93,19 @@ impl Config {
     pub fn write(&self, path: &Path) -> Result<()> {
         std::fs::write(path, self.render()).with_context(|| format!("write {}", path.display()))
     }
+}
+
+/// The load generator's `[[sites]]`, each followed by `site_tables` (e.g. `[[sites.limits]]`).
+pub fn load_sites(site_tables: &str) -> String {
+    let mut sites = String::new();
+    for site in 0..SITES {
+        let _ = write!(
+            sites,
+            "[[sites]]\nmn = \"{}\"\npassword = \"{PASSWORD}\"\nfactors = [\"a21026\", \"a21002\", \"a34013\"]\n{site_tables}",
+            mn(site)
+        );
+    }
+    sites
 }
 
 /// A running (or exited) `hj212d`.

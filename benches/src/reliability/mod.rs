@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod archive_scan;
 pub mod cluster;
+mod cluster_alerts;
 mod cluster_followers;
 pub mod configs;
 mod configs_corpus;

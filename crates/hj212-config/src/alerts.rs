@@ -131,13 +131,28 @@ impl Default for Mqtt {
         Self {
             url: String::new(),
             topic_prefix: "hj212".to_owned(),
-            client_id: "hj212d".to_owned(),
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
             username: None,
             password_file: None,
             ca_file: None,
             keep_alive_secs: 30,
             max_in_flight: 64,
             max_backoff_secs: 30,
+        }
+    }
+}
+
+/// The client id of `[mqtt]` when none is set.
+pub const DEFAULT_CLIENT_ID: &str = "hj212d";
+
+impl Mqtt {
+    /// The client id this node connects with. A broker drops a connection when another client
+    /// connects with its id, so the nodes of a cluster, whose `[mqtt]` tables are otherwise the
+    /// same, each get their own by default: `hj212d-{node}`. An id set in the config is used as is.
+    pub fn node_client_id(&self, cluster: Option<&crate::Cluster>) -> String {
+        match cluster {
+            Some(cluster) if self.client_id == DEFAULT_CLIENT_ID => format!("{DEFAULT_CLIENT_ID}-{}", cluster.node),
+            _ => self.client_id.clone(),
         }
     }
 }

@@ -309,6 +309,28 @@ fn every_mqtt_value_is_checked_here_once() {
 }
 
 #[test]
+fn the_nodes_of_a_cluster_connect_to_the_broker_each_with_an_id_of_its_own() {
+    let node = |name: &str, client_id: Option<&str>| {
+        let id = client_id.map(|id| format!("client_id = \"{id}\"\n")).unwrap_or_default();
+        from_str(&format!(
+            "[cluster]\nnats_url = \"nats://127.0.0.1:4222\"\nnode = \"{name}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1\"\n{id}"
+        ))
+        .unwrap()
+    };
+    let id = |config: &Config| config.mqtt.as_ref().unwrap().node_client_id(config.cluster.as_ref());
+    // The same [mqtt] on both nodes: the broker would drop one whenever the other connects.
+    assert_eq!((id(&node("a", None)), id(&node("b", None))), ("hj212d-a".into(), "hj212d-b".into()));
+    assert_eq!(id(&node("a", Some("plant-a"))), "plant-a", "an id set in the config is used as is");
+    let single = from_str("[mqtt]\nurl = \"mqtt://127.0.0.1\"\n").unwrap();
+    assert_eq!(id(&single), "hj212d");
+    assert!(check(&node("sixteen-chars-ab", None)).is_empty(), "hj212d-{{16 characters}} fits in 23");
+    let long = check(&node("seventeen-chars-a", None));
+    assert_eq!(long.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["mqtt.client_id"], "{long:?}");
+    assert!(long[0].message.contains("hj212d-seventeen-chars-a"), "{long:?}");
+    assert!(check(&node("seventeen-chars-a", Some("hj212d-node-17"))).is_empty());
+}
+
+#[test]
 fn forward_rewrites_and_encrypting_sites_are_checked_and_never_echo_the_password() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("site.key");

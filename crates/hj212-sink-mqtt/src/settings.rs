@@ -52,13 +52,15 @@ pub enum MqttError {
 }
 
 impl MqttSettings {
-    /// The one conversion from the config: the password file read, the CA file resolved.
+    /// The one conversion from the config: the password file read, the CA file resolved, the
+    /// client id this node's ([`Mqtt::node_client_id`]).
     ///
     /// # Errors
     /// [`MqttError::Config`] when the password file cannot be read.
     pub fn from_config(config: &Config, mqtt: &Mqtt) -> Result<Self, MqttError> {
+        let client_id = mqtt.node_client_id(config.cluster.as_ref());
         Ok(Self {
-            mqtt: mqtt.clone(),
+            mqtt: Mqtt { client_id, ..mqtt.clone() },
             password: hj212_config::mqtt_password(config)?,
             ca_file: mqtt.ca_file.as_deref().map(|f| hj212_config::resolve_path(config, f)),
         })
