@@ -266,6 +266,26 @@ pub(crate) struct Message<'a> {
 }
 
 /// Queues a message for the broker and the notification channels; returns its seq.
+/// Who acknowledged which alert, when, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct Acknowledgement<'a> {
+    pub alert_id: &'a str,
+    pub by: &'a str,
+    pub note: &'a str,
+    pub at_ms: i64,
+}
+
+/// Acknowledges an alert once (a second acknowledgement keeps the first). True when this one
+/// took effect; false when the alert was acknowledged before or is unknown here.
+pub(crate) fn acknowledge(conn: &Connection, ack: &Acknowledgement<'_>) -> Result<bool, AlertsError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE alerts SET acked_ms = ?2, acked_by = ?3, ack_note = ?4 WHERE alert_id = ?1 AND acked_ms IS NULL",
+        )?
+        .execute(params![ack.alert_id, ack.at_ms, ack.by, ack.note])?;
+    Ok(changed > 0)
+}
+
 pub(crate) fn enqueue(tx: &Transaction<'_>, message: &Message<'_>) -> Result<u64, AlertsError> {
     if let Some(mn) = message.status_of {
         tx.prepare_cached("DELETE FROM outbox WHERE status_of = ?1")?.execute([mn])?;

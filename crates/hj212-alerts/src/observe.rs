@@ -6,9 +6,9 @@ use hj212_follow::{Interpreted, Meaning, Upload};
 use hj212_proto::model::{FieldKind, factor_for_code};
 use rusqlite::Transaction;
 
-use crate::AlertsError;
 use crate::fingerprints::{Fingerprints, RecordKey, Seen};
 use crate::rules::RulesMap;
+use crate::{AlertsError, db};
 
 /// Minute, hourly and daily records: a resend of these with other values is a tamper alert.
 /// (Real-time data is not fingerprinted: it is most of the volume and counts for no rate.)
@@ -37,6 +37,14 @@ pub(crate) fn observe(
     match &archived.meaning {
         Meaning::BadPassword { mn } if configured(mn) => Ok(engine.auth_failure(mn, cause)),
         Meaning::Seen { mn, .. } if configured(mn) => Ok(engine.seen(mn, cause)),
+        Meaning::Acknowledged(ack) => {
+            // Made on this node it is here already; made on another node of a cluster, it
+            // reaches this engine through the stream.
+            let at_ms = record.time_ms;
+            let ack = db::Acknowledgement { alert_id: &ack.alert_id, by: &ack.by, note: &ack.note, at_ms };
+            db::acknowledge(tx, &ack)?;
+            Ok(Vec::new())
+        }
         Meaning::Data(upload) => match rules.get(upload.mn.as_str()) {
             Some(site_rules) => {
                 let mut out = engine.seen(&upload.mn, cause);

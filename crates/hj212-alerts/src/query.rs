@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::AlertsError;
+pub use crate::db::Acknowledgement;
 use crate::payload::beijing;
 
 /// Which alerts to list.
@@ -86,16 +87,14 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<Value>, AlertsErro
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Acknowledges an alert (once: a second ack keeps the first). `None` when there is no such alert.
+/// Acknowledges an alert (once: a second ack keeps the first): the alert, and whether this
+/// acknowledgement took effect (to be archived). `None` when there is no such alert.
 ///
 /// # Errors
 /// SQL errors.
-pub fn ack(conn: &Connection, alert_id: &str, by: &str, note: &str, now_ms: i64) -> Result<Option<Value>, AlertsError> {
-    conn.execute(
-        "UPDATE alerts SET acked_ms = ?2, acked_by = ?3, ack_note = ?4 WHERE alert_id = ?1 AND acked_ms IS NULL",
-        params![alert_id, now_ms, by, note],
-    )?;
-    get(conn, alert_id)
+pub fn ack(conn: &Connection, ack: &Acknowledgement<'_>) -> Result<Option<(Value, bool)>, AlertsError> {
+    let took_effect = crate::db::acknowledge(conn, ack)?;
+    Ok(get(conn, ack.alert_id)?.map(|alert| (alert, took_effect)))
 }
 
 /// One alert's life, for the reports.

@@ -106,7 +106,10 @@ fn alerts_of_the_first_release_get_a_version_and_keep_alerts_acks_and_outbox() {
     let exceedance = alerts.iter().find(|a| a["kind"] == "exceedance").unwrap();
     assert_eq!((exceedance["acked_by"].as_str(), exceedance["value"].as_f64()), (Some("ops"), Some(50.0)));
     let tamper = alerts.iter().find(|a| a["kind"] == "tamper").unwrap()["alert_id"].as_str().unwrap().to_owned();
-    assert!(query::ack(&conn, &tamper, "auditor", "resend explained", 1_795_750_000_000).unwrap().is_some());
+    let ack =
+        query::Acknowledgement { alert_id: &tamper, by: "auditor", note: "resend explained", at_ms: 1_795_750_000_000 };
+    assert_eq!(query::ack(&conn, &ack).unwrap().map(|(_, took_effect)| took_effect), Some(true));
+    assert_eq!(query::ack(&conn, &ack).unwrap().map(|(_, took_effect)| took_effect), Some(false), "once");
     drop(conn);
 
     // The MQTT publisher was the only consumer: it starts before the oldest message left.

@@ -17,7 +17,9 @@ mod source;
 pub use cursor::Cursor;
 pub use feed::{Feed, OpenFeed};
 pub use frame_key::frame_key;
-pub use meaning::{ConfigRecord, Factor, Field, Interpreted, MarkRequest, Meaning, Upload, VisitRequest, identity};
+pub use meaning::{
+    AlertAck, ConfigRecord, Factor, Field, Interpreted, MarkRequest, Meaning, Upload, VisitRequest, identity,
+};
 pub use report::{FOLLOWER_FAILING, FOLLOWER_LAG, FOLLOWER_LAG_SECONDS, Reported, describe, report};
 pub use runner::{FollowError, Follower, Rewind, RunnerSettings, STOP_CATCH_UP, spawn};
 pub use shared::{Batch, SharedTail};

@@ -11,7 +11,8 @@
 //! - [`Meaning::BadPassword`]: a frame refused for its password (the alert engine counts them
 //!   per configured MN);
 //! - [`Meaning::Mark`], [`Meaning::Visit`], [`Meaning::Config`], [`Meaning::Checkpoint`],
-//!   [`Meaning::Sent`], [`Meaning::Event`]: what operators and the daemon appended;
+//!   [`Meaning::Sent`], [`Meaning::Acknowledged`], [`Meaning::Event`]: what operators and the
+//!   daemon appended;
 //! - [`Meaning::Other`]: refused traffic, summaries, replies: nothing for a reader.
 //!
 //! Within a frame the first value of a field kind wins (`a21026-Rtd=1,a21026-Rtd=2` reads 1),
@@ -75,6 +76,19 @@ pub struct ConfigRecord {
     pub service: serde_json::Value,
 }
 
+/// An alert acknowledged by an operator, as archived (an `info` event `{"event":
+/// "alert_acknowledged", ...}`, from the console or the API): every alert engine that reads it,
+/// on any node of a cluster, holds the acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertAck {
+    pub alert_id: String,
+    /// The alert's site (`fleet` for a fleet outage).
+    pub mn: String,
+    pub by: String,
+    #[serde(default)]
+    pub note: String,
+}
+
 /// What an archived record means to a reader.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Meaning {
@@ -96,6 +110,8 @@ pub enum Meaning {
         mn: String,
         cn: u16,
     },
+    /// An alert acknowledged (an `info` event), when it was archived (the record's time).
+    Acknowledged(AlertAck),
     /// A daemon event (start, stop, recovery, retention, key rotation), as text.
     Event(String),
     Other,
@@ -190,6 +206,8 @@ impl Meaning {
                     Self::Checkpoint(SignedHead { checkpoint, record_seq: record.seq, record_hash: record.hash })
                 })
             }
+            (Kind::Event, Verdict::Info) => acknowledged(&record.data)
+                .map_or_else(|| Self::Event(String::from_utf8_lossy(&record.data).into_owned()), Self::Acknowledged),
             (Kind::Event, _) => Self::Event(String::from_utf8_lossy(&record.data).into_owned()),
             (Kind::Sent, _) => with_packet(&record.data, |p| Self::Sent { mn: p.mn.to_owned(), cn: p.cn.code() })
                 .unwrap_or(Self::Other),
@@ -205,10 +223,27 @@ impl Meaning {
             Self::Mark(mark) => Some(&mark.mn),
             Self::Visit(visit) => Some(&visit.mn),
             Self::Config(config) => Some(&config.mn),
+            Self::Acknowledged(ack) => Some(&ack.mn),
             Self::Checkpoint(_) | Self::Event(_) | Self::Other => None,
         }
     }
 }
+
+/// The acknowledgement an `info` event records, if it is one.
+fn acknowledged(data: &[u8]) -> Option<AlertAck> {
+    // Events are rare and small: a cheap look before parsing.
+    if !data.windows(ACK_EVENT.len()).any(|w| w == ACK_EVENT) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(data).ok()?;
+    if value.get("event")?.as_str()?.as_bytes() != ACK_EVENT {
+        return None;
+    }
+    serde_json::from_value(value).ok()
+}
+
+/// The `event` of an acknowledgement's record.
+const ACK_EVENT: &[u8] = b"alert_acknowledged";
 
 fn received(record: &Record) -> Meaning {
     with_packet(&record.data, |packet| {

@@ -73,15 +73,45 @@ pub(crate) async fn ack(
     JsonBody(body): JsonBody<Option<AckBody>>,
 ) -> Result<Response, ApiError> {
     let body = body.unwrap_or_default();
-    let path = state.data_dir.alerts();
-    let alert_id = id.clone();
-    let now = hj212_archive::now_ms();
-    let acked = state
-        .queries
-        .run(move || query::ack(&query::open(&path)?, &alert_id, body.by.trim(), body.note.trim(), now))
-        .await?;
-    match acked {
+    let note = body.note.trim();
+    if note.chars().count() > MAX_NOTE_CHARS {
+        return Err(error(StatusCode::BAD_REQUEST, format!("note: at most {MAX_NOTE_CHARS} characters")));
+    }
+    match acknowledge(&state, &id, body.by.trim(), note, "api").await? {
         Some(alert) => Ok(Json(alert).into_response()),
         None => Err(error(StatusCode::NOT_FOUND, format!("no alert with id {id}"))),
     }
+}
+
+/// Longest acknowledgement note kept.
+pub(crate) const MAX_NOTE_CHARS: usize = 500;
+
+/// Acknowledges an alert and, when this acknowledgement took effect, archives who made it (an
+/// `info` event `alert_acknowledged`: traceable, and carried to the other nodes of a cluster,
+/// whose engines apply it). `None` when there is no such alert.
+pub(crate) async fn acknowledge(
+    state: &AppState,
+    alert_id: &str,
+    by: &str,
+    note: &str,
+    via: &str,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    let path = state.data_dir.alerts();
+    let (id, who, why, at_ms) = (alert_id.to_owned(), by.to_owned(), note.to_owned(), hj212_archive::now_ms());
+    let acked = state
+        .queries
+        .run(move || {
+            let ack = query::Acknowledgement { alert_id: &id, by: &who, note: &why, at_ms };
+            query::ack(&query::open(&path)?, &ack)
+        })
+        .await?;
+    let Some((alert, took_effect)) = acked else { return Ok(None) };
+    if took_effect {
+        let event = serde_json::json!({
+            "event": "alert_acknowledged", "via": via, "by": by,
+            "alert_id": alert_id, "mn": alert["mn"], "kind": alert["kind"], "note": note,
+        });
+        crate::appended::append(state, hj212_archive::Verdict::Info, "the acknowledgement's record", &event).await?;
+    }
+    Ok(Some(alert))
 }

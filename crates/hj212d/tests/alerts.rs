@@ -137,11 +137,26 @@ async fn an_exceedance_is_raised_once_and_cleared_once_with_a_retained_status() 
     assert_eq!(code, 200, "{body}");
     let acked: Value = serde_json::from_str(&body).unwrap();
     assert_eq!((acked["acked_by"].as_str(), acked["ack_note"].as_str()), (Some("duty"), Some("seen")));
+    let (code, again) = post(addr, &format!("/api/v1/alerts/{id}/ack"), Some(TOKEN), r#"{"by":"other"}"#);
+    assert_eq!((code, serde_json::from_str::<Value>(&again).unwrap()["acked_by"].as_str()), (200, Some("duty")));
+    let long = serde_json::json!({ "by": "duty", "note": "x".repeat(501) }).to_string();
+    let (code, refused) = post(addr, &format!("/api/v1/alerts/{id}/ack"), Some(TOKEN), &long);
+    assert_eq!(code, 400, "{refused}");
+    assert!(refused.contains("note: at most 500 characters"), "{refused}");
     assert_eq!(post(addr, "/api/v1/alerts/0000000000000000/ack", Some(TOKEN), "{}").0, 404);
     let metrics = daemon.http("/metrics").1;
     assert_eq!(common::metric(&metrics, r#"hj212_alerts_total{kind="exceedance",state="raised"}"#), 1);
     assert_eq!(common::metric(&metrics, r#"hj212_alerts_total{kind="exceedance",state="cleared"}"#), 1);
-    daemon.stop().await;
+    // Who acknowledged is in the archive too, once (the second acknowledgement kept the first).
+    let dir = daemon.stop().await;
+    let acks: Vec<String> = common::records(dir.path())
+        .into_iter()
+        .filter(|r| r.verdict == hj212_archive::Verdict::Info)
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .filter(|event| event.contains("alert_acknowledged"))
+        .collect();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert!(acks[0].contains(r#""via":"api""#) && acks[0].contains(r#""by":"duty""#), "{acks:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

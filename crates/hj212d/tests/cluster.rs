@@ -519,8 +519,11 @@ async fn one_node_at_a_time_writes_what_the_nodes_received_to_the_time_series_da
 }
 
 /// A node whose store and alert engine follow the stream, publishing alerts to `broker`, with
-/// an hourly SO2 limit of 35.
-async fn alerting_node(nats: &NatsCluster, name: &str, broker: &Mosquitto) -> TestDaemon {
+/// an hourly SO2 limit of 35 and an admin token (in the folder returned).
+async fn alerting_node(nats: &NatsCluster, name: &str, broker: &Mosquitto) -> (TestDaemon, tempfile::TempDir) {
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("admin.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
     let cluster = Cluster {
         store_from: ReadFrom::Stream,
         alerts_from: ReadFrom::Stream,
@@ -537,12 +540,14 @@ async fn alerting_node(nats: &NatsCluster, name: &str, broker: &Mosquitto) -> Te
         max_step: None,
         range: None,
     };
-    TestDaemon::start_with(move |config| {
+    let node = TestDaemon::start_with(move |config| {
         config.cluster = Some(cluster);
         config.mqtt = Some(mqtt);
         config.sites[0].limits = vec![limit];
+        config.server.admin_token_file = Some(token_file);
     })
-    .await
+    .await;
+    (node, token_dir)
 }
 
 /// An hourly SO2 average for the hour `hours_ago` hours before this one.
@@ -582,7 +587,8 @@ async fn the_cluster_raises_each_alert_once_and_a_survivor_delivers_what_comes_a
     nats.wait_healthy(Duration::from_secs(20));
     let broker = Mosquitto::start();
     let alerts = Subscriber::connect(broker.addr, "hj212/alerts/#");
-    let (a, b) = (alerting_node(&nats, "a", &broker).await, alerting_node(&nats, "b", &broker).await);
+    let ((a, _a_token), (b, _b_token)) =
+        (alerting_node(&nats, "a", &broker).await, alerting_node(&nats, "b", &broker).await);
     // Over the limit (to both nodes), worse (b only), back under it (a only): each node's
     // engine sees all three from the stream, and one node sends each message.
     // (Each waits for the message before: the stream's order is the order the nodes publish.)
@@ -600,6 +606,25 @@ async fn the_cluster_raises_each_alert_once_and_a_survivor_delivers_what_comes_a
         let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!((code, listed["count"].as_u64()), (200, Some(1)), "both engines hold the alert: {body}");
         assert_eq!(listed["alerts"][0]["messages"], 3, "{body}");
+    }
+
+    // Acknowledged on a, it is acknowledged on b too (the acknowledgement's record reaches b's
+    // engine through the stream).
+    let (_, listed) = call(&a, "GET", "/api/v1/alerts?state=all", None);
+    let alert_id = listed["alerts"][0]["alert_id"].as_str().unwrap().to_owned();
+    let note = serde_json::json!({ "by": "duty", "note": "on site" });
+    let (code, acked) = call(&a, "POST", &format!("/api/v1/alerts/{alert_id}/ack"), Some(&note));
+    assert_eq!((code, acked["acked_by"].as_str()), (200, Some("duty")), "{acked}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, listed) = call(&b, "GET", "/api/v1/alerts?state=all", None);
+        let alert = &listed["alerts"][0];
+        if alert["acked_by"] == "duty" {
+            assert_eq!(alert["ack_note"], "on site", "{alert}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "b does not show a's acknowledgement: {alert}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // The node delivering stops; the other takes over and sends only what is new.

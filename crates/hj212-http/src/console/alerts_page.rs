@@ -15,6 +15,7 @@ use super::layout::Nav;
 use super::login::forbidden;
 use super::text::{Lang, Text};
 use crate::AppState;
+use crate::alerts::MAX_NOTE_CHARS;
 use hj212_compliance::alert::AlertKind;
 
 /// Alerts listed per table.
@@ -142,9 +143,6 @@ pub(crate) struct AckForm {
     note: String,
 }
 
-/// Longest acknowledgement note kept.
-const MAX_NOTE_CHARS: usize = 500;
-
 pub(crate) async fn ack(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -158,25 +156,8 @@ pub(crate) async fn ack(
         return (StatusCode::FORBIDDEN, format!("{}\n", visitor.lang.text().not_allowed)).into_response();
     }
     let note: String = form.note.trim().chars().take(MAX_NOTE_CHARS).collect();
-    let path = state.data_dir.alerts();
-    let by = visitor.user.name.clone();
-    let alert_id = id.clone();
-    let now = hj212_archive::now_ms();
-    let archived_note = note.clone();
-    let acked = state.queries.run(move || query::ack(&query::open(&path)?, &alert_id, &by, &note, now)).await;
-    match acked {
-        Ok(Some(alert)) => {
-            // Who acknowledged what, in the hash-chained archive too (the alerts database can be rebuilt).
-            if alert["acked_by"] == visitor.user.name.as_str() {
-                let event = serde_json::json!({
-                    "event": "alert_acknowledged", "via": "console", "by": visitor.user.name,
-                    "alert_id": id, "mn": alert["mn"], "kind": alert["kind"], "note": archived_note,
-                });
-                let what = "the acknowledgement's record";
-                if let Err(error) = crate::appended::append(&state, hj212_archive::Verdict::Info, what, &event).await {
-                    return error.into_response();
-                }
-            }
+    match crate::alerts::acknowledge(&state, &id, &visitor.user.name, &note, "console").await {
+        Ok(Some(_)) => {
             tracing::info!(user = %visitor.user.name, alert = %id, "alert acknowledged in the console");
             Redirect::to("/console/alerts").into_response()
         }
