@@ -265,7 +265,6 @@ pub(crate) struct Message<'a> {
     pub origin: Option<u64>,
 }
 
-/// Queues a message for the broker and the notification channels; returns its seq.
 /// Who acknowledged which alert, when, and why.
 #[derive(Debug, Clone, Copy)]
 pub struct Acknowledgement<'a> {
@@ -286,6 +285,7 @@ pub(crate) fn acknowledge(conn: &Connection, ack: &Acknowledgement<'_>) -> Resul
     Ok(changed > 0)
 }
 
+/// Queues a message for the broker and the notification channels; returns its seq.
 pub(crate) fn enqueue(tx: &Transaction<'_>, message: &Message<'_>) -> Result<u64, AlertsError> {
     if let Some(mn) = message.status_of {
         tx.prepare_cached("DELETE FROM outbox WHERE status_of = ?1")?.execute([mn])?;

@@ -127,14 +127,14 @@ pub(crate) fn check_mqtt(config: &Config, mqtt: &Mqtt, problem: &mut impl FnMut(
     // MQTT 3.1.1 §3.1.3.1: every broker must accept client ids of 1-23 characters.
     if mqtt.client_id.is_empty() || mqtt.client_id.len() > 23 || mqtt.client_id.starts_with(' ') {
         problem("mqtt.client_id", "must be 1-23 characters, not starting with a space (MQTT 3.1.1)".to_owned());
-    } else if mqtt.node_client_id(config.cluster.as_ref()).len() > 23 {
-        problem(
-            "mqtt.client_id",
-            format!(
-                "the default for a cluster's node, {:?}, is over 23 characters: set one of its own on each node",
-                mqtt.node_client_id(config.cluster.as_ref())
-            ),
-        );
+    } else {
+        let node_id = mqtt.node_client_id(config.cluster.as_ref());
+        if node_id.len() > 23 {
+            let message = format!(
+                "the default for a cluster's node, {node_id:?}, is over 23 characters: set one of its own on each node"
+            );
+            problem("mqtt.client_id", message);
+        }
     }
     if !(1..=u64::from(u16::MAX)).contains(&mqtt.keep_alive_secs) {
         problem("mqtt.keep_alive_secs", format!("{} is not in 1-65535", mqtt.keep_alive_secs));

@@ -84,9 +84,28 @@ pub struct AlertAck {
     pub alert_id: String,
     /// The alert's site (`fleet` for a fleet outage).
     pub mn: String,
+    /// The alert's kind, for whoever reads the archive.
+    #[serde(default)]
+    pub kind: String,
     pub by: String,
     #[serde(default)]
     pub note: String,
+    /// Where it was made: `api` or `console`.
+    #[serde(default)]
+    pub via: String,
+}
+
+impl AlertAck {
+    /// The `info` event that archives it (what [`Meaning::of`] reads back).
+    pub fn event(&self) -> impl Serialize + '_ {
+        #[derive(Serialize)]
+        struct Event<'a> {
+            event: &'static str,
+            #[serde(flatten)]
+            ack: &'a AlertAck,
+        }
+        Event { event: ACK_EVENT, ack: self }
+    }
 }
 
 /// What an archived record means to a reader.
@@ -232,18 +251,18 @@ impl Meaning {
 /// The acknowledgement an `info` event records, if it is one.
 fn acknowledged(data: &[u8]) -> Option<AlertAck> {
     // Events are rare and small: a cheap look before parsing.
-    if !data.windows(ACK_EVENT.len()).any(|w| w == ACK_EVENT) {
+    if !data.windows(ACK_EVENT.len()).any(|w| w == ACK_EVENT.as_bytes()) {
         return None;
     }
     let value: serde_json::Value = serde_json::from_slice(data).ok()?;
-    if value.get("event")?.as_str()?.as_bytes() != ACK_EVENT {
+    if value.get("event")?.as_str()? != ACK_EVENT {
         return None;
     }
     serde_json::from_value(value).ok()
 }
 
 /// The `event` of an acknowledgement's record.
-const ACK_EVENT: &[u8] = b"alert_acknowledged";
+const ACK_EVENT: &str = "alert_acknowledged";
 
 fn received(record: &Record) -> Meaning {
     with_packet(&record.data, |packet| {

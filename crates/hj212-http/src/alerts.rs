@@ -107,11 +107,17 @@ pub(crate) async fn acknowledge(
         .await?;
     let Some((alert, took_effect)) = acked else { return Ok(None) };
     if took_effect {
-        let event = serde_json::json!({
-            "event": "alert_acknowledged", "via": via, "by": by,
-            "alert_id": alert_id, "mn": alert["mn"], "kind": alert["kind"], "note": note,
-        });
-        crate::appended::append(state, hj212_archive::Verdict::Info, "the acknowledgement's record", &event).await?;
+        let text = |field: &str| alert[field].as_str().unwrap_or_default().to_owned();
+        let ack = hj212_follow::AlertAck {
+            alert_id: alert_id.to_owned(),
+            mn: text("mn"),
+            kind: text("kind"),
+            by: by.to_owned(),
+            note: note.to_owned(),
+            via: via.to_owned(),
+        };
+        let what = "the acknowledgement's record";
+        crate::appended::append(state, hj212_archive::Verdict::Info, what, &ack.event()).await?;
     }
     Ok(Some(alert))
 }

@@ -82,8 +82,17 @@ fn what_operators_and_the_daemon_append() {
     assert_eq!(Meaning::of(&started), Meaning::Event("started hj212d 0.1.0".into()));
     assert_eq!(Meaning::of(&started).mn(), None);
     let ack = br#"{"event":"alert_acknowledged","via":"api","by":"wang","alert_id":"a1","mn":"M1","kind":"offline","note":"on site"}"#;
-    let expected = AlertAck { alert_id: "a1".into(), mn: "M1".into(), by: "wang".into(), note: "on site".into() };
-    assert_eq!(Meaning::of(&record(Kind::Event, Verdict::Info, ack.to_vec())), Meaning::Acknowledged(expected));
+    let expected = AlertAck {
+        alert_id: "a1".into(),
+        mn: "M1".into(),
+        kind: "offline".into(),
+        by: "wang".into(),
+        note: "on site".into(),
+        via: "api".into(),
+    };
+    assert_eq!(Meaning::of(&record(Kind::Event, Verdict::Info, ack.to_vec())), Meaning::Acknowledged(expected.clone()));
+    let written = serde_json::to_vec(&expected.event()).unwrap();
+    assert_eq!(Meaning::of(&record(Kind::Event, Verdict::Info, written)), Meaning::Acknowledged(expected));
     // Another event that names an acknowledgement is still an event.
     let other = br#"{"event":"command_queued","note":"alert_acknowledged"}"#;
     assert!(matches!(Meaning::of(&record(Kind::Event, Verdict::Info, other.to_vec())), Meaning::Event(_)));
