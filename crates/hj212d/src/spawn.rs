@@ -396,11 +396,23 @@ async fn poke(newest: watch::Sender<u64>, every: Duration) {
 async fn newest_in_stream(config: &Config) -> anyhow::Result<u64> {
     let Some(cluster) = &config.cluster else { return Ok(0) };
     let settings = hj212_cluster::Settings::from_config(config, cluster);
-    let newest = tokio::time::timeout(Duration::from_secs(30), hj212_cluster::newest_seq(&settings)).await;
-    newest
-        .map_err(|_| anyhow::anyhow!("no answer in 30 s"))
-        .and_then(|read| read.map_err(|e| anyhow::anyhow!(e)))
-        .context("cluster: a new alerts database starts at the stream's newest record, which could not be read")
+    // A cluster just started may still be electing its stream's leader: ask again until 30 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let error = match tokio::time::timeout(left, hj212_cluster::newest_seq(&settings)).await {
+            Ok(Ok(newest)) => return Ok(newest),
+            Ok(Err(error)) => anyhow::anyhow!(error),
+            Err(_) => anyhow::anyhow!("no answer in 30 s"),
+        };
+        if tokio::time::Instant::now() + Duration::from_secs(1) >= deadline {
+            return Err(error).context(
+                "cluster: a new alerts database starts at the stream's newest record, which could not be read",
+            );
+        }
+        tracing::warn!(error = %format!("{error:#}"), "the stream's newest record: asking again in 1 s");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// `follower` behind the cluster's lease when `one_node` is given (see `hj212_cluster::OneNode`).
