@@ -1,9 +1,12 @@
-//! Framer + CRC + full parse throughput, in frames per second.
+//! Framer + CRC + full parse throughput, and a follower's interpretation of an archived upload,
+//! in frames per second.
 //!
 //! Run: `cargo bench -p hj212-benches --bench proto`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hj212_archive::{Kind, Record, Verdict};
 use hj212_benches::{minute_frame, realtime_frame};
+use hj212_follow::Meaning;
 use hj212_proto::crc::{self, CrcPolicy};
 use hj212_proto::framer::{self, FramerConfig, Scan};
 use hj212_proto::{Packet, SegmentText};
@@ -51,6 +54,22 @@ fn bench(c: &mut Criterion) {
         b.iter(|| Packet::parse(std::str::from_utf8(black_box(&data)).unwrap()).unwrap().factors().len());
     });
     parts.finish();
+
+    // What every follower of the archive does to each accepted upload it reads (and drops).
+    let record = Record {
+        seq: 1,
+        kind: Kind::Received,
+        verdict: Verdict::Accepted,
+        flags: 0,
+        time_ms: 1_767_240_000_000,
+        peer: "127.0.0.1:50000".to_owned(),
+        data: frame,
+        hash: [0; 32],
+    };
+    let mut follow = c.benchmark_group("follow_2011_300B");
+    follow.throughput(Throughput::Elements(1));
+    follow.bench_function("interpret", |b| b.iter(|| Meaning::of(black_box(&record))));
+    follow.finish();
 }
 
 criterion_group!(benches, bench);

@@ -334,6 +334,19 @@ pub async fn hold_idle(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
 }
 
 /// Resident memory of process `pid`, from /proc (0 when it cannot be read).
+/// CPU time the process `pid` has used, all its threads, in seconds (0 if unreadable): user and
+/// system time from `/proc/{pid}/stat`, in the kernel's `USER_HZ` ticks (100 a second on Linux).
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces: utime is the 14th field.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+    #[expect(clippy::cast_precision_loss, reason = "ticks of one run fit in f64's mantissa")]
+    let seconds = ticks as f64 / USER_HZ;
+    seconds
+}
+
 pub fn rss_of(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hj212_benches::followers::{Sampler, catch_up};
-use hj212_benches::load::{Daemon, Run, drive, hold_idle};
+use hj212_benches::load::{Daemon, Run, cpu_seconds_of, drive, hold_idle};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -129,6 +129,7 @@ fn main() {
 /// The sustained run; returns its sustained rate (0 when the followers did not catch up).
 async fn sustained(daemon: &Daemon, args: &Args) -> u64 {
     let sampler = Sampler::start(daemon.http, daemon.pid());
+    let cpu_before = cpu_seconds_of(daemon.pid());
     let run = Run {
         connections: args.connections,
         window: args.window,
@@ -138,6 +139,7 @@ async fn sustained(daemon: &Daemon, args: &Args) -> u64 {
     };
     let acked = drive(daemon.addr, &run).await;
     let caught = catch_up(daemon.http, Duration::from_secs(args.catch_up_limit)).await;
+    let cpu = cpu_seconds_of(daemon.pid()) - cpu_before;
     let peaks = sampler.finish().await;
     println!("acknowledged: {}", acked.summary());
     println!(
@@ -157,6 +159,11 @@ async fn sustained(daemon: &Daemon, args: &Args) -> u64 {
         whole.as_secs_f64(),
         peaks.rss >> 20
     );
+    // What the daemon spent per frame, ingest and every follower: steadier than the rates when
+    // other work shares the machine.
+    #[expect(clippy::cast_precision_loss, reason = "a frame count")]
+    let per_frame_us = cpu * 1e6 / acked.acked.max(1) as f64;
+    println!("daemon CPU over load and catch-up: {cpu:.1} s = {per_frame_us:.2} µs per frame");
     rate
 }
 

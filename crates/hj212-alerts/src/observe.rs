@@ -79,18 +79,18 @@ fn judge(
 ) -> Result<Vec<Transition>, AlertsError> {
     let cn = upload.cn;
     let record = RecordKey { mn: &upload.mn, cn, data_time_ms: upload.data_time_ms };
-    let mut samples = Vec::with_capacity(upload.factors.len());
+    let mut samples = Vec::with_capacity(upload.factors().len());
     let mut conflict = None;
     let mut first_copy = fingerprints.is_none();
-    for factor in &upload.factors {
+    for factor in upload.factors() {
         let (value_kind, zs_kind) =
             if cn == 2011 { (FieldKind::Rtd, FieldKind::ZsRtd) } else { (FieldKind::Avg, FieldKind::ZsAvg) };
         // Temperatures and pressures may be below zero.
-        let signed = factor_for_code(&factor.code, upload.medium).is_some_and(|f| matches!(f.unit, "°C" | "kPa"));
+        let signed = factor_for_code(factor.code, upload.medium).is_some_and(|f| matches!(f.unit, "°C" | "kPa"));
         // The texts are borrowed, not copied: messages read their precision only when one fires.
         let (text, zs_text) = (factor.get(value_kind), factor.get(zs_kind));
         samples.push(Sample {
-            factor: &factor.code,
+            factor: factor.code,
             value: text.and_then(number),
             zs: zs_text.and_then(number),
             flag: factor.get(FieldKind::Flag),
@@ -99,12 +99,12 @@ fn judge(
             zs_text,
         });
         if let Some(fingerprints) = fingerprints.as_deref_mut() {
-            let fields = factor.fields.iter().map(|f| (f.key.as_str(), f.value.as_str()));
-            match fingerprints.check(tx, record, &factor.code, fields)? {
+            let fields = factor.fields().map(|f| (f.key, f.value));
+            match fingerprints.check(tx, record, factor.code, fields)? {
                 Seen::New => first_copy = true,
                 Seen::Same => {}
                 Seen::Different => {
-                    conflict.get_or_insert(factor.code.as_str());
+                    conflict.get_or_insert(factor.code);
                 }
             }
         }

@@ -20,10 +20,10 @@
 
 use hj212_archive::{Checkpoint, Kind, Record, SignedHead, Verdict, flags};
 use hj212_proto::framer::{self, FramerConfig, MAX_LENGTH_FIELD, Scan};
-use hj212_proto::model::{DataFlag, FieldKind, Medium};
 use hj212_proto::{Packet, SegmentText};
 use serde::{Deserialize, Serialize};
 pub use smol_str::SmolStr;
+pub use upload::{Factor, Field, Upload};
 
 /// A downtime mark as operators submit it, and as it is archived (JSON, verdict `mark`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,63 +136,6 @@ pub enum Meaning {
     Other,
 }
 
-/// An accepted data upload: where, when, and each factor's fields.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Upload {
-    pub mn: SmolStr,
-    /// The system code (ST), which names the factor table of HJ/T 212-2005 codes.
-    pub st: Option<SmolStr>,
-    pub cn: u16,
-    /// DataTime as 14 digits (17-digit and space-padded forms are tolerated on the wire).
-    pub data_time: SmolStr,
-    pub data_time_ms: i64,
-    pub medium: Option<Medium>,
-    /// The record was marked `resent` (RF=1) or `backfill` when it arrived.
-    pub resent: bool,
-    /// Factors in order of first appearance; a factor's fields may be spread over groups.
-    pub factors: Vec<Factor>,
-}
-
-/// One factor's fields, in the order they came.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Factor {
-    pub code: SmolStr,
-    pub fields: Vec<Field>,
-}
-
-/// One `code-Suffix=value` field of a factor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field {
-    /// The whole key as sent (`a21026-Rtd`).
-    pub key: SmolStr,
-    pub kind: Option<FieldKind>,
-    pub value: SmolStr,
-}
-
-impl Field {
-    /// The part of the key after the factor code (`Rtd`).
-    pub fn suffix(&self) -> &str {
-        self.key.split_once('-').map_or("", |(_, suffix)| suffix)
-    }
-}
-
-impl Factor {
-    /// The first value of this kind (the first value of a kind wins, as in the parser).
-    pub fn get(&self, kind: FieldKind) -> Option<&str> {
-        self.fields.iter().find(|f| f.kind == Some(kind)).map(|f| f.value.as_str())
-    }
-
-    /// The data flag (`-Flag`), if sent.
-    pub fn flag(&self) -> Option<DataFlag> {
-        self.get(FieldKind::Flag).map(DataFlag::from_wire)
-    }
-
-    /// A number of this kind, if it is one (finite; surrounding blanks ignored).
-    pub fn number(&self, kind: FieldKind) -> Option<f64> {
-        self.get(kind).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite())
-    }
-}
-
 /// A record with its meaning, decided once.
 #[derive(Debug, Clone)]
 pub struct Interpreted {
@@ -282,27 +225,8 @@ fn upload(packet: &Packet<'_>, record: &Record) -> Option<Upload> {
     let Some(Ok(time)) = packet.data_time_parsed() else { return None };
     let raw = packet.data_time()?;
     let data_time = if raw.len() == 14 { raw.into() } else { time.to_seconds_string().into() };
-    let factors = packet
-        .factors()
-        .iter()
-        .map(|factor| Factor {
-            code: factor.code.into(),
-            fields: factor
-                .items()
-                .map(|item| Field { key: item.key.into(), kind: item.kind, value: item.value.into() })
-                .collect(),
-        })
-        .collect();
-    Some(Upload {
-        mn: packet.mn.into(),
-        st: packet.st.map(SmolStr::new),
-        cn: packet.cn.code(),
-        data_time,
-        data_time_ms: time.unix_millis(),
-        medium: packet.medium(),
-        resent: record.flags & (flags::RESENT | flags::BACKFILL) != 0,
-        factors,
-    })
+    let resent = record.flags & (flags::RESENT | flags::BACKFILL) != 0;
+    Some(Upload::new(packet, data_time, time.unix_millis(), resent))
 }
 
 /// Frames and parses archived bytes (checked when they arrived; the archive keeps bytes, not
@@ -324,3 +248,4 @@ pub fn identity(record: &Record) -> Option<(String, u16)> {
 
 #[cfg(test)]
 mod tests;
+mod upload;

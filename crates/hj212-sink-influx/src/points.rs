@@ -57,11 +57,9 @@ pub fn append_points(archived: &Interpreted, changed_copies: &[&str], out: &mut 
     let series = Series { upload, cn: upload.cn.to_string(), timestamp: upload.data_time_ms.to_string() };
     // An empty code (`-Rtd=1`) would be an empty tag value, which line protocol refuses.
     upload
-        .factors
-        .iter()
+        .factors()
         .filter(|factor| {
-            let measurement =
-                if changed_copies.contains(&factor.code.as_str()) { RESEND_MEASUREMENT } else { MEASUREMENT };
+            let measurement = if changed_copies.contains(&factor.code) { RESEND_MEASUREMENT } else { MEASUREMENT };
             !factor.code.is_empty() && series.append(measurement, factor, out)
         })
         .count()
@@ -75,9 +73,9 @@ struct Series<'u> {
 
 impl Series<'_> {
     /// Appends one factor's point; false when it has no numeric field.
-    fn append(&self, measurement: &str, factor: &Factor, out: &mut Vec<u8>) -> bool {
+    fn append(&self, measurement: &str, factor: &Factor<'_>, out: &mut Vec<u8>) -> bool {
         let start = out.len();
-        self.push_series(measurement, &factor.code, factor.get(FieldKind::Flag), out);
+        self.push_series(measurement, factor.code, factor.get(FieldKind::Flag), out);
         let mut separator = b' ';
         for (kind, name) in FIELDS {
             // The first value of each kind wins (hj212-follow's meaning), as in the store.

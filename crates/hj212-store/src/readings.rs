@@ -158,7 +158,7 @@ pub(crate) struct NewRow<'a> {
     pub eflag: Option<&'a str>,
     pub sample_time: Option<&'a str>,
     /// Further fields as `Suffix=value`, in the order they came.
-    pub other: Vec<&'a Field>,
+    pub other: Vec<Field<'a>>,
     pub marks: u8,
     pub received_ms: i64,
     pub archive_seq: u64,
@@ -166,25 +166,25 @@ pub(crate) struct NewRow<'a> {
 
 impl<'a> NewRow<'a> {
     /// The row of one factor of an upload: each kind's first value, the rest in `other`.
-    fn of(upload: &'a Upload, data_time: Option<&'a str>, factor: &'a Factor, record: &Record) -> Self {
+    fn of(upload: &'a Upload, data_time: Option<&'a str>, factor: &Factor<'a>, record: &Record) -> Self {
         let mut row = Self {
             mn: &upload.mn,
             cn: upload.cn,
             data_time,
             data_time_ms: upload.data_time_ms,
-            factor: &factor.code,
+            factor: factor.code,
             marks: record.flags,
             received_ms: record.time_ms,
             archive_seq: record.seq,
             ..Self::default()
         };
-        for field in &factor.fields {
+        for field in factor.fields() {
             row.set(field);
         }
         row
     }
 
-    fn set(&mut self, field: &'a Field) {
+    fn set(&mut self, field: Field<'a>) {
         let slot = match field.kind {
             Some(FieldKind::Rtd) => &mut self.values[0],
             Some(FieldKind::Min) => &mut self.values[1],
@@ -205,7 +205,7 @@ impl<'a> NewRow<'a> {
         };
         // The first value of a kind wins (hj212-follow's meaning).
         if slot.is_none() {
-            *slot = Some(&field.value);
+            *slot = Some(field.value);
         }
     }
 
@@ -227,7 +227,7 @@ impl<'a> NewRow<'a> {
         for field in &self.other {
             push_item(out, OTHER, field.suffix());
             out.push('=');
-            out.push_str(&field.value);
+            out.push_str(field.value);
         }
         if self.marks != 0 {
             push_item(out, MARKS, &self.marks.to_string());
@@ -260,6 +260,6 @@ pub(crate) fn rows_of(archived: &Interpreted) -> impl Iterator<Item = NewRow<'_>
     upload.into_iter().flat_map(move |upload| {
         let canonical = BeijingTime::from_unix_millis(upload.data_time_ms).is_written_as(&upload.data_time);
         let kept = (!canonical).then_some(upload.data_time.as_str());
-        upload.factors.iter().map(move |factor| NewRow::of(upload, kept, factor, &archived.record))
+        upload.factors().map(move |factor| NewRow::of(upload, kept, &factor, &archived.record))
     })
 }

@@ -23,15 +23,18 @@ fn an_accepted_upload_is_data_with_its_fields_in_order_and_the_first_value_of_a_
     assert_eq!((upload.mn.as_str(), upload.cn, upload.data_time.as_str()), ("M1", 2011, "20260101120000"));
     assert_eq!(upload.st.as_deref(), Some("22"));
     assert!(upload.resent, "backfill counts as resent");
-    let codes: Vec<&str> = upload.factors.iter().map(|f| f.code.as_str()).collect();
+    let factors: Vec<_> = upload.factors().collect();
+    let codes: Vec<&str> = factors.iter().map(|f| f.code).collect();
     assert_eq!(codes, ["a21026", "a21002"]);
-    let so2 = &upload.factors[0];
+    let so2 = &factors[0];
     assert_eq!(so2.get(FieldKind::Rtd), Some("35.2"), "the first Rtd wins");
     assert_eq!(so2.number(FieldKind::Rtd), Some(35.2));
     assert_eq!(so2.flag(), Some(DataFlag::from_wire("N")));
-    let nox = &upload.factors[1];
+    let keys: Vec<(&str, &str)> = so2.fields().map(|f| (f.key, f.value)).collect();
+    assert_eq!(keys, [("a21026-Rtd", "35.2"), ("a21026-Flag", "N"), ("a21026-Rtd", "99")], "every field, in order");
+    let nox = &factors[1];
     assert_eq!(nox.get(FieldKind::ZsRtd), Some("50"));
-    assert_eq!(nox.fields.last().map(|f| (f.suffix(), f.kind)), Some(("Xyz", Some(FieldKind::Other))));
+    assert_eq!(nox.fields().last().map(|f| (f.suffix(), f.kind)), Some(("Xyz", Some(FieldKind::Other))));
 }
 
 #[test]
