@@ -39,14 +39,11 @@ impl Follower {
         Self { dir: dir.to_path_buf(), next_seq, position: None, cache: BlockCache::default() }
     }
 
-    /// A cursor that reads on where `bookmark` (taken in the same archive) stands.
-    pub fn resume(dir: &Path, bookmark: Bookmark) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-            next_seq: bookmark.next_seq,
-            position: bookmark.position,
-            cache: BlockCache::default(),
-        }
+    /// Moves this cursor to where `bookmark` (taken in the same archive) stands, keeping what
+    /// it has cached.
+    pub fn jump(&mut self, bookmark: Bookmark) {
+        self.next_seq = bookmark.next_seq;
+        self.position = bookmark.position;
     }
 
     /// Where this cursor stands.

@@ -1,7 +1,7 @@
 //! Where followers read durable records from, with their meaning: the batches another follower
 //! already read (see [`SharedTail`]), else the archive.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use hj212_archive::Follower as Reader;
@@ -12,7 +12,6 @@ use crate::shared::{Batch, SharedTail};
 /// Durable records in order from a sequence number, each with its meaning.
 #[derive(Debug)]
 pub(crate) struct Source {
-    dir: PathBuf,
     reader: Reader,
     shared: Option<Arc<SharedTail>>,
 }
@@ -21,7 +20,7 @@ impl Source {
     /// Records from `next_seq` on, taken from `shared` where another follower read them
     /// (`None`: from the archive only).
     pub(crate) fn sharing(archive_dir: &Path, next_seq: u64, shared: Option<Arc<SharedTail>>) -> Self {
-        Self { dir: archive_dir.to_path_buf(), reader: Reader::new(archive_dir, next_seq), shared }
+        Self { reader: Reader::new(archive_dir, next_seq), shared }
     }
 
     /// The sequence number the next record will have.
@@ -37,7 +36,7 @@ impl Source {
         let next_seq = self.reader.next_seq();
         let shared = self.shared.as_ref().and_then(|shared| shared.take(next_seq, durable, limit));
         if let Some((batch, end)) = shared.and_then(|batch| Some((batch.clone(), batch.end()?.clone()))) {
-            self.reader = Reader::resume(&self.dir, end);
+            self.reader.jump(end);
             return Ok(batch);
         }
         let records = Interpreted::all(self.reader.read(durable, limit)?);
