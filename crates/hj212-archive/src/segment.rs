@@ -266,6 +266,7 @@ impl std::fmt::Debug for BlockCache {
         f.debug_struct("BlockCache")
             .field("segment", &self.segment.as_ref().map(|(path, _)| path))
             .field("block", &self.block.as_ref().map(|(index, _)| index))
+            .field("window_capacity", &self.window.capacity())
             .finish()
     }
 }
