@@ -4,7 +4,8 @@
 //!
 //! It reports **sustained** throughput: frames acknowledged divided by the time until every
 //! follower (store, alert engine, sink) had applied them all, with each follower's peak lag,
-//! its lag when the load stopped, the catch-up time and the daemon's peak memory.
+//! its lag when the load stopped, the catch-up time, the daemon's peak memory and the CPU time it
+//! spent per frame over the load and the catch-up.
 //!
 //! Run: `scripts/bench-load` (builds, raises the open-file limit, runs every part), or
 //! `target/release/load --daemon target/release/hj212d [--connections N] [--seconds S] [--influx] [--cluster [publish|stream]] ...`.

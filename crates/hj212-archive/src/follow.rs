@@ -96,7 +96,12 @@ impl Follower {
             }
             self.next_seq = records.last().map_or(self.next_seq, |r| r.seq + 1);
             self.position = Some((path, new_offset, head));
-            out.extend(records);
+            // Most batches come from one segment: its records are the batch, not copied.
+            if out.is_empty() {
+                *out = records;
+            } else {
+                out.extend(records);
+            }
         }
         Ok(())
     }
