@@ -3,6 +3,7 @@
 //! 64-bit hashes (no allocation per frame; a false match needs a 2^-64 collision).
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -25,12 +26,36 @@ pub enum Seen {
 #[derive(Debug)]
 pub struct Dedup {
     capacity: usize,
-    inner: Mutex<(HashMap<u64, bool>, VecDeque<u64>)>,
+    inner: Mutex<(KeyMap, VecDeque<u64>)>,
+}
+
+/// Keys are already SipHash outputs under a random key (`decide::dedup_key`): the map uses them
+/// as they are instead of hashing them again (the second hash was most of a frame's dedup cost).
+type KeyMap = HashMap<u64, bool, BuildHasherDefault<KeyIsHash>>;
+
+#[derive(Default)]
+struct KeyIsHash(u64);
+
+impl Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+
+    /// Only `u64` keys are hashed here; anything else is folded in, still correct if slower.
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
 }
 
 impl Dedup {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), inner: Mutex::new((HashMap::new(), VecDeque::new())) }
+        Self { capacity: capacity.max(1), inner: Mutex::new((KeyMap::default(), VecDeque::new())) }
     }
 
     /// Remembers the accepted frames at the archive's tail (the newest `capacity` of them,

@@ -525,12 +525,13 @@ fn is_copy(seen: Option<Seen>) -> bool {
 /// The same (MN, CN, QN), or for frames without QN (HJ/T 212-2005) the same (MN, CN, DataTime).
 /// The content hash tells a true resend (byte-identical) from a different frame that reuses
 /// the QN or, without QN, the DataTime (e.g. factors spread over two 2005-style frames).
+/// Keyed at random once per process (keys never leave it; the archive's tail is keyed again at
+/// start), so that peers cannot craft frames whose keys collide in the dedup map.
 pub(crate) fn dedup_key(packet: &Packet<'_>) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
+    use std::hash::{BuildHasher, RandomState};
+    static KEYED: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
     let id = packet.qn.or_else(|| packet.data_time())?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (packet.mn, packet.cn.code(), id, packet.cp, packet.pno).hash(&mut hasher);
-    Some(hasher.finish())
+    Some(KEYED.get_or_init(RandomState::new).hash_one((packet.mn, packet.cn.code(), id, packet.cp, packet.pno)))
 }
 
 /// How long after DataTime a frame of this CN normally arrives (DataTime is the period start).
