@@ -389,14 +389,14 @@ impl Session {
                 self.archive_own(Kind::Event, Verdict::Info, text.into_bytes()).await?;
             }
             for (cn, reply) in &replies {
-                IngestMetrics::reply(cn);
+                self.shared.metrics.reply(cn);
                 out.extend_from_slice(reply);
             }
             if let Some((cn, command)) = command {
                 // Queued for the write below, which happens only once this is archived.
                 out.extend_from_slice(&command);
                 self.archive_own(Kind::Sent, Verdict::Command, command).await?;
-                IngestMetrics::reply(cn);
+                self.shared.metrics.reply(cn);
             }
             if !replies.is_empty() {
                 latencies.push(read_at);
