@@ -1,8 +1,6 @@
 //! HJ 212 timestamps: `YYYYMMDDhhmmss` (DataTime, SystemTime) and `YYYYMMDDhhmmsszzz` (QN),
 //! always Beijing time (UTC+8, no daylight saving). No clock is read here: callers pass `now`.
 
-use nom::{IResult, Parser, bytes::complete::take_while_m_n, combinator::map_res};
-
 const BEIJING_OFFSET_MS: i64 = 8 * 3600 * 1000;
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -28,8 +26,9 @@ pub enum TimeError {
     OutOfRange { value: String, part: &'static str },
 }
 
-fn digits(n: usize) -> impl Fn(&str) -> IResult<&str, u16> {
-    move |input| map_res(take_while_m_n(n, n, |c: char| c.is_ascii_digit()), str::parse::<u16>).parse(input)
+/// The number the ASCII digits `digits` write (checked to be digits by the caller; at most 4).
+fn number(digits: &[u8]) -> u16 {
+    digits.iter().fold(0, |n, &d| n * 10 + u16::from(d - b'0'))
 }
 
 impl BeijingTime {
@@ -40,26 +39,21 @@ impl BeijingTime {
     pub fn parse(value: &str) -> Result<Self, TimeError> {
         let trimmed = value.trim();
         let bad_format = || TimeError::BadFormat { value: value.to_owned() };
-        if trimmed.len() != 14 && trimmed.len() != 17 {
+        // Every ingested frame's QN and DataTime, and every follower's: plain digit arithmetic.
+        let bytes = trimmed.as_bytes();
+        if !matches!(bytes.len(), 14 | 17) || !bytes.iter().all(u8::is_ascii_digit) {
             return Err(bad_format());
         }
-        let mut fields = (digits(4), digits(2), digits(2), digits(2), digits(2), digits(2));
-        let (rest, (year, month, day, hour, minute, second)) = fields.parse(trimmed).map_err(|_| bad_format())?;
-        let millis = if rest.is_empty() {
-            0
-        } else {
-            let (_, ms) = digits(3)(rest).map_err(|_| bad_format())?;
-            ms
-        };
-        let narrow = |v: u16| u8::try_from(v).unwrap_or(u8::MAX);
+        let field = |at: usize, len: usize| bytes.get(at..at + len).map_or(0, number);
+        let two = |at: usize| u8::try_from(field(at, 2)).unwrap_or(u8::MAX);
         let time = Self {
-            year,
-            month: narrow(month),
-            day: narrow(day),
-            hour: narrow(hour),
-            minute: narrow(minute),
-            second: narrow(second),
-            millis,
+            year: field(0, 4),
+            month: two(4),
+            day: two(6),
+            hour: two(8),
+            minute: two(10),
+            second: two(12),
+            millis: if bytes.len() == 17 { field(14, 3) } else { 0 },
         };
         time.check().map_err(|part| TimeError::OutOfRange { value: value.to_owned(), part })?;
         Ok(time)
@@ -231,5 +225,10 @@ mod tests {
         assert!(BeijingTime::parse("20160101240000").is_err());
         assert!(BeijingTime::parse("2016010123000x").is_err());
         assert!(BeijingTime::parse("2016010123000０").is_err());
+        for not_digits in ["+0160101230000", "20160101230000+12", "201601012300001x2", "2016-1-1230000"] {
+            let error = BeijingTime::parse(not_digits).unwrap_err();
+            assert!(matches!(error, TimeError::BadFormat { .. }), "{not_digits:?}: {error}");
+        }
+        assert_eq!(BeijingTime::parse("20160101230000999").map(|t| t.millis), Ok(999));
     }
 }

@@ -38,6 +38,24 @@ fn an_accepted_upload_is_data_with_its_fields_in_order_and_the_first_value_of_a_
 }
 
 #[test]
+fn a_factor_whose_fields_are_spread_over_groups_has_them_all_in_the_order_they_came() {
+    let spread = "QN=20260101120000000;ST=22;CN=2011;PW=123456;MN=M1;Flag=5;CP=&&DataTime=20260101120000;\
+        a21026-Rtd=35.2;a21002-Rtd=48.1;a21026-Flag=N;a21002-Flag=D&&";
+    let Meaning::Data(upload) = Meaning::of(&record(Kind::Received, Verdict::Accepted, framed(spread))) else {
+        panic!("an upload")
+    };
+    let factors: Vec<(&str, Vec<(&str, &str)>)> =
+        upload.factors().map(|f| (f.code, f.fields().map(|field| (field.key, field.value)).collect())).collect();
+    assert_eq!(
+        factors,
+        [
+            ("a21026", vec![("a21026-Rtd", "35.2"), ("a21026-Flag", "N")]),
+            ("a21002", vec![("a21002-Rtd", "48.1"), ("a21002-Flag", "D")]),
+        ]
+    );
+}
+
+#[test]
 fn resends_other_commands_and_uploads_without_a_datatime_only_show_the_site_was_there() {
     let duplicate = record(Kind::Received, Verdict::Duplicate, framed(REALTIME));
     assert_eq!(Meaning::of(&duplicate), Meaning::Seen { mn: "M1".into(), cn: 2011, duplicate: true });

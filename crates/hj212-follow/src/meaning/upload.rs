@@ -59,20 +59,54 @@ fn to_u32(at: usize) -> u32 {
 
 impl Readings {
     fn of(packet: &Packet<'_>) -> Self {
-        let mut readings =
-            Self { text: String::with_capacity(packet.cp.len()), factors: Vec::new(), fields: Vec::new() };
-        let factors = packet.factors();
-        readings.factors.reserve_exact(factors.len());
-        for factor in &factors {
+        Self::contiguous(packet).unwrap_or_else(|| Self::grouped(packet))
+    }
+
+    /// One pass, when each factor's fields come together (as loggers send them): a code is
+    /// compared with the factor before it, and with the others only where it changes.
+    /// `None` when a factor comes back after another (its fields spread over groups).
+    fn contiguous(packet: &Packet<'_>) -> Option<Self> {
+        let mut readings = Self::with_capacity(packet);
+        let mut current: Option<&str> = None;
+        for item in &packet.items {
+            let Some(code) = item.code else { continue };
+            if current != Some(code) {
+                if readings.factors.iter().any(|factor| readings.str(factor.code) == code) {
+                    return None;
+                }
+                let (code_span, at) = (readings.push(code), to_u32(readings.fields.len()));
+                readings.factors.push(FactorSpans { code: code_span, fields: at..at });
+                current = Some(code);
+            }
+            readings.push_field(item.key, item.kind, item.value);
+            if let Some(factor) = readings.factors.last_mut() {
+                factor.fields.end += 1;
+            }
+        }
+        Some(readings)
+    }
+
+    /// Factors in order of first appearance, each with all its fields wherever they came.
+    fn grouped(packet: &Packet<'_>) -> Self {
+        let mut readings = Self::with_capacity(packet);
+        for factor in packet.factors() {
             let code = readings.push(factor.code);
             let first = to_u32(readings.fields.len());
             for item in factor.items() {
-                let (key, value) = (readings.push(item.key), readings.push(item.value));
-                readings.fields.push(FieldSpans { key, kind: item.kind, value });
+                readings.push_field(item.key, item.kind, item.value);
             }
             readings.factors.push(FactorSpans { code, fields: first..to_u32(readings.fields.len()) });
         }
         readings
+    }
+
+    fn with_capacity(packet: &Packet<'_>) -> Self {
+        Self { text: String::with_capacity(packet.cp.len()), factors: Vec::new(), fields: Vec::new() }
+    }
+
+    fn push_field(&mut self, key: &str, kind: Option<FieldKind>, value: &str) {
+        let (key, value) = (self.push(key), self.push(value));
+        self.fields.push(FieldSpans { key, kind, value });
     }
 
     fn push(&mut self, part: &str) -> Span {
