@@ -61,6 +61,15 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The status of `GET path`, or `None` while nothing listens at `addr` yet (a server starting).
+///
+/// # Panics
+/// As [`http`], once the server is reached.
+pub fn status_once_listening(addr: SocketAddr, path: &str) -> Option<u16> {
+    TcpStream::connect(addr).ok()?;
+    Some(http(addr, "GET", path).0)
+}
+
 /// A VictoriaMetrics server (Debian package `victoria-metrics`).
 #[derive(Debug)]
 pub struct VictoriaMetrics {

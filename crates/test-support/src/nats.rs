@@ -134,7 +134,8 @@ impl NatsCluster {
     pub fn wait_healthy(&self, within: Duration) {
         let deadline = Instant::now() + within;
         for server in self.servers.iter().filter(|s| s.child.is_some()) {
-            while crate::http(server.monitor, "GET", "/healthz").0 != 200 {
+            // The monitoring port may open after the client port the start waited for.
+            while crate::status_once_listening(server.monitor, "/healthz") != Some(200) {
                 assert!(Instant::now() < deadline, "nats-server {} not healthy within {within:?}", server.name);
                 std::thread::sleep(Duration::from_millis(100));
             }
