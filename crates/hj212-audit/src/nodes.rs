@@ -58,7 +58,8 @@ impl Nodes {
         Ok(Self { archives: data_dirs.iter().map(NodeArchive::open).collect::<Result<_, _>>()? })
     }
 
-    /// The oldest record not read yet across the nodes, with the index of its node.
+    /// The oldest record not read yet across the nodes, with the index of its node. Records of
+    /// the same millisecond on several nodes have no order: the first node given goes first.
     ///
     /// # Errors
     /// An archive that cannot be read or does not verify (exit 65).

@@ -670,6 +670,13 @@ fn received(data_dirs: &[std::path::PathBuf], from: &str, to: &str) -> u64 {
     evidence["received"].as_u64().unwrap_or_else(|| panic!("no received count in {evidence}"))
 }
 
+/// Each record of a data dir's archive as (seq, time_ms, verdict), to explain a merge order.
+fn archive_times(data_dir: &std::path::Path) -> Vec<(u64, i64, &'static str)> {
+    let mut reader = hj212_archive::Follower::new(&data_dir.join("archive"), 1);
+    let records = reader.read(u64::MAX, usize::MAX).unwrap();
+    records.iter().map(|r| (r.seq, r.time_ms, r.verdict.as_str())).collect()
+}
+
 /// Two daemons for the site, as a cluster's nodes (their data in `a_dir` and `b_dir`).
 async fn two_nodes(a_dir: &std::path::Path, b_dir: &std::path::Path) -> (hj212d::Running, hj212d::Running) {
     std::fs::create_dir_all(a_dir).unwrap();
@@ -708,8 +715,13 @@ async fn receipts_name_the_nodes_that_received_each_frame() {
     // Hours 0-3 to node a, 2-5 to node b, and hour 2 to node a again (a resend).
     let start = today_midnight() - 24 * HOUR;
     let hours = |range: std::ops::Range<i64>| range.map(|h| hourly(h, start, Some("N"), "N")).collect::<Vec<_>>();
+    // Archive times have millisecond resolution and copies stamped in the same millisecond on two
+    // nodes have no order between them, so each send starts in a later millisecond.
+    let next_millisecond = || std::thread::sleep(Duration::from_millis(5));
     send_and_wait_acks(a.hj212_addr, &hours(0..4));
+    next_millisecond();
     send_and_wait_acks(b.hj212_addr, &hours(2..6));
+    next_millisecond();
     send_and_wait_acks(a.hj212_addr, &hours(2..3));
     a.stop().await.unwrap();
     b.stop().await.unwrap();
@@ -736,7 +748,13 @@ async fn receipts_name_the_nodes_that_received_each_frame() {
     assert_eq!(both.len(), 2, "hours 2 and 3 reached both nodes");
     let resent = both.iter().find(|f| f["copies"].as_array().unwrap().len() == 3).expect("hour 2: three copies");
     let verdicts: Vec<_> = resent["copies"].as_array().unwrap().iter().map(|c| c["verdict"].clone()).collect();
-    assert_eq!(verdicts, ["accepted", "accepted", "duplicate"], "{resent}");
+    assert_eq!(
+        verdicts,
+        ["accepted", "accepted", "duplicate"],
+        "{resent}\nnode a: {:?}\nnode b: {:?}",
+        archive_times(&a_data),
+        archive_times(&b_data)
+    );
     assert_eq!(summary["summary"]["frames"], 6);
     assert_eq!(summary["summary"]["on_every_node"], 2);
     assert_eq!(summary["summary"]["only_on"][&a_name], 2, "{summary}");
