@@ -136,16 +136,34 @@ impl Receiver {
     /// # Panics
     /// If they do not arrive within `timeout`.
     pub fn wait_accepted(&self, path: &str, n: usize, timeout: Duration) -> Vec<Request> {
+        self.wait_for(path, n, timeout, |r| r.answer == Answer::Accept, "accepted requests")
+    }
+
+    /// Waits until `n` requests to `path` arrived, whatever they were answered; returns them.
+    ///
+    /// # Panics
+    /// If they do not arrive within `timeout`.
+    pub fn wait_requests(&self, path: &str, n: usize, timeout: Duration) -> Vec<Request> {
+        self.wait_for(path, n, timeout, |_| true, "requests")
+    }
+
+    fn wait_for(
+        &self,
+        path: &str,
+        n: usize,
+        timeout: Duration,
+        wanted: impl Fn(&Request) -> bool,
+        what: &str,
+    ) -> Vec<Request> {
         let deadline = Instant::now() + timeout;
         let mut requests = self.state.requests.lock().unwrap();
         loop {
-            let accepted: Vec<Request> =
-                requests.iter().filter(|r| r.path() == path && r.answer == Answer::Accept).cloned().collect();
-            if accepted.len() >= n {
-                return accepted;
+            let found: Vec<Request> = requests.iter().filter(|r| r.path() == path && wanted(r)).cloned().collect();
+            if found.len() >= n {
+                return found;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "{n} accepted requests to {path} within {timeout:?}, got {}", accepted.len());
+            assert!(!left.is_zero(), "{n} {what} to {path} within {timeout:?}, got {}", found.len());
             requests = self.state.arrived.wait_timeout(requests, left).unwrap().0;
         }
     }
