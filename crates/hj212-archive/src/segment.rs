@@ -377,9 +377,17 @@ impl BlockCache {
                 path.display()
             )));
         }
-        let taken = &records[start..records.len().min(start + limit)];
-        let Some((last, end)) = taken.last() else { return Ok((Vec::new(), offset, *prev)) };
+        let stop = records.len().min(start + limit);
+        let Some((last, end)) = records[start..stop].last() else { return Ok((Vec::new(), offset, *prev)) };
         let (end, head) = (*end, last.hash);
-        Ok((taken.iter().map(|(record, _)| record.clone()).collect(), end, head))
+        // A reader moves forward: a block read to its end is not read again (if it were, it
+        // would be decoded again), so its records are handed over instead of copied.
+        let taken = if stop == records.len() {
+            let (_, mut records) = self.block.take().expect("set above");
+            records.drain(start..).map(|(record, _)| record).collect()
+        } else {
+            records[start..stop].iter().map(|(record, _)| record.clone()).collect()
+        };
+        Ok((taken, end, head))
     }
 }
