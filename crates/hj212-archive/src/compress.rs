@@ -3,9 +3,10 @@
 //! durable and reads back to the same chain: a crash at any step leaves one complete form
 //! (a leftover temporary file is removed at the next start).
 
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,6 +17,9 @@ use crate::writer::{io_error, sync_dir};
 use crate::{ArchiveError, Observer};
 
 const TEMP_SUFFIX: &str = ".tmp";
+
+/// How long the read buffer (a segment's size) is kept without a segment to compress.
+const KEEP_BUFFER: Duration = Duration::from_secs(60);
 /// The compressor's nice value: acknowledging frames and the followers come first.
 const NICE: i32 = 19;
 
@@ -57,7 +61,19 @@ fn lower_priority() {
 }
 
 fn run(dir: &Path, level: i32, lock: &FilesLock, observer: &dyn Observer, woken: &Receiver<()>) {
-    while woken.recv().is_ok() {
+    // A sealed segment is read into this buffer, kept for its capacity while segments keep
+    // coming (a fresh one cost the thread about as much in page faults as compressing) and
+    // given back when none came for a while.
+    let mut plain = Vec::new();
+    loop {
+        match woken.recv_timeout(KEEP_BUFFER) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                plain = Vec::new();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
         // Passes until one went by without a rotation (whose segment it may not have listed).
         loop {
             while woken.try_recv().is_ok() {}
@@ -77,7 +93,7 @@ fn run(dir: &Path, level: i32, lock: &FilesLock, observer: &dyn Observer, woken:
                     Ok(()) => rotated = true,
                     Err(TryRecvError::Empty) => {}
                 }
-                match compress(path, level, lock) {
+                match compress(path, level, lock, &mut plain) {
                     Ok(Some(done)) => observer.compressed(path, done),
                     Ok(None) => {}
                     Err(error) => observer.warning(&error),
@@ -106,15 +122,21 @@ fn remove_leftovers(dir: &Path, observer: &dyn Observer) {
 
 /// Compresses one sealed segment and removes its plain form. `None` when there was nothing to
 /// do (retention removed it meanwhile).
-fn compress(plain: &Path, level: i32, lock: &FilesLock) -> Result<Option<Compressed>, ArchiveError> {
+fn compress(
+    plain: &Path,
+    level: i32,
+    lock: &FilesLock,
+    bytes: &mut Vec<u8>,
+) -> Result<Option<Compressed>, ArchiveError> {
     let started = Instant::now();
-    let bytes = match std::fs::read(plain) {
-        Ok(bytes) => bytes,
+    bytes.clear();
+    match File::open(plain).and_then(|mut file| file.read_to_end(bytes)) {
+        Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error("cannot read", plain, &e)),
-    };
-    let packed_bytes = packed::pack(&bytes, level).map_err(|e| io_error("cannot compress", plain, &e))?;
-    check_reads_back(plain, &bytes, &packed_bytes)?;
+    }
+    let packed_bytes = packed::pack(bytes, level).map_err(|e| io_error("cannot compress", plain, &e))?;
+    let packed_bytes = check_reads_back(plain, bytes, packed_bytes)?;
     let target = packed_path(plain);
     let mut temp = target.clone().into_os_string();
     temp.push(TEMP_SUFFIX);
@@ -139,11 +161,12 @@ fn compress(plain: &Path, level: i32, lock: &FilesLock) -> Result<Option<Compres
 
 /// The compressed form must read back whole: every block decompresses to the plain segment's
 /// records, and the blocks cover it to its last byte (`pack` checked the plain chain).
-fn check_reads_back(plain: &Path, plain_bytes: &[u8], packed_bytes: &[u8]) -> Result<(), ArchiveError> {
+/// Returns the compressed bytes.
+fn check_reads_back(plain: &Path, plain_bytes: &[u8], packed_bytes: Vec<u8>) -> Result<Vec<u8>, ArchiveError> {
     let mismatch = |what: String| ArchiveError::Io {
         message: format!("the compressed form of {} does not read back ({what}); kept plain", plain.display()).into(),
     };
-    let packed = Packed::parse(packed_bytes.to_vec()).map_err(|e| mismatch(e.to_string()))?;
+    let packed = Packed::parse(packed_bytes).map_err(|e| mismatch(e.to_string()))?;
     if let Some((_, problem)) = &packed.damage {
         return Err(mismatch(problem.clone()));
     }
@@ -152,7 +175,7 @@ fn check_reads_back(plain: &Path, plain_bytes: &[u8], packed_bytes: &[u8]) -> Re
     if end != plain_bytes.len() as u64 {
         return Err(mismatch(format!("it covers {end} of {} bytes", plain_bytes.len())));
     }
-    Ok(())
+    Ok(packed.into_bytes())
 }
 
 /// Turns every compressed segment in `dir` back into its plain form, byte for byte (for a

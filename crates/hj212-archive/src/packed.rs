@@ -205,6 +205,34 @@ pub(crate) fn header(start: &[u8]) -> Option<SegmentHeader> {
     SegmentHeader::decode(&head[1..])
 }
 
+/// What decompressing blocks reuses: a zstd context and the buffer a block is decompressed
+/// into (a fresh megabyte a block cost a reader more in page faults than decompressing it).
+#[derive(Default)]
+pub(crate) struct Inflate {
+    context: Option<zstd::bulk::Decompressor<'static>>,
+    buffer: Vec<u8>,
+}
+
+impl fmt::Debug for Inflate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inflate").field("buffer_capacity", &self.buffer.capacity()).finish_non_exhaustive()
+    }
+}
+
+impl Inflate {
+    /// `frame` decompressed, at most `len` bytes.
+    fn block(&mut self, frame: &[u8], len: usize) -> io::Result<&[u8]> {
+        let context = match &mut self.context {
+            Some(context) => context,
+            None => self.context.insert(zstd::bulk::Decompressor::new()?),
+        };
+        self.buffer.clear();
+        self.buffer.reserve(len);
+        context.decompress_to_buffer(frame, &mut self.buffer)?;
+        Ok(&self.buffer)
+    }
+}
+
 impl Packed {
     /// Lists the blocks of a compressed segment's bytes.
     ///
@@ -217,6 +245,11 @@ impl Packed {
         let mut packed = Self { header, bytes, blocks: Vec::new(), damage: None };
         packed.damage = packed.list_blocks(8 + HEAD_LEN).err();
         Ok(packed)
+    }
+
+    /// The bytes back, for their buffer to take the next segment.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// Reads the block descriptions from `at` to the end frame; an inconsistent one is damage,
@@ -289,8 +322,10 @@ impl Packed {
         let end = self.blocks.last().map_or(HEADER_LEN as u64, Block::plain_end);
         let mut plain = Vec::with_capacity(usize::try_from(end).unwrap_or(0));
         plain.extend_from_slice(&self.header.encode());
+        let mut inflate = Inflate::default();
         for index in 0..self.blocks.len() {
-            let (stripped, records) = self.decode_with_bytes(index)?;
+            let records = self.decode(index, &mut inflate)?;
+            let stripped = &inflate.buffer;
             let mut at = 0;
             for (record, _) in &records {
                 let len = 4 + u32::from_le_bytes(stripped[at..at + 4].try_into().expect("4 bytes")) as usize;
@@ -319,19 +354,15 @@ impl Packed {
 
     /// Decompresses block `index` and checks it: the compressed bytes against their hash,
     /// every record's chain from the previous block's last hash, and the last against the
-    /// block's. Nothing of a block that fails is returned.
+    /// block's. Nothing of a block that fails is returned. The decompressed bytes (each
+    /// record's length and body) are left in `inflate`.
     ///
     /// # Errors
     /// [`RecordError::Packed`] saying what does not verify.
-    pub(crate) fn decode(&self, index: usize) -> Result<Vec<Decoded>, RecordError> {
-        self.decode_with_bytes(index).map(|(_, records)| records)
-    }
-
-    /// [`Packed::decode`], with the decompressed bytes (each record's length and body).
-    fn decode_with_bytes(&self, index: usize) -> Result<(Vec<u8>, Vec<Decoded>), RecordError> {
+    pub(crate) fn decode(&self, index: usize, inflate: &mut Inflate) -> Result<Vec<Decoded>, RecordError> {
         let block = &self.blocks[index];
         let fail = |what: String| block_error(block, &what);
-        let stripped = self.decompress(index)?;
+        let stripped = self.decompress(index, inflate)?;
         let mut records = Vec::with_capacity(block.records as usize);
         let (mut at, mut prev, mut plain) = (0, self.chain_into(index), block.plain_offset);
         while at < stripped.len() {
@@ -350,12 +381,12 @@ impl Packed {
                 "does not verify: its records do not chain to the block's last hash (a record was altered)".into(),
             ));
         }
-        Ok((stripped, records))
+        Ok(records)
     }
 
     /// The records of block `index` as stored (without their hashes), after checking the
     /// compressed bytes against their hash and the length the block describes.
-    fn decompress(&self, index: usize) -> Result<Vec<u8>, RecordError> {
+    fn decompress<'a>(&self, index: usize, inflate: &'a mut Inflate) -> Result<&'a [u8], RecordError> {
         let block = &self.blocks[index];
         let fail = |what: String| block_error(block, &what);
         let frame = &self.bytes[block.frame_at..block.frame_at + block.frame_len as usize];
@@ -365,7 +396,7 @@ impl Packed {
         let stripped_len = (block.plain_len as usize).checked_sub(block.records as usize * HASH_LEN);
         let stripped = stripped_len
             .ok_or_else(|| "impossible length".to_owned())
-            .and_then(|len| zstd::bulk::decompress(frame, len).map_err(|e| e.to_string()))
+            .and_then(|len| inflate.block(frame, len).map_err(|e| e.to_string()))
             .map_err(|e| fail(format!("does not decompress: {e}")))?;
         if Some(stripped.len()) != stripped_len {
             return Err(fail("decompresses to a different length than described".into()));
@@ -384,9 +415,10 @@ impl Packed {
         if plain.get(..HEADER_LEN) != Some(&self.header.encode()[..]) {
             return Err(RecordError::Packed("the compressed segment's header differs from the plain one".into()));
         }
+        let mut inflate = Inflate::default();
         for (index, block) in self.blocks.iter().enumerate() {
             let fail = |what: &str| block_error(block, what);
-            let stripped = self.decompress(index)?;
+            let stripped = self.decompress(index, &mut inflate)?;
             let (mut at, mut from) = (usize::try_from(block.plain_offset).unwrap_or(usize::MAX), 0);
             for _ in 0..block.records {
                 let len = 4 + format::body_len(plain.get(at..).unwrap_or_default())?;
@@ -438,7 +470,8 @@ mod tests {
     }
 
     fn all_records(packed: &Packed) -> Vec<Decoded> {
-        (0..packed.blocks.len()).flat_map(|i| packed.decode(i).unwrap()).collect()
+        let mut inflate = Inflate::default();
+        (0..packed.blocks.len()).flat_map(|i| packed.decode(i, &mut inflate).unwrap()).collect()
     }
 
     #[test]
@@ -505,7 +538,7 @@ mod tests {
             bytes.truncate(bytes.len() - cut % bytes.len());
             if let Ok(packed) = Packed::parse(bytes) {
                 for index in 0..packed.blocks.len() {
-                    let _ = packed.decode(index);
+                    let _ = packed.decode(index, &mut Inflate::default());
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ArchiveError;
 use crate::format::{self, HEADER_LEN, Hash, Record, RecordError, SegmentHeader};
-use crate::packed::{self, Decoded, PACKED_SUFFIX, Packed};
+use crate::packed::{self, Decoded, Inflate, PACKED_SUFFIX, Packed};
 use crate::writer::io_error;
 
 const PREFIX: &str = "seg-";
@@ -117,6 +117,7 @@ enum Source {
         packed: Packed,
         next_block: usize,
         decoded: std::vec::IntoIter<Decoded>,
+        inflate: Box<Inflate>,
     },
 }
 
@@ -141,7 +142,10 @@ impl SegmentReader {
         let (header, source) = if is_packed(&path) {
             let packed =
                 Packed::parse(bytes).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            (packed.header, Source::Packed { packed, next_block: 0, decoded: Vec::new().into_iter() })
+            let packed_header = packed.header;
+            let source =
+                Source::Packed { packed, next_block: 0, decoded: Vec::new().into_iter(), inflate: Box::default() };
+            (packed_header, source)
         } else {
             (SegmentHeader::decode(&bytes).ok_or_else(no_header)?, Source::Plain(bytes))
         };
@@ -179,7 +183,7 @@ impl SegmentReader {
     /// # Errors
     /// As [`SegmentReader::next_record`].
     pub fn skip_to(&mut self, seq: u64) -> Result<(), BadRecord> {
-        if let Source::Packed { packed, next_block, decoded } = &mut self.source
+        if let Source::Packed { packed, next_block, decoded, .. } = &mut self.source
             && decoded.len() == 0
             && let Some(block) = packed.block_with(seq).filter(|b| *b > *next_block)
         {
@@ -208,7 +212,7 @@ impl SegmentReader {
                 self.offset += len;
                 record
             }
-            Source::Packed { packed, next_block, decoded } => {
+            Source::Packed { packed, next_block, decoded, inflate } => {
                 if decoded.len() == 0 {
                     if *next_block == packed.blocks.len() {
                         return match &packed.damage {
@@ -220,7 +224,8 @@ impl SegmentReader {
                         };
                     }
                     let block = *next_block;
-                    let records = packed.decode(block).map_err(|error| BadRecord { offset: self.offset, error })?;
+                    let records =
+                        packed.decode(block, inflate).map_err(|error| BadRecord { offset: self.offset, error })?;
                     *next_block += 1;
                     *decoded = records.into_iter();
                 }
@@ -251,14 +256,16 @@ pub fn header_of(path: &Path) -> io::Result<SegmentHeader> {
 }
 
 /// The compressed segment a cursor is reading, and the block it decoded last, so that a
-/// cursor reading a block in several calls decompresses it once; and the buffer it reads a
-/// plain segment's window into, kept for its capacity (a fresh 8 MiB buffer a call cost a
-/// follower of a busy archive more in page faults and regrowth than decoding the records).
+/// cursor reading a block in several calls decompresses it once; and the buffers it reads a
+/// plain segment's window, a compressed segment and a block into, kept for their capacity (a
+/// fresh 8 MiB buffer a call cost a follower of a busy archive more in page faults and
+/// regrowth than decoding the records).
 #[derive(Default)]
 pub struct BlockCache {
     segment: Option<(PathBuf, Packed)>,
     block: Option<(usize, Vec<Decoded>)>,
     window: Vec<u8>,
+    inflate: Inflate,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -267,6 +274,7 @@ impl std::fmt::Debug for BlockCache {
             .field("segment", &self.segment.as_ref().map(|(path, _)| path))
             .field("block", &self.block.as_ref().map(|(index, _)| index))
             .field("window_capacity", &self.window.capacity())
+            .field("inflate", &self.inflate)
             .finish()
     }
 }
@@ -342,8 +350,12 @@ impl BlockCache {
     /// sealed segment is durable throughout).
     fn read(&mut self, path: &Path, offset: u64, prev: &Hash, limit: usize) -> io::Result<(Vec<Record>, u64, Hash)> {
         if self.segment.as_ref().is_none_or(|(cached, _)| cached != path) {
-            let packed = Packed::parse(std::fs::read(path)?)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            // The last segment's buffer takes this one.
+            let mut bytes = self.segment.take().map(|(_, packed)| packed.into_bytes()).unwrap_or_default();
+            bytes.clear();
+            File::open(path)?.read_to_end(&mut bytes)?;
+            let packed =
+                Packed::parse(bytes).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             self.segment = Some((path.to_path_buf(), packed));
             self.block = None;
         }
@@ -355,8 +367,9 @@ impl BlockCache {
             };
         };
         if self.block.as_ref().is_none_or(|(cached, _)| *cached != index) {
-            let records =
-                packed.decode(index).map_err(|e| invalid_data(format!("{} at byte {offset}: {e}", path.display())))?;
+            let records = packed
+                .decode(index, &mut self.inflate)
+                .map_err(|e| invalid_data(format!("{} at byte {offset}: {e}", path.display())))?;
             self.block = Some((index, records));
         }
         let records = &self.block.as_ref().expect("set above").1;
