@@ -103,6 +103,9 @@ fn sigterm_stops_cleanly_and_sighup_reloads_sites() {
     let (path, listen, _) = write_config(dir.path(), "sites_file = \"sites.toml\"");
     let mut child = spawn(&path);
     wait_listening(listen);
+    // The daemon turns transparent huge pages off for itself (README, Performance).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    assert!(status.contains("THP_enabled:\t0"), "{status}");
     let late_site = |client: &mut std::net::TcpStream| {
         let frame = frame(&format!(
             "QN=20260101120000000;ST=31;CN=2011;PW=777777;MN=LATEMN;Flag=5;CP=&&DataTime={};a21026-Rtd=1&&",
