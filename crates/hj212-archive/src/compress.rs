@@ -20,6 +20,7 @@ const TEMP_SUFFIX: &str = ".tmp";
 
 /// How long the read buffer (a segment's size) is kept without a segment to compress.
 const KEEP_BUFFER: Duration = Duration::from_secs(60);
+
 /// The compressor's nice value: acknowledging frames and the followers come first.
 const NICE: i32 = 19;
 
@@ -130,7 +131,11 @@ fn compress(
 ) -> Result<Option<Compressed>, ArchiveError> {
     let started = Instant::now();
     bytes.clear();
-    match File::open(plain).and_then(|mut file| file.read_to_end(bytes)) {
+    let read = File::open(plain).and_then(|mut file| {
+        bytes.reserve(usize::try_from(file.metadata()?.len()).unwrap_or(0));
+        file.read_to_end(bytes)
+    });
+    match read {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error("cannot read", plain, &e)),

@@ -72,6 +72,7 @@ async fn rules_are_archived_when_they_change_and_an_auditor_needs_only_the_data_
     // The reload archives in the background; the stop waits for everything appended.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     running.stop().await.unwrap();
+    let changed_by = hj212_archive::now_ms();
     let records = config_records(&data);
     assert_eq!(records.len(), 3, "one more record, for the site whose rules changed: {records:?}");
     assert_eq!(records[2].0, MN);
@@ -88,9 +89,12 @@ async fn rules_are_archived_when_they_change_and_an_auditor_needs_only_the_data_
     );
     assert!(!evidence["config_history"].as_array().unwrap().is_empty(), "the stretches and their records: {evidence}");
 
-    // The day's report from the data dir alone: the site's rules from the history.
-    let today = hj212_proto::time::BeijingTime::from_unix_millis(hj212_archive::now_ms()).to_seconds_string();
-    let report_date = format!("{}-{}-{}", &today[..4], &today[4..6], &today[6..8]);
+    // The report of the day the new rules take effect, from the data dir alone: a change takes
+    // effect at the first hour starting after it, which is tomorrow in the day's last hour.
+    let hour = 3_600_000;
+    let in_force_from = (changed_by / hour + 1) * hour;
+    let day = hj212_proto::time::BeijingTime::from_unix_millis(in_force_from).to_seconds_string();
+    let report_date = format!("{}-{}-{}", &day[..4], &day[4..6], &day[6..8]);
     let report = Command::new(BIN)
         .args(["report", "--data-dir"])
         .arg(&data)
