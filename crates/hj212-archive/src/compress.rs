@@ -3,8 +3,7 @@
 //! durable and reads back to the same chain: a crash at any step leaves one complete form
 //! (a leftover temporary file is removed at the next start).
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -12,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::packed::{self, Packed};
-use crate::segment::{is_packed, list_segments, packed_path};
+use crate::segment::{is_packed, list_segments, packed_path, read_into};
 use crate::writer::{io_error, sync_dir};
 use crate::{ArchiveError, Observer};
 
@@ -130,13 +129,8 @@ fn compress(
     bytes: &mut Vec<u8>,
 ) -> Result<Option<Compressed>, ArchiveError> {
     let started = Instant::now();
-    bytes.clear();
-    let read = File::open(plain).and_then(|mut file| {
-        bytes.reserve(usize::try_from(file.metadata()?.len()).unwrap_or(0));
-        file.read_to_end(bytes)
-    });
-    match read {
-        Ok(_) => {}
+    match read_into(plain, bytes) {
+        Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error("cannot read", plain, &e)),
     }

@@ -279,6 +279,15 @@ impl std::fmt::Debug for BlockCache {
     }
 }
 
+/// Reads the file at `path` into `buffer` (emptied first), whose capacity the caller keeps
+/// from one file to the next.
+pub(crate) fn read_into(path: &Path, buffer: &mut Vec<u8>) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    buffer.clear();
+    buffer.reserve(usize::try_from(file.metadata()?.len()).unwrap_or(0));
+    file.read_to_end(buffer).map(|_| ())
+}
+
 /// Bytes read from a segment per call of [`read_from`].
 const READ_WINDOW: u64 = 8 << 20;
 
@@ -352,8 +361,7 @@ impl BlockCache {
         if self.segment.as_ref().is_none_or(|(cached, _)| cached != path) {
             // The last segment's buffer takes this one.
             let mut bytes = self.segment.take().map(|(_, packed)| packed.into_bytes()).unwrap_or_default();
-            bytes.clear();
-            File::open(path)?.read_to_end(&mut bytes)?;
+            read_into(path, &mut bytes)?;
             let packed =
                 Packed::parse(bytes).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             self.segment = Some((path.to_path_buf(), packed));
