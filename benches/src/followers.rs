@@ -107,16 +107,50 @@ pub struct CatchUp {
 
 /// Waits (at most `limit`) until every follower has applied everything acknowledged.
 pub async fn catch_up(http: SocketAddr, limit: Duration) -> CatchUp {
+    catch_up_all(&[http], limit).await
+}
+
+/// As [`catch_up`] for the nodes of a cluster, whose followers are named `node/follower`
+/// (1-based). A node's stream readers learn of another node's records only once that node has
+/// published them, and the gauges move every 0.5 s: so with several nodes every lag of every
+/// node must read 0 twice, 600 ms apart (`took` ends at the first of the two).
+pub async fn catch_up_all(nodes: &[SocketAddr], limit: Duration) -> CatchUp {
     let started = Instant::now();
-    let at_end = lags(&scrape(http));
+    let at_end = node_lags(nodes);
+    let polls_needed = if nodes.len() > 1 { 2 } else { 1 };
+    let mut zero_since = None;
+    let mut zero_polls = 0;
     loop {
-        let now = lags(&scrape(http));
-        let caught_up = !now.is_empty() && now.values().all(|&lag| lag == 0);
-        if caught_up || started.elapsed() >= limit {
-            return CatchUp { at_end, took: started.elapsed(), complete: caught_up };
+        let now = node_lags(nodes);
+        let caught_up = now.iter().all(|lags| !lags.is_empty() && lags.values().all(|&lag| lag == 0));
+        zero_polls = if caught_up { zero_polls + 1 } else { 0 };
+        if zero_polls == 1 {
+            zero_since = Some(started.elapsed());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if zero_polls >= polls_needed || started.elapsed() >= limit {
+            let complete = zero_polls >= polls_needed;
+            let took = if complete { zero_since.unwrap_or_default() } else { started.elapsed() };
+            return CatchUp { at_end: named(&at_end), took, complete };
+        }
+        tokio::time::sleep(Duration::from_millis(if zero_polls > 0 { 600 } else { 100 })).await;
     }
+}
+
+/// Each node's followers' lags, in the order of `nodes`.
+fn node_lags(nodes: &[SocketAddr]) -> Vec<BTreeMap<String, u64>> {
+    nodes.iter().map(|http| lags(&scrape(*http))).collect()
+}
+
+/// One map of every node's followers: `follower` for a single node, `node/follower` otherwise.
+pub fn named(per_node: &[BTreeMap<String, u64>]) -> BTreeMap<String, u64> {
+    if let [only] = per_node {
+        return only.clone();
+    }
+    let prefixed = per_node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, lags)| lags.iter().map(move |(name, &lag)| (format!("{}/{name}", i + 1), lag)));
+    prefixed.collect()
 }
 
 impl CatchUp {

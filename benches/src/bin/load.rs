@@ -8,16 +8,15 @@
 //! spent per frame over the load and the catch-up.
 //!
 //! Run: `scripts/bench-load` (builds, raises the open-file limit, runs every part), or
-//! `target/release/load --daemon target/release/hj212d [--connections N] [--seconds S] [--influx] [--cluster [publish|stream]] ...`.
+//! `target/release/load --daemon target/release/hj212d [--connections N] [--seconds S] [--influx] [--cluster [publish|stream] [--nodes N]] ...`.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hj212_benches::followers::{Sampler, catch_up};
-use hj212_benches::load::{Daemon, Run, cpu_seconds_of, drive, hold_idle};
+use hj212_benches::followers::{Peaks, Sampler, catch_up_all, named};
+use hj212_benches::load::{Daemon, Outcome, Run, cpu_seconds_of, drive, hold_idle};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -53,6 +52,12 @@ struct Args {
     /// the stream (`store_from`, `alerts_from`), so every record goes out to the stream and back.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "publish")]
     cluster: Option<ClusterRun>,
+    /// With `--cluster`: this many nodes (`bench-1`, `bench-2`, ...) publish to the stream, and
+    /// the connections are split among them (each logger sends to one node). The sustained run
+    /// ends when every follower of every node has applied every node's frames; the paced and
+    /// idle runs use the first node.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
+    nodes: u16,
     /// Leave sealed archive segments plain (`[archive] compress = false`), to compare with the default.
     #[arg(long)]
     archive_plain: bool,
@@ -71,8 +76,16 @@ enum ClusterRun {
 const SITE_LIMITS: &str = "[[sites.limits]]\nfactor = \"a21026\"\nmax = 1000.0\n\
                            [[sites.limits]]\nfactor = \"a21002\"\nmax = 1000.0\n";
 
+/// Seconds of DataTime between the sustained runs' first frames on two nodes, far more than a
+/// connection sends in a run: no node's frame is another's (which the stream would keep once).
+const NODE_SPACING_SECONDS: u64 = 3_000_000;
+
 fn main() {
     let args = Args::parse();
+    if args.nodes > 1 && args.cluster.is_none() {
+        eprintln!("load: --nodes {} needs --cluster: nodes share records only through the stream", args.nodes);
+        std::process::exit(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let vm = args.influx.then(test_support::VictoriaMetrics::start);
     let mut extra = vm.as_ref().map_or_else(String::new, |vm| {
@@ -86,16 +99,23 @@ fn main() {
         nats.wait_healthy(Duration::from_secs(30));
         nats
     });
-    if let Some(nats) = &nats {
+    let cluster_table = |node: &str| {
+        let Some(nats) = &nats else { return String::new() };
         let urls: Vec<String> = nats.urls().iter().map(|url| format!("\"{url}\"")).collect();
-        let _ = write!(extra, "[cluster]\nnats_url = [{}]\nnode = \"bench\"\n", urls.join(", "));
+        let mut table = format!("[cluster]\nnats_url = [{}]\nnode = \"{node}\"\n", urls.join(", "));
         if args.cluster == Some(ClusterRun::Stream) {
-            extra.push_str("store_from = \"stream\"\nalerts_from = \"stream\"\n");
+            table.push_str("store_from = \"stream\"\nalerts_from = \"stream\"\n");
         }
-    }
+        table
+    };
     runtime.block_on(async {
         let max_connections = args.connections.max(args.idle) + 64;
-        let daemon = Daemon::start_with(&args.daemon, max_connections, &extra, SITE_LIMITS).await;
+        let mut daemons = Vec::new();
+        for node in 1..=args.nodes {
+            let name = if args.nodes == 1 { "bench".to_owned() } else { format!("bench-{node}") };
+            let config = format!("{extra}{}", cluster_table(&name));
+            daemons.push(Daemon::start_with(&args.daemon, max_connections, &config, SITE_LIMITS).await);
+        }
         let mut followers = match args.cluster {
             Some(ClusterRun::Stream) => vec!["store and alert engine (from the stream)"],
             _ => vec!["store", "alert engine"],
@@ -103,12 +123,16 @@ fn main() {
         followers.extend(args.influx.then_some("Influx sink"));
         followers.extend(args.cluster.map(|_| "cluster publisher (JetStream R3 on loopback)"));
         let followers = followers.join(", ");
-        println!("hj212d {} (pid {}), followers: {followers}", daemon.addr, daemon.pid());
+        for daemon in &daemons {
+            println!("hj212d {} (pid {}), followers: {followers}", daemon.addr, daemon.pid());
+        }
+        let nats_pids = nats.as_ref().map(test_support::nats::NatsCluster::pids).unwrap_or_default();
         let mut rate = args.rate.unwrap_or(0);
         if args.seconds > 0 {
-            let sustained = sustained(&daemon, &args).await;
+            let sustained = sustained(&daemons, &args, &nats_pids).await;
             rate = args.rate.unwrap_or(sustained / 2);
         }
+        let daemon = &daemons[0];
         if rate > 0 && args.latency_seconds > 0 {
             let run = Run {
                 connections: args.connections,
@@ -121,27 +145,29 @@ fn main() {
             println!("at {rate} frames/s offered: {}", paced.summary());
         }
         if args.idle > 0 {
-            idle_memory(&daemon, daemon.addr, args.idle).await;
+            idle_memory(daemon, daemon.addr, args.idle).await;
         }
-        daemon.stop();
+        daemons.into_iter().for_each(Daemon::stop);
     });
 }
 
-/// The sustained run; returns its sustained rate (0 when the followers did not catch up).
-async fn sustained(daemon: &Daemon, args: &Args) -> u64 {
-    let sampler = Sampler::start(daemon.http, daemon.pid());
-    let cpu_before = cpu_seconds_of(daemon.pid());
-    let run = Run {
-        connections: args.connections,
-        window: args.window,
-        duration: Duration::from_secs(args.seconds),
-        rate: None,
-        first_second: 0,
-    };
-    let acked = drive(daemon.addr, &run).await;
-    let caught = catch_up(daemon.http, Duration::from_secs(args.catch_up_limit)).await;
-    let cpu = cpu_seconds_of(daemon.pid()) - cpu_before;
-    let peaks = sampler.finish().await;
+/// The sustained run on every node at once; returns its sustained rate (0 when the followers
+/// did not catch up). `nats` are the NATS servers' pids, whose CPU time is reported beside.
+async fn sustained(daemons: &[Daemon], args: &Args, nats: &[u32]) -> u64 {
+    let samplers: Vec<Sampler> = daemons.iter().map(|d| Sampler::start(d.http, d.pid())).collect();
+    let daemon_pids: Vec<u32> = daemons.iter().map(Daemon::pid).collect();
+    let cpu_of = |pids: &[u32]| pids.iter().map(|&pid| cpu_seconds_of(pid)).sum::<f64>();
+    let cpu_before = (cpu_of(&daemon_pids), cpu_of(nats));
+    let acked = drive_all(daemons, args).await;
+    let https: Vec<SocketAddr> = daemons.iter().map(|d| d.http).collect();
+    let caught = catch_up_all(&https, Duration::from_secs(args.catch_up_limit)).await;
+    let cpu = cpu_of(&daemon_pids) - cpu_before.0;
+    let nats_cpu = cpu_of(nats) - cpu_before.1;
+    let mut node_peaks = Vec::new();
+    for sampler in samplers {
+        node_peaks.push(sampler.finish().await);
+    }
+    let peaks = merged(&node_peaks);
     println!("acknowledged: {}", acked.summary());
     println!(
         "followers (lag in records, peak/at the end of the load): {}; caught up {} after the load",
@@ -154,18 +180,61 @@ async fn sustained(daemon: &Daemon, args: &Args) -> u64 {
     } else {
         0
     };
+    let rss: Vec<String> = node_peaks.iter().map(|p| (p.rss >> 20).to_string()).collect();
     println!(
         "sustained: {} frames applied by every follower in {:.1} s = {rate} frames/s; daemon peak RSS {} MiB",
         acked.acked,
         whole.as_secs_f64(),
-        peaks.rss >> 20
+        rss.join(" and ")
     );
-    // What the daemon spent per frame, ingest and every follower: steadier than the rates when
+    // What the daemons spent per frame, ingest and every follower: steadier than the rates when
     // other work shares the machine.
     #[expect(clippy::cast_precision_loss, reason = "a frame count")]
-    let per_frame_us = cpu * 1e6 / acked.acked.max(1) as f64;
-    println!("daemon CPU over load and catch-up: {cpu:.1} s = {per_frame_us:.2} µs per frame");
+    let per_frame_us = |seconds: f64| seconds * 1e6 / acked.acked.max(1) as f64;
+    let who = if daemons.len() > 1 { "daemons'" } else { "daemon" };
+    println!("{who} CPU over load and catch-up: {cpu:.1} s = {:.2} µs per frame", per_frame_us(cpu));
+    if !nats.is_empty() {
+        println!("NATS servers' CPU over the same time: {nats_cpu:.1} s = {:.2} µs per frame", per_frame_us(nats_cpu));
+    }
     rate
+}
+
+/// Drives every node at once with its share of the connections, each node's frames dated apart.
+async fn drive_all(daemons: &[Daemon], args: &Args) -> Outcome {
+    let connections = (args.connections / daemons.len()).max(1);
+    let drives: Vec<_> = (0u64..)
+        .zip(daemons)
+        .map(|(node, daemon)| {
+            let run = Run {
+                connections,
+                window: args.window,
+                duration: Duration::from_secs(args.seconds),
+                rate: None,
+                first_second: node * NODE_SPACING_SECONDS,
+            };
+            let addr = daemon.addr;
+            tokio::spawn(async move { drive(addr, &run).await })
+        })
+        .collect();
+    let mut all = Outcome::default();
+    for drive in drives {
+        let outcome = drive.await.expect("a node's loggers");
+        all.acked += outcome.acked;
+        all.elapsed = all.elapsed.max(outcome.elapsed);
+        all.latencies.extend(outcome.latencies);
+    }
+    all.latencies.sort_unstable();
+    all
+}
+
+/// The nodes' peaks as one: lags named `node/follower` when there are several.
+fn merged(node_peaks: &[Peaks]) -> Peaks {
+    let lags: Vec<_> = node_peaks.iter().map(|p| p.lags.clone()).collect();
+    Peaks {
+        rss: node_peaks.iter().map(|p| p.rss).max().unwrap_or(0),
+        connections: node_peaks.iter().map(|p| p.connections).sum(),
+        lags: named(&lags),
+    }
 }
 
 async fn idle_memory(daemon: &Daemon, addr: SocketAddr, count: usize) {

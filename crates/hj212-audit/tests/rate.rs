@@ -700,7 +700,7 @@ async fn the_union_of_two_nodes_counts_an_hour_both_received_once() {
     b.stop().await.unwrap();
 
     let from = BeijingTime::from_unix_millis(start).to_seconds_string();
-    let to = BeijingTime::from_unix_millis(today_midnight()).to_seconds_string();
+    let to = BeijingTime::from_unix_millis(start + 24 * HOUR).to_seconds_string();
     let (a_data, b_data) = (a_dir.join("data"), b_dir.join("data"));
     assert_eq!(received(std::slice::from_ref(&a_data), &from, &to), 4);
     assert_eq!(received(std::slice::from_ref(&b_data), &from, &to), 4);

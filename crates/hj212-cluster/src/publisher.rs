@@ -4,16 +4,18 @@
 //! failure or restart within `duplicate_window_secs`).
 //!
 //! A batch's messages are handed to the NATS client in order; their acknowledgements are
-//! awaited on the daemon's runtime while the next batches go out (up to `max_in_flight`).
+//! awaited on the daemon's runtime, batch after batch, while the next batches go out (up to
+//! `max_in_flight`).
 //! `confirmed` moves, strictly in order, past each batch the stream has stored: connections
 //! with `ack_after = "cluster"` wait on it. When the stream does not answer (no quorum, a
 //! leader election, NATS down) the batch fails, the runner backs off, and the records are
 //! published again from the confirmed position; the duplicates are dropped by the stream.
 
 use std::collections::VecDeque;
+use std::future::IntoFuture;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::jetstream::{self, context::PublishError, publish::PublishAck};
 use hj212_follow::{Cursor, FollowError, Follower, Interpreted};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
@@ -126,15 +128,24 @@ impl Publisher {
     }
 }
 
-/// Waits for a batch's acknowledgements, then for the batch before it to be confirmed, and
+/// Waits for the batch before to be confirmed, then for this batch's acknowledgements, and
 /// moves `confirmed` to the batch's last record.
-async fn confirm(
-    acks: Vec<PublishAckFuture>,
+async fn confirm<Ack>(
+    acks: Vec<Ack>,
     previous: u64,
     last: u64,
     confirmed: watch::Sender<u64>,
     metrics: PublisherMetrics,
-) -> Result<(), FollowError> {
+) -> Result<(), FollowError>
+where
+    Ack: IntoFuture<Output = Result<PublishAck, PublishError>>,
+{
+    // An acknowledgement's timeout runs from when it is awaited. Awaited only after the batches
+    // before it, it measures the stream's answer to this batch, not the queue ahead of it: with
+    // `max_in_flight` batches out, a busy stream made healthy batches time out and go out again.
+    // A batch before this one that fails is published again after it, and this one with it.
+    let mut waiting = confirmed.subscribe();
+    waiting.wait_for(|&at| at >= previous).await?;
     let mut duplicates = 0;
     let published = acks.len() as u64;
     for ack in acks {
@@ -144,9 +155,6 @@ async fn confirm(
     }
     metrics.stored.increment(published - duplicates);
     metrics.duplicates.increment(duplicates);
-    // A batch before this one failed: this one is published again after it.
-    let mut waiting = confirmed.subscribe();
-    waiting.wait_for(|&at| at >= previous).await?;
     confirmed.send_if_modified(|at| {
         let moved = last > *at;
         *at = (*at).max(last);
@@ -190,5 +198,48 @@ impl Follower for Publisher {
         self.settle(true)?;
         self.cursor.advance(*self.confirmed.borrow())?;
         self.position()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::jetstream::context::PublishErrorKind;
+    use tokio::time::Instant;
+
+    /// Like the client's: answered at `at`, timing out `TIMEOUT` after it is first awaited.
+    fn answered_at(at: Instant) -> std::pin::Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>> {
+        const TIMEOUT: Duration = Duration::from_secs(1);
+        Box::pin(async move {
+            let timed_out = tokio::time::timeout(TIMEOUT, tokio::time::sleep_until(at)).await.is_err();
+            if timed_out { Err(PublishError::new(PublishErrorKind::TimedOut)) } else { Ok(PublishAck::default()) }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_behind_others_is_given_its_time_once_they_are_stored() {
+        // Eight batches of three out at once; the stream stores one batch every 400 ms, in order.
+        let start = Instant::now();
+        let (confirmed, _) = watch::channel(0);
+        let tasks: Vec<_> = (1..=8u64)
+            .map(|batch| {
+                let acks = (0..3).map(|_| answered_at(start + Duration::from_millis(400 * batch))).collect();
+                let (previous, last) = ((batch - 1) * 3, batch * 3);
+                tokio::spawn(confirm(acks, previous, last, confirmed.clone(), PublisherMetrics::default()))
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("joined").expect("no acknowledgement timed out");
+        }
+        assert_eq!(*confirmed.borrow(), 24);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_does_not_answer_fails_the_batch() {
+        let (confirmed, _) = watch::channel(0);
+        let never = Instant::now() + Duration::from_secs(3600);
+        let outcome = confirm(vec![answered_at(never)], 0, 1, confirmed.clone(), PublisherMetrics::default()).await;
+        assert!(outcome.is_err_and(|e| e.to_string().contains("timed out")));
+        assert_eq!(*confirmed.borrow(), 0);
     }
 }

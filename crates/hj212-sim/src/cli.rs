@@ -156,8 +156,9 @@ pub struct Cli {
     /// commands (so that a gap-recovery sweep can fetch what was dropped), then closes.
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     linger: u64,
-    /// Percent of the 2061 and 2031 uploads lost on the wire: never written, never resent by the
-    /// station (as a Flag=4 logger would not), but kept in its history (dropped_uploads).
+    /// Percent of the 2061 and 2031 uploads lost on the wire: never written, never resent, but
+    /// kept in the station's history (dropped_uploads). Above 0 the 2017 stations upload with
+    /// Flag=4 (no 9014 asked for, so none learns of a loss), their history answers too.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     drop_percent: f64,
     /// Percent of the stations that refuse every history request with 9011 QnRtn=2

@@ -60,8 +60,9 @@ pub struct Faults {
     pub clock_drift_sites: Option<usize>,
     pub reconnect_storm: bool,
     pub sticky: bool,
-    /// Share of the 2061 and 2031 uploads the link loses: never written, never resent by the
-    /// station (as a Flag=4 logger would not), but kept in its history.
+    /// Share of the 2061 and 2031 uploads the link loses: never written, never resent, but kept
+    /// in the station's history. Above 0 the 2017 stations are Flag=4 loggers (no 9014 asked for,
+    /// so none learns of a loss), their answers to history requests too.
     pub drop_percent: f64,
     /// Share of the stations that refuse every history request (QnRtn=2).
     pub refuse_history_percent: f64,

@@ -157,6 +157,8 @@ fn spec(options: &Options, index: usize, answers: HostAnswers) -> StationSpec {
         password,
         profile,
         version: if v2005 { Version::Hj212_2005 } else { Version::Hj212_2017 },
+        // Links that lose uploads silently are those of Flag=4 loggers: no 9014 tells them of a loss.
+        asks_acks: faults.drop_percent == 0.0,
         dialect: if index < faults.crc_dialect_sites { faults.crc_dialect } else { CrcDialect::Hj212 },
         drift_secs: if drifts { faults.clock_drift_secs } else { 0 },
         answers,

@@ -50,6 +50,9 @@ pub struct StationSpec {
     pub profile: Profile,
     /// `Hj212_2017` (Flag=5, QN, 9014 awaited) or `Hj212_2005` (no QN, no Flag, 2005 codes).
     pub version: Version,
+    /// A 2017 station's data uploads set Flag bit A (Flag=5): it waits for each 9014 and
+    /// resends. Without it (Flag=4) the host sends no 9014 and the logger never learns of a loss.
+    pub asks_acks: bool,
     pub dialect: CrcDialect,
     /// How far the logger's clock is off (seconds, positive = ahead).
     pub drift_secs: i64,
@@ -185,6 +188,7 @@ impl Station {
         let drift = if due.kind == RecordKind::RealTime { self.drift_ms } else { 0 };
         let data_time = BeijingTime::from_unix_millis(due.data_time_ms + drift).to_seconds_string();
         let v2017 = !self.spec.is_2005();
+        let wants_ack = v2017 && self.spec.asks_acks;
         let split = v2017 && due.kind == RecordKind::RealTime && self.rng.chance(faults.split_percent);
         let readings = &values.readings;
         let parts: Vec<&[Reading]> =
@@ -199,7 +203,8 @@ impl Station {
                 cn: due.kind.cn(),
                 pw: &self.spec.password,
                 mn: &self.spec.mn,
-                flag: v2017.then_some(if split { 7 } else { 5 }),
+                // Version bits 000001 (4), D for a split record (2), A when it waits for a 9014 (1).
+                flag: v2017.then_some(4 | if split { 2 } else { 0 } | u8::from(wants_ack)),
                 packet: split.then_some((pnum, pno)),
             };
             let cp = frame::data_cp(&data_time, part, !v2017);
@@ -218,14 +223,7 @@ impl Station {
                 };
                 self.history.keep(due.kind.cn(), held);
             }
-            frames.push(OutFrame {
-                cn: due.kind.cn(),
-                qn,
-                bytes,
-                corrupted,
-                wants_ack: v2017,
-                factors: part.len() as u64,
-            });
+            frames.push(OutFrame { cn: due.kind.cn(), qn, bytes, corrupted, wants_ack, factors: part.len() as u64 });
         }
         Built { frames, exceeded: values.exceeded, flagged: values.flagged }
     }
@@ -243,7 +241,8 @@ mod tests {
     pub(super) fn spec(profile: Profile, version: Version, dialect: CrcDialect) -> StationSpec {
         let mn = "SIM000000000000000000007".to_owned();
         let password = "654321".into();
-        StationSpec { index: 7, mn, password, profile, version, dialect, drift_secs: 0, answers: HostAnswers::Normal }
+        let answers = HostAnswers::Normal;
+        StationSpec { index: 7, mn, password, profile, version, asks_acks: true, dialect, drift_secs: 0, answers }
     }
 
     pub(super) fn setup(bad_crc_percent: f64, split_percent: f64) -> StationSetup {

@@ -25,6 +25,8 @@ struct Seen {
     cn: u16,
     qn: Option<String>,
     cp: String,
+    /// Flag bit A: the station asked for a 9014.
+    asks_ack: bool,
 }
 
 /// The host's end of one station connection.
@@ -47,12 +49,13 @@ impl Host {
             if let Some(FrameEvent::Frame(frame)) = self.codec.decode(&mut self.buf).unwrap() {
                 let text = std::str::from_utf8(frame.data()).unwrap();
                 let packet = Packet::parse(text).unwrap();
-                if packet.wants_ack() {
+                let asks_ack = packet.wants_ack();
+                if asks_ack {
                     self.stream.write_all(&encode::data_response(&ReplyTo::from(&packet)).unwrap()).await.unwrap();
                 }
                 packet.mn.clone_into(&mut self.mn);
                 let qn = packet.qn.map(str::to_owned);
-                return Some(Seen { cn: packet.cn.code(), qn, cp: packet.cp.to_owned() });
+                return Some(Seen { cn: packet.cn.code(), qn, cp: packet.cp.to_owned(), asks_ack });
             }
             if self.stream.read_buf(&mut self.buf).await.unwrap() == 0 {
                 return None;
@@ -163,7 +166,7 @@ async fn refusing_station_answers_qnrtn_2_only() {
     drop(host);
     let summary = run.await.unwrap();
 
-    assert_eq!(answer, [Seen { cn: 9011, qn: Some(REQUEST_QN.into()), cp: "QnRtn=2".into() }]);
+    assert_eq!(answer, [Seen { cn: 9011, qn: Some(REQUEST_QN.into()), cp: "QnRtn=2".into(), asks_ack: false }]);
     assert_eq!(summary.sites[0].host_answers, "refuses-history");
     let c = &summary.totals;
     assert_eq!((c.history_requests, c.history_refused, c.history_answered, c.records_resent), (1, 1, 0, 0));
@@ -187,6 +190,8 @@ async fn dropped_upload_is_absent_on_the_wire_but_held() {
         ["20260301000000", "20260301010000", "20260301020000", "20260301030000", "20260301040000", "20260301050000"]
     );
     assert_eq!(answer.last().map(|s| s.cp.as_str()), Some("ExeRtn=1"));
+    let asking: Vec<&Seen> = uploads.iter().chain(&answer).filter(|s| s.asks_ack).collect();
+    assert!(asking.is_empty(), "a lossy link's logger is a Flag=4 logger, its answers too: {asking:#?}");
     let c = &summary.totals;
     assert_eq!((c.dropped_uploads, c.records_resent, c.frames.get(&2061)), (6, 6, None));
     // Hourly 2011 and half-hourly 2051 records, plus the six recovered hours: six factors each.

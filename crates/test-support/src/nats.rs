@@ -59,6 +59,11 @@ impl NatsCluster {
         self.servers.iter().map(|s| format!("nats://{}", s.client)).collect()
     }
 
+    /// The process ids of the servers running now (a benchmark counts their CPU time).
+    pub fn pids(&self) -> Vec<u32> {
+        self.servers.iter().filter_map(|s| s.child.as_ref().map(Child::id)).collect()
+    }
+
     /// The index of the server named `name` (`n1` is 0).
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.servers.iter().position(|s| s.name == name)

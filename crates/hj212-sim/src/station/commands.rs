@@ -202,7 +202,7 @@ impl Station {
     fn upload(&mut self, packet: &Packet<'_>, cn: u16, cp: &str, now_ms: i64, new_rows: u64) -> Option<AnswerFrame> {
         let v2017 = !self.spec.is_2005();
         // The host answers data uploads only (protocol notes §5), so only they ask for a 9014.
-        let wants_ack = v2017 && Cn::from_code(cn).is_data_upload();
+        let wants_ack = v2017 && self.spec.asks_acks && Cn::from_code(cn).is_data_upload();
         let qn = v2017.then(|| packet.qn.map_or_else(|| self.next_qn(now_ms), str::to_owned));
         let header = Header {
             qn: qn.as_deref(),
