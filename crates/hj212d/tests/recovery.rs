@@ -18,6 +18,19 @@ fn hour_start(ms: i64) -> i64 {
     hj212_compliance::Basis::Hour.period_start(ms)
 }
 
+/// Now, or the start of the next hour when less than a minute of this one is left: a test that
+/// looks back from the current hour must not see it end (the hour it uploaded nothing for
+/// would then be a past one).
+async fn now_not_near_an_hour_end() -> i64 {
+    let now = hj212_archive::now_ms();
+    let next = hour_start(now) + H;
+    if next - now < 60_000 {
+        tokio::time::sleep(Duration::from_millis(u64::try_from(next - now + 100).unwrap_or(0))).await;
+        return hj212_archive::now_ms();
+    }
+    now
+}
+
 fn hourly(mn: &str, qn: &str, start_ms: i64) -> Vec<u8> {
     let time = BeijingTime::from_unix_millis(start_ms).to_seconds_string();
     frame(&format!("QN={qn};ST=31;CN=2061;PW={PW};MN={mn};Flag=5;CP=&&DataTime={time};a21026-Avg=35.2,a21026-Flag=N&&"))
@@ -56,7 +69,7 @@ async fn a_missing_hour_is_fetched_from_the_logger_and_a_refusing_logger_is_back
         config.recovery.bases = vec![RecoveryBasis::Hour];
     })
     .await;
-    let now = hj212_archive::now_ms();
+    let now = now_not_near_an_hour_end().await;
     let missing = hour_start(now) - 2 * H;
     let mut logger = daemon.client().await;
     upload_all_but(&mut logger, MN, now, missing).await;
