@@ -15,7 +15,8 @@ use std::collections::VecDeque;
 use std::future::IntoFuture;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishError, publish::PublishAck};
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::{self, publish::PublishAck};
 use hj212_follow::{Cursor, FollowError, Follower, Interpreted};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
@@ -149,7 +150,7 @@ where
     let mut duplicates = 0;
     let published = acks.len() as u64;
     for ack in acks {
-        if ack.await?.duplicate {
+        if ack.await.map_err(explained)?.duplicate {
             duplicates += 1;
         }
     }
@@ -161,6 +162,22 @@ where
         moved
     });
     Ok(())
+}
+
+/// The client's error, with what it means here for the operator who reads it in the log.
+fn explained(error: PublishError) -> FollowError {
+    let meaning = match error.kind() {
+        PublishErrorKind::StreamNotFound => {
+            "no server of the stream answered: it has no leader yet (just created, or a server restarted) or it was \
+             deleted"
+        }
+        PublishErrorKind::TimedOut => {
+            "the stream did not store the batch within publish_timeout_secs of the batches before it: no quorum, a \
+             leader election, or NATS unreachable"
+        }
+        _ => return error.into(),
+    };
+    format!("{error} ({meaning}); the batch is published again after the back-off").into()
 }
 
 impl Follower for Publisher {
@@ -204,7 +221,6 @@ impl Follower for Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_nats::jetstream::context::PublishErrorKind;
     use tokio::time::Instant;
 
     /// Like the client's: answered at `at`, timing out `TIMEOUT` after it is first awaited.
@@ -239,7 +255,8 @@ mod tests {
         let (confirmed, _) = watch::channel(0);
         let never = Instant::now() + Duration::from_secs(3600);
         let outcome = confirm(vec![answered_at(never)], 0, 1, confirmed.clone(), PublisherMetrics::default()).await;
-        assert!(outcome.is_err_and(|e| e.to_string().contains("timed out")));
+        let error = outcome.expect_err("timed out").to_string();
+        assert!(error.contains("timed out") && error.contains("publish_timeout_secs"), "{error}");
         assert_eq!(*confirmed.borrow(), 0);
     }
 }
