@@ -107,17 +107,17 @@ pub struct CatchUp {
 
 /// Waits (at most `limit`) until every follower has applied everything acknowledged.
 pub async fn catch_up(http: SocketAddr, limit: Duration) -> CatchUp {
-    catch_up_all(&[http], limit).await
+    catch_up_all(&[http], limit, false).await
 }
 
 /// As [`catch_up`] for the nodes of a cluster, whose followers are named `node/follower`
-/// (1-based). A node's stream readers learn of another node's records only once that node has
-/// published them, and the gauges move every 0.5 s: so with several nodes every lag of every
-/// node must read 0 twice, 600 ms apart (`took` ends at the first of the two).
-pub async fn catch_up_all(nodes: &[SocketAddr], limit: Duration) -> CatchUp {
+/// (1-based) when there are several. A stream reader learns of records from the stream's head,
+/// which trails what the nodes publish, and the gauges move every 0.5 s: so with `confirm`
+/// every lag of every node must read 0 twice, 600 ms apart (`took` ends at the first of the two).
+pub async fn catch_up_all(nodes: &[SocketAddr], limit: Duration, confirm: bool) -> CatchUp {
     let started = Instant::now();
     let at_end = node_lags(nodes);
-    let polls_needed = if nodes.len() > 1 { 2 } else { 1 };
+    let polls_needed = if confirm { 2 } else { 1 };
     let mut zero_since = None;
     let mut zero_polls = 0;
     loop {

@@ -130,7 +130,8 @@ fn main() {
         let mut rate = args.rate.unwrap_or(0);
         if args.seconds > 0 {
             let sustained = sustained(&daemons, &args, &nats_pids).await;
-            rate = args.rate.unwrap_or(sustained / 2);
+            // The paced run loads the first node only: half of its share of the sustained rate.
+            rate = args.rate.unwrap_or(sustained / (2 * u64::from(args.nodes)));
         }
         let daemon = &daemons[0];
         if rate > 0 && args.latency_seconds > 0 {
@@ -160,7 +161,8 @@ async fn sustained(daemons: &[Daemon], args: &Args, nats: &[u32]) -> u64 {
     let cpu_before = (cpu_of(&daemon_pids), cpu_of(nats));
     let acked = drive_all(daemons, args).await;
     let https: Vec<SocketAddr> = daemons.iter().map(|d| d.http).collect();
-    let caught = catch_up_all(&https, Duration::from_secs(args.catch_up_limit)).await;
+    let confirm = args.cluster.is_some();
+    let caught = catch_up_all(&https, Duration::from_secs(args.catch_up_limit), confirm).await;
     let cpu = cpu_of(&daemon_pids) - cpu_before.0;
     let nats_cpu = cpu_of(nats) - cpu_before.1;
     let mut node_peaks = Vec::new();

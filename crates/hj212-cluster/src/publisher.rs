@@ -12,7 +12,6 @@
 //! published again from the confirmed position; the duplicates are dropped by the stream.
 
 use std::collections::VecDeque;
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
@@ -144,7 +143,8 @@ where
     // An acknowledgement's timeout runs from when it is awaited. Awaited only after the batches
     // before it, it measures the stream's answer to this batch, not the queue ahead of it: with
     // `max_in_flight` batches out, a busy stream made healthy batches time out and go out again.
-    // A batch before this one that fails is published again after it, and this one with it.
+    // A batch before this one that fails leaves this task waiting here until `recover` aborts
+    // it; both are then published again.
     let mut waiting = confirmed.subscribe();
     waiting.wait_for(|&at| at >= previous).await?;
     let mut duplicates = 0;
@@ -248,6 +248,22 @@ mod tests {
             task.await.expect("joined").expect("no acknowledgement timed out");
         }
         assert_eq!(*confirmed.borrow(), 24);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_failed_batch_the_next_does_not_move_the_confirmed_position() {
+        let start = Instant::now();
+        let (confirmed, _) = watch::channel(0);
+        let metrics = PublisherMetrics::default;
+        let never = start + Duration::from_secs(3600);
+        let failing = tokio::spawn(confirm(vec![answered_at(never)], 0, 1, confirmed.clone(), metrics()));
+        let stored = vec![answered_at(start + Duration::from_millis(10))];
+        let next = tokio::spawn(confirm(stored, 1, 2, confirmed.clone(), metrics()));
+        assert!(failing.await.expect("joined").is_err());
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!next.is_finished(), "it waits for the failed batch to be published again");
+        assert_eq!(*confirmed.borrow(), 0);
+        next.abort();
     }
 
     #[tokio::test(start_paused = true)]

@@ -78,8 +78,8 @@ pub struct Cluster {
     pub ack_timeout_ms: u64,
     /// Publish batches (of `[followers] batch_records`) awaiting the stream's acks at once.
     pub max_in_flight: usize,
-    /// A publish the stream has not acknowledged in this time (from when the batches before it
-    /// were stored) fails, and is retried.
+    /// A publish the stream has not acknowledged in this time (from the acknowledgement before it
+    /// in its batch; a batch's first, from when the batches before were stored) fails, and is retried.
     pub publish_timeout_secs: u64,
     /// `/readyz` reports degraded beyond this many records not yet in the stream.
     pub degraded_lag_records: u64,

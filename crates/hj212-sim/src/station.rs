@@ -48,7 +48,7 @@ pub struct StationSpec {
     pub mn: String,
     pub password: String,
     pub profile: Profile,
-    /// `Hj212_2017` (Flag=5, QN, 9014 awaited) or `Hj212_2005` (no QN, no Flag, 2005 codes).
+    /// `Hj212_2017` (QN, Flag with the 2017 version bits) or `Hj212_2005` (no QN, no Flag, 2005 codes).
     pub version: Version,
     /// A 2017 station's data uploads set Flag bit A (Flag=5): it waits for each 9014 and
     /// resends. Without it (Flag=4) the host sends no 9014 and the logger never learns of a loss.
@@ -310,6 +310,21 @@ mod tests {
         assert_eq!(codes, ["B01", "011", "060", "101", "065", "001"]);
         assert_eq!(station.spec.site(10).factors, codes);
         assert_eq!(station.spec.site(10).crc, CrcSetting::Modbus);
+    }
+
+    #[test]
+    fn a_station_that_asks_for_no_9014_sends_flag_4_and_6() {
+        let mut spec = spec(Profile::Gas, Version::Hj212_2017, CrcDialect::Hj212);
+        spec.asks_acks = false;
+        for (split_percent, flag) in [(0.0, 4), (100.0, 6)] {
+            let mut station = Station::new(spec.clone(), setup(0.0, split_percent), Rng::new(1));
+            let due = dues()[0];
+            for frame in station.build(&due, due.send_ms).frames {
+                let (packet, _) = parse(&frame.bytes);
+                assert_eq!(packet.flag.map(|f| f.0), Some(flag));
+                assert!(!packet.wants_ack() && !frame.wants_ack);
+            }
+        }
     }
 
     #[test]
