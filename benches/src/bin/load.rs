@@ -169,7 +169,8 @@ async fn sustained(daemons: &[Daemon], args: &Args, nats: &[u32]) -> u64 {
     for sampler in samplers {
         node_peaks.push(sampler.finish().await);
     }
-    let peaks = merged(&node_peaks);
+    let node_lags: Vec<_> = node_peaks.iter().map(|p| p.lags.clone()).collect();
+    let peaks = Peaks { lags: named(&node_lags), ..Peaks::default() };
     println!("acknowledged: {}", acked.summary());
     println!(
         "followers (lag in records, peak/at the end of the load): {}; caught up {} after the load",
@@ -227,16 +228,6 @@ async fn drive_all(daemons: &[Daemon], args: &Args) -> Outcome {
     }
     all.latencies.sort_unstable();
     all
-}
-
-/// The nodes' peaks as one: lags named `node/follower` when there are several.
-fn merged(node_peaks: &[Peaks]) -> Peaks {
-    let lags: Vec<_> = node_peaks.iter().map(|p| p.lags.clone()).collect();
-    Peaks {
-        rss: node_peaks.iter().map(|p| p.rss).max().unwrap_or(0),
-        connections: node_peaks.iter().map(|p| p.connections).sum(),
-        lags: named(&lags),
-    }
 }
 
 async fn idle_memory(daemon: &Daemon, addr: SocketAddr, count: usize) {

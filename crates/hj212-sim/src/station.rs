@@ -6,7 +6,7 @@ mod commands;
 
 use hj212_config::{CrcSetting, RateRules, Site};
 use hj212_proto::crc::CrcDialect;
-use hj212_proto::model::Version;
+use hj212_proto::model::{Flag, Version};
 use hj212_proto::time::BeijingTime;
 
 pub use self::commands::{Answer, AnswerFrame, Incoming, Outcome};
@@ -203,8 +203,7 @@ impl Station {
                 cn: due.kind.cn(),
                 pw: &self.spec.password,
                 mn: &self.spec.mn,
-                // Version bits 000001 (4), D for a split record (2), A when it waits for a 9014 (1).
-                flag: v2017.then_some(4 | if split { 2 } else { 0 } | u8::from(wants_ack)),
+                flag: v2017.then(|| Flag::for_version(self.spec.version).with_split(split).with_ack(wants_ack).0),
                 packet: split.then_some((pnum, pno)),
             };
             let cp = frame::data_cp(&data_time, part, !v2017);

@@ -76,6 +76,12 @@ impl Flag {
     pub fn with_ack(self, ack: bool) -> Self {
         if ack { Self(self.0 | Self::ACK) } else { Self(self.0 & !Self::ACK) }
     }
+
+    /// This flag with the D bit set as given.
+    #[must_use]
+    pub fn with_split(self, split: bool) -> Self {
+        if split { Self(self.0 | Self::SPLIT) } else { Self(self.0 & !Self::SPLIT) }
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +99,7 @@ mod tests {
         assert_eq!(Flag(0xFC).version(), Version::Other(63));
         assert_eq!(Flag::for_version(Version::Hj212_2017).0, 4);
         assert_eq!(Flag::for_version(Version::Hj212_2025).with_ack(true).0, 9);
+        assert_eq!(Flag::for_version(Version::Hj212_2017).with_split(true).with_ack(true).0, 7);
+        assert_eq!(Flag(7).with_split(false).0, 5);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hj212_proto::Packet;
 use hj212_proto::encode::{self, EncodeError, ReplyTo};
-use hj212_proto::model::Cn;
+use hj212_proto::model::{Cn, Flag};
 use hj212_proto::time::BeijingTime;
 
 use super::{HostAnswers, OutFrame, Station};
@@ -210,7 +210,7 @@ impl Station {
             cn,
             pw: &self.spec.password,
             mn: &self.spec.mn,
-            flag: v2017.then_some(if wants_ack { 5 } else { 4 }),
+            flag: v2017.then(|| Flag::for_version(self.spec.version).with_ack(wants_ack).0),
             packet: None,
         };
         let segment = frame::upload_segment(&header, cp);
